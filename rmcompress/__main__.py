@@ -1,0 +1,3 @@
+from rmcompress.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""The one module that imports TensorFlow and tf_keras (Keras 2 API).
+
+Every other module does ``from rmcompress._keras import tf, keras``. tensorflow-model-optimization
+only works with tf_keras, so the models the suite trains and compresses are tf_keras models; Keras 3
+appears only where keras-nlp tokenizers and backbones are read (``rmcompress.data.tokenizer`` and
+``rmcompress.models.backbones``). We import ``tf_keras`` directly, so nothing depends on the
+``TF_USE_LEGACY_KERAS`` environment variable.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+__all__ = ["tf", "keras"]

@@ -1,0 +1,8 @@
+"""Allowed values shared by the CLI and the library (no heavy imports here: the CLI reads these
+before TensorFlow is imported, so its log noise can be silenced first)."""
+TASKS = ("pointwise", "pairwise")
+ARCHITECTURES = ("transformer", "cnn", "bow")
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
+EXPORT_FORMATS = ("savedmodel", "tflite")
+POINTWISE_LOSSES = ("bce", "mse", "mae")
+KEEP_SIDES = ("start", "end")

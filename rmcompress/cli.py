@@ -1,0 +1,72 @@
+"""``rmcompress`` command line: one subcommand per pipeline stage.
+
+Exit codes: 0 on success; 2 on bad input, with one line on stderr that names the file, line, key
+or layer (no traceback unless ``--debug``); 1 on an unexpected internal error. TensorFlow's log
+noise is silenced unless ``--verbose``. Each subcommand lives in ``rmcompress.commands.<name>``
+and provides ``add_parser(subparsers)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+COMMANDS = ["train", "export", "evaluate", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rmcompress", description="Train, shrink, compress and export reward models for edge devices.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show TensorFlow's own log output")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"rmcompress.commands.{name}")
+        p = module.add_parser(sub, [common])
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad flags
+    if args.version:
+        from rmcompress import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from rmcompress import _quiet
+
+    if not args.verbose:
+        _quiet.silence()
+    from rmcompress.errors import RMCompressError
+
+    try:
+        if not args.verbose:
+            _quiet.quiet_python_loggers()
+        return int(args._module.run(args) or 0)
+    except RMCompressError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"rmcompress {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rmcompress {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: say so, one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"rmcompress {args.command}: internal error: {type(e).__name__}: {e} "
+              f"(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""``rmcompress evaluate``: accuracy, size, FLOPs, params, latency of any artifact on a data file."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub, parents):
+    p = sub.add_parser("evaluate", parents=parents, help="evaluate a model directory, SavedModel or .tflite",
+                       description="Evaluate an artifact on a data file (quality, size, FLOPs, latency).")
+    p.add_argument("--model", required=True, help="model directory, SavedModel directory, export directory or .tflite")
+    p.add_argument("--data", required=True, help="data file of the model's task")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--latency-runs", type=int, default=200, help="timed runs (0: skip latency)")
+    p.add_argument("--max-examples", type=int, default=None, help="evaluate a seeded random subset")
+    return p
+
+
+def run(args) -> int:
+    from rmcompress.evaluate.evaluate import evaluate
+    from rmcompress.evaluate.table import format_table
+
+    report = evaluate(args.model, args.data, latency_runs=args.latency_runs, max_examples=args.max_examples)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_table([{"name": report["artifact"], **report}]))
+    return 0

@@ -1,0 +1,27 @@
+"""``rmcompress export``: model directory -> SavedModel + TFLite, parity-checked and measured."""
+from __future__ import annotations
+
+
+def add_parser(sub, parents):
+    from rmcompress.choices import QUANTIZE_MODES
+
+    p = sub.add_parser("export", parents=parents, help="export a model directory to SavedModel/TFLite",
+                       description="Export to SavedModel and/or TFLite; checks parity with the Keras model.")
+    p.add_argument("--model", required=True, help="model directory (from train/compress)")
+    p.add_argument("--out", required=True, help="export directory to write")
+    p.add_argument("--format", default="savedmodel,tflite", help="comma-separated: savedmodel,tflite")
+    p.add_argument("--quantize", default="none", choices=QUANTIZE_MODES)
+    p.add_argument("--latency-runs", type=int, default=200)
+    p.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    from rmcompress.evaluate.table import format_table
+    from rmcompress.export.exporter import export_model
+
+    report = export_model(args.model, args.out, args.format, args.quantize, overwrite=args.overwrite,
+                          latency_runs=args.latency_runs)
+    print(format_table([{"name": str(args.out), **report}]))
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,67 @@
+"""``rmcompress train``: data file -> trained reward model directory with report.json."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rmcompress.choices import ARCHITECTURES
+
+
+def add_parser(sub, parents):
+    p = sub.add_parser("train", parents=parents, help="train a reward model on a data file",
+                       description="Train a reward model; writes a model directory with report.json.")
+    p.add_argument("--data", required=True, help="CSV, TSV, JSONL or Parquet file (optionally .gz)")
+    p.add_argument("--task", required=True, choices=["pointwise", "pairwise"])
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    g = p.add_argument_group("architecture")
+    g.add_argument("--arch", default="transformer", choices=ARCHITECTURES)
+    g.add_argument("--width", type=int, default=64, help="embedding/model width")
+    g.add_argument("--depth", type=int, default=2, help="transformer blocks")
+    g.add_argument("--heads", type=int, default=4, help="attention heads per block")
+    g.add_argument("--ffn", type=int, default=128, help="feed-forward units per block")
+    g.add_argument("--filters", type=int, default=64, help="cnn filters per kernel size")
+    g.add_argument("--hidden", type=int, default=64, help="bow hidden units")
+    g.add_argument("--dropout", type=float, default=0.1)
+    g = p.add_argument_group("tokeniser")
+    g.add_argument("--seq-len", type=int, default=None, help="tokens per text (default 64 pointwise, 256 pairwise)")
+    g.add_argument("--truncate", choices=["start", "end"], default=None,
+                   help="which part of a long text to keep (default: start pointwise, end pairwise)")
+    g.add_argument("--vocab-size", type=int, default=8000)
+    g.add_argument("--no-lowercase", dest="lowercase", action="store_false")
+    g = p.add_argument_group("data")
+    g.add_argument("--text-column", default=None)
+    g.add_argument("--label-column", default=None)
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--split", dest="split_mode", choices=["random", "disjoint"], default="random",
+                   help="disjoint: drop training texts contained in a validation text (SST-2 phrases)")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--loss", choices=["bce", "mse", "mae"], default=None,
+                   help="pointwise loss (default: bce for 0/1 labels, else mse)")
+    g.add_argument("--center-coefficient", type=float, default=0.0, help="pairwise reward centering c")
+    g.add_argument("--epochs", type=int, default=3)
+    g.add_argument("--max-steps", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--learning-rate", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0: off)")
+    return p
+
+
+def train_config_from_args(args):
+    from rmcompress.training.trainer import TrainConfig
+
+    return TrainConfig.from_dict(vars(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from rmcompress.evaluate.table import format_table
+    from rmcompress.training.trainer import train
+
+    cfg = train_config_from_args(args)
+    result = train(args.data, cfg, args.out, overwrite=args.overwrite,
+                   verbose=1 if sys.stdout.isatty() else 2)
+    print(format_table([{"name": str(args.out), **result.report}]))
+    print(f"wrote {args.out}")
+    return 0

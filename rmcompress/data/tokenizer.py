@@ -1,0 +1,146 @@
+"""WordPiece tokenisation (keras-nlp) to fixed-length int32 token-id matrices.
+
+Contract: id 0 is ``[PAD]`` and id 1 is ``[UNK]``; every text becomes exactly ``seq_len`` ids,
+padded with 0 at the end. Texts longer than ``seq_len`` tokens are truncated keeping the
+``"start"`` (pointwise default) or the ``"end"`` (pairwise default: the final assistant turn decides).
+Saved as ``vocab.txt`` (one token a line) plus ``tokenizer.json`` (lowercase, strip_accents,
+seq_len, keep). keras-nlp is Keras 3; its tokenizer is used only as a tf.data/tf.function op.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from rmcompress._keras import tf
+from rmcompress.errors import ModelError, UsageError
+from rmcompress.fileio import atomic_write_text, read_json, write_json
+
+PAD, UNK = "[PAD]", "[UNK]"
+RESERVED = [PAD, UNK]
+from rmcompress.choices import KEEP_SIDES
+
+
+@dataclass
+class TokenizerConfig:
+    seq_len: int = 64
+    keep: str = "start"
+    lowercase: bool = True
+    strip_accents: bool = True
+
+    def __post_init__(self):
+        if self.keep not in KEEP_SIDES:
+            raise UsageError(f"truncation side {self.keep!r} unknown; allowed: {', '.join(KEEP_SIDES)}")
+        if int(self.seq_len) < 1:
+            raise UsageError(f"sequence length {self.seq_len} must be >= 1")
+
+
+class Tokenizer:
+    """A trained WordPiece vocabulary plus the fixed-length encoding rules of one model."""
+
+    def __init__(self, vocabulary: Sequence[str], config: TokenizerConfig | None = None):
+        vocabulary = list(vocabulary)
+        if vocabulary[:2] != RESERVED:
+            raise ModelError(f"vocabulary must start with {RESERVED}, starts with {vocabulary[:2]}")
+        self.vocabulary = vocabulary
+        self.config = config or TokenizerConfig()
+        self._layer = None
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8000, config: TokenizerConfig | None = None,
+              ) -> "Tokenizer":
+        """Learn a WordPiece vocabulary of at most ``vocab_size`` tokens from ``texts``."""
+        import keras_nlp
+
+        config = config or TokenizerConfig()
+        if vocab_size < len(RESERVED) + 1:
+            raise UsageError(f"vocabulary size {vocab_size} too small (need >= {len(RESERVED) + 1})")
+        ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(1024)
+        vocab = keras_nlp.tokenizers.compute_word_piece_vocabulary(
+            ds, vocabulary_size=vocab_size, lowercase=config.lowercase,
+            strip_accents=config.strip_accents, reserved_tokens=RESERVED)
+        return cls(vocab, config)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Tokenizer":
+        d = Path(directory)
+        vocab_path, cfg_path = d / "vocab.txt", d / "tokenizer.json"
+        for p in (vocab_path, cfg_path):
+            if not p.is_file():
+                raise ModelError(f"{d}: missing {p.name} (the tokeniser is saved beside the model)")
+        vocab = vocab_path.read_text(encoding="utf-8").split("\n")
+        if vocab and vocab[-1] == "":
+            vocab = vocab[:-1]
+        try:
+            cfg = TokenizerConfig(**read_json(cfg_path))
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"{cfg_path}: invalid tokenizer settings ({e})") from None
+        return cls(vocab, cfg)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        d = Path(directory)
+        atomic_write_text(d / "vocab.txt", "\n".join(self.vocabulary) + "\n")
+        write_json(d / "tokenizer.json", asdict(self.config))
+
+    # -- encoding ---------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.config.seq_len)
+
+    @property
+    def layer(self):
+        """The keras-nlp ``WordPieceTokenizer`` (ragged output); built on first use."""
+        if self._layer is None:
+            import keras_nlp
+
+            with tf.init_scope():  # eager even when first touched inside a tf.function
+                self._layer = keras_nlp.tokenizers.WordPieceTokenizer(
+                    vocabulary=self.vocabulary, lowercase=self.config.lowercase,
+                    strip_accents=self.config.strip_accents, oov_token=UNK, dtype="int32")
+        return self._layer
+
+    def tokenize_tf(self, texts: tf.Tensor) -> tf.Tensor:
+        """Graph-friendly: a 1-D string tensor -> ``[batch, seq_len]`` int32 ids (tf.data safe)."""
+        ragged = self.layer.tokenize(texts)
+        if not isinstance(ragged, tf.RaggedTensor):
+            ragged = tf.RaggedTensor.from_tensor(ragged)
+        ragged = tf.cast(ragged, tf.int32)
+        n = self.seq_len
+        if self.config.keep == "end":
+            ragged = ragged[:, -n:]
+        else:
+            ragged = ragged[:, :n]
+        return ragged.to_tensor(default_value=0, shape=[None, n])
+
+    def encode(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:
+        """Encode a list of strings into an ``[n, seq_len]`` int32 numpy array."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.seq_len), np.int32)
+        out = []
+        fn = tf.function(self.tokenize_tf, input_signature=[tf.TensorSpec([None], tf.string)])
+        for i in range(0, len(texts), batch_size):
+            out.append(fn(tf.constant(texts[i:i + batch_size])).numpy())
+        return np.concatenate(out, axis=0)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids -> text with WordPiece ``##`` continuations joined (padding dropped)."""
+        words: list[str] = []
+        for i in ids:
+            i = int(i)
+            if i == 0:
+                continue
+            tok = self.vocabulary[i] if 0 <= i < len(self.vocabulary) else UNK
+            if tok.startswith("##") and words:
+                words[-1] += tok[2:]
+            else:
+                words.append(tok)
+        return " ".join(words)

@@ -1,0 +1,108 @@
+"""``export_model()``: model directory -> SavedModel and/or TFLite, checked and measured.
+
+Output directory layout::
+
+    OUT/saved_model/     SavedModel (signatures ``serving_default`` over ids, ``score_text`` over strings)
+    OUT/model.tflite     TFLite over int32 ``token_ids [batch, seq_len]`` -> reward ``[batch, 1]``
+    OUT/vocab.txt, OUT/tokenizer.json   the tokeniser an edge app re-implements or loads
+    OUT/metadata.json    task, seq_len, lowercase, truncation side, quantize, flops/params of the model
+    OUT/report.json      parity against the Keras float model, sizes, latency, flops, params
+
+The TFLite file is run with the LiteRT interpreter on the validation sample stored in the model
+directory (or ``parity_ids``) and compared with the Keras model; a float export that differs by
+more than 1e-4 raises :class:`ExportError` and nothing is written.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from rmcompress.complexity import count
+from rmcompress.errors import ExportError, UsageError
+from rmcompress.evaluate.latency import measure_latency
+from rmcompress.evaluate.size import file_sizes
+from rmcompress.export import savedmodel, tflite
+from rmcompress.export.parity import check_parity, parity_metrics
+from rmcompress.fileio import atomic_dir, write_json
+from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, load_samples
+
+from rmcompress.choices import EXPORT_FORMATS as FORMATS
+TFLITE_FILE = "model.tflite"
+SAVEDMODEL_DIR = "saved_model"
+EXPORT_FORMAT = "rmcompress.export"
+
+
+def parse_formats(formats) -> list[str]:
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsageError(f"--format {','.join(formats) or '(empty)'}: allowed formats are {', '.join(FORMATS)}")
+    return list(dict.fromkeys(formats))
+
+
+def export_metadata(bundle: RewardModelBundle, quantize: str, complexity: dict) -> dict:
+    tok = bundle.tokenizer.config
+    return {"format": EXPORT_FORMAT, "task": bundle.task, "loss": bundle.metadata.get("loss"),
+            "seq_len": int(tok.seq_len), "truncate": tok.keep, "lowercase": bool(tok.lowercase),
+            "strip_accents": bool(tok.strip_accents), "quantize": quantize,
+            "input": {"name": "token_ids", "dtype": "int32", "shape": [-1, int(tok.seq_len)],
+                      "padding_id": 0},
+            "output": {"name": "reward", "dtype": "float32", "shape": [-1, 1]},
+            "source_model": str(bundle.path) if bundle.path else None, **complexity}
+
+
+def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: str = "none",
+                 parity_ids: np.ndarray | None = None, calibration_ids: np.ndarray | None = None,
+                 overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None) -> dict:
+    """Export ``model`` (a model directory path or a loaded bundle); return the report dict."""
+    formats = parse_formats(formats)
+    bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
+    samples = load_samples(bundle.path) if bundle.path else {}
+    if parity_ids is None:
+        parity_ids = samples.get("validation_ids")
+    if calibration_ids is None:
+        calibration_ids = samples.get("calibration_ids")
+    if parity_ids is None or len(parity_ids) == 0:
+        raise ExportError(f"{bundle.path}: no validation sample for the parity check (samples.npz); "
+                          "pass parity_ids")
+    parity_ids = np.asarray(parity_ids, np.int32)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
+
+    complexity = count(bundle.model).as_dict()
+    reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
+    report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        if "tflite" in formats:
+            flat = tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
+            runner = tflite.TFLiteRunner(flat)
+            metrics = parity_metrics(reference, runner.score(parity_ids))
+            check_parity(metrics, quantize, what=f"{out_dir / TFLITE_FILE}")
+            (tmp / TFLITE_FILE).write_bytes(flat)
+            report.update(metrics)
+            report.update(file_sizes(tmp / TFLITE_FILE))
+            if latency_runs:
+                report.update(measure_latency(runner, parity_ids, runs=latency_runs))
+        if "savedmodel" in formats:
+            savedmodel.save(bundle.model, bundle.tokenizer, tmp / SAVEDMODEL_DIR)
+            sm = savedmodel.SavedModelRunner(tmp / SAVEDMODEL_DIR)
+            sm_metrics = parity_metrics(reference, sm.score(parity_ids))
+            if sm_metrics["parity_max_abs_diff"] > 1e-4:
+                raise ExportError(f"{out_dir / SAVEDMODEL_DIR}: SavedModel differs from the Keras model by "
+                                  f"{sm_metrics['parity_max_abs_diff']:.3g}")
+            report["savedmodel_parity_max_abs_diff"] = sm_metrics["parity_max_abs_diff"]
+            report["savedmodel_size_bytes"] = file_sizes(tmp / SAVEDMODEL_DIR)["size_bytes"]
+            if "tflite" not in formats:
+                report["parity_max_abs_diff"] = sm_metrics["parity_max_abs_diff"]
+                report.update(file_sizes(tmp / SAVEDMODEL_DIR))
+        bundle.tokenizer.save(tmp)
+        write_json(tmp / "metadata.json", export_metadata(bundle, quantize, complexity))
+        if extra_report:
+            report.update(extra_report)
+        write_json(tmp / "report.json", report)
+    return report
+

@@ -1,0 +1,116 @@
+"""Keras scorer -> TFLite flatbuffer, and a thin LiteRT (ai-edge-litert) runner.
+
+The TFLite model takes ``token_ids`` int32 ``[batch, seq_len]`` (batch dimension resizable) and
+returns the reward ``[batch, 1]`` float32. ``quantize``:
+
+- ``none``: float32;  ``float16``: float16 weights (dequantised at load);
+- ``dynamic``: int8 weights, float activations (dynamic-range quantisation);
+- ``int8``: int8 weights and activations calibrated on ``representative_ids`` (integer kernels; the
+  int32 ids input and float reward output stay as they are);
+- ``int16x8``: int16 activations, int8 weights (more precise activations than ``int8``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+
+from rmcompress._keras import keras, tf
+from rmcompress.errors import ExportError, ModelError
+
+from rmcompress.choices import QUANTIZE_MODES
+
+
+def serving_function(model: keras.Model, seq_len: int | None = None):
+    """A ``tf.function`` over ``token_ids [None, seq_len]`` int32 returning the reward."""
+    seq_len = seq_len if seq_len is not None else model.input_shape[1]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, seq_len], tf.int32, name="token_ids")])
+    def score(token_ids):
+        return {"reward": model(token_ids, training=False)}
+
+    return score
+
+
+def convert(model: keras.Model, quantize: str = "none", representative_ids: np.ndarray | None = None,
+            seq_len: int | None = None) -> bytes:
+    """Convert ``model`` to a TFLite flatbuffer (see module docstring for ``quantize``)."""
+    if quantize not in QUANTIZE_MODES:
+        raise ExportError(f"quantize mode {quantize!r} unknown; allowed: {', '.join(QUANTIZE_MODES)}")
+    fn = serving_function(model, seq_len)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantize in ("int8", "int16x8"):
+        if representative_ids is None or len(representative_ids) == 0:
+            raise ExportError(f"quantize={quantize} needs representative token ids for calibration")
+        reps = np.asarray(representative_ids, np.int32)
+
+        def representative() -> Iterable[list]:
+            for row in reps:
+                yield [row[np.newaxis, :]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        if quantize == "int16x8":
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        return converter.convert()
+    except Exception as e:  # the converter raises ConverterError and others
+        raise ExportError(f"TFLite conversion ({quantize}) failed: {str(e).splitlines()[0][:300]}") from None
+
+
+class TFLiteRunner:
+    """Runs a ``.tflite`` reward model with the LiteRT interpreter (what edge apps use)."""
+
+    def __init__(self, model: bytes | str | os.PathLike, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            if isinstance(model, (bytes, bytearray)):
+                self.interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+            else:
+                self.interpreter = Interpreter(model_path=str(model), num_threads=num_threads)
+        except (ValueError, RuntimeError) as e:
+            where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
+            raise ModelError(f"{where}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"TFLite model has {len(inputs)} inputs/{len(outputs)} outputs; expected 1/1")
+        self._in, self._out = inputs[0], outputs[0]
+        self.seq_len = int(self._in["shape"][1])
+        self._batch = None
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            self.interpreter.resize_tensor_input(self._in["index"], [batch, self.seq_len], strict=False)
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+
+    def invoke(self, ids: np.ndarray) -> np.ndarray:
+        """One call on a batch already resized (used by the latency timer)."""
+        self.interpreter.set_tensor(self._in["index"], ids)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out["index"])
+
+    def score(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Rewards ``[n]`` for ids ``[n, seq_len]``."""
+        ids = np.asarray(ids, np.int32)
+        if ids.ndim != 2 or ids.shape[1] != self.seq_len:
+            raise ModelError(f"TFLite model expects ids of shape [n, {self.seq_len}], got {ids.shape}")
+        out = []
+        for i in range(0, len(ids), batch_size):
+            chunk = ids[i:i + batch_size]
+            self._resize(len(chunk))
+            out.append(np.asarray(self.invoke(chunk)).reshape(-1))
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def prepare_single(self) -> None:
+        self._resize(1)

@@ -1,0 +1,150 @@
+"""Reward-model architectures: int32 token ids ``[B, seq_len]`` -> scalar reward ``[B, 1]``.
+
+All three are functional tf_keras models built from named layers (so the complexity registry,
+shrinking, pruning and quantisation can find every part by name):
+
+``transformer``  token embedding + position embedding; ``depth`` pre-LN blocks
+                 ``x += Attn(LN(x))``, ``x += W2 act(W1 LN(x))``; final LN; masked mean; Dense(1).
+``cnn``          token embedding (padding zeroed); parallel 'valid' Conv1D of each kernel size with
+                 ReLU; masked max over time; concatenation; Dense(1).
+``bow``          token embedding; masked mean; Dense(hidden, ReLU); Dense(1).
+
+Per-block/per-conv sizes may be lists (a shrunk model has uneven blocks). Layer names:
+``token_embedding``, ``position_embedding``, ``block{i}_attn_norm``, ``block{i}_attn``,
+``block{i}_attn_residual``, ``block{i}_ffn_norm``, ``block{i}_ffn_in``, ``block{i}_ffn_out``,
+``block{i}_ffn_residual``, ``final_norm``, ``conv{k}``, ``pool``, ``hidden``, ``reward``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from rmcompress._keras import keras
+from rmcompress.errors import ModelError
+from rmcompress.models import layers as L
+
+from rmcompress.choices import ARCHITECTURES  # noqa: F401  (re-exported)
+
+
+@dataclass
+class ArchConfig:
+    """Everything needed to rebuild a model's graph (weights are stored separately)."""
+
+    arch: str = "transformer"
+    vocab_size: int = 8000
+    seq_len: int = 64
+    width: int = 64
+    depth: int = 2
+    heads: int | list = 4
+    head_dim: int = 16
+    ffn: int | list = 128
+    activation: str = "relu"
+    dropout: float = 0.1
+    kernel_sizes: list = field(default_factory=lambda: [3, 4, 5])
+    filters: int | list = 64
+    hidden: int = 64
+    norm_epsilon: float = 1e-6
+    block_present: list | None = None  # transformer: False = block removed (skip connection only)
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ModelError(f"architecture {self.arch!r} unknown; allowed: {', '.join(ARCHITECTURES)}")
+        for name in ("vocab_size", "seq_len", "width"):
+            if int(getattr(self, name)) < 1:
+                raise ModelError(f"architecture setting {name}={getattr(self, name)} must be >= 1")
+        if self.depth < 0:
+            raise ModelError(f"architecture setting depth={self.depth} must be >= 0")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ModelError(f"architecture setting dropout={self.dropout} must be in [0, 1)")
+        self.kernel_sizes = [int(k) for k in self.kernel_sizes]
+
+    def per_block(self, name: str) -> list[int]:
+        """``heads``/``ffn`` as one int per block (an int setting is repeated ``depth`` times)."""
+        v = getattr(self, name)
+        vals = [int(x) for x in v] if isinstance(v, (list, tuple)) else [int(v)] * self.depth
+        if len(vals) != self.depth:
+            raise ModelError(f"architecture setting {name} has {len(vals)} entries for depth {self.depth}")
+        return vals
+
+    def per_conv(self) -> list[int]:
+        v = self.filters
+        vals = [int(x) for x in v] if isinstance(v, (list, tuple)) else [int(v)] * len(self.kernel_sizes)
+        if len(vals) != len(self.kernel_sizes):
+            raise ModelError(f"architecture setting filters has {len(vals)} entries for "
+                             f"{len(self.kernel_sizes)} kernel sizes")
+        return vals
+
+    def blocks_present(self) -> list[bool]:
+        return [True] * self.depth if self.block_present is None else [bool(b) for b in self.block_present]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"unknown architecture settings {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+def build_reward_model(config: ArchConfig | dict, name: str | None = None) -> keras.Model:
+    """Build the untrained scorer for ``config`` (see module docstring for the graphs)."""
+    if isinstance(config, dict):
+        config = ArchConfig.from_dict(config)
+    ids = keras.Input(shape=(config.seq_len,), dtype="int32", name="token_ids")
+    mask = L.PaddingMask(name="padding_mask")(ids)
+    x = keras.layers.Embedding(config.vocab_size, config.width, name="token_embedding")(ids)
+    builder = {"transformer": _transformer, "cnn": _cnn, "bow": _bow}[config.arch]
+    pooled = builder(config, x, mask)
+    reward = keras.layers.Dense(1, name="reward")(pooled)
+    return keras.Model(ids, reward, name=name or f"{config.arch}_reward_model")
+
+
+def _transformer(c: ArchConfig, x, mask):
+    x = L.PositionEmbedding(c.seq_len, name="position_embedding")(x)
+    if c.dropout:
+        x = keras.layers.Dropout(c.dropout, name="embedding_dropout")(x)
+    for i, (h, f, present) in enumerate(zip(c.per_block("heads"), c.per_block("ffn"), c.blocks_present())):
+        if not present:
+            continue
+        if h > 0:
+            y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_attn_norm")(x)
+            y = L.MultiHeadSelfAttention(h, c.head_dim, name=f"block{i}_attn")([y, mask])
+            if c.dropout:
+                y = keras.layers.Dropout(c.dropout, name=f"block{i}_attn_dropout")(y)
+            x = keras.layers.Add(name=f"block{i}_attn_residual")([x, y])
+        if f > 0:
+            y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
+            y = keras.layers.Dense(f, activation=c.activation, name=f"block{i}_ffn_in")(y)
+            y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
+            if c.dropout:
+                y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
+            x = keras.layers.Add(name=f"block{i}_ffn_residual")([x, y])
+    x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name="final_norm")(x)
+    return L.MaskedMeanPooling(name="pool")([x, mask])
+
+
+def _cnn(c: ArchConfig, x, mask):
+    x = L.ApplyMask(name="embedding_mask")([x, mask])
+    pooled = []
+    for k, n in zip(c.kernel_sizes, c.per_conv()):
+        if n <= 0:
+            continue
+        y = keras.layers.Conv1D(n, k, padding="valid", activation="relu", name=f"conv{k}")(x)
+        pooled.append(L.MaskedMaxPooling(name=f"pool{k}")([y, mask]))
+    if not pooled:
+        raise ModelError("cnn: every convolution has 0 filters")
+    y = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pool")(pooled)
+    if c.dropout:
+        y = keras.layers.Dropout(c.dropout, name="pool_dropout")(y)
+    return y
+
+
+def _bow(c: ArchConfig, x, mask):
+    y = L.MaskedMeanPooling(name="pool")([x, mask])
+    if c.hidden > 0:
+        y = keras.layers.Dense(c.hidden, activation="relu", name="hidden")(y)
+    if c.dropout:
+        y = keras.layers.Dropout(c.dropout, name="hidden_dropout")(y)
+    return y

@@ -1,0 +1,178 @@
+"""The project's own small, serialisable tf_keras layers (no ``Lambda`` anywhere).
+
+Padding convention: token id 0 is padding; :class:`PaddingMask` turns ids into a float 0/1 mask
+of shape ``[batch, time]`` that the other layers take as a second input. No layer uses a huge
+constant (such as -1e9) for masking: attention sets masked scores to exactly ``-mask_bound``
+(default 30, so ``exp(-30)`` ~ 1e-13 relative weight) and the pooling layers mask by multiplication,
+which keeps every tensor's range bounded for int8 calibration.
+"""
+from __future__ import annotations
+
+import math
+
+from rmcompress._keras import keras, tf
+
+PACKAGE = "rmcompress"
+register = keras.utils.register_keras_serializable(package=PACKAGE)
+
+
+@register
+class PaddingMask(keras.layers.Layer):
+    """``ids [B, T] int`` -> ``mask [B, T] float32``: 1 for real tokens (id != 0), 0 for padding."""
+
+    def call(self, ids):
+        return tf.cast(tf.not_equal(ids, 0), self.compute_dtype)
+
+
+@register
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position table: ``y[b, t] = x[b, t] + P[t]`` for ``t < max_length``."""
+
+    def __init__(self, max_length: int, initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = int(max_length)
+        self.initializer = keras.initializers.get(initializer)
+
+    def build(self, input_shape):
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings", shape=(self.max_length, int(input_shape[-1])),
+            initializer=self.initializer)
+        super().build(input_shape)
+
+    def call(self, x):
+        length = tf.shape(x)[1]
+        return x + self.position_embeddings[tf.newaxis, :length, :]
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length,
+                "initializer": keras.initializers.serialize(self.initializer)}
+
+
+@register
+class ApplyMask(keras.layers.Layer):
+    """``(x [B, T, d], mask [B, T])`` -> ``x * mask[..., None]`` (zeroes padded positions)."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        return x * tf.expand_dims(mask, -1)
+
+
+@register
+class MaskedMeanPooling(keras.layers.Layer):
+    """``(x [B, T, d], mask [B, T])`` -> ``sum_t m_t x_t / max(sum_t m_t, 1)`` of shape ``[B, d]``."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        total = tf.reduce_sum(x * tf.expand_dims(mask, -1), axis=1)
+        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+        return total / count
+
+
+@register
+class MaskedMaxPooling(keras.layers.Layer):
+    """``(x [B, T', d], mask [B, T])`` -> ``max_t`` over positions ``t < T'`` whose mask is 1.
+
+    Masked positions are replaced by ``floor`` (selection by multiplication: ``x*m + floor*(1-m)``);
+    with ``floor=0`` this is exact for non-negative inputs such as ReLU outputs. ``T' <= T`` allows a
+    'valid' convolution's shorter output: output position ``t`` is kept when token ``t`` is real.
+    """
+
+    def __init__(self, floor: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.floor = float(floor)
+
+    def call(self, inputs):
+        x, mask = inputs
+        m = tf.expand_dims(mask[:, : tf.shape(x)[1]], -1)
+        if self.floor:
+            x = x * m + self.floor * (1.0 - m)
+        else:
+            x = x * m
+        return tf.reduce_max(x, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "floor": self.floor}
+
+
+@register
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Masked multi-head self-attention with plain matmuls (TFLite: FULLY_CONNECTED + BATCH_MATMUL).
+
+    ``(x [B, T, d], mask [B, T])`` -> ``[B, T, output_dim]``::
+
+        q, k, v = x Wq + bq, x Wk + bk, x Wv + bv          (each [B, T, H*dh], split into H heads)
+        s = q k^T / sqrt(dh)                               ([B, H, T, T])
+        s = s * m + (m - 1) * mask_bound                   (masked keys get exactly -mask_bound)
+        y = concat_h(softmax(s) v) Wo + bo
+
+    Prunable unit groups: heads (slices of Wq, Wk, Wv columns and Wo rows). ``head_gate`` (optional
+    third input ``[H]``) multiplies each head's context before ``Wo``; used by gated training.
+    """
+
+    def __init__(self, num_heads: int, head_dim: int, output_dim: int | None = None,
+                 mask_bound: float = 30.0, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.head_dim = int(head_dim)
+        self.output_dim = None if output_dim is None else int(output_dim)
+        self.mask_bound = float(mask_bound)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        x_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and \
+            isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
+        d = int(x_shape[-1])
+        inner = self.num_heads * self.head_dim
+        out = self.output_dim or d
+        def init(shape, dtype=None):  # a fresh initializer per kernel: distinct random values
+            fresh = self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
+            return fresh(shape, dtype=dtype)
+
+        self.query_kernel = self.add_weight(name="query_kernel", shape=(d, inner), initializer=init)
+        self.query_bias = self.add_weight(name="query_bias", shape=(inner,), initializer="zeros")
+        self.key_kernel = self.add_weight(name="key_kernel", shape=(d, inner), initializer=init)
+        self.key_bias = self.add_weight(name="key_bias", shape=(inner,), initializer="zeros")
+        self.value_kernel = self.add_weight(name="value_kernel", shape=(d, inner), initializer=init)
+        self.value_bias = self.add_weight(name="value_bias", shape=(inner,), initializer="zeros")
+        self.output_kernel = self.add_weight(name="output_kernel", shape=(inner, out), initializer=init)
+        self.output_bias = self.add_weight(name="output_bias", shape=(out,), initializer="zeros")
+        super().build(input_shape)
+
+    @staticmethod
+    def _project(x, kernel, bias):
+        return tf.tensordot(x, kernel, axes=1) + bias
+
+    def _split_heads(self, t, batch, length):
+        t = tf.reshape(t, [batch, length, self.num_heads, self.head_dim])
+        return tf.transpose(t, [0, 2, 1, 3])
+
+    def call(self, inputs):
+        x, mask = inputs[0], inputs[1]
+        head_gate = inputs[2] if len(inputs) > 2 else None
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        q = self._split_heads(self._project(x, self.query_kernel, self.query_bias), batch, length)
+        k = self._split_heads(self._project(x, self.key_kernel, self.key_bias), batch, length)
+        v = self._split_heads(self._project(x, self.value_kernel, self.value_bias), batch, length)
+        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
+        m = mask[:, tf.newaxis, tf.newaxis, :]
+        scores = scores * m + (m - 1.0) * self.mask_bound
+        weights = tf.nn.softmax(scores, axis=-1)
+        context = tf.matmul(weights, v)  # [B, H, T, dh]
+        if head_gate is not None:
+            context = context * tf.reshape(head_gate, [1, self.num_heads, 1, 1])
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                             [batch, length, self.num_heads * self.head_dim])
+        return self._project(context, self.output_kernel, self.output_bias)
+
+    def get_prunable_weights(self):
+        return [self.query_kernel, self.key_kernel, self.value_kernel, self.output_kernel]
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
+                "output_dim": self.output_dim, "mask_bound": self.mask_bound,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (
+    PaddingMask, PositionEmbedding, ApplyMask, MaskedMeanPooling, MaskedMaxPooling,
+    MultiHeadSelfAttention)}
