@@ -59,16 +59,8 @@ def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
 
     df = rows_to_frame(rows)
     atomic_write_text(out / "report.csv", df.to_csv(index=False))
-    atomic_write_text(out / "report.md", df.to_markdown(index=False) if _has_tabulate() else df.to_string(index=False))
+    atomic_write_text(out / "report.md", df.to_markdown(index=False))
     return rows
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def run(args) -> int:

@@ -33,8 +33,9 @@ def add_parser(sub, parents):
     g.add_argument("--text-column", default=None)
     g.add_argument("--label-column", default=None)
     g.add_argument("--val-fraction", type=float, default=0.1)
-    g.add_argument("--split", dest="split_mode", choices=["random", "disjoint"], default="random",
-                   help="disjoint: drop training texts contained in a validation text (SST-2 phrases)")
+    g.add_argument("--split", dest="split_mode", choices=["random", "disjoint", "sentences"], default="random",
+                   help="disjoint: drop training texts contained in a validation text (SST-2 phrases); "
+                        "sentences: also draw validation only from full texts (not part of another)")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("optimisation")
     g.add_argument("--loss", choices=["bce", "mse", "mae"], default=None,

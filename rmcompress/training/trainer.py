@@ -23,6 +23,7 @@ from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
 from rmcompress.errors import UsageError
 from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.models.modeldir import RewardModelBundle, save_model_dir, save_samples
+from rmcompress.training.callbacks import BestWeightsEarlyStopping
 from rmcompress.training.model import RewardTrainingModel, monitor_metric
 
 DEFAULT_SEQ_LEN = {"pointwise": 64, "pairwise": 256}
@@ -177,8 +178,7 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     cbs = list(callbacks)
     monitor, mode = monitor_metric(cfg.task, loss)
     if ds_val is not None and cfg.patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience,
-                                                 restore_best_weights=True))
+        cbs.append(BestWeightsEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
     t_fit = time.time()
     hist = model.fit(ds_train, validation_data=ds_val, epochs=epochs, steps_per_epoch=steps_per_epoch,
                      callbacks=cbs, verbose=verbose)
