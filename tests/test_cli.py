@@ -64,3 +64,12 @@ def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
     assert e.value.code == 0 and cmd in capsys.readouterr().out
+
+
+def test_public_api_is_importable():
+    import rmcompress
+    from rmcompress import TrainConfig, evaluate, export_model, load_model_dir, train  # noqa: F401
+
+    for name in rmcompress.__all__:
+        assert getattr(rmcompress, name) is not None
+    assert TrainConfig().arch == "transformer" and callable(train.__call__) and train.__doc__
