@@ -21,13 +21,22 @@ def require(path: Path) -> Path:
     return path
 
 
+def _fmt(x: float) -> str:
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3f}" if abs(x) >= 0.01 or x == 0 else f"{x:.4f}"
+
+
 def mean_sd(values) -> str:
+    """'mean +- sd' (sample sd over seeds); just the value when there is one or no spread."""
     import numpy as np
 
     v = np.asarray(list(values), float)
-    if len(v) == 1:
-        return f"{v[0]:.3f}"
-    return f"{v.mean():.3f} +- {v.std(ddof=1):.3f}"
+    if len(v) == 1 or v.std() == 0:
+        return _fmt(v.mean())
+    return f"{_fmt(v.mean())} +- {_fmt(v.std(ddof=1))}"
 
 
 def summarise(df, by, metrics):
