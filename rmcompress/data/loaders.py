@@ -285,3 +285,19 @@ def infer_task(path) -> str:
     if task is None:
         raise DataError(f"{path}: cannot tell the task from its columns; pass --task")
     return task
+
+
+SKIP_REASONS = {"empty_text": "with empty or whitespace-only text",
+                "chosen_equals_rejected": "whose chosen text equals the rejected one"}
+
+
+def data_notes(source, skipped: dict | None, truncated: int = 0) -> list[str]:
+    """One-line notes on what loading skipped or cut (the CLI prints them on stderr; the same
+    counts are in ``report.json`` as ``skipped_rows`` and ``truncated_texts``)."""
+    notes = []
+    if skipped:
+        parts = [f"{n} {SKIP_REASONS.get(k, k)}" for k, n in skipped.items()]
+        notes.append(f"{source}: skipped {sum(skipped.values())} rows ({'; '.join(parts)})")
+    if truncated:
+        notes.append(f"{source}: cut {truncated} over-long texts to the character limit")
+    return notes
