@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress.complexity import count
 from rmcompress.errors import ExportError, UsageError
 from rmcompress.evaluate.latency import measure_latency
 from rmcompress.evaluate.size import file_sizes
@@ -27,7 +26,7 @@ from rmcompress.export import savedmodel, tflite
 from rmcompress.export.parity import check_parity, parity_metrics
 from rmcompress import faults
 from rmcompress.fileio import atomic_dir, check_destination, write_json
-from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, load_samples
+from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
 
 from rmcompress.choices import EXPORT_FORMATS as FORMATS
 TFLITE_FILE = "model.tflite"
@@ -75,7 +74,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
     parity_ids = np.asarray(parity_ids, np.int32)
     out_dir = Path(out_dir)
 
-    complexity = count(bundle.model).as_dict()
+    complexity = count_model(bundle.model, bundle.path or "model").as_dict()
     reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
     report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
