@@ -150,3 +150,66 @@ def test_fuzz_found_cases_are_data_errors():
         p.write_bytes(raw)
         with pytest.raises(RMCompressError):
             load_data(p, "pointwise")
+
+
+# -- recipes: the YAML reader and the schema checker ----------------------------------------------
+from rmcompress.errors import RecipeError  # noqa: E402
+from rmcompress.validation import Field, check_order, parse_yaml, validate  # noqa: E402
+
+RECIPE_SCHEMA = {
+    "name": Field(str),
+    "epochs": Field(int, default=1, min=1),
+    "budget": Field(float, default=None, nullable=True, min=0, min_exclusive=True),
+    "prune": Field(dict, default=None, nullable=True, schema={
+        "sparsity": Field(float, min=0, max=1, max_exclusive=True),
+        "schedule": Field(str, default="constant", choices=("constant", "polynomial"))}),
+    "passes": Field(list, default=[], unique=True, items=Field(str, choices=("fuse", "prune", "quantize"))),
+    "extra": Field((int, str, list), default=None, nullable=True, items=Field(object)),
+}
+YAML_TOKENS = st.sampled_from(["name", "epochs", "budget", "prune", "sparsity", "schedule", "passes", ":", ": ",
+                               "\n", "  ", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "<<: ", "!!python/name:os.system",
+                               "~", ".nan", "1e3", "0.5", "-1", "yes", "'", '"', "#", "---", "%TAG", "\t", "?"])
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=200), st.lists(YAML_TOKENS, max_size=40).map("".join)))
+def test_recipe_text_raises_only_recipe_errors(text):
+    try:
+        data = parse_yaml(text, "fuzz.yaml")
+    except RecipeError as e:
+        assert "\n" not in str(e)
+        return
+    try:
+        validate(data, RECIPE_SCHEMA, "fuzz.yaml")
+    except RecipeError as e:
+        assert "\n" not in str(e)
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                       lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+                           st.one_of(st.sampled_from(list(RECIPE_SCHEMA) + ["sparsity", "schedule"]),
+                                     st.text(max_size=5), st.integers()), kids, max_size=4), max_leaves=20)
+
+
+@FUZZ
+@given(value=st.one_of(JSONISH, st.fixed_dictionaries({"name": st.text(max_size=5)},
+                                                       optional={k: JSONISH for k in RECIPE_SCHEMA if k != "name"})))
+def test_recipe_values_raise_only_recipe_errors(value):
+    try:
+        out = validate(value, RECIPE_SCHEMA, "fuzz")
+    except RecipeError as e:
+        assert "\n" not in str(e)
+        return
+    assert set(out) == set(RECIPE_SCHEMA)
+    if out["prune"] is not None:
+        assert 0 <= out["prune"]["sparsity"] < 1
+
+
+@FUZZ
+@given(names=st.lists(st.sampled_from(["fuse", "prune", "cluster", "quantize", "distil", ""]), max_size=6))
+def test_check_order_raises_only_recipe_errors(names):
+    try:
+        check_order(names, ("fuse", "prune", "cluster", "quantize"))
+    except RecipeError:
+        return
+    assert names == sorted(names, key=["fuse", "prune", "cluster", "quantize"].index)
