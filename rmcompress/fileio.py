@@ -40,6 +40,16 @@ _TMP_RE = re.compile(r"^\.rmc-tmp-(new|old|file)-(\d+)-([0-9a-f]{8})-(.+)$")
 ARTIFACT_MARKERS = ("report.json", "metadata.json", "model.keras", "model.tflite", "saved_model.pb")
 
 
+BACKUP_SUFFIX = ".rmc-backup"
+
+
+def backup_dir_for(out_dir: str | os.PathLike) -> Path:
+    """Where ``train`` keeps the resumable state of a run writing ``out_dir``: ``OUT.rmc-backup``
+    beside it (see ``rmcompress.training.resume``)."""
+    out = Path(out_dir)
+    return out.parent / (out.name + BACKUP_SUFFIX)
+
+
 def tmp_name(kind: str, name: str) -> str:
     """A fresh temporary name for ``name`` (``kind``: new, old or file)."""
     return f"{TMP_PREFIX}{kind}-{os.getpid()}-{secrets.token_hex(4)}-{name}"

@@ -111,3 +111,40 @@ def test_resume_refuses_different_data(tmp_path, pointwise_file, cli):
                      "--resume")
     assert rc == 2 and "data differs" in err
     assert len(data) > 0
+
+
+def test_ctrl_c_keeps_the_backup_and_says_how_to_resume(tmp_path, pointwise_file):
+    """SIGINT (Ctrl-C) mid-training: exit 130, one line naming --resume, no model directory."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    from rmcompress.fileio import backup_dir_for
+
+    out = tmp_path / "model"
+    backup = backup_dir_for(out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("RMCOMPRESS_KILL_AT", None)
+    flags = [a for a in TINY_TRAIN_FLAGS]
+    flags[flags.index("--epochs") + 1] = "500"
+    flags[flags.index("--max-steps") + 1] = "100000"
+    proc = subprocess.Popen([sys.executable, "-m", "rmcompress", "train", "--data", str(pointwise_file), "--task",
+                             "pointwise", "--out", str(out), *flags], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not (backup / "state-0.json").exists() and proc.poll() is None and time.time() - t0 < 240:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rmcompress train: interrupted; continue from the last "
+                                                   "completed epoch with the same command and --resume"), err
+    assert not out.exists() and (backup / "manifest.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rmc-tmp-")]

@@ -52,6 +52,16 @@ def add_parser(sub, parents):
     return p
 
 
+def interrupt_hint(args) -> str | None:
+    """What the CLI says after Ctrl-C: how to continue (the backup survives an interruption)."""
+    from rmcompress.fileio import backup_dir_for
+
+    backup = backup_dir_for(args.out)
+    if (backup / "manifest.json").is_file():
+        return f"continue from the last completed epoch with the same command and --resume (backup in {backup})"
+    return None
+
+
 def train_config_from_args(args):
     from rmcompress.training.trainer import TrainConfig
 

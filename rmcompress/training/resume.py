@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -38,18 +37,12 @@ from rmcompress import faults
 from rmcompress._keras import keras, tf
 from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import UsageError
-from rmcompress.fileio import atomic_write_bytes, read_json, write_json
+from rmcompress.fileio import atomic_write_bytes, backup_dir_for, read_json, write_json
 
-BACKUP_SUFFIX = ".rmc-backup"
 MANIFEST = "manifest.json"
 KERAS_DIR = "keras"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "rmcompress.train-backup"
-
-
-def backup_dir_for(out_dir: str | os.PathLike) -> Path:
-    out = Path(out_dir)
-    return out.parent / (out.name + BACKUP_SUFFIX)
 
 
 def data_fingerprint(data) -> str:
@@ -169,7 +162,10 @@ class Backup:
 
     @property
     def history(self) -> list[dict]:
-        return list(self.state.get("history", []))
+        """Per-epoch logs of the completed epochs, keys in the order Keras logged them."""
+        order = self.state.get("history_keys", [])
+        return [{k: row[k] for k in [*order, *sorted(set(row) - set(order))] if k in row}
+                for row in self.state.get("history", [])]
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -218,7 +214,7 @@ class EpochState(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append({k: float(v) for k, v in (logs or {}).items()})
-        state = {"epoch": int(epoch), "history": self.history}
+        state = {"epoch": int(epoch), "history": self.history, "history_keys": list((logs or {}).keys())}
         es = self.early_stopping
         if es is not None:
             state["early_stopping"] = es.state()

@@ -139,7 +139,7 @@ def _build(model, enc: EncodedData) -> None:
 
 def _merge_history(before: list[dict], after: dict) -> dict:
     """Per-epoch logs saved in the backup + the resumed ``fit``'s history -> one history dict."""
-    keys = list(dict.fromkeys([k for row in before for k in row] + list(after)))
+    keys = list(dict.fromkeys(list(after) + [k for row in before for k in row]))
     return {k: [row.get(k, float("nan")) for row in before] + list(after.get(k, [])) for k in keys}
 
 
