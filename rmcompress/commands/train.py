@@ -13,7 +13,10 @@ def add_parser(sub, parents):
     p.add_argument("--data", required=True, help="CSV, TSV, JSONL or Parquet file (optionally .gz)")
     p.add_argument("--task", required=True, choices=["pointwise", "pairwise"])
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (and discard an interrupted run's backup)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last completed epoch (backup in OUT.rmc-backup)")
     g = p.add_argument_group("architecture")
     g.add_argument("--arch", default="transformer", choices=ARCHITECTURES)
     g.add_argument("--width", type=int, default=64, help="embedding/model width")
@@ -50,6 +53,16 @@ def add_parser(sub, parents):
     return p
 
 
+def interrupt_hint(args) -> str | None:
+    """What the CLI says after Ctrl-C: how to continue (the backup survives an interruption)."""
+    from rmcompress.fileio import backup_dir_for
+
+    backup = backup_dir_for(args.out)
+    if (backup / "manifest.json").is_file():
+        return f"continue from the last completed epoch with the same command and --resume (backup in {backup})"
+    return None
+
+
 def train_config_from_args(args):
     from rmcompress.training.trainer import TrainConfig
 
@@ -57,12 +70,15 @@ def train_config_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from rmcompress.data.loaders import data_notes
     from rmcompress.evaluate.table import format_table
     from rmcompress.training.trainer import train
 
     cfg = train_config_from_args(args)
     result = train(args.data, cfg, args.out, overwrite=args.overwrite,
-                   verbose=1 if sys.stdout.isatty() else 2)
+                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume)
+    for note in data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0)):
+        print(f"rmcompress train: note: {note}", file=sys.stderr)
     print(format_table([{"name": str(args.out), **result.report}]))
     print(f"wrote {args.out}")
     return 0

@@ -72,14 +72,25 @@ class Tokenizer:
         for p in (vocab_path, cfg_path):
             if not p.is_file():
                 raise ModelError(f"{d}: missing {p.name} (the tokeniser is saved beside the model)")
-        vocab = vocab_path.read_text(encoding="utf-8").split("\n")
+        try:
+            with open(vocab_path, encoding="utf-8", newline="") as f:  # tokens are split on \n only
+                vocab = f.read().split("\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelError(f"{vocab_path}: unreadable vocabulary ({e})") from None
         if vocab and vocab[-1] == "":
             vocab = vocab[:-1]
         try:
-            cfg = TokenizerConfig(**read_json(cfg_path))
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"{cfg_path}: invalid tokenizer settings ({e})") from None
-        return cls(vocab, cfg)
+            settings = read_json(cfg_path)
+            if not isinstance(settings, dict):
+                raise ValueError("expected a JSON object")
+            cfg = TokenizerConfig(**settings)
+            int(cfg.seq_len)
+        except (TypeError, ValueError, OSError, UsageError) as e:
+            raise ModelError(f"{cfg_path}: invalid tokenizer settings ({str(e).splitlines()[0][:200]})") from None
+        try:
+            return cls(vocab, cfg)
+        except ModelError as e:
+            raise ModelError(f"{vocab_path}: {e}") from None
 
     def save(self, directory: str | os.PathLike) -> None:
         d = Path(directory)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress.complexity import count
 from rmcompress.errors import ExportError, UsageError
 from rmcompress.evaluate.latency import measure_latency
 from rmcompress.evaluate.size import file_sizes
 from rmcompress.export import savedmodel, tflite
 from rmcompress.export.parity import check_parity, parity_metrics
-from rmcompress.fileio import atomic_dir, write_json
-from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, load_samples
+from rmcompress import faults
+from rmcompress.fileio import atomic_dir, check_destination, write_json
+from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
 
 from rmcompress.choices import EXPORT_FORMATS as FORMATS
 TFLITE_FILE = "model.tflite"
@@ -59,6 +59,9 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                  overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None) -> dict:
     """Export ``model`` (a model directory path or a loaded bundle); return the report dict."""
     formats = parse_formats(formats)
+    if latency_runs < 0:
+        raise UsageError(f"--latency-runs {latency_runs} must be >= 0")
+    check_destination(out_dir, overwrite)  # before any work
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
     samples = load_samples(bundle.path) if bundle.path else {}
     if parity_ids is None:
@@ -70,10 +73,8 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                           "pass parity_ids")
     parity_ids = np.asarray(parity_ids, np.int32)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
 
-    complexity = count(bundle.model).as_dict()
+    complexity = count_model(bundle.model, bundle.path or "model").as_dict()
     reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
     report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -83,6 +84,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
             metrics = parity_metrics(reference, runner.score(parity_ids))
             check_parity(metrics, quantize, what=f"{out_dir / TFLITE_FILE}")
             (tmp / TFLITE_FILE).write_bytes(flat)
+            faults.point("export:after_tflite")
             report.update(metrics)
             report.update(file_sizes(tmp / TFLITE_FILE))
             if latency_runs:

@@ -80,25 +80,38 @@ class TFLiteRunner:
         except (ValueError, RuntimeError) as e:
             where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
             raise ModelError(f"{where}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})") from None
+        self._where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"TFLite model has {len(inputs)} inputs/{len(outputs)} outputs; expected 1/1")
+            raise ModelError(f"{self._where}: TFLite model has {len(inputs)} inputs/{len(outputs)} outputs; "
+                             "expected 1/1")
         self._in, self._out = inputs[0], outputs[0]
+        if len(self._in["shape"]) != 2 or self._in["dtype"] != np.int32:
+            raise ModelError(f"{self._where}: TFLite input is {self._in['dtype'].__name__} "
+                             f"{list(self._in['shape'])}; expected int32 token ids [batch, seq_len]")
         self.seq_len = int(self._in["shape"][1])
         self._batch = None
+        self._resize(1)  # a corrupt graph fails here, not in the middle of a measurement
 
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
-            self.interpreter.resize_tensor_input(self._in["index"], [batch, self.seq_len], strict=False)
-            self.interpreter.allocate_tensors()
+            try:
+                self.interpreter.resize_tensor_input(self._in["index"], [batch, self.seq_len], strict=False)
+                self.interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as e:  # corrupt tensor indices, failed delegate prepare
+                raise ModelError(f"{self._where}: TFLite model cannot be prepared "
+                                 f"({str(e).splitlines()[0][:200]})") from None
             self._batch = batch
 
     def invoke(self, ids: np.ndarray) -> np.ndarray:
         """One call on a batch already resized (used by the latency timer)."""
-        self.interpreter.set_tensor(self._in["index"], ids)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out["index"])
+        try:
+            self.interpreter.set_tensor(self._in["index"], ids)
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._out["index"])
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{self._where}: TFLite model failed to run ({str(e).splitlines()[0][:200]})") from None
 
     def score(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Rewards ``[n]`` for ids ``[n, seq_len]``."""

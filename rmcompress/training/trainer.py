@@ -4,6 +4,10 @@ Steps: load and validate the file; deterministic validation split; train a WordP
 on the *training* texts; encode; build the architecture; fit ``RewardTrainingModel`` with AdamW,
 early stopping on the validation metric (best weights restored); measure on the validation split;
 write the model directory atomically with ``report.json``.
+
+With an output directory, training keeps a backup beside it (``OUT.rmc-backup``, see
+:mod:`rmcompress.training.resume`) that ``resume=True`` continues from after an interruption; it is
+removed once ``OUT`` is complete.
 """
 from __future__ import annotations
 
@@ -20,10 +24,11 @@ from rmcompress.data.loaders import load_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
+from rmcompress import faults
 from rmcompress.errors import UsageError
+from rmcompress.fileio import check_destination
 from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.models.modeldir import RewardModelBundle, save_model_dir, save_samples
-from rmcompress.training.callbacks import BestWeightsEarlyStopping
 from rmcompress.training.model import RewardTrainingModel, monitor_metric
 
 DEFAULT_SEQ_LEN = {"pointwise": 64, "pairwise": 256}
@@ -125,6 +130,19 @@ def evaluate_encoded(model: keras.Model, data: EncodedData, task: str, loss: str
     return quality_metrics(task, r, data.labels, loss)
 
 
+def _build(model, enc: EncodedData) -> None:
+    """Create the training model's variables by calling it on one example."""
+    if not model.built and len(enc):
+        x = enc.inputs()
+        model(x[:1] if enc.task == "pointwise" else {k: v[:1] for k, v in x.items()}, training=False)
+
+
+def _merge_history(before: list[dict], after: dict) -> dict:
+    """Per-epoch logs saved in the backup + the resumed ``fit``'s history -> one history dict."""
+    keys = list(dict.fromkeys(list(after) + [k for row in before for k in row]))
+    return {k: [row.get(k, float("nan")) for row in before] + list(after.get(k, [])) for k in keys}
+
+
 def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingModel:
     """The training wrapper; a hook so complexity-aware training can substitute its own."""
     return RewardTrainingModel(scorer, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient)
@@ -132,17 +150,26 @@ def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingMo
 
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
-          build_training_model=None, metadata_extra: dict | None = None) -> TrainResult:
+          build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
+          backup: bool = True) -> TrainResult:
     """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
-    complexity-aware and distillation training). Returns the bundle, history and report.
+    complexity-aware and distillation training). With ``out_dir`` and ``backup``, progress is backed
+    up after every epoch and ``resume=True`` continues an interrupted run (module docstring).
+    Returns the bundle, history and report.
     """
-    if out_dir is not None and Path(out_dir).exists() and not overwrite:
-        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    from rmcompress.training.resume import Backup, ResumableEarlyStopping, data_fingerprint
+
+    if out_dir is not None:
+        check_destination(out_dir, overwrite)
+    use_backup = out_dir is not None and backup
+    if use_backup:
+        Backup.check(out_dir, resume, overwrite)
     t0 = time.time()
     if isinstance(data, (str, Path)):
-        data = load_data(data, cfg.task, text_column=cfg.text_column, label_column=cfg.label_column)
+        kwargs = {"label_kind": "binary"} if cfg.task == "pointwise" and cfg.loss == "bce" else {}
+        data = load_data(data, cfg.task, text_column=cfg.text_column, label_column=cfg.label_column, **kwargs)
     if data.task != cfg.task:
         raise UsageError(f"data is {data.task} but the task is {cfg.task}")
     loss = "pairwise" if cfg.task == "pairwise" else (cfg.loss or ("bce" if data.label_kind == "binary" else "mse"))
@@ -151,8 +178,19 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
     keras.utils.set_random_seed(cfg.seed)
 
-    tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
-                                TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
+    settings = {**asdict(cfg), "metadata_extra": metadata_extra or {},
+                "training_model": getattr(build_training_model, "__qualname__", None)}
+    bk = None
+    if use_backup:
+        fingerprint = data_fingerprint(data)
+        bk = Backup.open(out_dir, settings, fingerprint, resume)
+    if bk is not None and bk.tokenizer is not None:  # resuming: the interrupted run's vocabulary
+        tokenizer = bk.tokenizer
+    else:
+        tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
+                                    TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
+    if bk is not None:
+        bk.start(tokenizer, settings, fingerprint, str(data.source))
     enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
     arch = cfg.arch_config(tokenizer.vocab_size)
 
@@ -174,21 +212,40 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         model.compile(optimizer=optimizer)
 
     ds_train = enc_train.dataset(cfg.batch_size, shuffle=True, seed=cfg.seed, repeat=True)
+    fit_epochs = epochs
+    if bk is not None and bk.initial_epoch:
+        # the shuffled batch stream is a function of the seed: skip what the completed epochs used
+        ds_train = ds_train.skip(bk.initial_epoch * steps_per_epoch)
+        if bk.state.get("early_stopping", {}).get("stopped_epoch"):
+            fit_epochs = bk.initial_epoch  # it had stopped early: nothing left to run
     ds_val = enc_val.dataset(256) if len(enc_val) else None
     cbs = list(callbacks)
     monitor, mode = monitor_metric(cfg.task, loss)
+    early = None
     if ds_val is not None and cfg.patience > 0:
-        cbs.append(BestWeightsEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+        early = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience,
+                                       restore_best_weights=True)
+    if bk is not None:
+        _build(model, enc_train)  # BackupAndRestore restores into built variables
+        cbs.extend(bk.callbacks(early))
+    elif early is not None:
+        cbs.append(early)
     t_fit = time.time()
-    hist = model.fit(ds_train, validation_data=ds_val, epochs=epochs, steps_per_epoch=steps_per_epoch,
+    hist = model.fit(ds_train, validation_data=ds_val, epochs=fit_epochs, steps_per_epoch=steps_per_epoch,
                      callbacks=cbs, verbose=verbose)
     fit_seconds = time.time() - t_fit
+    faults.point("train:after_fit")
     scorer = model.scorer
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    if bk is not None and bk.initial_epoch:  # the epochs run before the interruption come first
+        history = _merge_history(bk.history, history)
+    epochs_run = len(next(iter(history.values()))) if history else 0
 
     report = {"task": cfg.task, "stage": "train", "arch": cfg.arch, "loss": loss,
               "n_train": len(enc_train), "n_examples": len(enc_val),
-              "train_seconds": round(fit_seconds, 2), "epochs_run": len(hist.epoch),
-              "steps": len(hist.epoch) * steps_per_epoch, "skipped_rows": data.skipped,
+              "train_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
+              "steps": epochs_run * steps_per_epoch, "skipped_rows": data.skipped,
+              "truncated_texts": int(getattr(data, "truncated", 0)),
               "vocab_size": tokenizer.vocab_size, "seq_len": tokenizer.seq_len}
     if len(enc_val):
         report.update(evaluate_encoded(scorer, enc_val, cfg.task, loss))
@@ -196,8 +253,9 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     metadata = {"task": cfg.task, "loss": loss,
                 "label_kind": getattr(data, "label_kind", None), "arch": arch.to_dict(),
                 "train_config": asdict(cfg), "data": str(data.source), **(metadata_extra or {})}
+    if bk is not None and bk.resumed:
+        report["resumed_after_epoch"] = bk.initial_epoch
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)
-    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     if out_dir is not None:
         report["total_seconds"] = round(time.time() - t0, 2)
 
@@ -213,4 +271,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
             write_json(tmp / "report.json", report)
 
         bundle.path = save_model_dir(out_dir, scorer, tokenizer, metadata, None, overwrite, extra)
+        if bk is not None:
+            bk.remove()  # only now: OUT is complete
     return TrainResult(bundle, model, history, report, enc_train, enc_val, bundle.path)
