@@ -45,6 +45,8 @@ DEFAULT_INIT_LOG_ALPHA = 3.0
 _EPS = 1e-6
 #: log_alpha of a unit closed by hand (budget projection): P(open) ~ 1e-4
 CLOSED_LOG_ALPHA = -10.0
+#: a gate is deterministically open (median > 0, P(open) > 1/2) iff log_alpha > OPEN_THRESHOLD
+OPEN_THRESHOLD = BETA * math.log(-GAMMA / ZETA)
 #: log_alpha of a unit reopened by hand (a group that must keep a unit): the gate is 1
 OPEN_LOG_ALPHA = DEFAULT_INIT_LOG_ALPHA
 
@@ -269,4 +271,4 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
 
 __all__ = ["L0Gate", "GateMultiply", "RowGate", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "gated_copy", "open_probability", "median_gate",
-           "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA"]
+           "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

@@ -19,9 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress._keras import keras
-from rmcompress.complexity.gates import OPEN_LOG_ALPHA, deterministic_gates, gate_layers
+from rmcompress.complexity.gates import (CLOSED_LOG_ALPHA, OPEN_LOG_ALPHA, OPEN_THRESHOLD, deterministic_gates,
+                                         gate_layers, open_probability)
 from rmcompress.complexity.registry import facts_for, is_gated
-from rmcompress.complexity.structure import VOCAB, Structure, infer_arch_config, structure_for
+from rmcompress.complexity.structure import (VOCAB, Structure, cost_model, infer_arch_config,
+                                             structure_for)
 from rmcompress.errors import ModelError
 from rmcompress.models.architectures import ArchConfig, build_reward_model
 
@@ -48,6 +50,80 @@ def ensure_feasible(model, structure: Structure | None = None) -> list[str]:
         if present and len(present) == len(tup) and sum(gates[g].deterministic_open() for g in tup) == 0:
             reopen(max(present, key=lambda g: gates[g].log_alpha.numpy().max()), 1)
     return touched
+
+
+def project_to_budget(model, budget_flops: float | None = None, budget_params: float | None = None,
+                      structure: Structure | None = None) -> dict:
+    """Choose the deterministic units under a budget: the most probable units that fit.
+
+    Starting from every gated unit closed, units are added in order of decreasing probability of
+    being active (``P(open)`` times that of its block's gate) when the model's deterministic FLOPs
+    and params stay within ``budget * dense`` (a block gate comes before its units and is free
+    while they are all closed). Units kept keep
+    their gate value if they were open by the median rule, else their gate is set to 1; the rest
+    are closed. The groups that must keep a unit keep their most probable one even if that breaks
+    the budget. Changes ``model``'s gates in place; returns ``{"opened_units", "closed_units",
+    "flops", "params", "budget_met"}`` (opened/closed relative to the median rule).
+
+    After budget training the expected cost sits on the budget, but the median rule keeps exactly
+    the units with ``P(open) > 1/2``, which can cost more or less (a block open with probability
+    0.4 costs 0.4 of itself in expectation and nothing deterministically); this lands on the budget
+    to the granularity of one unit.
+    """
+    structure = structure or structure_for(infer_arch_config(model))
+    gates = gate_layers(model)
+    cm = cost_model(model, structure)
+    dense = cm.evaluate(structure.full_alive())
+    limits = {"flops": None if budget_flops is None else budget_flops * float(dense.flops),
+              "params": None if budget_params is None else budget_params * float(dense.params)}
+
+    def over(cost):
+        return ((limits["flops"] is not None and cost.flops > limits["flops"] + 1e-9)
+                or (limits["params"] is not None and cost.params > limits["params"] + 1e-9))
+
+    la = {g: gates[g].log_alpha.numpy().astype(np.float64) for g in gates}
+    was_open = {g: la[g] > OPEN_THRESHOLD for g in gates}
+    keep = {g: np.zeros(len(la[g]), bool) for g in gates}
+    alive = structure.full_alive()
+    alive.update({g: 0 for g in gates})
+    # groups that must keep units: their most probable ones first, unconditionally
+    forced = []
+    for g, n in structure.min_alive.items():
+        if g in gates:
+            forced += [(g, int(i)) for i in np.argsort(-la[g])[:n]]
+    for tup in structure.require_any:
+        if all(g in gates for g in tup):
+            g = max(tup, key=lambda x: la[x].max())
+            forced.append((g, int(np.argmax(la[g]))))
+    for g, i in forced:
+        if not keep[g][i]:
+            keep[g][i] = True
+            alive[g] += 1
+    # a unit only counts when its block is open too: order by the joint probability
+    prob = {g: open_probability(la[g]) for g in gates}
+    parents: dict = {}
+    for dim in structure.present.values():
+        for g in dim.factors:
+            parents.setdefault(g, set()).update(f for f in dim.factors if f != g and structure.groups[f] == 1)
+    joint = {g: prob[g] * np.prod([prob[f][0] for f in parents.get(g, ()) if f in gates]) for g in gates}
+    order = sorted((-float(joint[g][i]), g, int(i)) for g in gates for i in range(len(la[g])) if not keep[g][i])
+    cost = cm.evaluate(alive)
+    for _, g, i in order:
+        alive[g] += 1
+        trial = cm.evaluate(alive)
+        if over(trial):
+            alive[g] -= 1
+            continue
+        keep[g][i] = True
+        cost = trial
+    opened = closed = 0
+    for g in gates:
+        opened += int(np.sum(keep[g] & ~was_open[g]))
+        closed += int(np.sum(~keep[g] & was_open[g]))
+        new = np.where(keep[g], np.where(was_open[g], la[g], OPEN_LOG_ALPHA), np.minimum(la[g], CLOSED_LOG_ALPHA))
+        gates[g].log_alpha.assign(new.astype(np.float32))
+    return {"opened_units": opened, "closed_units": closed, "flops": int(cost.flops),
+            "params": int(cost.params), "budget_met": not over(cost)}
 
 
 def _keep_index(dim, keep: dict, sizes: dict, unit: int) -> np.ndarray:
@@ -177,4 +253,4 @@ def _attr_of(layer, weight) -> str:
     raise ModelError(f"shrink: cannot find weight {weight.name!r} on layer {layer.name!r}")
 
 
-__all__ = ["shrink", "ensure_feasible", "shrunk_config"]
+__all__ = ["shrink", "ensure_feasible", "shrunk_config", "project_to_budget"]
