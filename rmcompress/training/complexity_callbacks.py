@@ -19,6 +19,16 @@ import numpy as np
 from rmcompress._keras import keras, tf
 
 
+def _scalar_summary(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar written with core TF only (``tf.summary.scalar`` needs the tensorboard
+    package): the same event record, tagged for TensorBoard's scalars plugin."""
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=metadata)
+
+
 def _step(model) -> int:
     return int(model.optimizer.iterations.numpy())
 
@@ -87,7 +97,7 @@ class ComplexityLogger(keras.callbacks.Callback):
                 prefix = "complexity_epoch" if kind == "epoch" else "complexity"
                 for k, v in row.items():
                     if k not in ("kind", "epoch", "step"):
-                        tf.summary.scalar(f"{prefix}/{k}", v)
+                        _scalar_summary(f"{prefix}/{k}", v, row["step"])
             self._writer.flush()
         return row
 

@@ -115,6 +115,7 @@ class ComplexityAwareModel(RewardTrainingModel):
 
     def auxiliary_losses(self, data, training: bool) -> dict:
         frac = self.expected_fractions()
+        self._step_fractions = frac  # the same (pre-update) values for this step's metrics
         out = {}
         for kind in KINDS:
             if self.penalty_weights[kind]:
@@ -136,7 +137,7 @@ class ComplexityAwareModel(RewardTrainingModel):
         return 1.0 + self.reward_gamma * (-tf.math.log(tf.maximum(fraction, 1e-12)) / math.log(2.0))
 
     def _update_metrics(self, per_example, quality, aux):
-        frac = self.expected_fractions()
+        frac = self.__dict__.pop("_step_fractions", None) or self.expected_fractions()
         values = {"expected_flops": frac["flops"], "expected_params": frac["params"],
                   "reward": self._quality(quality) * self.discount(frac[self.reward_kind])}
         for kind in self.targets:
