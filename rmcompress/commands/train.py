@@ -50,6 +50,27 @@ def add_parser(sub, parents):
     g.add_argument("--learning-rate", type=float, default=1e-3)
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0: off)")
+    g = p.add_argument_group("complexity-aware training (any of these gates the model; it is shrunk at the end)")
+    g.add_argument("--gated", action="store_true",
+                   help="put hard-concrete gates on every prunable group (heads, FFN units, filters, "
+                        "hidden units, embedding width, whole blocks)")
+    g.add_argument("--flops-weight", type=float, default=0.0,
+                   help="penalty mode: loss += W * E[FLOPs] / FLOPs_dense")
+    g.add_argument("--params-weight", type=float, default=0.0,
+                   help="penalty mode: loss += W * E[params] / params_dense (also gates vocabulary rows)")
+    g.add_argument("--budget-flops", type=float, default=None, metavar="F",
+                   help="budget mode: end at this fraction of the dense model's FLOPs (e.g. 0.25)")
+    g.add_argument("--budget-params", type=float, default=None, metavar="F",
+                   help="budget mode: end at this fraction of the dense model's params")
+    g.add_argument("--budget-warmup", type=float, default=0.4,
+                   help="fraction of the gated steps over which the budget target moves from 1.0 to F")
+    g.add_argument("--budget-delay", type=float, default=0.3,
+                   help="fraction of the gated steps trained dense before the target starts moving")
+    g.add_argument("--finetune-fraction", type=float, default=0.3,
+                   help="fraction of all steps spent fine-tuning the shrunk model")
+    g.add_argument("--gate-learning-rate", type=float, default=0.05)
+    g.add_argument("--no-shrink", dest="shrink", action="store_false",
+                   help="keep the gated model (shrink it later with `rmcompress shrink`)")
     return p
 
 

@@ -13,6 +13,11 @@ Per-block/per-conv sizes may be lists (a shrunk model has uneven blocks). Layer 
 ``token_embedding``, ``position_embedding``, ``block{i}_attn_norm``, ``block{i}_attn``,
 ``block{i}_attn_residual``, ``block{i}_ffn_norm``, ``block{i}_ffn_in``, ``block{i}_ffn_out``,
 ``block{i}_ffn_residual``, ``final_norm``, ``conv{k}``, ``pool``, ``hidden``, ``reward``.
+
+``input_vocab_size`` (set by ``shrink`` when vocabulary rows were removed) adds a ``token_remap``
+layer that maps tokeniser ids onto the kept embedding rows. ``build_reward_model(config,
+gated=True)`` inserts hard-concrete gates on every prunable group (``rmcompress.complexity.gates``);
+the gated graph has the same named layers plus ``gate_<group>`` and ``*_gating`` layers.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ class ArchConfig:
     hidden: int = 64
     norm_epsilon: float = 1e-6
     block_present: list | None = None  # transformer: False = block removed (skip connection only)
+    input_vocab_size: int | None = None  # tokeniser vocabulary when rows were removed (TokenRemap)
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
@@ -88,50 +94,89 @@ class ArchConfig:
         return cls(**d)
 
 
-def build_reward_model(config: ArchConfig | dict, name: str | None = None) -> keras.Model:
-    """Build the untrained scorer for ``config`` (see module docstring for the graphs)."""
+class _NoGates:
+    """The gate hooks of a plain (ungated) model: identities (see ``rmcompress.complexity.gates``)."""
+
+    def values(self, group, anchor):
+        return None
+
+    def units(self, x, z, name):
+        return x
+
+    def branch(self, y, block_z, units_z, name):
+        return y
+
+    def rows(self, x, ids, anchor):
+        return x
+
+
+def build_reward_model(config: ArchConfig | dict, name: str | None = None, gated: bool = False,
+                       gate_groups=None, gate_options: dict | None = None) -> keras.Model:
+    """Build the untrained scorer for ``config`` (see module docstring for the graphs).
+
+    ``gated``: insert gates on ``gate_groups`` (default: every prunable group but the vocabulary
+    rows; see ``rmcompress.complexity.gates.GateBuilder``).
+    """
     if isinstance(config, dict):
         config = ArchConfig.from_dict(config)
+    gates = _NoGates()
+    if gated:
+        from rmcompress.complexity.gates import GateBuilder
+
+        gates = GateBuilder(config, gate_groups, **(gate_options or {}))
     ids = keras.Input(shape=(config.seq_len,), dtype="int32", name="token_ids")
     mask = L.PaddingMask(name="padding_mask")(ids)
-    x = keras.layers.Embedding(config.vocab_size, config.width, name="token_embedding")(ids)
+    rows = ids
+    if config.input_vocab_size:
+        rows = L.TokenRemap(config.input_vocab_size, name="token_remap")(ids)
+    x = keras.layers.Embedding(config.vocab_size, config.width, name="token_embedding")(rows)
+    x = gates.rows(x, rows, mask)
     builder = {"transformer": _transformer, "cnn": _cnn, "bow": _bow}[config.arch]
-    pooled = builder(config, x, mask)
+    pooled = builder(config, x, mask, gates)
     reward = keras.layers.Dense(1, name="reward")(pooled)
     return keras.Model(ids, reward, name=name or f"{config.arch}_reward_model")
 
 
-def _transformer(c: ArchConfig, x, mask):
+def _transformer(c: ArchConfig, x, mask, gates):
     x = L.PositionEmbedding(c.seq_len, name="position_embedding")(x)
     if c.dropout:
         x = keras.layers.Dropout(c.dropout, name="embedding_dropout")(x)
     for i, (h, f, present) in enumerate(zip(c.per_block("heads"), c.per_block("ffn"), c.blocks_present())):
         if not present:
             continue
+        zb = gates.values(f"block{i}", mask)
         if h > 0:
             y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_attn_norm")(x)
-            y = L.MultiHeadSelfAttention(h, c.head_dim, name=f"block{i}_attn")([y, mask])
+            zh = gates.values(f"block{i}_heads", mask)
+            y = L.MultiHeadSelfAttention(h, c.head_dim, name=f"block{i}_attn")(
+                [y, mask] if zh is None else [y, mask, zh])
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_attn_dropout")(y)
+            y = gates.branch(y, zb, zh, name=f"block{i}_attn_gating")
             x = keras.layers.Add(name=f"block{i}_attn_residual")([x, y])
         if f > 0:
             y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
             y = keras.layers.Dense(f, activation=c.activation, name=f"block{i}_ffn_in")(y)
+            zf = gates.values(f"block{i}_ffn", mask)
+            y = gates.units(y, zf, name=f"block{i}_ffn_units_gating")
             y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
+            y = gates.branch(y, zb, zf, name=f"block{i}_ffn_gating")
             x = keras.layers.Add(name=f"block{i}_ffn_residual")([x, y])
     x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name="final_norm")(x)
     return L.MaskedMeanPooling(name="pool")([x, mask])
 
 
-def _cnn(c: ArchConfig, x, mask):
+def _cnn(c: ArchConfig, x, mask, gates):
+    x = gates.units(x, gates.values("embed", mask), name="embed_gating")
     x = L.ApplyMask(name="embedding_mask")([x, mask])
     pooled = []
     for k, n in zip(c.kernel_sizes, c.per_conv()):
         if n <= 0:
             continue
         y = keras.layers.Conv1D(n, k, padding="valid", activation="relu", name=f"conv{k}")(x)
+        y = gates.units(y, gates.values(f"conv{k}", mask), name=f"conv{k}_gating")
         pooled.append(L.MaskedMaxPooling(name=f"pool{k}")([y, mask]))
     if not pooled:
         raise ModelError("cnn: every convolution has 0 filters")
@@ -141,10 +186,12 @@ def _cnn(c: ArchConfig, x, mask):
     return y
 
 
-def _bow(c: ArchConfig, x, mask):
+def _bow(c: ArchConfig, x, mask, gates):
+    x = gates.units(x, gates.values("embed", mask), name="embed_gating")
     y = L.MaskedMeanPooling(name="pool")([x, mask])
     if c.hidden > 0:
         y = keras.layers.Dense(c.hidden, activation="relu", name="hidden")(y)
+        y = gates.units(y, gates.values("hidden", mask), name="hidden_gating")
     if c.dropout:
         y = keras.layers.Dropout(c.dropout, name="hidden_dropout")(y)
     return y

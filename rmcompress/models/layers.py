@@ -173,6 +173,32 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
+@register
+class TokenRemap(keras.layers.Layer):
+    """``ids [B, T] int32`` -> ``table[ids]``: maps tokeniser ids onto the rows a shrunk embedding kept.
+
+    ``table`` (int32 ``[input_vocab_size]``, not trainable) sends every removed vocabulary row to row
+    0, which a shrunk model keeps all-zero (padding is masked by id before the remap, so a removed
+    token still counts as a real token with a zero embedding). Initialised to the identity.
+    """
+
+    def __init__(self, input_vocab_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.input_vocab_size = int(input_vocab_size)
+
+    def build(self, input_shape):
+        self.table = self.add_weight(
+            name="table", shape=(self.input_vocab_size,), dtype="int32", trainable=False,
+            initializer=lambda shape, dtype=None: tf.range(shape[0], dtype="int32"))
+        super().build(input_shape)
+
+    def call(self, ids):
+        return tf.gather(self.table, tf.cast(ids, "int32"))
+
+    def get_config(self):
+        return {**super().get_config(), "input_vocab_size": self.input_vocab_size}
+
+
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (
     PaddingMask, PositionEmbedding, ApplyMask, MaskedMeanPooling, MaskedMaxPooling,
-    MultiHeadSelfAttention)}
+    MultiHeadSelfAttention, TokenRemap)}

@@ -65,6 +65,21 @@ class TrainConfig:
     patience: int = 2
     text_column: str | None = None
     label_column: str | None = None
+    # complexity-aware training (rmcompress.training.complexity_training); any of these gates the run
+    gated: bool = False
+    flops_weight: float = 0.0
+    params_weight: float = 0.0
+    budget_flops: float | None = None    # fraction of the dense model's FLOPs
+    budget_params: float | None = None   # fraction of the dense model's params
+    budget_delay: float = 0.3            # fraction of the (gated) steps before the target starts moving
+    budget_warmup: float = 0.4           # fraction of the steps over which the target moves 1.0 -> budget
+    gate_learning_rate: float = 0.05
+    multiplier_learning_rate: float = 0.01
+    quadratic_init: float = 10.0         # initial lambda_2 of the quadratic budget term
+    gate_init_log_alpha: float = 3.0     # initial gate log_alpha (P(open) = 0.99)
+    gate_vocab: bool | None = None       # gate vocabulary rows (default: when params are targeted)
+    shrink: bool = True                  # shrink the gated model at the end
+    finetune_fraction: float = 0.3       # of the steps: fine-tune the shrunk model (gated runs)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -77,6 +92,17 @@ class TrainConfig:
             raise UsageError(f"--learning-rate {self.learning_rate} must be > 0")
         if self.loss is not None and self.loss not in ("bce", "mse", "mae"):
             raise UsageError(f"--loss {self.loss!r} unknown; allowed: bce, mse, mae")
+        for name in ("budget_flops", "budget_params"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 < float(v) <= 1.0:
+                raise UsageError(f"--{name.replace('_', '-')} {v} must be a fraction in (0, 1]")
+        for name in ("flops_weight", "params_weight"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 0")
+        if not 0.0 <= self.budget_warmup <= 1.0:
+            raise UsageError(f"--budget-warmup {self.budget_warmup} must be in [0, 1]")
+        if not 0.0 <= self.budget_delay <= 1.0 - self.budget_warmup:
+            raise UsageError(f"--budget-delay {self.budget_delay} must be in [0, 1 - budget_warmup]")
 
     def resolved_seq_len(self) -> int:
         return int(self.seq_len or DEFAULT_SEQ_LEN[self.task])
@@ -201,10 +227,17 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         epochs = max(1, math.ceil(cfg.max_steps / steps_per_epoch))
     total_steps = steps_per_epoch * epochs
 
+    from rmcompress.training import complexity_training as cx
+
+    gated = cx.is_gated_config(cfg)
+    ft_steps = cx.finetune_steps(cfg, total_steps) if gated else 0
+    if ft_steps:  # the gated phase gets the rest of the steps
+        steps_per_epoch = max(1, (total_steps - ft_steps) // epochs)
+        total_steps = steps_per_epoch * epochs
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        scorer = build_reward_model(arch)
-        builder = build_training_model or make_training_model
+        scorer = build_reward_model(arch, **cx.gate_options(cfg))
+        builder = build_training_model or (cx.make_complexity_model if gated else make_training_model)
         model = builder(scorer, cfg, loss)
         optimizer = keras.optimizers.AdamW(
             learning_rate=warmup_cosine(cfg.learning_rate, total_steps, cfg.warmup_fraction),
@@ -222,7 +255,11 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     cbs = list(callbacks)
     monitor, mode = monitor_metric(cfg.task, loss)
     early = None
-    if ds_val is not None and cfg.patience > 0:
+    cx_logger = None
+    if gated:  # budget-aware early stopping etc. come with the complexity callbacks
+        cx_cbs, cx_logger = cx.complexity_callbacks(cfg, total_steps, monitor if ds_val is not None else None, mode)
+        cbs.extend(cx_cbs)
+    elif ds_val is not None and cfg.patience > 0:
         early = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience,
                                        restore_best_weights=True)
     if bk is not None:
@@ -240,6 +277,15 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     if bk is not None and bk.initial_epoch:  # the epochs run before the interruption come first
         history = _merge_history(bk.history, history)
     epochs_run = len(next(iter(history.values()))) if history else 0
+    cx_info = {}
+    if gated:
+        scorer, cx_info = cx.finish_gated(model, all_ids(enc_val) if len(enc_val) else None, cfg.shrink)
+        from rmcompress.complexity.structure import infer_arch_config
+
+        arch = infer_arch_config(scorer) if cfg.shrink else arch
+        if ft_steps:
+            scorer = cx.finetune(scorer, cfg, loss, ds_train, ft_steps, strategy, verbose)
+            cx_info["finetune_steps"] = ft_steps
 
     report = {"task": cfg.task, "stage": "train", "arch": cfg.arch, "loss": loss,
               "n_train": len(enc_train), "n_examples": len(enc_val),
@@ -250,6 +296,7 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     if len(enc_val):
         report.update(evaluate_encoded(scorer, enc_val, cfg.task, loss))
     report.update(count(scorer).as_dict())
+    report.update(cx_info)
     metadata = {"task": cfg.task, "loss": loss,
                 "label_kind": getattr(data, "label_kind", None), "arch": arch.to_dict(),
                 "train_config": asdict(cfg), "data": str(data.source), **(metadata_extra or {})}
@@ -266,6 +313,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
             from rmcompress.fileio import write_json
 
             pd.DataFrame(history).rename_axis("epoch").to_csv(tmp / "history.csv")
+            if cx_logger is not None:
+                cx_logger.write(tmp / "complexity_log.csv")
             save_samples(tmp, all_ids(enc_val), all_ids(enc_train), cfg.seed)
             report.update(file_sizes(tmp / "model.keras"))
             write_json(tmp / "report.json", report)
@@ -273,4 +322,5 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         bundle.path = save_model_dir(out_dir, scorer, tokenizer, metadata, None, overwrite, extra)
         if bk is not None:
             bk.remove()  # only now: OUT is complete
-    return TrainResult(bundle, model, history, report, enc_train, enc_val, bundle.path)
+    return TrainResult(bundle, model, history, report, enc_train, enc_val, bundle.path,
+                       {"complexity_log": cx_logger.rows} if cx_logger is not None else {})

@@ -1,0 +1,28 @@
+"""``rmcompress shrink``: gated model directory -> plain, physically smaller model directory."""
+from __future__ import annotations
+
+
+def add_parser(sub, parents):
+    p = sub.add_parser("shrink", parents=parents, help="remove closed gates: a physically smaller model",
+                       description="Shrink a gated model directory (from `train --gated --no-shrink`): "
+                                   "closed heads, FFN units, filters, hidden units, embedding columns, "
+                                   "vocabulary rows and blocks are removed; writes report.json.")
+    p.add_argument("--model", required=True, help="gated model directory")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--budget-flops", type=float, default=None, metavar="F",
+                   help="first choose the deterministic units to fit this FLOPs fraction of the dense model")
+    p.add_argument("--budget-params", type=float, default=None, metavar="F",
+                   help="first choose the deterministic units to fit this params fraction")
+    p.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    from rmcompress.complexity.api import shrink_model_dir
+    from rmcompress.evaluate.table import format_table
+
+    report = shrink_model_dir(args.model, args.out, budget_flops=args.budget_flops,
+                              budget_params=args.budget_params, overwrite=args.overwrite)
+    print(format_table([{"name": str(args.out), **report}]))
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,134 @@
+"""High-level entry points of complexity-aware compression for other stages and the CLI.
+
+- :func:`budget_compress`: a trained model bundle -> a new bundle structurally shrunk to a FLOPs
+  and/or params budget (gate, train with the budget held by Lagrange multipliers, choose the
+  deterministic units, shrink, fine-tune);
+- :func:`shrink_model_dir`: a gated model directory -> a shrunk model directory (``rmcompress shrink``).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from rmcompress.errors import ModelError, UsageError
+
+#: share of ``budget_compress``'s steps spent fine-tuning the shrunk model
+FINETUNE_FRACTION = 0.3
+#: share of the gated steps over which the target moves from 1.0 to the budget
+WARMUP_FRACTION = 0.5
+
+
+def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
+                    steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0):
+    """Gate bundle.model's prunable groups (starting from its trained weights), train with the
+    budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
+    tokenizer, metadata updated with dense/achieved flops+params).
+
+    ``steps`` in all: ``(1 - FINETUNE_FRACTION)`` of them gated (the target moves from 1.0 to the
+    budget over the first ``WARMUP_FRACTION`` of those), the rest fine-tuning the shrunk model.
+    The returned bundle's ``report`` holds the validation quality, ``flops``/``params`` (exact,
+    shrunk), ``dense_flops``/``dense_params``, the budgets and ``shrink_max_abs_diff``;
+    ``metadata["complexity"]`` the same numbers and ``metadata["arch"]`` the shrunk architecture.
+    """
+    from rmcompress._keras import keras
+    from rmcompress.complexity.gates import gated_copy
+    from rmcompress.complexity.structure import infer_arch_config
+    from rmcompress.data.pipeline import all_ids
+    from rmcompress.models.modeldir import RewardModelBundle
+    from rmcompress.training.complexity_callbacks import BudgetController, ComplexityLogger
+    from rmcompress.training.complexity_model import ComplexityAwareModel
+    from rmcompress.training.complexity_training import finetune, finish_gated
+    from rmcompress.training.trainer import evaluate_encoded, warmup_cosine
+
+    if flops_fraction is None and params_fraction is None:
+        raise UsageError("budget_compress needs flops_fraction and/or params_fraction")
+    if steps < 2:
+        raise UsageError(f"budget_compress: steps={steps} must be >= 2")
+    task = bundle.metadata["task"]
+    loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
+    keras.utils.set_random_seed(seed)
+    gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
+    ft_steps = int(round(steps * FINETUNE_FRACTION))
+    gated_steps = steps - ft_steps
+    model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,
+                                 budget_params=params_fraction)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, gated_steps, 0.05)))
+    ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
+    logger = ComplexityLogger(every=max(1, gated_steps // 50))
+    model.fit(ds, epochs=1, steps_per_epoch=gated_steps, verbose=verbose,
+              callbacks=[BudgetController(int(math.ceil(WARMUP_FRACTION * gated_steps))), logger])
+    check = all_ids(val_data) if len(val_data) else None
+    scorer, info = finish_gated(model, check)
+    if ft_steps:
+        cfg = SimpleNamespace(task=task, center_coefficient=0.0, learning_rate=learning_rate,
+                              warmup_fraction=0.05, weight_decay=0.01)
+        scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose)
+    info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps})
+    report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
+    if len(val_data):
+        report.update(evaluate_encoded(scorer, val_data, task, loss))
+    metadata = {**bundle.metadata, "arch": infer_arch_config(scorer).to_dict(),
+                "complexity": {k: v for k, v in info.items()}}
+    out = RewardModelBundle(scorer, bundle.tokenizer, metadata, None, report)
+    out.complexity_log = logger.rows  # type: ignore[attr-defined]
+    return out
+
+
+def shrink_model_dir(model_dir, out_dir, budget_flops: float | None = None,
+                     budget_params: float | None = None, overwrite: bool = False) -> dict:
+    """Shrink the gated model in ``model_dir`` (optionally choosing the units to fit a budget first)
+    and write a model directory with ``report.json`` to ``out_dir``; returns the report."""
+    import shutil
+
+    from rmcompress.complexity import count
+    from rmcompress.complexity.registry import is_gated
+    from rmcompress.complexity.shrink import project_to_budget, shrink
+    from rmcompress.complexity.structure import gated_cost, infer_arch_config
+    from rmcompress.evaluate.size import file_sizes
+    from rmcompress.fileio import write_json
+    from rmcompress.models.modeldir import MODEL_FILE, SAMPLES_FILE, load_model_dir, load_samples, save_model_dir
+
+    if Path(out_dir).exists() and not overwrite:
+        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    for name, v in (("--budget-flops", budget_flops), ("--budget-params", budget_params)):
+        if v is not None and not 0.0 < v <= 1.0:
+            raise UsageError(f"{name} {v} must be a fraction in (0, 1]")
+    bundle = load_model_dir(model_dir)
+    gated = bundle.model
+    if not is_gated(gated):
+        raise ModelError(f"{model_dir}: the model has no gate layers; nothing to shrink "
+                         f"(train with --gated --no-shrink)")
+    dense = gated_cost(gated, "full")
+    if budget_flops is not None or budget_params is not None:
+        project_to_budget(gated, budget_flops, budget_params)
+    shrunk = shrink(gated)
+    samples = load_samples(model_dir)["validation_ids"]
+    report = {"task": bundle.task, "stage": "shrink", "source": str(model_dir),
+              "dense_flops": int(dense.flops), "dense_params": int(dense.params),
+              "budget_flops": budget_flops, "budget_params": budget_params, **count(shrunk).as_dict()}
+    report["flops_fraction"] = round(report["flops"] / report["dense_flops"], 5)
+    report["params_fraction"] = round(report["params"] / report["dense_params"], 5)
+    if len(samples):
+        a = gated.predict(samples, batch_size=256, verbose=0)
+        b = shrunk.predict(samples, batch_size=256, verbose=0)
+        report["shrink_max_abs_diff"] = float(np.max(np.abs(a - b)))
+    metadata = {k: v for k, v in bundle.metadata.items()
+                if k not in ("format", "format_version", "rmcompress_version")}
+    metadata["arch"] = infer_arch_config(shrunk).to_dict()
+    metadata["complexity"] = {k: report[k] for k in ("dense_flops", "dense_params", "flops", "params",
+                                                     "budget_flops", "budget_params")}
+
+    def extra(tmp: Path):
+        if (Path(model_dir) / SAMPLES_FILE).is_file():
+            shutil.copy2(Path(model_dir) / SAMPLES_FILE, tmp / SAMPLES_FILE)
+        report.update(file_sizes(tmp / MODEL_FILE))
+        write_json(tmp / "report.json", report)
+
+    save_model_dir(out_dir, shrunk, bundle.tokenizer, metadata, None, overwrite, extra)
+    return report
+
+
+__all__ = ["budget_compress", "shrink_model_dir"]

@@ -1,0 +1,274 @@
+"""Hard-concrete (L0) gates (Louizos, Welling & Kingma 2018) on the prunable groups of a scorer.
+
+Each unit ``i`` of a group has a learnable ``log_alpha_i``. With ``beta = 2/3``, ``gamma = -0.1``,
+``zeta = 1.1``:
+
+- training: ``u ~ U(0, 1)``, ``s = sigmoid((log u - log(1 - u) + log_alpha) / beta)``,
+  ``z = clip(s (zeta - gamma) + gamma, 0, 1)``: exactly 0 or 1 with positive probability, so
+  units really switch off, and differentiable in ``log_alpha`` in between;
+- ``P(z_i > 0) = sigmoid(log_alpha_i - beta log(-gamma / zeta))``; the *expected number of open
+  gates* ``sum_i P(z_i > 0)`` is what the complexity penalty feeds into the registry formulas;
+- inference (deterministic): the median of ``z``,
+  ``z_i = clip(sigmoid(log_alpha_i / beta) (zeta - gamma) + gamma, 0, 1)``. It is non-zero exactly
+  when ``P(z_i > 0) > 1/2``; the deterministic alive count is the number of non-zero gates, and
+  ``shrink`` folds the (possibly non-binary) values into the weights.
+
+Noise: one gate vector per training step, shared by the whole batch, drawn with a stateless RNG
+seeded by ``(seed, step)`` where ``step`` is a per-gate counter (aggregated from the first
+replica). Every replica of a ``tf.distribute`` strategy therefore draws the same gates, and a
+distributed step equals a single-device step.
+
+Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
+:class:`L0Gate` (anchor -> gate vector ``[units]``), :class:`GateMultiply` (scales a tensor by
+gates), :class:`RowGate` (scales embedding rows by the gates of their token ids).
+:class:`GateBuilder` is the hook ``build_reward_model(config, gated=True)`` calls at each
+prunable group.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from rmcompress._keras import keras, tf
+from rmcompress.complexity import registry
+from rmcompress.complexity.structure import VOCAB, Structure, default_gate_groups, structure_for
+from rmcompress.errors import ModelError
+from rmcompress.models.layers import PACKAGE
+
+register = keras.utils.register_keras_serializable(package=PACKAGE)
+
+BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+#: initial log_alpha: P(open) = 0.99, z = 1 exactly in ~80% of training draws
+DEFAULT_INIT_LOG_ALPHA = 3.0
+_EPS = 1e-6
+#: log_alpha of a unit closed by hand (budget projection): P(open) ~ 1e-4
+CLOSED_LOG_ALPHA = -10.0
+#: a gate is deterministically open (median > 0, P(open) > 1/2) iff log_alpha > OPEN_THRESHOLD
+OPEN_THRESHOLD = BETA * math.log(-GAMMA / ZETA)
+#: log_alpha of a unit reopened by hand (a group that must keep a unit): the gate is 1
+OPEN_LOG_ALPHA = DEFAULT_INIT_LOG_ALPHA
+
+
+def open_probability(log_alpha):
+    """``P(z > 0)`` for hard-concrete gates with ``log_alpha`` (tensor or numpy)."""
+    shift = BETA * math.log(-GAMMA / ZETA)
+    if isinstance(log_alpha, np.ndarray):
+        return 1.0 / (1.0 + np.exp(-(log_alpha - shift)))
+    return tf.sigmoid(log_alpha - shift)
+
+
+def median_gate(log_alpha):
+    """The deterministic (median) gate value, numpy or tensor."""
+    if isinstance(log_alpha, np.ndarray):
+        s = 1.0 / (1.0 + np.exp(-log_alpha / BETA))
+        return np.clip(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+    return tf.clip_by_value(tf.sigmoid(log_alpha / BETA) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+class _GateLayer(keras.layers.Layer):
+    _is_rmcompress_gate = True
+
+
+@register
+class L0Gate(_GateLayer):
+    """``anchor`` (any tensor; only ties the gate into the graph) -> gate values ``[units]``.
+
+    See the module docstring for the sampling (``training=True``) and the deterministic value.
+    """
+
+    def __init__(self, units: int, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.init_log_alpha = float(init_log_alpha)
+        self.seed = int(seed)
+
+    def build(self, input_shape):
+        self.log_alpha = self.add_weight(
+            name="log_alpha", shape=(self.units,),
+            initializer=keras.initializers.Constant(self.init_log_alpha), trainable=True)
+        self.noise_step = self.add_weight(
+            name="noise_step", shape=(), dtype="int64", initializer="zeros", trainable=False,
+            synchronization=tf.VariableSynchronization.ON_WRITE,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        super().build(input_shape)
+
+    def sample(self):
+        step = self.noise_step.assign_add(1)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        u = tf.random.stateless_uniform([self.units], seed=seed, minval=_EPS, maxval=1.0 - _EPS)
+        s = tf.sigmoid((tf.math.log(u) - tf.math.log(1.0 - u) + self.log_alpha) / BETA)
+        return tf.clip_by_value(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+    def call(self, anchor, training=None):
+        if training:
+            return self.sample()
+        return median_gate(self.log_alpha)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([self.units])
+
+    # -- the numbers the complexity terms use ---------------------------------------------------
+    def open_probabilities(self):
+        return open_probability(self.log_alpha)
+
+    def expected_open(self):
+        """Differentiable expected number of open gates (scalar tensor)."""
+        return tf.reduce_sum(self.open_probabilities())
+
+    def deterministic_values(self) -> np.ndarray:
+        return median_gate(np.asarray(self.log_alpha.numpy(), np.float64))
+
+    def deterministic_open(self) -> int:
+        return int(np.count_nonzero(self.deterministic_values() > 0))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init_log_alpha": self.init_log_alpha,
+                "seed": self.seed}
+
+
+@register
+class GateMultiply(_GateLayer):
+    """``[x, z_1, ...]`` -> ``x * prod_j g_j`` where, by ``modes[j]``:
+
+    - ``units``: ``z_j [n]`` scales the last axis of ``x`` (one gate per unit);
+    - ``scalar``: ``z_j [1]`` scales all of ``x`` (a block gate);
+    - ``any``: ``1`` if any ``z_j > 0`` else ``0`` (no gradient): a sub-layer whose units are all
+      closed contributes nothing, not even its output bias, exactly like the removed sub-layer.
+    """
+
+    def __init__(self, modes=("units",), **kwargs):
+        super().__init__(**kwargs)
+        self.modes = tuple(modes)
+        bad = [m for m in self.modes if m not in ("units", "scalar", "any")]
+        if bad:
+            raise ValueError(f"GateMultiply modes {bad} unknown")
+
+    def call(self, inputs):
+        x, gates = inputs[0], inputs[1:]
+        for mode, z in zip(self.modes, gates):
+            if mode == "any":
+                z = tf.stop_gradient(tf.cast(tf.reduce_any(z > 0), x.dtype))
+            elif mode == "scalar":
+                z = tf.reshape(z, [])
+            x = x * z
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "modes": list(self.modes)}
+
+
+@register
+class RowGate(_GateLayer):
+    """``[x [B, T, d], ids [B, T], z [V - 1]]`` -> ``x * g[ids]`` with ``g = [1, z]`` (row 0, padding,
+    is never gated: it is masked out downstream and becomes the shared zero row after shrinking)."""
+
+    def call(self, inputs):
+        x, ids, z = inputs
+        g = tf.concat([tf.ones([1], z.dtype), z], axis=0)
+        return x * tf.expand_dims(tf.gather(g, tf.cast(ids, tf.int32)), -1)
+
+
+GATE_LAYERS = (L0Gate, GateMultiply, RowGate)
+CUSTOM_LAYERS = {cls.__name__: cls for cls in GATE_LAYERS}
+for _cls in GATE_LAYERS:
+    registry.register_facts(_cls, registry.ZERO)
+
+
+def gate_name(group: str) -> str:
+    return f"gate_{group}"
+
+
+def _seed(base: int, group: str) -> int:
+    return (int(base) * 1_000_003 + zlib.crc32(group.encode())) % (2 ** 31 - 1)
+
+
+class GateBuilder:
+    """The hooks ``build_reward_model`` calls to insert gates (``_NoGates`` is the plain version).
+
+    ``groups``: the group names to gate (default: all of the config's groups but ``vocab``).
+    """
+
+    def __init__(self, config, groups=None, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA,
+                 seed: int = 0, gate_vocab: bool = False):
+        self.structure = structure_for(config)
+        groups = default_gate_groups(self.structure, vocab=gate_vocab) if groups is None else list(groups)
+        unknown = [g for g in groups if g not in self.structure.groups]
+        if unknown:
+            raise ModelError(f"cannot gate {unknown}: {self.structure.config.arch} groups are "
+                             f"{sorted(self.structure.groups)}")
+        self.groups = set(groups)
+        self.init_log_alpha = float(init_log_alpha)
+        self.seed = int(seed)
+
+    def values(self, group, anchor):
+        if group not in self.groups:
+            return None
+        return L0Gate(self.structure.groups[group], self.init_log_alpha, _seed(self.seed, group),
+                      name=gate_name(group))(anchor)
+
+    def units(self, x, z, name):
+        return x if z is None else GateMultiply(("units",), name=name)([x, z])
+
+    def branch(self, y, block_z, units_z, name):
+        modes, zs = [], []
+        if block_z is not None:
+            modes.append("scalar")
+            zs.append(block_z)
+        if units_z is not None:
+            modes.append("any")
+            zs.append(units_z)
+        return y if not zs else GateMultiply(tuple(modes), name=name)([y, *zs])
+
+    def rows(self, x, ids, anchor):
+        z = self.values(VOCAB, anchor)
+        return x if z is None else RowGate(name=f"{VOCAB}_gating")([x, ids, z])
+
+
+# -- model-level helpers ------------------------------------------------------------------------------
+def gate_layers(model) -> dict:
+    """``{group: L0Gate}`` of a gated model."""
+    return {layer.name[len("gate_"):]: layer for layer in model.layers if isinstance(layer, L0Gate)}
+
+
+def alive_counts(model, structure: Structure, mode: str = "deterministic") -> dict:
+    """Alive units per group: ``full``, ``expected`` (float tensors) or ``deterministic`` (ints).
+    Ungated groups are always at full size."""
+    if mode not in ("full", "expected", "deterministic"):
+        raise ValueError(f"alive mode {mode!r} unknown")
+    alive = structure.full_alive()
+    if mode == "full":
+        return alive
+    for group, gate in gate_layers(model).items():
+        if group not in alive:
+            raise ModelError(f"gate layer {gate.name!r} controls no group of this {structure.config.arch}")
+        alive[group] = gate.expected_open() if mode == "expected" else gate.deterministic_open()
+    return alive
+
+
+def deterministic_gates(model) -> dict:
+    """``{group: numpy gate values}`` (0 = closed) of a gated model."""
+    return {g: layer.deterministic_values() for g, layer in gate_layers(model).items()}
+
+
+def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA,
+               seed: int = 0) -> keras.Model:
+    """A gated version of a plain rmcompress scorer with the same weights (all gates open)."""
+    from rmcompress.complexity.structure import infer_arch_config
+    from rmcompress.models.architectures import build_reward_model
+
+    cfg = infer_arch_config(model)
+    gated = build_reward_model(cfg, gated=True, gate_groups=groups,
+                               gate_options={"gate_vocab": gate_vocab, "init_log_alpha": init_log_alpha,
+                                             "seed": seed})
+    for layer in model.layers:
+        if layer.weights:
+            gated.get_layer(layer.name).set_weights(layer.get_weights())
+    return gated
+
+
+__all__ = ["L0Gate", "GateMultiply", "RowGate", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
+           "alive_counts", "deterministic_gates", "gated_copy", "open_probability", "median_gate",
+           "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

@@ -1,0 +1,222 @@
+"""``ComplexityAwareModel``: the reward training model with a complexity term on a gated scorer.
+
+The scorer carries hard-concrete gates (``build_reward_model(config, gated=True)``); the
+expected FLOPs and params ``E[F]``, ``E[P]`` are the registry's formulas fed with the expected
+number of open gates of every group (differentiable in the gates' ``log_alpha``).
+
+Penalty mode (``flops_weight``/``params_weight`` = ``a_f``, ``a_p``)::
+
+    loss = task + a_f * E[F] / F_dense + a_p * E[P] / P_dense
+
+Budget mode (``budget_flops``/``budget_params`` = fractions ``b`` of the dense model), one
+constraint per budget held by two Lagrange multipliers (``lambda_1``, ``lambda_2``)::
+
+    gap  = E[F] / F_dense - target          (target: 1.0 -> b during warm-up, see BudgetController)
+    loss = task + lambda_1 * gap + lambda_2 * gap^2
+
+The weights and gates descend this loss; the multipliers *ascend* it (their gradients are
+negated): ``lambda_1`` grows while the model is over the target and shrinks (can go negative)
+when it is under, so training settles on ``E[F] = target`` (an equality constraint, as in CoFi
+pruning). Weights use the compiled optimizer; gates their own Adam (``gate_learning_rate``, no
+weight decay); multipliers plain SGD (``multiplier_learning_rate``).
+
+Logged as Keras metrics every step and epoch: ``task_loss``, ``expected_flops`` and
+``expected_params`` (fractions of dense), ``flops_gap``/``params_gap``, ``flops_target``,
+``lambda_flops``/``lambda_flops_sq`` (and params), the loss terms, and the reward ``reward``::
+
+    R = quality * discount(c),   discount(c) = 1 + reward_gamma * log2(1 / c)
+
+with ``c`` the expected FLOPs fraction (the params fraction when only params are targeted) and
+``quality`` the batch accuracy (pairwise accuracy; ``1 / (1 + MAE)`` for regression). With the
+default ``reward_gamma = 0.01`` each halving of the complexity is worth 1% of the quality: R
+rises when quality holds and complexity falls; the dense model has ``R = quality``.
+
+Distribution: the complexity terms depend only on the gates, are added once per step through
+``tf.nn.scale_regularization_loss`` (see ``RewardTrainingModel``), and gate noise is the same on
+every replica, so a step under ``MirroredStrategy`` equals a single-device step.
+"""
+from __future__ import annotations
+
+import math
+
+from rmcompress._keras import keras, tf
+from rmcompress.complexity.gates import gate_layers
+from rmcompress.complexity.registry import is_gated
+from rmcompress.complexity.structure import cost_model, infer_arch_config, structure_for
+from rmcompress.errors import ModelError, UsageError
+from rmcompress.training.model import RewardTrainingModel
+
+KINDS = ("flops", "params")
+
+
+def _check_fraction(name, value):
+    if value is not None and not 0.0 < float(value) <= 1.0:
+        raise UsageError(f"{name} {value} must be a fraction of the dense model in (0, 1]")
+
+
+class ComplexityAwareModel(RewardTrainingModel):
+    """See module docstring. ``scorer`` must be gated."""
+
+    def __init__(self, scorer: keras.Model, task: str = "pointwise", loss: str = "bce",
+                 center_coefficient: float = 0.0, *, flops_weight: float = 0.0, params_weight: float = 0.0,
+                 budget_flops: float | None = None, budget_params: float | None = None,
+                 gate_learning_rate: float = 0.05, multiplier_learning_rate: float = 0.01,
+                 quadratic_init: float = 10.0, reward_gamma: float = 0.01, **kwargs):
+        super().__init__(scorer, task=task, loss=loss, center_coefficient=center_coefficient, **kwargs)
+        if not is_gated(scorer):
+            raise ModelError(f"model {scorer.name!r} has no gates; build it with build_reward_model(config, gated=True)")
+        for name, v in (("--flops-weight", flops_weight), ("--params-weight", params_weight)):
+            if v < 0:
+                raise UsageError(f"{name} {v} must be >= 0")
+        _check_fraction("--budget-flops", budget_flops)
+        _check_fraction("--budget-params", budget_params)
+        self.structure = structure_for(infer_arch_config(scorer))
+        self.cost = cost_model(scorer, self.structure)
+        self.gates = gate_layers(scorer)
+        dense = self.cost.evaluate(self.structure.full_alive())
+        self.dense = {"flops": float(dense.flops), "params": float(dense.params)}
+        self.penalty_weights = {"flops": float(flops_weight), "params": float(params_weight)}
+        self.budgets = {"flops": budget_flops, "params": budget_params}
+        self.reward_gamma = float(reward_gamma)
+        self.reward_kind = "params" if (budget_params or params_weight) and not (budget_flops or flops_weight) else "flops"
+
+        self.targets, self.multipliers = {}, {}
+        for kind in KINDS:
+            if self.budgets[kind] is None:
+                continue
+            self.targets[kind] = self.add_weight(name=f"{kind}_target", shape=(), trainable=False,
+                                                 initializer=keras.initializers.Constant(float(self.budgets[kind])))
+            self.multipliers[kind] = [
+                self.add_weight(name=f"lambda_{kind}{s}", shape=(), trainable=True,
+                                initializer=keras.initializers.Constant(v))
+                for s, v in (("", 0.0), ("_sq", float(quadratic_init)))]
+        self.gate_optimizer = keras.optimizers.Adam(gate_learning_rate)
+        self.multiplier_optimizer = keras.optimizers.SGD(multiplier_learning_rate)
+        for kind in KINDS:
+            if self.penalty_weights[kind]:
+                self.add_auxiliary_metric(f"{kind}_penalty")
+            if kind in self.targets:
+                self.add_auxiliary_metric(f"{kind}_lagrangian")
+        names = ["expected_flops", "expected_params"]
+        for kind in self.targets:
+            names += [f"{kind}_target", f"{kind}_gap", f"lambda_{kind}", f"lambda_{kind}_sq"]
+        names.append("reward")
+        self._cx_trackers = {n: keras.metrics.Mean(name=n) for n in names}
+
+    # -- complexity terms ---------------------------------------------------------------------------
+    def expected_fractions(self) -> dict:
+        """``{"flops": E[F]/F_dense, "params": E[P]/P_dense}`` as differentiable scalar tensors."""
+        alive = self.structure.full_alive()
+        for group, gate in self.gates.items():
+            alive[group] = gate.expected_open()
+        cost = self.cost.evaluate(alive)
+        return {"flops": tf.cast(cost.flops, tf.float32) / self.dense["flops"],
+                "params": tf.cast(cost.params, tf.float32) / self.dense["params"]}
+
+    def auxiliary_losses(self, data, training: bool) -> dict:
+        frac = self.expected_fractions()
+        self._step_fractions = frac  # the same (pre-update) values for this step's metrics
+        out = {}
+        for kind in KINDS:
+            if self.penalty_weights[kind]:
+                out[f"{kind}_penalty"] = self.penalty_weights[kind] * frac[kind]
+            if kind in self.targets:
+                gap = frac[kind] - self.targets[kind]
+                lam1, lam2 = self.multipliers[kind]
+                out[f"{kind}_lagrangian"] = lam1 * gap + lam2 * tf.square(gap)
+        return out
+
+    def _quality(self, quality):
+        q = tf.reduce_mean(quality[0])
+        if self.loss_name in ("mse", "mae"):
+            q = 1.0 / (1.0 + q)
+        return q
+
+    def discount(self, fraction):
+        """``1 + reward_gamma * log2(1 / c)`` (see module docstring)."""
+        return 1.0 + self.reward_gamma * (-tf.math.log(tf.maximum(fraction, 1e-12)) / math.log(2.0))
+
+    def _update_metrics(self, per_example, quality, aux):
+        frac = self.__dict__.pop("_step_fractions", None) or self.expected_fractions()
+        values = {"expected_flops": frac["flops"], "expected_params": frac["params"],
+                  "reward": self._quality(quality) * self.discount(frac[self.reward_kind])}
+        for kind in self.targets:
+            values[f"{kind}_target"] = tf.identity(self.targets[kind])
+            values[f"{kind}_gap"] = frac[kind] - self.targets[kind]
+            values[f"lambda_{kind}"] = tf.identity(self.multipliers[kind][0])
+            values[f"lambda_{kind}_sq"] = tf.identity(self.multipliers[kind][1])
+        for name, v in values.items():
+            self._cx_trackers[name].update_state(v)
+        return super()._update_metrics(per_example, quality, aux)
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *getattr(self, "_cx_trackers", {}).values()]
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def gradients(self, data):
+        """One step's ``(loss, gradients, variables, (per_example, quality, aux))`` on this replica."""
+        with tf.GradientTape() as tape:
+            total, per_example, quality, aux = self._step_loss(data, training=True)
+        variables = self.trainable_variables
+        return total, tape.gradient(total, variables), variables, (per_example, quality, aux)
+
+    def train_step(self, data):
+        _, grads, variables, (per_example, quality, aux) = self.gradients(data)
+        self.apply_gradients(grads, variables)
+        return self._update_metrics(per_example, quality, aux)
+
+    def _gate_variables(self):
+        return [g.log_alpha for g in self.gates.values()]
+
+    def _multiplier_variables(self):
+        return [v for pair in self.multipliers.values() for v in pair]
+
+    def apply_gradients(self, grads, variables):
+        """Weights: compiled optimizer; gates: ``gate_optimizer``; multipliers: ascent (negated)."""
+        gate_refs = {v.ref() for v in self._gate_variables()}
+        mult_refs = {v.ref() for v in self._multiplier_variables()}
+        main, gates, mults = [], [], []
+        for g, v in zip(grads, variables):
+            if g is None:
+                continue
+            if v.ref() in gate_refs:
+                gates.append((g, v))
+            elif v.ref() in mult_refs:
+                mults.append((-g, v))
+            else:
+                main.append((g, v))
+        if main:
+            self.optimizer.apply_gradients(main)
+        if gates:
+            self.gate_optimizer.apply_gradients(gates)
+        if mults:
+            self.multiplier_optimizer.apply_gradients(mults)
+
+    # -- eager read-outs for callbacks and reports ---------------------------------------------------
+    def complexity_state(self) -> dict:
+        """Current numbers (Python floats): expected and deterministic FLOPs/params, fractions,
+        targets, gaps and multipliers."""
+        from rmcompress.complexity.gates import alive_counts
+
+        frac = {k: float(v.numpy()) for k, v in self.expected_fractions().items()}
+        det = self.cost.evaluate(alive_counts(self.scorer, self.structure, "deterministic"))
+        state = {"expected_flops": frac["flops"] * self.dense["flops"],
+                 "expected_params": frac["params"] * self.dense["params"],
+                 "expected_flops_fraction": frac["flops"], "expected_params_fraction": frac["params"],
+                 "flops": float(det.flops), "params": float(det.params),
+                 "flops_fraction": float(det.flops) / self.dense["flops"],
+                 "params_fraction": float(det.params) / self.dense["params"],
+                 "dense_flops": self.dense["flops"], "dense_params": self.dense["params"]}
+        for kind in self.targets:
+            state[f"{kind}_target"] = float(self.targets[kind].numpy())
+            state[f"{kind}_gap"] = frac[kind] - state[f"{kind}_target"]
+            state[f"lambda_{kind}"] = float(self.multipliers[kind][0].numpy())
+            state[f"lambda_{kind}_sq"] = float(self.multipliers[kind][1].numpy())
+        return state
+
+    def budget_met(self, tolerance: float = 0.02) -> bool:
+        """Deterministic (shrunk) FLOPs/params within ``budget * (1 + tolerance)`` for each budget."""
+        state = self.complexity_state()
+        return all(state[f"{kind}_fraction"] <= self.budgets[kind] * (1.0 + tolerance)
+                   for kind in KINDS if self.budgets[kind] is not None)

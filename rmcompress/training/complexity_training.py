@@ -1,0 +1,118 @@
+"""Complexity-aware training inside ``train()`` (and ``budget_compress``): the pieces the trainer
+hooks call when a run is gated (``--gated``, a penalty weight or a budget).
+
+- :func:`gate_options`: ``build_reward_model`` keyword arguments for the gated scorer (vocabulary
+  rows are gated only when params are targeted: they cost params, not FLOPs);
+- :func:`make_complexity_model`: the ``ComplexityAwareModel`` for a ``TrainConfig``;
+- :func:`complexity_callbacks`: budget controller, complexity logger and budget-aware early
+  stopping (replacing the plain early stopping);
+- :func:`finish_gated`: after ``fit``: hold the budget on the deterministic gates
+  (``project_to_budget``), ``shrink``, check the shrunk model against the gated one, and the
+  report entries (dense and achieved FLOPs/params, the budget).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rmcompress.complexity import count
+from rmcompress.complexity.shrink import project_to_budget, shrink
+from rmcompress.training.complexity_callbacks import BudgetController, BudgetEarlyStopping, ComplexityLogger
+from rmcompress.training.complexity_model import ComplexityAwareModel
+
+
+def is_gated_config(cfg) -> bool:
+    """A run is gated with ``--gated``, any penalty weight or any budget."""
+    return bool(getattr(cfg, "gated", False) or getattr(cfg, "flops_weight", 0) or getattr(cfg, "params_weight", 0)
+                or getattr(cfg, "budget_flops", None) is not None or getattr(cfg, "budget_params", None) is not None)
+
+
+def targets_params(cfg) -> bool:
+    return bool(getattr(cfg, "params_weight", 0) or getattr(cfg, "budget_params", None) is not None)
+
+
+def gate_options(cfg) -> dict:
+    """Keyword arguments of ``build_reward_model`` for ``cfg`` (empty when not gated)."""
+    if not is_gated_config(cfg):
+        return {}
+    vocab = cfg.gate_vocab if getattr(cfg, "gate_vocab", None) is not None else targets_params(cfg)
+    return {"gated": True, "gate_options": {"gate_vocab": bool(vocab), "seed": int(cfg.seed),
+                                            "init_log_alpha": float(cfg.gate_init_log_alpha)}}
+
+
+def make_complexity_model(scorer, cfg, loss: str) -> ComplexityAwareModel:
+    return ComplexityAwareModel(
+        scorer, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient,
+        flops_weight=cfg.flops_weight, params_weight=cfg.params_weight, budget_flops=cfg.budget_flops,
+        budget_params=cfg.budget_params, gate_learning_rate=cfg.gate_learning_rate,
+        multiplier_learning_rate=cfg.multiplier_learning_rate, quadratic_init=cfg.quadratic_init)
+
+
+def complexity_callbacks(cfg, total_steps: int, monitor: str | None, mode: str, log_every: int = 10):
+    """``(callbacks, logger)``: controller (budget mode), logger, budget-aware early stopping (when
+    ``monitor`` is given and ``cfg.patience > 0``)."""
+    cbs = []
+    if cfg.budget_flops is not None or cfg.budget_params is not None:
+        cbs.append(BudgetController(int(round(cfg.budget_warmup * total_steps)),
+                                    delay_steps=int(round(cfg.budget_delay * total_steps))))
+    logger = ComplexityLogger(every=log_every)
+    cbs.append(logger)
+    if monitor is not None and cfg.patience > 0:
+        cbs.append(BudgetEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+    return cbs, logger
+
+
+def finetune_steps(cfg, total_steps: int) -> int:
+    """Steps reserved for fine-tuning the shrunk model (0 without shrinking)."""
+    if not getattr(cfg, "shrink", True) or total_steps < 2:
+        return 0
+    return int(round(total_steps * max(0.0, min(0.9, float(getattr(cfg, "finetune_fraction", 0.0))))))
+
+
+def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbose: int = 0):
+    """Train the shrunk ``scorer`` ``steps`` more steps (plain task loss, AdamW with warm-up and
+    cosine decay from ``cfg.learning_rate``); returns the fine-tuned scorer (a rebuilt copy made
+    under ``strategy``)."""
+    from rmcompress._keras import keras, tf
+    from rmcompress.complexity.structure import infer_arch_config
+    from rmcompress.models.architectures import build_reward_model
+    from rmcompress.training.model import RewardTrainingModel
+    from rmcompress.training.trainer import warmup_cosine
+
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_reward_model(infer_arch_config(scorer), name=scorer.name)
+        model.set_weights(scorer.get_weights())
+        wrapper = RewardTrainingModel(model, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient)
+        wrapper.compile(optimizer=keras.optimizers.AdamW(
+            learning_rate=warmup_cosine(cfg.learning_rate, steps, cfg.warmup_fraction),
+            weight_decay=cfg.weight_decay))
+    wrapper.fit(ds_train, epochs=1, steps_per_epoch=steps, verbose=verbose)
+    return wrapper.scorer
+
+
+def finish_gated(model: ComplexityAwareModel, check_ids: np.ndarray | None = None, do_shrink: bool = True):
+    """``(scorer, report entries)`` after gated training (see module docstring)."""
+    gated = model.scorer
+    end_state = model.complexity_state()
+    projection = {}
+    if any(b is not None for b in model.budgets.values()):
+        projection = project_to_budget(gated, model.budgets["flops"], model.budgets["params"], model.structure)
+    info = {"dense_flops": int(round(model.dense["flops"])), "dense_params": int(round(model.dense["params"])),
+            "budget_flops": model.budgets["flops"], "budget_params": model.budgets["params"],
+            "flops_weight": model.penalty_weights["flops"], "params_weight": model.penalty_weights["params"],
+            "expected_flops_fraction_end": round(end_state["expected_flops_fraction"], 5),
+            "expected_params_fraction_end": round(end_state["expected_params_fraction"], 5),
+            "projection_closed_units": int(projection.get("closed_units", 0)), "shrunk": bool(do_shrink)}
+    scorer = gated
+    if do_shrink:
+        scorer = shrink(gated, name=gated.name.replace("_gated", ""))
+        if check_ids is not None and len(check_ids):
+            ids = np.asarray(check_ids[:512], np.int32)
+            a = gated.predict(ids, batch_size=256, verbose=0)
+            b = scorer.predict(ids, batch_size=256, verbose=0)
+            info["shrink_max_abs_diff"] = float(np.max(np.abs(a - b)))
+    achieved = count(scorer)
+    info.update({"flops": achieved.flops, "params": achieved.params,
+                 "flops_fraction": round(achieved.flops / model.dense["flops"], 5),
+                 "params_fraction": round(achieved.params / model.dense["params"], 5)})
+    return scorer, info

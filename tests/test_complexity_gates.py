@@ -1,0 +1,138 @@
+"""Hard-concrete gates: the math, the gated architectures, serialisation, expected counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rmcompress._keras import keras, tf
+from rmcompress.complexity import count
+from rmcompress.complexity.gates import (BETA, GAMMA, ZETA, L0Gate, OPEN_THRESHOLD, alive_counts,
+                                         gate_layers, gated_copy, median_gate, open_probability)
+from rmcompress.complexity.structure import gated_cost, infer_arch_config, structure_for
+from rmcompress.errors import ModelError
+from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.modeldir import custom_objects
+
+CFG = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=12, filters=[4, 5, 3],
+           hidden=10, dropout=0.0)
+EXPECTED_GROUPS = {
+    "transformer": {"block0", "block0_heads", "block0_ffn", "block1", "block1_heads", "block1_ffn"},
+    "cnn": {"embed", "conv3", "conv4", "conv5"},
+    "bow": {"embed", "hidden"},
+}
+
+
+def _ids(n=6, seed=0):
+    ids = np.random.RandomState(seed).randint(1, 60, (n, 16)).astype("int32")
+    ids[:, 11:] = 0
+    return ids
+
+
+def test_open_probability_matches_sampling():
+    gate = L0Gate(4000, init_log_alpha=0.7)
+    gate(tf.zeros([1]))
+    z = np.concatenate([gate(tf.zeros([1]), training=True).numpy() for _ in range(5)])
+    assert np.mean(z > 0) == pytest.approx(float(open_probability(tf.constant(0.7))), abs=0.01)
+    assert z.min() == 0.0 and z.max() == 1.0  # exact zeros and ones occur
+    # expected open count is differentiable in log_alpha
+    with tf.GradientTape() as tape:
+        e = gate.expected_open()
+    assert float(tf.reduce_sum(tape.gradient(e, gate.log_alpha))) > 0
+
+
+def test_deterministic_gate_is_the_median_and_open_iff_p_above_half():
+    la = np.array([-5.0, OPEN_THRESHOLD - 0.01, OPEN_THRESHOLD + 0.01, 0.0, 5.0])
+    z = median_gate(la)
+    p = open_probability(la)
+    assert np.array_equal(z > 0, p > 0.5)
+    assert z[-1] == 1.0 and z[0] == 0.0
+    s = 1 / (1 + np.exp(-la[3] / BETA))
+    assert z[3] == pytest.approx(s * (ZETA - GAMMA) + GAMMA)
+
+
+def test_noise_is_one_vector_per_step_and_seeded():
+    a = L0Gate(8, init_log_alpha=0.0, seed=3)
+    b = L0Gate(8, init_log_alpha=0.0, seed=3)
+    x = tf.zeros([2])
+    za, zb = a(x, training=True).numpy(), b(x, training=True).numpy()
+    np.testing.assert_array_equal(za, zb)  # same seed and step: same draw
+    assert not np.array_equal(a(x, training=True).numpy(), za)  # next step: a new draw
+    np.testing.assert_array_equal(a(x).numpy(), a(x).numpy())  # inference: deterministic
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+def test_every_prunable_group_is_gated_and_no_lambda(arch):
+    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True)
+    assert set(gate_layers(g)) == EXPECTED_GROUPS[arch]
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in g.layers)
+    g_vocab = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    assert set(gate_layers(g_vocab)) == EXPECTED_GROUPS[arch] | {"vocab"}
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+def test_gated_copy_with_open_gates_equals_the_plain_model(arch):
+    keras.utils.set_random_seed(1)
+    plain = build_reward_model(ArchConfig(arch=arch, **CFG))
+    gated = gated_copy(plain, gate_vocab=True)
+    np.testing.assert_allclose(gated(_ids()).numpy(), plain(_ids()).numpy(), atol=1e-6)
+    assert count(gated).as_dict() == count(plain).as_dict()
+    assert infer_arch_config(gated).arch == arch
+
+
+def test_gated_model_saves_and_loads_in_safe_mode(tmp_path):
+    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True, gate_options={"gate_vocab": True})
+    for gate in gate_layers(g).values():
+        gate.log_alpha.assign(np.random.RandomState(0).normal(0, 3, gate.log_alpha.shape))
+    g.save(tmp_path / "g.keras")
+    back = keras.models.load_model(tmp_path / "g.keras", custom_objects=custom_objects(), safe_mode=True,
+                                   compile=False)
+    np.testing.assert_array_equal(back(_ids()).numpy(), g(_ids()).numpy())
+    assert count(back).as_dict() == count(g).as_dict()
+
+
+def test_expected_cost_uses_registry_formulas():
+    """Expected FLOPs = registry at expected alive counts; all gates wide open -> dense FLOPs;
+    the expected count matches the deterministic count when gates are saturated."""
+    cfg = ArchConfig(arch="transformer", **CFG)
+    g = build_reward_model(cfg, gated=True)
+    dense = count(build_reward_model(cfg)).flops
+    assert gated_cost(g, "full").flops == dense
+    for gate in gate_layers(g).values():
+        gate.log_alpha.assign(np.full(gate.units, 20.0))
+    assert float(gated_cost(g, "expected").flops.numpy()) == pytest.approx(dense, rel=1e-5)
+    la = gate_layers(g)
+    la["block0"].log_alpha.assign([-20.0])          # block 0 closed
+    la["block1_heads"].log_alpha.assign([20.0, -20.0])  # one head of block 1 closed
+    det = gated_cost(g, "deterministic")
+    exp = gated_cost(g, "expected")
+    assert float(exp.flops.numpy()) == pytest.approx(det.flops, rel=1e-5)
+    alive = alive_counts(g, structure_for(cfg), "deterministic")
+    assert alive["block0"] == 0 and alive["block1_heads"] == 1 and alive["block1_ffn"] == 12
+    assert det.flops < dense
+
+
+def test_expected_cost_gradient_prefers_expensive_units():
+    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    gates = gate_layers(g)
+    structure = structure_for(infer_arch_config(g))
+    from rmcompress.complexity.structure import cost_model
+
+    cm = cost_model(g, structure)
+    with tf.GradientTape() as tape:
+        alive = structure.full_alive()
+        alive.update({k: v.expected_open() for k, v in gates.items()})
+        flops = cm.evaluate(alive).flops
+    grads = tape.gradient(flops, [gates["conv3"].log_alpha, gates["conv5"].log_alpha])
+    # a width-5 filter costs more than a width-3 filter (per unit, same gate state)
+    assert float(grads[1][0]) > float(grads[0][0]) > 0
+
+
+def test_unknown_gate_group_is_an_error():
+    with pytest.raises(ModelError, match="cannot gate"):
+        build_reward_model(ArchConfig(arch="bow", **CFG), gated=True, gate_groups=["heads"])
+
+
+def test_infer_arch_config_rejects_foreign_models():
+    x = keras.Input((4,))
+    with pytest.raises(ModelError, match="not an rmcompress architecture"):
+        infer_arch_config(keras.Model(x, keras.layers.Dense(1)(x)))

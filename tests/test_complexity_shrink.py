@@ -1,0 +1,157 @@
+"""``shrink``: exact equivalence with the gated model's deterministic outputs, exact FLOPs, smaller
+layers, TFLite export; the budget projection."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rmcompress._keras import keras, tf
+from rmcompress.complexity import count
+from rmcompress.complexity.gates import CLOSED_LOG_ALPHA, gate_layers, gated_copy
+from rmcompress.complexity.registry import is_gated
+from rmcompress.complexity.shrink import ensure_feasible, project_to_budget, shrink
+from rmcompress.complexity.structure import gated_cost, infer_arch_config
+from rmcompress.errors import ModelError
+from rmcompress.models.architectures import ArchConfig, build_reward_model
+
+CFG = dict(vocab_size=60, seq_len=16, width=16, depth=3, heads=2, head_dim=8, ffn=12, filters=[4, 5, 3],
+           hidden=10, dropout=0.1)
+
+
+def _ids(n=16, seed=0):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(1, 60, (n, 16)).astype("int32")
+    for r in range(n):
+        ids[r, rng.randint(3, 17):] = 0
+    return ids
+
+
+def _randomise(model, seed=0, spread=2.5):
+    """Random weights (biases too) and random gates: non-binary kept values, closed units."""
+    rng = np.random.RandomState(seed)
+    for w in model.weights:
+        if w.dtype == tf.float32 and "log_alpha" not in w.name:
+            w.assign(rng.normal(0, 0.3, w.shape))
+    for gate in gate_layers(model).values():
+        gate.log_alpha.assign(rng.normal(0.5, spread, gate.log_alpha.shape))
+
+
+def _check(gated, ids):
+    shrunk = shrink(gated)
+    assert not is_gated(shrunk)
+    np.testing.assert_allclose(shrunk(ids).numpy(), gated(ids).numpy(), atol=1e-5, rtol=0)
+    assert count(shrunk).as_dict() == count(gated).as_dict()
+    assert gated_cost(gated, "deterministic").flops == count(shrunk).flops
+    return shrunk
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shrink_equals_gated_deterministic_outputs(arch, seed):
+    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    _randomise(g, seed)
+    shrunk = _check(g, _ids(seed=seed))
+    assert count(shrunk).flops < gated_cost(g, "full").flops
+    assert count(shrunk).params < gated_cost(g, "full").params
+
+
+def test_shrink_removes_blocks_heads_and_ffn_sublayers():
+    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True)
+    _randomise(g)
+    gates = gate_layers(g)
+    gates["block0"].log_alpha.assign([CLOSED_LOG_ALPHA])              # whole block 0 closed
+    gates["block1_heads"].log_alpha.assign([CLOSED_LOG_ALPHA] * 2)    # block 1: attention removed
+    gates["block1_ffn"].log_alpha.assign([5.0] * 3 + [CLOSED_LOG_ALPHA] * 9)
+    gates["block2"].log_alpha.assign([5.0])
+    gates["block2_heads"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA])
+    gates["block2_ffn"].log_alpha.assign([CLOSED_LOG_ALPHA] * 12)   # block 2: FFN removed
+    shrunk = _check(g, _ids())
+    cfg = infer_arch_config(shrunk)
+    names = {layer.name for layer in shrunk.layers}
+    assert "block0_attn" not in names and "block0_ffn_in" not in names
+    assert "block1_attn" not in names and "block1_attn_norm" not in names
+    assert shrunk.get_layer("block1_ffn_in").units == 3
+    assert shrunk.get_layer("block2_attn").num_heads == 1 and "block2_ffn_in" not in names
+    assert cfg.blocks_present()[1:] == [True, True]
+
+
+def test_shrink_narrows_embedding_and_cuts_vocabulary_rows():
+    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True, gate_options={"gate_vocab": True})
+    _randomise(g, 3)
+    gates = gate_layers(g)
+    la = gates["vocab"].log_alpha.numpy()
+    la[::2] = CLOSED_LOG_ALPHA
+    gates["vocab"].log_alpha.assign(la)
+    shrunk = _check(g, _ids())
+    emb = shrunk.get_layer("token_embedding")
+    assert emb.input_dim < 60 and emb.output_dim < 16
+    assert shrunk.get_layer("token_remap").input_vocab_size == 60
+    # gate the shrunk model again and shrink again: the remap tables compose
+    again = gated_copy(shrunk, gate_vocab=True)
+    gv = gate_layers(again)
+    la2 = gv["vocab"].log_alpha.numpy()
+    la2[:3] = CLOSED_LOG_ALPHA
+    gv["vocab"].log_alpha.assign(la2)
+    gv["conv4"].log_alpha.assign(np.full(gv["conv4"].units, CLOSED_LOG_ALPHA))
+    twice = shrink(again)
+    np.testing.assert_allclose(twice(_ids()).numpy(), again(_ids()).numpy(), atol=1e-5)
+    assert twice.get_layer("token_embedding").input_dim == emb.input_dim - 3
+
+
+def test_shrunk_model_exports_to_tflite():
+    from rmcompress.export.tflite import TFLiteRunner, convert
+
+    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True, gate_options={"gate_vocab": True})
+    _randomise(g, 5)
+    gate_layers(g)["vocab"].log_alpha.assign(np.r_[np.full(20, CLOSED_LOG_ALPHA), np.full(39, 3.0)])
+    shrunk = shrink(g)
+    runner = TFLiteRunner(convert(shrunk))
+    ids = _ids()
+    np.testing.assert_allclose(runner.score(ids), g(ids).numpy().reshape(-1), atol=1e-5)
+
+
+def test_ensure_feasible_keeps_a_unit_where_the_graph_needs_one():
+    g = build_reward_model(ArchConfig(arch="bow", **CFG), gated=True)
+    _randomise(g)
+    for gate in gate_layers(g).values():
+        gate.log_alpha.assign(np.full(gate.units, CLOSED_LOG_ALPHA))
+    assert set(ensure_feasible(g)) == {"embed", "hidden"}
+    shrunk = _check(g, _ids())
+    assert infer_arch_config(shrunk).width == 1 and infer_arch_config(shrunk).hidden == 1
+
+
+@pytest.mark.parametrize("budget", [0.5, 0.2, 0.05])
+def test_project_to_budget_lands_on_the_budget(budget):
+    g = build_reward_model(ArchConfig(arch="transformer", **{**CFG, "ffn": 48}), gated=True)
+    _randomise(g, 7, spread=1.0)
+    dense = gated_cost(g, "full").flops
+    out = project_to_budget(g, budget_flops=budget)
+    flops = count(g).flops
+    assert out["budget_met"] and flops == out["flops"]
+    assert budget * dense * 0.95 <= flops <= budget * dense
+    _check(g, _ids())
+
+
+def test_project_to_budget_params_with_vocabulary():
+    g = build_reward_model(ArchConfig(arch="bow", **CFG), gated=True, gate_options={"gate_vocab": True})
+    _randomise(g, 2, spread=0.5)
+    dense = gated_cost(g, "full").params
+    project_to_budget(g, budget_params=0.3)
+    assert 0.27 * dense <= count(g).params <= 0.3 * dense
+    _check(g, _ids())
+
+
+def test_shrink_of_a_plain_model_is_an_error():
+    with pytest.raises(ModelError, match="no gate layers"):
+        shrink(build_reward_model(ArchConfig(arch="bow", **CFG)))
+
+
+def test_shrunk_model_is_an_ordinary_model(tmp_path):
+    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    _randomise(g, 4)
+    shrunk = shrink(g)
+    shrunk.save(tmp_path / "s.keras")
+    from rmcompress.models.layers import CUSTOM_LAYERS
+
+    back = keras.models.load_model(tmp_path / "s.keras", custom_objects=CUSTOM_LAYERS, safe_mode=True, compile=False)
+    np.testing.assert_array_equal(back(_ids()).numpy(), shrunk(_ids()).numpy())
