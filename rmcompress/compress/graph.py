@@ -127,15 +127,15 @@ def layer_entry(layer_cls, config: dict, name: str) -> dict:
 
 
 def rebuild(model: keras.Model, graph: Graph, weights: dict[str, list[np.ndarray]] | None = None,
-            name: str | None = None) -> keras.Model:
+            name: str | None = None, custom_objects: dict | None = None) -> keras.Model:
     """Build ``graph`` and load weights: ``weights[layer]`` where given, else the old layer's."""
-    from rmcompress.models.modeldir import custom_objects
+    from rmcompress.models.modeldir import custom_objects as model_objects
 
     cfg = copy.deepcopy(graph.config)
     if name:
         cfg["name"] = name
     try:
-        new = keras.Model.from_config(cfg, custom_objects=custom_objects())
+        new = keras.Model.from_config(cfg, custom_objects={**model_objects(), **(custom_objects or {})})
     except Exception as e:
         raise ModelError(f"rewritten model does not build ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
     weights = weights or {}

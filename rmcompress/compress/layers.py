@@ -3,6 +3,11 @@
 ``FusedQKVSelfAttention``   :class:`MultiHeadSelfAttention` with the query/key/value projections
                             merged into one ``[d, 3*H*dh]`` matmul (``fuse`` pass). Same FLOPs by
                             the registry's convention, one FULLY_CONNECTED op instead of three.
+``PointwiseDense``          ``Dense`` on ``[B, T, d]`` inputs computed as one broadcast matmul
+                            (``tf.matmul``) instead of ``tf.tensordot``: no run-time shape ops, and
+                            TFLite gets one FULLY_CONNECTED whose output directly carries the bias
+                            and activation (needed for int8 QAT: a reshape between matmul and bias
+                            hides the output range from the converter).
 ``FactorizedEmbedding``     ``ids -> E[ids] @ P`` with ``E [V, r]`` and ``P [r, d]`` (``factorise``
                             pass): ``V*r + r*d`` params instead of ``V*d``; ``2*r*d`` FLOPs per token.
 
@@ -38,6 +43,9 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
         self.output_bias = self.add_weight(name="output_bias", shape=(out,), initializer="zeros")
         keras.layers.Layer.build(self, input_shape)
 
+    def _project(self, x, kernel, bias):
+        return tf.matmul(x, kernel) + bias
+
     def _fresh_initializer(self):
         init = self.kernel_initializer
         return init.__class__.from_config(init.get_config())
@@ -53,6 +61,28 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
 
     def get_clusterable_weights(self):
         return [("qkv_kernel", self.qkv_kernel), ("output_kernel", self.output_kernel)]
+
+
+@register
+class PointwiseDense(keras.layers.Dense):
+    """:class:`keras.layers.Dense` whose rank >= 3 inputs use ``tf.matmul`` (same weights, same math)."""
+
+    def call(self, inputs):
+        if inputs.shape.rank is None or inputs.shape.rank < 3:
+            return super().call(inputs)
+        y = tf.matmul(tf.cast(inputs, self.compute_dtype), self.kernel)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+    def get_prunable_weights(self):
+        return [self.kernel]
+
+    def get_clusterable_weights(self):
+        return [("kernel", self.kernel)]
+
+    def get_clusterable_algorithm(self, weight_name):
+        return None
 
 
 @register
@@ -99,6 +129,7 @@ def _factorized_embedding_flops(layer, in_shape, out_shape):
 
 
 registry.register(FusedQKVSelfAttention, registry.FLOPS[MultiHeadSelfAttention])
+registry.register(PointwiseDense, registry.FLOPS[keras.layers.Dense])
 registry.register(FactorizedEmbedding, _factorized_embedding_flops)
 
-CUSTOM_LAYERS = {cls.__name__: cls for cls in (FusedQKVSelfAttention, FactorizedEmbedding)}
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (FusedQKVSelfAttention, PointwiseDense, FactorizedEmbedding)}

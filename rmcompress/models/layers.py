@@ -41,7 +41,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         length = tf.shape(x)[1]
-        return x + self.position_embeddings[tf.newaxis, :length, :]
+        return x + tf.expand_dims(self.position_embeddings[:length], 0)  # no new-axis slice: TFLite-safe at dynamic T
 
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length,
@@ -152,7 +152,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self._qkv(x, batch, length)
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
-        m = mask[:, tf.newaxis, tf.newaxis, :]
+        m = tf.expand_dims(tf.expand_dims(mask, 1), 1)  # [B, 1, 1, T] (TFLite-safe at dynamic T)
         scores = scores * m + (m - 1.0) * self.mask_bound
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(weights, v)  # [B, H, T, dh]
