@@ -18,7 +18,7 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.compress.finetune import finetune
 from rmcompress.compress.fuse import max_abs_diff
-from rmcompress.compress.layers import FactorizedEmbedding
+from rmcompress.compress.layers import FactorizedEmbedding, PointwiseDense
 from rmcompress.compress.state import CompressState
 from rmcompress.compress.targets import copy_model, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
@@ -31,7 +31,7 @@ def _register_clusterable() -> None:
     """Declare the project's layers as tfmot ``ClusterableLayer``s (they implement its methods)."""
     from tensorflow_model_optimization.python.core.clustering.keras.clusterable_layer import ClusterableLayer
 
-    for cls in (MultiHeadSelfAttention, FactorizedEmbedding):
+    for cls in (MultiHeadSelfAttention, FactorizedEmbedding, PointwiseDense):
         if not issubclass(cls, ClusterableLayer):
             ClusterableLayer.register(cls)
 

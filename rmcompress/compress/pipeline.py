@@ -123,11 +123,8 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
 
     mode = state.export.get("quantize", "none")
     length = state.export.get("length")
-    conv_model, qat_model = state.model, state.qat_model
-    if length:
-        conv_model = length_mod.dynamic_length_model(state.model)
-        if qat_model is not None:
-            qat_model = _dynamic_qat(qat_model)
+    conv_model = length_mod.dynamic_length_model(state.model) if length else state.model
+    qat_model = state.qat_model  # built with a dynamic length; converted at conv_model's length
     cal = state.calibration_ids(int(state.export.get("calibration_samples", 300)))
     flat, qnote = build_tflite(conv_model, mode, cal, state.export.get("keep_float_ops"),
                                state.export.get("max_layer_error"),
@@ -192,13 +189,3 @@ def _ratios(r: dict) -> None:
         if k in r and f"source_{k}" in r:
             r["accuracy_drop_points"] = 100.0 * (r[f"source_{k}"] - r[k])
 
-
-def _dynamic_qat(qat_model):
-    """The QAT model with a dynamic sequence dimension (rebuilt under tfmot's quantize scope)."""
-    from rmcompress.compress import length as length_mod
-    from rmcompress.compress import qat
-
-    import tensorflow_model_optimization as tfmot
-
-    with tfmot.quantization.keras.quantize_scope(qat.custom_objects()):
-        return length_mod.dynamic_length_model(qat_model, custom_objects=qat.custom_objects())

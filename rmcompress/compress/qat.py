@@ -185,7 +185,8 @@ def config_class():
 
 
 def quantize_config_for(layer, preserve: str = "none"):
-    """The :class:`LayerQuantizeConfig` for one layer of a reward model (module docstring)."""
+    """The :class:`LayerQuantizeConfig` for one layer of a reward model (module docstring);
+    ``preserve`` picks the weight quantizer (none | prune | cluster | prune_cluster)."""
     C = config_class()
     if isinstance(layer, (L.PaddingMask, keras.layers.Dropout)):
         return C([], quantize_output=False)
@@ -240,8 +241,9 @@ def custom_objects() -> dict:
     return {**model_objects(), **QAT_LAYERS, "LayerQuantizeConfig": config_class()}
 
 
-def quantize_model(model: keras.Model, preserve: str = "none") -> keras.Model:
-    """The QAT model of ``model`` (a new model; weights copied; ``model`` untouched)."""
+def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=None) -> keras.Model:
+    """The QAT model of ``model`` (a new model; weights copied; ``model`` untouched). ``preserve``
+    applies to the layers named in ``preserve_layers`` (default: all); others get plain QAT."""
     tfmot = _tfmot()
     qk = tfmot.quantization.keras
     g = Graph(model)
@@ -255,9 +257,15 @@ def quantize_model(model: keras.Model, preserve: str = "none") -> keras.Model:
     def annotate(layer):
         if isinstance(layer, keras.layers.InputLayer):
             return layer
-        return qk.quantize_annotate_layer(layer, quantize_config_for(layer, preserve))
+        keep = preserve if preserve_layers is None or layer.name in preserve_layers else "none"
+        return qk.quantize_annotate_layer(layer, quantize_config_for(layer, keep))
 
-    with qk.quantize_scope(custom_objects()):
+    import warnings
+
+    with qk.quantize_scope(custom_objects()), warnings.catch_warnings():
+        # quantize_apply builds throw-away clones before loading weights; cluster-preserving
+        # quantizers warn "too many centroids" for those. The returned model is checked instead.
+        warnings.simplefilter("ignore", UserWarning)
         annotated = keras.models.clone_model(base, clone_function=annotate)
         return qk.quantize_apply(annotated, scheme=_scheme_class()())
 

@@ -65,9 +65,14 @@ def quantise_pass(state: CompressState, mode: str = "dynamic", calibration_sampl
     if mode == "qat":
         from rmcompress.compress import qat
 
+        from rmcompress.compress.length import dynamic_length_model
+
         preserve = qat_preserve(state)
+        touched = {l for n in state.notes if n["pass"] in ("prune", "cluster") for l in n.get("layers", [])}
         float_model = state.model
-        qat_model = qat.quantize_model(float_model, preserve=preserve)
+        # built with a dynamic sequence dimension: trains on full-length batches, converts either way
+        qat_model = qat.quantize_model(dynamic_length_model(float_model), preserve=preserve,
+                                       preserve_layers=touched or None)
         ref = float_model.predict(state.val_ids(256), verbose=0).reshape(-1)
         history = finetune(qat_model, state, steps, learning_rate, batch_size)
         fq = qat_model.predict(state.val_ids(256), verbose=0).reshape(-1)
@@ -177,7 +182,7 @@ def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | No
     if mode == "qat":
         from rmcompress.compress.qat import convert_qat
 
-        return convert_qat(qat_model), note
+        return convert_qat(qat_model, model.input_shape[1]), note
     if mode in ("none", "float16", "dynamic"):
         return convert(model, mode), note
     if mode == "int16x8":
