@@ -12,7 +12,7 @@ import importlib
 import sys
 import traceback
 
-COMMANDS = ["train", "export", "evaluate", "demo"]
+COMMANDS = ["train", "export", "evaluate", "demo", "compress", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

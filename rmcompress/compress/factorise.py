@@ -1,7 +1,9 @@
 """``factorise``: shrink the token embedding, the bulk of a small text model's parameters.
 
 **Vocabulary pruning** (``vocab_prune``): rows of token ids that occur fewer than ``min_count`` times
-in the *encoded training data* are dropped ([PAD] and [UNK] always stay). The tokenizer keeps the
+in the training texts are dropped ([PAD] and [UNK] always stay). Counts come from the *untruncated*
+tokenisation: a word cut by the ``seq_len`` truncation still needs all its pieces, or re-tokenising
+it with the smaller vocabulary would turn the whole word into [UNK]. The tokenizer keeps the
 surviving tokens in their old order, so ``new_id = rank of old_id among the kept ids``. Exactness:
 WordPiece takes the longest matching piece; every piece used on the training texts is kept and the
 new vocabulary is a subset of the old one, so the training texts tokenise to the same pieces and the
@@ -40,6 +42,20 @@ def token_counts(ids: np.ndarray, vocab_size: int) -> np.ndarray:
     return np.bincount(np.asarray(ids, np.int64).reshape(-1), minlength=vocab_size)[:vocab_size]
 
 
+def full_token_counts(tokenizer: Tokenizer, texts, batch_size: int = 2048) -> np.ndarray:
+    """Occurrences of each token id in the untruncated WordPiece tokenisation of ``texts``."""
+    from rmcompress._keras import tf
+
+    counts = np.zeros(tokenizer.vocab_size, np.int64)
+    texts = list(texts)
+    fn = tf.function(lambda t: tf.cast(tokenizer.layer.tokenize(t).flat_values, tf.int32),
+                     input_signature=[tf.TensorSpec([None], tf.string)])
+    for i in range(0, len(texts), batch_size):
+        flat = fn(tf.constant(texts[i:i + batch_size])).numpy()
+        counts += np.bincount(flat, minlength=tokenizer.vocab_size)[: tokenizer.vocab_size]
+    return counts
+
+
 def vocab_keep(counts: np.ndarray, min_count: int = 1) -> np.ndarray:
     """Sorted old ids to keep: the reserved tokens and every id used at least ``min_count`` times."""
     keep = counts >= min_count
@@ -73,10 +89,11 @@ def low_rank(E: np.ndarray, weights: np.ndarray | None = None, rank: int | None 
     return A.astype(np.float32), B.astype(np.float32), float(np.sqrt(energy[rank] / total))
 
 
-def factorise(model: keras.Model, tokenizer: Tokenizer, train_ids: np.ndarray, vocab_prune: bool = True,
+def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts, vocab_prune: bool = True,
               min_count: int = 1, rank: int | None = None, max_error: float | None = None,
               weighting: str = "frequency") -> tuple[keras.Model, Tokenizer, np.ndarray, dict]:
-    """Return ``(model, tokenizer, remap, note)``; ``remap[old_id] = new_id`` (identity if no pruning)."""
+    """Return ``(model, tokenizer, remap, note)``; ``remap[old_id] = new_id`` (identity if no pruning).
+    ``train_texts``: the training texts (counted untruncated, see module docstring)."""
     names = token_embedding_names(model)
     if len(names) != 1:
         raise ModelError(f"factorise: expected one token embedding fed by the ids, found {names or 'none'}")
@@ -90,7 +107,7 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_ids: np.ndarray, v
     V, d = E.shape
     if V != tokenizer.vocab_size:
         raise ModelError(f"factorise: embedding {name!r} has {V} rows but the tokenizer {tokenizer.vocab_size} tokens")
-    counts = token_counts(train_ids, V)
+    counts = full_token_counts(tokenizer, train_texts)
     note = {"layer": name, "vocab_before": int(V), "width": int(d), "params_before": int(V * d)}
     keep = vocab_keep(counts, min_count) if vocab_prune else np.arange(V)
     remap = remap_table(keep, V)

@@ -36,8 +36,8 @@ def factorise_pass(state: CompressState, vocab_prune: bool = True, min_count: in
 
     old_model, old_tok = state.model, state.tokenizer
     train_ids = state.train_ids()
-    new, tok, remap, note = factorise(old_model, old_tok, train_ids, vocab_prune, min_count, rank,
-                                      max_error, weighting)
+    new, tok, remap, note = factorise(old_model, old_tok, state.train_raw.all_texts, vocab_prune, min_count,
+                                      rank, max_error, weighting)
     if vocab_prune:
         texts = state.train_raw.all_texts[:TOKENIZER_CHECK_ROWS]
         bad = check_tokenizer_remap(old_tok, tok, remap, texts)

@@ -87,6 +87,11 @@ def prune(model: keras.Model, state: CompressState, sparsity: float = 0.5, sched
     wrapped = keras.models.clone_model(base, clone_function=wrap)
     callbacks = [sp.UpdatePruningStep()]
     if summaries_dir:
+        try:
+            import tensorboard  # noqa: F401  (tf.summary needs it)
+        except ImportError:
+            raise RecipeError("prune.summaries_dir: PruningSummaries needs the tensorboard package "
+                              "(pip install tensorboard)") from None
         callbacks.append(sp.PruningSummaries(log_dir=str(summaries_dir)))
     if steps > 0:
         history = finetune(wrapped, state, steps, learning_rate, batch_size, callbacks)

@@ -191,12 +191,12 @@ def validate_section(values, schema: dict[str, Field], where: str, src: str) -> 
         if key in values:
             if not _type_ok(v, f.types):
                 raise RecipeError(f"{src}: {where}.{key}: {v!r} has the wrong type; expected {_type_text(f.types)}")
-            if isinstance(v, int) and not isinstance(v, bool) and float in f.types:
-                v = float(v)
             if f.check is not None:
                 msg = f.check(v)
                 if msg:
                     raise RecipeError(f"{src}: {where}.{key}: {v!r} {msg}")
+            if isinstance(v, int) and not isinstance(v, bool) and float in f.types:
+                v = float(v)
         out[key] = v
     return out
 
