@@ -12,7 +12,7 @@ import importlib
 import sys
 import traceback
 
-COMMANDS = ["train", "shrink", "export", "evaluate", "demo"]
+COMMANDS = ["train", "shrink", "compress", "export", "evaluate", "report", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

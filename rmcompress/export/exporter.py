@@ -56,8 +56,16 @@ def export_metadata(bundle: RewardModelBundle, quantize: str, complexity: dict) 
 
 def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: str = "none",
                  parity_ids: np.ndarray | None = None, calibration_ids: np.ndarray | None = None,
-                 overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None) -> dict:
-    """Export ``model`` (a model directory path or a loaded bundle); return the report dict."""
+                 overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None,
+                 tflite_model: bytes | None = None, parity_mode: str | None = None,
+                 metadata_extra: dict | None = None) -> dict:
+    """Export ``model`` (a model directory path or a loaded bundle); return the report dict.
+
+    ``tflite_model``: a flatbuffer converted elsewhere (compression recipes: selective int8, QAT,
+    dynamic length) that is checked and written instead of converting here; ``parity_mode``: the
+    quantize mode whose parity bar applies (default ``quantize``); ``metadata_extra`` is merged
+    into ``metadata.json``.
+    """
     formats = parse_formats(formats)
     if latency_runs < 0:
         raise UsageError(f"--latency-runs {latency_runs} must be >= 0")
@@ -79,10 +87,11 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
     report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         if "tflite" in formats:
-            flat = tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
+            flat = tflite_model if tflite_model is not None else \
+                tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
             runner = tflite.TFLiteRunner(flat)
             metrics = parity_metrics(reference, runner.score(parity_ids))
-            check_parity(metrics, quantize, what=f"{out_dir / TFLITE_FILE}")
+            check_parity(metrics, parity_mode or quantize, what=f"{out_dir / TFLITE_FILE}")
             (tmp / TFLITE_FILE).write_bytes(flat)
             faults.point("export:after_tflite")
             report.update(metrics)
@@ -102,7 +111,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                 report["parity_max_abs_diff"] = sm_metrics["parity_max_abs_diff"]
                 report.update(file_sizes(tmp / SAVEDMODEL_DIR))
         bundle.tokenizer.save(tmp)
-        write_json(tmp / "metadata.json", export_metadata(bundle, quantize, complexity))
+        write_json(tmp / "metadata.json", {**export_metadata(bundle, quantize, complexity), **(metadata_extra or {})})
         if extra_report:
             report.update(extra_report)
         write_json(tmp / "report.json", report)

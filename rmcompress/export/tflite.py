@@ -90,19 +90,24 @@ class TFLiteRunner:
         if len(self._in["shape"]) != 2 or self._in["dtype"] != np.int32:
             raise ModelError(f"{self._where}: TFLite input is {self._in['dtype'].__name__} "
                              f"{list(self._in['shape'])}; expected int32 token ids [batch, seq_len]")
+        signature = self._in.get("shape_signature", self._in["shape"])
+        #: True for a model exported with a dynamic sequence dimension (any length >= 1 is accepted)
+        self.dynamic_length = len(signature) > 1 and int(signature[1]) == -1
         self.seq_len = int(self._in["shape"][1])
         self._batch = None
+        self._length = self.seq_len
         self._resize(1)  # a corrupt graph fails here, not in the middle of a measurement
 
-    def _resize(self, batch: int) -> None:
-        if batch != self._batch:
+    def _resize(self, batch: int, length: int | None = None) -> None:
+        length = self._length if length is None else int(length)
+        if batch != self._batch or length != self._length:
             try:
-                self.interpreter.resize_tensor_input(self._in["index"], [batch, self.seq_len], strict=False)
+                self.interpreter.resize_tensor_input(self._in["index"], [batch, length], strict=False)
                 self.interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as e:  # corrupt tensor indices, failed delegate prepare
                 raise ModelError(f"{self._where}: TFLite model cannot be prepared "
                                  f"({str(e).splitlines()[0][:200]})") from None
-            self._batch = batch
+            self._batch, self._length = batch, length
 
     def invoke(self, ids: np.ndarray) -> np.ndarray:
         """One call on a batch already resized (used by the latency timer)."""
@@ -116,14 +121,14 @@ class TFLiteRunner:
     def score(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Rewards ``[n]`` for ids ``[n, seq_len]``."""
         ids = np.asarray(ids, np.int32)
-        if ids.ndim != 2 or ids.shape[1] != self.seq_len:
+        if ids.ndim != 2 or (ids.shape[1] != self.seq_len and not self.dynamic_length):
             raise ModelError(f"TFLite model expects ids of shape [n, {self.seq_len}], got {ids.shape}")
         out = []
         for i in range(0, len(ids), batch_size):
             chunk = ids[i:i + batch_size]
-            self._resize(len(chunk))
+            self._resize(len(chunk), chunk.shape[1])
             out.append(np.asarray(self.invoke(chunk)).reshape(-1))
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-    def prepare_single(self) -> None:
-        self._resize(1)
+    def prepare_single(self, length: int | None = None) -> None:
+        self._resize(1, length)

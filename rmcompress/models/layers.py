@@ -41,7 +41,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         length = tf.shape(x)[1]
-        return x + self.position_embeddings[tf.newaxis, :length, :]
+        return x + tf.expand_dims(self.position_embeddings[:length], 0)  # no new-axis slice: TFLite-safe at dynamic T
 
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length,
@@ -150,11 +150,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         x, mask = inputs[0], inputs[1]
         head_gate = inputs[2] if len(inputs) > 2 else None
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
-        q = self._split_heads(self._project(x, self.query_kernel, self.query_bias), batch, length)
-        k = self._split_heads(self._project(x, self.key_kernel, self.key_bias), batch, length)
-        v = self._split_heads(self._project(x, self.value_kernel, self.value_bias), batch, length)
+        q, k, v = self._qkv(x, batch, length)
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
-        m = mask[:, tf.newaxis, tf.newaxis, :]
+        m = tf.expand_dims(tf.expand_dims(mask, 1), 1)  # [B, 1, 1, T] (TFLite-safe at dynamic T)
         scores = scores * m + (m - 1.0) * self.mask_bound
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(weights, v)  # [B, H, T, dh]
@@ -164,8 +162,22 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                              [batch, length, self.num_heads * self.head_dim])
         return self._project(context, self.output_kernel, self.output_bias)
 
+    def _qkv(self, x, batch, length):
+        """Queries, keys and values, each ``[B, H, T, dh]`` (a subclass may fuse the projections)."""
+        q = self._split_heads(self._project(x, self.query_kernel, self.query_bias), batch, length)
+        k = self._split_heads(self._project(x, self.key_kernel, self.key_bias), batch, length)
+        v = self._split_heads(self._project(x, self.value_kernel, self.value_bias), batch, length)
+        return q, k, v
+
     def get_prunable_weights(self):
         return [self.query_kernel, self.key_kernel, self.value_kernel, self.output_kernel]
+
+    def get_clusterable_weights(self):  # tfmot ClusterableLayer interface (rmcompress.compress.cluster)
+        return [(name, getattr(self, name)) for name in
+                ("query_kernel", "key_kernel", "value_kernel", "output_kernel")]
+
+    def get_clusterable_algorithm(self, weight_name):
+        return None  # tfmot's default nearest-centroid lookup
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,

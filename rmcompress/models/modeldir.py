@@ -60,6 +60,9 @@ def custom_objects() -> dict:
         objs.update(getattr(gates, "CUSTOM_LAYERS", {}))
     except ImportError:
         pass
+    from rmcompress.compress import layers as compress_layers  # fused / factorised layers
+
+    objs.update(compress_layers.CUSTOM_LAYERS)
     return objs
 
 
