@@ -105,14 +105,14 @@ def test_consecutive_linear_dense_layers_merge_only_when_cheaper():
 
 
 def test_fused_model_saves_loads_and_converts(tmp_path, transformer):
-    from rmcompress.data.tokenizer import Tokenizer
+    from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
     from rmcompress.export.parity import parity_metrics
     from rmcompress.export.tflite import TFLiteRunner, convert
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
 
     ids = token_ids()
     fused, _ = fuse(transformer, ids)
-    tok = Tokenizer(["[PAD]", "[UNK]"] + [f"w{i}" for i in range(58)])
+    tok = Tokenizer(["[PAD]", "[UNK]"] + [f"w{i}" for i in range(58)], TokenizerConfig(seq_len=ids.shape[1]))
     save_model_dir(tmp_path / "m", fused, tok, {"task": "pointwise"})
     loaded = load_model_dir(tmp_path / "m").model
     assert max_abs_diff(fused, loaded, ids) == 0.0

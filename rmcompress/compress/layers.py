@@ -12,10 +12,12 @@
                             pass): ``V*r + r*d`` params instead of ``V*d``; ``2*r*d`` FLOPs per token.
 
 Importing this module registers both with Keras serialisation and with the complexity registry
-(``rmcompress.complexity.registry.register``), and ``rmcompress.models.modeldir.custom_objects``
+(``rmcompress.complexity.registry.register_facts``), and ``rmcompress.models.modeldir.custom_objects``
 picks up :data:`CUSTOM_LAYERS`.
 """
 from __future__ import annotations
+
+import dataclasses
 
 from rmcompress._keras import keras, tf
 from rmcompress.complexity import registry
@@ -128,8 +130,15 @@ def _factorized_embedding_flops(layer, in_shape, out_shape):
     return 2 * layer.rank * layer.output_dim * positions
 
 
-registry.register(FusedQKVSelfAttention, registry.FLOPS[MultiHeadSelfAttention])
-registry.register(PointwiseDense, registry.FLOPS[keras.layers.Dense])
-registry.register(FactorizedEmbedding, _factorized_embedding_flops)
+def _fused_roles(layer):
+    return {"width": int(layer.qkv_kernel.shape[0]), "heads": int(layer.num_heads),
+            "out": int(layer.output_kernel.shape[1])}
+
+
+# Same formulas as the unfused attention and Dense (no prunable slices: fusion comes after shrinking).
+registry.register_facts(FusedQKVSelfAttention, dataclasses.replace(registry.MHSA, roles=_fused_roles, slices={}))
+registry.register_facts(PointwiseDense, registry.DENSE)
+registry.register_facts(FactorizedEmbedding, registry.LayerFacts(
+    lambda layer, s, d: {"matmul": _factorized_embedding_flops(layer, s.inp, s.out)}, registry._weights_params))
 
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (FusedQKVSelfAttention, PointwiseDense, FactorizedEmbedding)}
