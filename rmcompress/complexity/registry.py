@@ -42,7 +42,8 @@ def _positions(shape) -> int:
     return _prod(shape[:-1]) if len(shape) > 1 else 1
 
 
-_ACT_FLOPS = {"linear": 0, None: 0, "relu": 1, "gelu": 8, "tanh": 1, "sigmoid": 3, "swish": 4, "silu": 4}
+_ACT_FLOPS = {"linear": 0, None: 0, "relu": 1, "gelu": 8, "tanh": 1, "sigmoid": 3, "swish": 4, "silu": 4,
+              "gelu_tanh": 9}
 
 
 def _activation_name(layer) -> str | None:
@@ -113,6 +114,7 @@ FLOPS: dict[type, FlopsFn] = {
     L.MaskedMeanPooling: _pool_mean,
     L.MaskedMaxPooling: _pool_max,
     L.MultiHeadSelfAttention: _attention,
+    L.BiasAdd: _elementwise(1),
 }
 
 

@@ -4,6 +4,11 @@ Steps: load and validate the file; deterministic validation split; train a WordP
 on the *training* texts; encode; build the architecture; fit ``RewardTrainingModel`` with AdamW,
 early stopping on the validation metric (best weights restored); measure on the validation split;
 write the model directory atomically with ``report.json``.
+
+Pretrained starts (``rmcompress.training.sources``): ``backbone`` bridges a keras-nlp backbone
+(its vocabulary replaces the trained one, its weights the random init); ``init`` copies a model
+directory. ``teacher`` adds distillation (``rmcompress.training.distill``): teacher rewards are
+computed once over the training (and ``unlabeled``) texts with the teacher's tokenizer.
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ class TrainConfig:
     epochs: int = 3
     max_steps: int | None = None
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # default 1e-3; 3e-5 with backbone/init
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     val_fraction: float = 0.1
@@ -59,8 +64,18 @@ class TrainConfig:
     patience: int = 2
     text_column: str | None = None
     label_column: str | None = None
+    backbone: str | None = None         # keras-nlp preset name or local folder (BERT family)
+    backbone_match: str = "source"      # GELU/accents as the original checkpoint ("source") or keras-nlp
+    init: str | None = None             # start from a copy of this model directory
+    teacher: str | None = None          # distill from this model directory
+    distill_weight: float = 0.5
+    distill_loss: str = "mse"           # mse on rewards/margins, or ce (temperature-scaled)
+    distill_temperature: float = 1.0
+    unlabeled: str | None = None        # extra texts scored only by the teacher
 
     def __post_init__(self):
+        if self.learning_rate is None:  # fine-tuning a pretrained start wants a small rate
+            self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
         if self.batch_size < 1:
@@ -71,6 +86,12 @@ class TrainConfig:
             raise UsageError(f"--learning-rate {self.learning_rate} must be > 0")
         if self.loss is not None and self.loss not in ("bce", "mse", "mae"):
             raise UsageError(f"--loss {self.loss!r} unknown; allowed: bce, mse, mae")
+        if self.unlabeled and not self.teacher:
+            raise UsageError("--unlabeled needs --teacher (only a teacher can score unlabeled texts)")
+        if self.teacher:
+            from rmcompress.training.distill import DistillSettings
+
+            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature)
 
     def resolved_seq_len(self) -> int:
         return int(self.seq_len or DEFAULT_SEQ_LEN[self.task])
@@ -131,11 +152,14 @@ def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingMo
 
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
-          build_training_model=None, metadata_extra: dict | None = None) -> TrainResult:
+          build_training_model=None, metadata_extra: dict | None = None,
+          validation=None) -> TrainResult:
     """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
-    complexity-aware and distillation training). Returns the bundle, history and report.
+    complexity-aware and distillation training). ``validation`` (a path or loaded data of the same
+    task) replaces the split of ``data``: all of ``data`` trains. Returns the bundle, history and
+    report.
     """
     if out_dir is not None and Path(out_dir).exists() and not overwrite:
         raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
@@ -147,13 +171,40 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     loss = "pairwise" if cfg.task == "pairwise" else (cfg.loss or ("bce" if data.label_kind == "binary" else "mse"))
     if cfg.task == "pointwise" and loss == "bce" and data.label_kind != "binary":
         raise UsageError(f"{data.source}: --loss bce needs 0/1 labels; these are real-valued (use mse or mae)")
-    train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
+    if validation is not None:
+        if isinstance(validation, (str, Path)):
+            validation = load_data(validation, cfg.task, text_column=cfg.text_column,
+                                   label_column=cfg.label_column)
+        if validation.task != cfg.task:
+            raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
+        train_data, val_data = data, validation
+    else:
+        train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
     keras.utils.set_random_seed(cfg.seed)
 
-    tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
-                                TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
+    from rmcompress.training.sources import scorer_source
+
+    source = scorer_source(cfg, cfg.task)
+    distill = None
+    if cfg.teacher:
+        from rmcompress.training.distill import DistillationPlan, DistillSettings
+
+        distill = DistillationPlan.prepare(
+            cfg.teacher, cfg.task, loss, train_data, val_data,
+            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature),
+            cfg.unlabeled, cfg.text_column,
+            split_settings=None if validation is not None else (cfg.val_fraction, cfg.seed, cfg.split_mode))
+    if source is not None:
+        tokenizer = source.tokenizer
+    else:
+        tokenizer = Tokenizer.train(train_data.all_texts + (distill.extra_texts if distill else []),
+                                    cfg.vocab_size, TokenizerConfig(cfg.resolved_seq_len(),
+                                                                    cfg.resolved_truncate(), cfg.lowercase))
     enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
-    arch = cfg.arch_config(tokenizer.vocab_size)
+    if distill is not None:
+        enc_train = distill.attach(enc_train, tokenizer, "train")
+        enc_val = distill.attach(enc_val, tokenizer, "val")
+    arch = source.arch if source is not None else cfg.arch_config(tokenizer.vocab_size)
 
     steps_per_epoch = max(1, math.ceil(len(enc_train) / cfg.batch_size))
     epochs = cfg.epochs
@@ -164,8 +215,10 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        scorer = build_reward_model(arch)
+        scorer = source.build() if source is not None else build_reward_model(arch)
         builder = build_training_model or make_training_model
+        if distill is not None:
+            builder = distill.wrap(builder)
         model = builder(scorer, cfg, loss)
         optimizer = keras.optimizers.AdamW(
             learning_rate=warmup_cosine(cfg.learning_rate, total_steps, cfg.warmup_fraction),
@@ -185,7 +238,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     fit_seconds = time.time() - t_fit
     scorer = model.scorer
 
-    report = {"task": cfg.task, "stage": "train", "arch": cfg.arch, "loss": loss,
+    arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
+    report = {"task": cfg.task, "stage": "train", "arch": arch_dict.get("arch", cfg.arch), "loss": loss,
               "n_train": len(enc_train), "n_examples": len(enc_val),
               "train_seconds": round(fit_seconds, 2), "epochs_run": len(hist.epoch),
               "steps": len(hist.epoch) * steps_per_epoch, "skipped_rows": data.skipped,
@@ -193,9 +247,18 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     if len(enc_val):
         report.update(evaluate_encoded(scorer, enc_val, cfg.task, loss))
     report.update(count(scorer).as_dict())
+    provenance = {}
+    if source is not None:
+        provenance.update(source.info if "init" in source.info else {"backbone": source.info})
+    if distill is not None:
+        provenance["distillation"] = distill.info
+        report.update({k: v for k, v in distill.info.items() if k != "teacher"})
+    if validation is not None:
+        provenance["validation"] = str(getattr(val_data, "source", "given"))
     metadata = {"task": cfg.task, "loss": loss,
-                "label_kind": getattr(data, "label_kind", None), "arch": arch.to_dict(),
-                "train_config": asdict(cfg), "data": str(data.source), **(metadata_extra or {})}
+                "label_kind": getattr(data, "label_kind", None), "arch": arch_dict,
+                "train_config": asdict(cfg), "data": str(data.source), **provenance,
+                **(metadata_extra or {})}
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)
     history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     if out_dir is not None:
