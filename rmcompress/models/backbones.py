@@ -68,7 +68,7 @@ def load_backbone(preset: str | os.PathLike):
         if not (local / "config.json").is_file():
             raise ModelError(f"{local}: no config.json; not a keras-nlp preset or Hugging Face model folder")
         preset = str(local.resolve())
-    elif os.sep in preset or preset.startswith("."):
+    elif "://" not in preset and (os.sep in preset or preset.startswith(".")):
         raise ModelError(f"{preset}: no such backbone folder")
     try:
         backbone = keras_nlp.models.Backbone.from_preset(preset)
@@ -302,3 +302,50 @@ def pooled_model(scorer):
 
 __all__ = ["load_backbone", "bridge", "load_pretrained", "PretrainedScorer", "assign_weights",
            "bert_tokenizer", "keras3_pooled", "pooled_model", "SUPPORTED", "PAD", "UNK", "CLS", "SEP"]
+
+
+# -- tiny random backbones (tests, demos) -----------------------------------------------------------
+SPECIAL_LAYOUT = [PAD, "[unused0]", "[unused1]", "[unused2]", UNK, CLS, SEP, "[MASK]"]
+
+
+def save_random_preset(directory: str | os.PathLike, words, family: str = "bert", num_layers: int = 2,
+                       num_heads: int = 2, hidden_dim: int = 16, intermediate_dim: int = 32,
+                       max_sequence_length: int = 64, seed: int = 0, scale: float = 0.3) -> Path:
+    """Write a randomly initialised keras-nlp ``BertBackbone`` (``family="bert"``) or
+    ``DistilBertBackbone`` (``"distil_bert"``) preset with its WordPiece tokenizer to ``directory``.
+
+    Vocabulary: :data:`SPECIAL_LAYOUT` ([PAD] = 0 but [UNK] = 4, like BERT's non-1 [UNK]) then the
+    unique ``words``. Every weight, biases and LayerNorm parameters included, is drawn at random
+    (kernels N(0, scale), biases/beta N(0, scale/2), gamma 1 + N(0, scale/2)) so an equivalence
+    test exercises all of them."""
+    import keras
+    import keras_nlp
+
+    vocab = list(SPECIAL_LAYOUT) + sorted(set(words) - set(SPECIAL_LAYOUT))
+    keras.utils.set_random_seed(seed)
+    kwargs = dict(vocabulary_size=len(vocab), num_layers=num_layers, num_heads=num_heads,
+                  hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
+                  max_sequence_length=max_sequence_length)
+    if family == "bert":
+        backbone = keras_nlp.models.BertBackbone(**kwargs)
+        tokenizer = keras_nlp.models.BertTokenizer(vocabulary=vocab, lowercase=True)
+    elif family == "distil_bert":
+        backbone = keras_nlp.models.DistilBertBackbone(**kwargs)
+        tokenizer = keras_nlp.models.DistilBertTokenizer(vocabulary=vocab, lowercase=True)
+    else:
+        raise UsageError(f"family {family!r} unknown; allowed: bert, distil_bert")
+    rng = np.random.RandomState(seed)
+    for w in backbone.weights:
+        name = w.path.split("/")[-1]
+        if name == "gamma":
+            value = 1.0 + rng.normal(0, scale / 2, w.shape)
+        elif name in ("beta", "bias"):
+            value = rng.normal(0, scale / 2, w.shape)
+        else:
+            value = rng.normal(0, scale, w.shape)
+        w.assign(value.astype("float32"))
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    backbone.save_to_preset(str(d))
+    tokenizer.save_to_preset(str(d))
+    return d
