@@ -145,12 +145,70 @@ def with_distillation(builder, settings: DistillSettings):
 
 
 # -- teacher scores ---------------------------------------------------------------------------------
+_SCORES: dict = {}  # (teacher key, texts digest) -> rewards; runs in one process (seeds) score once
+_SCORE_CACHE_MAX = 16
+
+
+def _texts_digest(texts) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _teacher_key(bundle):
+    p = getattr(bundle, "path", None)
+    if p is None:
+        return None
+    try:
+        return (str(Path(p).resolve()), (Path(p) / "model.keras").stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+_TEACHERS: dict = {}
+
+
+def _load_teacher(path, task: str):
+    """``load_model_dir`` with the last teacher kept in memory (keyed by directory and mtime)."""
+    from rmcompress.models.modeldir import load_model_dir
+
+    try:
+        key = (str(Path(path).resolve()), (Path(path) / "model.keras").stat().st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _TEACHERS:
+        bundle = _TEACHERS[key]
+        if bundle.task != task:
+            return load_model_dir(path, expect_task=task)  # raises the usual error
+        return bundle
+    bundle = load_model_dir(path, expect_task=task)
+    _TEACHERS.clear()
+    if key is not None:
+        _TEACHERS[key] = bundle
+    return bundle
+
+
 def teacher_rewards(bundle, texts, batch_size: int = 128) -> np.ndarray:
-    """The teacher's rewards ``[n]`` for raw ``texts``, tokenised with the teacher's tokenizer."""
-    ids = bundle.tokenizer.encode(list(texts))
+    """The teacher's rewards ``[n]`` for raw ``texts``, tokenised with the teacher's tokenizer.
+    Cached in-process per (teacher directory and its mtime, texts)."""
+    texts = list(texts)
+    tkey = _teacher_key(bundle)
+    key = (tkey, _texts_digest(texts)) if tkey is not None else None
+    if key is not None and key in _SCORES:
+        return _SCORES[key].copy()
+    ids = bundle.tokenizer.encode(texts)
     if len(ids) == 0:
         return np.zeros((0,), np.float32)
-    return bundle.model.predict(ids, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32)
+    out = bundle.model.predict(ids, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32)
+    if key is not None:
+        if len(_SCORES) >= _SCORE_CACHE_MAX:
+            _SCORES.pop(next(iter(_SCORES)))
+        _SCORES[key] = out.copy()
+    return out
 
 
 def teacher_targets(bundle, data, batch_size: int = 128) -> np.ndarray:
@@ -201,10 +259,8 @@ class DistillationPlan:
 
         ``split_settings`` = the student's ``(val_fraction, seed, split_mode)`` (None: its split
         was given explicitly), compared with the teacher's to flag possible validation leakage."""
-        from rmcompress.models.modeldir import load_model_dir
-
         settings = settings or DistillSettings()
-        bundle = load_model_dir(teacher, expect_task=task)
+        bundle = _load_teacher(teacher, task)
         t_loss = bundle.metadata.get("loss")
         if task == "pointwise":
             if settings.loss == "ce" and loss != "bce":
