@@ -26,6 +26,25 @@ def add_parser(sub, parents):
     g.add_argument("--filters", type=int, default=64, help="cnn filters per kernel size")
     g.add_argument("--hidden", type=int, default=64, help="bow hidden units")
     g.add_argument("--dropout", type=float, default=0.1)
+    g = p.add_argument_group("pretrained start and distillation")
+    g.add_argument("--backbone", default=None, metavar="PRESET_OR_DIR",
+                   help="fine-tune a keras-nlp backbone (BERT family): a preset name or a local preset / "
+                        "Hugging Face folder; its own vocabulary is used (--arch/--width/... are ignored)")
+    g.add_argument("--backbone-match", choices=["source", "keras"], default="source",
+                   help="GELU form and accent stripping: as the original checkpoint says (Hugging Face "
+                        "config) or exactly as keras-nlp builds the backbone")
+    g.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="start from a copy of this model directory (graph, weights, tokenizer)")
+    g.add_argument("--teacher", default=None, metavar="MODEL_DIR",
+                   help="distill: also match this model's rewards (pairwise: its margins)")
+    g.add_argument("--distill-weight", type=float, default=0.5,
+                   help="a in (1-a)*label_loss + a*distill_loss (default 0.5)")
+    g.add_argument("--distill-loss", choices=["mse", "ce"], default="mse",
+                   help="mse on rewards/margins, or ce: temperature-scaled cross-entropy (KL)")
+    g.add_argument("--distill-temperature", type=float, default=1.0)
+    g.add_argument("--unlabeled", default=None, metavar="PATH",
+                   help="extra texts scored only by the teacher (pointwise: a text column; "
+                        "pairwise: chosen/rejected columns)")
     g = p.add_argument_group("tokeniser")
     g.add_argument("--seq-len", type=int, default=None, help="tokens per text (default 64 pointwise, 256 pairwise)")
     g.add_argument("--truncate", choices=["start", "end"], default=None,
@@ -47,7 +66,10 @@ def add_parser(sub, parents):
     g.add_argument("--epochs", type=int, default=3)
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--learning-rate", type=float, default=1e-3)
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help="peak AdamW rate after warm-up (default 1e-3; 3e-5 with --backbone/--init)")
+    g.add_argument("--warmup-fraction", type=float, default=0.05, help="linear warm-up share of the steps")
+    g.add_argument("--val-data", default=None, help="validation file (replaces the split of --data)")
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0: off)")
     g = p.add_argument_group("complexity-aware training (any of these gates the model; it is shrunk at the end)")
@@ -97,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = train_config_from_args(args)
     result = train(args.data, cfg, args.out, overwrite=args.overwrite,
-                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume)
+                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume, validation=args.val_data)
     for note in data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0)):
         print(f"rmcompress train: note: {note}", file=sys.stderr)
     print(format_table([{"name": str(args.out), **result.report}]))

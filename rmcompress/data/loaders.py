@@ -301,3 +301,16 @@ def data_notes(source, skipped: dict | None, truncated: int = 0) -> list[str]:
     if truncated:
         notes.append(f"{source}: cut {truncated} over-long texts to the character limit")
     return notes
+
+
+def load_texts(path, text_column: str | None = None, max_chars: int = MAX_CHARS) -> list[str]:
+    """Unlabeled texts (for distillation): the text column of a table; any label column is ignored.
+    Empty texts are skipped; none left is a :class:`DataError`."""
+    df = read_table(path)
+    src = str(path)
+    tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
+    texts = [t for t in (_clean_text(v, src, line, "start", max_chars)
+                         for v, line in zip(df[tcol].tolist(), df[LINE_COLUMN].tolist())) if t is not None]
+    if not texts:
+        raise DataError(f"{src}: no non-empty texts in column {tcol!r}")
+    return texts

@@ -48,6 +48,7 @@ def export_metadata(bundle: RewardModelBundle, quantize: str, complexity: dict) 
     return {"format": EXPORT_FORMAT, "task": bundle.task, "loss": bundle.metadata.get("loss"),
             "seq_len": int(tok.seq_len), "truncate": tok.keep, "lowercase": bool(tok.lowercase),
             "strip_accents": bool(tok.strip_accents), "quantize": quantize,
+            "tokenizer_mode": getattr(tok, "mode", "wordpiece"), "special_ids": bundle.tokenizer.special_ids(),
             "input": {"name": "token_ids", "dtype": "int32", "shape": [-1, int(tok.seq_len)],
                       "padding_id": 0},
             "output": {"name": "reward", "dtype": "float32", "shape": [-1, 1]},

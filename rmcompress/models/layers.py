@@ -211,6 +211,30 @@ class TokenRemap(keras.layers.Layer):
         return {**super().get_config(), "input_vocab_size": self.input_vocab_size}
 
 
+@register
+class BiasAdd(keras.layers.Layer):
+    """``x [..., d]`` -> ``x + b`` with a learned bias ``b [d]``.
+
+    What a post-LN block's sub-layer leaves when all its units are pruned: an attention layer with
+    0 heads (or a feed-forward layer with 0 units) still adds its output bias before the LayerNorm.
+    """
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(int(input_shape[-1]),), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        return x + self.bias
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+def gelu_tanh(x):
+    """GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` (keras-hub's
+    BERT). The exact (erf) form ``0.5 x (1 + erf(x / sqrt(2)))`` is the built-in ``"gelu"``."""
+    return tf.nn.gelu(x, approximate=True)
+
+
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (
     PaddingMask, PositionEmbedding, ApplyMask, MaskedMeanPooling, MaskedMaxPooling,
-    MultiHeadSelfAttention, TokenRemap)}
+    MultiHeadSelfAttention, TokenRemap, BiasAdd)}
+CUSTOM_LAYERS["gelu_tanh"] = gelu_tanh

@@ -8,6 +8,11 @@ write the model directory atomically with ``report.json``.
 With an output directory, training keeps a backup beside it (``OUT.rmc-backup``, see
 :mod:`rmcompress.training.resume`) that ``resume=True`` continues from after an interruption; it is
 removed once ``OUT`` is complete.
+
+Pretrained starts (``rmcompress.training.sources``): ``backbone`` bridges a keras-nlp backbone
+(its vocabulary replaces the trained one, its weights the random init); ``init`` copies a model
+directory. ``teacher`` adds distillation (``rmcompress.training.distill``): teacher rewards are
+computed once over the training (and ``unlabeled``) texts with the teacher's tokenizer.
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ class TrainConfig:
     epochs: int = 3
     max_steps: int | None = None
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # default 1e-3; 3e-5 with backbone/init
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     val_fraction: float = 0.1
@@ -80,8 +85,18 @@ class TrainConfig:
     gate_vocab: bool | None = None       # gate vocabulary rows (default: when params are targeted)
     shrink: bool = True                  # shrink the gated model at the end
     finetune_fraction: float = 0.3       # of the steps: fine-tune the shrunk model (gated runs)
+    backbone: str | None = None         # keras-nlp preset name or local folder (BERT family)
+    backbone_match: str = "source"      # GELU/accents as the original checkpoint ("source") or keras-nlp
+    init: str | None = None             # start from a copy of this model directory
+    teacher: str | None = None          # distill from this model directory
+    distill_weight: float = 0.5
+    distill_loss: str = "mse"           # mse on rewards/margins, or ce (temperature-scaled)
+    distill_temperature: float = 1.0
+    unlabeled: str | None = None        # extra texts scored only by the teacher
 
     def __post_init__(self):
+        if self.learning_rate is None:  # fine-tuning a pretrained start wants a small rate
+            self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
         if self.batch_size < 1:
@@ -103,6 +118,12 @@ class TrainConfig:
             raise UsageError(f"--budget-warmup {self.budget_warmup} must be in [0, 1]")
         if not 0.0 <= self.budget_delay <= 1.0 - self.budget_warmup:
             raise UsageError(f"--budget-delay {self.budget_delay} must be in [0, 1 - budget_warmup]")
+        if self.unlabeled and not self.teacher:
+            raise UsageError("--unlabeled needs --teacher (only a teacher can score unlabeled texts)")
+        if self.teacher:
+            from rmcompress.training.distill import DistillSettings
+
+            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature)
 
     def resolved_seq_len(self) -> int:
         return int(self.seq_len or DEFAULT_SEQ_LEN[self.task])
@@ -177,13 +198,14 @@ def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingMo
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
           build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
-          backup: bool = True) -> TrainResult:
+          backup: bool = True, validation=None) -> TrainResult:
     """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
     complexity-aware and distillation training). With ``out_dir`` and ``backup``, progress is backed
     up after every epoch and ``resume=True`` continues an interrupted run (module docstring).
-    Returns the bundle, history and report.
+    ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
+    ``data`` trains. Returns the bundle, history and report.
     """
     from rmcompress.training.resume import Backup, ResumableEarlyStopping, data_fingerprint
 
@@ -201,9 +223,29 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     loss = "pairwise" if cfg.task == "pairwise" else (cfg.loss or ("bce" if data.label_kind == "binary" else "mse"))
     if cfg.task == "pointwise" and loss == "bce" and data.label_kind != "binary":
         raise UsageError(f"{data.source}: --loss bce needs 0/1 labels; these are real-valued (use mse or mae)")
-    train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
+    if validation is not None:
+        if isinstance(validation, (str, Path)):
+            validation = load_data(validation, cfg.task, text_column=cfg.text_column,
+                                   label_column=cfg.label_column)
+        if validation.task != cfg.task:
+            raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
+        train_data, val_data = data, validation
+    else:
+        train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
     keras.utils.set_random_seed(cfg.seed)
 
+    from rmcompress.training.sources import scorer_source
+
+    source = scorer_source(cfg, cfg.task)
+    distill = None
+    if cfg.teacher:
+        from rmcompress.training.distill import DistillationPlan, DistillSettings
+
+        distill = DistillationPlan.prepare(
+            cfg.teacher, cfg.task, loss, train_data, val_data,
+            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature),
+            cfg.unlabeled, cfg.text_column,
+            split_settings=None if validation is not None else (cfg.val_fraction, cfg.seed, cfg.split_mode))
     settings = {**asdict(cfg), "metadata_extra": metadata_extra or {},
                 "training_model": getattr(build_training_model, "__qualname__", None)}
     bk = None
@@ -212,13 +254,19 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         bk = Backup.open(out_dir, settings, fingerprint, resume)
     if bk is not None and bk.tokenizer is not None:  # resuming: the interrupted run's vocabulary
         tokenizer = bk.tokenizer
+    elif source is not None:
+        tokenizer = source.tokenizer
     else:
-        tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
-                                    TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
+        tokenizer = Tokenizer.train(train_data.all_texts + (distill.extra_texts if distill else []),
+                                    cfg.vocab_size, TokenizerConfig(cfg.resolved_seq_len(),
+                                                                    cfg.resolved_truncate(), cfg.lowercase))
     if bk is not None:
         bk.start(tokenizer, settings, fingerprint, str(data.source))
     enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
-    arch = cfg.arch_config(tokenizer.vocab_size)
+    if distill is not None:
+        enc_train = distill.attach(enc_train, tokenizer, "train")
+        enc_val = distill.attach(enc_val, tokenizer, "val")
+    arch = source.arch if source is not None else cfg.arch_config(tokenizer.vocab_size)
 
     steps_per_epoch = max(1, math.ceil(len(enc_train) / cfg.batch_size))
     epochs = cfg.epochs
@@ -236,8 +284,19 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         total_steps = steps_per_epoch * epochs
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        scorer = build_reward_model(arch, **cx.gate_options(cfg))
+        if source is not None:
+            scorer = source.build()
+            if gated:  # gates on the copied weights (all open at the start)
+                from rmcompress.complexity.gates import gated_copy
+
+                opts = cx.gate_options(cfg)["gate_options"]
+                scorer = gated_copy(scorer, gate_vocab=opts["gate_vocab"], seed=opts["seed"],
+                                    init_log_alpha=opts["init_log_alpha"])
+        else:
+            scorer = build_reward_model(arch, **cx.gate_options(cfg))
         builder = build_training_model or (cx.make_complexity_model if gated else make_training_model)
+        if distill is not None:
+            builder = distill.wrap(builder)
         model = builder(scorer, cfg, loss)
         optimizer = keras.optimizers.AdamW(
             learning_rate=warmup_cosine(cfg.learning_rate, total_steps, cfg.warmup_fraction),
@@ -287,7 +346,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
             scorer = cx.finetune(scorer, cfg, loss, ds_train, ft_steps, strategy, verbose)
             cx_info["finetune_steps"] = ft_steps
 
-    report = {"task": cfg.task, "stage": "train", "arch": cfg.arch, "loss": loss,
+    arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
+    report = {"task": cfg.task, "stage": "train", "arch": arch_dict.get("arch", cfg.arch), "loss": loss,
               "n_train": len(enc_train), "n_examples": len(enc_val),
               "train_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
               "steps": epochs_run * steps_per_epoch, "skipped_rows": data.skipped,
@@ -297,11 +357,20 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         report.update(evaluate_encoded(scorer, enc_val, cfg.task, loss))
     report.update(count(scorer).as_dict())
     report.update(cx_info)
-    metadata = {"task": cfg.task, "loss": loss,
-                "label_kind": getattr(data, "label_kind", None), "arch": arch.to_dict(),
-                "train_config": asdict(cfg), "data": str(data.source), **(metadata_extra or {})}
     if bk is not None and bk.resumed:
         report["resumed_after_epoch"] = bk.initial_epoch
+    provenance = {}
+    if source is not None:
+        provenance.update(source.info if "init" in source.info else {"backbone": source.info})
+    if distill is not None:
+        provenance["distillation"] = distill.info
+        report.update({k: v for k, v in distill.info.items() if k != "teacher"})
+    if validation is not None:
+        provenance["validation"] = str(getattr(val_data, "source", "given"))
+    metadata = {"task": cfg.task, "loss": loss,
+                "label_kind": getattr(data, "label_kind", None), "arch": arch_dict,
+                "train_config": asdict(cfg), "data": str(data.source), **provenance,
+                **(metadata_extra or {})}
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)
     if out_dir is not None:
         report["total_seconds"] = round(time.time() - t0, 2)
