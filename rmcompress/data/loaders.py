@@ -309,7 +309,8 @@ def load_texts(path, text_column: str | None = None, max_chars: int = MAX_CHARS)
     df = read_table(path)
     src = str(path)
     tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
-    texts = [t for t in (_clean_text(v, src, line, "start", max_chars)
+    clean = _Cleaner(src, max_chars)
+    texts = [t for t in (clean.text(v, line, "start")
                          for v, line in zip(df[tcol].tolist(), df[LINE_COLUMN].tolist())) if t is not None]
     if not texts:
         raise DataError(f"{src}: no non-empty texts in column {tcol!r}")
