@@ -159,11 +159,15 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     up after every epoch and ``resume=True`` continues an interrupted run (module docstring).
     Returns the bundle, history and report.
     """
-    from rmcompress.training.resume import Backup, ResumableEarlyStopping, data_fingerprint
+    from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
 
     if out_dir is not None:
         check_destination(out_dir, overwrite)
-    use_backup = out_dir is not None and backup
+    strategy = strategy or tf.distribute.get_strategy()
+    use_backup = out_dir is not None and backup and backup_supported(strategy)
+    if resume and not use_backup:
+        raise UsageError(f"--resume needs an output directory and a strategy Keras can back up "
+                         f"(none, mirrored or TPU); got {type(strategy).__name__}")
     if use_backup:
         Backup.check(out_dir, resume, overwrite)
     t0 = time.time()
@@ -201,7 +205,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         epochs = max(1, math.ceil(cfg.max_steps / steps_per_epoch))
     total_steps = steps_per_epoch * epochs
 
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         scorer = build_reward_model(arch)
         builder = build_training_model or make_training_model
