@@ -152,3 +152,15 @@ def test_ctrl_c_keeps_the_backup_and_says_how_to_resume(tmp_path, pointwise_file
                                                    "completed epoch with the same command and --resume"), err
     assert not out.exists() and (backup / "manifest.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rmc-tmp-")]
+
+
+def test_strategies_keras_cannot_back_up_train_without_a_backup(tmp_path, pointwise_file):
+    from rmcompress._keras import tf
+    from rmcompress.errors import UsageError
+    from rmcompress.training.trainer import train
+
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    result = train(pointwise_file, tiny_config(), tmp_path / "m", verbose=0, strategy=one)
+    assert (tmp_path / "m" / "model.keras").is_file() and result.report["epochs_run"] == 1
+    with pytest.raises(UsageError, match="--resume needs .* OneDeviceStrategy"):
+        train(pointwise_file, tiny_config(), tmp_path / "m2", verbose=0, strategy=one, resume=True)
