@@ -37,7 +37,8 @@ from rmcompress.errors import UsageError
 TMP_PREFIX = ".rmc-tmp-"
 _TMP_RE = re.compile(r"^\.rmc-tmp-(new|old|file)-(\d+)-([0-9a-f]{8})-(.+)$")
 #: files whose presence marks a directory as written by the suite (replaceable with overwrite)
-ARTIFACT_MARKERS = ("report.json", "metadata.json", "model.keras", "model.tflite", "saved_model.pb")
+ARTIFACT_MARKERS = ("report.json", "report.csv", "report.md", "metadata.json", "model.keras", "model.tflite",
+                    "saved_model.pb")
 
 
 BACKUP_SUFFIX = ".rmc-backup"

@@ -187,6 +187,16 @@ def validate(mapping, schema: Mapping[str, Field], where: str = "recipe", error=
     return out
 
 
+def check_choice(value, choices: Sequence, what: str, where: str = "", error=RecipeError, extra: str = ""):
+    """``value`` if it is one of ``choices``, else ``unknown {what} 'x'; allowed: a, b, c{extra}``
+    (e.g. a recipe level: ``check_choice(level, LEVELS, "recipe level", extra=" or a .yaml file")``)."""
+    if value not in choices:
+        prefix = f"{where}: " if where else ""
+        raise error(f"{prefix}unknown {what} {_short(value)}; allowed: {', '.join(str(c) for c in choices)}"
+                    f"{extra}{suggest(value, choices) if isinstance(value, str) else ''}")
+    return value
+
+
 def check_order(names: Sequence[str], order: Sequence[str], where: str = "recipe", what: str = "passes",
                 error=RecipeError, item: str = "pass") -> None:
     """Raise unless every name is in ``order`` and the names follow it (repeats not allowed)."""

@@ -167,9 +167,9 @@ def test_export_sigkilled_while_writing(tmp_path, trained_models, cli):
     before = (out / "model.tflite").read_bytes()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("RMCOMPRESS_KILL_AT", None)
-    for inside in ("model.tflite", "saved_model"):
+    for inside, fmt in (("model.tflite", "tflite,savedmodel"), ("saved_model", "savedmodel")):
         proc = subprocess.Popen([sys.executable, "-m", "rmcompress", "export", "--model", str(model), "--out",
-                                 str(out), "--overwrite", "--latency-runs", "0"], env=env,
+                                 str(out), "--overwrite", "--format", fmt, "--latency-runs", "0"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             assert _kill_when(proc, tmp_path, inside), "the export finished before it could be killed"

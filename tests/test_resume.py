@@ -31,6 +31,10 @@ def reference(tmp_path_factory, pointwise_file):
 
 def test_reference_runs_all_epochs(reference):
     assert reference.report["epochs_run"] == EPOCHS
+    # The best validation epoch comes before the kills below, so a resumed run only ends with the
+    # reference's (restored best) weights if early stopping's state survived the interruption.
+    acc = reference.history["val_accuracy"]
+    assert acc.index(max(acc)) < 2 and max(acc) > acc[-1]
 
 
 @pytest.mark.parametrize("kill_at, done", [("train:epoch_end:2", 2), ("train:after_fit", EPOCHS)])
@@ -148,3 +152,15 @@ def test_ctrl_c_keeps_the_backup_and_says_how_to_resume(tmp_path, pointwise_file
                                                    "completed epoch with the same command and --resume"), err
     assert not out.exists() and (backup / "manifest.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rmc-tmp-")]
+
+
+def test_strategies_keras_cannot_back_up_train_without_a_backup(tmp_path, pointwise_file):
+    from rmcompress._keras import tf
+    from rmcompress.errors import UsageError
+    from rmcompress.training.trainer import train
+
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    result = train(pointwise_file, tiny_config(), tmp_path / "m", verbose=0, strategy=one)
+    assert (tmp_path / "m" / "model.keras").is_file() and result.report["epochs_run"] == 1
+    with pytest.raises(UsageError, match="--resume needs .* OneDeviceStrategy"):
+        train(pointwise_file, tiny_config(), tmp_path / "m2", verbose=0, strategy=one, resume=True)

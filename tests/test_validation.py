@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rmcompress.errors import RecipeError, UsageError
-from rmcompress.validation import (MAX_YAML_NODES, Field, check_order, load_yaml, parse_yaml, validate,
-                                   validate_file)
+from rmcompress.validation import (MAX_YAML_NODES, Field, check_choice, check_order, load_yaml, parse_yaml,
+                                   validate, validate_file)
 
 PRUNE = {"sparsity": Field(float, min=0, max=1, max_exclusive=True),
          "schedule": Field(str, default="constant", choices=("constant", "polynomial"))}
@@ -77,6 +77,14 @@ def test_order_of_passes():
         check_order(["prune", "cluster", "prune"], ORDER)
     with pytest.raises(RecipeError, match=r"unknown pass 'distil'; allowed: fuse, prune, cluster, quantize"):
         check_order(["distil"], ORDER)
+
+
+def test_unknown_level():
+    levels = ("light", "medium", "aggressive")
+    assert check_choice("medium", levels, "recipe level") == "medium"
+    with pytest.raises(RecipeError, match=r"^unknown recipe level 'agressive'; allowed: light, medium, aggressive "
+                                          r"or a \.yaml file \(did you mean 'aggressive'\?\)$"):
+        check_choice("agressive", levels, "recipe level", extra=" or a .yaml file")
 
 
 def test_custom_error_class():

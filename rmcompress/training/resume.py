@@ -46,6 +46,14 @@ TOKENIZER_DIR = "tokenizer"
 FORMAT = "rmcompress.train-backup"
 
 
+def backup_supported(strategy) -> bool:
+    """Keras ``BackupAndRestore`` works with no strategy and the mirrored/TPU ones only."""
+    if strategy is None or type(strategy).__name__ == "_DefaultDistributionStrategy":
+        return True
+    return isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
+                                 tf.distribute.TPUStrategy))
+
+
 def data_fingerprint(data) -> str:
     """sha256 over the loaded examples (texts, labels/margins): what training actually sees."""
     h = hashlib.sha256()

@@ -207,11 +207,15 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
     ``data`` trains. Returns the bundle, history and report.
     """
-    from rmcompress.training.resume import Backup, ResumableEarlyStopping, data_fingerprint
+    from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
 
     if out_dir is not None:
         check_destination(out_dir, overwrite)
-    use_backup = out_dir is not None and backup
+    strategy = strategy or tf.distribute.get_strategy()
+    use_backup = out_dir is not None and backup and backup_supported(strategy)
+    if resume and not use_backup:
+        raise UsageError(f"--resume needs an output directory and a strategy Keras can back up "
+                         f"(none, mirrored or TPU); got {type(strategy).__name__}")
     if use_backup:
         Backup.check(out_dir, resume, overwrite)
     t0 = time.time()
@@ -282,7 +286,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     if ft_steps:  # the gated phase gets the rest of the steps
         steps_per_epoch = max(1, (total_steps - ft_steps) // epochs)
         total_steps = steps_per_epoch * epochs
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if source is not None:
             scorer = source.build()
