@@ -157,7 +157,8 @@ def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingMo
 
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
-          build_training_model=None, metadata_extra: dict | None = None) -> TrainResult:
+          build_training_model=None, metadata_extra: dict | None = None,
+          tokenizer: Tokenizer | None = None) -> TrainResult:
     """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
@@ -176,8 +177,9 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
     keras.utils.set_random_seed(cfg.seed)
 
-    tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
-                                TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
+    if tokenizer is None:  # a given tokenizer (e.g. shared by benchmark runs) is used as is
+        tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
+                                    TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
     enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
     arch = cfg.arch_config(tokenizer.vocab_size)
 
