@@ -2,6 +2,7 @@
 with the TensorFlow profiler on frozen graphs, and the same formulas under expected alive counts."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rmcompress._keras import keras, tf
@@ -246,3 +247,28 @@ def test_shapes_helper_and_facts_lookup():
     layer(keras.Input((5, 7)))
     assert layer_shapes(layer).positions == 5
     assert facts_for(layer) is REGISTRY[keras.layers.Dense]
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+def test_compiled_polynomial_equals_per_layer_evaluation(arch):
+    """The training graph's compiled E[FLOPs]/E[params] equals the per-layer registry evaluation
+    at arbitrary (fractional) alive counts, and the exact count at integer ones."""
+    from rmcompress.complexity.registry import CompiledCost
+    from rmcompress.complexity.structure import cost_model, structure_for
+
+    cfg = ArchConfig(arch=arch, vocab_size=50, seq_len=12, width=16, depth=2, heads=2, head_dim=8, ffn=12,
+                     filters=[4, 5, 3], hidden=10)
+    structure = structure_for(cfg)
+    model = build_reward_model(cfg, gated=True, gate_options={"gate_vocab": True})
+    cm = cost_model(model, structure)
+    compiled = CompiledCost(cm, list(structure.groups))
+    rng = np.random.RandomState(0)
+    for _ in range(3):
+        alive = {g: tf.constant(float(rng.uniform(0, 1.2) * n)) for g, n in structure.groups.items()}
+        ref = cm.evaluate(alive)
+        flops, params = compiled(alive)
+        assert float(flops) == pytest.approx(float(ref.flops), rel=1e-5)
+        assert float(params) == pytest.approx(float(ref.params), rel=1e-5)
+    full = structure.full_alive()
+    flops, params = compiled({g: tf.constant(float(n)) for g, n in full.items()})
+    assert round(float(flops)) == count(build_reward_model(cfg)).flops

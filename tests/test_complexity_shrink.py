@@ -155,3 +155,27 @@ def test_shrunk_model_is_an_ordinary_model(tmp_path):
 
     back = keras.models.load_model(tmp_path / "s.keras", custom_objects=CUSTOM_LAYERS, safe_mode=True, compile=False)
     np.testing.assert_array_equal(back(_ids()).numpy(), shrunk(_ids()).numpy())
+
+
+def test_magnitude_prune_removes_the_smallest_units_to_the_budget():
+    from rmcompress.complexity.magnitude import magnitude_prune, unit_scores
+
+    keras.utils.set_random_seed(0)
+    model = build_reward_model(ArchConfig(arch="transformer", **{**CFG, "depth": 1, "ffn": 40}))
+    ffn_in, ffn_out = model.get_layer("block0_ffn_in"), model.get_layer("block0_ffn_out")
+    k_in, k_out = ffn_in.kernel.numpy(), ffn_out.kernel.numpy()
+    k_in[:, :10] *= 0.01  # units 0..9 are tiny
+    k_out[:10] *= 0.01
+    ffn_in.kernel.assign(k_in)
+    ffn_out.kernel.assign(k_out)
+    scores = unit_scores(model)
+    assert set(np.argsort(scores["block0_ffn"])[:10]) == set(range(10))
+    dense = count(model).flops
+    small = magnitude_prune(model, flops_fraction=0.6)
+    assert count(small).flops <= 0.6 * dense
+    kept_in = small.get_layer("block0_ffn_in").kernel.numpy() if "block0_ffn_in" in {
+        layer.name for layer in small.layers} else np.zeros((16, 0))
+    # the large units are kept first, with unchanged weights (small ones only where they still fit)
+    for c in range(10, 40):
+        assert np.any(np.all(np.isclose(kept_in, k_in[:, c:c + 1]), axis=0)), c
+    assert kept_in.shape[1] < 40 or "block0_attn" not in {layer.name for layer in small.layers}

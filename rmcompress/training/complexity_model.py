@@ -41,7 +41,7 @@ import math
 
 from rmcompress._keras import keras, tf
 from rmcompress.complexity.gates import gate_layers
-from rmcompress.complexity.registry import is_gated
+from rmcompress.complexity.registry import CompiledCost, is_gated
 from rmcompress.complexity.structure import cost_model, infer_arch_config, structure_for
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.training.model import RewardTrainingModel
@@ -73,6 +73,7 @@ class ComplexityAwareModel(RewardTrainingModel):
         self.structure = structure_for(infer_arch_config(scorer))
         self.cost = cost_model(scorer, self.structure)
         self.gates = gate_layers(scorer)
+        self.compiled_cost = CompiledCost(self.cost, list(self.structure.groups))
         dense = self.cost.evaluate(self.structure.full_alive())
         self.dense = {"flops": float(dense.flops), "params": float(dense.params)}
         self.penalty_weights = {"flops": float(flops_weight), "params": float(params_weight)}
@@ -109,9 +110,8 @@ class ComplexityAwareModel(RewardTrainingModel):
         alive = self.structure.full_alive()
         for group, gate in self.gates.items():
             alive[group] = gate.expected_open()
-        cost = self.cost.evaluate(alive)
-        return {"flops": tf.cast(cost.flops, tf.float32) / self.dense["flops"],
-                "params": tf.cast(cost.params, tf.float32) / self.dense["params"]}
+        flops, params = self.compiled_cost(alive)
+        return {"flops": flops / self.dense["flops"], "params": params / self.dense["params"]}
 
     def auxiliary_losses(self, data, training: bool) -> dict:
         frac = self.expected_fractions()

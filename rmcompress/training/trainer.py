@@ -198,7 +198,7 @@ def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingMo
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
           build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
-          backup: bool = True, validation=None) -> TrainResult:
+          backup: bool = True, validation=None, tokenizer: Tokenizer | None = None) -> TrainResult:
     """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
@@ -258,6 +258,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         bk = Backup.open(out_dir, settings, fingerprint, resume)
     if bk is not None and bk.tokenizer is not None:  # resuming: the interrupted run's vocabulary
         tokenizer = bk.tokenizer
+    elif tokenizer is not None:  # a given tokenizer (e.g. shared by benchmark runs) is used as is
+        pass
     elif source is not None:
         tokenizer = source.tokenizer
     else:
