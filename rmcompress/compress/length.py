@@ -3,6 +3,8 @@
 The reward models mask padding exactly (attention gives padded keys a bounded -30 score, pooling
 multiplies by the mask), so scoring a text's ids cut to ``L >= real length`` gives the same reward
 as scoring them padded to ``seq_len`` (float: within 1e-5; checked by :func:`check_trim_parity`).
+A 'valid' convolution of width ``k`` also reads the ``k - 1`` positions after the last token (zeros
+at full length), so for the CNN the cut must be ``L >= real length + k - 1`` (``margin``).
 
 - ``mode: dynamic``: the TFLite input is ``[batch, None]``; an app passes each text at its own
   length (at least :func:`min_length`) and resizes the interpreter per call;
@@ -38,10 +40,17 @@ def min_length(model: keras.Model) -> int:
     return max(k + [1])
 
 
+def needed_lengths(ids: np.ndarray, margin: int, seq_len: int) -> np.ndarray:
+    """The shortest cut of each row that scores like the full row: its real length plus ``margin``
+    (a 'valid' convolution of width k reads k - 1 padding positions after the last token; see
+    :func:`min_length`), at least 1, at most ``seq_len``."""
+    return np.clip(real_lengths(ids) + int(margin), 1, int(seq_len))
+
+
 def choose_buckets(train_ids: np.ndarray, seq_len: int, quantiles=(0.5, 0.9), multiple: int = 8,
-                   floor: int = 1) -> list[int]:
+                   floor: int = 1, margin: int = 0) -> list[int]:
     """Bucket lengths from the training data (module docstring); always ends with ``seq_len``."""
-    lens = real_lengths(train_ids)
+    lens = needed_lengths(train_ids, margin, seq_len)
     out = set()
     for q in quantiles:
         L = int(np.ceil(np.quantile(lens, q) / multiple) * multiple) if len(lens) else seq_len
@@ -73,19 +82,18 @@ def parity_buckets(length: dict, seq_len: int) -> list[int]:
     """Widths to check trimming at: the buckets, or (dynamic mode) every multiple of 8."""
     if length.get("buckets"):
         return list(length["buckets"])
-    floor = int(length.get("min_length", 1))
-    return sorted({max(floor, b) for b in range(8, seq_len, 8)} | {seq_len})
+    return sorted(set(range(8, seq_len, 8)) | {seq_len})
 
 
 def trim(ids: np.ndarray, length: int) -> np.ndarray:
     return np.asarray(ids, np.int32)[:, :length]
 
 
-def check_trim_parity(score_full, score_at, ids: np.ndarray, buckets: list[int]) -> float:
+def check_trim_parity(score_full, score_at, ids: np.ndarray, buckets: list[int], margin: int = 0) -> float:
     """Max |score(row at seq_len) - score(row cut to its bucket)| over ``ids`` (``score_at(ids)``
     scores a batch whose width is the bucket)."""
     full = np.asarray(score_full(ids)).reshape(-1)
-    lens = real_lengths(ids)
+    lens = needed_lengths(ids, margin, ids.shape[1])
     worst = 0.0
     for b in buckets:
         rows = np.flatnonzero([bucket_for(max(int(L), 1), buckets) == b for L in lens])
@@ -95,7 +103,7 @@ def check_trim_parity(score_full, score_at, ids: np.ndarray, buckets: list[int])
     return worst
 
 
-def latency_at_lengths(model_bytes: bytes, ids: np.ndarray, buckets: list[int] | None, floor: int = 1,
+def latency_at_lengths(model_bytes: bytes, ids: np.ndarray, buckets: list[int] | None, margin: int = 0,
                        runs: int = 200, warmup: int = 20) -> dict:
     """LiteRT latency (batch 1, one thread) over ``ids`` rows at their real lengths.
 
@@ -105,7 +113,7 @@ def latency_at_lengths(model_bytes: bytes, ids: np.ndarray, buckets: list[int] |
     from ai_edge_litert.interpreter import Interpreter
 
     ids = np.asarray(ids, np.int32)
-    lens = np.maximum(real_lengths(ids), floor)
+    lens = needed_lengths(ids, margin, ids.shape[1])
     if buckets:
         interps = {}
         for b in buckets:
@@ -142,7 +150,7 @@ def latency_at_lengths(model_bytes: bytes, ids: np.ndarray, buckets: list[int] |
         times[i] = time.perf_counter() - t
     out = {"latency_ms_p50_real_length": float(np.percentile(times, 50) * 1e3),
            "latency_ms_p90_real_length": float(np.percentile(times, 90) * 1e3),
-           "mean_real_length": float(np.mean(lens))}
+           "mean_scored_length": float(np.mean(lens))}
     if buckets:
         counts = {str(b): int(sum(1 for L in lens if bucket_for(int(L), buckets) == b)) for b in buckets}
         out["bucket_counts"] = counts

@@ -77,17 +77,18 @@ def cluster_pass(state: CompressState, **settings) -> tuple[CompressState, dict]
 def length_pass(state: CompressState, mode: str = "buckets", buckets="auto", quantiles=(0.5, 0.9)):
     from rmcompress.compress.length import choose_buckets, min_length
 
-    floor = min_length(state.model)
+    margin = min_length(state.model) - 1
     seq_len = state.tokenizer.seq_len
     if mode == "buckets":
         if buckets == "auto":
-            buckets = choose_buckets(state.train_ids(), seq_len, quantiles, floor=floor)
+            buckets = choose_buckets(state.train_ids(), seq_len, quantiles, margin=margin)
         else:
-            buckets = sorted({min(seq_len, max(floor, int(b))) for b in buckets} | {seq_len})
+            buckets = sorted({min(seq_len, max(margin + 1, int(b))) for b in buckets} | {seq_len})
     else:
         buckets = None
-    state.export["length"] = {"mode": mode, "buckets": buckets, "min_length": floor}
-    return state, {"mode": mode, "buckets": buckets, "min_length": floor}
+    info = {"mode": mode, "buckets": buckets, "margin": margin, "min_length": margin + 1}
+    state.export["length"] = info
+    return state, dict(info)
 
 
 PASSES = {"budget": budget_pass, "fuse": fuse_pass, "factorise": factorise_pass, "prune": prune_pass,

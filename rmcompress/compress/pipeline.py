@@ -136,8 +136,10 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     out_bundle = RewardModelBundle(state.model, state.tokenizer, metadata)
     extra_meta = {"recipe": recipe.name}
     if length:
-        extra_meta.update(length=length, input={"name": "token_ids", "dtype": "int32", "shape": [-1, -1],
-                                                "padding_id": 0, "min_length": length["min_length"]})
+        extra_meta.update(length=length, input={
+            "name": "token_ids", "dtype": "int32", "shape": [-1, -1], "padding_id": 0,
+            "min_length": length["min_length"], "pad_after_last_token": length["margin"],
+            "rule": "pad each text to the smallest bucket >= its token count + pad_after_last_token"})
     exp = export_model(out_bundle, tmp, recipe.export["formats"], quantize=mode, parity_ids=val_ids,
                        calibration_ids=cal, overwrite=True, latency_runs=runs, tflite_model=flat,
                        parity_mode=PARITY_MODE.get(mode, mode), metadata_extra=extra_meta)
@@ -157,7 +159,7 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     report.update({k: v for k, v in source.items() if k != "scores"})
     _ratios(report)
     if length:
-        lat = length_mod.latency_at_lengths(flat, val_ids[:256], length["buckets"], length["min_length"],
+        lat = length_mod.latency_at_lengths(flat, val_ids[:256], length["buckets"], length["margin"],
                                             runs=max(runs, 50)) if runs else {}
         report.update(lat)
         report["length_mode"] = length["mode"]
@@ -165,7 +167,7 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
         trim_runner = TFLiteRunner(flat)
         report["length_trim_max_abs_diff"] = length_mod.check_trim_parity(
             runner.score, trim_runner.score, val_ids[:256],
-            length_mod.parity_buckets(length, state.tokenizer.seq_len))
+            length_mod.parity_buckets(length, state.tokenizer.seq_len), length["margin"])
         if report.get("latency_ms_p50_real_length") and report.get("source_latency_ms_p50"):
             report["latency_speedup_real_length"] = report["source_latency_ms_p50"] / report["latency_ms_p50_real_length"]
 

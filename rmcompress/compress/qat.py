@@ -244,8 +244,14 @@ def custom_objects() -> dict:
 def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=None) -> keras.Model:
     """The QAT model of ``model`` (a new model; weights copied; ``model`` untouched). ``preserve``
     applies to the layers named in ``preserve_layers`` (default: all); others get plain QAT."""
+    from rmcompress.compress.fuse import fuse
+
     tfmot = _tfmot()
     qk = tfmot.quantization.keras
+    # Dense on [B, T, d] as one broadcast matmul (exact): with tensordot's reshape between matmul and
+    # bias the converter cannot give the FULLY_CONNECTED an int8 output range and keeps it float.
+    model, _ = fuse(model, None, dropout=False, batchnorm=False, layernorm=False, qkv=False,
+                    dense_chain=False, matmul=True)
     g = Graph(model)
     for e in g.entries:
         cls = QAT_ATTENTION.get(e["class_name"])
@@ -289,7 +295,9 @@ def _short(w) -> str:
 
 def copy_weights_by_name(src_layer, dst_layer) -> None:
     """Assign every weight of ``dst_layer`` that ``src_layer`` has under the same short name."""
-    src = {_short(w): w for w in src_layer.weights}
+    src = {}
+    for w in src_layer.weights:
+        src.setdefault(_short(w), w)
     for w in dst_layer.weights:
         if _short(w) in src and tuple(src[_short(w)].shape) == tuple(w.shape):
             w.assign(src[_short(w)])
@@ -300,12 +308,17 @@ def float_model_from_qat(qat_model: keras.Model, float_model: keras.Model) -> ke
     from rmcompress.compress.targets import copy_model
 
     out = copy_model(float_model)
-    inner = {}
-    for layer in qat_model.layers:
-        inner[getattr(layer, "layer", layer).name] = getattr(layer, "layer", layer)
+    # A QuantizeWrapper's quantized weights are attributes of the inner layer replaced by tensors, so
+    # the inner layer no longer lists those variables: the wrapper does (with its quantizer ranges).
+    wrappers = {getattr(layer, "layer", layer).name: layer for layer in qat_model.layers}
     for layer in out.layers:
-        if layer.name in inner and layer.weights:
-            copy_weights_by_name(inner[layer.name], layer)
+        if layer.name in wrappers and layer.weights:
+            copy_weights_by_name(wrappers[layer.name], layer)
+            missing = {_short(w) for w in layer.weights} - {_short(w) for w in wrappers[layer.name].weights}
+            if missing:
+                from rmcompress.errors import ModelError
+
+                raise ModelError(f"QAT model lacks weights {sorted(missing)} of layer {layer.name!r}")
     return out
 
 

@@ -101,6 +101,16 @@ def profile_ops(model_bytes: bytes, ids: np.ndarray, runs: int = 200, warmup: in
     return pd.DataFrame(rows, columns=["index", "op", "dtype", "shape", "us", "delegated"])
 
 
+def op_dtypes(model_bytes: bytes) -> list[tuple[str, str]]:
+    """``(op name, dtype of its first output)`` for every op, in execution order (no timing)."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model_from_bytearray(bytearray(model_bytes))
+    sub = model.subgraphs[0]
+    return [(fb.opcode_to_name(model, op.opcodeIndex), fb.type_to_name(sub.tensors[op.outputs[0]].type).lower())
+            for op in sub.operators]
+
+
 def _is_constant(model, sub, tensor_index: int) -> bool:
     buf = model.buffers[sub.tensors[tensor_index].buffer]
     return buf.data is not None and len(buf.data) > 0
