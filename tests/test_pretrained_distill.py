@@ -179,7 +179,7 @@ def test_pairwise_distillation_on_margins_with_unlabeled_pairs(pairwise_file, te
     r = train(pairwise_file, tiny(task="pairwise", seq_len=48, teacher=str(teachers["pairwise"].out_dir),
                                   distill_loss="ce", distill_temperature=2.0, unlabeled=str(tmp_path / "u.jsonl")),
               verbose=0)
-    assert r.report["n_unlabeled"] == 30 and r.report["distill_loss"] == "ce"
+    assert r.report["n_unlabeled"] == 30 and r.report["distill_objective"] == "ce"
     enc = r.train_data
     n = len(enc) - 30
     assert enc.labeled[:n].min() == 1 and enc.labeled[n:].max() == 0
