@@ -205,7 +205,8 @@ def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="saved_models/bench_pretrained")
-    p.add_argument("--sst2", default=str(ROOT / ".." / "shared" / "data" / "sst2" / "train.tsv"))
+    p.add_argument("--sst2", default=str(ROOT / ".." / "shared" / "data" / "sst2" / "train.tsv"),
+                   help="SST-2 train.tsv ('' to skip the SST-2 rows)")
     p.add_argument("--train-size", type=int, default=3000)
     p.add_argument("--val-size", type=int, default=800)
     p.add_argument("--unlabeled-size", type=int, default=3000)
@@ -227,6 +228,10 @@ def parse_args(argv=None):
     p.add_argument("--pairs-seq-len", type=int, default=128)
     p.add_argument("--latency-runs", type=int, default=100)
     p.add_argument("--reuse", action="store_true", help="reuse an existing fine-tuned MiniLM in --out")
+    p.add_argument("--ablation", action="store_true",
+                   help="also train each student with the distillation rows and vocabulary but weight 0")
+    p.add_argument("--ablation-only", action="store_true",
+                   help="only the weight-0 rows (needs the fine-tuned MiniLM of an earlier run in --out)")
     p.add_argument("--seed", type=int, default=0, help="data split seed")
     a = p.parse_args(argv)
     a.budgets = [float(x) for x in a.budgets.split(",") if x.strip()]
@@ -256,54 +261,75 @@ def main(argv=None) -> int:
         if done:
             (out / "results.txt").write_text(format_table(done) + "\n")
 
+    backbone = str(minilm_dir())
+    if args.sst2:
+        sst2_rows(args, out, backbone, rows, save)
+    if args.pairs:
+        pairs_rows(args, out, backbone, rows, save)
+    save()
+    print(summary(rows))
+    log(f"done in {time.time() - t0:.0f}s; results in {out}/results.json")
+    return 0
+
+
+def sst2_rows(args, out: Path, backbone: str, rows: list, save) -> None:
     files = sst2_splits(Path(args.sst2), args.train_size, args.val_size, args.unlabeled_size, args.seed,
                         out / "data")
-    backbone = str(minilm_dir())
     ft_dir = out / "models" / "minilm"
     common = dict(task="pointwise", seq_len=args.seq_len, patience=0, seed=args.seed)
-    if args.reuse and (ft_dir / "model.keras").is_file():
+    if args.ablation_only:
+        pass
+    elif args.reuse and (ft_dir / "model.keras").is_file():
         rows.append(export_and_evaluate(ft_dir, files["val"], out, "minilm", args.latency_runs))
     else:
         rows.append(train_row("minilm", files["train"], files["val"],
                               dict(common, backbone=backbone, epochs=args.epochs, batch_size=args.batch_size,
                                    learning_rate=args.lr, warmup_fraction=0.1), out, args))
     save()
-    rows += budget_rows(ft_dir, files, out, args)
-    rows += recipe_rows(ft_dir, files, out, args)
-    save()
+    if not args.ablation_only:
+        rows += budget_rows(ft_dir, files, out, args)
+        rows += recipe_rows(ft_dir, files, out, args)
+        save()
     for student in args.students:
         for seed in args.seeds:
             kw = dict(common, **STUDENTS[student], epochs=args.student_epochs, batch_size=64, seed=seed, patience=2)
-            rows.append(train_row(f"{student}-labels-s{seed}", files["train"], files["val"], kw, out, args,
-                                  {"student": student, "mode": "labels", "seed": seed}))
+            if not args.ablation_only:
+                rows.append(train_row(f"{student}-labels-s{seed}", files["train"], files["val"], kw, out, args,
+                                      {"student": student, "mode": "labels", "seed": seed}))
             save()
-            rows.append(train_row(f"{student}-distill-s{seed}", files["train"], files["val"],
-                                  dict(kw, teacher=str(ft_dir), unlabeled=str(files["unlabeled"]) if "unlabeled" in files else None,
-                                       distill_loss=args.distill_loss, distill_weight=args.distill_weight,
-                                       distill_temperature=args.distill_temperature),
-                                  out, args, {"student": student, "mode": "distill", "seed": seed}))
+            distill = dict(kw, teacher=str(ft_dir), unlabeled=str(files["unlabeled"]) if "unlabeled" in files else None,
+                           distill_loss=args.distill_loss, distill_weight=args.distill_weight,
+                           distill_temperature=args.distill_temperature)
+            if not args.ablation_only:
+                rows.append(train_row(f"{student}-distill-s{seed}", files["train"], files["val"], distill,
+                                      out, args, {"student": student, "mode": "distill", "seed": seed}))
+            if args.ablation or args.ablation_only:
+                # same rows and vocabulary (train + unlabeled texts) but distill weight 0: the label
+                # loss alone; separates the teacher's effect from the larger vocabulary's
+                rows.append(train_row(f"{student}-vocab-s{seed}", files["train"], files["val"],
+                                      dict(distill, distill_weight=0.0), out, args,
+                                      {"student": student, "mode": "vocab-only", "seed": seed}))
             save()
-    if args.pairs:
-        pf = hh_splits(Path(args.pairs), args.pairs_train_size, args.pairs_val_size, args.seed, out / "data")
-        pcommon = dict(task="pairwise", seq_len=args.pairs_seq_len, patience=0, seed=args.seed)
-        rows.append(train_row("minilm-hh", pf["pairs_train"], pf["pairs_val"],
-                              dict(pcommon, backbone=backbone, epochs=args.epochs, batch_size=16,
-                                   learning_rate=args.lr, warmup_fraction=0.1), out, args))
-        save()
-        for student in args.students:
-            for seed in args.seeds[:1]:
-                kw = dict(pcommon, **STUDENTS[student], epochs=args.student_epochs, batch_size=32, seed=seed)
-                rows.append(train_row(f"{student}-hh-labels-s{seed}", pf["pairs_train"], pf["pairs_val"], kw, out,
-                                      args, {"student": student, "mode": "labels", "seed": seed}))
-                rows.append(train_row(f"{student}-hh-distill-s{seed}", pf["pairs_train"], pf["pairs_val"],
-                                      dict(kw, teacher=str(out / "models" / "minilm-hh"), distill_loss="mse",
-                                           distill_weight=args.distill_weight), out, args,
-                                      {"student": student, "mode": "distill", "seed": seed}))
-                save()
+
+
+def pairs_rows(args, out: Path, backbone: str, rows: list, save) -> None:
+    """HH-RLHF: MiniLM fine-tuned pairwise (keeps the end of long dialogues), students with/without it."""
+    pf = hh_splits(Path(args.pairs), args.pairs_train_size, args.pairs_val_size, args.seed, out / "data")
+    common = dict(task="pairwise", seq_len=args.pairs_seq_len, patience=0, seed=args.seed)
+    rows.append(train_row("minilm-hh", pf["pairs_train"], pf["pairs_val"],
+                          dict(common, backbone=backbone, epochs=args.epochs, batch_size=16,
+                               learning_rate=args.lr, warmup_fraction=0.1), out, args))
     save()
-    print(summary(rows))
-    log(f"done in {time.time() - t0:.0f}s; results in {out}/results.json")
-    return 0
+    for student in args.students:
+        for seed in args.seeds:
+            kw = dict(common, **STUDENTS[student], epochs=args.student_epochs, batch_size=32, seed=seed)
+            rows.append(train_row(f"{student}-hh-labels-s{seed}", pf["pairs_train"], pf["pairs_val"], kw, out,
+                                  args, {"student": student, "mode": "labels", "seed": seed}))
+            rows.append(train_row(f"{student}-hh-distill-s{seed}", pf["pairs_train"], pf["pairs_val"],
+                                  dict(kw, teacher=str(out / "models" / "minilm-hh"), distill_loss="mse",
+                                       distill_weight=args.distill_weight), out, args,
+                                  {"student": student, "mode": "distill", "seed": seed}))
+            save()
 
 
 def summary(rows: list[dict]) -> str:

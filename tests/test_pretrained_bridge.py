@@ -224,3 +224,37 @@ def test_bad_backbones_are_one_line_model_errors(tmp_path, presets):
                                                intermediate_dim=16, max_sequence_length=16)
     with pytest.raises(ModelError, match="RobertaBackbone is not supported"):
         bridge(roberta, None, 8)
+
+
+def test_tfmot_pruning_and_qat_apply_to_the_bridged_encoder(presets):
+    """The Dense layers of a bridged (exact-GELU) encoder take tfmot's pruning and QAT wrappers."""
+    import tensorflow_model_optimization as tfmot
+
+    from rmcompress._keras import keras
+    from rmcompress.models.backbones import bridge, load_backbone
+
+    backbone, kt = load_backbone(presets["bert"])
+    ps = bridge(backbone, kt, seq_len=16, dropout=0.0, activation="gelu")
+    scorer = ps.build()
+    sparsity = tfmot.sparsity.keras
+    schedule = sparsity.ConstantSparsity(0.5, 0, frequency=1)
+
+    def prune(layer):
+        if isinstance(layer, keras.layers.Dense):
+            return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer.__class__.from_config(layer.get_config())
+
+    pruned = keras.models.clone_model(scorer, clone_function=prune)
+    ids = ps.tokenizer.encode(TEXTS)
+    pruned.compile(optimizer="adam", loss="mse")
+    pruned.fit(ids, np.zeros(len(ids)), epochs=1, batch_size=16, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
+    stripped = sparsity.strip_pruning(pruned)
+    assert (stripped.get_layer("block0_ffn_in").kernel.numpy() == 0).mean() == pytest.approx(0.5, abs=0.01)
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.Dense):
+            return tfmot.quantization.keras.quantize_annotate_layer(layer)
+        return layer
+
+    qat = tfmot.quantization.keras.quantize_apply(keras.models.clone_model(stripped, clone_function=annotate))
+    assert qat.predict(ids, verbose=0).shape == (len(TEXTS), 1)

@@ -131,6 +131,29 @@ def test_teacher_scores_use_the_teachers_tokenizer_and_unlabeled_rows_join(point
     assert set(x) == {"ids", "teacher", "labeled"}
 
 
+def test_teacher_scores_are_cached_per_teacher_and_texts(teachers, tmp_path):
+    import pandas as pd
+
+    from rmcompress.data.loaders import load_texts
+    from rmcompress.errors import DataError
+    from rmcompress.training import distill
+
+    bundle = teachers["pointwise"].bundle
+    calls = []
+    real = bundle.model.predict
+    bundle.model.predict = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        first = distill.teacher_rewards(bundle, ["a good film", "a dull plot"])
+        again = distill.teacher_rewards(bundle, ["a good film", "a dull plot"])
+        other = distill.teacher_rewards(bundle, ["a dull plot"])
+    finally:
+        bundle.model.predict = real
+    assert len(calls) == 2 and np.array_equal(first, again) and other[0] == pytest.approx(first[1], abs=1e-6)
+    pd.DataFrame({"text": [" ", ""]}).to_csv(tmp_path / "empty.csv", index=False)
+    with pytest.raises(DataError, match="no non-empty texts"):
+        load_texts(tmp_path / "empty.csv")
+
+
 def test_distilled_student_tracks_the_teacher(pointwise_file, teachers):
     """With distill_weight 1 a bag-of-embeddings student learns the transformer teacher's rewards."""
     from rmcompress.evaluate.metrics import spearman
@@ -156,7 +179,7 @@ def test_pairwise_distillation_on_margins_with_unlabeled_pairs(pairwise_file, te
     r = train(pairwise_file, tiny(task="pairwise", seq_len=48, teacher=str(teachers["pairwise"].out_dir),
                                   distill_loss="ce", distill_temperature=2.0, unlabeled=str(tmp_path / "u.jsonl")),
               verbose=0)
-    assert r.report["n_unlabeled"] == 30 and r.report["distill_loss"] == "ce"
+    assert r.report["n_unlabeled"] == 30 and r.report["distill_objective"] == "ce"
     enc = r.train_data
     n = len(enc) - 30
     assert enc.labeled[:n].min() == 1 and enc.labeled[n:].max() == 0

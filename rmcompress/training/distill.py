@@ -269,7 +269,7 @@ class DistillationPlan:
                 raise UsageError(f"{teacher}: teacher trained with {t_loss} but the student uses {loss}; "
                                  "their rewards are on different scales")
         extra = load_unlabeled(unlabeled, task, text_column) if unlabeled else None
-        info = {"teacher": str(teacher), "distill_weight": settings.weight, "distill_loss": settings.loss,
+        info = {"teacher": str(teacher), "distill_weight": settings.weight, "distill_objective": settings.loss,
                 "distill_temperature": settings.temperature,
                 "n_unlabeled": len(extra) if extra is not None else 0,
                 "teacher_same_split": _same_split(bundle.metadata, getattr(train_data, "source", None),
