@@ -10,6 +10,13 @@ import math
 import numpy as np
 import pytest
 
+
+def _erf(x):
+    """float64 erf of an array (TensorFlow's kernel: a vectorised math.erf is too slow here)."""
+    from rmcompress._keras import tf
+
+    return tf.math.erf(tf.constant(x, tf.float64)).numpy()
+
 TEXTS = ["a good movie", "a great film", "the stock market fell sharply",
          "it 's a charming and often affecting journey . ",
          "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
@@ -64,8 +71,7 @@ def _hf_reference(d, ids):
     from safetensors.numpy import load_file
 
     w = {k.removeprefix("bert."): v.astype(np.float64) for k, v in load_file(str(d / "model.safetensors")).items()}
-    erf = np.vectorize(math.erf)
-
+    
     def ln(x, p):
         mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
         return (x - mu) / np.sqrt(var + 1e-12) * w[p + ".weight"] + w[p + ".bias"]
@@ -91,7 +97,7 @@ def _hf_reference(d, ids):
         ctx = (a @ v).transpose(0, 2, 1, 3).reshape(x.shape)
         x = ln(x + lin(ctx, p + "attention.output.dense"), p + "attention.output.LayerNorm")
         y = lin(x, p + "intermediate.dense")
-        y = 0.5 * y * (1 + erf(y / math.sqrt(2)))
+        y = 0.5 * y * (1 + _erf(y / math.sqrt(2)))
         x = ln(x + lin(y, p + "output.dense"), p + "output.LayerNorm")
     m = mask[..., None]
     return (x * m).sum(1) / m.sum(1)
