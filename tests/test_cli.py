@@ -53,9 +53,10 @@ def test_demo_pipeline_small(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "DEMO_MODELS", [
         ("bow", "pointwise", dict(arch="bow", width=8, hidden=8, epochs=1, max_steps=3)),
         ("pair", "pairwise", dict(arch="bow", width=8, hidden=8, epochs=1, max_steps=3, seq_len=24))])
+    monkeypatch.setattr(demo, "DEMO_RECIPES", [("bow", "lossless")])
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert [r["name"] for r in report["rows"]] == ["bow", "pair"]
+    assert [r["name"] for r in report["rows"]] == ["bow", "pair", "bow + lossless"]
     assert (tmp_path / "demo" / "report.md").is_file() and (tmp_path / "demo" / "exports" / "bow" / "model.tflite").is_file()
 
 

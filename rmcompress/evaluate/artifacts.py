@@ -88,7 +88,7 @@ def open_artifact(path: str | os.PathLike) -> Artifact:
 
         tok, meta = _tokenizer_and_metadata(p)
         runner = TFLiteRunner(p)
-        if runner.seq_len != tok.seq_len:
+        if not runner.dynamic_length and runner.seq_len != tok.seq_len:
             raise ModelError(f"{p}: takes {runner.seq_len} token ids per text, but its tokeniser makes {tok.seq_len}")
         return Artifact("tflite", p, tok, meta, runner.score, lambda: str(p), file_sizes(p), _complexity(meta))
     if (p / MODEL_FILE).is_file():

@@ -96,7 +96,8 @@ class TFLiteRunner:
         self.seq_len = int(self._in["shape"][1])
         self._batch = None
         self._length = self.seq_len
-        self._resize(1)  # a corrupt graph fails here, not in the middle of a measurement
+        if not self.dynamic_length:  # a dynamic length has no meaningful default to prepare at
+            self._resize(1)  # a corrupt graph fails here, not in the middle of a measurement
 
     def _resize(self, batch: int, length: int | None = None) -> None:
         length = self._length if length is None else int(length)
