@@ -60,3 +60,17 @@ def test_dynamic_tflite_runs_at_any_length_and_measures_real_length_latency():
     # cutting a CNN input right after its last token would drop windows that read padding
     cnn = randomize(build_reward_model(ArchConfig(arch="cnn", **SMALL)), seed=2)
     assert list(needed_lengths(np.array([[3, 4, 0, 0, 0, 0, 0, 0]]), min_length(cnn) - 1, 8)) == [6]
+
+
+def test_op_profile_times_every_op():
+    from rmcompress.evaluate.op_profile import op_dtypes, profile_ops, summarise
+    from rmcompress.export.tflite import convert
+
+    model = randomize(build_reward_model(ArchConfig(arch="transformer", **SMALL)), seed=2)
+    flat = convert(model)
+    table = profile_ops(flat, token_ids(n=1), runs=5, warmup=1)
+    assert len(table) == len(op_dtypes(flat)) and table["us"].notna().all() and (table["us"] > 0).all()
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"} <= set(table["op"])
+    summary = summarise(table)
+    assert summary["share"].sum() == pytest.approx(1.0) and summary["count"].sum() == len(table)
+
