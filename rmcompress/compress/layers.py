@@ -32,11 +32,7 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
     """
 
     def build(self, input_shape):
-        x_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and \
-            isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
-        d = int(x_shape[-1])
-        inner = self.num_heads * self.head_dim
-        out = self.output_dim or d
+        d, inner, out = self._dims(input_shape)
         self.qkv_kernel = self.add_weight(name="qkv_kernel", shape=(d, 3 * inner),
                                           initializer=self._fresh_initializer())
         self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * inner,), initializer="zeros")
@@ -47,10 +43,6 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
 
     def _project(self, x, kernel, bias):
         return tf.matmul(x, kernel) + bias
-
-    def _fresh_initializer(self):
-        init = self.kernel_initializer
-        return init.__class__.from_config(init.get_config())
 
     def _qkv(self, x, batch, length):
         qkv = self._project(x, self.qkv_kernel, self.qkv_bias)

@@ -118,15 +118,23 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.mask_bound = float(mask_bound)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
-    def build(self, input_shape):
+    def _dims(self, input_shape) -> tuple[int, int, int]:
+        """``(d, H*dh, output_dim)`` from ``[x_shape, mask_shape(, gate_shape)]`` or ``x_shape``."""
         x_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and \
             isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
         d = int(x_shape[-1])
-        inner = self.num_heads * self.head_dim
-        out = self.output_dim or d
-        def init(shape, dtype=None):  # a fresh initializer per kernel: distinct random values
-            fresh = self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
-            return fresh(shape, dtype=dtype)
+        return d, self.num_heads * self.head_dim, self.output_dim or d
+
+    def _fresh_initializer(self):
+        """A new initializer instance per kernel, so kernels get distinct random values."""
+        init = self.kernel_initializer
+        return init.__class__.from_config(init.get_config())
+
+    def build(self, input_shape):
+        d, inner, out = self._dims(input_shape)
+
+        def init(shape, dtype=None):
+            return self._fresh_initializer()(shape, dtype=dtype)
 
         self.query_kernel = self.add_weight(name="query_kernel", shape=(d, inner), initializer=init)
         self.query_bias = self.add_weight(name="query_bias", shape=(inner,), initializer="zeros")
