@@ -240,19 +240,14 @@ class Recipe:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recipe":
-        """Read a YAML recipe file (``yaml.safe_load``)."""
-        import yaml
+        """Read a YAML recipe file with the safe loader of :mod:`rmcompress.validation` (plain data
+        only; duplicate keys and alias bombs refused; errors name the file and line)."""
+        from rmcompress.validation import load_yaml
 
         p = Path(path)
-        if not p.is_file():
+        if not p.is_file() and not p.is_dir():
             raise RecipeError(f"{p}: no such recipe file; built-in levels: {', '.join(LEVELS)}")
-        try:
-            d = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            raise RecipeError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-        return cls.from_dict(d, str(p), default_name=p.stem)
+        return cls.from_dict(load_yaml(p, error=RecipeError), str(p), default_name=p.stem)
 
     @classmethod
     def level(cls, name: str) -> "Recipe":
