@@ -16,6 +16,8 @@ Rewrites, applied in this order, each only where it is exact:
 6. **matmul**: a Dense applied to ``[B, T, d]`` becomes :class:`PointwiseDense` (same weights): one
    broadcast matmul instead of ``tensordot``'s run-time reshapes (fewer TFLite ops; and int8 QAT
    needs the bias add right after the matmul to quantise the FULLY_CONNECTED output).
+7. **positions**: ``PositionEmbedding`` becomes :class:`GatherPositionEmbedding` (same table, read by
+   ``gather``): with a dynamic length it is quantised like the token table instead of staying float.
 
 :func:`fuse` returns the new model and a note of what changed; it checks the outputs against the
 original on sample ids and raises :class:`ModelError` if they differ by more than ``tolerance``.
@@ -26,7 +28,7 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.compress.graph import Graph, layer_entry, rebuild
-from rmcompress.compress.layers import FusedQKVSelfAttention, PointwiseDense
+from rmcompress.compress.layers import FusedQKVSelfAttention, GatherPositionEmbedding, PointwiseDense
 from rmcompress.errors import ModelError
 from rmcompress.models.layers import MultiHeadSelfAttention
 
@@ -56,7 +58,7 @@ class _Fuser:
         self.named: dict[str, dict[str, np.ndarray]] = {}   # rewritten layers: name -> named weights
         self.order: dict[str, list[str]] = {}               # ... and the order the layer creates them
         self.note: dict = {"removed_dropout": [], "folded_batchnorm": [], "folded_layernorm": [],
-                           "fused_qkv": [], "merged_dense": [], "pointwise_dense": []}
+                           "fused_qkv": [], "merged_dense": [], "pointwise_dense": [], "gather_positions": []}
 
     def current(self, name: str) -> dict[str, np.ndarray]:
         """Named weights of ``name`` as rewritten so far (or as in the source model)."""
@@ -219,10 +221,19 @@ class _Fuser:
             self.graph.replace(e["name"], ent["class_name"], e["config"], ent["module"], ent["registered_name"])
             self.note["pointwise_dense"].append(e["name"])
 
+    # -- 7. positions -----------------------------------------------------------------------------
+    def positions(self):
+        for e in list(self.graph.entries):
+            if e["class_name"] != "PositionEmbedding":
+                continue
+            ent = layer_entry(GatherPositionEmbedding, e["config"], e["name"])
+            self.graph.replace(e["name"], ent["class_name"], e["config"], ent["module"], ent["registered_name"])
+            self.note["gather_positions"].append(e["name"])
+
 
 def fuse(model: keras.Model, sample_ids: np.ndarray | None = None, dropout: bool = True,
          batchnorm: bool = True, layernorm: bool = True, qkv: bool = True, dense_chain: bool = True,
-         matmul: bool = True, tolerance: float = 1e-5) -> tuple[keras.Model, dict]:
+         matmul: bool = True, positions: bool = True, tolerance: float = 1e-5) -> tuple[keras.Model, dict]:
     """Apply the rewrites (module docstring); return ``(new_model, note)``. ``note`` lists what was
     changed and ``max_abs_diff`` against ``model`` on ``sample_ids`` (when given)."""
     f = _Fuser(model)
@@ -238,6 +249,8 @@ def fuse(model: keras.Model, sample_ids: np.ndarray | None = None, dropout: bool
         f.dense_chain()
     if matmul:
         f.matmul()
+    if positions:
+        f.positions()
     new = rebuild(model, f.graph, f.weights, name=model.name)
     note = {k: v for k, v in f.note.items()}
     if sample_ids is not None and len(sample_ids):

@@ -8,6 +8,9 @@
                             TFLite gets one FULLY_CONNECTED whose output directly carries the bias
                             and activation (needed for int8 QAT: a reshape between matmul and bias
                             hides the output range from the converter).
+``GatherPositionEmbedding`` :class:`PositionEmbedding` reading its table with ``gather(P, range(T))``
+                            (same values): at a dynamic length the table stays a lookup table that
+                            weight quantisation stores in int8, instead of a float constant.
 ``FactorizedEmbedding``     ``ids -> E[ids] @ P`` with ``E [V, r]`` and ``P [r, d]`` (``factorise``
                             pass): ``V*r + r*d`` params instead of ``V*d``; ``2*r*d`` FLOPs per token.
 
@@ -21,7 +24,7 @@ import dataclasses
 
 from rmcompress._keras import keras, tf
 from rmcompress.complexity import registry
-from rmcompress.models.layers import MultiHeadSelfAttention, register
+from rmcompress.models.layers import MultiHeadSelfAttention, PositionEmbedding, register
 
 
 @register
@@ -55,6 +58,15 @@ class FusedQKVSelfAttention(MultiHeadSelfAttention):
 
     def get_clusterable_weights(self):
         return [("qkv_kernel", self.qkv_kernel), ("output_kernel", self.output_kernel)]
+
+
+@register
+class GatherPositionEmbedding(PositionEmbedding):
+    """``y[b, t] = x[b, t] + P[t]`` via ``tf.gather`` (see module docstring)."""
+
+    def call(self, x):
+        positions = tf.gather(self.position_embeddings, tf.range(tf.shape(x)[1]))
+        return x + tf.expand_dims(positions, 0)
 
 
 @register
@@ -130,7 +142,9 @@ def _fused_roles(layer):
 # Same formulas as the unfused attention and Dense (no prunable slices: fusion comes after shrinking).
 registry.register_facts(FusedQKVSelfAttention, dataclasses.replace(registry.MHSA, roles=_fused_roles, slices={}))
 registry.register_facts(PointwiseDense, registry.DENSE)
+registry.register_facts(GatherPositionEmbedding, registry.POSITION_EMBEDDING)
 registry.register_facts(FactorizedEmbedding, registry.LayerFacts(
     lambda layer, s, d: {"matmul": _factorized_embedding_flops(layer, s.inp, s.out)}, registry._weights_params))
 
-CUSTOM_LAYERS = {cls.__name__: cls for cls in (FusedQKVSelfAttention, PointwiseDense, FactorizedEmbedding)}
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (FusedQKVSelfAttention, PointwiseDense, GatherPositionEmbedding,
+                                                FactorizedEmbedding)}

@@ -251,7 +251,7 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
     # Dense on [B, T, d] as one broadcast matmul (exact): with tensordot's reshape between matmul and
     # bias the converter cannot give the FULLY_CONNECTED an int8 output range and keeps it float.
     model, _ = fuse(model, None, dropout=False, batchnorm=False, layernorm=False, qkv=False,
-                    dense_chain=False, matmul=True)
+                    dense_chain=False, matmul=True, positions=False)
     g = Graph(model)
     for e in g.entries:
         cls = QAT_ATTENTION.get(e["class_name"])

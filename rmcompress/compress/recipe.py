@@ -121,6 +121,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                "batch_size": Field(INT, 64, _range(1))},
     "fuse": {"dropout": Field(BOOL, True), "batchnorm": Field(BOOL, True), "layernorm": Field(BOOL, True),
              "qkv": Field(BOOL, True), "dense_chain": Field(BOOL, True), "matmul": Field(BOOL, True),
+             "positions": Field(BOOL, True),
              "tolerance": Field(FLOAT, 1e-5, _range(0, lo_open=True))},
     "factorise": {"vocab_prune": Field(BOOL, True), "min_count": Field(INT, 1, _range(1)),
                   "rank": Field(INT + (type(None),), None, _range(1)),

@@ -59,13 +59,14 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                  parity_ids: np.ndarray | None = None, calibration_ids: np.ndarray | None = None,
                  overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None,
                  tflite_model: bytes | None = None, parity_mode: str | None = None,
-                 metadata_extra: dict | None = None) -> dict:
+                 metadata_extra: dict | None = None, parity_pairs: bool = False) -> dict:
     """Export ``model`` (a model directory path or a loaded bundle); return the report dict.
 
     ``tflite_model``: a flatbuffer converted elsewhere (compression recipes: selective int8, QAT,
     dynamic length) that is checked and written instead of converting here; ``parity_mode``: the
     quantize mode whose parity bar applies (default ``quantize``); ``metadata_extra`` is merged
-    into ``metadata.json``.
+    into ``metadata.json``; ``parity_pairs``: ``parity_ids`` are chosen rows then rejected rows, so
+    decisions are compared as pair orders.
     """
     formats = parse_formats(formats)
     if latency_runs < 0:
@@ -91,7 +92,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
             flat = tflite_model if tflite_model is not None else \
                 tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
             runner = tflite.TFLiteRunner(flat)
-            metrics = parity_metrics(reference, runner.score(parity_ids))
+            metrics = parity_metrics(reference, runner.score(parity_ids), pairs=parity_pairs)
             check_parity(metrics, parity_mode or quantize, what=f"{out_dir / TFLITE_FILE}")
             (tmp / TFLITE_FILE).write_bytes(flat)
             faults.point("export:after_tflite")
