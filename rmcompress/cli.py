@@ -12,7 +12,7 @@ import importlib
 import sys
 import traceback
 
-COMMANDS = ["train", "shrink", "export", "evaluate", "demo"]
+COMMANDS = ["train", "shrink", "compress", "export", "evaluate", "report", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rmcompress {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rmcompress {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args._module, "interrupt_hint", lambda a: None)(args)
+        print(f"rmcompress {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: say so, one line unless --debug
         if args.debug:

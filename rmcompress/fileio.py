@@ -1,23 +1,128 @@
 """Atomic writes: an artifact is either complete at its final path or absent.
 
 Contract: everything is written under a temporary name *in the destination's folder* (same file
-system, so ``os.replace`` is atomic) and renamed into place only when complete. Replacing an
-existing directory moves the old one aside first and removes it only after the new one is in
-place, so at every instant the destination holds the previous complete artifact or the new one.
+system, so renames are atomic) and renamed into place only when complete. Replacing an existing
+directory swaps old and new in one ``renameat2(RENAME_EXCHANGE)`` call where the kernel offers it
+(Linux >= 3.15 on ext4, xfs, btrfs, tmpfs, ...), so at every instant the destination holds the
+previous complete artifact or the new one; elsewhere the old one is moved aside first and the new
+one renamed in (a kill between the two renames leaves the destination absent and the old artifact
+in ``.rmc-tmp-old-*``, which the next write restores, see below).
+
+Temporary names: ``.rmc-tmp-{new|old|file}-{pid}-{random}-{name}``. A killed process leaves
+its temporary entries behind; they never break a later run (fresh names are random). The next
+write to the same destination removes those whose process is dead (:func:`clean_stale`), and
+restores an ``old`` one if the destination itself is missing. The process check uses the pid, so it
+assumes the writers of one folder run on one host.
+
+An existing destination is replaced only with ``overwrite=True`` (the CLI's ``--overwrite``), and only
+when it looks like something the suite wrote (:func:`looks_like_artifact`), never an unrelated
+folder or file given by mistake.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from rmcompress import faults
 from rmcompress.errors import UsageError
 
 TMP_PREFIX = ".rmc-tmp-"
+_TMP_RE = re.compile(r"^\.rmc-tmp-(new|old|file)-(\d+)-([0-9a-f]{8})-(.+)$")
+#: files whose presence marks a directory as written by the suite (replaceable with overwrite)
+ARTIFACT_MARKERS = ("report.json", "report.csv", "report.md", "metadata.json", "model.keras", "model.tflite",
+                    "saved_model.pb")
+
+
+BACKUP_SUFFIX = ".rmc-backup"
+
+
+def backup_dir_for(out_dir: str | os.PathLike) -> Path:
+    """Where ``train`` keeps the resumable state of a run writing ``out_dir``: ``OUT.rmc-backup``
+    beside it (see ``rmcompress.training.resume``)."""
+    out = Path(out_dir)
+    return out.parent / (out.name + BACKUP_SUFFIX)
+
+
+def tmp_name(kind: str, name: str) -> str:
+    """A fresh temporary name for ``name`` (``kind``: new, old or file)."""
+    return f"{TMP_PREFIX}{kind}-{os.getpid()}-{secrets.token_hex(4)}-{name}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale(dest: str | os.PathLike) -> list[Path]:
+    """Remove temporary entries for ``dest`` left by dead processes; if ``dest`` is missing and a dead
+    process left its previous version aside (``old``), move that back first. Returns what was
+    removed or restored. Entries of live processes (and of other destinations) are left alone."""
+    dest = Path(dest)
+    parent = dest.parent
+    if not parent.is_dir():
+        return []
+    stale = []
+    for entry in parent.iterdir():
+        m = _TMP_RE.match(entry.name)
+        if m and m.group(4) == dest.name and not _pid_alive(int(m.group(2))):
+            stale.append((m.group(1), entry))
+    done = []
+    for kind, entry in sorted(stale, key=lambda e: e[0] != "old"):  # restore before removing
+        if kind == "old" and not dest.exists() and not os.path.lexists(dest):
+            with contextlib.suppress(OSError):
+                os.replace(entry, dest)
+                done.append(dest)
+                continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        done.append(entry)
+    return done
+
+
+def looks_like_artifact(path: str | os.PathLike) -> bool:
+    """True for an empty directory or one holding a file the suite writes (``ARTIFACT_MARKERS``)."""
+    p = Path(path)
+    if not p.is_dir() or p.is_symlink():
+        return False
+    names = set(os.listdir(p))
+    return not names or any(m in names for m in ARTIFACT_MARKERS)
+
+
+def check_destination(dest: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Raise :class:`UsageError` unless ``dest`` may be written: absent, or (with ``overwrite``) a
+    directory the suite wrote. Call it before long work so a run does not fail at its end."""
+    dest = Path(dest)
+    if not os.path.lexists(dest):
+        return dest
+    if not overwrite:
+        raise UsageError(f"{dest}: already exists; pass --overwrite (overwrite=True) to replace it")
+    if not dest.is_dir() or dest.is_symlink():
+        raise UsageError(f"{dest}: exists and is not a directory; not replacing it (remove it or choose "
+                         "another output path)")
+    if not looks_like_artifact(dest):
+        raise UsageError(f"{dest}: exists and does not look like an rmcompress output (none of "
+                         f"{', '.join(ARTIFACT_MARKERS)}); not replacing it even with --overwrite")
+    return dest
 
 
 def _fsync_dir(path: Path) -> None:
@@ -37,46 +142,84 @@ def _fsync_dir(path: Path) -> None:
 def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``dest``; on success rename it to ``dest``.
 
-    Raises :class:`UsageError` up front if ``dest`` exists and ``overwrite`` is false. On an
-    exception the temporary directory is removed and ``dest`` is untouched.
+    Raises :class:`UsageError` up front if ``dest`` exists and may not be replaced
+    (:func:`check_destination`). On an exception the temporary directory is removed and ``dest``
+    is untouched.
     """
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        raise UsageError(f"{dest}: already exists; pass --overwrite (overwrite=True) to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + "-", dir=dest.parent))
+    clean_stale(dest)
+    check_destination(dest, overwrite)
+    tmp = dest.parent / tmp_name("new", dest.name)
+    tmp.mkdir()
     try:
         yield tmp
+        faults.point("atomic_dir:before_rename")
+        check_destination(dest, overwrite)  # something may have appeared meanwhile
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, dest)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_renameat2 = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap paths ``a`` and ``b`` (Linux ``renameat2``); False where unsupported."""
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (AttributeError, OSError):
+            _renameat2 = False
+    if not _renameat2:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def replace_dir(src: Path, dest: Path) -> None:
     """Move complete directory ``src`` to ``dest``, keeping the old ``dest`` until the swap."""
-    old = None
-    if dest.exists():
-        old = dest.parent / f"{TMP_PREFIX}old-{dest.name}-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
+    src, dest = Path(src), Path(dest)
+    if os.path.lexists(dest):
+        if _exchange(src, dest):  # dest is new, src holds the old one
+            _fsync_dir(dest.parent)
+            faults.point("replace_dir:swapped")
+            shutil.rmtree(src, ignore_errors=True)
+            return
+        old = dest.parent / tmp_name("old", dest.name)
         os.replace(dest, old)
+        faults.point("replace_dir:old_moved")
+        os.replace(src, dest)
+        _fsync_dir(dest.parent)
+        faults.point("replace_dir:swapped")
+        shutil.rmtree(old, ignore_errors=True)
+        return
     os.replace(src, dest)
     _fsync_dir(dest.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + "-", dir=path.parent)
+    tmp = path.parent / tmp_name("file", path.name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        faults.point("atomic_write:before_rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -78,3 +78,44 @@ def trained_models(tmp_path_factory, pointwise_file, pairwise_file):
     out["pairwise"] = train(pairwise_file, tiny_config(task="pairwise", arch="transformer"),
                             root / "pairwise", verbose=0)
     return out
+
+
+# -- the CLI in-process (tests/test_errors_*.py) ---------------------------------------------------
+TINY_TRAIN_FLAGS = ["--width", "16", "--depth", "1", "--heads", "2", "--ffn", "32", "--filters", "8",
+                    "--hidden", "16", "--seq-len", "16", "--vocab-size", "300", "--epochs", "1",
+                    "--max-steps", "6", "--batch-size", "32", "--patience", "0"]
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``cli(*args) -> (exit_code, stdout, stderr)``: ``rmcompress.cli.main`` in this process.
+
+    The CLI's fd-level silencing of TensorFlow is turned off here (it would move stderr away from
+    capsys); everything else runs as on the command line.
+    """
+    from rmcompress import _quiet
+    from rmcompress.cli import main
+
+    monkeypatch.setattr(_quiet, "silence", lambda: None)
+
+    def run(*args):
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+def rmcompress_subprocess(*args, kill_at: str | None = None, timeout: float = 240, env=None):
+    """Run ``python -m rmcompress ARGS`` in a fresh process; ``kill_at`` sets ``RMCOMPRESS_KILL_AT``
+    (see ``rmcompress.faults``). Returns the ``CompletedProcess`` (returncode -9 when killed)."""
+    import subprocess
+    import sys
+
+    e = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    e.pop("RMCOMPRESS_KILL_AT", None)
+    if kill_at:
+        e["RMCOMPRESS_KILL_AT"] = kill_at
+    return subprocess.run([sys.executable, "-m", "rmcompress", *[str(a) for a in args]], env=e,
+                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))

@@ -16,10 +16,15 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
+    import sys
+
+    from rmcompress.data.loaders import data_notes
     from rmcompress.evaluate.evaluate import evaluate
     from rmcompress.evaluate.table import format_table
 
     report = evaluate(args.model, args.data, latency_runs=args.latency_runs, max_examples=args.max_examples)
+    for note in data_notes(args.data, report.get("skipped_rows"), report.get("truncated_texts", 0)):
+        print(f"rmcompress evaluate: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -13,7 +13,10 @@ def add_parser(sub, parents):
     p.add_argument("--data", required=True, help="CSV, TSV, JSONL or Parquet file (optionally .gz)")
     p.add_argument("--task", required=True, choices=["pointwise", "pairwise"])
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (and discard an interrupted run's backup)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last completed epoch (backup in OUT.rmc-backup)")
     g = p.add_argument_group("architecture")
     g.add_argument("--arch", default="transformer", choices=ARCHITECTURES)
     g.add_argument("--width", type=int, default=64, help="embedding/model width")
@@ -23,6 +26,25 @@ def add_parser(sub, parents):
     g.add_argument("--filters", type=int, default=64, help="cnn filters per kernel size")
     g.add_argument("--hidden", type=int, default=64, help="bow hidden units")
     g.add_argument("--dropout", type=float, default=0.1)
+    g = p.add_argument_group("pretrained start and distillation")
+    g.add_argument("--backbone", default=None, metavar="PRESET_OR_DIR",
+                   help="fine-tune a keras-nlp backbone (BERT family): a preset name or a local preset / "
+                        "Hugging Face folder; its own vocabulary is used (--arch/--width/... are ignored)")
+    g.add_argument("--backbone-match", choices=["source", "keras"], default="source",
+                   help="GELU form and accent stripping: as the original checkpoint says (Hugging Face "
+                        "config) or exactly as keras-nlp builds the backbone")
+    g.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="start from a copy of this model directory (graph, weights, tokenizer)")
+    g.add_argument("--teacher", default=None, metavar="MODEL_DIR",
+                   help="distill: also match this model's rewards (pairwise: its margins)")
+    g.add_argument("--distill-weight", type=float, default=0.5,
+                   help="a in (1-a)*label_loss + a*distill_loss (default 0.5)")
+    g.add_argument("--distill-loss", choices=["mse", "ce"], default="mse",
+                   help="mse on rewards/margins, or ce: temperature-scaled cross-entropy (KL)")
+    g.add_argument("--distill-temperature", type=float, default=1.0)
+    g.add_argument("--unlabeled", default=None, metavar="PATH",
+                   help="extra texts scored only by the teacher (pointwise: a text column; "
+                        "pairwise: chosen/rejected columns)")
     g = p.add_argument_group("tokeniser")
     g.add_argument("--seq-len", type=int, default=None, help="tokens per text (default 64 pointwise, 256 pairwise)")
     g.add_argument("--truncate", choices=["start", "end"], default=None,
@@ -33,8 +55,9 @@ def add_parser(sub, parents):
     g.add_argument("--text-column", default=None)
     g.add_argument("--label-column", default=None)
     g.add_argument("--val-fraction", type=float, default=0.1)
-    g.add_argument("--split", dest="split_mode", choices=["random", "disjoint"], default="random",
-                   help="disjoint: drop training texts contained in a validation text (SST-2 phrases)")
+    g.add_argument("--split", dest="split_mode", choices=["random", "disjoint", "sentences"], default="random",
+                   help="disjoint: drop training texts contained in a validation text (SST-2 phrases); "
+                        "sentences: also draw validation only from full texts (not part of another)")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("optimisation")
     g.add_argument("--loss", choices=["bce", "mse", "mae"], default=None,
@@ -43,7 +66,10 @@ def add_parser(sub, parents):
     g.add_argument("--epochs", type=int, default=3)
     g.add_argument("--max-steps", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--learning-rate", type=float, default=1e-3)
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help="peak AdamW rate after warm-up (default 1e-3; 3e-5 with --backbone/--init)")
+    g.add_argument("--warmup-fraction", type=float, default=0.05, help="linear warm-up share of the steps")
+    g.add_argument("--val-data", default=None, help="validation file (replaces the split of --data)")
     g.add_argument("--weight-decay", type=float, default=0.01)
     g.add_argument("--patience", type=int, default=2, help="early-stopping patience in epochs (0: off)")
     g = p.add_argument_group("complexity-aware training (any of these gates the model; it is shrunk at the end)")
@@ -70,6 +96,16 @@ def add_parser(sub, parents):
     return p
 
 
+def interrupt_hint(args) -> str | None:
+    """What the CLI says after Ctrl-C: how to continue (the backup survives an interruption)."""
+    from rmcompress.fileio import backup_dir_for
+
+    backup = backup_dir_for(args.out)
+    if (backup / "manifest.json").is_file():
+        return f"continue from the last completed epoch with the same command and --resume (backup in {backup})"
+    return None
+
+
 def train_config_from_args(args):
     from rmcompress.training.trainer import TrainConfig
 
@@ -77,12 +113,15 @@ def train_config_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from rmcompress.data.loaders import data_notes
     from rmcompress.evaluate.table import format_table
     from rmcompress.training.trainer import train
 
     cfg = train_config_from_args(args)
     result = train(args.data, cfg, args.out, overwrite=args.overwrite,
-                   verbose=1 if sys.stdout.isatty() else 2)
+                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume, validation=args.val_data)
+    for note in data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0)):
+        print(f"rmcompress train: note: {note}", file=sys.stderr)
     print(format_table([{"name": str(args.out), **result.report}]))
     print(f"wrote {args.out}")
     return 0

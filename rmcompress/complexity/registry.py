@@ -51,7 +51,8 @@ from rmcompress.models import layers as L
 #: FLOP parts (see module docstring)
 PARTS = ("matmul", "bias", "elementwise", "activation", "max", "softmax", "norm")
 
-_ACT_FLOPS = {"linear": 0, None: 0, "relu": 1, "gelu": 8, "tanh": 1, "sigmoid": 3, "swish": 4, "silu": 4}
+_ACT_FLOPS = {"linear": 0, None: 0, "relu": 1, "gelu": 8, "tanh": 1, "sigmoid": 3, "swish": 4, "silu": 4,
+              "gelu_tanh": 9}
 
 
 # -- small helpers that work on Python numbers and on float tensors alike -------------------------
@@ -389,6 +390,10 @@ def _keras_mha_flops(layer, s, d):
 
 KERAS_MHA = LayerFacts(_keras_mha_flops, _weights_params)
 
+# BiasAdd (what a post-LN sub-layer with no units left adds): one add per element, width params.
+BIAS_ADD = LayerFacts(lambda layer, s, d: {"bias": s.positions * d["width"]},
+                      lambda layer, s, d: d["width"], _last_dim_roles, {"bias": (("width", 0),)})
+
 # TokenRemap: an int32 index table (data, not params), 0 FLOPs.
 TOKEN_REMAP = LayerFacts(_zero_flops, _zero_params)
 
@@ -416,6 +421,7 @@ REGISTRY: dict[type, LayerFacts] = {
     L.MaskedMeanPooling: MEAN_POOL,
     L.MaskedMaxPooling: MAX_POOL,
     L.MultiHeadSelfAttention: MHSA,
+    L.BiasAdd: BIAS_ADD,
 }
 if hasattr(L, "TokenRemap"):
     REGISTRY[L.TokenRemap] = TOKEN_REMAP

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -43,8 +44,9 @@ def _read_bytes(path: Path, gz: bool) -> bytes:
             raw = f.read()
         if gz:
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        what = "not a valid gzip file" if gz and not isinstance(e, (FileNotFoundError, PermissionError)) else "cannot read"
+        raise DataError(f"{path}: {what} ({e})") from None
     return raw
 
 
@@ -54,6 +56,14 @@ def _decode(path: Path, raw: bytes) -> str:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte {raw[e.start]:#04x})") from None
+
+
+def _short(e: BaseException) -> str:
+    """First line of an exception message, at most 200 characters."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -100,10 +110,14 @@ def _read_jsonl(p: Path, text: str) -> pd.DataFrame:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{p}:{e.lineno}: malformed JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # nesting too deep, integers of > 4300 digits
+            raise DataError(f"{p}: malformed JSON ({_short(e)})") from None
+        if not isinstance(data, list):
+            raise DataError(f"{p}: a JSON file must hold one object per line or an array of objects")
         for i, obj in enumerate(data):
             if not isinstance(obj, dict):
                 raise DataError(f"{p}: element {i} of the JSON array is not an object")
-        return pd.DataFrame(data).assign(**{LINE_COLUMN: range(1, len(data) + 1)})
+        return _frame(p, data, list(range(1, len(data) + 1)), "element")
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -111,11 +125,31 @@ def _read_jsonl(p: Path, text: str) -> pd.DataFrame:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{p}:{lineno}: malformed JSON line ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # nesting too deep, integers of > 4300 digits
+            raise DataError(f"{p}:{lineno}: malformed JSON line ({_short(e)})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{p}:{lineno}: JSON line is not an object")
         rows.append(obj)
         lines.append(lineno)
-    df = pd.DataFrame(rows)
+    return _frame(p, rows, lines)
+
+
+def _frame(p: Path, rows: list[dict], lines: list[int], unit: str = "line") -> pd.DataFrame:
+    """Rows of JSON objects -> a frame with ``__line__``; strings that are not valid Unicode (a
+    lone surrogate escaped as ``\\ud800``) are errors naming the line."""
+    try:
+        df = pd.DataFrame(rows)
+    except UnicodeEncodeError:
+        for obj, line in zip(rows, lines):
+            for k, v in obj.items():
+                for s in (k, v):
+                    if isinstance(s, str):
+                        try:
+                            s.encode("utf-8")
+                        except UnicodeEncodeError:
+                            where = f"{p}:{line}" if unit == "line" else f"{p}: element {line - 1}"
+                            raise DataError(f"{where}: string {s[:20]!r} is not valid Unicode") from None
+        raise DataError(f"{p}: holds strings that are not valid Unicode") from None
     df[LINE_COLUMN] = lines
     return df
 

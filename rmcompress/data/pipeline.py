@@ -2,6 +2,10 @@
 
 Pointwise: ``(ids [B, T], labels [B])``. Pairwise: ``{"chosen", "rejected", "margin"}`` (no labels).
 Texts are tokenised once up front (numpy), so the input pipeline is cheap and deterministic.
+With teacher rewards attached (distillation, ``rmcompress.training.distill``) the inputs also carry
+``teacher`` (pointwise: the teacher's reward; pairwise: its margin ``t_c - t_r``) and ``labeled``
+(1 = the row has a label, 0 = an unlabeled row scored only by the teacher); pointwise x becomes
+``{"ids", "teacher", "labeled"}``.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ class EncodedData:
     chosen: np.ndarray | None = None
     rejected: np.ndarray | None = None
     margin: np.ndarray | None = None
+    teacher: np.ndarray | None = None
+    labeled: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids if self.task == "pointwise" else self.chosen)
@@ -36,7 +42,15 @@ class EncodedData:
 
     def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, repeat: bool = False,
                 drop_remainder: bool = False) -> tf.data.Dataset:
-        if self.task == "pointwise":
+        if self.teacher is not None:
+            extra = {"teacher": np.asarray(self.teacher, np.float32),
+                     "labeled": np.asarray(self.labeled if self.labeled is not None
+                                           else np.ones(len(self)), np.float32)}
+            if self.task == "pointwise":
+                ds = tf.data.Dataset.from_tensor_slices(({"ids": self.ids, **extra}, self.labels))
+            else:
+                ds = tf.data.Dataset.from_tensor_slices({**self.inputs(), **extra})
+        elif self.task == "pointwise":
             ds = tf.data.Dataset.from_tensor_slices((self.ids, self.labels))
         else:
             ds = tf.data.Dataset.from_tensor_slices(self.inputs())

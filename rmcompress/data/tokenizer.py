@@ -4,7 +4,12 @@ Contract: id 0 is ``[PAD]`` and id 1 is ``[UNK]``; every text becomes exactly ``
 padded with 0 at the end. Texts longer than ``seq_len`` tokens are truncated keeping the
 ``"start"`` (pointwise default) or the ``"end"`` (pairwise default: the final assistant turn decides).
 Saved as ``vocab.txt`` (one token a line) plus ``tokenizer.json`` (lowercase, strip_accents,
-seq_len, keep). keras-nlp is Keras 3; its tokenizer is used only as a tf.data/tf.function op.
+seq_len, keep, mode). keras-nlp is Keras 3; its tokenizer is used only as a tf.data/tf.function op.
+
+``mode="bert"``: a pretrained backbone's own WordPiece vocabulary (``[PAD]`` must be id 0;
+``[UNK]``, ``[CLS]``, ``[SEP]`` anywhere, e.g. 100/101/102 in BERT's). Each text becomes
+``[CLS] w_1 .. w_k [SEP]`` with ``k <= seq_len - 2`` wordpieces (truncated on the ``keep`` side,
+so a long pairwise text keeps its end), padded with 0; unknown words map to ``[UNK]``.
 """
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ from rmcompress.errors import ModelError, UsageError
 from rmcompress.fileio import atomic_write_text, read_json, write_json
 
 PAD, UNK = "[PAD]", "[UNK]"
+CLS, SEP = "[CLS]", "[SEP]"
 RESERVED = [PAD, UNK]
-from rmcompress.choices import KEEP_SIDES
+from rmcompress.choices import KEEP_SIDES, TOKENIZER_MODES
 
 
 @dataclass
@@ -30,12 +36,15 @@ class TokenizerConfig:
     keep: str = "start"
     lowercase: bool = True
     strip_accents: bool = True
+    mode: str = "wordpiece"  # "bert": pretrained vocabulary, [CLS] text [SEP] (module docstring)
 
     def __post_init__(self):
         if self.keep not in KEEP_SIDES:
             raise UsageError(f"truncation side {self.keep!r} unknown; allowed: {', '.join(KEEP_SIDES)}")
-        if int(self.seq_len) < 1:
-            raise UsageError(f"sequence length {self.seq_len} must be >= 1")
+        if self.mode not in TOKENIZER_MODES:
+            raise UsageError(f"tokenizer mode {self.mode!r} unknown; allowed: {', '.join(TOKENIZER_MODES)}")
+        if int(self.seq_len) < (3 if self.mode == "bert" else 1):
+            raise UsageError(f"sequence length {self.seq_len} must be >= {3 if self.mode == 'bert' else 1}")
 
 
 class Tokenizer:
@@ -43,10 +52,15 @@ class Tokenizer:
 
     def __init__(self, vocabulary: Sequence[str], config: TokenizerConfig | None = None):
         vocabulary = list(vocabulary)
-        if vocabulary[:2] != RESERVED:
+        self.config = config or TokenizerConfig()
+        if self.config.mode == "bert":
+            missing = [t for t in (UNK, CLS, SEP) if t not in vocabulary]
+            if vocabulary[:1] != [PAD] or missing:
+                raise ModelError(f"bert vocabulary needs {PAD} at id 0 and {UNK}, {CLS}, {SEP}; "
+                                 f"id 0 is {vocabulary[:1]}, missing {missing}")
+        elif vocabulary[:2] != RESERVED:
             raise ModelError(f"vocabulary must start with {RESERVED}, starts with {vocabulary[:2]}")
         self.vocabulary = vocabulary
-        self.config = config or TokenizerConfig()
         self._layer = None
 
     # -- construction ---------------------------------------------------------------------------
@@ -57,6 +71,8 @@ class Tokenizer:
         import keras_nlp
 
         config = config or TokenizerConfig()
+        if config.mode != "wordpiece":
+            raise UsageError(f"a {config.mode} tokenizer uses its backbone's vocabulary; it is not trained")
         if vocab_size < len(RESERVED) + 1:
             raise UsageError(f"vocabulary size {vocab_size} too small (need >= {len(RESERVED) + 1})")
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string)).batch(1024)
@@ -72,14 +88,25 @@ class Tokenizer:
         for p in (vocab_path, cfg_path):
             if not p.is_file():
                 raise ModelError(f"{d}: missing {p.name} (the tokeniser is saved beside the model)")
-        vocab = vocab_path.read_text(encoding="utf-8").split("\n")
+        try:
+            with open(vocab_path, encoding="utf-8", newline="") as f:  # tokens are split on \n only
+                vocab = f.read().split("\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelError(f"{vocab_path}: unreadable vocabulary ({e})") from None
         if vocab and vocab[-1] == "":
             vocab = vocab[:-1]
         try:
-            cfg = TokenizerConfig(**read_json(cfg_path))
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"{cfg_path}: invalid tokenizer settings ({e})") from None
-        return cls(vocab, cfg)
+            settings = read_json(cfg_path)
+            if not isinstance(settings, dict):
+                raise ValueError("expected a JSON object")
+            cfg = TokenizerConfig(**settings)
+            int(cfg.seq_len)
+        except (TypeError, ValueError, OSError, UsageError) as e:
+            raise ModelError(f"{cfg_path}: invalid tokenizer settings ({str(e).splitlines()[0][:200]})") from None
+        try:
+            return cls(vocab, cfg)
+        except ModelError as e:
+            raise ModelError(f"{vocab_path}: {e}") from None
 
     def save(self, directory: str | os.PathLike) -> None:
         d = Path(directory)
@@ -94,6 +121,17 @@ class Tokenizer:
     @property
     def seq_len(self) -> int:
         return int(self.config.seq_len)
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    def special_ids(self) -> dict:
+        """Ids an edge app needs to reproduce the encoding: ``pad``, ``unk`` (+ ``cls``, ``sep``)."""
+        names = {"pad": PAD, "unk": UNK}
+        if self.mode == "bert":
+            names.update(cls=CLS, sep=SEP)
+        return {k: self.vocabulary.index(v) for k, v in names.items()}
 
     @property
     def layer(self):
@@ -114,10 +152,17 @@ class Tokenizer:
             ragged = tf.RaggedTensor.from_tensor(ragged)
         ragged = tf.cast(ragged, tf.int32)
         n = self.seq_len
+        bert = self.mode == "bert"
+        k = n - 2 if bert else n
         if self.config.keep == "end":
-            ragged = ragged[:, -n:]
+            ragged = ragged[:, -k:]
         else:
-            ragged = ragged[:, :n]
+            ragged = ragged[:, :k]
+        if bert:
+            ids = self.special_ids()
+            column = tf.ones(tf.stack([ragged.nrows(), 1]), tf.int32)
+            ragged = tf.concat([tf.RaggedTensor.from_tensor(column * ids["cls"]), ragged,
+                                tf.RaggedTensor.from_tensor(column * ids["sep"])], axis=1)
         return ragged.to_tensor(default_value=0, shape=[None, n])
 
     def encode(self, texts: Sequence[str], batch_size: int = 2048) -> np.ndarray:

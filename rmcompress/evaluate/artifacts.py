@@ -88,10 +88,12 @@ def open_artifact(path: str | os.PathLike) -> Artifact:
 
         tok, meta = _tokenizer_and_metadata(p)
         runner = TFLiteRunner(p)
+        if not runner.dynamic_length and runner.seq_len != tok.seq_len:
+            raise ModelError(f"{p}: takes {runner.seq_len} token ids per text, but its tokeniser makes {tok.seq_len}")
         return Artifact("tflite", p, tok, meta, runner.score, lambda: str(p), file_sizes(p), _complexity(meta))
     if (p / MODEL_FILE).is_file():
         bundle = load_model_dir(p)
-        from rmcompress.complexity import count
+        from rmcompress.models.modeldir import count_model
         from rmcompress.export.tflite import convert
 
         model = bundle.model
@@ -100,11 +102,13 @@ def open_artifact(path: str | os.PathLike) -> Artifact:
             return model.predict(np.asarray(ids, np.int32), batch_size=256, verbose=0).reshape(-1)
 
         return Artifact("keras", p, bundle.tokenizer, bundle.metadata, score, lambda: convert(model),
-                        file_sizes(p / MODEL_FILE), count(model).as_dict())
+                        file_sizes(p / MODEL_FILE), count_model(model, p).as_dict())
     from rmcompress.export.savedmodel import SavedModelRunner
 
     tok, meta = _tokenizer_and_metadata(p)
     runner = SavedModelRunner(p)
+    if runner.seq_len not in (None, tok.seq_len):
+        raise ModelError(f"{p}: takes {runner.seq_len} token ids per text, but its tokeniser makes {tok.seq_len}")
 
     def saved_to_tflite():
         from rmcompress._keras import tf

@@ -21,13 +21,22 @@ from rmcompress.evaluate.metrics import quality_metrics
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, latency_runs: int = DEFAULT_RUNS,
              max_examples: int | None = None, seed: int = 0) -> dict:
     """Evaluate artifact ``model`` on data file ``data`` (every row, or a seeded ``max_examples``)."""
+    from rmcompress.errors import UsageError
+
+    if latency_runs < 0:
+        raise UsageError(f"--latency-runs {latency_runs} must be >= 0")
+    if max_examples is not None and max_examples < 1:
+        raise UsageError(f"--max-examples {max_examples} must be >= 1")
     art = open_artifact(model)
-    ds = load_data(data, art.task)
+    loss = art.metadata.get("loss") or "bce"
+    kwargs = {"task_hint": f"{art.path} is a {art.task} model"}
+    if art.task == "pointwise" and loss == "bce":
+        kwargs["label_kind"] = "binary"  # a 0/1 classifier: labels outside {0, 1} name their line
+    ds = load_data(data, art.task, **kwargs)
     if max_examples is not None and len(ds) > max_examples:
         idx = np.sort(np.random.RandomState(seed).choice(len(ds), max_examples, replace=False))
         ds = ds.subset(idx)
     enc = encode(ds, art.tokenizer)
-    loss = art.metadata.get("loss") or "bce"
     if art.task == "pairwise":
         scores = (art.score(enc.chosen), art.score(enc.rejected))
         sample = enc.chosen
@@ -37,6 +46,10 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, latency_runs: in
     report = {"task": art.task, "artifact": str(art.path), "kind": art.kind, "data": str(data),
               "n_examples": len(ds), **quality_metrics(art.task, scores, enc.labels, loss),
               **art.sizes, **art.complexity}
+    if ds.skipped:
+        report["skipped_rows"] = dict(ds.skipped)
+    if ds.truncated:
+        report["truncated_texts"] = int(ds.truncated)
     if art.metadata.get("quantize"):
         report["quantize"] = art.metadata["quantize"]
     if latency_runs:

@@ -21,7 +21,7 @@ def measure_latency(model, ids: np.ndarray, runs: int = DEFAULT_RUNS, warmup: in
     ids = np.asarray(ids, np.int32)
     if len(ids) == 0:
         ids = np.ones((1, runner.seq_len), np.int32)
-    runner.prepare_single()
+    runner.prepare_single(ids.shape[1])
     rows = [ids[i:i + 1] for i in range(len(ids))]
     for i in range(warmup):
         runner.invoke(rows[i % len(rows)])

@@ -45,4 +45,4 @@ def format_table(rows: list[dict]) -> str:
         df["parity_max_abs_diff"] = df["parity_max_abs_diff"].map(lambda v: "" if pd.isna(v) else f"{v:.1e}")
     df = df.rename(columns={"size_bytes": "size", "size_gzip_bytes": "gzip", "latency_ms_p50": "p50 ms",
                             "parity_max_abs_diff": "parity", "pairwise_accuracy": "pair_acc"})
-    return df.to_string(index=False)
+    return df.astype(object).where(df.notna(), "").to_string(index=False)

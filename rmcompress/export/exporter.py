@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress.complexity import count
 from rmcompress.errors import ExportError, UsageError
 from rmcompress.evaluate.latency import measure_latency
 from rmcompress.evaluate.size import file_sizes
 from rmcompress.export import savedmodel, tflite
 from rmcompress.export.parity import check_parity, parity_metrics
-from rmcompress.fileio import atomic_dir, write_json
-from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, load_samples
+from rmcompress import faults
+from rmcompress.fileio import atomic_dir, check_destination, write_json
+from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
 
 from rmcompress.choices import EXPORT_FORMATS as FORMATS
 TFLITE_FILE = "model.tflite"
@@ -48,6 +48,7 @@ def export_metadata(bundle: RewardModelBundle, quantize: str, complexity: dict) 
     return {"format": EXPORT_FORMAT, "task": bundle.task, "loss": bundle.metadata.get("loss"),
             "seq_len": int(tok.seq_len), "truncate": tok.keep, "lowercase": bool(tok.lowercase),
             "strip_accents": bool(tok.strip_accents), "quantize": quantize,
+            "tokenizer_mode": getattr(tok, "mode", "wordpiece"), "special_ids": bundle.tokenizer.special_ids(),
             "input": {"name": "token_ids", "dtype": "int32", "shape": [-1, int(tok.seq_len)],
                       "padding_id": 0},
             "output": {"name": "reward", "dtype": "float32", "shape": [-1, 1]},
@@ -56,9 +57,21 @@ def export_metadata(bundle: RewardModelBundle, quantize: str, complexity: dict) 
 
 def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: str = "none",
                  parity_ids: np.ndarray | None = None, calibration_ids: np.ndarray | None = None,
-                 overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None) -> dict:
-    """Export ``model`` (a model directory path or a loaded bundle); return the report dict."""
+                 overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None,
+                 tflite_model: bytes | None = None, parity_mode: str | None = None,
+                 metadata_extra: dict | None = None, parity_pairs: bool = False) -> dict:
+    """Export ``model`` (a model directory path or a loaded bundle); return the report dict.
+
+    ``tflite_model``: a flatbuffer converted elsewhere (compression recipes: selective int8, QAT,
+    dynamic length) that is checked and written instead of converting here; ``parity_mode``: the
+    quantize mode whose parity bar applies (default ``quantize``); ``metadata_extra`` is merged
+    into ``metadata.json``; ``parity_pairs``: ``parity_ids`` are chosen rows then rejected rows, so
+    decisions are compared as pair orders.
+    """
     formats = parse_formats(formats)
+    if latency_runs < 0:
+        raise UsageError(f"--latency-runs {latency_runs} must be >= 0")
+    check_destination(out_dir, overwrite)  # before any work
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
     samples = load_samples(bundle.path) if bundle.path else {}
     if parity_ids is None:
@@ -70,19 +83,19 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                           "pass parity_ids")
     parity_ids = np.asarray(parity_ids, np.int32)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
 
-    complexity = count(bundle.model).as_dict()
+    complexity = count_model(bundle.model, bundle.path or "model").as_dict()
     reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
     report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         if "tflite" in formats:
-            flat = tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
+            flat = tflite_model if tflite_model is not None else \
+                tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
             runner = tflite.TFLiteRunner(flat)
-            metrics = parity_metrics(reference, runner.score(parity_ids))
-            check_parity(metrics, quantize, what=f"{out_dir / TFLITE_FILE}")
+            metrics = parity_metrics(reference, runner.score(parity_ids), pairs=parity_pairs)
+            check_parity(metrics, parity_mode or quantize, what=f"{out_dir / TFLITE_FILE}")
             (tmp / TFLITE_FILE).write_bytes(flat)
+            faults.point("export:after_tflite")
             report.update(metrics)
             report.update(file_sizes(tmp / TFLITE_FILE))
             if latency_runs:
@@ -100,7 +113,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                 report["parity_max_abs_diff"] = sm_metrics["parity_max_abs_diff"]
                 report.update(file_sizes(tmp / SAVEDMODEL_DIR))
         bundle.tokenizer.save(tmp)
-        write_json(tmp / "metadata.json", export_metadata(bundle, quantize, complexity))
+        write_json(tmp / "metadata.json", {**export_metadata(bundle, quantize, complexity), **(metadata_extra or {})})
         if extra_report:
             report.update(extra_report)
         write_json(tmp / "report.json", report)

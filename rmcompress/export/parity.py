@@ -19,15 +19,22 @@ QUANT_THRESHOLDS = {"float16": (0.98, 0.99), "dynamic": (0.95, 0.97), "int8": (0
                     "int16x8": (0.95, 0.97)}
 
 
-def parity_metrics(reference, candidate) -> dict:
+def parity_metrics(reference, candidate, pairs: bool = False) -> dict:
+    """``pairs``: the rows are chosen texts then their rejected texts (two equal halves); the decision
+    compared is then the pair's order ``r_chosen > r_rejected`` (a pairwise reward's sign means nothing)."""
     r = np.asarray(reference, np.float64).reshape(-1)
     c = np.asarray(candidate, np.float64).reshape(-1)
     if r.shape != c.shape:
         raise ExportError(f"parity: {c.shape[0]} artifact outputs for {r.shape[0]} reference outputs")
     d = np.abs(c - r)
+    if pairs and len(r) % 2 == 0 and len(r):
+        n = len(r) // 2
+        agree = float(np.mean(((c[:n] - c[n:]) > 0) == ((r[:n] - r[n:]) > 0)))
+    else:
+        agree = float(np.mean((c > 0) == (r > 0))) if len(d) else 1.0
     return {"parity_max_abs_diff": float(d.max()) if len(d) else 0.0,
             "parity_mean_abs_diff": float(d.mean()) if len(d) else 0.0,
-            "parity_decision_agreement": float(np.mean((c > 0) == (r > 0))) if len(d) else 1.0,
+            "parity_decision_agreement": agree,
             "parity_spearman": spearman(r, c), "parity_examples": int(len(d))}
 
 

@@ -52,7 +52,14 @@ class SavedModelRunner:
             self.loaded = tf.saved_model.load(str(path))
         except Exception as e:
             raise ModelError(f"{path}: cannot load SavedModel ({str(e).splitlines()[0][:200]})") from None
+        if "serving_default" not in self.loaded.signatures:
+            raise ModelError(f"{path}: SavedModel has no serving_default signature "
+                             f"(has: {', '.join(self.loaded.signatures) or 'none'})")
         self.fn = self.loaded.signatures["serving_default"]
+        spec = self.fn.structured_input_signature[1].get("token_ids")
+        if spec is None or spec.dtype != tf.int32 or spec.shape.rank != 2:
+            raise ModelError(f"{path}: serving_default does not take int32 token_ids [batch, seq_len]")
+        self.seq_len = spec.shape[1]
 
     def score(self, ids, batch_size: int = 256):
         import numpy as np

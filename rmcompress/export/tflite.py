@@ -80,37 +80,56 @@ class TFLiteRunner:
         except (ValueError, RuntimeError) as e:
             where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
             raise ModelError(f"{where}: not a loadable TFLite model ({str(e).splitlines()[0][:200]})") from None
+        self._where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"TFLite model has {len(inputs)} inputs/{len(outputs)} outputs; expected 1/1")
+            raise ModelError(f"{self._where}: TFLite model has {len(inputs)} inputs/{len(outputs)} outputs; "
+                             "expected 1/1")
         self._in, self._out = inputs[0], outputs[0]
+        if len(self._in["shape"]) != 2 or self._in["dtype"] != np.int32:
+            raise ModelError(f"{self._where}: TFLite input is {self._in['dtype'].__name__} "
+                             f"{list(self._in['shape'])}; expected int32 token ids [batch, seq_len]")
+        signature = self._in.get("shape_signature", self._in["shape"])
+        #: True for a model exported with a dynamic sequence dimension (any length >= 1 is accepted)
+        self.dynamic_length = len(signature) > 1 and int(signature[1]) == -1
         self.seq_len = int(self._in["shape"][1])
         self._batch = None
+        self._length = self.seq_len
+        if not self.dynamic_length:  # a dynamic length has no meaningful default to prepare at
+            self._resize(1)  # a corrupt graph fails here, not in the middle of a measurement
 
-    def _resize(self, batch: int) -> None:
-        if batch != self._batch:
-            self.interpreter.resize_tensor_input(self._in["index"], [batch, self.seq_len], strict=False)
-            self.interpreter.allocate_tensors()
-            self._batch = batch
+    def _resize(self, batch: int, length: int | None = None) -> None:
+        length = self._length if length is None else int(length)
+        if batch != self._batch or length != self._length:
+            try:
+                self.interpreter.resize_tensor_input(self._in["index"], [batch, length], strict=False)
+                self.interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as e:  # corrupt tensor indices, failed delegate prepare
+                raise ModelError(f"{self._where}: TFLite model cannot be prepared "
+                                 f"({str(e).splitlines()[0][:200]})") from None
+            self._batch, self._length = batch, length
 
     def invoke(self, ids: np.ndarray) -> np.ndarray:
         """One call on a batch already resized (used by the latency timer)."""
-        self.interpreter.set_tensor(self._in["index"], ids)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out["index"])
+        try:
+            self.interpreter.set_tensor(self._in["index"], ids)
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self._out["index"])
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{self._where}: TFLite model failed to run ({str(e).splitlines()[0][:200]})") from None
 
     def score(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Rewards ``[n]`` for ids ``[n, seq_len]``."""
         ids = np.asarray(ids, np.int32)
-        if ids.ndim != 2 or ids.shape[1] != self.seq_len:
+        if ids.ndim != 2 or (ids.shape[1] != self.seq_len and not self.dynamic_length):
             raise ModelError(f"TFLite model expects ids of shape [n, {self.seq_len}], got {ids.shape}")
         out = []
         for i in range(0, len(ids), batch_size):
             chunk = ids[i:i + batch_size]
-            self._resize(len(chunk))
+            self._resize(len(chunk), chunk.shape[1])
             out.append(np.asarray(self.invoke(chunk)).reshape(-1))
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-    def prepare_single(self) -> None:
-        self._resize(1)
+    def prepare_single(self, length: int | None = None) -> None:
+        self._resize(1, length)

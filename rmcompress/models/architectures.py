@@ -8,11 +8,20 @@ shrinking, pruning and quantisation can find every part by name):
 ``cnn``          token embedding (padding zeroed); parallel 'valid' Conv1D of each kernel size with
                  ReLU; masked max over time; concatenation; Dense(1).
 ``bow``          token embedding; masked mean; Dense(hidden, ReLU); Dense(1).
+``bert``         BERT encoder (post-LN, what pretrained backbones are bridged into, see
+                 ``rmcompress.models.backbones``): token embedding + position embedding (the
+                 segment-0 token-type vector is folded into the position table); embedding LN;
+                 ``depth`` blocks ``x = LN(x + Attn(x))``, ``x = LN(x + W2 act(W1 x))``; no final
+                 LN; masked mean over every real token (incl. [CLS]/[SEP], as sentence-transformers
+                 pools); Dense(1). ``activation`` "gelu" is the exact erf GELU, "gelu_tanh" the tanh
+                 approximation. A block with 0 heads (or 0 FFN units) keeps its sub-layer's output
+                 bias as ``BiasAdd`` (``block{i}_attn_bias`` / ``block{i}_ffn_bias``) before the LN.
 
 Per-block/per-conv sizes may be lists (a shrunk model has uneven blocks). Layer names:
 ``token_embedding``, ``position_embedding``, ``block{i}_attn_norm``, ``block{i}_attn``,
 ``block{i}_attn_residual``, ``block{i}_ffn_norm``, ``block{i}_ffn_in``, ``block{i}_ffn_out``,
-``block{i}_ffn_residual``, ``final_norm``, ``conv{k}``, ``pool``, ``hidden``, ``reward``.
+``block{i}_ffn_residual``, ``final_norm``, ``conv{k}``, ``pool``, ``hidden``, ``reward``; ``bert``
+adds ``embedding_norm`` (its ``block{i}_attn_norm``/``block{i}_ffn_norm`` follow the residual add).
 
 ``input_vocab_size`` (set by ``shrink`` when vocabulary rows were removed) adds a ``token_remap``
 layer that maps tokeniser ids onto the kept embedding rows. ``build_reward_model(config,
@@ -131,7 +140,7 @@ def build_reward_model(config: ArchConfig | dict, name: str | None = None, gated
         rows = L.TokenRemap(config.input_vocab_size, name="token_remap")(ids)
     x = keras.layers.Embedding(config.vocab_size, config.width, name="token_embedding")(rows)
     x = gates.rows(x, rows, mask)
-    builder = {"transformer": _transformer, "cnn": _cnn, "bow": _bow}[config.arch]
+    builder = {"transformer": _transformer, "cnn": _cnn, "bow": _bow, "bert": _bert}[config.arch]
     pooled = builder(config, x, mask, gates)
     reward = keras.layers.Dense(1, name="reward")(pooled)
     return keras.Model(ids, reward, name=name or f"{config.arch}_reward_model")
@@ -156,7 +165,7 @@ def _transformer(c: ArchConfig, x, mask, gates):
             x = keras.layers.Add(name=f"block{i}_attn_residual")([x, y])
         if f > 0:
             y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
-            y = keras.layers.Dense(f, activation=c.activation, name=f"block{i}_ffn_in")(y)
+            y = keras.layers.Dense(f, activation=activation(c.activation), name=f"block{i}_ffn_in")(y)
             zf = gates.values(f"block{i}_ffn", mask)
             y = gates.units(y, zf, name=f"block{i}_ffn_units_gating")
             y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
@@ -195,3 +204,38 @@ def _bow(c: ArchConfig, x, mask, gates):
     if c.dropout:
         y = keras.layers.Dropout(c.dropout, name="hidden_dropout")(y)
     return y
+
+
+def activation(name: str):
+    """An ``ArchConfig.activation`` name -> what ``Dense(activation=...)`` takes."""
+    return L.gelu_tanh if name == "gelu_tanh" else name
+
+
+def _bert(c: ArchConfig, x, mask, gates):
+    if not isinstance(gates, _NoGates):
+        raise ModelError("bert: gated training of a bridged backbone is not supported yet")
+    x = L.PositionEmbedding(c.seq_len, name="position_embedding")(x)
+    x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name="embedding_norm")(x)
+    if c.dropout:
+        x = keras.layers.Dropout(c.dropout, name="embedding_dropout")(x)
+    for i, (h, f, present) in enumerate(zip(c.per_block("heads"), c.per_block("ffn"), c.blocks_present())):
+        if not present:
+            continue
+        if h > 0:
+            y = L.MultiHeadSelfAttention(h, c.head_dim, output_dim=c.width, name=f"block{i}_attn")([x, mask])
+            if c.dropout:
+                y = keras.layers.Dropout(c.dropout, name=f"block{i}_attn_dropout")(y)
+            x = keras.layers.Add(name=f"block{i}_attn_residual")([x, y])
+        else:
+            x = L.BiasAdd(name=f"block{i}_attn_bias")(x)
+        x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_attn_norm")(x)
+        if f > 0:
+            y = keras.layers.Dense(f, activation=activation(c.activation), name=f"block{i}_ffn_in")(x)
+            y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
+            if c.dropout:
+                y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
+            x = keras.layers.Add(name=f"block{i}_ffn_residual")([x, y])
+        else:
+            x = L.BiasAdd(name=f"block{i}_ffn_bias")(x)
+        x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
+    return L.MaskedMeanPooling(name="pool")([x, mask])

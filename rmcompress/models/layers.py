@@ -41,7 +41,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         length = tf.shape(x)[1]
-        return x + self.position_embeddings[tf.newaxis, :length, :]
+        return x + tf.expand_dims(self.position_embeddings[:length], 0)  # no new-axis slice: TFLite-safe at dynamic T
 
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length,
@@ -118,15 +118,23 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.mask_bound = float(mask_bound)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
-    def build(self, input_shape):
+    def _dims(self, input_shape) -> tuple[int, int, int]:
+        """``(d, H*dh, output_dim)`` from ``[x_shape, mask_shape(, gate_shape)]`` or ``x_shape``."""
         x_shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and \
             isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
         d = int(x_shape[-1])
-        inner = self.num_heads * self.head_dim
-        out = self.output_dim or d
-        def init(shape, dtype=None):  # a fresh initializer per kernel: distinct random values
-            fresh = self.kernel_initializer.__class__.from_config(self.kernel_initializer.get_config())
-            return fresh(shape, dtype=dtype)
+        return d, self.num_heads * self.head_dim, self.output_dim or d
+
+    def _fresh_initializer(self):
+        """A new initializer instance per kernel, so kernels get distinct random values."""
+        init = self.kernel_initializer
+        return init.__class__.from_config(init.get_config())
+
+    def build(self, input_shape):
+        d, inner, out = self._dims(input_shape)
+
+        def init(shape, dtype=None):
+            return self._fresh_initializer()(shape, dtype=dtype)
 
         self.query_kernel = self.add_weight(name="query_kernel", shape=(d, inner), initializer=init)
         self.query_bias = self.add_weight(name="query_bias", shape=(inner,), initializer="zeros")
@@ -150,11 +158,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         x, mask = inputs[0], inputs[1]
         head_gate = inputs[2] if len(inputs) > 2 else None
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
-        q = self._split_heads(self._project(x, self.query_kernel, self.query_bias), batch, length)
-        k = self._split_heads(self._project(x, self.key_kernel, self.key_bias), batch, length)
-        v = self._split_heads(self._project(x, self.value_kernel, self.value_bias), batch, length)
+        q, k, v = self._qkv(x, batch, length)
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
-        m = mask[:, tf.newaxis, tf.newaxis, :]
+        m = tf.expand_dims(tf.expand_dims(mask, 1), 1)  # [B, 1, 1, T] (TFLite-safe at dynamic T)
         scores = scores * m + (m - 1.0) * self.mask_bound
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(weights, v)  # [B, H, T, dh]
@@ -164,8 +170,22 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                              [batch, length, self.num_heads * self.head_dim])
         return self._project(context, self.output_kernel, self.output_bias)
 
+    def _qkv(self, x, batch, length):
+        """Queries, keys and values, each ``[B, H, T, dh]`` (a subclass may fuse the projections)."""
+        q = self._split_heads(self._project(x, self.query_kernel, self.query_bias), batch, length)
+        k = self._split_heads(self._project(x, self.key_kernel, self.key_bias), batch, length)
+        v = self._split_heads(self._project(x, self.value_kernel, self.value_bias), batch, length)
+        return q, k, v
+
     def get_prunable_weights(self):
         return [self.query_kernel, self.key_kernel, self.value_kernel, self.output_kernel]
+
+    def get_clusterable_weights(self):  # tfmot ClusterableLayer interface (rmcompress.compress.cluster)
+        return [(name, getattr(self, name)) for name in
+                ("query_kernel", "key_kernel", "value_kernel", "output_kernel")]
+
+    def get_clusterable_algorithm(self, weight_name):
+        return None  # tfmot's default nearest-centroid lookup
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
@@ -199,6 +219,30 @@ class TokenRemap(keras.layers.Layer):
         return {**super().get_config(), "input_vocab_size": self.input_vocab_size}
 
 
+@register
+class BiasAdd(keras.layers.Layer):
+    """``x [..., d]`` -> ``x + b`` with a learned bias ``b [d]``.
+
+    What a post-LN block's sub-layer leaves when all its units are pruned: an attention layer with
+    0 heads (or a feed-forward layer with 0 units) still adds its output bias before the LayerNorm.
+    """
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(name="bias", shape=(int(input_shape[-1]),), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        return x + self.bias
+
+
+@keras.utils.register_keras_serializable(package=PACKAGE)
+def gelu_tanh(x):
+    """GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` (keras-hub's
+    BERT). The exact (erf) form ``0.5 x (1 + erf(x / sqrt(2)))`` is the built-in ``"gelu"``."""
+    return tf.nn.gelu(x, approximate=True)
+
+
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (
     PaddingMask, PositionEmbedding, ApplyMask, MaskedMeanPooling, MaskedMaxPooling,
-    MultiHeadSelfAttention, TokenRemap)}
+    MultiHeadSelfAttention, TokenRemap, BiasAdd)}
+CUSTOM_LAYERS["gelu_tanh"] = gelu_tanh

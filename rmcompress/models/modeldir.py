@@ -60,6 +60,9 @@ def custom_objects() -> dict:
         objs.update(getattr(gates, "CUSTOM_LAYERS", {}))
     except ImportError:
         pass
+    from rmcompress.compress import layers as compress_layers  # fused / factorised layers
+
+    objs.update(compress_layers.CUSTOM_LAYERS)
     return objs
 
 
@@ -103,11 +106,11 @@ def load_model_dir(path: str | os.PathLike, expect_task: str | None = None) -> R
     if expect_task is not None and metadata["task"] != expect_task:
         raise ModelError(f"{d}: a {metadata['task']} model, but the task here is {expect_task}")
     tokenizer = Tokenizer.load(d)
-    try:
-        model = keras.models.load_model(d / MODEL_FILE, custom_objects=custom_objects(),
-                                        compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises TypeError/ValueError for unknown layers, zip errors, ...
-        raise ModelError(f"{d / MODEL_FILE}: cannot load model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+    model = load_keras_model(d / MODEL_FILE)
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 2 and shape[1] not in (None, tokenizer.seq_len):
+        raise ModelError(f"{d / MODEL_FILE}: takes inputs of shape {shape}, but the tokeniser "
+                         f"({d / 'tokenizer.json'}) makes [batch, {tokenizer.seq_len}]")
     report = {}
     if (d / REPORT_FILE).is_file():
         try:
@@ -115,6 +118,74 @@ def load_model_dir(path: str | os.PathLike, expect_task: str | None = None) -> R
         except ValueError:
             report = {}
     return RewardModelBundle(model, tokenizer, metadata, d, report)
+
+
+def _config_layers(config, found=None) -> list[tuple[str, str, str]]:
+    """Every ``(layer name, class name, module)`` in a Keras v3 ``config.json`` (nested models too)."""
+    found = [] if found is None else found
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            cfg = config["config"]
+            if "name" in cfg and ("layers" in cfg or "module" in config or "registered_name" in config):
+                found.append((str(cfg.get("name")), str(config["class_name"]), str(config.get("module") or "")))
+        for v in config.values():
+            _config_layers(v, found)
+    elif isinstance(config, list):
+        for v in config:
+            _config_layers(v, found)
+    return found
+
+
+def _explain_load_failure(path: Path, error: Exception) -> str:
+    """Name the layer behind a failed load by reading the archive's ``config.json`` (JSON only)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except Exception:
+        config = None
+    layers = _config_layers(config) if config is not None else []
+    known = set(custom_objects())
+    for name, cls, module in layers:
+        if cls == "Lambda":
+            return (f"{path}: layer {name!r} is a Lambda layer (arbitrary Python code); refused: models "
+                    "are loaded in Keras safe mode (only rmcompress and built-in Keras layers)")
+    for name, cls, module in layers:
+        builtin = module.startswith(("keras", "tf_keras")) or hasattr(keras.layers, cls)
+        if not builtin and cls not in known and cls not in ("Functional", "Sequential", "Model"):
+            return (f"{path}: layer {name!r} has class {cls!r}, which is neither an rmcompress layer nor "
+                    "a built-in Keras layer; it cannot be loaded")
+    first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    return f"{path}: cannot load model ({type(error).__name__}: {first})"
+
+
+def load_keras_model(path: str | os.PathLike) -> keras.Model:
+    """Load a ``model.keras`` in safe mode; :class:`ModelError` naming the file (and the offending
+    layer, when one is to blame) for a corrupt archive, a Lambda layer or an unknown class."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a Keras model archive (corrupt, truncated or another format)")
+    try:
+        return keras.models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+    except Exception as e:  # TypeError/ValueError for unknown layers and Lambda, zip/h5 errors, ...
+        raise ModelError(_explain_load_failure(path, e)) from None
+
+
+def count_model(model: keras.Model, where):
+    """``complexity.count(model)`` with ``where`` (the artifact's path) prefixed to the error a layer
+    unknown to the complexity registry raises (which names the layer and its class)."""
+    from rmcompress.complexity import count
+
+    try:
+        return count(model)
+    except ModelError as e:
+        raise ModelError(f"{where}: {e}") from None
 
 
 def save_samples(directory: str | os.PathLike, validation_ids, calibration_ids, seed: int = 0) -> None:
@@ -138,7 +209,19 @@ def load_samples(directory: str | os.PathLike) -> dict:
     import numpy as np
 
     p = Path(directory) / SAMPLES_FILE
+    empty = np.zeros((0, 0), np.int32)
     if not p.is_file():
-        return {"validation_ids": np.zeros((0, 0), np.int32), "calibration_ids": np.zeros((0, 0), np.int32)}
-    with np.load(p, allow_pickle=False) as z:
-        return {k: z[k] for k in ("validation_ids", "calibration_ids")}
+        return {"validation_ids": empty, "calibration_ids": empty}
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        raise ModelError(f"{p}: not an .npz archive (corrupt or another format)")
+    try:
+        with np.load(p, allow_pickle=False) as z:  # never unpickle: object arrays are refused
+            out = {k: (z[k] if k in z.files else empty) for k in ("validation_ids", "calibration_ids")}
+    except Exception as e:  # BadZipFile, ValueError (pickled data), OSError, ...
+        raise ModelError(f"{p}: unreadable samples file ({str(e).splitlines()[0][:200]})") from None
+    for k, a in out.items():
+        if a.size and (a.ndim != 2 or not np.issubdtype(a.dtype, np.integer)):
+            raise ModelError(f"{p}: {k} must be a 2-D integer array, got {a.dtype} {a.shape}")
+    return out

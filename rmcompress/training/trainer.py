@@ -4,6 +4,15 @@ Steps: load and validate the file; deterministic validation split; train a WordP
 on the *training* texts; encode; build the architecture; fit ``RewardTrainingModel`` with AdamW,
 early stopping on the validation metric (best weights restored); measure on the validation split;
 write the model directory atomically with ``report.json``.
+
+With an output directory, training keeps a backup beside it (``OUT.rmc-backup``, see
+:mod:`rmcompress.training.resume`) that ``resume=True`` continues from after an interruption; it is
+removed once ``OUT`` is complete.
+
+Pretrained starts (``rmcompress.training.sources``): ``backbone`` bridges a keras-nlp backbone
+(its vocabulary replaces the trained one, its weights the random init); ``init`` copies a model
+directory. ``teacher`` adds distillation (``rmcompress.training.distill``): teacher rewards are
+computed once over the training (and ``unlabeled``) texts with the teacher's tokenizer.
 """
 from __future__ import annotations
 
@@ -20,7 +29,9 @@ from rmcompress.data.loaders import load_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
+from rmcompress import faults
 from rmcompress.errors import UsageError
+from rmcompress.fileio import check_destination
 from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.models.modeldir import RewardModelBundle, save_model_dir, save_samples
 from rmcompress.training.model import RewardTrainingModel, monitor_metric
@@ -50,7 +61,7 @@ class TrainConfig:
     epochs: int = 3
     max_steps: int | None = None
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # default 1e-3; 3e-5 with backbone/init
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     val_fraction: float = 0.1
@@ -74,8 +85,18 @@ class TrainConfig:
     gate_vocab: bool | None = None       # gate vocabulary rows (default: when params are targeted)
     shrink: bool = True                  # shrink the gated model at the end
     finetune_fraction: float = 0.3       # of the steps: fine-tune the shrunk model (gated runs)
+    backbone: str | None = None         # keras-nlp preset name or local folder (BERT family)
+    backbone_match: str = "source"      # GELU/accents as the original checkpoint ("source") or keras-nlp
+    init: str | None = None             # start from a copy of this model directory
+    teacher: str | None = None          # distill from this model directory
+    distill_weight: float = 0.5
+    distill_loss: str = "mse"           # mse on rewards/margins, or ce (temperature-scaled)
+    distill_temperature: float = 1.0
+    unlabeled: str | None = None        # extra texts scored only by the teacher
 
     def __post_init__(self):
+        if self.learning_rate is None:  # fine-tuning a pretrained start wants a small rate
+            self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
         if self.batch_size < 1:
@@ -97,6 +118,12 @@ class TrainConfig:
             raise UsageError(f"--budget-warmup {self.budget_warmup} must be in [0, 1]")
         if not 0.0 <= self.budget_delay <= 1.0 - self.budget_warmup:
             raise UsageError(f"--budget-delay {self.budget_delay} must be in [0, 1 - budget_warmup]")
+        if self.unlabeled and not self.teacher:
+            raise UsageError("--unlabeled needs --teacher (only a teacher can score unlabeled texts)")
+        if self.teacher:
+            from rmcompress.training.distill import DistillSettings
+
+            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature)
 
     def resolved_seq_len(self) -> int:
         return int(self.seq_len or DEFAULT_SEQ_LEN[self.task])
@@ -150,6 +177,19 @@ def evaluate_encoded(model: keras.Model, data: EncodedData, task: str, loss: str
     return quality_metrics(task, r, data.labels, loss)
 
 
+def _build(model, enc: EncodedData) -> None:
+    """Create the training model's variables by calling it on one example."""
+    if not model.built and len(enc):
+        x = enc.inputs()
+        model(x[:1] if enc.task == "pointwise" else {k: v[:1] for k, v in x.items()}, training=False)
+
+
+def _merge_history(before: list[dict], after: dict) -> dict:
+    """Per-epoch logs saved in the backup + the resumed ``fit``'s history -> one history dict."""
+    keys = list(dict.fromkeys(list(after) + [k for row in before for k in row]))
+    return {k: [row.get(k, float("nan")) for row in before] + list(after.get(k, [])) for k in keys}
+
+
 def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingModel:
     """The training wrapper; a hook so complexity-aware training can substitute its own."""
     return RewardTrainingModel(scorer, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient)
@@ -157,31 +197,82 @@ def make_training_model(scorer, cfg: TrainConfig, loss: str) -> RewardTrainingMo
 
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
-          build_training_model=None, metadata_extra: dict | None = None,
-          tokenizer: Tokenizer | None = None) -> TrainResult:
+          build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
+          backup: bool = True, validation=None, tokenizer: Tokenizer | None = None) -> TrainResult:
     """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
-    complexity-aware and distillation training). Returns the bundle, history and report.
+    complexity-aware and distillation training). With ``out_dir`` and ``backup``, progress is backed
+    up after every epoch and ``resume=True`` continues an interrupted run (module docstring).
+    ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
+    ``data`` trains. Returns the bundle, history and report.
     """
-    if out_dir is not None and Path(out_dir).exists() and not overwrite:
-        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
+
+    if out_dir is not None:
+        check_destination(out_dir, overwrite)
+    strategy = strategy or tf.distribute.get_strategy()
+    use_backup = out_dir is not None and backup and backup_supported(strategy)
+    if resume and not use_backup:
+        raise UsageError(f"--resume needs an output directory and a strategy Keras can back up "
+                         f"(none, mirrored or TPU); got {type(strategy).__name__}")
+    if use_backup:
+        Backup.check(out_dir, resume, overwrite)
     t0 = time.time()
     if isinstance(data, (str, Path)):
-        data = load_data(data, cfg.task, text_column=cfg.text_column, label_column=cfg.label_column)
+        kwargs = {"label_kind": "binary"} if cfg.task == "pointwise" and cfg.loss == "bce" else {}
+        data = load_data(data, cfg.task, text_column=cfg.text_column, label_column=cfg.label_column, **kwargs)
     if data.task != cfg.task:
         raise UsageError(f"data is {data.task} but the task is {cfg.task}")
     loss = "pairwise" if cfg.task == "pairwise" else (cfg.loss or ("bce" if data.label_kind == "binary" else "mse"))
     if cfg.task == "pointwise" and loss == "bce" and data.label_kind != "binary":
         raise UsageError(f"{data.source}: --loss bce needs 0/1 labels; these are real-valued (use mse or mae)")
-    train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
+    if validation is not None:
+        if isinstance(validation, (str, Path)):
+            validation = load_data(validation, cfg.task, text_column=cfg.text_column,
+                                   label_column=cfg.label_column)
+        if validation.task != cfg.task:
+            raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
+        train_data, val_data = data, validation
+    else:
+        train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
     keras.utils.set_random_seed(cfg.seed)
 
-    if tokenizer is None:  # a given tokenizer (e.g. shared by benchmark runs) is used as is
-        tokenizer = Tokenizer.train(train_data.all_texts, cfg.vocab_size,
-                                    TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.lowercase))
+    from rmcompress.training.sources import scorer_source
+
+    source = scorer_source(cfg, cfg.task)
+    distill = None
+    if cfg.teacher:
+        from rmcompress.training.distill import DistillationPlan, DistillSettings
+
+        distill = DistillationPlan.prepare(
+            cfg.teacher, cfg.task, loss, train_data, val_data,
+            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature),
+            cfg.unlabeled, cfg.text_column,
+            split_settings=None if validation is not None else (cfg.val_fraction, cfg.seed, cfg.split_mode))
+    settings = {**asdict(cfg), "metadata_extra": metadata_extra or {},
+                "training_model": getattr(build_training_model, "__qualname__", None)}
+    bk = None
+    if use_backup:
+        fingerprint = data_fingerprint(data)
+        bk = Backup.open(out_dir, settings, fingerprint, resume)
+    if bk is not None and bk.tokenizer is not None:  # resuming: the interrupted run's vocabulary
+        tokenizer = bk.tokenizer
+    elif tokenizer is not None:  # a given tokenizer (e.g. shared by benchmark runs) is used as is
+        pass
+    elif source is not None:
+        tokenizer = source.tokenizer
+    else:
+        tokenizer = Tokenizer.train(train_data.all_texts + (distill.extra_texts if distill else []),
+                                    cfg.vocab_size, TokenizerConfig(cfg.resolved_seq_len(),
+                                                                    cfg.resolved_truncate(), cfg.lowercase))
+    if bk is not None:
+        bk.start(tokenizer, settings, fingerprint, str(data.source))
     enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
-    arch = cfg.arch_config(tokenizer.vocab_size)
+    if distill is not None:
+        enc_train = distill.attach(enc_train, tokenizer, "train")
+        enc_val = distill.attach(enc_val, tokenizer, "val")
+    arch = source.arch if source is not None else cfg.arch_config(tokenizer.vocab_size)
 
     steps_per_epoch = max(1, math.ceil(len(enc_train) / cfg.batch_size))
     epochs = cfg.epochs
@@ -197,10 +288,20 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     if ft_steps:  # the gated phase gets the rest of the steps
         steps_per_epoch = max(1, (total_steps - ft_steps) // epochs)
         total_steps = steps_per_epoch * epochs
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        scorer = build_reward_model(arch, **cx.gate_options(cfg))
+        if source is not None:
+            scorer = source.build()
+            if gated:  # gates on the copied weights (all open at the start)
+                from rmcompress.complexity.gates import gated_copy
+
+                opts = cx.gate_options(cfg)["gate_options"]
+                scorer = gated_copy(scorer, gate_vocab=opts["gate_vocab"], seed=opts["seed"],
+                                    init_log_alpha=opts["init_log_alpha"])
+        else:
+            scorer = build_reward_model(arch, **cx.gate_options(cfg))
         builder = build_training_model or (cx.make_complexity_model if gated else make_training_model)
+        if distill is not None:
+            builder = distill.wrap(builder)
         model = builder(scorer, cfg, loss)
         optimizer = keras.optimizers.AdamW(
             learning_rate=warmup_cosine(cfg.learning_rate, total_steps, cfg.warmup_fraction),
@@ -208,21 +309,38 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         model.compile(optimizer=optimizer)
 
     ds_train = enc_train.dataset(cfg.batch_size, shuffle=True, seed=cfg.seed, repeat=True)
+    fit_epochs = epochs
+    if bk is not None and bk.initial_epoch:
+        # the shuffled batch stream is a function of the seed: skip what the completed epochs used
+        ds_train = ds_train.skip(bk.initial_epoch * steps_per_epoch)
+        if bk.state.get("early_stopping", {}).get("stopped_epoch"):
+            fit_epochs = bk.initial_epoch  # it had stopped early: nothing left to run
     ds_val = enc_val.dataset(256) if len(enc_val) else None
     cbs = list(callbacks)
     monitor, mode = monitor_metric(cfg.task, loss)
+    early = None
     cx_logger = None
-    if gated:
+    if gated:  # budget-aware early stopping etc. come with the complexity callbacks
         cx_cbs, cx_logger = cx.complexity_callbacks(cfg, total_steps, monitor if ds_val is not None else None, mode)
         cbs.extend(cx_cbs)
     elif ds_val is not None and cfg.patience > 0:
-        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience,
-                                                 restore_best_weights=True))
+        early = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience,
+                                       restore_best_weights=True)
+    if bk is not None:
+        _build(model, enc_train)  # BackupAndRestore restores into built variables
+        cbs.extend(bk.callbacks(early))
+    elif early is not None:
+        cbs.append(early)
     t_fit = time.time()
-    hist = model.fit(ds_train, validation_data=ds_val, epochs=epochs, steps_per_epoch=steps_per_epoch,
+    hist = model.fit(ds_train, validation_data=ds_val, epochs=fit_epochs, steps_per_epoch=steps_per_epoch,
                      callbacks=cbs, verbose=verbose)
     fit_seconds = time.time() - t_fit
+    faults.point("train:after_fit")
     scorer = model.scorer
+    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    if bk is not None and bk.initial_epoch:  # the epochs run before the interruption come first
+        history = _merge_history(bk.history, history)
+    epochs_run = len(next(iter(history.values()))) if history else 0
     cx_info = {}
     if gated:
         scorer, cx_info = cx.finish_gated(model, all_ids(enc_val) if len(enc_val) else None, cfg.shrink)
@@ -233,20 +351,32 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
             scorer = cx.finetune(scorer, cfg, loss, ds_train, ft_steps, strategy, verbose)
             cx_info["finetune_steps"] = ft_steps
 
-    report = {"task": cfg.task, "stage": "train", "arch": cfg.arch, "loss": loss,
+    arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
+    report = {"task": cfg.task, "stage": "train", "arch": arch_dict.get("arch", cfg.arch), "loss": loss,
               "n_train": len(enc_train), "n_examples": len(enc_val),
-              "train_seconds": round(fit_seconds, 2), "epochs_run": len(hist.epoch),
-              "steps": len(hist.epoch) * steps_per_epoch, "skipped_rows": data.skipped,
+              "train_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
+              "steps": epochs_run * steps_per_epoch, "skipped_rows": data.skipped,
+              "truncated_texts": int(getattr(data, "truncated", 0)),
               "vocab_size": tokenizer.vocab_size, "seq_len": tokenizer.seq_len}
     if len(enc_val):
         report.update(evaluate_encoded(scorer, enc_val, cfg.task, loss))
     report.update(count(scorer).as_dict())
     report.update(cx_info)
+    if bk is not None and bk.resumed:
+        report["resumed_after_epoch"] = bk.initial_epoch
+    provenance = {}
+    if source is not None:
+        provenance.update(source.info if "init" in source.info else {"backbone": source.info})
+    if distill is not None:
+        provenance["distillation"] = distill.info
+        report.update({k: v for k, v in distill.info.items() if k != "teacher"})
+    if validation is not None:
+        provenance["validation"] = str(getattr(val_data, "source", "given"))
     metadata = {"task": cfg.task, "loss": loss,
-                "label_kind": getattr(data, "label_kind", None), "arch": arch.to_dict(),
-                "train_config": asdict(cfg), "data": str(data.source), **(metadata_extra or {})}
+                "label_kind": getattr(data, "label_kind", None), "arch": arch_dict,
+                "train_config": asdict(cfg), "data": str(data.source), **provenance,
+                **(metadata_extra or {})}
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)
-    history = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     if out_dir is not None:
         report["total_seconds"] = round(time.time() - t0, 2)
 
@@ -264,5 +394,7 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
             write_json(tmp / "report.json", report)
 
         bundle.path = save_model_dir(out_dir, scorer, tokenizer, metadata, None, overwrite, extra)
+        if bk is not None:
+            bk.remove()  # only now: OUT is complete
     return TrainResult(bundle, model, history, report, enc_train, enc_val, bundle.path,
                        {"complexity_log": cx_logger.rows} if cx_logger is not None else {})

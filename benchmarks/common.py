@@ -1,0 +1,54 @@
+"""Shared helpers for the benchmark scripts: data paths, seeds, mean +- sd tables."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+SHARED = (ROOT / ".." / "shared" / "data").resolve()
+SST2 = SHARED / "sst2" / "train.tsv"
+HH = SHARED / "hh-rlhf-harmless" / "pairs.jsonl.gz"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        raise SystemExit(f"benchmark needs {path} (the shared data folder beside the project)")
+    return path
+
+
+def _fmt(x: float) -> str:
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3f}" if abs(x) >= 0.01 or x == 0 else f"{x:.4f}"
+
+
+def mean_sd(values) -> str:
+    """'mean +- sd' (sample sd over seeds); just the value when there is one or no spread."""
+    import numpy as np
+
+    v = np.asarray(list(values), float)
+    if len(v) == 1 or v.std() == 0:
+        return _fmt(v.mean())
+    return f"{_fmt(v.mean())} +- {_fmt(v.std(ddof=1))}"
+
+
+def summarise(df, by, metrics):
+    """Group rows by ``by``; each metric as 'mean +- sd' (sd over seeds), plus n."""
+    import pandas as pd
+
+    out = []
+    for key, g in df.groupby(by, sort=False):
+        row = dict(zip(by if isinstance(by, list) else [by], key if isinstance(key, tuple) else [key]))
+        row["seeds"] = len(g)
+        for m in metrics:
+            if m in g:
+                row[m] = mean_sd(g[m])
+        out.append(row)
+    return pd.DataFrame(out)

@@ -1,0 +1,43 @@
+"""``budget``: complexity-aware training to a FLOPs/params budget, then structural shrink.
+
+Delegates to ``rmcompress.complexity.api.budget_compress`` (issue 3: hard-concrete gates on every
+prunable group, Lagrange multipliers holding the budget, ``shrink``), imported when the pass runs so
+the rest of the recipes work without it. It returns a new bundle whose model is an ordinary, smaller
+tf_keras model; the pass reports FLOPs and params before and after (registry counts).
+"""
+from __future__ import annotations
+
+from rmcompress.compress.state import CompressState
+from rmcompress.complexity import count
+from rmcompress.errors import RecipeError
+from rmcompress.models.modeldir import RewardModelBundle
+
+
+def _budget_compress():
+    try:
+        from rmcompress.complexity.api import budget_compress
+    except ImportError as e:
+        raise RecipeError("recipe pass 'budget' needs rmcompress.complexity.api.budget_compress "
+                          f"(complexity-aware training), which this installation lacks ({e})") from None
+    return budget_compress
+
+
+def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
+                learning_rate: float = 1e-3, batch_size: int = 64) -> tuple[CompressState, dict]:
+    budget_compress = _budget_compress()
+    before = count(state.model).as_dict()
+    bundle = RewardModelBundle(state.model, state.tokenizer, state.metadata)
+    new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
+                          params_fraction=params_fraction, steps=steps, seed=state.seed,
+                          learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose)
+    after = count(new.model).as_dict()
+    state.model = new.model
+    if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
+        state.reencode(new.tokenizer)
+    if new.metadata:
+        state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
+    note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "steps": steps,
+            "flops_before": before["flops"], "flops_after": after["flops"],
+            "params_before": before["params"], "params_after": after["params"],
+            "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}
+    return state, note

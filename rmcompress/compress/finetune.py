@@ -1,0 +1,26 @@
+"""Fine-tuning steps inside passes (pruning, clustering, QAT): the task loss of the model's own task.
+
+Uses :class:`RewardTrainingModel` (same losses as training) with Adam at a small constant
+learning rate, ``steps`` batches from the training split (shuffled, seeded, repeated), and any
+callbacks a pass needs (``UpdatePruningStep``, ...). Returns the per-step history.
+"""
+from __future__ import annotations
+
+from rmcompress._keras import keras
+from rmcompress.compress.state import CompressState
+from rmcompress.training.model import RewardTrainingModel
+
+
+def finetune(scorer: keras.Model, state: CompressState, steps: int, learning_rate: float,
+             batch_size: int, callbacks=()) -> dict:
+    """Train ``scorer`` in place for ``steps`` batches; return ``{metric: [values]}``."""
+    if steps <= 0:
+        return {}
+    keras.utils.set_random_seed(state.seed)
+    model = RewardTrainingModel(scorer, task=state.task,
+                                loss="bce" if state.task == "pairwise" else state.loss)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+    ds = state.train.dataset(batch_size, shuffle=True, seed=state.seed, repeat=True)
+    hist = model.fit(ds, epochs=1, steps_per_epoch=int(steps), callbacks=list(callbacks),
+                     verbose=2 if state.verbose else 0)
+    return {k: [float(x) for x in v] for k, v in hist.history.items()}

@@ -1,0 +1,97 @@
+"""The pass table: recipe pass name -> ``run(state, **settings) -> (state, note)``.
+
+Each runner adapts one pass module to the recipe state and verifies the result numerically against
+the model it came from (the pass modules raise :class:`ModelError` when a check fails):
+fuse (float outputs within ``tolerance``), factorise (vocabulary pruning: the tokenizer re-encodes
+training texts to exactly the remapped ids and the rewards are unchanged; SVD: reports the error),
+prune/cluster (stripped model equals the wrapped model), length (checked at export on the TFLite).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rmcompress.compress.budget import budget_pass
+from rmcompress.compress.finetune import finetune
+from rmcompress.compress.fuse import fuse, max_abs_diff
+from rmcompress.compress.quantise import quantise_pass
+from rmcompress.compress.state import CompressState
+from rmcompress.complexity import count
+from rmcompress.errors import ModelError
+
+TOKENIZER_CHECK_ROWS = 2000
+
+
+def fuse_pass(state: CompressState, tolerance: float = 1e-5, **switches) -> tuple[CompressState, dict]:
+    before = count(state.model).as_dict()
+    state.model, note = fuse(state.model, state.val_ids(256), tolerance=tolerance, **switches)
+    after = count(state.model).as_dict()
+    note.update(flops_before=before["flops"], flops_after=after["flops"])
+    return state, note
+
+
+def factorise_pass(state: CompressState, vocab_prune: bool = True, min_count: int = 1, rank=None,
+                   max_error=None, weighting: str = "frequency", steps: int = 0,
+                   learning_rate: float = 1e-4, batch_size: int = 64) -> tuple[CompressState, dict]:
+    from rmcompress.compress.factorise import check_tokenizer_remap, factorise
+
+    old_model, old_tok = state.model, state.tokenizer
+    train_ids = state.train_ids()
+    new, tok, remap, note = factorise(old_model, old_tok, state.train_raw.all_texts, vocab_prune, min_count,
+                                      rank, max_error, weighting)
+    if vocab_prune:
+        texts = state.train_raw.all_texts[:TOKENIZER_CHECK_ROWS]
+        bad = check_tokenizer_remap(old_tok, tok, remap, texts)
+        if bad:
+            raise ModelError(f"factorise: the pruned vocabulary tokenises {bad} of {len(texts)} training "
+                             "texts differently from the remapped ids")
+        note["tokenizer_check_rows"] = len(texts)
+    sample = train_ids[:256]
+    note["max_abs_diff_on_training_rows"] = float(np.max(np.abs(
+        new.predict(remap[sample], verbose=0) - old_model.predict(sample, verbose=0)))) if len(sample) else 0.0
+    if "rank" not in note and note["max_abs_diff_on_training_rows"] > 1e-5:
+        raise ModelError(f"factorise: vocabulary pruning changed rewards by {note['max_abs_diff_on_training_rows']:.3g}")
+    state.model = new
+    if tok is not old_tok:
+        state.reencode(tok)
+    if steps:
+        hist = finetune(state.model, state, steps, learning_rate, batch_size)
+        note["finetune_steps"] = steps
+        note["final_train_loss"] = hist.get("loss", [None])[-1]
+    return state, note
+
+
+def prune_pass(state: CompressState, **settings) -> tuple[CompressState, dict]:
+    from rmcompress.compress.prune import prune
+
+    state.model, note = prune(state.model, state, **settings)
+    return state, note
+
+
+def cluster_pass(state: CompressState, **settings) -> tuple[CompressState, dict]:
+    from rmcompress.compress.cluster import cluster
+
+    state.model, note = cluster(state.model, state, **settings)
+    return state, note
+
+
+def length_pass(state: CompressState, mode: str = "buckets", buckets="auto", quantiles=(0.5, 0.9)):
+    from rmcompress.compress.length import choose_buckets, min_length
+
+    margin = min_length(state.model) - 1
+    seq_len = state.tokenizer.seq_len
+    if mode == "buckets":
+        if buckets == "auto":
+            buckets = choose_buckets(state.train_ids(), seq_len, quantiles, margin=margin)
+        else:
+            buckets = sorted({min(seq_len, max(margin + 1, int(b))) for b in buckets} | {seq_len})
+    else:
+        buckets = None
+    info = {"mode": mode, "buckets": buckets, "margin": margin, "min_length": margin + 1}
+    state.export["length"] = info
+    return state, dict(info)
+
+
+PASSES = {"budget": budget_pass, "fuse": fuse_pass, "factorise": factorise_pass, "prune": prune_pass,
+          "cluster": cluster_pass, "quantise": quantise_pass, "length": length_pass}
+
+__all__ = ["PASSES", "max_abs_diff"]

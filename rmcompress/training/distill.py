@@ -1,0 +1,326 @@
+"""Distillation: the student matches a teacher's rewards as well as the labels.
+
+The teacher (a model directory) scores the raw training texts ONCE before training, with the
+teacher's own tokenizer, so any student works: a from-scratch architecture with its own
+vocabulary, a bridged pretrained backbone, or a (budget-trained) copy of the teacher. Extra
+unlabeled texts (``--unlabeled``) are scored by the teacher too and join the training rows with
+``labeled = 0``: they contribute only the distillation term.
+
+Per example (``a`` = ``distill_weight``, ``l`` = the task loss, ``labeled`` in {0, 1})::
+
+    loss_i = (1 - a) * labeled_i * l_i + a * d_i
+
+pointwise: ``s`` = student reward, ``t`` = teacher reward; pairwise: ``s = r_c - r_r`` and
+``t = t_c - t_r`` (the margins), with temperature ``T``::
+
+    mse:  d = (s - t)^2
+    ce:   d = T^2 * KL(sigma(t/T) || sigma(s/T))
+            = T^2 * [softplus(s/T) - p s/T - softplus(t/T) + p t/T],   p = sigma(t/T)
+
+(``ce`` is the temperature-scaled cross-entropy minus the teacher's entropy, so it is 0 when the
+student matches; pointwise it needs logits, i.e. the ``bce`` loss.) The sum is reduced like the task
+loss (``tf.nn.compute_average_loss``), so it is correct under ``tf.distribute``. Metrics added:
+``label_loss`` (mean task loss over labeled rows) and ``distill_loss`` (mean ``d``). Quality
+metrics on an unlabeled row compare with the teacher's decision.
+
+:class:`DistillationMixin` only overrides ``task_losses`` and ``metrics``, so it composes with any
+``RewardTrainingModel`` subclass (e.g. complexity-aware training): ``with_distillation(builder)``
+wraps a training-model builder of ``train()``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rmcompress._keras import keras, tf
+from rmcompress.choices import DISTILL_LOSSES
+from rmcompress.data.pipeline import EncodedData, encode
+from rmcompress.errors import UsageError
+from rmcompress.models.losses import pairwise_loss, pointwise_loss
+from rmcompress.training.model import RewardTrainingModel
+
+
+@dataclass
+class DistillSettings:
+    weight: float = 0.5
+    loss: str = "mse"
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if not 0.0 <= float(self.weight) <= 1.0:
+            raise UsageError(f"--distill-weight {self.weight} must be in [0, 1]")
+        if self.loss not in DISTILL_LOSSES:
+            raise UsageError(f"--distill-loss {self.loss!r} unknown; allowed: {', '.join(DISTILL_LOSSES)}")
+        if float(self.temperature) <= 0:
+            raise UsageError(f"--distill-temperature {self.temperature} must be > 0")
+
+
+def distill_per_example(student, teacher, loss: str = "mse", temperature: float = 1.0):
+    """``[B]`` distillation terms ``d`` (module docstring) for student/teacher values ``[B]``."""
+    s = tf.reshape(tf.cast(student, tf.float32), [-1])
+    t = tf.reshape(tf.cast(teacher, tf.float32), [-1])
+    if loss == "mse":
+        return tf.square(s - t)
+    if loss == "ce":
+        zs, zt = s / temperature, t / temperature
+        p = tf.sigmoid(zt)
+        return temperature ** 2 * (tf.nn.softplus(zs) - p * zs - tf.nn.softplus(zt) + p * zt)
+    raise ValueError(f"distillation loss {loss!r} unknown; allowed: {', '.join(DISTILL_LOSSES)}")
+
+
+class DistillationMixin:
+    """Adds the distillation term to a ``RewardTrainingModel`` (see module docstring).
+
+    Batches without a ``teacher`` input (e.g. validation data without teacher scores) fall back to
+    the plain task loss."""
+
+    def init_distillation(self, settings: DistillSettings) -> None:
+        self.distill_settings = settings
+        self._distill_trackers = [keras.metrics.Mean(name="label_loss"), keras.metrics.Mean(name="distill_loss")]
+
+    def task_losses(self, data, training: bool):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if not (isinstance(x, dict) and "teacher" in x):
+            return super().task_losses(data, training)
+        teacher = tf.reshape(tf.cast(x["teacher"], tf.float32), [-1])
+        labeled = tf.reshape(tf.cast(x["labeled"], tf.float32), [-1])
+        has_label = labeled > 0.5
+        if self.task == "pairwise":
+            rc, rr = self(x, training=training)
+            label = pairwise_loss(rc, rr, x.get("margin"), self.center_coefficient)
+            student = tf.reshape(rc - rr, [-1])
+            right = tf.where(has_label, student > 0, tf.equal(student > 0, teacher > 0))
+            quality = [tf.cast(right, tf.float32), student]
+        else:
+            student = tf.reshape(self(x["ids"], training=training), [-1])
+            label = pointwise_loss(self.loss_name, student, y)
+            yy = tf.reshape(tf.cast(y, tf.float32), [-1])
+            if self.loss_name == "bce":
+                target = tf.where(has_label, yy > 0.5, teacher > 0)
+                quality = [tf.cast(tf.equal(student > 0, target), tf.float32)]
+            else:
+                quality = [tf.abs(student - tf.where(has_label, yy, teacher))]
+        s = self.distill_settings
+        d = distill_per_example(student, teacher, s.loss, s.temperature)
+        per_example = (1.0 - s.weight) * labeled * label + s.weight * d
+        self._distill_trackers[0].update_state(label, sample_weight=labeled)
+        self._distill_trackers[1].update_state(d)
+        return per_example, quality
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *getattr(self, "_distill_trackers", [])]
+
+
+_CLASSES: dict = {}
+
+
+def distillation_class(base: type) -> type:
+    """``base`` with :class:`DistillationMixin` in front (cached; ``base`` itself if it has it)."""
+    if issubclass(base, DistillationMixin):
+        return base
+    if base not in _CLASSES:
+        _CLASSES[base] = type(f"Distilled{base.__name__}", (DistillationMixin, base), {})
+    return _CLASSES[base]
+
+
+DistillationModel = distillation_class(RewardTrainingModel)
+
+
+def with_distillation(builder, settings: DistillSettings):
+    """Wrap ``builder(scorer, cfg, loss) -> RewardTrainingModel`` so its model also distills: the
+    built instance is given the class ``distillation_class(type(model))`` (same state, one more
+    base), then :meth:`DistillationMixin.init_distillation`."""
+
+    def build(scorer, cfg, loss):
+        model = builder(scorer, cfg, loss)
+        model.__class__ = distillation_class(type(model))
+        model.init_distillation(settings)
+        return model
+
+    return build
+
+
+# -- teacher scores ---------------------------------------------------------------------------------
+_SCORES: dict = {}  # (teacher key, texts digest) -> rewards; runs in one process (seeds) score once
+_SCORE_CACHE_MAX = 16
+
+
+def _texts_digest(texts) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _teacher_key(bundle):
+    p = getattr(bundle, "path", None)
+    if p is None:
+        return None
+    try:
+        return (str(Path(p).resolve()), (Path(p) / "model.keras").stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+_TEACHERS: dict = {}
+
+
+def _load_teacher(path, task: str):
+    """``load_model_dir`` with the last teacher kept in memory (keyed by directory and mtime)."""
+    from rmcompress.models.modeldir import load_model_dir
+
+    try:
+        key = (str(Path(path).resolve()), (Path(path) / "model.keras").stat().st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _TEACHERS:
+        bundle = _TEACHERS[key]
+        if bundle.task != task:
+            return load_model_dir(path, expect_task=task)  # raises the usual error
+        return bundle
+    bundle = load_model_dir(path, expect_task=task)
+    _TEACHERS.clear()
+    if key is not None:
+        _TEACHERS[key] = bundle
+    return bundle
+
+
+def teacher_rewards(bundle, texts, batch_size: int = 128) -> np.ndarray:
+    """The teacher's rewards ``[n]`` for raw ``texts``, tokenised with the teacher's tokenizer.
+    Cached in-process per (teacher directory and its mtime, texts)."""
+    texts = list(texts)
+    tkey = _teacher_key(bundle)
+    key = (tkey, _texts_digest(texts)) if tkey is not None else None
+    if key is not None and key in _SCORES:
+        return _SCORES[key].copy()
+    ids = bundle.tokenizer.encode(texts)
+    if len(ids) == 0:
+        return np.zeros((0,), np.float32)
+    out = bundle.model.predict(ids, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32)
+    if key is not None:
+        if len(_SCORES) >= _SCORE_CACHE_MAX:
+            _SCORES.pop(next(iter(_SCORES)))
+        _SCORES[key] = out.copy()
+    return out
+
+
+def teacher_targets(bundle, data, batch_size: int = 128) -> np.ndarray:
+    """Pointwise: the teacher's reward per text; pairwise: its margin ``t_c - t_r`` per pair."""
+    if data.task == "pairwise":
+        return teacher_rewards(bundle, data.chosen, batch_size) - teacher_rewards(bundle, data.rejected, batch_size)
+    return teacher_rewards(bundle, data.texts, batch_size)
+
+
+def load_unlabeled(path, task: str, text_column: str | None = None):
+    """Unlabeled data: pointwise a text column (labels ignored, set to 0); pairwise chosen/rejected
+    columns whose order carries no preference (only the teacher's margin is used)."""
+    from rmcompress.data.loaders import PointwiseData, load_pairwise, load_texts
+
+    if task == "pairwise":
+        return load_pairwise(path)
+    texts = load_texts(path, text_column)
+    return PointwiseData(texts, np.zeros(len(texts), np.float32), "binary", str(path))
+
+
+def _concat(a: EncodedData, b: EncodedData) -> EncodedData:
+    def cat(x, y):
+        return None if x is None else np.concatenate([x, y], axis=0)
+
+    return EncodedData(a.task, cat(a.ids, b.ids), cat(a.labels, b.labels), cat(a.chosen, b.chosen),
+                       cat(a.rejected, b.rejected), cat(a.margin, b.margin), cat(a.teacher, b.teacher),
+                       cat(a.labeled, b.labeled))
+
+
+@dataclass
+class DistillationPlan:
+    """Teacher targets computed once for one training run (see :meth:`prepare`)."""
+
+    settings: DistillSettings
+    teacher_path: str
+    train_targets: np.ndarray
+    val_targets: np.ndarray | None = None
+    unlabeled: object | None = None           # PointwiseData / PairwiseData
+    unlabeled_targets: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, teacher: str, task: str, loss: str, train_data, val_data=None,
+                settings: DistillSettings | None = None, unlabeled: str | None = None,
+                text_column: str | None = None, batch_size: int = 128,
+                split_settings: tuple | None = None) -> "DistillationPlan":
+        """Load the teacher directory, check it fits the task, score train/val/unlabeled texts.
+
+        ``split_settings`` = the student's ``(val_fraction, seed, split_mode)`` (None: its split
+        was given explicitly), compared with the teacher's to flag possible validation leakage."""
+        settings = settings or DistillSettings()
+        bundle = _load_teacher(teacher, task)
+        t_loss = bundle.metadata.get("loss")
+        if task == "pointwise":
+            if settings.loss == "ce" and loss != "bce":
+                raise UsageError(f"--distill-loss ce needs logits (the bce loss); this task uses {loss}")
+            if t_loss is not None and t_loss != loss:
+                raise UsageError(f"{teacher}: teacher trained with {t_loss} but the student uses {loss}; "
+                                 "their rewards are on different scales")
+        extra = load_unlabeled(unlabeled, task, text_column) if unlabeled else None
+        info = {"teacher": str(teacher), "distill_weight": settings.weight, "distill_objective": settings.loss,
+                "distill_temperature": settings.temperature,
+                "n_unlabeled": len(extra) if extra is not None else 0,
+                "teacher_same_split": _same_split(bundle.metadata, getattr(train_data, "source", None),
+                                                  split_settings)}
+        if info["teacher_same_split"] is False:
+            warnings.warn(f"{teacher}: the teacher was trained on the same data file with a different "
+                          "split; its rewards may leak validation labels into the student", stacklevel=2)
+        plan = cls(settings, str(teacher), teacher_targets(bundle, train_data, batch_size),
+                   teacher_targets(bundle, val_data, batch_size) if val_data is not None and len(val_data) else None,
+                   extra, teacher_targets(bundle, extra, batch_size) if extra is not None else None, info)
+        del bundle
+        return plan
+
+    @property
+    def extra_texts(self) -> list[str]:
+        """Unlabeled texts (a from-scratch student's vocabulary also learns from them)."""
+        return [] if self.unlabeled is None else list(self.unlabeled.all_texts)
+
+    def attach(self, enc: EncodedData, tokenizer=None, split: str = "train") -> EncodedData:
+        """``enc`` with teacher targets; on ``train`` the unlabeled rows (encoded with the student's
+        ``tokenizer``) are appended with ``labeled = 0``."""
+        targets = self.train_targets if split == "train" else self.val_targets
+        if targets is None:
+            return enc
+        if len(targets) != len(enc):
+            raise ValueError(f"{len(targets)} teacher targets for {len(enc)} {split} rows")
+        out = EncodedData(enc.task, enc.ids, enc.labels, enc.chosen, enc.rejected, enc.margin,
+                          targets.astype(np.float32), np.ones(len(enc), np.float32))
+        if split == "train" and self.unlabeled is not None:
+            extra = encode(self.unlabeled, tokenizer)
+            extra.teacher = self.unlabeled_targets.astype(np.float32)
+            extra.labeled = np.zeros(len(extra), np.float32)
+            if extra.margin is not None:
+                extra.margin = np.zeros(len(extra), np.float32)
+            out = _concat(out, extra)
+        return out
+
+    def wrap(self, builder):
+        return with_distillation(builder, self.settings)
+
+
+def _same_split(meta: dict, source, split_settings) -> bool | None:
+    """``False`` when the teacher trained on the same file with other split settings (possible
+    leakage), ``True`` when the settings match, ``None`` when unknown or another file."""
+    tdata = meta.get("data")
+    tc = meta.get("train_config") or {}
+    if not source or not tdata or split_settings is None or meta.get("validation"):
+        return None
+    try:
+        if Path(source).resolve() != Path(tdata).resolve():
+            return None
+    except OSError:
+        return None
+    return tuple(split_settings) == (tc.get("val_fraction"), tc.get("seed"), tc.get("split_mode"))

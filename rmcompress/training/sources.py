@@ -1,0 +1,57 @@
+"""Where a training run's scorer and tokenizer come from when they are not trained from scratch.
+
+- ``--backbone PRESET_OR_DIR``: a keras-nlp backbone bridged into the ``bert`` architecture
+  (:mod:`rmcompress.models.backbones`), with the backbone's own vocabulary; fresh reward head.
+- ``--init MODEL_DIR``: a copy of an existing model directory (graph, weights and tokenizer), e.g.
+  the fine-tuned teacher as the starting point of a compressed, distilled student.
+
+Each source offers ``tokenizer``, ``arch`` (the architecture dict stored in the metadata), ``info``
+and ``build()`` (call inside the distribution strategy's scope).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rmcompress._keras import keras
+from rmcompress.data.tokenizer import Tokenizer
+from rmcompress.errors import UsageError
+from rmcompress.models.architectures import ArchConfig
+
+
+@dataclass
+class ModelDirSource:
+    """A model directory to start from (see module docstring)."""
+
+    tokenizer: Tokenizer
+    arch: ArchConfig | dict
+    model: keras.Model
+    info: dict = field(default_factory=dict)
+
+    def build(self, name: str | None = None) -> keras.Model:
+        clone = keras.models.clone_model(self.model)
+        clone.set_weights(self.model.get_weights())
+        return clone
+
+
+def scorer_source(cfg, task: str):
+    """The source named by ``cfg.backbone`` / ``cfg.init`` (None: train from scratch)."""
+    if cfg.backbone and cfg.init:
+        raise UsageError("--backbone and --init are exclusive (--init already holds a backbone's weights)")
+    if cfg.backbone:
+        from rmcompress.models.backbones import load_pretrained
+
+        return load_pretrained(cfg.backbone, cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.dropout,
+                               match=getattr(cfg, "backbone_match", "source"))
+    if cfg.init:
+        from rmcompress.models.modeldir import load_model_dir
+
+        bundle = load_model_dir(cfg.init, expect_task=task)
+        arch = bundle.metadata.get("arch") or {}
+        try:
+            arch = ArchConfig.from_dict(arch)
+        except Exception:  # a graph the builder cannot describe (e.g. gated): keep the dict
+            pass
+        info = {"init": str(cfg.init), **({"backbone": bundle.metadata["backbone"]}
+                                          if "backbone" in bundle.metadata else {})}
+        return ModelDirSource(bundle.tokenizer, arch, bundle.model, info)
+    return None

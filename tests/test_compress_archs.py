@@ -1,0 +1,23 @@
+"""Recipes on the other architectures (CNN, bag of embeddings), exported, parity-checked, evaluated."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import tiny_config
+from rmcompress.compress import compress
+
+INT8 = {"name": "int8-fac", "passes": ["fuse", {"factorise": {"max_error": 0.5}}, "length",
+                                       {"quantise": {"mode": "int8", "calibration_samples": 32}}],
+        "export": {"formats": ["tflite"], "latency_runs": 5}}
+
+
+@pytest.mark.parametrize("arch, recipe", [("cnn", INT8), ("bow", "lossless")])
+def test_pointwise_architectures(arch, recipe, pointwise_file, tmp_path):
+    from rmcompress.training.trainer import train
+
+    train(pointwise_file, tiny_config(arch=arch, max_steps=4), tmp_path / "m", verbose=0)
+    r = compress(tmp_path / "m", recipe, pointwise_file, tmp_path / "out", latency_runs=5)
+    assert 0 <= r["accuracy"] <= 1 and r["n_examples"] > 0 and (tmp_path / "out" / "model.tflite").is_file()
+    if arch == "cnn":
+        assert r["passes"][[n["pass"] for n in r["passes"]].index("length")]["margin"] == 4  # widest kernel 5
+    assert r["length_trim_max_abs_diff"] <= (1e-4 if r["quantize"] == "float16" else 0.05)

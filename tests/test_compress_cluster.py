@@ -1,0 +1,39 @@
+"""cluster (tfmot weight sharing) incl. the project's attention layers: at most k values per weight,
+strip parity, and sparsity-preserving clustering after pruning keeps exactly the same zeros."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from rmcompress.compress.cluster import cluster
+from rmcompress.compress.fuse import fuse
+from rmcompress.compress.prune import prune
+from rmcompress.compress.targets import weight_arrays
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory, pointwise_file):
+    from rmcompress.compress.state import prepare_state
+    from rmcompress.training.trainer import train
+
+    r = train(pointwise_file, tiny_config(arch="transformer", max_steps=4), tmp_path_factory.mktemp("c") / "m", verbose=0)
+    return prepare_state(r.bundle, pointwise_file)
+
+
+def test_cluster_limits_distinct_values_and_preserves_sparsity(state):
+    fused, _ = fuse(state.model, state.val_ids(32))
+    clustered, note = cluster(fused, state, clusters=4, steps=2)
+    assert not note["preserve_sparsity"] and note["strip_max_abs_diff"] <= 1e-6
+    for name in note["layers"]:
+        for k, w in weight_arrays(clustered.get_layer(name)).items():
+            assert len(np.unique(w)) <= 4, (name, k)
+    assert len(np.unique(clustered.get_layer("reward").get_weights()[0])) > 4  # head untouched
+    pruned, _ = prune(fused, state, sparsity=0.5, schedule="constant", steps=0)
+    clustered, note = cluster(pruned, state, clusters=6, steps=3, learning_rate=1e-3)
+    assert note["preserve_sparsity"]
+    for name in note["layers"]:
+        before, after = weight_arrays(pruned.get_layer(name)), weight_arrays(clustered.get_layer(name))
+        for k in before:
+            np.testing.assert_array_equal(after[k] == 0, before[k] == 0)  # the same zeros, exactly
+            assert len(np.unique(after[k])) <= 6

@@ -1,0 +1,81 @@
+"""compress(): recipe -> passes -> export (SavedModel + TFLite) -> parity -> evaluation -> report.json,
+from Python and from the CLI; the budget step through a stand-in of the complexity API."""
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from rmcompress.compress import Recipe, compress
+from rmcompress.errors import RecipeError, UsageError
+
+ROW_KEYS = {"task", "n_examples", "accuracy", "flops", "params", "size_bytes", "size_gzip_bytes",
+            "latency_ms_p50", "parity_max_abs_diff", "recipe"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, pointwise_file):
+    from rmcompress.training.trainer import train
+
+    out = tmp_path_factory.mktemp("pipe") / "m"
+    train(pointwise_file, tiny_config(arch="transformer", max_steps=6), out, verbose=0)
+    return out
+
+
+def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
+    from rmcompress.evaluate.evaluate import evaluate
+    from rmcompress.models.modeldir import load_model_dir
+
+    out = tmp_path / "light"
+    report = compress(model_dir, "light", pointwise_file, out, latency_runs=20)
+    assert ROW_KEYS <= set(report) and report["recipe"] == "light" and report["quantize"] == "dynamic"
+    for f in ("model.tflite", "saved_model/saved_model.pb", "vocab.txt", "tokenizer.json", "metadata.json",
+              "report.json", "recipe.yaml", "model/model.keras", "model/samples.npz"):
+        assert (out / f).exists(), f
+    assert [n["pass"] for n in report["passes"]] == ["fuse", "length", "quantise"]
+    assert report["passes"][0]["max_abs_diff"] <= 1e-5
+    assert report["parity_decision_agreement"] >= 0.95 and report["vs_source_spearman"] > 0.95
+    assert report["size_ratio"] > 1.2 and report["length_trim_max_abs_diff"] <= 1e-4
+    assert report["latency_ms_p50_real_length"] > 0 and report["length_buckets"][-1] == 16
+    # the artifacts are usable by the other stages
+    ev = evaluate(out, pointwise_file, latency_runs=0)
+    assert ev["kind"] == "tflite" and 0 <= ev["accuracy"] <= 1
+    bundle = load_model_dir(out / "model")
+    assert bundle.tokenizer.vocabulary == (out / "vocab.txt").read_text().split("\n")[:-1]
+    with pytest.raises(UsageError, match="already exists"):
+        compress(model_dir, "light", pointwise_file, out)
+
+
+def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_path, monkeypatch):
+    from rmcompress.data.pipeline import EncodedData
+    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.modeldir import RewardModelBundle
+
+    calls = {}
+
+    def budget_compress(bundle, train_data, val_data, **kw):  # stand-in for issue 3's API
+        calls.update(kw, train=train_data, val=val_data, bundle=bundle)
+        cfg = ArchConfig.from_dict({**bundle.metadata["arch"], "ffn": 4, "dropout": 0.0})
+        return RewardModelBundle(build_reward_model(cfg), bundle.tokenizer, bundle.metadata)
+
+    api = types.ModuleType("rmcompress.complexity.api")
+    api.budget_compress = budget_compress
+    monkeypatch.setitem(sys.modules, "rmcompress.complexity.api", api)
+    recipe = {"name": "b", "passes": [{"budget": {"flops_fraction": 0.5, "steps": 7}}, "fuse",
+                                      {"quantise": {"mode": "float16"}}]}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "b", latency_runs=0)
+    assert calls["flops_fraction"] == 0.5 and calls["steps"] == 7 and calls["params_fraction"] is None
+    assert isinstance(calls["train"], EncodedData) and isinstance(calls["val"], EncodedData)
+    note = report["passes"][0]
+    assert note["pass"] == "budget" and note["flops_after"] < note["flops_before"]
+    assert report["flops"] == note["flops_after"]
+
+
+def test_budget_pass_without_the_complexity_api(model_dir, pointwise_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rmcompress.complexity.api", None)  # import fails
+    with pytest.raises(RecipeError, match="recipe pass 'budget' needs rmcompress.complexity.api.budget_compress"):
+        compress(model_dir, Recipe.level("medium"), pointwise_file, tmp_path / "m", latency_runs=0)
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,64 @@
+"""QAT (tfmot) on the whole transformer: no FakeQuant on int32 ids, every matmul and the embedding
+int8 in TFLite, parity with the fake-quant Keras model; PQAT keeps pruned weights at zero."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from rmcompress.compress.fuse import fuse
+from rmcompress.compress.quantise import quantise_pass
+from rmcompress.evaluate.op_profile import op_dtypes
+from rmcompress.export.parity import parity_metrics
+from rmcompress.export.tflite import TFLiteRunner
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory, pointwise_file):
+    from rmcompress.compress.state import prepare_state
+    from rmcompress.training.trainer import train
+
+    r = train(pointwise_file, tiny_config(arch="transformer", max_steps=6), tmp_path_factory.mktemp("q") / "m", verbose=0)
+    return prepare_state(r.bundle, pointwise_file)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain-attention"])
+def test_qat_on_the_whole_transformer(state, fused):
+    from rmcompress.compress import qat
+
+    model = fuse(state.model, state.val_ids(32))[0] if fused else state.model
+    q = qat.quantize_model(model)
+    assert not any(type(l).__name__ == "QuantizeLayer" for l in q.layers)  # no FakeQuant on the int32 ids
+    names = {l.name for l in q.layers}
+    assert {"quant_token_embedding", "quant_block0_attn", "quant_block0_attn_norm", "quant_padding_mask"} <= names
+    ids = state.val_ids(64)
+    from rmcompress.compress.finetune import finetune
+
+    finetune(q, state, 1, 1e-4, 16)
+    flat = qat.convert_qat(q, state.tokenizer.seq_len)
+    ops = op_dtypes(flat)
+    assert {d for o, d in ops if o == "FULLY_CONNECTED"} == {"int8"}  # every matmul with weights is int8
+    assert ("GATHER", "int8") in ops  # the embedding table is int8
+    m = parity_metrics(q.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
+    assert m["parity_decision_agreement"] >= 0.9
+    plain = qat.float_model_from_qat(q, model)
+    assert not any(hasattr(l, "quantize_config") for l in plain.layers)
+    kernel = next(w for w in q.get_layer("quant_reward").weights if w.name.endswith("reward/kernel:0"))
+    np.testing.assert_array_equal(plain.get_layer("reward").get_weights()[0], kernel.numpy())
+
+
+def test_pqat_preserves_pruned_zeros(state):
+    from rmcompress.compress.prune import prune
+    from rmcompress.compress.targets import weight_arrays
+
+    model, _ = fuse(state.model, state.val_ids(32))
+    pruned, pnote = prune(model, state, sparsity=0.5, schedule="constant", steps=0)
+    state.model = pruned
+    state.notes = [{"pass": "prune", **pnote}]
+    state, note = quantise_pass(state, mode="qat", steps=3, learning_rate=1e-2, batch_size=16)
+    assert note["preserve"] == "prune" and state.export["quantize"] == "qat"
+    for name in pnote["layers"]:
+        before, after = weight_arrays(pruned.get_layer(name)), weight_arrays(state.model.get_layer(name))
+        for k in before:
+            assert np.all(after[k][before[k] == 0] == 0), (name, k)  # pruned weights stayed zero
+            assert not np.array_equal(after[k], before[k])  # ... while the others trained

@@ -1,0 +1,115 @@
+"""Recipe schema: built-in levels load, user files work, every mistake names the key and the allowed values."""
+from __future__ import annotations
+
+import pytest
+
+from rmcompress.compress import LEVELS, Recipe
+from rmcompress.compress.recipe import SCHEMA
+from rmcompress.errors import RecipeError
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_builtin_levels_load_and_follow_the_order(level):
+    r = Recipe.level(level)
+    assert r.name == level
+    assert r.pass_names()[-1] in ("quantise", "length") or "quantise" in r.pass_names()
+    assert "fuse" in r.pass_names()
+    assert r.export["formats"] == ["savedmodel", "tflite"]
+
+
+def test_level_contents_match_the_issue():
+    assert [p.name for p in Recipe.level("lossless").passes] == ["fuse", "length", "quantise"]
+    assert Recipe.level("lossless").get("quantise").params["mode"] == "float16"
+    assert Recipe.level("light").get("quantise").params["mode"] == "dynamic"
+    med = Recipe.level("medium")
+    assert med.get("budget").params["flops_fraction"] == 0.25
+    assert med.get("quantise").params["mode"] == "int8" and med.get("factorise") is not None
+    agg = Recipe.level("aggressive")
+    assert {"budget", "prune", "cluster", "factorise"} <= set(agg.pass_names())
+    assert agg.get("quantise").params["mode"] == "qat"
+
+
+def test_user_file_with_defaults_filled_in(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("passes:\n  - fuse\n  - prune: {sparsity: 0.8, steps: 10}\n  - quantize: {mode: int8}\n")
+    r = Recipe.resolve(str(f))
+    assert r.name == "mine"
+    assert r.pass_names() == ["fuse", "prune", "quantise"]  # 'quantize' spelling accepted
+    p = r.get("prune").params
+    assert p["sparsity"] == 0.8 and p["schedule"] == "polynomial" and p["embedding"] is True
+    assert r.get("quantise").params["calibration_samples"] == 300
+    assert Recipe.from_dict(r.to_dict()).to_dict() == r.to_dict()  # round trip
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ({"passes": ["fuse"], "colour": 1}, "colour: unknown key; allowed: data, description, export, name, passes"),
+    ({"passes": [{"fuse": {"drop": True}}]}, "passes[0].fuse.drop: unknown key; allowed: dropout"),
+    ({"passes": [{"prune": {"sparsity": 1.0}}]}, "passes[0].prune.sparsity: 1.0 out of range; allowed: 0 <= value < 1"),
+    ({"passes": [{"prune": {"sparsity": "high"}}]}, "passes[0].prune.sparsity: 'high' has the wrong type; expected integer or number"),
+    ({"passes": [{"budget": {"flops_fraction": 0}}]}, "passes[0].budget.flops_fraction: 0 out of range; allowed: 0 < value <= 1"),
+    ({"passes": [{"budget": {"flops_fraction": -0.5}}]}, "flops_fraction: -0.5 out of range"),
+    ({"passes": [{"budget": {}}]}, "passes[0].budget: needs flops_fraction or params_fraction"),
+    ({"passes": [{"quantise": {"mode": "int4"}}]}, "passes[0].quantise.mode: 'int4' unknown value 'int4'; allowed: float16, dynamic, int8, int16x8, qat"),
+    ({"passes": [{"cluster": {}}, {"prune": {}}]}, "passes[1]: 'prune' cannot come after 'cluster'; allowed order: budget"),
+    ({"passes": [{"quantise": {}}, "fuse"]}, "passes[1]: 'fuse' cannot come after 'quantise'"),
+    ({"passes": ["fuse", "fuse"]}, "passes[1]: pass 'fuse' appears twice"),
+    ({"passes": ["shrink"]}, "passes[0]: unknown pass 'shrink'; allowed: budget, fuse, factorise, prune, cluster, quantise, length"),
+    ({"passes": []}, "passes: must be a non-empty list"),
+    ({"passes": [{"fuse": {}, "prune": {}}]}, "passes[0]: must be a pass name or a one-key mapping"),
+    ({"passes": [{"factorise": {"rank": 8, "max_error": 0.1}}]}, "passes[0].factorise: give rank or max_error, not both"),
+    ({"passes": [{"prune": {"m_by_n": [4, 2]}}]}, "passes[0].prune.m_by_n: [4, 2] must be [m, n] with 0 < m < n"),
+    ({"passes": [{"prune": {"sparsity": 0.5, "initial_sparsity": 0.6}}]}, "initial_sparsity: 0.6 must be below sparsity 0.5"),
+    ({"passes": [{"quantise": {"mode": "dynamic", "keep_float_ops": ["SOFTMAX"]}}]}, "apply to mode int8 or int16x8 only"),
+    ({"passes": [{"prune": {"steps": True}}]}, "passes[0].prune.steps: True has the wrong type; expected integer"),
+    ({"passes": ["fuse"], "export": {"formats": ["onnx"]}}, "export.formats: ['onnx'] allowed formats: savedmodel, tflite"),
+    ({"passes": ["fuse"], "data": {"split": "odd"}}, "data.split: 'odd' unknown value 'odd'; allowed: random, disjoint"),
+    ({"passes": [{"length": {"buckets": [0, 16]}}]}, "passes[0].length.buckets: [0, 16] must be 'auto' or a list of positive lengths"),
+    ({"passes": [{"prune": {"layers": {"only": ["x"]}}}]}, "passes[0].prune.layers.only: unknown key; allowed: include, exclude"),
+])
+def test_schema_errors_name_the_key_and_allowed_values(doc, expected):
+    with pytest.raises(RecipeError) as e:
+        Recipe.from_dict(doc, source="r.yaml")
+    assert str(e.value).startswith("r.yaml: ")
+    assert expected in str(e.value)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("passes:\n  - fuse\n  - prune: {sparsity: 0.5\n")
+    with pytest.raises(RecipeError, match=r"bad.yaml:\d+: invalid YAML"):
+        Recipe.load(f)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    f = tmp_path / "evil.yaml"
+    f.write_text("passes: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(RecipeError, match="invalid YAML"):
+        Recipe.load(f)
+
+
+def test_unknown_level_and_missing_file():
+    with pytest.raises(RecipeError, match="neither a level"):
+        Recipe.resolve("extreme")
+    with pytest.raises(RecipeError, match="no such recipe file"):
+        Recipe.resolve("nope/missing.yaml")
+
+
+def test_every_pass_has_a_schema_and_a_runner():
+    from rmcompress.compress.recipe import PASS_RANK
+
+    assert set(SCHEMA) == set(PASS_RANK)
+    from rmcompress.compress.passes import PASSES
+
+    assert set(PASSES) == set(SCHEMA)
+
+
+def test_cli_rejects_a_bad_recipe_with_exit_2(tmp_path, capfd):
+    from rmcompress.cli import main
+
+    f = tmp_path / "bad.yaml"
+    f.write_text("passes:\n  - prune: {sparsity: 1.5}\n")
+    rc = main(["compress", "--verbose", "--model", str(tmp_path), "--recipe", str(f), "--data", "x.tsv",
+               "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capfd.readouterr().err
+    assert "passes[0].prune.sparsity: 1.5 out of range" in err and "Traceback" not in err
