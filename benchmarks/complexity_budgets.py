@@ -68,7 +68,44 @@ def parse_args(argv=None):
     p.add_argument("--latency-runs", type=int, default=200)
     p.add_argument("--timing-rounds", type=int, default=12)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "complexity"))
+    p.add_argument("--combine", nargs="+", default=None, metavar="RUN_DIR",
+                   help="no training: merge the runs.csv (and step timings) of these output folders "
+                        "(later folders replace rows of the same arch/method/budget/seed) into --out")
     return p.parse_args(argv)
+
+
+def combine(args):
+    """Merge earlier runs into one table and figures (see ``--combine``)."""
+    frames, meta = [], {}
+    for d in args.combine:
+        frames.append(pd.read_csv(Path(d) / "runs.csv"))
+        if (Path(d) / "summary.json").is_file():
+            m = json.loads((Path(d) / "summary.json").read_text())
+            meta.setdefault("sources", []).append({"dir": str(d), "command": m.get("command"),
+                                                   "wall_seconds": m.get("wall_seconds")})
+            if m.get("step_time"):
+                meta["step_time"] = m["step_time"]
+            for k in ("n_train", "n_val", "steps_per_run", "epochs", "batch_size", "seq_len"):
+                meta.setdefault(k, m.get(k))
+    runs = pd.concat(frames, ignore_index=True)
+    runs["_key"] = [f"{a}|{m}|{b}|{s}" for a, m, b, s in zip(runs["arch"], runs["method"], runs["budget"], runs["seed"])]
+    runs = runs.drop_duplicates("_key", keep="last").drop(columns="_key")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = ["dense", "budget", "budget_from_dense", "narrow", "magnitude", "small_t32", "small_t16", "small_bow"]
+    archs = list(dict.fromkeys(runs["arch"]))
+    runs["_a"] = runs["arch"].map(archs.index)
+    runs["_b"] = -runs["budget"].fillna(-1.0)
+    runs["_m"] = runs["method"].map(lambda m: methods.index(m) if m in methods else len(methods))
+    runs = runs.sort_values(["_a", "_b", "_m", "seed"], kind="stable").drop(columns=["_a", "_b", "_m"])
+    runs.to_csv(out / "runs.csv", index=False)
+    summary = summarise(runs)
+    summary.to_csv(out / "summary.csv", index=False)
+    table = to_markdown(summary)
+    (out / "summary.md").write_text(table + "\n")
+    (out / "summary.json").write_text(json.dumps(meta, indent=2))
+    plots(summary, out)
+    print(table)
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -207,6 +244,8 @@ def step_time_ratio(arch, args, ids, labels, rounds):
 # -- main -------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    if args.combine:
+        return combine(args)
     from rmcompress._keras import keras
     from rmcompress.complexity.api import budget_compress
     from rmcompress.complexity.magnitude import magnitude_prune
@@ -295,7 +334,7 @@ def main(argv=None):
     from rmcompress.data.pipeline import encode
 
     enc = encode(train_data.subset(np.arange(min(len(train_data), 512))), tokenizer)
-    for arch in archs:
+    for arch in archs if args.timing_rounds > 0 else ():
         timing.append(step_time_ratio(arch, args, enc.ids, enc.labels, args.timing_rounds))
         print(json.dumps(timing[-1]), flush=True)
 
@@ -348,18 +387,22 @@ def plots(s: pd.DataFrame, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = {"dense": "black", "budget": "tab:red", "budget_from_dense": "tab:orange", "narrow": "tab:blue",
+              "magnitude": "tab:green", "small_t32": "tab:purple", "small_t16": "tab:brown", "small_bow": "tab:pink"}
+    markers = {"transformer": "o", "cnn": "^", "bow": "s"}
     for xcol, fname, xlabel in (("flops", "accuracy_vs_flops.png", "FLOPs per example (log)"),
                                 ("latency_ms_p50", "accuracy_vs_latency.png", "LiteRT p50 latency, ms (log)")):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(8.5, 5))
         for (arch, method), grp in s.groupby(["arch", "method"], sort=False):
-            label = f"{arch} {method}" if not method.startswith("small") else method
-            ax.errorbar(grp[xcol], grp["accuracy_mean"], yerr=grp["accuracy_sd"], fmt="o-" if len(grp) > 1 else "s",
-                        capsize=3, label=label, alpha=0.85)
+            label = method if method.startswith("small") else f"{arch} {method}"
+            ax.errorbar(grp[xcol], grp["accuracy_mean"], yerr=grp["accuracy_sd"], capsize=3, alpha=0.85,
+                        color=colors.get(method, "gray"), marker=markers.get(arch, "o"),
+                        linestyle="-" if arch == "transformer" else "--", label=label)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation accuracy (mean +- sd)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.tight_layout()
         fig.savefig(out / fname, dpi=120)
         plt.close(fig)

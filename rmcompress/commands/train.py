@@ -84,9 +84,9 @@ def add_parser(sub, parents):
                    help="budget mode: end at this fraction of the dense model's FLOPs (e.g. 0.25)")
     g.add_argument("--budget-params", type=float, default=None, metavar="F",
                    help="budget mode: end at this fraction of the dense model's params")
-    g.add_argument("--budget-warmup", type=float, default=0.4,
+    g.add_argument("--budget-warmup", type=float, default=0.3,
                    help="fraction of the gated steps over which the budget target moves from 1.0 to F")
-    g.add_argument("--budget-delay", type=float, default=0.3,
+    g.add_argument("--budget-delay", type=float, default=0.5,
                    help="fraction of the gated steps trained dense before the target starts moving")
     g.add_argument("--finetune-fraction", type=float, default=0.3,
                    help="fraction of all steps spent fine-tuning the shrunk model")

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from rmcompress._keras import keras
 from rmcompress.complexity.registry import CostModel, Dim
 from rmcompress.errors import ModelError
-from rmcompress.models import layers as L
 from rmcompress.models.architectures import ArchConfig
 
 
@@ -185,6 +184,9 @@ def infer_arch_config(model) -> ArchConfig:
     if emb is None or not isinstance(emb, keras.layers.Embedding) or _get(model, "reward") is None:
         raise ModelError(f"model {model.name!r} is not an rmcompress architecture "
                          f"(no token_embedding/reward layers)")
+    if _get(model, "embedding_norm") is not None:
+        raise ModelError(f"model {model.name!r} is a bridged BERT encoder: gating and shrinking it is "
+                         f"not supported (only transformer, cnn and bow)")
     remap = _get(model, "token_remap")
     base = dict(vocab_size=int(emb.input_dim), seq_len=int(model.input_shape[1]), width=int(emb.output_dim),
                 input_vocab_size=int(remap.input_vocab_size) if remap is not None else None)
@@ -235,4 +237,4 @@ def _check_matches(model, cfg: ArchConfig) -> None:
 
 
 __all__ = ["Fold", "Structure", "structure_for", "infer_arch_config", "cost_model", "gated_cost",
-           "default_gate_groups", "VOCAB", "L"]
+           "default_gate_groups", "VOCAB"]

@@ -76,8 +76,8 @@ class TrainConfig:
     params_weight: float = 0.0
     budget_flops: float | None = None    # fraction of the dense model's FLOPs
     budget_params: float | None = None   # fraction of the dense model's params
-    budget_delay: float = 0.3            # fraction of the (gated) steps before the target starts moving
-    budget_warmup: float = 0.4           # fraction of the steps over which the target moves 1.0 -> budget
+    budget_delay: float = 0.5            # fraction of the (gated) steps before the target starts moving
+    budget_warmup: float = 0.3           # fraction of the steps over which the target moves 1.0 -> budget
     gate_learning_rate: float = 0.05
     multiplier_learning_rate: float = 0.01
     quadratic_init: float = 10.0         # initial lambda_2 of the quadratic budget term
