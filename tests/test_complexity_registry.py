@@ -184,7 +184,7 @@ def _profile_by_layer(model) -> dict:
     return out
 
 
-def _compare_with_profiler(model):
+def check_registry_matches_profiler(model):
     """Per layer: the profiler's matmul-class ops equal the registry's ``matmul`` part, and its other
     counted arithmetic ops equal the registry's ``bias + elementwise`` parts.
 
@@ -219,7 +219,7 @@ def _compare_with_profiler(model):
 def test_registry_agrees_with_tf_profiler(arch):
     model = build_reward_model(ArchConfig(arch=arch, vocab_size=100, seq_len=16, width=16, depth=1, heads=2,
                                           head_dim=8, ffn=24, filters=[4, 6, 5], hidden=12, dropout=0.0))
-    _compare_with_profiler(model)
+    check_registry_matches_profiler(model)
 
 
 def test_profiler_skips_einsum_registry_does_not():

@@ -31,7 +31,7 @@ SUFFIXES = [".csv", ".tsv", ".jsonl", ".json", ".parquet", ".csv.gz", ".jsonl.gz
 _TMP = Path(tempfile.mkdtemp(prefix="rmc-fuzz-"))
 
 
-def _load_all_tasks(path: Path) -> None:
+def check_loads_or_raises_project_error(path: Path) -> None:
     for task in ("pointwise", "pairwise"):
         try:
             data = load_data(path, task)
@@ -73,7 +73,7 @@ def test_arbitrary_bytes_raise_only_project_errors(raw, suffix, gz_raw):
     name = "fuzz" + suffix
     p = _TMP / name
     p.write_bytes(gzip.compress(raw) if suffix.endswith(".gz") and not gz_raw else raw)
-    _load_all_tasks(p)
+    check_loads_or_raises_project_error(p)
 
 
 COLUMN_NAMES = st.sampled_from(["text", "sentence", "label", "score", "chosen", "rejected", "prompt",
@@ -132,7 +132,7 @@ def test_messy_tables_raise_only_project_errors(table, fmt, ragged):
         raw = "\n".join(json.dumps(dict(zip(cols, r))) for r in rows).encode()
     else:
         raw = json.dumps([dict(zip(cols, r)) for r in rows]).encode()
-    _load_all_tasks(_write(f"table.{fmt}", raw))
+    check_loads_or_raises_project_error(_write(f"table.{fmt}", raw))
 
 
 def test_fuzz_found_cases_are_data_errors():
