@@ -85,15 +85,15 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
         raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
 
     complexity = count(bundle.model).as_dict()
-    reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1) \
-        if reference_scores is None else np.asarray(reference_scores, np.float64).reshape(-1)
+    reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
+    tflite_reference = reference if reference_scores is None else np.asarray(reference_scores).reshape(-1)
     report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         if "tflite" in formats:
             flat = tflite_model if tflite_model is not None else \
                 tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
             runner = tflite.TFLiteRunner(flat)
-            metrics = parity_metrics(reference, runner.score(parity_ids), pairs=parity_pairs)
+            metrics = parity_metrics(tflite_reference, runner.score(parity_ids), pairs=parity_pairs)
             check_parity(metrics, parity_mode or quantize, what=f"{out_dir / TFLITE_FILE}")
             (tmp / TFLITE_FILE).write_bytes(flat)
             report.update(metrics)
