@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress._keras import keras
-from rmcompress.compress.finetune import finetune
+from rmcompress.compress.finetune import capped_steps, finetune
 from rmcompress.compress.fuse import max_abs_diff
 from rmcompress.compress.layers import FactorizedEmbedding, PointwiseDense
 from rmcompress.compress.state import CompressState
@@ -71,6 +71,7 @@ def cluster(model: keras.Model, state: CompressState, clusters: int = 16, init: 
                              f"{str(e).splitlines()[0][:200]}") from None
 
     wrapped = keras.models.clone_model(base, clone_function=wrap)
+    requested, steps = steps, capped_steps(state, steps, batch_size)
     history = finetune(wrapped, state, steps, learning_rate, batch_size) if steps > 0 else {}
     stripped = copy_model(cl.strip_clustering(wrapped))
     diff = max_abs_diff(wrapped, stripped, state.val_ids(256))
@@ -81,7 +82,7 @@ def cluster(model: keras.Model, state: CompressState, clusters: int = 16, init: 
     if worst > clusters + (1 if preserve_sparsity else 0):
         raise ModelError(f"cluster: a weight kept {worst} distinct values (> {clusters} clusters)")
     note = {"layers": names, "clusters": int(clusters), "init": init, "preserve_sparsity": bool(preserve_sparsity),
-            "steps": steps, "distinct_values": distinct, "strip_max_abs_diff": diff}
+            "steps": steps, "steps_requested": requested, "distinct_values": distinct, "strip_max_abs_diff": diff}
     if preserve_sparsity:
         note["sparsity"] = {n: {k: float(np.mean(v == 0)) for k, v in weight_arrays(stripped.get_layer(n)).items()}
                             for n in names}

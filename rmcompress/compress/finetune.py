@@ -3,12 +3,30 @@
 Uses :class:`RewardTrainingModel` (same losses as training) with Adam at a small constant
 learning rate, ``steps`` batches from the training split (shuffled, seeded, repeated), and any
 callbacks a pass needs (``UpdatePruningStep``, ...). Returns the per-step history.
+
+:func:`capped_steps`: a pass never fine-tunes for more than :data:`MAX_EPOCHS_PER_PASS` passes over
+the training split -- recipe step counts are written for a dataset the size of SST-2; on a small one
+(1,665 HH-RLHF pairs) four passes of a few hundred steps each overfit badly (measured: pairwise
+accuracy 0.62 -> 0.52 with the training loss at 0.05).
 """
 from __future__ import annotations
 
 from rmcompress._keras import keras
 from rmcompress.compress.state import CompressState
 from rmcompress.training.model import RewardTrainingModel
+
+
+MAX_EPOCHS_PER_PASS = 1.0
+
+
+def capped_steps(state: CompressState, steps: int, batch_size: int) -> int:
+    """``steps``, at most :data:`MAX_EPOCHS_PER_PASS` epochs of the training split (and >= 1 if > 0)."""
+    import math
+
+    if steps <= 0:
+        return 0
+    per_epoch = max(1, math.ceil(len(state.train) / max(1, batch_size)))
+    return max(1, min(int(steps), int(MAX_EPOCHS_PER_PASS * per_epoch)))
 
 
 def finetune(scorer: keras.Model, state: CompressState, steps: int, learning_rate: float,

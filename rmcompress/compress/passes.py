@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress.compress.budget import budget_pass
-from rmcompress.compress.finetune import finetune
+from rmcompress.compress.finetune import capped_steps, finetune
 from rmcompress.compress.fuse import fuse, max_abs_diff
 from rmcompress.compress.quantise import quantise_pass
 from rmcompress.compress.state import CompressState
@@ -54,8 +54,9 @@ def factorise_pass(state: CompressState, vocab_prune: bool = True, min_count: in
     if tok is not old_tok:
         state.reencode(tok)
     if steps:
-        hist = finetune(state.model, state, steps, learning_rate, batch_size)
-        note["finetune_steps"] = steps
+        run = capped_steps(state, steps, batch_size)
+        hist = finetune(state.model, state, run, learning_rate, batch_size)
+        note["finetune_steps"] = run
         note["final_train_loss"] = hist.get("loss", [None])[-1]
     return state, note
 

@@ -141,10 +141,13 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
             "name": "token_ids", "dtype": "int32", "shape": [-1, -1], "padding_id": 0,
             "min_length": length["min_length"], "pad_after_last_token": length["margin"],
             "rule": "pad each text to the smallest bucket >= its token count + pad_after_last_token"})
+    # QAT: the int8 file must reproduce the fake-quant model it was trained as (its distance to the
+    # float source is measured below, vs_source_*); everything else: the float model it came from
+    reference = qat_model.predict(val_ids, batch_size=256, verbose=0) if mode == "qat" else None
     exp = export_model(out_bundle, tmp, recipe.export["formats"], quantize=mode, parity_ids=val_ids,
                        calibration_ids=cal, overwrite=True, latency_runs=runs, tflite_model=flat,
                        parity_mode=PARITY_MODE.get(mode, mode), metadata_extra=extra_meta,
-                       parity_pairs=state.task == "pairwise")
+                       parity_pairs=state.task == "pairwise", reference_scores=reference)
     runner = TFLiteRunner(flat)
     scores = _scores(runner.score, state.val)
     report = {"name": recipe.name, "recipe": recipe.name, "task": state.task, "n_examples": len(state.val),

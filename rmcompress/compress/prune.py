@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress._keras import keras
-from rmcompress.compress.finetune import finetune
+from rmcompress.compress.finetune import capped_steps, finetune
 from rmcompress.compress.fuse import max_abs_diff
 from rmcompress.compress.state import CompressState
 from rmcompress.compress.targets import copy_model, select_layers, weight_arrays
@@ -66,6 +66,7 @@ def prune(model: keras.Model, state: CompressState, sparsity: float = 0.5, sched
     names = select_layers(base, layers, embedding)
     if not names:
         raise RecipeError("prune: no layer selected (check layers.include/exclude and embedding)")
+    requested, steps = steps, capped_steps(state, steps, batch_size)
     sched = _schedule(sp, schedule, sparsity, initial_sparsity, steps, frequency)
     m_by_n_layers = []
 
@@ -108,7 +109,7 @@ def prune(model: keras.Model, state: CompressState, sparsity: float = 0.5, sched
         raise ModelError(f"prune: stripped model differs from the pruned model by {diff:.3g}")
     rep = sparsity_report(stripped, names)
     note = {"layers": names, "target_sparsity": sparsity, "schedule": schedule,
-            "m_by_n": list(m_by_n) if m_by_n else None, "m_by_n_layers": m_by_n_layers, "steps": steps,
+            "m_by_n": list(m_by_n) if m_by_n else None, "m_by_n_layers": m_by_n_layers, "steps": steps, "steps_requested": requested,
             "sparsity": rep["layers"], "overall_sparsity": rep["overall"], "strip_max_abs_diff": diff}
     if history:
         note["final_train_loss"] = history.get("loss", [None])[-1]

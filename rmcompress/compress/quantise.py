@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rmcompress._keras import keras, tf
-from rmcompress.compress.finetune import finetune
+from rmcompress.compress.finetune import capped_steps, finetune
 from rmcompress.compress.state import CompressState
 from rmcompress.errors import ExportError
 
@@ -74,7 +74,9 @@ def quantise_pass(state: CompressState, mode: str = "dynamic", calibration_sampl
         qat_model = qat.quantize_model(dynamic_length_model(float_model), preserve=preserve,
                                        preserve_layers=touched or None)
         ref = float_model.predict(state.val_ids(256), verbose=0).reshape(-1)
+        requested, steps = steps, capped_steps(state, steps, batch_size)
         history = finetune(qat_model, state, steps, learning_rate, batch_size)
+        note["steps_requested"] = requested
         fq = qat_model.predict(state.val_ids(256), verbose=0).reshape(-1)
         state.qat_model = qat_model
         state.model = qat.float_model_from_qat(qat_model, float_model)

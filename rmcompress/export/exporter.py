@@ -59,14 +59,16 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                  parity_ids: np.ndarray | None = None, calibration_ids: np.ndarray | None = None,
                  overwrite: bool = False, latency_runs: int = 200, extra_report: dict | None = None,
                  tflite_model: bytes | None = None, parity_mode: str | None = None,
-                 metadata_extra: dict | None = None, parity_pairs: bool = False) -> dict:
+                 metadata_extra: dict | None = None, parity_pairs: bool = False,
+                 reference_scores: np.ndarray | None = None) -> dict:
     """Export ``model`` (a model directory path or a loaded bundle); return the report dict.
 
     ``tflite_model``: a flatbuffer converted elsewhere (compression recipes: selective int8, QAT,
     dynamic length) that is checked and written instead of converting here; ``parity_mode``: the
     quantize mode whose parity bar applies (default ``quantize``); ``metadata_extra`` is merged
     into ``metadata.json``; ``parity_pairs``: ``parity_ids`` are chosen rows then rejected rows, so
-    decisions are compared as pair orders.
+    decisions are compared as pair orders; ``reference_scores``: what the TFLite file must reproduce
+    on ``parity_ids`` when that is not ``bundle.model`` (a QAT model's fake-quant outputs).
     """
     formats = parse_formats(formats)
     if latency_runs < 0:
@@ -86,13 +88,14 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
 
     complexity = count_model(bundle.model, bundle.path or "model").as_dict()
     reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
+    tflite_reference = reference if reference_scores is None else np.asarray(reference_scores).reshape(-1)
     report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         if "tflite" in formats:
             flat = tflite_model if tflite_model is not None else \
                 tflite.convert(bundle.model, quantize, calibration_ids, bundle.tokenizer.seq_len)
             runner = tflite.TFLiteRunner(flat)
-            metrics = parity_metrics(reference, runner.score(parity_ids), pairs=parity_pairs)
+            metrics = parity_metrics(tflite_reference, runner.score(parity_ids), pairs=parity_pairs)
             check_parity(metrics, parity_mode or quantize, what=f"{out_dir / TFLITE_FILE}")
             (tmp / TFLITE_FILE).write_bytes(flat)
             faults.point("export:after_tflite")
