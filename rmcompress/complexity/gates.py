@@ -76,14 +76,18 @@ class L0Gate(_GateLayer):
     """``anchor`` (any tensor; only ties the gate into the graph) -> gate values ``[units]``.
 
     See the module docstring for the sampling (``training=True``) and the deterministic value.
+    ``binary``: the deterministic value is ``1`` where the median is non-zero (``P(open) > 1/2``)
+    and ``0`` elsewhere, never in between (the block gates of a post-LN encoder, whose mixing
+    :class:`BlockMix` cannot be folded into weights; training samples as usual).
     """
 
     def __init__(self, units: int, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA, seed: int = 0,
-                 **kwargs):
+                 binary: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
         self.init_log_alpha = float(init_log_alpha)
         self.seed = int(seed)
+        self.binary = bool(binary)
 
     def build(self, input_shape):
         self.log_alpha = self.add_weight(
@@ -105,7 +109,8 @@ class L0Gate(_GateLayer):
     def call(self, anchor, training=None):
         if training:
             return self.sample()
-        return median_gate(self.log_alpha)
+        z = median_gate(self.log_alpha)
+        return tf.cast(z > 0, z.dtype) if self.binary else z
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape([self.units])
@@ -119,14 +124,15 @@ class L0Gate(_GateLayer):
         return tf.reduce_sum(self.open_probabilities())
 
     def deterministic_values(self) -> np.ndarray:
-        return median_gate(np.asarray(self.log_alpha.numpy(), np.float64))
+        z = median_gate(np.asarray(self.log_alpha.numpy(), np.float64))
+        return (z > 0).astype(np.float64) if self.binary else z
 
     def deterministic_open(self) -> int:
         return int(np.count_nonzero(self.deterministic_values() > 0))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "init_log_alpha": self.init_log_alpha,
-                "seed": self.seed}
+                "seed": self.seed, "binary": self.binary}
 
 
 @register
@@ -171,7 +177,20 @@ class RowGate(_GateLayer):
         return x * tf.expand_dims(tf.gather(g, tf.cast(ids, tf.int32)), -1)
 
 
-GATE_LAYERS = (L0Gate, GateMultiply, RowGate)
+@register
+class BlockMix(_GateLayer):
+    """``[x_in, x_out, z [1]]`` -> ``z * x_out + (1 - z) * x_in``: a gate around a whole post-LN block
+    (``bert``), so ``z = 0`` is exactly the identity (the block removed, LayerNorms included) and
+    ``z = 1`` exactly the block. With a ``binary`` :class:`L0Gate` the deterministic ``z`` is 0 or 1,
+    so ``shrink`` either drops the block or drops this layer; nothing is left to fold."""
+
+    def call(self, inputs):
+        x_in, x_out, z = inputs
+        z = tf.reshape(z, [])
+        return z * x_out + (1.0 - z) * x_in
+
+
+GATE_LAYERS = (L0Gate, GateMultiply, RowGate, BlockMix)
 CUSTOM_LAYERS = {cls.__name__: cls for cls in GATE_LAYERS}
 for _cls in GATE_LAYERS:
     registry.register_facts(_cls, registry.ZERO)
@@ -203,11 +222,14 @@ class GateBuilder:
         self.init_log_alpha = float(init_log_alpha)
         self.seed = int(seed)
 
-    def values(self, group, anchor):
+    def values(self, group, anchor, binary: bool = False):
         if group not in self.groups:
             return None
         return L0Gate(self.structure.groups[group], self.init_log_alpha, _seed(self.seed, group),
-                      name=gate_name(group))(anchor)
+                      binary=binary, name=gate_name(group))(anchor)
+
+    def mix(self, x_in, x_out, block_z, name):
+        return x_out if block_z is None else BlockMix(name=name)([x_in, x_out, block_z])
 
     def units(self, x, z, name):
         return x if z is None else GateMultiply(("units",), name=name)([x, z])
@@ -269,6 +291,6 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
     return gated
 
 
-__all__ = ["L0Gate", "GateMultiply", "RowGate", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
+__all__ = ["L0Gate", "GateMultiply", "RowGate", "BlockMix", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "gated_copy", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

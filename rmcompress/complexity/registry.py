@@ -324,7 +324,7 @@ def _mhsa_flops(layer, s, d):
         + 2 * inner * o * t,                     # output projection
         "bias": 3 * inner * t + o * t,
         "elementwise": h * t * t                 # scale by 1/sqrt(dh)
-        + 2 * h * t * t + 2 * t,                 # s*m + (m-1)*bound
+        + 2 * h * t * t + 2 * t * min1(h),       # s*m + (m-1)*bound (none without heads)
         "softmax": 3 * h * t * t,
     }
 

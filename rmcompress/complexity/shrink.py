@@ -163,6 +163,15 @@ def shrunk_config(cfg: ArchConfig, keep: dict, structure: Structure) -> ArchConf
             ffn.append(f)
             on.append(alive and (h > 0 or f > 0))
         d.update(heads=heads, ffn=ffn, block_present=on)
+    elif cfg.arch == "bert":  # a kept block keeps its norms even with no heads or FFN units
+        heads, ffn, on = [], [], []
+        for i, present in enumerate(cfg.blocks_present()):
+            b = f"block{i}"
+            alive = present and n.get(b, 0) > 0
+            heads.append(n.get(f"{b}_heads", 0) if alive else 0)
+            ffn.append(n.get(f"{b}_ffn", 0) if alive else 0)
+            on.append(alive)
+        d.update(heads=heads, ffn=ffn, block_present=on)
     else:
         d["width"] = n["embed"]
         if cfg.arch == "cnn":
@@ -196,6 +205,7 @@ def shrink(model: keras.Model, name: str | None = None) -> keras.Model:
     folds_by_layer: dict = {}
     for f in structure.folds:
         folds_by_layer.setdefault(f.layer, []).append(f)
+    src_names = {layer.name for layer in model.layers}
     vocab_cut = new_cfg.vocab_size != cfg.vocab_size or (new_cfg.input_vocab_size and not cfg.input_vocab_size)
 
     for layer in new.layers:
@@ -203,6 +213,10 @@ def shrink(model: keras.Model, name: str | None = None) -> keras.Model:
             continue
         if layer.name == "token_remap":
             continue  # filled below
+        if layer.name in structure.bias_sources and layer.name not in src_names:
+            src_name, src_attr = structure.bias_sources[layer.name]
+            layer.bias.assign(getattr(model.get_layer(src_name), src_attr).numpy())
+            continue
         src = model.get_layer(layer.name)
         facts = facts_for(src)
         dims = structure.dims.get(layer.name, {})

@@ -58,6 +58,9 @@ class Structure:
     folds: list
     min_alive: dict = field(default_factory=dict)    # group -> units it must keep
     require_any: list = field(default_factory=list)  # group tuples of which >= 1 unit must stay
+    #: a layer a shrunk model may have that the source lacks -> (source layer, weight attribute)
+    #: (``bert``: ``block{i}_attn_bias`` takes the output bias of ``block{i}_attn`` when every head goes)
+    bias_sources: dict = field(default_factory=dict)
 
     def full_alive(self) -> dict:
         return dict(self.groups)
@@ -104,6 +107,9 @@ def structure_for(config: ArchConfig | dict) -> Structure:
                 folds += [Fold(b, f"{b}_ffn_out", ("kernel", "bias"), None),
                           Fold(g, f"{b}_ffn_out", ("kernel",), "in")]
         return s
+    if c.arch == "bert":
+        _bert_structure(s)
+        return s
     groups["embed"] = c.width
     s.min_alive["embed"] = 1
     dims.setdefault("token_embedding", {})["width"] = Dim(("embed",))
@@ -133,6 +139,38 @@ def structure_for(config: ArchConfig | dict) -> Structure:
         else:
             dims["reward"] = {"in": Dim(("embed",))}
     return s
+
+
+def _bert_structure(s: Structure) -> None:
+    """``bert`` (post-LN): ``block{i}`` (1, a binary gate mixing the whole block with its input),
+    ``block{i}_heads``, ``block{i}_ffn``. A sub-layer with no units left keeps its output bias
+    (``BiasAdd``; the attention's bias with every head closed is exactly that), its LayerNorm and no
+    residual add; a closed block leaves nothing. The residual width is not a group (LayerNorm)."""
+    c = s.config
+    for i, (h, f, on) in enumerate(zip(c.per_block("heads"), c.per_block("ffn"), c.blocks_present())):
+        if not on:
+            continue
+        b = f"block{i}"
+        s.groups[b] = 1
+        block = Dim((1,), (b,))
+        for name in (f"{b}_attn", f"{b}_attn_bias", f"{b}_attn_norm", f"{b}_ffn_in", f"{b}_ffn_out",
+                     f"{b}_ffn_bias", f"{b}_ffn_norm"):
+            s.present[name] = block
+        if h > 0:
+            g = f"{b}_heads"
+            s.groups[g] = h
+            s.dims[f"{b}_attn"] = {"heads": Dim((g,))}
+            s.present[f"{b}_attn_residual"] = Dim((1,), (b, g))
+            s.folds.append(Fold(g, f"{b}_attn", ("output_kernel",), "heads"))
+            s.bias_sources[f"{b}_attn_bias"] = (f"{b}_attn", "output_bias")
+        if f > 0:
+            g = f"{b}_ffn"
+            s.groups[g] = f
+            s.dims[f"{b}_ffn_in"] = {"out": Dim((g,))}
+            s.dims[f"{b}_ffn_out"] = {"in": Dim((g,))}
+            s.present[f"{b}_ffn_residual"] = Dim((1,), (b, g))
+            s.folds.append(Fold(g, f"{b}_ffn_out", ("kernel",), "in"))
+            s.bias_sources[f"{b}_ffn_bias"] = (f"{b}_ffn_out", "bias")
 
 
 def default_gate_groups(structure: Structure, vocab: bool = False) -> list[str]:
@@ -184,13 +222,12 @@ def infer_arch_config(model) -> ArchConfig:
     if emb is None or not isinstance(emb, keras.layers.Embedding) or _get(model, "reward") is None:
         raise ModelError(f"model {model.name!r} is not an rmcompress architecture "
                          f"(no token_embedding/reward layers)")
-    if _get(model, "embedding_norm") is not None:
-        raise ModelError(f"model {model.name!r} is a bridged BERT encoder: gating and shrinking it is "
-                         f"not supported (only transformer, cnn and bow)")
     remap = _get(model, "token_remap")
     base = dict(vocab_size=int(emb.input_dim), seq_len=int(model.input_shape[1]), width=int(emb.output_dim),
                 input_vocab_size=int(remap.input_vocab_size) if remap is not None else None)
-    if _get(model, "final_norm") is not None:
+    if _get(model, "embedding_norm") is not None:
+        cfg = _infer_bert(model, names, base)
+    elif _get(model, "final_norm") is not None:
         blocks = sorted({int(n[5:].split("_")[0]) for n in names if n.startswith("block") and n[5:].split("_")[0].isdigit()})
         depth = (blocks[-1] + 1) if blocks else 0
         heads, ffn, on = [], [], []
@@ -220,6 +257,27 @@ def infer_arch_config(model) -> ArchConfig:
                          dropout=_dropout(model, ["hidden_dropout"]), **base)
     _check_matches(model, cfg)
     return cfg
+
+
+def _infer_bert(model, names, base) -> ArchConfig:
+    blocks = sorted({int(n[5:].split("_")[0]) for n in names if n.startswith("block") and n[5:].split("_")[0].isdigit()})
+    depth = (blocks[-1] + 1) if blocks else 0
+    heads, ffn, on = [], [], []
+    head_dim, act = 64, "gelu"
+    for i in range(depth):
+        attn, ffn_in = _get(model, f"block{i}_attn"), _get(model, f"block{i}_ffn_in")
+        heads.append(int(attn.num_heads) if attn is not None else 0)
+        ffn.append(int(ffn_in.units) if ffn_in is not None else 0)
+        on.append(_get(model, f"block{i}_attn_norm") is not None)
+        if attn is not None:
+            head_dim = int(attn.head_dim)
+        if ffn_in is not None:
+            act = ffn_in.activation.__name__
+    dropout = _dropout(model, ["embedding_dropout"] + [f"block{i}_{p}_dropout" for i in range(depth)
+                                                        for p in ("attn", "ffn")])
+    return ArchConfig(arch="bert", depth=depth, heads=heads, ffn=ffn, head_dim=head_dim, activation=act,
+                      dropout=dropout, block_present=on,
+                      norm_epsilon=float(_get(model, "embedding_norm").epsilon), **base)
 
 
 def _check_matches(model, cfg: ArchConfig) -> None:

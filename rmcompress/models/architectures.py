@@ -106,8 +106,11 @@ class ArchConfig:
 class _NoGates:
     """The gate hooks of a plain (ungated) model: identities (see ``rmcompress.complexity.gates``)."""
 
-    def values(self, group, anchor):
+    def values(self, group, anchor, binary=False):
         return None
+
+    def mix(self, x_in, x_out, block_z, name):
+        return x_out
 
     def units(self, x, z, name):
         return x
@@ -212,8 +215,6 @@ def activation(name: str):
 
 
 def _bert(c: ArchConfig, x, mask, gates):
-    if not isinstance(gates, _NoGates):
-        raise ModelError("bert: gated training of a bridged backbone is not supported yet")
     x = L.PositionEmbedding(c.seq_len, name="position_embedding")(x)
     x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name="embedding_norm")(x)
     if c.dropout:
@@ -221,8 +222,12 @@ def _bert(c: ArchConfig, x, mask, gates):
     for i, (h, f, present) in enumerate(zip(c.per_block("heads"), c.per_block("ffn"), c.blocks_present())):
         if not present:
             continue
+        x_in = x
+        zb = gates.values(f"block{i}", mask, binary=True)
         if h > 0:
-            y = L.MultiHeadSelfAttention(h, c.head_dim, output_dim=c.width, name=f"block{i}_attn")([x, mask])
+            zh = gates.values(f"block{i}_heads", mask)
+            y = L.MultiHeadSelfAttention(h, c.head_dim, output_dim=c.width, name=f"block{i}_attn")(
+                [x, mask] if zh is None else [x, mask, zh])
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_attn_dropout")(y)
             x = keras.layers.Add(name=f"block{i}_attn_residual")([x, y])
@@ -231,6 +236,7 @@ def _bert(c: ArchConfig, x, mask, gates):
         x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_attn_norm")(x)
         if f > 0:
             y = keras.layers.Dense(f, activation=activation(c.activation), name=f"block{i}_ffn_in")(x)
+            y = gates.units(y, gates.values(f"block{i}_ffn", mask), name=f"block{i}_ffn_units_gating")
             y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
@@ -238,4 +244,5 @@ def _bert(c: ArchConfig, x, mask, gates):
         else:
             x = L.BiasAdd(name=f"block{i}_ffn_bias")(x)
         x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
+        x = gates.mix(x_in, x, zb, name=f"block{i}_mix")
     return L.MaskedMeanPooling(name="pool")([x, mask])
