@@ -19,8 +19,9 @@ replica). Every replica of a ``tf.distribute`` strategy therefore draws the same
 distributed step equals a single-device step.
 
 Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
-:class:`L0Gate` (anchor -> gate vector ``[units]``), :class:`GateMultiply` (scales a tensor by
-gates), :class:`RowGate` (scales embedding rows by the gates of their token ids).
+:class:`L0Gate` (anchor -> gate vector ``[units]``; ``binary=True``: deterministic value 0 or 1),
+:class:`GateMultiply` (scales a tensor by gates), :class:`RowGate` (scales embedding rows by the
+gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block).
 :class:`GateBuilder` is the hook ``build_reward_model(config, gated=True)`` calls at each
 prunable group.
 """

@@ -15,12 +15,17 @@ cnn                ``embed`` (width)                      one embedding column (
                    ``conv{k}`` (filters)                  one filter of the width-``k`` convolution
 bow                ``embed`` (width)                      one embedding column
                    ``hidden`` (hidden units)              one hidden unit
+bert (post-LN)     ``block{i}`` (1, binary)               the whole block, LayerNorms included
+                                                          (a ``BlockMix`` gate around it)
+                   ``block{i}_heads`` (heads)             one attention head (0 left: the output
+                                                          bias stays as ``BiasAdd``)
+                   ``block{i}_ffn`` (ffn units)           one feed-forward unit (same)
 all (optional)     ``vocab`` (vocab_size - 1)             one vocabulary row (row 0, padding, stays)
 =================  =====================================  ==========================================
 
-The transformer's residual width is not a group: LayerNormalization mixes all of its dimensions,
-so removing one cannot be made exact. A sub-layer (attention or FFN) whose units are all closed
-is removed with its norm and residual add (its gate multiplies the branch by 0, bias included).
+The transformer's and bert's residual width is not a group: LayerNormalization mixes all of its dimensions,
+so removing one cannot be made exact. A transformer sub-layer (attention or FFN) whose units are all
+closed is removed with its norm and residual add (its gate multiplies the branch by 0, bias included).
 
 :func:`structure_for` maps every layer role onto groups (a :class:`~registry.Dim`), lists
 which weights absorb non-binary gate values when shrinking (:class:`Fold`), and the least

@@ -16,6 +16,11 @@ shrinking, pruning and quantisation can find every part by name):
                  pools); Dense(1). ``activation`` "gelu" is the exact erf GELU, "gelu_tanh" the tanh
                  approximation. A block with 0 heads (or 0 FFN units) keeps its sub-layer's output
                  bias as ``BiasAdd`` (``block{i}_attn_bias`` / ``block{i}_ffn_bias``) before the LN.
+                 Gated (``gated=True``): head gates inside the attention, unit gates after the FFN
+                 activation, and a binary block gate ``z`` mixing the whole post-LN block with its
+                 input, ``x = z * block(x) + (1 - z) * x`` (``block{i}_mix``; ``z = 0`` removes the
+                 block exactly, LayerNorms included). No residual-width gates: LayerNorm normalises
+                 over the width, so a removed column changes every other one.
 
 Per-block/per-conv sizes may be lists (a shrunk model has uneven blocks). Layer names:
 ``token_embedding``, ``position_embedding``, ``block{i}_attn_norm``, ``block{i}_attn``,
