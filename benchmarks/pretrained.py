@@ -167,14 +167,40 @@ def budget_rows(ft_dir: Path, files: dict, out: Path, args, task: str = "pointwi
         rc, msg = cli("train", "--data", str(files["train"]), "--val-data", str(files["val"]), "--task", task,
                       "--out", str(dest), "--overwrite", "--init", str(ft_dir), "--teacher", str(ft_dir),
                       "--budget-flops", f"{f:g}", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                      "--patience", "0", "--learning-rate", str(args.lr))
+                      "--patience", "0", "--learning-rate", str(args.lr),
+                      *(["--max-steps", str(args.budget_max_steps)] if args.budget_max_steps else []))
         if rc != 0:
             rows.append({"name": name, "status": f"pending (issue 3): {msg[:160]}"})
             log(f"{name}: pending ({msg[:160]})")
             continue
+        report = json.loads((dest / "report.json").read_text())
         rows.append(export_and_evaluate(dest, files["val"], out, name, args.latency_runs,
-                                        {"train_seconds": round(time.time() - t, 1)}))
+                                        {"train_seconds": round(time.time() - t, 1), "budget_flops": f,
+                                         "flops_fraction": report.get("flops_fraction"),
+                                         "steps": report.get("steps")}))
     return rows
+
+
+def recipe_file(recipe: str, out: Path, args) -> str:
+    """``recipe`` as shipped, or (``--recipe-budget-steps``/``--recipe-budget-lr``) a copy in ``out``
+    whose ``budget`` pass trains fewer steps / at another rate (the reduced benchmark scale)."""
+    if not (args.recipe_budget_steps or args.recipe_budget_lr):
+        return recipe
+    import yaml
+
+    from rmcompress.compress.recipe import RECIPE_DIR
+
+    d = yaml.safe_load((RECIPE_DIR / f"{recipe}.yaml").read_text())
+    for spec in d["passes"]:
+        if isinstance(spec, dict) and "budget" in spec:
+            if args.recipe_budget_steps:
+                spec["budget"]["steps"] = args.recipe_budget_steps
+            if args.recipe_budget_lr:
+                spec["budget"]["learning_rate"] = args.recipe_budget_lr
+    path = out / "recipes" / f"{recipe}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return str(path)
 
 
 def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
@@ -183,8 +209,10 @@ def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
     for recipe in args.recipes:
         name = f"minilm-{recipe}"
         dest = out / "models" / name
-        rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe, "--data", str(files["train"]),
-                      "--out", str(dest), "--overwrite")
+        t = time.time()
+        rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe_file(recipe, out, args),
+                      "--data", str(files["train"]), "--out", str(dest), "--overwrite")
+        log(f"{name}: compressed in {time.time() - t:.0f}s (rc {rc})")
         if rc != 0:
             rows.append({"name": name, "status": f"pending (issue 4): {msg[:160]}"})
             log(f"{name}: pending ({msg[:160]})")
@@ -195,7 +223,8 @@ def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
 
             ev = evaluate(tfl, files["val"], latency_runs=args.latency_runs)
             rows.append({"name": name, **{k: ev.get(k) for k in ("task", "accuracy", "flops", "params", "size_bytes",
-                                                                  "size_gzip_bytes", "latency_ms_p50")}})
+                                                                  "size_gzip_bytes", "latency_ms_p50")},
+                         "tflite": tfl.name, "compress_seconds": round(time.time() - t, 1)})
         else:
             rows.append(export_and_evaluate(dest, files["val"], out, name, args.latency_runs))
     return rows
@@ -222,6 +251,13 @@ def parse_args(argv=None):
     p.add_argument("--distill-temperature", type=float, default=2.0)
     p.add_argument("--budgets", default="0.5,0.25,0.1", help="FLOPs fractions for the issue-3 rows ('' to skip)")
     p.add_argument("--recipes", default="medium,aggressive", help="issue-4 recipes ('' to skip)")
+    p.add_argument("--budget-max-steps", type=int, default=None,
+                   help="cap the budget rows' training steps (gated + fine-tune; default: --epochs of the data)")
+    p.add_argument("--recipe-budget-steps", type=int, default=None,
+                   help="override the recipes' budget-pass steps (reduced scale)")
+    p.add_argument("--recipe-budget-lr", type=float, default=None,
+                   help="override the recipes' budget-pass learning rate")
+    p.add_argument("--skip-students", action="store_true", help="only the MiniLM rows")
     p.add_argument("--pairs", default=None, help="HH-RLHF pairs.jsonl.gz: also run the pairwise rows")
     p.add_argument("--pairs-train-size", type=int, default=800)
     p.add_argument("--pairs-val-size", type=int, default=300)
@@ -290,7 +326,7 @@ def sst2_rows(args, out: Path, backbone: str, rows: list, save) -> None:
         rows += budget_rows(ft_dir, files, out, args)
         rows += recipe_rows(ft_dir, files, out, args)
         save()
-    for student in args.students:
+    for student in ([] if args.skip_students else args.students):
         for seed in args.seeds:
             kw = dict(common, **STUDENTS[student], epochs=args.student_epochs, batch_size=64, seed=seed, patience=2)
             if not args.ablation_only:
