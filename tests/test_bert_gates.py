@@ -229,12 +229,12 @@ def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwis
     """The ``budget`` pass (first pass of the medium/aggressive recipes) and QAT (gelu_tanh FFN)."""
     from rmcompress.compress import compress
 
-    rep = compress(finetuned_dir, {"name": "t", "passes": [{"budget": {"flops_fraction": 0.3, "steps": 20,
-                                                                       "learning_rate": 3e-3}},
+    rep = compress(finetuned_dir, {"name": "t", "passes": [{"budget": {"flops_fraction": 0.3, "steps": 20}},
                                                             {"quantise": {"mode": "qat", "steps": 5}}]},
                    pointwise_file, tmp_path / "c", latency_runs=0)
     notes = {n["pass"]: n for n in rep["passes"]}
     assert notes["budget"]["achieved_flops_fraction"] <= 0.3 + 1e-9
+    assert notes["budget"]["learning_rate"] == 1e-4  # the bridged-encoder default
     assert notes["budget"]["flops_after"] < notes["budget"]["flops_before"]
     q = notes["quantise"]
     assert q["mode"] == "qat" and any(n.endswith("ffn_in") for n in q["quantized_layers"])

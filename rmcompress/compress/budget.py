@@ -22,9 +22,17 @@ def _budget_compress():
     return budget_compress
 
 
+#: the budget pass's default weight learning rate: from scratch / a bridged pretrained encoder (``bert``),
+#: whose fine-tuned weights a from-scratch rate would wreck (gates have their own optimizer)
+DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
+
+
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
-                learning_rate: float = 1e-3, batch_size: int = 64) -> tuple[CompressState, dict]:
+                learning_rate: float | None = None, batch_size: int = 64) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
+    if learning_rate is None:
+        arch = (state.metadata.get("arch") or {}).get("arch") if isinstance(state.metadata, dict) else None
+        learning_rate = DEFAULT_LEARNING_RATE["bert" if arch == "bert" else "scratch"]
     before = count(state.model).as_dict()
     bundle = RewardModelBundle(state.model, state.tokenizer, state.metadata)
     new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
@@ -37,6 +45,7 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     if new.metadata:
         state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "steps": steps,
+            "learning_rate": learning_rate,
             "flops_before": before["flops"], "flops_after": after["flops"],
             "params_before": before["params"], "params_after": after["params"],
             "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}

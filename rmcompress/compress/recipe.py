@@ -117,7 +117,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "budget": {"flops_fraction": Field(FLOAT + (type(None),), None, _range(0, 1, lo_open=True)),
                "params_fraction": Field(FLOAT + (type(None),), None, _range(0, 1, lo_open=True)),
                "steps": Field(INT, 1000, _range(1)),
-               "learning_rate": Field(FLOAT, 1e-3, _range(0, lo_open=True)),
+               "learning_rate": Field(FLOAT + (type(None),), None, _range(0, lo_open=True)),
                "batch_size": Field(INT, 64, _range(1))},
     "fuse": {"dropout": Field(BOOL, True), "batchnorm": Field(BOOL, True), "layernorm": Field(BOOL, True),
              "qkv": Field(BOOL, True), "dense_chain": Field(BOOL, True), "matmul": Field(BOOL, True),
