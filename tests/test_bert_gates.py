@@ -226,16 +226,25 @@ def finetuned_dir(train_preset, pointwise_file, tmp_path_factory):
 
 
 def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
-    """The ``budget`` pass (first pass of the medium/aggressive recipes) and QAT (gelu_tanh FFN)."""
+    """The ``budget`` pass (first pass of the medium/aggressive recipes), fuse (a gelu_tanh Dense),
+    vocabulary pruning (keeps [CLS]/[SEP], dropped words -> [UNK]) and QAT on a bridged encoder."""
     from rmcompress.compress import compress
 
-    rep = compress(finetuned_dir, {"name": "t", "passes": [{"budget": {"flops_fraction": 0.3, "steps": 20}},
+    rep = compress(finetuned_dir, {"name": "t", "passes": [{"budget": {"flops_fraction": 0.3, "steps": 20}}, "fuse",
+                                                            {"factorise": {"vocab_prune": True, "steps": 0}},
                                                             {"quantise": {"mode": "qat", "steps": 5}}]},
                    pointwise_file, tmp_path / "c", latency_runs=0)
     notes = {n["pass"]: n for n in rep["passes"]}
     assert notes["budget"]["achieved_flops_fraction"] <= 0.3 + 1e-9
     assert notes["budget"]["learning_rate"] == 1e-4  # the bridged-encoder default
     assert notes["budget"]["flops_after"] < notes["budget"]["flops_before"]
+    assert notes["factorise"]["vocab_after"] < notes["factorise"]["vocab_before"]
+    from rmcompress.data.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tmp_path / "c")
+    ids = tok.encode(["the film is zzzunseenzzz"])[0]
+    specials = tok.special_ids()
+    assert ids[0] == specials["cls"] and specials["sep"] in ids and specials["unk"] in ids
     q = notes["quantise"]
     assert q["mode"] == "qat" and any(n.endswith("ffn_in") for n in q["quantized_layers"])
     assert q["qat_vs_float_decision_agreement"] >= 0.8

@@ -110,7 +110,9 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts, vocab_prune
     counts = full_token_counts(tokenizer, train_texts)
     note = {"layer": name, "vocab_before": int(V), "width": int(d), "params_before": int(V * d)}
     keep = vocab_keep(counts, min_count) if vocab_prune else np.arange(V)
-    remap = remap_table(keep, V)
+    specials = tokenizer.special_ids()  # bert mode: [CLS]/[SEP] are added by encode, never counted
+    keep = np.union1d(keep, np.asarray(list(specials.values()), np.int64))
+    remap = remap_table(keep, V, unk_id=int(np.searchsorted(keep, specials["unk"])))
     E, counts = E[keep], counts[keep]
     new_tok = tokenizer
     if vocab_prune:

@@ -46,8 +46,9 @@ def named_weights(layer) -> dict[str, np.ndarray]:
 
 def _is_linear(cfg: dict) -> bool:
     act = cfg.get("activation")
-    if isinstance(act, dict):
-        act = act.get("config", {}).get("name", act.get("class_name"))
+    if isinstance(act, dict):  # a registered function (e.g. rmcompress>gelu_tanh) has a string config
+        conf = act.get("config")
+        act = conf.get("name", act.get("class_name")) if isinstance(conf, dict) else (conf or act.get("class_name"))
     return act in (None, "linear")
 
 
