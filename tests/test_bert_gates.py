@@ -225,6 +225,17 @@ def finetuned_dir(train_preset, pointwise_file, tmp_path_factory):
     return r.out_dir
 
 
+def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned_dir, pointwise_file, tmp_path):
+    """``train --init FT --teacher FT --budget-flops F`` (the benchmark's budget rows): the gated
+    phase and the fine-tuning of the shrunk model both see the teacher's scores."""
+    from rmcompress.training.trainer import train
+
+    r = train(pointwise_file, tiny(init=str(finetuned_dir), teacher=str(finetuned_dir), budget_flops=0.5,
+                                   max_steps=10, learning_rate=1e-3), tmp_path / "b", verbose=0)
+    assert r.report["flops_fraction"] <= 0.5 and r.report["finetune_steps"] > 0
+    assert r.report["arch"] == "bert" and r.report["shrink_max_abs_diff"] <= 1e-5
+
+
 def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
     """The ``budget`` pass (first pass of the medium/aggressive recipes), fuse (a gelu_tanh Dense),
     vocabulary pruning (keeps [CLS]/[SEP], dropped words -> [UNK]) and QAT on a bridged encoder."""

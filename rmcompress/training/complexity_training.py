@@ -68,10 +68,12 @@ def finetune_steps(cfg, total_steps: int) -> int:
     return int(round(total_steps * max(0.0, min(0.9, float(getattr(cfg, "finetune_fraction", 0.0))))))
 
 
-def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbose: int = 0):
+def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbose: int = 0, build=None):
     """Train the shrunk ``scorer`` ``steps`` more steps (plain task loss, AdamW with warm-up and
     cosine decay from ``cfg.learning_rate``); returns the fine-tuned scorer (a rebuilt copy made
-    under ``strategy``)."""
+    under ``strategy``). ``build(scorer, cfg, loss)``: the training wrapper (default: the plain
+    :class:`RewardTrainingModel`; the trainer passes its distillation wrapper when there is a teacher,
+    whose batches carry the teacher's scores)."""
     from rmcompress._keras import keras, tf
     from rmcompress.complexity.structure import infer_arch_config
     from rmcompress.models.architectures import build_reward_model
@@ -82,7 +84,8 @@ def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbos
     with strategy.scope():
         model = build_reward_model(infer_arch_config(scorer), name=scorer.name)
         model.set_weights(scorer.get_weights())
-        wrapper = RewardTrainingModel(model, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient)
+        wrapper = (build(model, cfg, loss) if build is not None else
+                   RewardTrainingModel(model, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient))
         wrapper.compile(optimizer=keras.optimizers.AdamW(
             learning_rate=warmup_cosine(cfg.learning_rate, steps, cfg.warmup_fraction),
             weight_decay=cfg.weight_decay))

@@ -348,7 +348,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
 
         arch = infer_arch_config(scorer) if cfg.shrink else arch
         if ft_steps:
-            scorer = cx.finetune(scorer, cfg, loss, ds_train, ft_steps, strategy, verbose)
+            scorer = cx.finetune(scorer, cfg, loss, ds_train, ft_steps, strategy, verbose,
+                                 build=distill.wrap(make_training_model) if distill is not None else None)
             cx_info["finetune_steps"] = ft_steps
 
     arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
