@@ -168,7 +168,8 @@ def budget_rows(ft_dir: Path, files: dict, out: Path, args, task: str = "pointwi
                       "--out", str(dest), "--overwrite", "--init", str(ft_dir), "--teacher", str(ft_dir),
                       "--budget-flops", f"{f:g}", "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                       "--patience", "0", "--learning-rate", str(args.lr),
-                      *(["--max-steps", str(args.budget_max_steps)] if args.budget_max_steps else []))
+                      *(["--max-steps", str(args.budget_max_steps)] if args.budget_max_steps else []),
+                      *args.budget_train_args.split())
         if rc != 0:
             rows.append({"name": name, "status": f"pending (issue 3): {msg[:160]}"})
             log(f"{name}: pending ({msg[:160]})")
@@ -253,6 +254,8 @@ def parse_args(argv=None):
     p.add_argument("--recipes", default="medium,aggressive", help="issue-4 recipes ('' to skip)")
     p.add_argument("--budget-max-steps", type=int, default=None,
                    help="cap the budget rows' training steps (gated + fine-tune; default: --epochs of the data)")
+    p.add_argument("--budget-train-args", default="",
+                   help="extra `rmcompress train` flags for the budget rows, e.g. '--gate-learning-rate 0.3'")
     p.add_argument("--recipe-budget-steps", type=int, default=None,
                    help="override the recipes' budget-pass steps (reduced scale)")
     p.add_argument("--recipe-budget-lr", type=float, default=None,
