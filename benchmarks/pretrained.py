@@ -5,10 +5,11 @@ Rows (each model is exported to float TFLite with a parity check, then evaluated
 validation set: accuracy, FLOPs, params, TFLite size, p50 latency at batch 1 / one thread):
 
 - ``minilm``                 all-MiniLM-L6-v2 bridged (``--backbone``) and fine-tuned;
-- ``minilm-budget-{F}``      budget-trained copies at F of its FLOPs, shrunk (issue 3 hook: runs
-                             ``rmcompress train --init FT --teacher FT --budget-flops F`` when the flag exists);
-- ``minilm-{recipe}``        ``rmcompress compress --recipe medium|aggressive`` (issue 4 hook, when the
-                             command exists);
+- ``minilm-budget-{F}``      budget-trained copies at F of its FLOPs, shrunk
+                             (``rmcompress train --init FT --teacher FT --budget-flops F``; steps:
+                             ``--budget-max-steps``, extra flags: ``--budget-train-args``);
+- ``minilm-{recipe}``        ``rmcompress compress --recipe medium|aggressive`` (budget-pass steps:
+                             ``--recipe-budget-steps``);
 - ``{student}-labels-s{k}``  a small student on the labels alone;
 - ``{student}-distill-s{k}`` the same student with the MiniLM teacher (+ unlabeled texts).
 
