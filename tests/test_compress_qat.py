@@ -62,3 +62,23 @@ def test_pqat_preserves_pruned_zeros(state):
         for k in before:
             assert np.all(after[k][before[k] == 0] == 0), (name, k)  # pruned weights stayed zero
             assert not np.array_equal(after[k], before[k])  # ... while the others trained
+
+
+def test_qat_after_a_vocabulary_shrink_leaves_remapped_ids_unquantised(pointwise_file, tmp_path):
+    """A params budget removes vocabulary rows and adds a ``TokenRemap`` (int32 ids -> int32 rows):
+    QAT must not put a FakeQuant on its integer output (it used to fail with a TypeError)."""
+    from rmcompress.compress import qat
+    from rmcompress.compress.state import prepare_state
+    from rmcompress.complexity.api import budget_compress
+    from rmcompress.models.layers import TokenRemap
+    from rmcompress.training.trainer import train
+
+    r = train(pointwise_file, tiny_config(arch="bow", max_steps=4), tmp_path / "m", verbose=0)
+    st = prepare_state(r.bundle, pointwise_file)
+    small = budget_compress(r.bundle, st.train, st.val, params_fraction=0.4, steps=8)
+    assert any(isinstance(l, TokenRemap) for l in small.model.layers)
+    q = qat.quantize_model(small.model)
+    ids = st.val_ids(16)
+    flat = qat.convert_qat(q, st.tokenizer.seq_len)
+    m = parity_metrics(q.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
+    assert m["parity_decision_agreement"] >= 0.9
