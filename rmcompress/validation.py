@@ -224,23 +224,24 @@ def check_order(names: Sequence[str], order: Sequence, where: str = "recipe", wh
     rank = {n: i for i, g in enumerate(groups) for n in g}
     known = [n for g in groups for n in g] + [n for n in anywhere if n not in rank]
     chain = " -> ".join("/".join(g) for g in groups) + (f" ({', '.join(anywhere)} anywhere)" if anywhere else "")
+    def at(i: int) -> str:
+        return f"{where}: {path}[{i}]" if path else where
+
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
-        at = f"{where}: {path}[{i}]" if path else where
         if n not in rank and n not in anywhere:
-            raise error(f"{at}: unknown {item} {n!r}; allowed: "
+            raise error(f"{at(i)}: unknown {item} {n!r}; allowed: "
                         f"{', '.join(known)}{suggest(n, known)}")
         if n in seen:
             first = f"first at {path}[{seen[n]}]" if path else f"positions {seen[n] + 1} and {i + 1}"
-            raise error(f"{at}: {n!r} appears twice in {what} ({first})")
+            raise error(f"{at(i)}: {n!r} appears twice in {what} ({first})")
         seen[n] = i
     highest = None  # the ranked name of highest rank so far
     for i, n in enumerate(names):
         if n not in rank:
             continue
         if highest is not None and rank[n] < rank[highest]:
-            at = f"{where}: {path}[{i}]" if path else where
-            raise error(f"{at}: {n!r} cannot come after {highest!r}; {what} must follow the order {chain}")
+            raise error(f"{at(i)}: {n!r} cannot come after {highest!r}; {what} must follow the order {chain}")
         if highest is None or rank[n] > rank[highest]:
             highest = n
 
