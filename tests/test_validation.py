@@ -103,7 +103,8 @@ def test_field_check_and_yaml_spelling_of_choices():
         validate({"keep": "yes", "passes": ["x"]}, schema, "r.yaml")
     with pytest.raises(RecipeError, match=r"'passes' needs at least 1 item\(s\), got 0 \(a non-empty list of passes\)"):
         validate({"passes": []}, schema, "r.yaml")
-    with pytest.raises(RecipeError, match=r"'prune' must be a mapping of keys to values, got int 3; allowed keys: m_by_n"):
+    with pytest.raises(RecipeError, match=r"'prune' must be a mapping of keys to values, got int 3; "
+                                          r"allowed keys: m_by_n"):
         validate(3, schema, "r.yaml", path="prune")
 
 

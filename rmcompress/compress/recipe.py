@@ -98,7 +98,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "quantise": {"mode": Field(str, "dynamic", choices=QUANT_MODES),
                  "calibration_samples": Field(int, 300, min=1),
                  "keep_float_ops": Field((list, str), None, nullable=True, items=Field(str),
-                                         check=_auto_or_list("a list of TFLite op names, e.g. [BATCH_MATMUL, SOFTMAX]")),
+                                         check=_auto_or_list("a list of TFLite op names, "
+                                                             "e.g. [BATCH_MATMUL, SOFTMAX]")),
                  "max_layer_error": Field(float, None, nullable=True, min=0, min_exclusive=True),
                  "debug_samples": Field(int, 64, min=1),
                  **_train(300)},
