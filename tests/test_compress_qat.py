@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from _compress_helpers import transformer_state
+from conftest import tiny_config
 from rmcompress.compress.fuse import fuse
 from rmcompress.compress.quantise import quantise_pass
 from rmcompress.evaluate.op_profile import op_dtypes
