@@ -70,6 +70,8 @@ _LAYERS_FIELD = Field(dict, None, nullable=True, schema=_LAYERS)
 #: pass -> its settings (a :mod:`rmcompress.validation` schema)
 SCHEMA: dict[str, dict[str, Field]] = {
     "budget": {"flops_fraction": Field(**_FRACTION), "params_fraction": Field(**_FRACTION),
+               "distill": Field(float, 0.0, min=0, max=1, max_exclusive=True,
+                                help="weight of self-distillation from the source model (0: labels only)"),
                **_train(1000, learning_rate=1e-3, min_steps=1)},
     "fuse": {"dropout": Field(bool, True), "batchnorm": Field(bool, True), "layernorm": Field(bool, True),
              "qkv": Field(bool, True), "dense_chain": Field(bool, True), "matmul": Field(bool, True),
