@@ -81,10 +81,13 @@ def combine(args):
         frames.append(pd.read_csv(Path(d) / "runs.csv"))
         if (Path(d) / "summary.json").is_file():
             m = json.loads((Path(d) / "summary.json").read_text())
-            meta.setdefault("sources", []).append({"dir": str(d), "command": m.get("command"),
-                                                   "wall_seconds": m.get("wall_seconds")})
-            if m.get("step_time"):
-                meta["step_time"] = m["step_time"]
+            if m.get("sources"):  # an earlier combined folder: keep the runs it came from
+                meta.setdefault("sources", []).extend(m["sources"])
+            else:
+                meta.setdefault("sources", []).append({"dir": str(d), "command": m.get("command"),
+                                                       "wall_seconds": m.get("wall_seconds")})
+            for t in m.get("step_time") or []:  # per architecture; a later folder replaces an earlier one
+                meta["step_time"] = [x for x in meta.get("step_time", []) if x["arch"] != t["arch"]] + [t]
             for k in ("n_train", "n_val", "steps_per_run", "epochs", "batch_size", "seq_len"):
                 meta.setdefault(k, m.get(k))
     runs = pd.concat(frames, ignore_index=True)

@@ -166,7 +166,11 @@ def main(argv=None):
     p.add_argument("--latency-runs", type=int, default=200)
     p.add_argument("--no-by-hand", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compress_levels"))
+    p.add_argument("--table-from", metavar="ROWS_CSV", help="no run: print the README table of an earlier rows.csv")
     args = p.parse_args(argv)
+    if args.table_from:
+        print(readme_table(pd.read_csv(args.table_from)))
+        return 0
     from rmcompress import _quiet
 
     _quiet.silence()
@@ -232,6 +236,9 @@ def main(argv=None):
     write_report(first[first["size_bytes"].notna()], out)
     print(text)
     print(json.dumps(meta))
+    table = readme_table(df)
+    (out / "readme_table.md").write_text(table + "\n")
+    print(table)
     shutil.rmtree(out / "work" / "tmp", ignore_errors=True)
     return 0
 
@@ -270,6 +277,49 @@ def summarise_rows(df: pd.DataFrame) -> pd.DataFrame:
                     s.loc[m, "speed_x_real_len"] = b["latency_ms_p50"] / s.loc[m, "latency_ms_p50_real_length"]
             s.loc[m, "drop_points"] = 100 * (b[q] - s.loc[m, q])
     return s
+
+
+def readme_table(df: pd.DataFrame) -> str:
+    """Per task and row: quality and its drop against the same seed's float32 TFLite (mean +- sd over
+    seeds), raw and gzip size with the ratios, p50 latency at the maximum length and at the texts'
+    real lengths with the speed-ups (ratios per seed, then averaged)."""
+    df = df.copy()
+    df["quality"] = df["accuracy"] if "accuracy" in df else np.nan
+    if "pairwise_accuracy" in df:
+        df["quality"] = df["quality"].fillna(df["pairwise_accuracy"])
+    if "latency_ms_p50_real_length" not in df:
+        df["latency_ms_p50_real_length"] = np.nan
+    lines = []
+    for task, t in df.groupby("task_name", sort=False):
+        base = t[t["name"] == "float32 TFLite"].set_index("seed")
+        lines += [f"**{task}**", "",
+                  "| route | seeds | quality | drop (points) | raw size | smaller | gzip smaller | p50 | faster | faster at real length |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, g in t.groupby("name", sort=False):
+            if g["size_bytes"].isna().all():
+                note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
+                lines.append(f"| {name} | {len(g)} | {note} | | | | | | | |")
+                continue
+            b = base.reindex(g["seed"])
+
+            def ms(v, fmt="{:.3f}"):
+                v = np.asarray(v, float)
+                v = v[np.isfinite(v)]
+                if not len(v):
+                    return ""
+                return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
+
+            drop = 100 * (b["quality"].to_numpy() - g["quality"].to_numpy())
+            size_x = b["size_bytes"].to_numpy() / g["size_bytes"].to_numpy()
+            gz_x = b["size_gzip_bytes"].to_numpy() / g["size_gzip_bytes"].to_numpy()
+            sp = b["latency_ms_p50"].to_numpy() / g["latency_ms_p50"].to_numpy()
+            sp_real = b["latency_ms_p50"].to_numpy() / g["latency_ms_p50_real_length"].to_numpy()
+            lines.append(f"| {name} | {len(g)} | {ms(g['quality'])} | {ms(drop, '{:.2f}')} | "
+                         f"{g['size_bytes'].mean() / 1e3:.0f} kB | {ms(size_x, '{:.1f}')}x | {ms(gz_x, '{:.1f}')}x | "
+                         f"{g['latency_ms_p50'].mean():.3f} ms | {ms(sp, '{:.2f}')}x | "
+                         f"{(ms(sp_real, '{:.1f}') + 'x') if np.isfinite(sp_real).any() else ''} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rmcompress.errors import RecipeError
 
@@ -48,7 +48,10 @@ class Field:
     (``REQUIRED``: the key must be given). ``choices``: allowed values. ``min``/``max``: inclusive
     bounds unless ``min_exclusive``/``max_exclusive``; numbers must be finite. ``schema``: nested
     schema of a ``dict``; ``items``: the Field of each element of a ``list``; ``nullable``: ``None``
-    (YAML ``null``/``~``) allowed. ``min_items``/``unique`` constrain lists.
+    (YAML ``null``/``~``) allowed. ``min_items``/``unique`` constrain lists. ``check``: a last rule
+    for what the other settings cannot say (``[m, n]`` with ``m < n``): a function of the checked value
+    returning ``None`` when it is fine, else what it must be (``"must be [m, n] with 0 < m < n"``).
+    ``help``: what the key is, added to "missing" and "too few items" errors.
     """
 
     kind: type | tuple = object
@@ -64,6 +67,7 @@ class Field:
     min_items: int = 0
     unique: bool = False
     help: str = ""
+    check: Callable[[Any], "str | None"] | None = None
 
     @property
     def required(self) -> bool:
@@ -82,6 +86,13 @@ def _kinds(field: Field) -> tuple:
 
 def _type_name(kinds: tuple) -> str:
     return " or ".join(_TYPE_NAMES.get(k, getattr(k, "__name__", str(k))) for k in kinds)
+
+
+def _show(value) -> str:
+    """A value as a recipe writes it: YAML spelling for true/false/null, else ``str``."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
 
 
 def _short(value) -> str:
@@ -134,7 +145,7 @@ def check_value(value, field: Field, path: str, where: str, error=RecipeError):
     if float in kinds and isinstance(value, int) and not isinstance(value, bool) and int not in kinds:
         value = float(value)
     if field.choices is not None and value not in field.choices:
-        allowed = ", ".join(str(c) for c in field.choices)
+        allowed = ", ".join(_show(c) for c in field.choices)
         raise error(f"{where}: {path!r} = {_short(value)} is not allowed; allowed values: {allowed}"
                     f"{suggest(value, field.choices) if isinstance(value, str) else ''}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -146,7 +157,8 @@ def check_value(value, field: Field, path: str, where: str, error=RecipeError):
         value = validate(value, field.schema, where, error, path)
     if isinstance(value, list):
         if len(value) < field.min_items:
-            raise error(f"{where}: {path!r} needs at least {field.min_items} item(s), got {len(value)}")
+            raise error(f"{where}: {path!r} needs at least {field.min_items} item(s), got {len(value)}"
+                        + (f" ({field.help})" if field.help else ""))
         if field.items is not None:
             value = [check_value(v, field.items, f"{path}[{i}]", where, error) for i, v in enumerate(value)]
         if field.unique:
@@ -156,6 +168,10 @@ def check_value(value, field: Field, path: str, where: str, error=RecipeError):
                 if key in seen:
                     raise error(f"{where}: {path}[{i}] = {_short(v)} is repeated; each may appear once")
                 seen.add(key)
+    if field.check is not None:
+        problem = field.check(value)
+        if problem:
+            raise error(f"{where}: {path!r} {problem}, got {_short(value)}")
     return value
 
 
@@ -163,11 +179,11 @@ def validate(mapping, schema: Mapping[str, Field], where: str = "recipe", error=
              path: str = "") -> dict:
     """Check ``mapping`` against ``schema`` (unknown keys, missing keys, types, choices, ranges,
     nested schemas); return a new dict with every schema key, defaults filled in."""
-    label = path or "the top level"
+    label = repr(path) if path else "the top level"
+    allowed = ", ".join(schema) or "(none)"
     if not isinstance(mapping, Mapping):
         raise error(f"{where}: {label} must be a mapping of keys to values, got {type(mapping).__name__} "
-                    f"{_short(mapping)}")
-    allowed = ", ".join(schema) or "(none)"
+                    f"{_short(mapping)}; allowed keys: {allowed}")
     for key in mapping:
         if not isinstance(key, str):
             raise error(f"{where}: key {_short(key)} in {label} is not a string; allowed keys: {allowed}")
@@ -197,22 +213,37 @@ def check_choice(value, choices: Sequence, what: str, where: str = "", error=Rec
     return value
 
 
-def check_order(names: Sequence[str], order: Sequence[str], where: str = "recipe", what: str = "passes",
-                error=RecipeError, item: str = "pass") -> None:
-    """Raise unless every name is in ``order`` and the names follow it (repeats not allowed)."""
-    rank = {n: i for i, n in enumerate(order)}
-    chain = " -> ".join(order)
+def check_order(names: Sequence[str], order: Sequence, where: str = "recipe", what: str = "passes",
+                error=RecipeError, item: str = "pass", anywhere: Sequence[str] = (), path: str = "") -> None:
+    """Raise unless every name is in ``order`` (or ``anywhere``) and the names follow it (repeats not
+    allowed). An entry of ``order`` may be a tuple of names of equal rank, allowed in either order
+    (``("budget", ("fuse", "factorise"), "prune")``); names in ``anywhere`` may stand anywhere. With
+    ``path`` (e.g. ``"passes"``) each message names the place as ``passes[i]`` (from 0) instead of
+    ``positions i and j`` (from 1)."""
+    groups = [g if isinstance(g, tuple) else (g,) for g in order]
+    rank = {n: i for i, g in enumerate(groups) for n in g}
+    known = [n for g in groups for n in g] + [n for n in anywhere if n not in rank]
+    chain = " -> ".join("/".join(g) for g in groups) + (f" ({', '.join(anywhere)} anywhere)" if anywhere else "")
+    def at(i: int) -> str:
+        return f"{where}: {path}[{i}]" if path else where
+
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
-        if n not in rank:
-            raise error(f"{where}: unknown {item} {n!r}; allowed: "
-                        f"{', '.join(order)}{suggest(n, order)}")
+        if n not in rank and n not in anywhere:
+            raise error(f"{at(i)}: unknown {item} {n!r}; allowed: "
+                        f"{', '.join(known)}{suggest(n, known)}")
         if n in seen:
-            raise error(f"{where}: {n!r} appears twice in {what} (positions {seen[n] + 1} and {i + 1})")
+            first = f"first at {path}[{seen[n]}]" if path else f"positions {seen[n] + 1} and {i + 1}"
+            raise error(f"{at(i)}: {n!r} appears twice in {what} ({first})")
         seen[n] = i
-    for a, b in zip(names, names[1:]):
-        if rank[b] < rank[a]:
-            raise error(f"{where}: {b!r} cannot come after {a!r}; {what} must follow the order {chain}")
+    highest = None  # the ranked name of highest rank so far
+    for i, n in enumerate(names):
+        if n not in rank:
+            continue
+        if highest is not None and rank[n] < rank[highest]:
+            raise error(f"{at(i)}: {n!r} cannot come after {highest!r}; {what} must follow the order {chain}")
+        if highest is None or rank[n] > rank[highest]:
+            highest = n
 
 
 # -- YAML -----------------------------------------------------------------------------------------

@@ -96,3 +96,25 @@ def test_budget_compress_on_a_trained_model(trained_models, kind):
     assert out.metadata["arch"] != src.bundle.metadata["arch"]
     assert "accuracy" in rep and rep["shrink_max_abs_diff"] <= 1e-5
     assert np.isfinite(out.model.predict(src.val_data.ids[:4], verbose=0)).all()
+
+
+@pytest.mark.parametrize("name", ["transformer", "pairwise"])
+def test_budget_compress_self_distillation_pulls_the_student_to_the_source(trained_models, name):
+    """``distill_weight`` trains the shrunk model to match the source model's rewards (pairwise: its
+    margins): with a high weight the student ends closer to the source than with labels alone."""
+    from rmcompress.complexity.api import budget_compress, with_teacher_targets
+
+    src = trained_models[name]
+    data = with_teacher_targets(src.bundle.model, src.train_data)
+    assert data.teacher.shape == (len(src.train_data),) and data.labeled.min() == 1.0
+    gaps = {}
+    for w in (0.0, 0.95):
+        out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.5, steps=40,
+                              batch_size=32, distill_weight=w, learning_rate=3e-3)
+        assert out.report["distill_weight"] == w
+        if data.task == "pairwise":
+            got = (out.model.predict(data.chosen, verbose=0) - out.model.predict(data.rejected, verbose=0)).ravel()
+        else:
+            got = out.model.predict(data.ids, verbose=0).ravel()
+        gaps[w] = float(np.mean((got - data.teacher) ** 2))
+    assert gaps[0.95] < gaps[0.0], gaps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from _compress_helpers import transformer_state
 from rmcompress.compress.cluster import cluster
 from rmcompress.compress.fuse import fuse
 from rmcompress.compress.prune import prune
@@ -14,11 +14,7 @@ from rmcompress.compress.targets import weight_arrays
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, pointwise_file):
-    from rmcompress.compress.state import prepare_state
-    from rmcompress.training.trainer import train
-
-    r = train(pointwise_file, tiny_config(arch="transformer", max_steps=4), tmp_path_factory.mktemp("c") / "m", verbose=0)
-    return prepare_state(r.bundle, pointwise_file)
+    return transformer_state(tmp_path_factory, pointwise_file, max_steps=4)
 
 
 def test_cluster_limits_distinct_values_and_preserves_sparsity(state):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _compress_helpers import transformer_state
 from conftest import tiny_config
 from rmcompress.compress.fuse import fuse
 from rmcompress.compress.quantise import quantise_pass
@@ -15,11 +16,7 @@ from rmcompress.export.tflite import TFLiteRunner
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, pointwise_file):
-    from rmcompress.compress.state import prepare_state
-    from rmcompress.training.trainer import train
-
-    r = train(pointwise_file, tiny_config(arch="transformer", max_steps=6), tmp_path_factory.mktemp("q") / "m", verbose=0)
-    return prepare_state(r.bundle, pointwise_file)
+    return transformer_state(tmp_path_factory, pointwise_file, max_steps=6)
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain-attention"])
@@ -62,3 +59,23 @@ def test_pqat_preserves_pruned_zeros(state):
         for k in before:
             assert np.all(after[k][before[k] == 0] == 0), (name, k)  # pruned weights stayed zero
             assert not np.array_equal(after[k], before[k])  # ... while the others trained
+
+
+def test_qat_after_a_vocabulary_shrink_leaves_remapped_ids_unquantised(pointwise_file, tmp_path):
+    """A params budget removes vocabulary rows and adds a ``TokenRemap`` (int32 ids -> int32 rows):
+    QAT must not put a FakeQuant on its integer output (it used to fail with a TypeError)."""
+    from rmcompress.compress import qat
+    from rmcompress.compress.state import prepare_state
+    from rmcompress.complexity.api import budget_compress
+    from rmcompress.models.layers import TokenRemap
+    from rmcompress.training.trainer import train
+
+    r = train(pointwise_file, tiny_config(arch="bow", max_steps=4), tmp_path / "m", verbose=0)
+    st = prepare_state(r.bundle, pointwise_file)
+    small = budget_compress(r.bundle, st.train, st.val, params_fraction=0.4, steps=8)
+    assert any(isinstance(l, TokenRemap) for l in small.model.layers)
+    q = qat.quantize_model(small.model)
+    ids = st.val_ids(16)
+    flat = qat.convert_qat(q, st.tokenizer.seq_len)
+    m = parity_metrics(q.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
+    assert m["parity_decision_agreement"] >= 0.9

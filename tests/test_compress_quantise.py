@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from _compress_helpers import transformer_state
 from rmcompress.compress.fuse import fuse
 from rmcompress.compress.quantise import build_tflite, layer_errors
 from rmcompress.errors import ExportError
@@ -16,11 +16,7 @@ from rmcompress.export.tflite import TFLiteRunner
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, pointwise_file):
-    from rmcompress.compress.state import prepare_state
-    from rmcompress.training.trainer import train
-
-    r = train(pointwise_file, tiny_config(arch="transformer", max_steps=6), tmp_path_factory.mktemp("q") / "m", verbose=0)
-    return prepare_state(r.bundle, pointwise_file)
+    return transformer_state(tmp_path_factory, pointwise_file, max_steps=6)
 
 
 def test_selective_int8_keeps_chosen_ops_float_and_reports_layer_error(state):

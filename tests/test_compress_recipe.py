@@ -42,29 +42,35 @@ def test_user_file_with_defaults_filled_in(tmp_path):
 
 
 @pytest.mark.parametrize("doc, expected", [
-    ({"passes": ["fuse"], "colour": 1}, "colour: unknown key; allowed: data, description, export, name, passes"),
-    ({"passes": [{"fuse": {"drop": True}}]}, "passes[0].fuse.drop: unknown key; allowed: dropout"),
-    ({"passes": [{"prune": {"sparsity": 1.0}}]}, "passes[0].prune.sparsity: 1.0 out of range; allowed: 0 <= value < 1"),
-    ({"passes": [{"prune": {"sparsity": "high"}}]}, "passes[0].prune.sparsity: 'high' has the wrong type; expected integer or number"),
-    ({"passes": [{"budget": {"flops_fraction": 0}}]}, "passes[0].budget.flops_fraction: 0 out of range; allowed: 0 < value <= 1"),
-    ({"passes": [{"budget": {"flops_fraction": -0.5}}]}, "flops_fraction: -0.5 out of range"),
+    ({"passes": ["fuse"], "colour": 1}, "unknown key 'colour'; allowed keys: name, description, data, passes, export"),
+    ({"passes": [{"fuse": {"drop": True}}]}, "unknown key 'passes[0].fuse.drop'; allowed keys in passes[0].fuse: dropout"),
+    ({"passes": [{"prune": {"sparsity": 1.0}}]}, "'passes[0].prune.sparsity' = 1 is out of range; allowed: 0 <= sparsity < 1"),
+    ({"passes": [{"prune": {"sparsity": "high"}}]}, "'passes[0].prune.sparsity' must be a number, got str 'high'"),
+    ({"passes": [{"budget": {"flops_fraction": 0}}]}, "'passes[0].budget.flops_fraction' = 0 is out of range; allowed: 0 < flops_fraction <= 1"),
+    ({"passes": [{"budget": {"flops_fraction": -0.5}}]}, "flops_fraction' = -0.5 is out of range"),
     ({"passes": [{"budget": {}}]}, "passes[0].budget: needs flops_fraction or params_fraction"),
-    ({"passes": [{"quantise": {"mode": "int4"}}]}, "passes[0].quantise.mode: 'int4' unknown value 'int4'; allowed: float16, dynamic, int8, int16x8, qat"),
-    ({"passes": [{"cluster": {}}, {"prune": {}}]}, "passes[1]: 'prune' cannot come after 'cluster'; allowed order: budget"),
+    ({"passes": [{"quantise": {"mode": "int4"}}]}, "'passes[0].quantise.mode' = 'int4' is not allowed; allowed values: float16, dynamic, int8, int16x8, qat"),
+    ({"passes": [{"cluster": {}}, {"prune": {}}]}, "passes[1]: 'prune' cannot come after 'cluster'; passes must follow the order budget -> fuse/factorise -> prune"),
     ({"passes": [{"quantise": {}}, "fuse"]}, "passes[1]: 'fuse' cannot come after 'quantise'"),
-    ({"passes": ["fuse", "fuse"]}, "passes[1]: pass 'fuse' appears twice"),
+    ({"passes": ["fuse", "fuse"]}, "passes[1]: 'fuse' appears twice in passes (first at passes[0])"),
     ({"passes": ["shrink"]}, "passes[0]: unknown pass 'shrink'; allowed: budget, fuse, factorise, prune, cluster, quantise, length"),
-    ({"passes": []}, "passes: must be a non-empty list"),
+    ({"passes": []}, "'passes' needs at least 1 item(s), got 0 (a non-empty list of passes; allowed passes: budget"),
     ({"passes": [{"fuse": {}, "prune": {}}]}, "passes[0]: must be a pass name or a one-key mapping"),
     ({"passes": [{"factorise": {"rank": 8, "max_error": 0.1}}]}, "passes[0].factorise: give rank or max_error, not both"),
-    ({"passes": [{"prune": {"m_by_n": [4, 2]}}]}, "passes[0].prune.m_by_n: [4, 2] must be [m, n] with 0 < m < n"),
+    ({"passes": [{"prune": {"m_by_n": [4, 2]}}]}, "'passes[0].prune.m_by_n' must be [m, n] with 0 < m < n, e.g. [2, 4], got [4, 2]"),
     ({"passes": [{"prune": {"sparsity": 0.5, "initial_sparsity": 0.6}}]}, "initial_sparsity: 0.6 must be below sparsity 0.5"),
     ({"passes": [{"quantise": {"mode": "dynamic", "keep_float_ops": ["SOFTMAX"]}}]}, "apply to mode int8 or int16x8 only"),
-    ({"passes": [{"prune": {"steps": True}}]}, "passes[0].prune.steps: True has the wrong type; expected integer"),
-    ({"passes": ["fuse"], "export": {"formats": ["onnx"]}}, "export.formats: ['onnx'] allowed formats: savedmodel, tflite"),
-    ({"passes": ["fuse"], "data": {"split": "odd"}}, "data.split: 'odd' unknown value 'odd'; allowed: random, disjoint"),
-    ({"passes": [{"length": {"buckets": [0, 16]}}]}, "passes[0].length.buckets: [0, 16] must be 'auto' or a list of positive lengths"),
-    ({"passes": [{"prune": {"layers": {"only": ["x"]}}}]}, "passes[0].prune.layers.only: unknown key; allowed: include, exclude"),
+    ({"passes": [{"prune": {"steps": True}}]}, "'passes[0].prune.steps' must be an integer, got bool True"),
+    ({"passes": ["fuse"], "export": {"formats": ["onnx"]}}, "'export.formats[0]' = 'onnx' is not allowed; allowed values: savedmodel, tflite"),
+    ({"passes": ["fuse"], "data": {"split": "odd"}}, "'data.split' = 'odd' is not allowed; allowed values: random, disjoint"),
+    ({"passes": [{"length": {"buckets": [0, 16]}}]}, "'passes[0].length.buckets[0]' = 0 is out of range; allowed: 1 <= buckets[0]"),
+    ({"passes": [{"length": {"buckets": "fast"}}]}, "'passes[0].length.buckets' must be 'auto' or a list of positive lengths"),
+    ({"passes": [{"cluster": {"preserve_sparsity": "yes"}}]}, "'passes[0].cluster.preserve_sparsity' = 'yes' is not allowed; allowed values: true, false, auto"),
+    ({"passes": [{"prune": {"sparsity": float("nan")}}]}, "'passes[0].prune.sparsity' = nan is not a finite number"),
+    ({"passes": [{"fuse": 3}]}, "'passes[0].fuse' must be a mapping of keys to values, got int 3; allowed keys: dropout"),
+    ({"passes": ["fuse"], "data": []}, "'data' must be a mapping, got list []"),
+    ({"name": "x"}, "missing required key 'passes' (a non-empty list of passes; allowed passes: budget"),
+    ({"passes": [{"prune": {"layers": {"only": ["x"]}}}]}, "unknown key 'passes[0].prune.layers.only'; allowed keys in passes[0].prune.layers: include, exclude"),
 ])
 def test_schema_errors_name_the_key_and_allowed_values(doc, expected):
     with pytest.raises(RecipeError) as e:
@@ -112,4 +118,4 @@ def test_cli_rejects_a_bad_recipe_with_exit_2(tmp_path, capfd):
                "--out", str(tmp_path / "o")])
     assert rc == 2
     err = capfd.readouterr().err
-    assert "passes[0].prune.sparsity: 1.5 out of range" in err and "Traceback" not in err
+    assert "'passes[0].prune.sparsity' = 1.5 is out of range" in err and "Traceback" not in err

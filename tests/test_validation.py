@@ -79,6 +79,35 @@ def test_order_of_passes():
         check_order(["distil"], ORDER)
 
 
+def test_order_with_groups_of_equal_rank_and_names_allowed_anywhere():
+    order = ("budget", ("fuse", "factorise"), "prune")
+    check_order(["factorise", "fuse", "length", "prune"], order, anywhere=("length",))
+    with pytest.raises(RecipeError, match=r"^r.yaml: passes\[2\]: 'fuse' cannot come after 'prune'; passes must "
+                                          r"follow the order budget -> fuse/factorise -> prune \(length anywhere\)$"):
+        check_order(["prune", "length", "fuse"], order, "r.yaml", anywhere=("length",), path="passes")
+    with pytest.raises(RecipeError, match=r"passes\[2\]: 'length' appears twice in passes \(first at passes\[0\]\)"):
+        check_order(["length", "fuse", "length"], order, anywhere=("length",), path="passes")
+
+
+def test_field_check_and_yaml_spelling_of_choices():
+    schema = {"m_by_n": Field(list, None, nullable=True, items=Field(int, min=1),
+                              check=lambda v: None if len(v) == 2 and v[0] < v[1] else "must be [m, n] with m < n"),
+              "keep": Field((bool, str), "auto", choices=(True, False, "auto")),
+              "passes": Field(list, min_items=1, help="a non-empty list of passes")}
+    assert validate({"m_by_n": [2, 4], "passes": ["x"]}, schema, "r.yaml")["m_by_n"] == [2, 4]
+    with pytest.raises(RecipeError, match=r"^r.yaml: 'm_by_n' must be \[m, n\] with m < n, got \[4, 2\]$"):
+        validate({"m_by_n": [4, 2], "passes": ["x"]}, schema, "r.yaml")
+    with pytest.raises(RecipeError, match=r"'m_by_n\[0\]' = 0 is out of range"):
+        validate({"m_by_n": [0, 2], "passes": ["x"]}, schema, "r.yaml")
+    with pytest.raises(RecipeError, match=r"'keep' = 'yes' is not allowed; allowed values: true, false, auto"):
+        validate({"keep": "yes", "passes": ["x"]}, schema, "r.yaml")
+    with pytest.raises(RecipeError, match=r"'passes' needs at least 1 item\(s\), got 0 \(a non-empty list of passes\)"):
+        validate({"passes": []}, schema, "r.yaml")
+    with pytest.raises(RecipeError, match=r"'prune' must be a mapping of keys to values, got int 3; "
+                                          r"allowed keys: m_by_n"):
+        validate(3, schema, "r.yaml", path="prune")
+
+
 def test_unknown_level():
     levels = ("light", "medium", "aggressive")
     assert check_choice("medium", levels, "recipe level") == "medium"

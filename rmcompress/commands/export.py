@@ -5,14 +5,14 @@ from __future__ import annotations
 def add_parser(sub, parents):
     from rmcompress.choices import QUANTIZE_MODES
 
-    p = sub.add_parser("export", parents=parents, help="export a model directory to SavedModel/TFLite",
-                       description="Export to SavedModel and/or TFLite; checks parity with the Keras model.")
-    p.add_argument("--model", required=True, help="model directory (from train/compress)")
-    p.add_argument("--out", required=True, help="export directory to write")
+    from rmcompress.commands._common import model_to_out_parser
+
+    p = model_to_out_parser(sub, parents, "export", help="export a model directory to SavedModel/TFLite",
+                            description="Export to SavedModel and/or TFLite; checks parity with the Keras model.",
+                            model_help="model directory (from train/compress)", out_help="export directory to write")
     p.add_argument("--format", default="savedmodel,tflite", help="comma-separated: savedmodel,tflite")
     p.add_argument("--quantize", default="none", choices=QUANTIZE_MODES)
     p.add_argument("--latency-runs", type=int, default=200)
-    p.add_argument("--overwrite", action="store_true")
     return p
 
 

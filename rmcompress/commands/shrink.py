@@ -1,19 +1,19 @@
 """``rmcompress shrink``: gated model directory -> plain, physically smaller model directory."""
 from __future__ import annotations
 
+from rmcompress.commands._common import model_to_out_parser
+
 
 def add_parser(sub, parents):
-    p = sub.add_parser("shrink", parents=parents, help="remove closed gates: a physically smaller model",
-                       description="Shrink a gated model directory (from `train --gated --no-shrink`): "
-                                   "closed heads, FFN units, filters, hidden units, embedding columns, "
-                                   "vocabulary rows and blocks are removed; writes report.json.")
-    p.add_argument("--model", required=True, help="gated model directory")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p = model_to_out_parser(sub, parents, "shrink", help="remove closed gates: a physically smaller model",
+                            description="Shrink a gated model directory (from `train --gated --no-shrink`): "
+                                        "closed heads, FFN units, filters, hidden units, embedding columns, "
+                                        "vocabulary rows and blocks are removed; writes report.json.",
+                            model_help="gated model directory", out_help="model directory to write")
     p.add_argument("--budget-flops", type=float, default=None, metavar="F",
                    help="first choose the deterministic units to fit this FLOPs fraction of the dense model")
     p.add_argument("--budget-params", type=float, default=None, metavar="F",
                    help="first choose the deterministic units to fit this params fraction")
-    p.add_argument("--overwrite", action="store_true")
     return p
 
 

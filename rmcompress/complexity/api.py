@@ -22,7 +22,7 @@ WARMUP_FRACTION = 0.5
 
 
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
-                    steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0):
+                    steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -32,6 +32,10 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     The returned bundle's ``report`` holds the validation quality, ``flops``/``params`` (exact,
     shrunk), ``dense_flops``/``dense_params``, the budgets and ``shrink_max_abs_diff``;
     ``metadata["complexity"]`` the same numbers and ``metadata["arch"]`` the shrunk architecture.
+
+    ``distill_weight`` ``a`` > 0: self-distillation from ``bundle.model`` (the teacher, scored once on
+    the training ids; pairwise: its margin), gated and fine-tuning steps alike, per example
+    ``(1 - a) * task_loss + a * (student - teacher)^2`` (``rmcompress.training.distill``).
     """
     from rmcompress._keras import keras
     from rmcompress.complexity.gates import gated_copy
@@ -55,6 +59,14 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     gated_steps = steps - ft_steps
     model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,
                                  budget_params=params_fraction)
+    settings = None
+    if distill_weight:
+        from rmcompress.training.distill import DistillSettings, distillation_class
+
+        settings = DistillSettings(float(distill_weight), "mse", 1.0)
+        train_data = with_teacher_targets(bundle.model, train_data)
+        model.__class__ = distillation_class(ComplexityAwareModel)
+        model.init_distillation(settings)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, gated_steps, 0.05)))
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     logger = ComplexityLogger(every=max(1, gated_steps // 50))
@@ -65,8 +77,9 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     if ft_steps:
         cfg = SimpleNamespace(task=task, center_coefficient=0.0, learning_rate=learning_rate,
                               warmup_fraction=0.05, weight_decay=0.01)
-        scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose)
-    info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps})
+        scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose, distill=settings)
+    info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps,
+                 "distill_weight": float(distill_weight)})
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))
@@ -75,6 +88,19 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     out = RewardModelBundle(scorer, bundle.tokenizer, metadata, None, report)
     out.complexity_log = logger.rows  # type: ignore[attr-defined]
     return out
+
+
+def with_teacher_targets(teacher, data):
+    """``data`` (EncodedData) with ``teacher``'s rewards attached (pointwise: its reward per row;
+    pairwise: its margin ``r(chosen) - r(rejected)``) and every row labeled."""
+    from rmcompress.data.pipeline import EncodedData
+
+    def score(ids):
+        return teacher.predict(ids, batch_size=512, verbose=0).reshape(-1).astype(np.float32)
+
+    targets = score(data.chosen) - score(data.rejected) if data.task == "pairwise" else score(data.ids)
+    return EncodedData(data.task, data.ids, data.labels, data.chosen, data.rejected, data.margin,
+                       targets, np.ones(len(data), np.float32))
 
 
 def shrink_model_dir(model_dir, out_dir, budget_flops: float | None = None,

@@ -4,6 +4,8 @@ Delegates to ``rmcompress.complexity.api.budget_compress`` (issue 3: hard-concre
 prunable group, Lagrange multipliers holding the budget, ``shrink``), imported when the pass runs so
 the rest of the recipes work without it. It returns a new bundle whose model is an ordinary, smaller
 tf_keras model; the pass reports FLOPs and params before and after (registry counts).
+``distill`` > 0 trains the gated and the shrunk model to match the source model's rewards as well as
+the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 
 
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
-                learning_rate: float | None = None, batch_size: int = 64) -> tuple[CompressState, dict]:
+                learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
     if learning_rate is None:
         arch = (state.metadata.get("arch") or {}).get("arch") if isinstance(state.metadata, dict) else None
@@ -37,7 +39,8 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     bundle = RewardModelBundle(state.model, state.tokenizer, state.metadata)
     new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
                           params_fraction=params_fraction, steps=steps, seed=state.seed,
-                          learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose)
+                          learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
+                          distill_weight=distill)
     after = count(new.model).as_dict()
     state.model = new.model
     if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
@@ -45,7 +48,7 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     if new.metadata:
         state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "steps": steps,
-            "learning_rate": learning_rate,
+            "learning_rate": learning_rate, "distill": distill,
             "flops_before": before["flops"], "flops_after": after["flops"],
             "params_before": before["params"], "params_after": after["params"],
             "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}

@@ -37,6 +37,8 @@ DROPOUT_CLASSES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDr
 LINEAR_PRODUCERS = {"Dense", "Conv1D", "Conv2D"}
 ATTENTION_CLASSES = {"MultiHeadSelfAttention", "FusedQKVSelfAttention"}
 DENSE_CLASSES = {"Dense", "PointwiseDense"}
+#: the rewrites of :func:`fuse`, in the order they run (each a method of ``_Fuser``)
+REWRITES = ("dropout", "batchnorm", "layernorm", "qkv", "dense_chain", "matmul", "positions")
 
 
 def named_weights(layer) -> dict[str, np.ndarray]:
@@ -238,20 +240,11 @@ def fuse(model: keras.Model, sample_ids: np.ndarray | None = None, dropout: bool
     """Apply the rewrites (module docstring); return ``(new_model, note)``. ``note`` lists what was
     changed and ``max_abs_diff`` against ``model`` on ``sample_ids`` (when given)."""
     f = _Fuser(model)
-    if dropout:
-        f.dropout()
-    if batchnorm:
-        f.batchnorm()
-    if layernorm:
-        f.layernorm()
-    if qkv:
-        f.qkv()
-    if dense_chain:
-        f.dense_chain()
-    if matmul:
-        f.matmul()
-    if positions:
-        f.positions()
+    chosen = {"dropout": dropout, "batchnorm": batchnorm, "layernorm": layernorm, "qkv": qkv,
+              "dense_chain": dense_chain, "matmul": matmul, "positions": positions}
+    for rewrite in REWRITES:  # in this order: each sees the graph the ones before it left
+        if chosen[rewrite]:
+            getattr(f, rewrite)()
     new = rebuild(model, f.graph, f.weights, name=model.name)
     note = {k: v for k, v in f.note.items()}
     if sample_ids is not None and len(sample_ids):

@@ -184,12 +184,19 @@ def config_class():
     return _CONFIG_CLASS
 
 
+def _integer_output(layer) -> bool:
+    try:
+        return tf.as_dtype(layer.output.dtype).is_integer
+    except (AttributeError, ValueError):  # not called in a functional graph yet
+        return False
+
+
 def quantize_config_for(layer, preserve: str = "none"):
     """The :class:`LayerQuantizeConfig` for one layer of a reward model (module docstring);
     ``preserve`` picks the weight quantizer (none | prune | cluster | prune_cluster)."""
     C = config_class()
-    if isinstance(layer, (L.PaddingMask, keras.layers.Dropout)):
-        return C([], quantize_output=False)
+    if isinstance(layer, (L.PaddingMask, L.TokenRemap, keras.layers.Dropout)) or _integer_output(layer):
+        return C([], quantize_output=False)  # ids, masks, remapped ids: never through a FakeQuant
     if isinstance(layer, keras.layers.Embedding):
         return C(["embeddings"], quantize_output=False, preserve=preserve)  # gather keeps the table's grid
     if isinstance(layer, FactorizedEmbedding):

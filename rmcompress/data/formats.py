@@ -102,16 +102,22 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def _loads(text: str, p: Path, decode_message, other_prefix: str):
+    """``json.loads(text)``; a syntax error raises ``DataError(decode_message(error))``, anything else
+    the parser refuses (nesting too deep, integers of > 4300 digits) ``DataError(other_prefix (why))``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(decode_message(e)) from None
+    except (ValueError, RecursionError) as e:
+        raise DataError(f"{other_prefix} ({_short(e)})") from None
+
+
 def _read_jsonl(p: Path, text: str) -> pd.DataFrame:
     rows, lines = [], []
     stripped = text.lstrip()
     if stripped.startswith("["):  # a single JSON array is accepted too
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}:{e.lineno}: malformed JSON ({e.msg})") from None
-        except (ValueError, RecursionError) as e:  # nesting too deep, integers of > 4300 digits
-            raise DataError(f"{p}: malformed JSON ({_short(e)})") from None
+        data = _loads(text, p, lambda e: f"{p}:{e.lineno}: malformed JSON ({e.msg})", f"{p}: malformed JSON")
         if not isinstance(data, list):
             raise DataError(f"{p}: a JSON file must hold one object per line or an array of objects")
         for i, obj in enumerate(data):
@@ -121,12 +127,8 @@ def _read_jsonl(p: Path, text: str) -> pd.DataFrame:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}:{lineno}: malformed JSON line ({e.msg})") from None
-        except (ValueError, RecursionError) as e:  # nesting too deep, integers of > 4300 digits
-            raise DataError(f"{p}:{lineno}: malformed JSON line ({_short(e)})") from None
+        obj = _loads(line, p, lambda e: f"{p}:{lineno}: malformed JSON line ({e.msg})",
+                     f"{p}:{lineno}: malformed JSON line")
         if not isinstance(obj, dict):
             raise DataError(f"{p}:{lineno}: JSON line is not an object")
         rows.append(obj)
