@@ -233,24 +233,9 @@ def infer_arch_config(model) -> ArchConfig:
     if _get(model, "embedding_norm") is not None:
         cfg = _infer_bert(model, names, base)
     elif _get(model, "final_norm") is not None:
-        blocks = sorted({int(n[5:].split("_")[0]) for n in names if n.startswith("block") and n[5:].split("_")[0].isdigit()})
-        depth = (blocks[-1] + 1) if blocks else 0
-        heads, ffn, on = [], [], []
-        head_dim, act, dropout = 16, "relu", 0.0
-        for i in range(depth):
-            attn, ffn_in = _get(model, f"block{i}_attn"), _get(model, f"block{i}_ffn_in")
-            heads.append(int(attn.num_heads) if attn is not None else 0)
-            ffn.append(int(ffn_in.units) if ffn_in is not None else 0)
-            on.append(attn is not None or ffn_in is not None)
-            if attn is not None:
-                head_dim = int(attn.head_dim)
-            if ffn_in is not None:
-                act = ffn_in.activation.__name__
-        dropout = _dropout(model, ["embedding_dropout"] + [f"block{i}_{p}_dropout" for i in range(depth)
-                                                            for p in ("attn", "ffn")])
-        cfg = ArchConfig(arch="transformer", depth=depth, heads=heads, ffn=ffn, head_dim=head_dim,
-                         activation=act, dropout=dropout, block_present=on,
-                         norm_epsilon=float(_get(model, "final_norm").epsilon), **base)
+        blk = _infer_blocks(model, names, 16, "relu",
+                            lambda i, attn, ffn_in: attn is not None or ffn_in is not None)
+        cfg = ArchConfig(arch="transformer", **blk, norm_epsilon=float(_get(model, "final_norm").epsilon), **base)
     elif any(isinstance(layer, keras.layers.Conv1D) for layer in model.layers):
         convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
         cfg = ArchConfig(arch="cnn", kernel_sizes=[int(c.kernel_size[0]) for c in convs],
@@ -264,25 +249,31 @@ def infer_arch_config(model) -> ArchConfig:
     return cfg
 
 
-def _infer_bert(model, names, base) -> ArchConfig:
+def _infer_blocks(model, names, head_dim: int, act: str, present) -> dict:
+    """Per-block ``heads``/``ffn``/``block_present`` (``present(i, attn, ffn_in)``), ``depth``,
+    ``head_dim``, ``activation`` and ``dropout`` of a transformer-like graph with ``block{i}_*`` layers
+    (the defaults apply when no block has attention / a feed-forward layer)."""
     blocks = sorted({int(n[5:].split("_")[0]) for n in names if n.startswith("block") and n[5:].split("_")[0].isdigit()})
     depth = (blocks[-1] + 1) if blocks else 0
     heads, ffn, on = [], [], []
-    head_dim, act = 64, "gelu"
     for i in range(depth):
         attn, ffn_in = _get(model, f"block{i}_attn"), _get(model, f"block{i}_ffn_in")
         heads.append(int(attn.num_heads) if attn is not None else 0)
         ffn.append(int(ffn_in.units) if ffn_in is not None else 0)
-        on.append(_get(model, f"block{i}_attn_norm") is not None)
+        on.append(bool(present(i, attn, ffn_in)))
         if attn is not None:
             head_dim = int(attn.head_dim)
         if ffn_in is not None:
             act = ffn_in.activation.__name__
     dropout = _dropout(model, ["embedding_dropout"] + [f"block{i}_{p}_dropout" for i in range(depth)
                                                         for p in ("attn", "ffn")])
-    return ArchConfig(arch="bert", depth=depth, heads=heads, ffn=ffn, head_dim=head_dim, activation=act,
-                      dropout=dropout, block_present=on,
-                      norm_epsilon=float(_get(model, "embedding_norm").epsilon), **base)
+    return {"depth": depth, "heads": heads, "ffn": ffn, "block_present": on, "head_dim": head_dim,
+            "activation": act, "dropout": dropout}
+
+
+def _infer_bert(model, names, base) -> ArchConfig:
+    blk = _infer_blocks(model, names, 64, "gelu", lambda i, attn, ffn_in: _get(model, f"block{i}_attn_norm") is not None)
+    return ArchConfig(arch="bert", **blk, norm_epsilon=float(_get(model, "embedding_norm").epsilon), **base)
 
 
 def _check_matches(model, cfg: ArchConfig) -> None:
