@@ -77,7 +77,14 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     if ft_steps:
         cfg = SimpleNamespace(task=task, center_coefficient=0.0, learning_rate=learning_rate,
                               warmup_fraction=0.05, weight_decay=0.01)
-        scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose, distill=settings)
+        build = None
+        if settings is not None:
+            from rmcompress.training.distill import with_distillation
+            from rmcompress.training.model import RewardTrainingModel
+
+            build = with_distillation(lambda m, c, lo: RewardTrainingModel(
+                m, task=c.task, loss=lo, center_coefficient=c.center_coefficient), settings)
+        scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose, build=build)
     info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps,
                  "distill_weight": float(distill_weight)})
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}

@@ -68,13 +68,12 @@ def finetune_steps(cfg, total_steps: int) -> int:
     return int(round(total_steps * max(0.0, min(0.9, float(getattr(cfg, "finetune_fraction", 0.0))))))
 
 
-def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbose: int = 0, distill=None,
-             build=None):
-    """Train the shrunk ``scorer`` ``steps`` more steps (task loss, plus the distillation term when
-    ``distill`` (a ``DistillSettings``) is given and the batches carry teacher targets; AdamW with
-    warm-up and cosine decay from ``cfg.learning_rate``); returns the fine-tuned scorer (a rebuilt
-    copy made under ``strategy``). ``build(scorer, cfg, loss)``: the training wrapper instead (the
-    trainer passes its own, with its distillation when there is a teacher)."""
+def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbose: int = 0, build=None):
+    """Train the shrunk ``scorer`` ``steps`` more steps (AdamW with warm-up and cosine decay from
+    ``cfg.learning_rate``); returns the fine-tuned scorer (a rebuilt copy made under ``strategy``).
+    ``build(scorer, cfg, loss)``: the training wrapper (default: the plain task loss of
+    :class:`RewardTrainingModel`; callers that distill pass ``with_distillation(...)``, whose
+    batches carry the teacher's scores)."""
     from rmcompress._keras import keras, tf
     from rmcompress.complexity.structure import infer_arch_config
     from rmcompress.models.architectures import build_reward_model
@@ -87,11 +86,6 @@ def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbos
         model.set_weights(scorer.get_weights())
         wrapper = (build(model, cfg, loss) if build is not None else
                    RewardTrainingModel(model, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient))
-        if distill is not None:
-            from rmcompress.training.distill import distillation_class
-
-            wrapper.__class__ = distillation_class(RewardTrainingModel)
-            wrapper.init_distillation(distill)
         wrapper.compile(optimizer=keras.optimizers.AdamW(
             learning_rate=warmup_cosine(cfg.learning_rate, steps, cfg.warmup_fraction),
             weight_decay=cfg.weight_decay))
