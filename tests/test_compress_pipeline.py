@@ -79,3 +79,32 @@ def test_budget_pass_without_the_complexity_api(model_dir, pointwise_file, tmp_p
     with pytest.raises(RecipeError, match="recipe pass 'budget' needs rmcompress.complexity.api.budget_compress"):
         compress(model_dir, Recipe.level("medium"), pointwise_file, tmp_path / "m", latency_runs=0)
     assert not (tmp_path / "m").exists()
+
+
+def test_export_strip_names_keeps_outputs_and_signature(model_dir, pointwise_file, tmp_path):
+    """``export: {strip_names: true}``: a smaller .tflite with no tensor names, the same outputs
+    (the pipeline's parity check runs on the stripped file), still callable by signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from rmcompress.export.tflite import TFLiteRunner, convert, strip_tensor_names
+    from rmcompress.models.modeldir import load_model_dir
+
+    recipe = {"name": "light-stripped", "passes": ["fuse", "length", {"quantise": {"mode": "dynamic"}}],
+              "export": {"strip_names": True}}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "s", latency_runs=5)
+    note = [n for n in report["passes"] if n["pass"] == "strip-names"][0]
+    flat = (tmp_path / "s" / "model.tflite").read_bytes()
+    assert len(flat) == note["bytes_after"] < note["bytes_before"] - 1000
+    assert report["parity_decision_agreement"] >= 0.95  # dynamic range vs the float model
+    interp = Interpreter(model_content=flat)
+    assert not any(t["name"] for t in interp.get_tensor_details())
+    sig = interp.get_signature_list()
+    assert sig and "token_ids" in next(iter(sig.values()))["inputs"]
+    ids = np.zeros((2, 16), np.int32)
+    ids[:, :3] = [[2, 5, 7], [3, 4, 9]]
+    assert TFLiteRunner(flat).score(ids).shape == (2,)
+    # stripping alone changes no output bit
+    plain = convert(load_model_dir(model_dir).model)
+    np.testing.assert_array_equal(TFLiteRunner(strip_tensor_names(plain)).score(ids), TFLiteRunner(plain).score(ids))
+    with pytest.raises(RecipeError, match="strip_names"):
+        Recipe.from_dict({"passes": ["fuse"], "export": {"strip_names": "yes"}})

@@ -14,6 +14,33 @@ from rmcompress.export.parity import parity_metrics
 from rmcompress.export.tflite import TFLiteRunner
 
 
+def int8_batch_matmul_rhs_zero_points(flat: bytes) -> list[int]:
+    """Zero points of the right operand of every int8 BATCH_MATMUL in ``flat``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=flat)
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    return [int(tensors[op["inputs"][1]]["quantization"][1]) for op in interp._get_ops_details()
+            if op["op_name"] == "BATCH_MATMUL" and tensors[op["inputs"][1]]["dtype"] == np.int8]
+
+
+def with_shifted_values(model):
+    """A copy of ``model`` whose attention values are shifted by +2 (bias), so their range is far from
+    symmetric: an asymmetric quantiser would give them a non-zero zero point."""
+    from rmcompress._keras import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        if hasattr(layer, "qkv_bias"):  # fused [q | k | v]
+            bias = layer.qkv_bias.numpy()
+            bias[2 * len(bias) // 3:] += 2.0
+            layer.qkv_bias.assign(bias)
+        elif hasattr(layer, "value_bias"):
+            layer.value_bias.assign(layer.value_bias.numpy() + 2.0)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def state(tmp_path_factory, pointwise_file):
     return transformer_state(tmp_path_factory, pointwise_file, max_steps=6)
@@ -24,6 +51,7 @@ def test_qat_on_the_whole_transformer(state, fused):
     from rmcompress.compress import qat
 
     model = fuse(state.model, state.val_ids(32))[0] if fused else state.model
+    model = with_shifted_values(model)
     q = qat.quantize_model(model)
     assert not any(type(l).__name__ == "QuantizeLayer" for l in q.layers)  # no FakeQuant on the int32 ids
     names = {l.name for l in q.layers}
@@ -38,6 +66,9 @@ def test_qat_on_the_whole_transformer(state, fused):
     assert ("GATHER", "int8") in ops  # the embedding table is int8
     m = parity_metrics(q.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
     assert m["parity_decision_agreement"] >= 0.9
+    # the int8 probabilities @ V matmul has a zero-point-0 right operand, which XNNPACK needs to run it
+    zero_points = int8_batch_matmul_rhs_zero_points(flat)
+    assert zero_points and set(zero_points) == {0}, zero_points
     plain = qat.float_model_from_qat(q, model)
     assert not any(hasattr(l, "quantize_config") for l in plain.layers)
     kernel = next(w for w in q.get_layer("quant_reward").weights if w.name.endswith("reward/kernel:0"))

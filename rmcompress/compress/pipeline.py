@@ -132,6 +132,12 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
                                cal[: int(state.export.get("debug_samples", 64))], qat_model)
     if qnote:
         state.notes.append({"pass": "quantise-export", **qnote})
+    if recipe.export.get("strip_names"):
+        from rmcompress.export.tflite import strip_tensor_names
+
+        stripped = strip_tensor_names(flat)
+        state.notes.append({"pass": "strip-names", "bytes_before": len(flat), "bytes_after": len(stripped)})
+        flat = stripped
     val_ids = state.val_ids()
     metadata = {**state.metadata, "compressed_with": recipe.name}
     out_bundle = RewardModelBundle(state.model, state.tokenizer, metadata)

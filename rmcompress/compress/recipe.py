@@ -15,6 +15,7 @@ Schema (every key optional except ``passes``; see ``recipes/README.md`` for what
     export:
       formats: [savedmodel, tflite]
       latency_runs: 200
+      strip_names: false             #   true: drop the TFLite file's tensor names (signatures stay)
 
 Pass order must respect: budget < fuse, factorise < prune < cluster < quantise (``length`` anywhere);
 each pass at most once. Every error is a :class:`RecipeError` naming the file, the key path
@@ -120,7 +121,9 @@ DATA_SCHEMA = {"val_fraction": Field(float, None, nullable=True, min=0, max=1, m
                "max_train_examples": Field(int, None, nullable=True, min=1)}
 EXPORT_SCHEMA = {"formats": Field(list, list(EXPORT_FORMATS), min_items=1, items=Field(str, choices=EXPORT_FORMATS),
                                   help=f"export formats: {', '.join(EXPORT_FORMATS)}"),
-                 "latency_runs": Field(int, 200, min=0)}
+                 "latency_runs": Field(int, 200, min=0),
+                 "strip_names": Field(bool, False, help="true: drop tensor names from the .tflite file "
+                                                        "(smaller; signatures kept)")}
 #: the top level of a recipe; ``data``/``export`` null or absent: all their defaults
 TOP_SCHEMA = {"name": Field(str, None), "description": Field(str, ""),
               "data": Field(dict, None, nullable=True), "passes": Field(list, min_items=1, help=(
