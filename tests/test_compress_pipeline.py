@@ -72,6 +72,12 @@ def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_pat
     note = report["passes"][0]
     assert note["pass"] == "budget" and note["flops_after"] < note["flops_before"]
     assert report["flops"] == note["flops_after"]
+    # a step count written for SST-2 is capped at max_epochs passes over a small training split
+    recipe["passes"][0] = {"budget": {"flops_fraction": 0.5, "steps": 100_000, "max_epochs": 2}}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "capped", latency_runs=0)
+    per_epoch = -(-report["n_train"] // 64)
+    assert calls["steps"] == 2 * per_epoch < 100_000
+    assert report["passes"][0]["steps"] == 2 * per_epoch and report["passes"][0]["steps_requested"] == 100_000
 
 
 def test_budget_pass_without_the_complexity_api(model_dir, pointwise_file, tmp_path, monkeypatch):

@@ -73,6 +73,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "budget": {"flops_fraction": Field(**_FRACTION), "params_fraction": Field(**_FRACTION),
                "distill": Field(float, 0.0, min=0, max=1, max_exclusive=True,
                                 help="weight of self-distillation from the source model (0: labels only)"),
+               "max_epochs": Field(float, 10.0, nullable=True, min=0, min_exclusive=True,
+                                   help="cap on passes over the training split (null: no cap)"),
                **_train(1000, learning_rate=1e-3, min_steps=1),
                # None: 1e-3, or 1e-4 for a bridged pretrained encoder (rmcompress.compress.budget)
                "learning_rate": Field(float, None, nullable=True, min=0, min_exclusive=True)},
