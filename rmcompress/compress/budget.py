@@ -14,6 +14,7 @@ the same count is 77 epochs, which overfits (the reason pass fine-tuning is capp
 """
 from __future__ import annotations
 
+from rmcompress.compress.finetune import capped_steps
 from rmcompress.compress.state import CompressState
 from rmcompress.complexity import count
 from rmcompress.errors import RecipeError
@@ -37,13 +38,10 @@ DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
                 learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
                 max_epochs: float | None = 10.0) -> tuple[CompressState, dict]:
-    import math
-
     budget_compress = _budget_compress()
     requested = int(steps)
     if max_epochs is not None:
-        per_epoch = max(1, math.ceil(len(state.train) / max(1, batch_size)))
-        steps = max(2, min(requested, int(max_epochs * per_epoch)))
+        steps = max(2, capped_steps(state, requested, batch_size, max_epochs))
     if learning_rate is None:
         arch = (state.metadata.get("arch") or {}).get("arch") if isinstance(state.metadata, dict) else None
         learning_rate = DEFAULT_LEARNING_RATE["bert" if arch == "bert" else "scratch"]

@@ -19,14 +19,15 @@ from rmcompress.training.model import RewardTrainingModel
 MAX_EPOCHS_PER_PASS = 1.0
 
 
-def capped_steps(state: CompressState, steps: int, batch_size: int) -> int:
-    """``steps``, at most :data:`MAX_EPOCHS_PER_PASS` epochs of the training split (and >= 1 if > 0)."""
+def capped_steps(state: CompressState, steps: int, batch_size: int,
+                 max_epochs: float = MAX_EPOCHS_PER_PASS) -> int:
+    """``steps``, at most ``max_epochs`` epochs of the training split (and >= 1 if > 0)."""
     import math
 
     if steps <= 0:
         return 0
     per_epoch = max(1, math.ceil(len(state.train) / max(1, batch_size)))
-    return max(1, min(int(steps), int(MAX_EPOCHS_PER_PASS * per_epoch)))
+    return max(1, min(int(steps), int(max_epochs * per_epoch)))
 
 
 def finetune(scorer: keras.Model, state: CompressState, steps: int, learning_rate: float,
