@@ -54,7 +54,13 @@ def test_fuse_transformer_is_exact_and_removes_ops(transformer):
     norms = {l.name: l for l in fused.layers if isinstance(l, keras.layers.LayerNormalization)}
     for name in ("block0_attn_norm", "block0_ffn_norm", "block1_attn_norm", "block1_ffn_norm"):
         assert not norms[name].center and not norms[name].scale and norms[name].weights == []
-    assert norms["final_norm"].scale  # feeds the masked pooling: not folded (not exact for empty rows)
+    # feeds the masked mean pooling: only its scale moves into the reward head (the offset would
+    # not be exact for an all-padding row, which pools to 0)
+    assert not norms["final_norm"].scale and norms["final_norm"].center
+    assert [w.name.split("/")[-1].split(":")[0] for w in norms["final_norm"].weights] == ["beta"]
+    assert note["folded_layernorm_scale"] == ["final_norm -> pool -> reward"]
+    empty = np.zeros((2, 16), np.int32)  # no tokens at all
+    np.testing.assert_allclose(fused.predict(empty, verbose=0), transformer.predict(empty, verbose=0), atol=1e-6)
     assert fused.count_params() < transformer.count_params()
     assert not any(l.name.endswith("dropout") for l in fused.layers)
 

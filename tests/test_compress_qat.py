@@ -24,6 +24,15 @@ def int8_batch_matmul_rhs_zero_points(flat: bytes) -> list[int]:
             if op["op_name"] == "BATCH_MATMUL" and tensors[op["inputs"][1]]["dtype"] == np.int8]
 
 
+def quantize_dequantize_pairs(flat: bytes) -> list[int]:
+    """Indices of DEQUANTIZE ops whose input a QUANTIZE op just produced (a wasted round trip)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = Interpreter(model_content=flat)._get_ops_details()
+    made_by = {t: op["op_name"] for op in ops for t in op["outputs"]}
+    return [op["index"] for op in ops if op["op_name"] == "DEQUANTIZE" and made_by.get(op["inputs"][0]) == "QUANTIZE"]
+
+
 def with_shifted_values(model):
     """A copy of ``model`` whose attention values are shifted by +2 (bias), so their range is far from
     symmetric: an asymmetric quantiser would give them a non-zero zero point."""
@@ -69,6 +78,9 @@ def test_qat_on_the_whole_transformer(state, fused):
     # the int8 probabilities @ V matmul has a zero-point-0 right operand, which XNNPACK needs to run it
     zero_points = int8_batch_matmul_rhs_zero_points(flat)
     assert zero_points and set(zero_points) == {0}, zero_points
+    # the final norm feeds only the (float) pooling: no FakeQuant there, so no QUANTIZE -> DEQUANTIZE
+    assert not q.get_layer("quant_final_norm").quantize_config.quantize_output
+    assert quantize_dequantize_pairs(flat) == []
     plain = qat.float_model_from_qat(q, model)
     assert not any(hasattr(l, "quantize_config") for l in plain.layers)
     kernel = next(w for w in q.get_layer("quant_reward").weights if w.name.endswith("reward/kernel:0"))

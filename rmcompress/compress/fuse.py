@@ -8,7 +8,12 @@ Rewrites, applied in this order, each only where it is exact:
 3. **layernorm**: ``LN(x) = n(x) * gamma + beta`` feeding only Dense / self-attention layers: the
    consumers absorb the affine part, ``(n gamma + beta) W + b = n (diag(gamma) W) + (beta W + b)``,
    and the LN keeps only its normalisation (``center=scale=False``: two elementwise ops fewer).
-   An LN feeding anything else (the masked mean pooling, a residual add) is left alone.
+   An LN whose only consumer is a masked *mean* pooling read only by Dense layers gives them its
+   scale, ``mean_t(n_t gamma + beta) W = mean_t(n_t + beta / gamma) (diag(gamma) W)`` (the mean is
+   linear; exact for every input, an all-padding row included; skipped if a ``gamma`` is 0), and
+   keeps only an offset (``scale=False``: two elementwise ops over ``[B, T, d]`` fewer). The offset
+   cannot move too: an all-padding row pools to 0, not to ``beta``. An LN feeding anything else (a
+   residual add, max pooling) is left alone.
 4. **qkv**: ``MultiHeadSelfAttention`` -> :class:`FusedQKVSelfAttention` with
    ``W_qkv = [Wq | Wk | Wv]``: one matmul instead of three.
 5. **dense_chain**: ``Dense_B(Dense_A(x))`` with a linear ``A`` used only by ``B`` becomes one Dense
@@ -61,6 +66,7 @@ class _Fuser:
         self.named: dict[str, dict[str, np.ndarray]] = {}   # rewritten layers: name -> named weights
         self.order: dict[str, list[str]] = {}               # ... and the order the layer creates them
         self.note: dict = {"removed_dropout": [], "folded_batchnorm": [], "folded_layernorm": [],
+                                   "folded_layernorm_scale": [],
                            "fused_qkv": [], "merged_dense": [], "pointwise_dense": [], "gather_positions": []}
 
     def current(self, name: str) -> dict[str, np.ndarray]:
@@ -135,6 +141,7 @@ class _Fuser:
                       and self.graph.inputs_of(c).count(name) == 1)
                      for c in consumers)
             if not ok:
+                self._fold_scale_through_mean_pool(name, cfg, consumers)
                 continue
             ln = named_weights(self.model.get_layer(name))
             d = self.model.get_layer(name).output_shape[-1]
@@ -146,6 +153,30 @@ class _Fuser:
             cfg["scale"] = False
             self.set(name, {}, [])
             self.note["folded_layernorm"].append(f"{name} -> {', '.join(consumers)}")
+
+    def _fold_scale_through_mean_pool(self, name: str, cfg: dict, consumers: list[str]) -> None:
+        """``LN -> MaskedMeanPooling -> Dense...``: the Dense kernels absorb ``gamma`` (docstring, 3)."""
+        if not cfg.get("scale", True) or len(consumers) != 1:
+            return
+        pool = consumers[0]
+        if self.graph.class_name(pool) != "MaskedMeanPooling" or self.graph.inputs_of(pool)[0] != name \
+                or self.graph.inputs_of(pool).count(name) != 1 or self.graph.is_output(pool):
+            return
+        readers = self.graph.consumers_of(pool)
+        if not readers or not all(self.graph.class_name(r) in DENSE_CLASSES for r in readers):
+            return
+        ln = named_weights(self.model.get_layer(name))
+        gamma = ln["gamma"]
+        if np.any(gamma == 0):
+            return
+        for r in readers:
+            self._absorb_affine(r, gamma, np.zeros_like(gamma))
+        cfg["scale"] = False
+        if cfg.get("center", True):
+            self.set(name, {"beta": (ln["beta"] / gamma).astype(np.float32)}, ["beta"])
+        else:
+            self.set(name, {}, [])
+        self.note["folded_layernorm_scale"].append(f"{name} -> {pool} -> {', '.join(readers)}")
 
     def _absorb_affine(self, consumer: str, gamma, beta):
         """``consumer`` reads ``n*gamma + beta`` instead of ``n``: fold the affine into its kernels."""

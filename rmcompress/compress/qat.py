@@ -19,7 +19,8 @@ This module closes those holes with tfmot's own extension points:
   embeddings quantise their table, not their integer input.
 
 What stays float in the TFLite file: LayerNormalization's internal statistics (mean, variance,
-rsqrt), the attention score matmul and softmax, the padding mask, the masked pooling's division.
+rsqrt), the attention score matmul and softmax, the padding mask, the masked pooling (and the output
+of a LayerNormalization that only the pooling reads).
 Everything with weights (embedding tables, all matmuls) is int8.
 """
 from __future__ import annotations
@@ -218,8 +219,18 @@ def quantize_config_for(layer, preserve: str = "none"):
         return C(["kernel"], preserve=preserve)
     if isinstance(layer, L.PositionEmbedding):
         return C(["position_embeddings"])
+    if isinstance(layer, keras.layers.LayerNormalization) and _feeds_only_pooling(layer):
+        # its statistics run in float and so does the pooling that reads it: a FakeQuant here would
+        # only add a QUANTIZE + DEQUANTIZE pair over [B, T, d] to the TFLite graph
+        return C([], quantize_output=False)
     # LayerNormalization, Add, Concatenate, pooling, masking: quantise the output only
     return C([], quantize_output=True)
+
+
+def _feeds_only_pooling(layer) -> bool:
+    """Whether every layer reading ``layer``'s output is a masked pooling (float in TFLite)."""
+    readers = [node.layer for node in getattr(layer, "_outbound_nodes", [])]
+    return bool(readers) and all(isinstance(r, (L.MaskedMeanPooling, L.MaskedMaxPooling)) for r in readers)
 
 
 def _scheme_class():
