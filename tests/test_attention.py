@@ -55,11 +55,11 @@ def _one_block(heads: int) -> keras.Model:
 
 def test_one_head_attention_has_no_head_split_ops_in_tflite():
     """At a dynamic shape the head split/merge is SHAPE/STRIDED_SLICE/PACK/RESHAPE/TRANSPOSE; one head
-    needs none of them (the whole model keeps only the mask's EXPAND_DIMS)."""
+    needs none of them."""
     one = [op for op, _ in op_dtypes(convert(_one_block(1)))]
     two = [op for op, _ in op_dtypes(convert(_one_block(2)))]
     shape_ops = {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE", "TRANSPOSE"}
     assert shape_ops & set(two), two  # the multi-head graph does split heads
     assert not shape_ops & set(one), one
-    assert one.count("BATCH_MATMUL") == 2
+    assert one.count("BATCH_MATMUL") == 2, one  # scores, probabilities @ V
     assert len(one) < len(two) - 8
