@@ -1,0 +1,69 @@
+"""Re-measure p50 latency of a `compress_levels.py` run: each seed's float32 TFLite against a level's
+TFLite, interleaved in one process (rounds x seeds x both files), so a momentary hiccup of the
+machine hits one sample, not one row. Prints per-seed times, the ratio per seed and mean +- sd.
+
+    python benchmarks/remeasure_latency.py --run benchmarks/results/compress_levels --task sst2 \
+        --level aggressive --seeds 0,1,2
+
+The float32 file is exported from the run's dense model (``work/TASK-sS/dense``) into
+``work/TASK-sS/float32`` when it is not there yet. Batch 1, one thread, random ids at the model's
+``seq_len`` (the maximum length), median over rounds of each round's p50.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="the --out folder of benchmarks/compress_levels.py")
+    p.add_argument("--task", default="sst2")
+    p.add_argument("--level", default="aggressive")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs", type=int, default=500, help="timed invocations per file and round")
+    args = p.parse_args(argv)
+
+    from rmcompress import _quiet
+
+    _quiet.silence()
+    import numpy as np
+
+    from rmcompress.evaluate.latency import measure_latency
+    from rmcompress.export.exporter import export_model
+    from rmcompress.models.modeldir import load_model_dir
+
+    work = Path(args.run) / "work"
+    seeds = [int(s) for s in args.seeds.split(",")]
+    files, seq_len = {}, None
+    for s in seeds:
+        base = work / f"{args.task}-s{s}"
+        f32 = base / "float32" / "model.tflite"
+        if not f32.exists():
+            bundle = load_model_dir(base / "dense")
+            export_model(bundle, base / "float32", formats=["tflite"], quantize="none", latency_runs=0)
+        files[s] = {"float32": f32.read_bytes(), args.level: (base / args.level / "model.tflite").read_bytes()}
+        if seq_len is None:
+            seq_len = load_model_dir(base / "dense").tokenizer.seq_len
+    ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
+    p50 = {}
+    for _ in range(args.rounds):
+        for s in seeds:
+            for name, flat in files[s].items():
+                p50.setdefault((s, name), []).append(measure_latency(flat, ids, runs=args.runs)["latency_ms_p50"])
+    ratios = []
+    print(f"| seed | float32 p50 | {args.level} p50 | faster |\n| --- | --- | --- | --- |")
+    for s in seeds:
+        f, a = statistics.median(p50[(s, "float32")]), statistics.median(p50[(s, args.level)])
+        ratios.append(f / a)
+        print(f"| {s} | {f * 1000:.1f} us | {a * 1000:.1f} us | {f / a:.2f}x |")
+    sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+    print(f"\n{args.task} {args.level} at {seq_len} tokens: {statistics.mean(ratios):.2f} +- {sd:.2f}x "
+          f"lower p50 than float32 ({len(ratios)} seeds, {args.rounds} interleaved rounds)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
