@@ -66,8 +66,8 @@ class _Fuser:
         self.named: dict[str, dict[str, np.ndarray]] = {}   # rewritten layers: name -> named weights
         self.order: dict[str, list[str]] = {}               # ... and the order the layer creates them
         self.note: dict = {"removed_dropout": [], "folded_batchnorm": [], "folded_layernorm": [],
-                                   "folded_layernorm_scale": [],
-                           "fused_qkv": [], "merged_dense": [], "pointwise_dense": [], "gather_positions": []}
+                           "folded_layernorm_scale": [], "fused_qkv": [], "merged_dense": [],
+                           "pointwise_dense": [], "gather_positions": []}
 
     def current(self, name: str) -> dict[str, np.ndarray]:
         """Named weights of ``name`` as rewritten so far (or as in the source model)."""
