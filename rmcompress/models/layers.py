@@ -107,10 +107,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     Prunable unit groups: heads (slices of Wq, Wk, Wv columns and Wo rows). ``head_gate`` (optional
     third input ``[H]``) multiplies each head's context before ``Wo``; used by gated training.
-
-    With one head (what a small budget usually leaves) the same math runs on ``[B, T, dh]`` tensors
-    (scores ``[B, T, T]``) with no head split or merge: at a dynamic shape the split and merge cost
-    11 TFLite ops (SHAPE, STRIDED_SLICE, PACK, RESHAPE, TRANSPOSE) that are pure overhead there.
     """
 
     def __init__(self, num_heads: int, head_dim: int, output_dim: int | None = None,
@@ -155,18 +151,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return tf.tensordot(x, kernel, axes=1) + bias
 
     def _split_heads(self, t, batch, length):
-        """``[B, T, H*dh]`` -> ``[B, H, T, dh]``; unchanged (``[B, T, dh]``) with one head."""
-        if self.num_heads == 1:
-            return t
         t = tf.reshape(t, [batch, length, self.num_heads, self.head_dim])
         return tf.transpose(t, [0, 2, 1, 3])
-
-    def _merge_heads(self, context, batch, length):
-        """``[B, H, T, dh]`` -> ``[B, T, H*dh]``; unchanged with one head."""
-        if self.num_heads == 1:
-            return context
-        return tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
-                          [batch, length, self.num_heads * self.head_dim])
 
     def call(self, inputs):
         x, mask = inputs[0], inputs[1]
@@ -174,16 +160,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self._qkv(x, batch, length)
         scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
-        m = tf.expand_dims(mask, 1)  # [B, 1, T] (TFLite-safe at dynamic T)
-        if self.num_heads > 1:
-            m = tf.expand_dims(m, 1)  # [B, 1, 1, T]
+        m = tf.expand_dims(tf.expand_dims(mask, 1), 1)  # [B, 1, 1, T] (TFLite-safe at dynamic T)
         scores = scores * m + (m - 1.0) * self.mask_bound
         weights = tf.nn.softmax(scores, axis=-1)
-        context = tf.matmul(weights, v)  # [B, H, T, dh] ([B, T, dh] with one head)
+        context = tf.matmul(weights, v)  # [B, H, T, dh]
         if head_gate is not None:
-            gate_shape = [1, 1, 1] if self.num_heads == 1 else [1, self.num_heads, 1, 1]
-            context = context * tf.reshape(head_gate, gate_shape)
-        context = self._merge_heads(context, batch, length)
+            context = context * tf.reshape(head_gate, [1, self.num_heads, 1, 1])
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                             [batch, length, self.num_heads * self.head_dim])
         return self._project(context, self.output_kernel, self.output_bias)
 
     def _qkv(self, x, batch, length):
