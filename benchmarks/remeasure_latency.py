@@ -41,12 +41,11 @@ def main(argv=None) -> int:
     for s in seeds:
         base = work / f"{args.task}-s{s}"
         f32 = base / "float32" / "model.tflite"
+        bundle = load_model_dir(base / "dense")
         if not f32.exists():
-            bundle = load_model_dir(base / "dense")
             export_model(bundle, base / "float32", formats=["tflite"], quantize="none", latency_runs=0)
         files[s] = {"float32": f32.read_bytes(), args.level: (base / args.level / "model.tflite").read_bytes()}
-        if seq_len is None:
-            seq_len = load_model_dir(base / "dense").tokenizer.seq_len
+        seq_len = seq_len or bundle.tokenizer.seq_len
     ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
     p50 = {}
     for _ in range(args.rounds):
