@@ -299,7 +299,8 @@ def main(argv=None):
             dense_flops = rows[-1]["flops"]
             dense_arch = ArchConfig.from_dict(dense.bundle.metadata["arch"])
             for b in budgets:
-                run_train(base_config(args, arch, seed, budget_flops=b), arch, "budget", b, seed)
+                if "budget" in methods:
+                    run_train(base_config(args, arch, seed, budget_flops=b), arch, "budget", b, seed)
                 if "budget_from_dense" in methods:
                     t = time.time()
                     enc_val = EncodedData("pointwise", ids=np.zeros((0, args.seq_len), np.int32),

@@ -1,10 +1,14 @@
-"""MultiHeadSelfAttention against a NumPy reference (1 and 3 heads, with and without head gates)."""
+"""MultiHeadSelfAttention against a NumPy reference (1 and 3 heads, with and without head gates), and
+the one-head export form of its TFLite graph."""
 import math
 
 import numpy as np
 import pytest
 
-from rmcompress._keras import tf
+from rmcompress._keras import keras, tf
+from rmcompress.compress.layers import FusedQKVSelfAttention
+from rmcompress.evaluate.op_profile import op_dtypes
+from rmcompress.export.tflite import TFLiteRunner, convert
 from rmcompress.models import layers as L
 
 
@@ -40,3 +44,32 @@ def test_attention_matches_numpy_reference(heads, gated):
     got = layer(inputs).numpy()
     assert got.shape == (2, 7, 6)
     np.testing.assert_allclose(got, _reference(layer, x, mask, gate), atol=1e-5)
+
+
+def _one_block(heads: int) -> keras.Model:
+    ids = keras.Input((None,), dtype="int32")
+    mask = L.PaddingMask()(ids)
+    x = keras.layers.Embedding(50, 16)(ids)
+    x = FusedQKVSelfAttention(heads, 8)([x, mask])  # what fuse leaves: projections are plain matmuls
+    return keras.Model(ids, keras.layers.Dense(1)(L.MaskedMeanPooling()([x, mask])))
+
+
+def test_one_head_attention_exports_without_head_split_ops():
+    """At a dynamic shape the head split/merge is SHAPE/STRIDED_SLICE/PACK/RESHAPE/TRANSPOSE; the
+    one-head export form needs none of them, gives the Keras model's outputs, and is used only while
+    the converter traces (Keras keeps the 4-D form)."""
+    one_model = _one_block(1)
+    one_flat = convert(one_model, seq_len=9)
+    one = [op for op, _ in op_dtypes(one_flat)]
+    two = [op for op, _ in op_dtypes(convert(_one_block(2), seq_len=9))]
+    shape_ops = {"SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE", "TRANSPOSE"}
+    assert shape_ops & set(two), two  # the multi-head graph does split heads
+    assert not shape_ops & set(one), one
+    assert one.count("BATCH_MATMUL") == 2, one  # scores, probabilities @ V
+    assert len(one) < len(two) - 8, (one, two)
+    ids = np.random.default_rng(0).integers(1, 50, size=(4, 9)).astype(np.int32)
+    ids[1, 5:] = 0
+    np.testing.assert_allclose(TFLiteRunner(one_flat).score(ids), one_model.predict(ids, verbose=0).reshape(-1),
+                               atol=1e-5)
+    attn = [m for m in one_model.submodules if isinstance(m, L.MultiHeadSelfAttention)]
+    assert attn and not any(a.export_trace for a in attn)  # reset after tracing

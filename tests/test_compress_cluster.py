@@ -33,3 +33,25 @@ def test_cluster_limits_distinct_values_and_preserves_sparsity(state):
         for k in before:
             np.testing.assert_array_equal(after[k] == 0, before[k] == 0)  # the same zeros, exactly
             assert len(np.unique(after[k])) <= 6
+
+
+def test_layer_clusters_sets_a_count_per_layer_and_the_position_table_is_clustered(state):
+    fused, _ = fuse(state.model, state.val_ids(32))
+    clustered, note = cluster(fused, state, clusters=6, layer_clusters={"^token_emb": 3, "emb": 5}, steps=2)
+    per = note["clusters_per_layer"]
+    assert per["token_embedding"] == 3  # first matching regex wins
+    assert per["position_embedding"] == 5 and per["block0_attn"] == 6
+    for name, k in per.items():
+        for w in weight_arrays(clustered.get_layer(name)).values():
+            assert 1 < len(np.unique(w)) <= k, name
+    assert note["distinct_values"]["position_embedding"] == {"position_embeddings": 5}
+
+
+def test_recipe_rejects_a_bad_layer_clusters_map():
+    from rmcompress.compress.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    for bad, words in (({"(": 4}, "invalid regular expression"), ({"emb": 1}, "integers >= 2")):
+        with pytest.raises(RecipeError, match="layer_clusters") as e:
+            Recipe.from_dict({"passes": [{"cluster": {"layer_clusters": bad}}]})
+        assert words in str(e.value)

@@ -130,5 +130,10 @@ def test_fused_model_saves_loads_and_converts(tmp_path, transformer):
 def test_fused_layers_are_counted_by_the_registry(transformer):
     from rmcompress.complexity import count
 
-    fused, _ = fuse(transformer, token_ids())
-    assert count(fused).flops == count(transformer).flops  # same multiply-adds; fewer ops
+    fused, note = fuse(transformer, token_ids())
+    # same multiply-adds; only the score scale (h*T*T per attention layer) moved into Wq
+    attn = [transformer.get_layer(n) for n in note["folded_score_scale"]]
+    assert attn, note
+    t = transformer.input_shape[1]
+    scale_flops = sum(a.num_heads * t * t for a in attn)
+    assert count(fused).flops == count(transformer).flops - scale_flops

@@ -323,7 +323,7 @@ def _mhsa_flops(layer, s, d):
         + 2 * t * t * inner                      # softmax(s) v
         + 2 * inner * o * t,                     # output projection
         "bias": 3 * inner * t + o * t,
-        "elementwise": h * t * t                 # scale by 1/sqrt(dh)
+        "elementwise": h * t * t * int(getattr(layer, "scale_scores", True))  # scale by 1/sqrt(dh)
         + 2 * h * t * t + 2 * t * min1(h),       # s*m + (m-1)*bound (none without heads)
         "softmax": 3 * h * t * t,
     }

@@ -1,7 +1,9 @@
 """``cluster``: tfmot weight clustering (weight sharing) with fine-tuning, stripped for the user.
 
 Each selected layer's kernels are replaced during training by ``centroids[index]`` with
-``clusters`` centroids per weight tensor (``tfmot.clustering.keras.cluster_weights``; built-in
+``clusters`` centroids per weight tensor, or for layers whose name matches a regex of
+``layer_clusters`` (``{regex: clusters}``, first match wins) that many
+(``tfmot.clustering.keras.cluster_weights``; built-in
 Dense/Conv1D/Embedding via tfmot's registry, the project's attention layers and
 ``FactorizedEmbedding`` as ``ClusterableLayer``s through their ``get_clusterable_weights``).
 ``preserve_sparsity`` (``auto``: when the weights already have zeros, i.e. after ``prune``) keeps
@@ -13,6 +15,8 @@ at most ``clusters`` int8 codes).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from rmcompress._keras import keras
@@ -22,7 +26,7 @@ from rmcompress.compress.layers import FactorizedEmbedding, PointwiseDense
 from rmcompress.compress.state import CompressState
 from rmcompress.compress.targets import copy_model, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
-from rmcompress.models.layers import MultiHeadSelfAttention
+from rmcompress.models.layers import MultiHeadSelfAttention, PositionEmbedding
 
 _INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
 
@@ -31,7 +35,7 @@ def _register_clusterable() -> None:
     """Declare the project's layers as tfmot ``ClusterableLayer``s (they implement its methods)."""
     from tensorflow_model_optimization.python.core.clustering.keras.clusterable_layer import ClusterableLayer
 
-    for cls in (MultiHeadSelfAttention, FactorizedEmbedding, PointwiseDense):
+    for cls in (MultiHeadSelfAttention, FactorizedEmbedding, PointwiseDense, PositionEmbedding):
         if not issubclass(cls, ClusterableLayer):
             ClusterableLayer.register(cls)
 
@@ -41,9 +45,19 @@ def distinct_values(model: keras.Model, names: list[str]) -> dict:
     return {n: {k: int(len(np.unique(v))) for k, v in weight_arrays(model.get_layer(n)).items()} for n in names}
 
 
+def clusters_per_layer(names: list[str], clusters: int, layer_clusters: dict | None = None) -> dict[str, int]:
+    """``{layer: number of clusters}``: the first ``layer_clusters`` regex that matches, else ``clusters``."""
+    out = {}
+    for n in names:
+        match = [int(k) for pat, k in (layer_clusters or {}).items() if re.search(pat, n)]
+        out[n] = match[0] if match else int(clusters)
+    return out
+
+
 def cluster(model: keras.Model, state: CompressState, clusters: int = 16, init: str = "kmeans++",
             preserve_sparsity="auto", embedding: bool = True, layers: dict | None = None, steps: int = 200,
-            learning_rate: float = 1e-4, batch_size: int = 64) -> tuple[keras.Model, dict]:
+            learning_rate: float = 1e-4, batch_size: int = 64,
+            layer_clusters: dict | None = None) -> tuple[keras.Model, dict]:
     """Cluster ``model`` (a copy; the input is untouched); return ``(stripped_model, note)``."""
     import tensorflow_model_optimization as tfmot
 
@@ -56,15 +70,17 @@ def cluster(model: keras.Model, state: CompressState, clusters: int = 16, init: 
     if preserve_sparsity == "auto":
         zeros = [np.mean(v == 0) for n in names for v in weight_arrays(base.get_layer(n)).values()]
         preserve_sparsity = bool(zeros) and float(np.mean(zeros)) > 0.05
-    if preserve_sparsity and clusters < 3:
-        raise RecipeError("cluster.clusters: sparsity-preserving clustering needs clusters >= 3")
+    per_layer = clusters_per_layer(names, clusters, layer_clusters)
+    if preserve_sparsity and min(per_layer.values()) < 3:
+        raise RecipeError("cluster.clusters: sparsity-preserving clustering needs clusters >= 3 "
+                          f"(per layer: {per_layer})")
     init_enum = getattr(cl.CentroidInitialization, _INIT[init])
 
     def wrap(layer):
         if layer.name not in names:
             return layer
         try:
-            return cl.cluster_weights(layer, number_of_clusters=int(clusters),
+            return cl.cluster_weights(layer, number_of_clusters=per_layer[layer.name],
                                       cluster_centroids_init=init_enum, preserve_sparsity=bool(preserve_sparsity))
         except (ValueError, TypeError) as e:
             raise ModelError(f"cluster: layer {layer.name!r} ({type(layer).__name__}) cannot be clustered: "
@@ -78,10 +94,12 @@ def cluster(model: keras.Model, state: CompressState, clusters: int = 16, init: 
     if diff > 1e-5:
         raise ModelError(f"cluster: stripped model differs from the clustered model by {diff:.3g}")
     distinct = distinct_values(stripped, names)
-    worst = max(v for d in distinct.values() for v in d.values())
-    if worst > clusters + (1 if preserve_sparsity else 0):
-        raise ModelError(f"cluster: a weight kept {worst} distinct values (> {clusters} clusters)")
-    note = {"layers": names, "clusters": int(clusters), "init": init, "preserve_sparsity": bool(preserve_sparsity),
+    for n, d in distinct.items():
+        worst = max(d.values())
+        if worst > per_layer[n] + (1 if preserve_sparsity else 0):
+            raise ModelError(f"cluster: layer {n!r} kept {worst} distinct values in a weight "
+                             f"(> {per_layer[n]} clusters)")
+    note = {"layers": names, "clusters": int(clusters), "clusters_per_layer": per_layer, "init": init, "preserve_sparsity": bool(preserve_sparsity),
             "steps": steps, "steps_requested": requested, "distinct_values": distinct, "strip_max_abs_diff": diff}
     if preserve_sparsity:
         note["sparsity"] = {n: {k: float(np.mean(v == 0)) for k, v in weight_arrays(stripped.get_layer(n)).items()}

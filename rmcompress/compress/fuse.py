@@ -15,7 +15,10 @@ Rewrites, applied in this order, each only where it is exact:
    cannot move too: an all-padding row pools to 0, not to ``beta``. An LN feeding anything else (a
    residual add, max pooling) is left alone.
 4. **qkv**: ``MultiHeadSelfAttention`` -> :class:`FusedQKVSelfAttention` with
-   ``W_qkv = [Wq | Wk | Wv]``: one matmul instead of three.
+   ``W_qkv = [Wq | Wk | Wv]``: one matmul instead of three. The score scale moves into the query
+   projection, ``(x Wq + bq) k^T / sqrt(dh) = (x Wq/sqrt(dh) + bq/sqrt(dh)) k^T``
+   (``scale_scores=False``): one elementwise op over ``[B, H, T, T]`` fewer (bit-exact when ``dh``
+   is a power of 4, e.g. 16 or 64; otherwise within float rounding).
 5. **dense_chain**: ``Dense_B(Dense_A(x))`` with a linear ``A`` used only by ``B`` becomes one Dense
    ``x (W_A W_B) + (b_A W_B + b_B)`` when that lowers FLOPs (``d_in*u_B < d_in*u_A + u_A*u_B``).
 6. **matmul**: a Dense applied to ``[B, T, d]`` becomes :class:`PointwiseDense` (same weights): one
@@ -66,7 +69,7 @@ class _Fuser:
         self.named: dict[str, dict[str, np.ndarray]] = {}   # rewritten layers: name -> named weights
         self.order: dict[str, list[str]] = {}               # ... and the order the layer creates them
         self.note: dict = {"removed_dropout": [], "folded_batchnorm": [], "folded_layernorm": [],
-                           "folded_layernorm_scale": [], "fused_qkv": [], "merged_dense": [],
+                           "folded_layernorm_scale": [], "fused_qkv": [], "folded_score_scale": [], "merged_dense": [],
                            "pointwise_dense": [], "gather_positions": []}
 
     def current(self, name: str) -> dict[str, np.ndarray]:
@@ -205,13 +208,18 @@ class _Fuser:
                 continue
             name = e["name"]
             w = self.current(name)
-            new = {"qkv_kernel": np.concatenate([w["query_kernel"], w["key_kernel"], w["value_kernel"]], 1),
-                   "qkv_bias": np.concatenate([w["query_bias"], w["key_bias"], w["value_bias"]], 0),
+            cfg = e["config"]
+            scale = np.float32(1.0 / np.sqrt(cfg["head_dim"])) if cfg.get("scale_scores", True) else np.float32(1.0)
+            cfg["scale_scores"] = False
+            new = {"qkv_kernel": np.concatenate([w["query_kernel"] * scale, w["key_kernel"], w["value_kernel"]], 1),
+                   "qkv_bias": np.concatenate([w["query_bias"] * scale, w["key_bias"], w["value_bias"]], 0),
                    "output_kernel": w["output_kernel"], "output_bias": w["output_bias"]}
             ent = layer_entry(FusedQKVSelfAttention, e["config"], name)
             self.graph.replace(name, ent["class_name"], e["config"], ent["module"], ent["registered_name"])
             self.set(name, new, ["qkv_kernel", "qkv_bias", "output_kernel", "output_bias"])
             self.note["fused_qkv"].append(name)
+            if scale != 1:
+                self.note["folded_score_scale"].append(name)
 
     # -- 5. dense chain ---------------------------------------------------------------------------
     def dense_chain(self):

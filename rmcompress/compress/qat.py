@@ -218,7 +218,7 @@ def quantize_config_for(layer, preserve: str = "none"):
     if isinstance(layer, (keras.layers.Dense, keras.layers.Conv1D)):
         return C(["kernel"], preserve=preserve)
     if isinstance(layer, L.PositionEmbedding):
-        return C(["position_embeddings"])
+        return C(["position_embeddings"], quantize_output=True, preserve=preserve)
     if isinstance(layer, keras.layers.LayerNormalization) and _feeds_only_pooling(layer):
         # its statistics run in float and so does the pooling that reads it: a FakeQuant here would
         # only add a QUANTIZE + DEQUANTIZE pair over [B, T, d] to the TFLite graph
@@ -352,10 +352,9 @@ def float_model_from_qat(qat_model: keras.Model, float_model: keras.Model) -> ke
 def convert_qat(qat_model: keras.Model, seq_len: int | None = None) -> bytes:
     """TFLite int8 flatbuffer of a QAT model (ranges from its FakeQuant ops; no calibration)."""
     from rmcompress.errors import ExportError
-    from rmcompress.export.tflite import serving_function
+    from rmcompress.export.tflite import tflite_concrete_function
 
-    fn = serving_function(qat_model, seq_len)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], qat_model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([tflite_concrete_function(qat_model, seq_len)], qat_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
         return conv.convert()

@@ -103,10 +103,9 @@ def _structure_after(model: keras.Model, preserve: str) -> dict:
 
 # -- conversion -----------------------------------------------------------------------------------
 def _converter(model: keras.Model, calibration_ids: np.ndarray | None = None):
-    from rmcompress.export.tflite import serving_function
+    from rmcompress.export.tflite import tflite_concrete_function
 
-    fn = serving_function(model)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([tflite_concrete_function(model)], model)
     if calibration_ids is not None:
         reps = np.asarray(calibration_ids, np.int32)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

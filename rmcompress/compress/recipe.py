@@ -50,6 +50,20 @@ def _m_by_n(v) -> str | None:
     return None if len(v) == 2 and v[0] < v[1] else "must be [m, n] with 0 < m < n, e.g. [2, 4]"
 
 
+def _layer_clusters(v) -> str | None:
+    """``{layer-name regex: clusters}`` with valid regexes and integer counts >= 2."""
+    import re
+
+    for pat, n in v.items():
+        try:
+            re.compile(str(pat))
+        except re.error as e:
+            return f"has an invalid regular expression {pat!r} ({e})"
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            return f"must map layer-name regexes to integers >= 2 (got {pat!r}: {n!r})"
+    return None
+
+
 def _auto_or_list(example: str):
     def check(v) -> str | None:
         return None if v == "auto" or isinstance(v, list) else f"must be 'auto' or {example}"
@@ -97,6 +111,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
               "summaries_dir": Field(str, None, nullable=True),
               **_train(300)},
     "cluster": {"clusters": Field(int, 16, min=2),
+                "layer_clusters": Field(dict, None, nullable=True, check=_layer_clusters,
+                                        help="per-layer counts: {layer-name regex: clusters}, first match wins"),
                 "init": Field(str, "kmeans++", choices=("kmeans++", "linear", "density", "random")),
                 "preserve_sparsity": Field((bool, str), "auto", choices=(True, False, "auto")),
                 "embedding": Field(bool, True),

@@ -1,8 +1,9 @@
 """Which layers a weight pass (prune, cluster, QAT) touches, and copying models safely.
 
 Weight-bearing layer types the architectures use: Dense, Conv1D, Embedding, the project's
-``MultiHeadSelfAttention`` (and its fused form) and ``FactorizedEmbedding``. Selection: every such
-layer, minus embeddings when ``embedding`` is false, restricted to names matching any ``include``
+``MultiHeadSelfAttention`` (and its fused form), ``FactorizedEmbedding`` and ``PositionEmbedding``
+(a learned ``[max_length, d]`` table). Selection: every such layer, minus embeddings (token and
+position tables) when ``embedding`` is false, restricted to names matching any ``include``
 regex (when given), minus names matching any ``exclude`` regex. The default ``exclude`` keeps the
 one-unit reward head dense (``reward``): it is tiny and every decision goes through it.
 """
@@ -14,9 +15,9 @@ from rmcompress._keras import keras
 from rmcompress.compress.graph import Graph, rebuild
 from rmcompress.compress.layers import FactorizedEmbedding, FusedQKVSelfAttention
 from rmcompress.errors import RecipeError
-from rmcompress.models.layers import MultiHeadSelfAttention
+from rmcompress.models.layers import MultiHeadSelfAttention, PositionEmbedding
 
-EMBEDDINGS = (keras.layers.Embedding, FactorizedEmbedding)
+EMBEDDINGS = (keras.layers.Embedding, FactorizedEmbedding, PositionEmbedding)
 WEIGHT_LAYERS = (keras.layers.Dense, keras.layers.Conv1D, MultiHeadSelfAttention,
                  FusedQKVSelfAttention) + EMBEDDINGS
 DEFAULT_EXCLUDE = ["^reward$"]

@@ -43,6 +43,16 @@ class PositionEmbedding(keras.layers.Layer):
         length = tf.shape(x)[1]
         return x + tf.expand_dims(self.position_embeddings[:length], 0)  # no new-axis slice: TFLite-safe at dynamic T
 
+    # tfmot's PrunableLayer / ClusterableLayer interfaces: the table is a weight like any other
+    def get_prunable_weights(self):
+        return [self.position_embeddings]
+
+    def get_clusterable_weights(self):
+        return [("position_embeddings", self.position_embeddings)]
+
+    def get_clusterable_algorithm(self, weight_name):
+        return None  # tfmot's default nearest-centroid lookup
+
     def get_config(self):
         return {**super().get_config(), "max_length": self.max_length,
                 "initializer": keras.initializers.serialize(self.initializer)}
@@ -102,16 +112,28 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
         q, k, v = x Wq + bq, x Wk + bk, x Wv + bv          (each [B, T, H*dh], split into H heads)
         s = q k^T / sqrt(dh)                               ([B, H, T, T])
+                                                           (scale_scores=False: s = q k^T, the
+                                                           1/sqrt(dh) already folded into Wq, bq)
         s = s * m + (m - 1) * mask_bound                   (masked keys get exactly -mask_bound)
         y = concat_h(softmax(s) v) Wo + bo
 
     Prunable unit groups: heads (slices of Wq, Wk, Wv columns and Wo rows). ``head_gate`` (optional
     third input ``[H]``) multiplies each head's context before ``Wo``; used by gated training.
+
+    ``export_trace`` (set only while a TFLite converter traces the model, by
+    :func:`rmcompress.export.tflite.tflite_concrete_function`): with one head the same math runs on
+    ``[B, T, dh]`` (scores ``[B, T, T]``) with no head split or merge, which at a dynamic length
+    cost 11 TFLite ops (SHAPE, STRIDED_SLICE, PACK, RESHAPE, TRANSPOSE). Training and Keras
+    inference keep the 4-D form (the form gated training needs for any number of heads).
     """
 
+    export_trace = False
+
     def __init__(self, num_heads: int, head_dim: int, output_dim: int | None = None,
-                 mask_bound: float = 30.0, kernel_initializer="glorot_uniform", **kwargs):
+                 mask_bound: float = 30.0, kernel_initializer="glorot_uniform", scale_scores: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.scale_scores = bool(scale_scores)
         self.num_heads = int(num_heads)
         self.head_dim = int(head_dim)
         self.output_dim = None if output_dim is None else int(output_dim)
@@ -150,24 +172,40 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def _project(x, kernel, bias):
         return tf.tensordot(x, kernel, axes=1) + bias
 
+    def _one_head_export(self) -> bool:
+        return self.num_heads == 1 and self.export_trace
+
     def _split_heads(self, t, batch, length):
+        """``[B, T, H*dh]`` -> ``[B, H, T, dh]`` (unchanged ``[B, T, dh]`` in the one-head export form)."""
+        if self._one_head_export():
+            return t
         t = tf.reshape(t, [batch, length, self.num_heads, self.head_dim])
         return tf.transpose(t, [0, 2, 1, 3])
+
+    def _merge_heads(self, context, batch, length):
+        """``[B, H, T, dh]`` -> ``[B, T, H*dh]`` (unchanged in the one-head export form)."""
+        if self._one_head_export():
+            return context
+        return tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, length, self.num_heads * self.head_dim])
 
     def call(self, inputs):
         x, mask = inputs[0], inputs[1]
         head_gate = inputs[2] if len(inputs) > 2 else None
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self._qkv(x, batch, length)
-        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
-        m = tf.expand_dims(tf.expand_dims(mask, 1), 1)  # [B, 1, 1, T] (TFLite-safe at dynamic T)
+        scores = tf.matmul(q, k, transpose_b=True)
+        if self.scale_scores:
+            scores = scores * (1.0 / math.sqrt(self.head_dim))
+        one_head = self._one_head_export()
+        m = tf.expand_dims(mask, 1)  # [B, 1, T] (TFLite-safe at dynamic T)
+        if not one_head:
+            m = tf.expand_dims(m, 1)  # [B, 1, 1, T]
         scores = scores * m + (m - 1.0) * self.mask_bound
         weights = tf.nn.softmax(scores, axis=-1)
-        context = tf.matmul(weights, v)  # [B, H, T, dh]
+        context = tf.matmul(weights, v)  # [B, H, T, dh] ([B, T, dh] in the one-head export form)
         if head_gate is not None:
-            context = context * tf.reshape(head_gate, [1, self.num_heads, 1, 1])
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
-                             [batch, length, self.num_heads * self.head_dim])
+            context = context * tf.reshape(head_gate, [1, 1, 1] if one_head else [1, self.num_heads, 1, 1])
+        context = self._merge_heads(context, batch, length)
         return self._project(context, self.output_kernel, self.output_bias)
 
     def _qkv(self, x, batch, length):
@@ -189,7 +227,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
-                "output_dim": self.output_dim, "mask_bound": self.mask_bound,
+                "output_dim": self.output_dim, "mask_bound": self.mask_bound, "scale_scores": self.scale_scores,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
