@@ -34,8 +34,8 @@ def quantize_dequantize_pairs(flat: bytes) -> list[int]:
 
 
 def with_shifted_values(model):
-    """A copy of ``model`` whose attention values are shifted by +2 (bias), so their range is far from
-    symmetric: an asymmetric quantiser would give them a non-zero zero point."""
+    """A copy of ``model`` whose attention keys and values are shifted by +2 (bias), so their range is
+    far from symmetric: an asymmetric quantiser would give them a non-zero zero point."""
     from rmcompress._keras import keras
 
     copy = keras.models.clone_model(model)
@@ -43,9 +43,10 @@ def with_shifted_values(model):
     for layer in copy.layers:
         if hasattr(layer, "qkv_bias"):  # fused [q | k | v]
             bias = layer.qkv_bias.numpy()
-            bias[2 * len(bias) // 3:] += 2.0
+            bias[len(bias) // 3:] += 2.0
             layer.qkv_bias.assign(bias)
         elif hasattr(layer, "value_bias"):
+            layer.key_bias.assign(layer.key_bias.numpy() + 2.0)
             layer.value_bias.assign(layer.value_bias.numpy() + 2.0)
     return copy
 
@@ -81,9 +82,11 @@ def test_qat_on_the_whole_transformer(state, fused):
     runner.score(ids[:1])
     big = np.concatenate([ids] * 4)
     np.testing.assert_array_equal(runner.score(big), TFLiteRunner(flat).score(big))
-    # the int8 probabilities @ V matmul has a zero-point-0 right operand, which XNNPACK needs to run it
+    # both attention matmuls (q k^T, probabilities @ V) are int8 with a zero-point-0 right operand,
+    # which XNNPACK needs to run them
     zero_points = int8_batch_matmul_rhs_zero_points(flat)
-    assert zero_points and set(zero_points) == {0}, zero_points
+    assert len(zero_points) == 2 and set(zero_points) == {0}, zero_points
+    assert ("BATCH_MATMUL", "float32") not in ops
     # the final norm feeds only the (float) pooling: no FakeQuant there, so no QUANTIZE -> DEQUANTIZE
     assert not q.get_layer("quant_final_norm").quantize_config.quantize_output
     assert quantize_dequantize_pairs(flat) == []

@@ -193,7 +193,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         head_gate = inputs[2] if len(inputs) > 2 else None
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self._qkv(x, batch, length)
-        scores = tf.matmul(q, k, transpose_b=True)
+        scores = self._raw_scores(q, k)
         if self.scale_scores:
             scores = scores * (1.0 / math.sqrt(self.head_dim))
         one_head = self._one_head_export()
@@ -207,6 +207,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             context = context * tf.reshape(head_gate, [1, 1, 1] if one_head else [1, self.num_heads, 1, 1])
         context = self._merge_heads(context, batch, length)
         return self._project(context, self.output_kernel, self.output_bias)
+
+    def _raw_scores(self, q, k):
+        """``q k^T`` before the scale and the mask (a QAT subclass fake-quantises it)."""
+        return tf.matmul(q, k, transpose_b=True)
 
     def _qkv(self, x, batch, length):
         """Queries, keys and values, each ``[B, H, T, dh]`` (a subclass may fuse the projections)."""
