@@ -192,14 +192,15 @@ def recipe_file(recipe: str, out: Path, args) -> str:
 
     from rmcompress.compress.recipe import RECIPE_DIR
 
-    d = yaml.safe_load((RECIPE_DIR / f"{recipe}.yaml").read_text())
+    src = Path(recipe) if recipe.endswith((".yaml", ".yml")) else RECIPE_DIR / f"{recipe}.yaml"
+    d = yaml.safe_load(src.read_text())
     for spec in d["passes"]:
         if isinstance(spec, dict) and "budget" in spec:
             if args.recipe_budget_steps:
                 spec["budget"]["steps"] = args.recipe_budget_steps
             if args.recipe_budget_lr:
                 spec["budget"]["learning_rate"] = args.recipe_budget_lr
-    path = out / "recipes" / f"{recipe}.yaml"
+    path = out / "recipes" / f"{Path(recipe).stem}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(d, sort_keys=False))
     return str(path)
@@ -209,7 +210,7 @@ def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
     """Issue-4 hook: compress the fine-tuned model with each recipe."""
     rows = []
     for recipe in args.recipes:
-        name = f"minilm-{recipe}"
+        name = f"minilm-{Path(recipe).stem}"
         dest = out / "models" / name
         t = time.time()
         rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe_file(recipe, out, args),

@@ -260,3 +260,26 @@ def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwis
     assert q["mode"] == "qat" and any(n.endswith("ffn_in") for n in q["quantized_layers"])
     assert q["qat_vs_float_decision_agreement"] >= 0.8
     assert (tmp_path / "c" / "report.json").is_file()
+
+
+def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
+    """The shipped ``pretrained-aggressive`` recipe (steps scaled down): Taylor pruning in stages,
+    distilled from the source, fuse, vocabulary pruning + rank-limited table, dynamic-range TFLite."""
+    from rmcompress.compress import Recipe, compress
+
+    spec = Recipe.resolve("pretrained-aggressive").to_dict()
+    for item in spec["passes"]:
+        name, params = next(iter(item.items()))
+        if "steps" in params:
+            params["steps"] = 6
+        if name == "factorise":
+            params["rank"] = 4
+    rep = compress(finetuned_dir, spec, pointwise_file, tmp_path / "agg", latency_runs=0)
+    notes = {n["pass"]: n for n in rep["passes"]}
+    b = notes["budget"]
+    assert b["method"] == "taylor" and b["stages"] == 3
+    assert b["achieved_flops_fraction"] <= 0.15 + 1e-9 and b["flops_after"] < b["flops_before"]
+    assert notes["factorise"]["vocab_after"] < notes["factorise"]["vocab_before"]
+    assert notes["quantise"]["mode"] == "dynamic"
+    assert any(p.suffix == ".tflite" for p in (tmp_path / "agg").rglob("*.tflite"))
+    assert rep["parity_decision_agreement"] >= 0.9 and rep["size_ratio"] > 4  # exported, checked, measured

@@ -93,6 +93,14 @@ def test_yaml_is_loaded_safely(tmp_path):
         Recipe.load(f)
 
 
+def test_shipped_pretrained_recipe_resolves_by_name():
+    r = Recipe.resolve("pretrained-aggressive")
+    assert r.name == "pretrained-aggressive"
+    budget = r.get("budget").params
+    assert budget["method"] == "taylor" and budget["stages"] >= 2 and budget["distill"] > 0
+    assert r.get("quantise").params["mode"] == "dynamic" and r.get("factorise").params["rank"]
+
+
 def test_unknown_level_and_missing_file():
     with pytest.raises(RecipeError, match="neither a level"):
         Recipe.resolve("extreme")

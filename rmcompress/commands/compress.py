@@ -7,14 +7,15 @@ from rmcompress.commands._common import model_to_out_parser
 
 
 def add_parser(sub, parents):
-    from rmcompress.compress.recipe import LEVELS
+    from rmcompress.compress.recipe import LEVELS, SHIPPED
 
     p = model_to_out_parser(sub, parents, "compress", help="compress a model with a recipe (level or YAML file)",
                             description="Run a compression recipe: passes (budget, fuse, factorise, prune, "
                                         "cluster, quantise, length), then export to SavedModel + TFLite with a "
                                         "parity check, evaluation on the validation split and report.json.",
                             model_help="model directory (from train)", out_help="output directory to write")
-    p.add_argument("--recipe", required=True, help=f"a level ({', '.join(LEVELS)}) or a recipe YAML file")
+    p.add_argument("--recipe", required=True, help=f"a level ({', '.join(LEVELS)}), a shipped recipe "
+                   f"({', '.join(SHIPPED)}) or a recipe YAML file")
     p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
     p.add_argument("--latency-runs", type=int, default=None, help="timed runs (default: the recipe's; 0 skips)")
     return p

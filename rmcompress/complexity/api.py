@@ -22,7 +22,8 @@ WARMUP_FRACTION = 0.5
 
 
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
-                    steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0):
+                    steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
+                    method="gates", stages=1, importance_batches=32):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -36,6 +37,13 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     ``distill_weight`` ``a`` > 0: self-distillation from ``bundle.model`` (the teacher, scored once on
     the training ids; pairwise: its margin), gated and fine-tuning steps alike, per example
     ``(1 - a) * task_loss + a * (student - teacher)^2`` (``rmcompress.training.distill``).
+
+    ``method``: ``gates`` (the above), or ``taylor`` / ``magnitude``: no gated training; the model
+    is pruned once per stage by unit importance (:mod:`rmcompress.complexity.importance`;
+    ``importance_batches`` batches of 16 for ``taylor``) and the shrunk model fine-tuned
+    ``steps / stages`` steps (distilled as above). With ``stages`` = k the budget is reached
+    geometrically, stage ``i`` pruning to ``budget ** (i / k)`` of the dense cost, so later stages
+    score units on a model that has already adapted (and trains faster, being smaller).
     """
     from rmcompress._keras import keras
     from rmcompress.complexity.gates import gated_copy
@@ -54,6 +62,10 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     task = bundle.metadata["task"]
     loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
     keras.utils.set_random_seed(seed)
+    if method != "gates":
+        return _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps,
+                                    seed, learning_rate, batch_size, verbose, distill_weight, method,
+                                    stages, importance_batches, task, loss)
     gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
     ft_steps = int(round(steps * FINETUNE_FRACTION))
     gated_steps = steps - ft_steps
@@ -94,6 +106,69 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                 "complexity": {k: v for k, v in info.items()}}
     out = RewardModelBundle(scorer, bundle.tokenizer, metadata, None, report)
     out.complexity_log = logger.rows  # type: ignore[attr-defined]
+    return out
+
+
+def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps, seed,
+                         learning_rate, batch_size, verbose, distill_weight, method, stages,
+                         importance_batches, task, loss):
+    """``budget_compress`` with ``method`` taylor/magnitude (see its docstring)."""
+    from rmcompress.complexity import count
+    from rmcompress.complexity.importance import METHODS, importance_prune
+    from rmcompress.complexity.structure import infer_arch_config
+    from rmcompress.models.modeldir import RewardModelBundle
+    from rmcompress.training.complexity_training import finetune
+    from rmcompress.training.model import RewardTrainingModel
+    from rmcompress.training.trainer import evaluate_encoded
+
+    if method not in METHODS:
+        raise UsageError(f"budget method {method!r} unknown; allowed: gates, {', '.join(METHODS)}")
+    stages = int(stages)
+    if stages < 1:
+        raise UsageError(f"budget_compress: stages={stages} must be >= 1")
+    cfg = SimpleNamespace(task=task, center_coefficient=0.0, learning_rate=learning_rate,
+                          warmup_fraction=0.05, weight_decay=0.01)
+
+    def plain(m, c, lo):
+        return RewardTrainingModel(m, task=c.task, loss=lo, center_coefficient=c.center_coefficient)
+
+    build = plain
+    if distill_weight:
+        from rmcompress.training.distill import DistillSettings, with_distillation
+
+        build = with_distillation(plain, DistillSettings(float(distill_weight), "mse", 1.0))
+        train_data = with_teacher_targets(bundle.model, train_data)
+    dense = count(bundle.model)
+    ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
+    scorer, per_stage = bundle.model, []
+    stage_steps = [steps // stages + (1 if i < steps % stages else 0) for i in range(stages)]
+    for i in range(stages):
+        share = (i + 1) / stages
+        now = count(scorer)
+        rel_f = None if flops_fraction is None else min(1.0, flops_fraction ** share * dense.flops / now.flops)
+        rel_p = None if params_fraction is None else min(1.0, params_fraction ** share * dense.params / now.params)
+        scorer = importance_prune(scorer, method, rel_f, rel_p, data=train_data, task=task, loss=loss,
+                                  batches=importance_batches, seed=seed + i,
+                                  build=lambda m: build(m, cfg, loss))
+        pruned = count(scorer)
+        if stage_steps[i]:
+            scorer = finetune(scorer, cfg, loss, ds, stage_steps[i], verbose=verbose, build=build)
+        per_stage.append({"flops_fraction": round(pruned.flops / dense.flops, 5),
+                          "params_fraction": round(pruned.params / dense.params, 5), "steps": stage_steps[i]})
+    achieved = count(scorer)
+    info = {"method": method, "stages": stages, "per_stage": per_stage,
+            "dense_flops": int(dense.flops), "dense_params": int(dense.params),
+            "budget_flops": flops_fraction, "budget_params": params_fraction,
+            "flops": achieved.flops, "params": achieved.params,
+            "flops_fraction": round(achieved.flops / dense.flops, 5),
+            "params_fraction": round(achieved.params / dense.params, 5), "shrunk": True,
+            "steps": steps, "gated_steps": 0, "finetune_steps": steps, "distill_weight": float(distill_weight)}
+    report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
+    if len(val_data):
+        report.update(evaluate_encoded(scorer, val_data, task, loss))
+    metadata = {**bundle.metadata, "arch": infer_arch_config(scorer).to_dict(), "complexity": dict(info)}
+    out = RewardModelBundle(scorer, bundle.tokenizer, metadata, None, report)
+    out.complexity_log = []  # type: ignore[attr-defined]
     return out
 
 

@@ -7,16 +7,14 @@ columns and output-projection rows; a filter: its kernel slice and bias; an embe
 column and the consumer rows it feeds), divided by the mean score of its group so that groups of
 different fan-in compare. Whole blocks are not scored: a block goes when all its units are gone.
 The lowest-scoring units are removed until the model fits the budget
-(``rmcompress.complexity.shrink.project_to_budget`` with the scores as gate logits), then ``shrink``
+(``rmcompress.complexity.importance.prune_to_budget``), then ``shrink``
 builds the smaller plain model. Kept units keep their weights unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from rmcompress.complexity.gates import gate_layers, gated_copy
 from rmcompress.complexity.registry import facts_for
-from rmcompress.complexity.shrink import project_to_budget, shrink
 from rmcompress.complexity.structure import Structure, infer_arch_config, structure_for
 
 
@@ -50,20 +48,17 @@ def unit_scores(model, structure: Structure | None = None) -> dict:
     return {g: sums[g] / np.maximum(counts[g], 1) for g in sums if structure.groups[g] > 1}
 
 
+def normalised_scores(model) -> dict:
+    """:func:`unit_scores` divided by each group's mean (comparable across groups)."""
+    return {g: s / max(float(np.mean(s)), 1e-12) for g, s in unit_scores(model).items()}
+
+
 def magnitude_prune(model, flops_fraction: float | None = None, params_fraction: float | None = None,
                     vocab: bool = False):
     """The plain scorer with the lowest-magnitude units removed to the budget (see module docstring)."""
-    gated = gated_copy(model, gate_vocab=vocab)
-    structure = structure_for(infer_arch_config(gated))
-    scores = unit_scores(model, structure)
-    for group, gate in gate_layers(gated).items():
-        if group in scores:
-            s = scores[group] / max(float(np.mean(scores[group])), 1e-12)
-            gate.log_alpha.assign((10.0 + np.clip(s, 0.0, 20.0)).astype(np.float32))
-        else:
-            gate.log_alpha.assign(np.full(gate.units, 100.0, np.float32))  # blocks: never by themselves
-    project_to_budget(gated, flops_fraction, params_fraction, structure)
-    return shrink(gated, name=model.name)
+    from rmcompress.complexity.importance import prune_to_budget
+
+    return prune_to_budget(model, normalised_scores(model), flops_fraction, params_fraction, vocab=vocab)
 
 
-__all__ = ["unit_scores", "magnitude_prune"]
+__all__ = ["unit_scores", "normalised_scores", "magnitude_prune"]

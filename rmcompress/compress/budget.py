@@ -11,6 +11,10 @@ the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)
 counts are written for SST-2 (2,000 steps of 64 = 3.2 epochs of 40k rows), and on 1,665 HH-RLHF pairs
 the same count is 77 epochs, which overfits (the reason pass fine-tuning is capped too,
 :mod:`rmcompress.compress.finetune`). The note reports ``steps_requested`` and ``steps`` run.
+
+``method: taylor`` (or ``magnitude``) skips gated training: the model is pruned by unit importance
+in ``stages`` rounds, each followed by fine-tuning the smaller model (``rmcompress.complexity.importance``);
+far cheaper for a large pretrained encoder, where one gated step costs a full forward and backward pass.
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
                 learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
-                max_epochs: float | None = 10.0) -> tuple[CompressState, dict]:
+                max_epochs: float | None = 10.0, method: str = "gates",
+                stages: int = 1) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
     requested = int(steps)
     if max_epochs is not None:
@@ -50,14 +55,15 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
                           params_fraction=params_fraction, steps=steps, seed=state.seed,
                           learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
-                          distill_weight=distill)
+                          distill_weight=distill, method=method, stages=stages)
     after = count(new.model).as_dict()
     state.model = new.model
     if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
         state.reencode(new.tokenizer)
     if new.metadata:
         state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
-    note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "steps": steps,
+    note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
+            "stages": stages, "steps": steps,
             "steps_requested": requested, "max_epochs": max_epochs,
             "learning_rate": learning_rate, "distill": distill,
             "flops_before": before["flops"], "flops_after": after["flops"],

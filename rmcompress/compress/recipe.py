@@ -35,6 +35,8 @@ from rmcompress.validation import Field, check_choice, check_order, load_yaml, v
 
 LEVELS = ("lossless", "light", "medium", "aggressive")
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+#: shipped recipes that are not levels, also resolvable by name (``--recipe pretrained-aggressive``)
+SHIPPED = ("pretrained-aggressive",)
 
 #: pass -> rank; a pass may not follow a pass of higher rank (None: anywhere)
 PASS_RANK = {"budget": 0, "fuse": 1, "factorise": 1, "prune": 2, "cluster": 3, "quantise": 4, "length": None}
@@ -89,6 +91,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                 help="weight of self-distillation from the source model (0: labels only)"),
                "max_epochs": Field(float, 10.0, nullable=True, min=0, min_exclusive=True,
                                    help="cap on passes over the training split (null: no cap)"),
+               "method": Field(str, "gates", choices=("gates", "taylor", "magnitude"),
+                               help="gates: budget training; taylor/magnitude: prune by unit importance, then fine-tune"),
+               "stages": Field(int, 1, min=1, help="taylor/magnitude: prune-and-fine-tune rounds to reach the budget"),
                **_train(1000, learning_rate=1e-3, min_steps=1),
                # None: 1e-3, or 1e-4 for a bridged pretrained encoder (rmcompress.compress.budget)
                "learning_rate": Field(float, None, nullable=True, min=0, min_exclusive=True)},
@@ -206,9 +211,12 @@ class Recipe:
         s = str(spec)
         if s in LEVELS:
             return cls.level(s)
+        if s in SHIPPED:
+            return cls.load(RECIPE_DIR / f"{s}.yaml")
         if s.endswith((".yaml", ".yml")) or os.sep in s or Path(s).is_file():
             return cls.load(s)
-        raise RecipeError(f"recipe {s!r}: neither a level ({', '.join(LEVELS)}) nor a YAML file")
+        raise RecipeError(f"recipe {s!r}: neither a level ({', '.join(LEVELS)}), a shipped recipe "
+                          f"({', '.join(SHIPPED)}) nor a YAML file")
 
     def pass_names(self) -> list[str]:
         return [p.name for p in self.passes]

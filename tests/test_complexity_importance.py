@@ -1,0 +1,119 @@
+"""Importance-based structured pruning (``rmcompress.complexity.importance``) and the ``budget``
+pass's ``method: taylor`` route: scores that mean what they say, the budget met, stages, recipes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rmcompress._keras import keras
+from rmcompress.complexity import count
+from rmcompress.complexity.importance import importance_prune, prune_to_budget, taylor_scores
+from rmcompress.data.pipeline import EncodedData
+from rmcompress.errors import UsageError
+from rmcompress.models.architectures import ArchConfig, build_reward_model
+
+CFG = dict(vocab_size=60, seq_len=16, width=16, depth=1, heads=2, head_dim=8, ffn=24)
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return build_reward_model(ArchConfig(arch="transformer", **CFG))
+
+
+def _data(n=64, seed=0):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(1, 60, size=(n, 16)).astype(np.int32)
+    return EncodedData("pointwise", ids=ids, labels=(ids[:, 0] > 30).astype(np.float32))
+
+
+def test_taylor_score_is_zero_for_a_unit_that_cannot_change_the_output():
+    model = _model()
+    out = model.get_layer("block0_ffn_out")
+    k = out.kernel.numpy()
+    k[[3, 7]] = 0.0  # FFN units 3 and 7 feed nothing
+    out.kernel.assign(k)
+    scores = taylor_scores(model, _data(), "pointwise", "bce", batches=4, batch_size=16)
+    assert set(scores) == {"block0_heads", "block0_ffn"}
+    ffn = scores["block0_ffn"]
+    assert ffn.shape == (24,) and np.all(np.isfinite(ffn))
+    assert ffn[3] == 0.0 and ffn[7] == 0.0
+    assert np.all(np.delete(ffn, [3, 7]) > 0)
+    assert np.all(scores["block0_heads"] > 0)
+
+
+def test_taylor_score_matches_the_loss_change_of_scaling_a_unit():
+    """``|dL/dz_i|`` is the first-order loss change: check it against a finite difference in which
+    unit i's output row is scaled by (1 - eps), on one fixed batch."""
+    from rmcompress.training.model import RewardTrainingModel
+
+    model = _model(1)
+    data = _data(16, seed=3)
+    scores = taylor_scores(model, data, "pointwise", "bce", batches=1, batch_size=16)
+    wrapper = RewardTrainingModel(model, task="pointwise", loss="bce")
+
+    def loss():
+        per_example, _ = wrapper.task_losses((data.ids, data.labels), training=False)
+        return float(np.mean(per_example.numpy()))
+
+    out = model.get_layer("block0_ffn_out")
+    k0 = out.kernel.numpy()
+    base, eps = loss(), 1e-2
+    for unit in (0, 5, 11):
+        k = k0.copy()
+        k[unit] *= 1.0 - eps
+        out.kernel.assign(k)
+        assert abs(base - loss()) / eps == pytest.approx(scores["block0_ffn"][unit], rel=0.05, abs=1e-5)
+    out.kernel.assign(k0)
+
+
+def test_prune_to_budget_keeps_the_highest_scored_units_unchanged():
+    model = _model()
+    dense = count(model).flops
+    scores = {"block0_ffn": np.arange(24, dtype=float), "block0_heads": np.array([100.0, 200.0])}
+    small = prune_to_budget(model, scores, flops_fraction=0.9)
+    assert 0.85 * dense < count(small).flops <= 0.9 * dense
+    assert small.get_layer("block0_attn").get_config()["num_heads"] == 2
+    k_in = model.get_layer("block0_ffn_in").kernel.numpy()
+    kept = small.get_layer("block0_ffn_in").kernel.numpy()
+    n = kept.shape[1]
+    assert 0 < n < 24
+    np.testing.assert_array_equal(kept, k_in[:, 24 - n:])  # the top-n scored units, in order
+
+
+def test_importance_prune_rejects_unknown_methods_and_missing_data():
+    with pytest.raises(UsageError, match="unknown"):
+        importance_prune(_model(), "random", flops_fraction=0.5)
+    with pytest.raises(UsageError, match="training data"):
+        importance_prune(_model(), "taylor", flops_fraction=0.5)
+
+
+@pytest.mark.parametrize("method", ["taylor", "magnitude"])
+def test_budget_compress_by_importance_in_stages(trained_models, method):
+    from rmcompress.complexity.api import budget_compress
+
+    src = trained_models["transformer"]
+    out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.3, steps=8,
+                          batch_size=32, method=method, stages=2, distill_weight=0.5)
+    rep = out.report
+    assert rep["method"] == method and rep["gated_steps"] == 0 and rep["finetune_steps"] == 8
+    stages = rep["per_stage"]
+    assert [s["steps"] for s in stages] == [4, 4]
+    assert stages[0]["flops_fraction"] > stages[1]["flops_fraction"]
+    assert stages[0]["flops_fraction"] <= 0.3 ** 0.5 + 1e-9
+    assert 0.2 <= rep["flops_fraction"] <= 0.3  # the tiny model's units are coarse
+    assert count(out.model).as_dict() == {"flops": rep["flops"], "params": rep["params"]}
+    assert "accuracy" in rep and np.isfinite(out.model.predict(src.val_data.ids[:4], verbose=0)).all()
+
+
+def test_budget_pass_method_in_a_recipe(tmp_path):
+    from rmcompress.compress.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    good = tmp_path / "r.yaml"
+    good.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, method: taylor, stages: 2}\n")
+    spec = Recipe.load(good).passes[0]
+    assert spec.params["method"] == "taylor" and spec.params["stages"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, method: fisher}\n")
+    with pytest.raises(RecipeError, match="method"):
+        Recipe.load(bad)
