@@ -8,8 +8,10 @@ validation set: accuracy, FLOPs, params, TFLite size, p50 latency at batch 1 / o
 - ``minilm-budget-{F}``      budget-trained copies at F of its FLOPs, shrunk
                              (``rmcompress train --init FT --teacher FT --budget-flops F``; steps:
                              ``--budget-max-steps``, extra flags: ``--budget-train-args``);
-- ``minilm-{recipe}``        ``rmcompress compress --recipe medium|aggressive`` (budget-pass steps:
-                             ``--recipe-budget-steps``);
+                             or (``--budget-method taylor``) ``rmcompress compress`` with a one-pass
+                             recipe: Taylor-importance pruning in stages, distilled fine-tuning;
+- ``minilm-{recipe}``        ``rmcompress compress --recipe medium|aggressive|pretrained-aggressive``
+                             (budget-pass steps: ``--recipe-budget-steps``);
 - ``{student}-labels-s{k}``  a small student on the labels alone;
 - ``{student}-distill-s{k}`` the same student with the MiniLM teacher (+ unlabeled texts).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -159,10 +162,24 @@ def cli(*argv: str) -> tuple[int, str]:
 
 
 def budget_rows(ft_dir: Path, files: dict, out: Path, args, task: str = "pointwise") -> list[dict]:
-    """Issue-3 hook: budget-train a copy of the fine-tuned teacher (distilled from it), shrunk."""
+    """Issue-3 hook: a copy of the fine-tuned teacher cut to each FLOPs budget, shrunk.
+
+    ``--budget-method gates``: ``rmcompress train --init FT --teacher FT --budget-flops F`` (gated
+    budget training distilled from the teacher). ``taylor``: ``rmcompress compress`` with a one-pass
+    recipe ``budget: {method: taylor, stages, steps: --budget-steps, distill: 0.9}`` (float export)."""
     rows = []
     for f in args.budgets:
-        name = f"minilm-budget-{f:g}"
+        name = f"minilm-budget-{f:g}" + ("" if args.budget_method == "gates" else f"-{args.budget_method}")
+        if args.budget_method != "gates":
+            stages = args.budget_stages or max(1, round(math.log(f) / math.log(0.53)))
+            recipe = {"name": name, "passes": [{"budget": {
+                "flops_fraction": f, "method": args.budget_method, "stages": stages, "steps": args.budget_steps,
+                "batch_size": args.batch_size, "distill": 0.9}}]}
+            path = out / "recipes" / f"{name}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(recipe))  # JSON is YAML
+            rows += compress_rows(name, str(path), ft_dir, files, out, args, {"budget_flops": f, "stages": stages})
+            continue
         dest = out / "models" / name
         t = time.time()
         rc, msg = cli("train", "--data", str(files["train"]), "--val-data", str(files["val"]), "--task", task,
@@ -210,27 +227,35 @@ def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
     """Issue-4 hook: compress the fine-tuned model with each recipe."""
     rows = []
     for recipe in args.recipes:
-        name = f"minilm-{Path(recipe).stem}"
-        dest = out / "models" / name
-        t = time.time()
-        rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe_file(recipe, out, args),
-                      "--data", str(files["train"]), "--out", str(dest), "--overwrite")
-        log(f"{name}: compressed in {time.time() - t:.0f}s (rc {rc})")
-        if rc != 0:
-            rows.append({"name": name, "status": f"pending (issue 4): {msg[:160]}"})
-            log(f"{name}: pending ({msg[:160]})")
-            continue
-        tfl = next(iter(sorted(dest.rglob("*.tflite"))), None)
-        if tfl is not None:  # the recipe wrote its own (maybe quantised) TFLite file: evaluate that
-            from rmcompress.evaluate.evaluate import evaluate
-
-            ev = evaluate(tfl, files["val"], latency_runs=args.latency_runs)
-            rows.append({"name": name, **{k: ev.get(k) for k in ("task", "accuracy", "flops", "params", "size_bytes",
-                                                                  "size_gzip_bytes", "latency_ms_p50")},
-                         "tflite": tfl.name, "compress_seconds": round(time.time() - t, 1)})
-        else:
-            rows.append(export_and_evaluate(dest, files["val"], out, name, args.latency_runs))
+        rows += compress_rows(f"minilm-{Path(recipe).stem}", recipe_file(recipe, out, args), ft_dir, files, out, args)
     return rows
+
+
+def compress_rows(name: str, recipe: str, ft_dir: Path, files: dict, out: Path, args, extra=None) -> list[dict]:
+    """``rmcompress compress --recipe RECIPE`` of the fine-tuned model, evaluated as its TFLite file."""
+    from rmcompress.compress.recipe import Recipe
+
+    dest = out / "models" / name
+    t = time.time()
+    distills = any(p.name == "budget" and p.params.get("distill") for p in Recipe.resolve(recipe).passes)
+    extra_texts = files.get("unlabeled") if args.compress_unlabeled and distills else None
+    rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe,
+                  "--data", str(files["train"]), "--out", str(dest), "--overwrite",
+                  *(["--unlabeled", str(extra_texts)] if extra_texts else []))
+    log(f"{name}: compressed in {time.time() - t:.0f}s (rc {rc})")
+    if rc != 0:
+        log(f"{name}: failed ({msg[:160]})")
+        return [{"name": name, "status": f"failed: {msg[:160]}"}]
+    extra = {"compress_seconds": round(time.time() - t, 1), "unlabeled": bool(extra_texts), **(extra or {})}
+    tfl = next(iter(sorted(dest.rglob("*.tflite"))), None)
+    if tfl is None:
+        return [export_and_evaluate(dest, files["val"], out, name, args.latency_runs, extra)]
+    from rmcompress.evaluate.evaluate import evaluate  # the recipe's own (maybe quantised) TFLite file
+
+    ev = evaluate(tfl, files["val"], latency_runs=args.latency_runs)
+    return [{"name": name, **{k: ev.get(k) for k in ("task", "accuracy", "flops", "params", "size_bytes",
+                                                     "size_gzip_bytes", "latency_ms_p50")},
+             "tflite": tfl.name, **extra}]
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -256,6 +281,14 @@ def parse_args(argv=None):
     p.add_argument("--recipes", default="medium,aggressive", help="issue-4 recipes ('' to skip)")
     p.add_argument("--budget-max-steps", type=int, default=None,
                    help="cap the budget rows' training steps (gated + fine-tune; default: --epochs of the data)")
+    p.add_argument("--budget-method", default="gates", choices=("gates", "taylor", "magnitude"),
+                   help="budget rows: gated budget training (train --budget-flops) or importance pruning "
+                        "in stages with distilled fine-tuning (compress, budget pass method)")
+    p.add_argument("--budget-steps", type=int, default=600, help="taylor/magnitude budget rows: steps in all")
+    p.add_argument("--budget-stages", type=int, default=None,
+                   help="taylor/magnitude budget rows: rounds (default: round(log F / log 0.53), ~halving each)")
+    p.add_argument("--compress-unlabeled", action="store_true",
+                   help="give the unlabeled texts to `compress --unlabeled` where the recipe's budget pass distills")
     p.add_argument("--budget-train-args", default="",
                    help="extra `rmcompress train` flags for the budget rows, e.g. '--gate-learning-rate 0.3'")
     p.add_argument("--recipe-budget-steps", type=int, default=None,

@@ -117,3 +117,31 @@ def test_budget_pass_method_in_a_recipe(tmp_path):
     bad.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, method: fisher}\n")
     with pytest.raises(RecipeError, match="method"):
         Recipe.load(bad)
+
+
+def test_teacher_targets_with_unlabeled_rows(trained_models):
+    from rmcompress.complexity.api import with_teacher_targets
+
+    src = trained_models["transformer"]
+    extra = EncodedData("pointwise", ids=src.val_data.ids[:5], labels=np.zeros(5, np.float32))
+    data = with_teacher_targets(src.bundle.model, src.train_data, extra)
+    n = len(src.train_data)
+    assert len(data) == n + 5 and data.labeled[:n].min() == 1.0 and data.labeled[n:].max() == 0.0
+    want = src.bundle.model.predict(extra.ids, verbose=0).ravel()
+    np.testing.assert_allclose(data.teacher[n:], want, rtol=1e-5, atol=1e-5)
+
+
+def test_compress_distills_on_unlabeled_texts(trained_models, pointwise_file, tmp_path):
+    from rmcompress.compress import compress
+
+    src = trained_models["transformer"]
+    texts = tmp_path / "extra.tsv"
+    texts.write_text("text\n" + "".join(f"an unlabeled review number {i} of the film\n" for i in range(40)))
+    recipe = {"name": "u", "passes": [{"budget": {"flops_fraction": 0.5, "method": "taylor", "steps": 4,
+                                                  "batch_size": 16, "distill": 0.8}}]}
+    rep = compress(src.out_dir, recipe, pointwise_file, tmp_path / "c", latency_runs=0, unlabeled=texts)
+    note = rep["passes"][0]
+    assert note["n_unlabeled"] == 40 and note["achieved_flops_fraction"] <= 0.5
+    plain = {"name": "p", "passes": ["fuse"]}
+    with pytest.raises(UsageError, match="extra.tsv.*distills"):
+        compress(src.out_dir, plain, pointwise_file, tmp_path / "d", latency_runs=0, unlabeled=texts)

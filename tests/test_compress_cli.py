@@ -34,3 +34,15 @@ def test_cli_compress_and_report(model_dir, pointwise_file, tmp_path, capfd):
     df = pd.read_csv(tmp_path / "rep" / "report.csv")
     assert list(df["name"]) == ["mine", "m"] and df.loc[0, "quantize"] == "int8"
     assert main(["report", "--verbose", str(tmp_path / "nothing")]) == 2
+
+
+def test_cli_compress_unlabeled_needs_a_distilling_recipe(model_dir, pointwise_file, tmp_path, capfd):
+    from rmcompress.cli import main
+
+    extra = tmp_path / "extra.tsv"
+    extra.write_text("text\na good film\n")
+    rc = main(["compress", "--verbose", "--model", str(model_dir), "--recipe", "light", "--data", str(pointwise_file),
+               "--out", str(tmp_path / "c"), "--unlabeled", str(extra)])
+    err = capfd.readouterr().err
+    assert rc == 2 and "extra.tsv" in err and "distill" in err
+    assert not (tmp_path / "c").exists()

@@ -18,6 +18,9 @@ def add_parser(sub, parents):
                    f"({', '.join(SHIPPED)}) or a recipe YAML file")
     p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
     p.add_argument("--latency-runs", type=int, default=None, help="timed runs (default: the recipe's; 0 skips)")
+    p.add_argument("--unlabeled", default=None, metavar="PATH",
+                   help="extra texts (a text column; pairwise: pairs) the source model scores and the "
+                        "budget pass distills on (recipes whose budget pass has distill > 0)")
     return p
 
 
@@ -29,7 +32,8 @@ def run(args) -> int:
     from rmcompress.evaluate.table import format_table
 
     report = compress(args.model, recipe, args.data, args.out, overwrite=args.overwrite,
-                      latency_runs=args.latency_runs, log=lambda m: print(m, file=sys.stderr))
+                      latency_runs=args.latency_runs, log=lambda m: print(m, file=sys.stderr),
+                      unlabeled=args.unlabeled)
     print(format_table([report]))
     extras = []
     for key, fmt in (("size_ratio", "{:.1f}x smaller"), ("gzip_ratio", "{:.1f}x smaller gzipped"),

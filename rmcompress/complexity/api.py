@@ -23,7 +23,7 @@ WARMUP_FRACTION = 0.5
 
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
-                    method="gates", stages=1, importance_batches=32):
+                    method="gates", stages=1, importance_batches=32, unlabeled=None):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -36,7 +36,8 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
 
     ``distill_weight`` ``a`` > 0: self-distillation from ``bundle.model`` (the teacher, scored once on
     the training ids; pairwise: its margin), gated and fine-tuning steps alike, per example
-    ``(1 - a) * task_loss + a * (student - teacher)^2`` (``rmcompress.training.distill``).
+    ``(1 - a) * task_loss + a * (student - teacher)^2`` (``rmcompress.training.distill``);
+    ``unlabeled`` (EncodedData) rows are scored by the teacher too and join with the second term only.
 
     ``method``: ``gates`` (the above), or ``taylor`` / ``magnitude``: no gated training; the model
     is pruned once per stage by unit importance (:mod:`rmcompress.complexity.importance`;
@@ -65,7 +66,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     if method != "gates":
         return _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps,
                                     seed, learning_rate, batch_size, verbose, distill_weight, method,
-                                    stages, importance_batches, task, loss)
+                                    stages, importance_batches, task, loss, unlabeled)
     gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
     ft_steps = int(round(steps * FINETUNE_FRACTION))
     gated_steps = steps - ft_steps
@@ -76,7 +77,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         from rmcompress.training.distill import DistillSettings, distillation_class
 
         settings = DistillSettings(float(distill_weight), "mse", 1.0)
-        train_data = with_teacher_targets(bundle.model, train_data)
+        train_data = with_teacher_targets(bundle.model, train_data, unlabeled)
         model.__class__ = distillation_class(ComplexityAwareModel)
         model.init_distillation(settings)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, gated_steps, 0.05)))
@@ -111,7 +112,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
 
 def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps, seed,
                          learning_rate, batch_size, verbose, distill_weight, method, stages,
-                         importance_batches, task, loss):
+                         importance_batches, task, loss, unlabeled=None):
     """``budget_compress`` with ``method`` taylor/magnitude (see its docstring)."""
     from rmcompress.complexity import count
     from rmcompress.complexity.importance import METHODS, importance_prune
@@ -137,7 +138,7 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
         from rmcompress.training.distill import DistillSettings, with_distillation
 
         build = with_distillation(plain, DistillSettings(float(distill_weight), "mse", 1.0))
-        train_data = with_teacher_targets(bundle.model, train_data)
+        train_data = with_teacher_targets(bundle.model, train_data, unlabeled)
     dense = count(bundle.model)
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     scorer, per_stage = bundle.model, []
@@ -172,17 +173,25 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
     return out
 
 
-def with_teacher_targets(teacher, data):
+def with_teacher_targets(teacher, data, unlabeled=None):
     """``data`` (EncodedData) with ``teacher``'s rewards attached (pointwise: its reward per row;
-    pairwise: its margin ``r(chosen) - r(rejected)``) and every row labeled."""
+    pairwise: its margin ``r(chosen) - r(rejected)``) and every row labeled; then the ``unlabeled``
+    rows (EncodedData, same tokenizer), scored the same way, with ``labeled = 0``."""
     from rmcompress.data.pipeline import EncodedData
+    from rmcompress.training.distill import concat_encoded
 
     def score(ids):
         return teacher.predict(ids, batch_size=512, verbose=0).reshape(-1).astype(np.float32)
 
-    targets = score(data.chosen) - score(data.rejected) if data.task == "pairwise" else score(data.ids)
-    return EncodedData(data.task, data.ids, data.labels, data.chosen, data.rejected, data.margin,
-                       targets, np.ones(len(data), np.float32))
+    def attach(d, labeled: float):
+        targets = score(d.chosen) - score(d.rejected) if d.task == "pairwise" else score(d.ids)
+        return EncodedData(d.task, d.ids, d.labels, d.chosen, d.rejected, d.margin,
+                           targets, np.full(len(d), labeled, np.float32))
+
+    out = attach(data, 1.0)
+    if unlabeled is not None and len(unlabeled):
+        out = concat_encoded(out, attach(unlabeled, 0.0))
+    return out
 
 
 def shrink_model_dir(model_dir, out_dir, budget_flops: float | None = None,

@@ -2,7 +2,8 @@
 
 Delegates to ``rmcompress.complexity.api.budget_compress`` (issue 3: hard-concrete gates on every
 prunable group, Lagrange multipliers holding the budget, ``shrink``), imported when the pass runs so
-the rest of the recipes work without it. It returns a new bundle whose model is an ordinary, smaller
+the rest of the recipes work without it. With ``distill`` > 0, the texts given to ``compress
+--unlabeled`` join the training rows with the distillation term only. It returns a new bundle whose model is an ordinary, smaller
 tf_keras model; the pass reports FLOPs and params before and after (registry counts).
 ``distill`` > 0 trains the gated and the shrunk model to match the source model's rewards as well as
 the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``).
@@ -55,7 +56,8 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
                           params_fraction=params_fraction, steps=steps, seed=state.seed,
                           learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
-                          distill_weight=distill, method=method, stages=stages)
+                          distill_weight=distill, method=method, stages=stages,
+                          unlabeled=state.unlabeled if distill else None)
     after = count(new.model).as_dict()
     state.model = new.model
     if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
@@ -63,6 +65,7 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     if new.metadata:
         state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
+            "n_unlabeled": len(state.unlabeled) if distill and state.unlabeled is not None else 0,
             "stages": stages, "steps": steps,
             "steps_requested": requested, "max_epochs": max_epochs,
             "learning_rate": learning_rate, "distill": distill,

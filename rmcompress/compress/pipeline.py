@@ -74,10 +74,11 @@ def _source_baseline(state: CompressState, latency_runs: int) -> dict:
 
 
 def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = False, verbose: int = 0,
-             latency_runs: int | None = None, log=None) -> dict:
+             latency_runs: int | None = None, log=None, unlabeled=None) -> dict:
     """Run ``recipe`` (a level name, YAML path, dict or :class:`Recipe`) on ``model`` (a model
     directory or a loaded bundle) with ``data`` (a file of the model's task, or loaded data); write
-    ``out`` (module docstring) and return its report row."""
+    ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
+    ``budget`` pass distills on (needs ``distill`` > 0 there)."""
     from rmcompress.compress.passes import PASSES
     from rmcompress.fileio import atomic_dir, write_json
 
@@ -87,8 +88,11 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
+    if unlabeled is not None and not any(p.name == "budget" and p.params.get("distill") for p in recipe.passes):
+        raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
+                         "(a budget pass with distill > 0); only the source model can score unlabeled texts")
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
-    state = prepare_state(bundle, data, recipe.data, verbose=verbose)
+    state = prepare_state(bundle, data, recipe.data, verbose=verbose, unlabeled=unlabeled)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)

@@ -40,6 +40,8 @@ class CompressState:
     export: dict = field(default_factory=dict)    # quantize mode, tflite bytes, length buckets, ...
     notes: list = field(default_factory=list)     # one dict per pass
     qat_model: keras.Model | None = None          # set by quantise(mode=qat): the fake-quant model
+    unlabeled_raw: PointwiseData | PairwiseData | None = None  # extra texts for passes that distill
+    unlabeled: EncodedData | None = None
 
     def reencode(self, tokenizer: Tokenizer | None = None) -> None:
         """Encode the raw splits again (after a vocabulary change)."""
@@ -47,6 +49,8 @@ class CompressState:
             self.tokenizer = tokenizer
         self.train = encode(self.train_raw, self.tokenizer)
         self.val = encode(self.val_raw, self.tokenizer)
+        if self.unlabeled_raw is not None:
+            self.unlabeled = encode(self.unlabeled_raw, self.tokenizer)
 
     def val_ids(self, limit: int | None = None) -> np.ndarray:
         ids = all_ids(self.val)
@@ -73,8 +77,10 @@ def split_settings(metadata: dict, overrides: dict) -> dict:
 
 
 def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = None,
-                  verbose: int = 0) -> CompressState:
-    """Load ``data`` for the bundle's task, split it, encode it with the bundle's tokenizer."""
+                  verbose: int = 0, unlabeled=None) -> CompressState:
+    """Load ``data`` for the bundle's task, split it, encode it with the bundle's tokenizer.
+    ``unlabeled``: a file of extra texts (pairwise: pairs whose order carries no preference) that
+    passes which distill from the source model train on with the distillation term only."""
     task = bundle.task
     if not isinstance(data, (PointwiseData, PairwiseData)):
         tc = bundle.metadata.get("train_config") or {}
@@ -94,6 +100,13 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
         idx = np.sort(np.random.RandomState(s["seed"]).choice(len(train_raw), cap, replace=False))
         train_raw = train_raw.subset(idx)
     loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
+    extra = None
+    if unlabeled is not None:
+        from rmcompress.training.distill import load_unlabeled
+
+        tc = bundle.metadata.get("train_config") or {}
+        extra = load_unlabeled(unlabeled, task, tc.get("text_column") if task == "pointwise" else None)
     return CompressState(bundle.model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,
                          val_raw, encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer),
-                         seed=int(s["seed"]), verbose=verbose)
+                         seed=int(s["seed"]), verbose=verbose, unlabeled_raw=extra,
+                         unlabeled=None if extra is None else encode(extra, bundle.tokenizer))

@@ -229,7 +229,8 @@ def load_unlabeled(path, task: str, text_column: str | None = None):
     return PointwiseData(texts, np.zeros(len(texts), np.float32), "binary", str(path))
 
 
-def _concat(a: EncodedData, b: EncodedData) -> EncodedData:
+def concat_encoded(a: EncodedData, b: EncodedData) -> EncodedData:
+    """Rows of ``a`` then rows of ``b`` (every field; ``None`` fields stay ``None``)."""
     def cat(x, y):
         return None if x is None else np.concatenate([x, y], axis=0)
 
@@ -304,7 +305,7 @@ class DistillationPlan:
             extra.labeled = np.zeros(len(extra), np.float32)
             if extra.margin is not None:
                 extra.margin = np.zeros(len(extra), np.float32)
-            out = _concat(out, extra)
+            out = concat_encoded(out, extra)
         return out
 
     def wrap(self, builder):
