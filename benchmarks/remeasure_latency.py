@@ -8,6 +8,12 @@ machine hits one sample, not one row. Prints per-seed times, the ratio per seed 
 The float32 file is exported from the run's dense model (``work/TASK-sS/dense``) into
 ``work/TASK-sS/float32`` when it is not there yet. Batch 1, one thread, random ids at the model's
 ``seq_len`` (the maximum length), median over rounds of each round's p50.
+
+Any TFLite files against the first (e.g. the pretrained benchmark's MiniLM and its compressed
+copies), the same way::
+
+    python benchmarks/remeasure_latency.py --tflite exports/minilm/model.tflite \
+        models/minilm-pretrained-aggressive/model.tflite
 """
 from __future__ import annotations
 
@@ -18,13 +24,16 @@ from pathlib import Path
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, help="the --out folder of benchmarks/compress_levels.py")
+    p.add_argument("--run", help="the --out folder of benchmarks/compress_levels.py")
+    p.add_argument("--tflite", nargs="+", help="instead of --run: TFLite files, each timed against the first")
     p.add_argument("--task", default="sst2")
     p.add_argument("--level", default="aggressive")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--runs", type=int, default=500, help="timed invocations per file and round")
     args = p.parse_args(argv)
+    if not args.run and not args.tflite:
+        p.error("give --run or --tflite")
 
     from rmcompress import _quiet
 
@@ -32,6 +41,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from rmcompress.evaluate.latency import measure_latency
+    if args.tflite:
+        return _files(args, measure_latency)
     from rmcompress.export.exporter import export_model
     from rmcompress.models.modeldir import load_model_dir
 
@@ -61,6 +72,27 @@ def main(argv=None) -> int:
     sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
     print(f"\n{args.task} {args.level} at {seq_len} tokens: {statistics.mean(ratios):.2f} +- {sd:.2f}x "
           f"lower p50 than float32 ({len(ratios)} seeds, {args.rounds} interleaved rounds)")
+    return 0
+
+
+def _files(args, measure_latency) -> int:
+    import numpy as np
+
+    from rmcompress.export.tflite import TFLiteRunner
+
+    flats = {f: Path(f).read_bytes() for f in args.tflite}
+    seq_len = TFLiteRunner(flats[args.tflite[0]]).seq_len
+    ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
+    p50: dict = {}
+    for _ in range(args.rounds):
+        for f, flat in flats.items():
+            p50.setdefault(f, []).append(measure_latency(flat, ids, runs=args.runs)["latency_ms_p50"])
+    ref = statistics.median(p50[args.tflite[0]])
+    print(f"| file | size | p50 at {seq_len} tokens | vs first |\n| --- | --- | --- | --- |")
+    for f in args.tflite:
+        t = statistics.median(p50[f])
+        print(f"| {f} | {len(flats[f]) / 1e6:.2f} MB | {t:.3f} ms | {ref / t:.2f}x faster, "
+              f"{len(flats[args.tflite[0]]) / len(flats[f]):.1f}x smaller |")
     return 0
 
 
