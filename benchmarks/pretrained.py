@@ -281,7 +281,9 @@ def parse_args(argv=None):
     p.add_argument("--recipes", default="medium,aggressive", help="issue-4 recipes ('' to skip)")
     p.add_argument("--budget-max-steps", type=int, default=None,
                    help="cap the budget rows' training steps (gated + fine-tune; default: --epochs of the data)")
-    p.add_argument("--budget-method", default="gates", choices=("gates", "taylor", "magnitude"),
+    from rmcompress.choices import BUDGET_METHODS
+
+    p.add_argument("--budget-method", default="gates", choices=BUDGET_METHODS,
                    help="budget rows: gated budget training (train --budget-flops) or importance pruning "
                         "in stages with distilled fine-tuning (compress, budget pass method)")
     p.add_argument("--budget-steps", type=int, default=600, help="taylor/magnitude budget rows: steps in all")

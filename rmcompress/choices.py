@@ -8,3 +8,5 @@ POINTWISE_LOSSES = ("bce", "mse", "mae")
 KEEP_SIDES = ("start", "end")
 DISTILL_LOSSES = ("mse", "ce")
 TOKENIZER_MODES = ("wordpiece", "bert")
+#: how the ``budget`` pass reaches its budget: gated training, or importance pruning + fine-tuning
+BUDGET_METHODS = ("gates", "taylor", "magnitude")

@@ -2,7 +2,8 @@
 
 - :func:`budget_compress`: a trained model bundle -> a new bundle structurally shrunk to a FLOPs
   and/or params budget (gate, train with the budget held by Lagrange multipliers, choose the
-  deterministic units, shrink, fine-tune);
+  deterministic units, shrink, fine-tune; or ``method="taylor"``: prune by unit importance in
+  stages, fine-tuning between them);
 - :func:`shrink_model_dir`: a gated model directory -> a shrunk model directory (``rmcompress shrink``).
 """
 from __future__ import annotations

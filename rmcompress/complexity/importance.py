@@ -29,13 +29,14 @@ import math
 
 import numpy as np
 
+from rmcompress.choices import BUDGET_METHODS
 from rmcompress.complexity.gates import BETA, GAMMA, ZETA, L0Gate, gate_layers, gated_copy
 from rmcompress.complexity.shrink import project_to_budget, shrink
 from rmcompress.complexity.structure import infer_arch_config, structure_for
 from rmcompress.errors import UsageError
 
-#: importance methods :func:`importance_prune` knows
-METHODS = ("taylor", "magnitude")
+#: importance methods :func:`importance_prune` knows (the ``budget`` pass's methods but ``gates``)
+METHODS = tuple(m for m in BUDGET_METHODS if m != "gates")
 #: log_alpha whose deterministic gate is ``1 - 1e-4``: inside the clip, so d z / d log_alpha > 0
 _LINEAR_EDGE = BETA * math.log(((1.0 - 1e-4) - GAMMA) / (ZETA - GAMMA) / (1.0 - ((1.0 - 1e-4) - GAMMA) / (ZETA - GAMMA)))
 

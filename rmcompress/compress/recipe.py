@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmcompress.choices import EXPORT_FORMATS
+from rmcompress.choices import BUDGET_METHODS, EXPORT_FORMATS
 from rmcompress.errors import RecipeError
 from rmcompress.validation import Field, check_choice, check_order, load_yaml, validate
 
@@ -91,7 +91,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                 help="weight of self-distillation from the source model (0: labels only)"),
                "max_epochs": Field(float, 10.0, nullable=True, min=0, min_exclusive=True,
                                    help="cap on passes over the training split (null: no cap)"),
-               "method": Field(str, "gates", choices=("gates", "taylor", "magnitude"),
+               "method": Field(str, "gates", choices=BUDGET_METHODS,
                                help="gates: budget training; taylor/magnitude: prune by unit importance, then fine-tune"),
                "stages": Field(int, 1, min=1, help="taylor/magnitude: prune-and-fine-tune rounds to reach the budget"),
                **_train(1000, learning_rate=1e-3, min_steps=1),
