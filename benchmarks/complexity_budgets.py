@@ -62,7 +62,13 @@ def parse_args(argv=None):
     p.add_argument("--baselines", default="narrow,magnitude,small")
     p.add_argument("--methods", default="budget,budget_from_dense",
                    help="budget: train() from scratch with the budget; budget_from_dense: "
-                        "budget_compress() of the trained dense model for as many steps")
+                        "budget_compress() of the trained dense model for as many steps; "
+                        "budget_from_magnitude: the same with gates started in magnitude order "
+                        "(gate_init='magnitude')")
+    p.add_argument("--gate-init-spread", type=float, default=2.0,
+                   help="half-width of the starting log_alpha range for budget_from_magnitude")
+    p.add_argument("--finetune-fraction", type=float, default=0.3,
+                   help="budget_from_*: share of the steps fine-tuning the shrunk model")
     p.add_argument("--small-models", default="small_t32,small_t16,small_bow",
                    help="which hand-designed models baseline (c) trains")
     p.add_argument("--latency-runs", type=int, default=200)
@@ -95,7 +101,8 @@ def combine(args):
     runs = runs.drop_duplicates("_key", keep="last").drop(columns="_key")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    methods = ["dense", "budget", "budget_from_dense", "narrow", "magnitude", "small_t32", "small_t16", "small_bow"]
+    methods = ["dense", "budget", "budget_from_dense", "budget_from_magnitude", "narrow", "magnitude",
+               "small_t32", "small_t16", "small_bow"]
     archs = list(dict.fromkeys(runs["arch"]))
     runs["_a"] = runs["arch"].map(archs.index)
     runs["_b"] = -runs["budget"].fillna(-1.0)
@@ -301,14 +308,18 @@ def main(argv=None):
             for b in budgets:
                 if "budget" in methods:
                     run_train(base_config(args, arch, seed, budget_flops=b), arch, "budget", b, seed)
-                if "budget_from_dense" in methods:
+                for method, gate_init in (("budget_from_dense", "uniform"), ("budget_from_magnitude", "magnitude")):
+                    if method not in methods:
+                        continue
                     t = time.time()
                     enc_val = EncodedData("pointwise", ids=np.zeros((0, args.seq_len), np.int32),
                                           labels=np.zeros((0,), np.float32))
                     small = budget_compress(dense.bundle, dense.train_data, enc_val, flops_fraction=b,
-                                            steps=steps, seed=seed, batch_size=args.batch_size)
+                                            steps=steps, seed=seed, batch_size=args.batch_size,
+                                            gate_init=gate_init, gate_init_spread=args.gate_init_spread,
+                                            finetune_fraction=args.finetune_fraction)
                     m = measure(small.model, dense.bundle.tokenizer, val, args)
-                    record(arch=arch, method="budget_from_dense", budget=b, seed=seed,
+                    record(arch=arch, method=method, budget=b, seed=seed,
                            train_seconds=round(time.time() - t, 1), steps=steps, dense_flops=dense_flops, **m)
                 if "narrow" in baselines:
                     ncfg = narrow_config(dense_arch, b, dense_flops)
@@ -391,7 +402,8 @@ def plots(s: pd.DataFrame, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"dense": "black", "budget": "tab:red", "budget_from_dense": "tab:orange", "narrow": "tab:blue",
+    colors = {"dense": "black", "budget": "tab:red", "budget_from_dense": "tab:orange",
+              "budget_from_magnitude": "tab:olive", "narrow": "tab:blue",
               "magnitude": "tab:green", "small_t32": "tab:purple", "small_t16": "tab:brown", "small_bow": "tab:pink"}
     markers = {"transformer": "o", "cnn": "^", "bow": "s"}
     for xcol, fname, xlabel in (("flops", "accuracy_vs_flops.png", "FLOPs per example (log)"),

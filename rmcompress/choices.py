@@ -10,3 +10,5 @@ DISTILL_LOSSES = ("mse", "ce")
 TOKENIZER_MODES = ("wordpiece", "bert")
 #: how the ``budget`` pass reaches its budget: gated training, or importance pruning + fine-tuning
 BUDGET_METHODS = ("gates", "taylor", "magnitude")
+#: how gated budget training from a trained model starts its gates: all alike, or ranked by importance
+GATE_INITS = ("uniform", "magnitude", "taylor")

@@ -272,12 +272,14 @@ def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir,
         name, params = next(iter(item.items()))
         if "steps" in params:
             params["steps"] = 6
+        if "final_steps" in params:
+            params["final_steps"] = 3
         if name == "factorise":
             params["rank"] = 4
     rep = compress(finetuned_dir, spec, pointwise_file, tmp_path / "agg", latency_runs=0)
     notes = {n["pass"]: n for n in rep["passes"]}
     b = notes["budget"]
-    assert b["method"] == "taylor" and b["stages"] == 3
+    assert b["method"] == "taylor" and b["stages"] == 3 and b["final_steps"] == 3
     assert b["achieved_flops_fraction"] <= 0.15 + 1e-9 and b["flops_after"] < b["flops_before"]
     assert notes["factorise"]["vocab_after"] < notes["factorise"]["vocab_before"]
     assert notes["quantise"]["mode"] == "dynamic"

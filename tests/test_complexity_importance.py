@@ -93,9 +93,10 @@ def test_budget_compress_by_importance_in_stages(trained_models, method):
 
     src = trained_models["transformer"]
     out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.3, steps=8,
-                          batch_size=32, method=method, stages=2, distill_weight=0.5)
+                          batch_size=32, method=method, stages=2, distill_weight=0.5, final_steps=3)
     rep = out.report
-    assert rep["method"] == method and rep["gated_steps"] == 0 and rep["finetune_steps"] == 8
+    assert rep["method"] == method and rep["gated_steps"] == 0
+    assert rep["finetune_steps"] == 11 and rep["final_steps"] == 3
     stages = rep["per_stage"]
     assert [s["steps"] for s in stages] == [4, 4]
     assert stages[0]["flops_fraction"] > stages[1]["flops_fraction"]
@@ -103,6 +104,54 @@ def test_budget_compress_by_importance_in_stages(trained_models, method):
     assert 0.2 <= rep["flops_fraction"] <= 0.3  # the tiny model's units are coarse
     assert count(out.model).as_dict() == {"flops": rep["flops"], "params": rep["params"]}
     assert "accuracy" in rep and np.isfinite(out.model.predict(src.val_data.ids[:4], verbose=0)).all()
+
+
+def test_ranked_log_alpha_follows_the_scores_across_groups():
+    from rmcompress.complexity.gates import gate_layers, gated_copy
+    from rmcompress.complexity.importance import global_ranks, set_ranked_log_alpha
+
+    gated = gated_copy(_model())
+    scores = {"block0_heads": np.array([5.0, 1.0]), "block0_ffn": np.arange(24, dtype=float)}
+    ranks = global_ranks(gate_layers(gated), scores)
+    assert ranks["block0_heads"][1] == 1 / 26 and ranks["block0_heads"][0] == 6 / 26  # 1 < 0,1,2,3,4 < 5
+    set_ranked_log_alpha(gated, scores, low=1.0, high=5.0)
+    gates = gate_layers(gated)
+    heads, ffn = gates["block0_heads"].log_alpha.numpy(), gates["block0_ffn"].log_alpha.numpy()
+    assert np.all(np.diff(ffn) > 0) and heads[0] > heads[1]
+    flat = np.concatenate([heads, ffn])
+    assert flat.min() == pytest.approx(1.0) and flat.max() < 5.0
+    assert np.allclose(gates["block0"].log_alpha.numpy(), 3.0)  # unscored (the block) untouched
+
+
+def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkeypatch):
+    """``gate_init="magnitude"``: the gated model's starting log_alpha follow the trained model's
+    magnitude ranks (checked on the model handed to the trainer), and the budget is still met."""
+    from rmcompress.complexity import api
+    from rmcompress.complexity.gates import gate_layers
+    from rmcompress.complexity.magnitude import normalised_scores
+
+    src = trained_models["transformer"]
+    seen = {}
+    from rmcompress.training import complexity_model
+
+    class Spy(complexity_model.ComplexityAwareModel):
+        def __init__(self, scorer, *a, **kw):
+            seen.update({g: layer.log_alpha.numpy().copy() for g, layer in gate_layers(scorer).items()})
+            super().__init__(scorer, *a, **kw)
+
+    monkeypatch.setattr(complexity_model, "ComplexityAwareModel", Spy)
+    out = api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
+                              batch_size=32, gate_init="magnitude", gate_init_spread=1.5)
+    scores = {g: s for g, s in normalised_scores(src.bundle.model).items() if g in seen}  # no vocab gates
+    assert {"block0_heads", "block0_ffn"} <= set(scores)
+    for group, s in scores.items():
+        order_scores, order_alpha = np.argsort(s, kind="stable"), np.argsort(seen[group], kind="stable")
+        assert np.array_equal(order_scores, order_alpha), group
+        assert seen[group].min() >= 3.0 - 1.5 - 1e-6 and seen[group].max() < 3.0 + 1.5
+    assert out.report["flops_fraction"] <= 0.4 + 1e-9
+    with pytest.raises(UsageError, match="gate_init"):
+        api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
+                            gate_init="random")
 
 
 def test_budget_pass_method_in_a_recipe(tmp_path):
@@ -117,6 +166,12 @@ def test_budget_pass_method_in_a_recipe(tmp_path):
     bad.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, method: fisher}\n")
     with pytest.raises(RecipeError, match="method"):
         Recipe.load(bad)
+    ranked = tmp_path / "g.yaml"
+    ranked.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, gate_init: magnitude}\n")
+    assert Recipe.load(ranked).passes[0].params["gate_init"] == "magnitude"
+    ranked.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, gate_init: random}\n")
+    with pytest.raises(RecipeError, match="gate_init"):
+        Recipe.load(ranked)
 
 
 def test_teacher_targets_with_unlabeled_rows(trained_models):
@@ -145,3 +200,31 @@ def test_compress_distills_on_unlabeled_texts(trained_models, pointwise_file, tm
     plain = {"name": "p", "passes": ["fuse"]}
     with pytest.raises(UsageError, match="extra.tsv.*distills"):
         compress(src.out_dir, plain, pointwise_file, tmp_path / "d", latency_runs=0, unlabeled=texts)
+
+
+def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
+    """``max_epochs`` caps ``steps + final_steps`` (unlabeled rows count when distilling), both cut
+    in proportion; the note says what was asked and what ran."""
+    from types import SimpleNamespace
+
+    from rmcompress.compress import budget as budget_mod
+
+    seen = {}
+
+    def fake_budget_compress(bundle, train, val, **kw):
+        seen.update(kw)
+        return SimpleNamespace(model=bundle.model, tokenizer=bundle.tokenizer, metadata={})
+
+    monkeypatch.setattr(budget_mod, "_budget_compress", lambda: fake_budget_compress)
+    model = _model()
+    state = SimpleNamespace(model=model, tokenizer=SimpleNamespace(vocabulary=["a"]), metadata={},
+                            train=_data(64), val=_data(8), unlabeled=_data(64, seed=1), seed=0, verbose=0)
+    # 64 + 64 rows / batch 32 = 4 steps per epoch; max_epochs 10 -> 40 of the 100 asked
+    _, note = budget_mod.budget_pass(state, flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
+                                     distill=0.5, max_epochs=10.0, method="taylor")
+    assert (seen["steps"], seen["final_steps"]) == (24, 16) and seen["unlabeled"] is state.unlabeled
+    assert note["steps_requested"] == 60 and note["final_steps_requested"] == 40
+    assert note["steps"] == 24 and note["final_steps"] == 16 and note["n_unlabeled"] == 64
+    _, note = budget_mod.budget_pass(state, flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
+                                     distill=0.0, max_epochs=None, method="taylor")
+    assert (seen["steps"], seen["final_steps"], seen["unlabeled"]) == (60, 40, None)

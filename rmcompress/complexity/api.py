@@ -14,23 +14,31 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from rmcompress.choices import GATE_INITS
 from rmcompress.errors import ModelError, UsageError
 
 #: share of ``budget_compress``'s steps spent fine-tuning the shrunk model
 FINETUNE_FRACTION = 0.3
 #: share of the gated steps over which the target moves from 1.0 to the budget
 WARMUP_FRACTION = 0.5
+#: half-width of the starting log_alpha range of an importance-ranked gate initialisation
+GATE_INIT_SPREAD = 2.0
 
 
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
-                    method="gates", stages=1, importance_batches=32, unlabeled=None):
+                    method="gates", stages=1, importance_batches=32, unlabeled=None, gate_init="uniform",
+                    gate_init_spread=GATE_INIT_SPREAD, finetune_fraction=FINETUNE_FRACTION, final_steps=0):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
 
-    ``steps`` in all: ``(1 - FINETUNE_FRACTION)`` of them gated (the target moves from 1.0 to the
+    ``steps`` in all: ``(1 - finetune_fraction)`` of them gated (the target moves from 1.0 to the
     budget over the first ``WARMUP_FRACTION`` of those), the rest fine-tuning the shrunk model.
+    ``final_steps``: more fine-tuning of the finished (shrunk) model on top of ``steps``, distilled
+    like the rest (``gates``: added to the shrunk model's fine-tuning; taylor/magnitude: after the
+    last stage, with a learning-rate schedule of its own). Adapting at the final size is where a
+    pruned model recovers most, and its steps are the cheapest.
     The returned bundle's ``report`` holds the validation quality, ``flops``/``params`` (exact,
     shrunk), ``dense_flops``/``dense_params``, the budgets and ``shrink_max_abs_diff``;
     ``metadata["complexity"]`` the same numbers and ``metadata["arch"]`` the shrunk architecture.
@@ -39,6 +47,12 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     the training ids; pairwise: its margin), gated and fine-tuning steps alike, per example
     ``(1 - a) * task_loss + a * (student - teacher)^2`` (``rmcompress.training.distill``);
     ``unlabeled`` (EncodedData) rows are scored by the teacher too and join with the second term only.
+
+    ``gate_init`` (``gates`` only): ``uniform`` starts every gate at the same ``log_alpha``;
+    ``magnitude`` / ``taylor`` spread the starting ``log_alpha`` over ``DEFAULT_INIT_LOG_ALPHA +-
+    gate_init_spread`` by the unit's global importance rank in the trained model
+    (:func:`rmcompress.complexity.importance.set_ranked_log_alpha`), so under the budget's pressure
+    the least important units close first and training decides the rest.
 
     ``method``: ``gates`` (the above), or ``taylor`` / ``magnitude``: no gated training; the model
     is pruned once per stage by unit importance (:mod:`rmcompress.complexity.importance`;
@@ -61,16 +75,30 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         raise UsageError("budget_compress needs flops_fraction and/or params_fraction")
     if steps < 2:
         raise UsageError(f"budget_compress: steps={steps} must be >= 2")
+    if not 0.0 <= finetune_fraction < 1.0:
+        raise UsageError(f"budget_compress: finetune_fraction={finetune_fraction} must be in [0, 1)")
+    if int(final_steps) < 0:
+        raise UsageError(f"budget_compress: final_steps={final_steps} must be >= 0")
     task = bundle.metadata["task"]
     loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
     keras.utils.set_random_seed(seed)
     if method != "gates":
         return _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps,
                                     seed, learning_rate, batch_size, verbose, distill_weight, method,
-                                    stages, importance_batches, task, loss, unlabeled)
+                                    stages, importance_batches, task, loss, unlabeled, int(final_steps))
     gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
-    ft_steps = int(round(steps * FINETUNE_FRACTION))
+    if gate_init != "uniform":
+        from rmcompress.complexity.gates import DEFAULT_INIT_LOG_ALPHA
+        from rmcompress.complexity.importance import set_ranked_log_alpha, unit_scores_by
+
+        if gate_init not in GATE_INITS:
+            raise UsageError(f"gate_init {gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
+        scores = unit_scores_by(gate_init, bundle.model, train_data, task, loss, importance_batches, seed=seed)
+        set_ranked_log_alpha(gated, scores, DEFAULT_INIT_LOG_ALPHA - gate_init_spread,
+                             DEFAULT_INIT_LOG_ALPHA + gate_init_spread)
+    ft_steps = int(round(steps * finetune_fraction))
     gated_steps = steps - ft_steps
+    ft_steps += int(final_steps)
     model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,
                                  budget_params=params_fraction)
     settings = None
@@ -100,6 +128,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                 m, task=c.task, loss=lo, center_coefficient=c.center_coefficient), settings)
         scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose, build=build)
     info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps,
+                 "final_steps": int(final_steps),
                  "distill_weight": float(distill_weight)})
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
@@ -113,7 +142,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
 
 def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps, seed,
                          learning_rate, batch_size, verbose, distill_weight, method, stages,
-                         importance_batches, task, loss, unlabeled=None):
+                         importance_batches, task, loss, unlabeled=None, final_steps=0):
     """``budget_compress`` with ``method`` taylor/magnitude (see its docstring)."""
     from rmcompress.complexity import count
     from rmcompress.complexity.importance import METHODS, importance_prune
@@ -157,6 +186,8 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
             scorer = finetune(scorer, cfg, loss, ds, stage_steps[i], verbose=verbose, build=build)
         per_stage.append({"flops_fraction": round(pruned.flops / dense.flops, 5),
                           "params_fraction": round(pruned.params / dense.params, 5), "steps": stage_steps[i]})
+    if final_steps:
+        scorer = finetune(scorer, cfg, loss, ds, final_steps, verbose=verbose, build=build)
     achieved = count(scorer)
     info = {"method": method, "stages": stages, "per_stage": per_stage,
             "dense_flops": int(dense.flops), "dense_params": int(dense.params),
@@ -164,7 +195,8 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
             "flops": achieved.flops, "params": achieved.params,
             "flops_fraction": round(achieved.flops / dense.flops, 5),
             "params_fraction": round(achieved.params / dense.params, 5), "shrunk": True,
-            "steps": steps, "gated_steps": 0, "finetune_steps": steps, "distill_weight": float(distill_weight)}
+            "steps": steps, "gated_steps": 0, "finetune_steps": steps + final_steps, "final_steps": final_steps,
+            "distill_weight": float(distill_weight)}
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))

@@ -48,21 +48,36 @@ def prune_to_budget(model, scores: dict, flops_fraction: float | None = None,
         raise UsageError("prune_to_budget needs flops_fraction and/or params_fraction")
     gated = gated_copy(model, gate_vocab=vocab)
     structure = structure_for(infer_arch_config(gated))
-    gates = gate_layers(gated)
+    set_ranked_log_alpha(gated, scores, low=10.0, high=30.0, unscored=100.0)  # blocks: never by themselves
+    project_to_budget(gated, flops_fraction, params_fraction, structure)
+    return shrink(gated, name=model.name)
+
+
+def global_ranks(gates: dict, scores: dict) -> dict:
+    """``{group: rank in [0, 1)}`` of every scored unit among all scored units of all groups
+    (0 = lowest score); groups without scores are left out."""
     scored = [g for g in gates if g in scores]
     flat = np.concatenate([np.asarray(scores[g], np.float64) for g in scored]) if scored else np.zeros(0)
     rank = np.empty(len(flat))
     rank[np.argsort(flat, kind="stable")] = np.arange(len(flat)) / max(len(flat), 1)
-    offset = 0
+    out, offset = {}, 0
+    for g in scored:
+        n = gates[g].units
+        out[g] = rank[offset:offset + n]
+        offset += n
+    return out
+
+
+def set_ranked_log_alpha(gated, scores: dict, low: float, high: float, unscored: float | None = None) -> None:
+    """Set every scored gate's ``log_alpha = low + (high - low) * global rank`` (so a unit's gate
+    order follows its score); unscored gates get ``unscored`` (``None``: left as they are)."""
+    gates = gate_layers(gated)
+    ranks = global_ranks(gates, scores)
     for group, gate in gates.items():
-        if group in scores:
-            n = gate.units
-            gate.log_alpha.assign((10.0 + 20.0 * rank[offset:offset + n]).astype(np.float32))
-            offset += n
-        else:
-            gate.log_alpha.assign(np.full(gate.units, 100.0, np.float32))  # blocks: never by themselves
-    project_to_budget(gated, flops_fraction, params_fraction, structure)
-    return shrink(gated, name=model.name)
+        if group in ranks:
+            gate.log_alpha.assign((low + (high - low) * ranks[group]).astype(np.float32))
+        elif unscored is not None:
+            gate.log_alpha.assign(np.full(gate.units, unscored, np.float32))
 
 
 def taylor_scores(model, data, task: str, loss: str, batches: int = 32, batch_size: int = 16,
@@ -96,21 +111,27 @@ def taylor_scores(model, data, task: str, loss: str, batches: int = 32, batch_si
     return {g: sums[g] / max(n, 1) / dz for g in gates}
 
 
-def importance_prune(model, method: str = "taylor", flops_fraction: float | None = None,
-                     params_fraction: float | None = None, data=None, task: str = "pointwise",
-                     loss: str = "bce", batches: int = 32, batch_size: int = 16, seed: int = 0, build=None):
-    """``model`` pruned once to the budget by ``method`` scores (see module docstring)."""
+def unit_scores_by(method: str, model, data=None, task: str = "pointwise", loss: str = "bce",
+                   batches: int = 32, batch_size: int = 16, seed: int = 0, build=None) -> dict:
+    """``{group: per-unit importance}`` of ``model`` by ``method`` (``magnitude`` or ``taylor``)."""
     if method not in METHODS:
         raise UsageError(f"importance method {method!r} unknown; allowed: {', '.join(METHODS)}")
     if method == "magnitude":
         from rmcompress.complexity.magnitude import normalised_scores
 
-        scores = normalised_scores(model)
-    else:
-        if data is None or len(data) == 0:
-            raise UsageError("taylor importance needs training data")
-        scores = taylor_scores(model, data, task, loss, batches, batch_size, seed, build)
+        return normalised_scores(model)
+    if data is None or len(data) == 0:
+        raise UsageError("taylor importance needs training data")
+    return taylor_scores(model, data, task, loss, batches, batch_size, seed, build)
+
+
+def importance_prune(model, method: str = "taylor", flops_fraction: float | None = None,
+                     params_fraction: float | None = None, data=None, task: str = "pointwise",
+                     loss: str = "bce", batches: int = 32, batch_size: int = 16, seed: int = 0, build=None):
+    """``model`` pruned once to the budget by ``method`` scores (see module docstring)."""
+    scores = unit_scores_by(method, model, data, task, loss, batches, batch_size, seed, build)
     return prune_to_budget(model, scores, flops_fraction, params_fraction, vocab=params_fraction is not None)
 
 
-__all__ = ["METHODS", "prune_to_budget", "taylor_scores", "importance_prune"]
+__all__ = ["METHODS", "prune_to_budget", "global_ranks", "set_ranked_log_alpha", "taylor_scores",
+           "importance_prune", "unit_scores_by"]

@@ -3,12 +3,14 @@
 Delegates to ``rmcompress.complexity.api.budget_compress`` (issue 3: hard-concrete gates on every
 prunable group, Lagrange multipliers holding the budget, ``shrink``), imported when the pass runs so
 the rest of the recipes work without it. With ``distill`` > 0, the texts given to ``compress
---unlabeled`` join the training rows with the distillation term only. It returns a new bundle whose model is an ordinary, smaller
-tf_keras model; the pass reports FLOPs and params before and after (registry counts).
+--unlabeled`` join the training rows with the distillation term only. It returns a new bundle whose
+model is an ordinary, smaller tf_keras model; the pass reports FLOPs and params before and after
+(registry counts). ``final_steps`` fine-tunes the finished smaller model that much longer.
 ``distill`` > 0 trains the gated and the shrunk model to match the source model's rewards as well as
 the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``).
 
-``max_epochs`` (default 10) caps the pass at that many passes over the training split: recipe step
+``max_epochs`` (default 10) caps the pass (``steps + final_steps``, both cut in proportion) at that
+many passes over the training split (and the unlabeled texts it distills on): recipe step
 counts are written for SST-2 (2,000 steps of 64 = 3.2 epochs of 40k rows), and on 1,665 HH-RLHF pairs
 the same count is 77 epochs, which overfits (the reason pass fine-tuning is capped too,
 :mod:`rmcompress.compress.finetune`). The note reports ``steps_requested`` and ``steps`` run.
@@ -16,6 +18,8 @@ the same count is 77 epochs, which overfits (the reason pass fine-tuning is capp
 ``method: taylor`` (or ``magnitude``) skips gated training: the model is pruned by unit importance
 in ``stages`` rounds, each followed by fine-tuning the smaller model (``rmcompress.complexity.importance``);
 far cheaper for a large pretrained encoder, where one gated step costs a full forward and backward pass.
+``gate_init: magnitude`` (or ``taylor``) keeps gated training but starts the gates ranked by the source
+model's unit importance, so the least important units close first.
 """
 from __future__ import annotations
 
@@ -43,11 +47,17 @@ DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
                 learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
                 max_epochs: float | None = 10.0, method: str = "gates",
-                stages: int = 1) -> tuple[CompressState, dict]:
+                stages: int = 1, gate_init: str = "uniform", final_steps: int = 0) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
-    requested = int(steps)
+    unlabeled = state.unlabeled if distill else None
+    requested, requested_final = int(steps), int(final_steps)
     if max_epochs is not None:
-        steps = max(2, capped_steps(state, requested, batch_size, max_epochs))
+        total = requested + requested_final
+        allowed = capped_steps(state, total, batch_size, max_epochs,
+                               extra_rows=len(unlabeled) if unlabeled is not None else 0)
+        if allowed < total:  # both parts shrink in proportion
+            final_steps = int(requested_final * allowed / total)
+            steps = max(2, allowed - final_steps)
     if learning_rate is None:
         arch = (state.metadata.get("arch") or {}).get("arch") if isinstance(state.metadata, dict) else None
         learning_rate = DEFAULT_LEARNING_RATE["bert" if arch == "bert" else "scratch"]
@@ -56,8 +66,8 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
                           params_fraction=params_fraction, steps=steps, seed=state.seed,
                           learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
-                          distill_weight=distill, method=method, stages=stages,
-                          unlabeled=state.unlabeled if distill else None)
+                          distill_weight=distill, method=method, stages=stages, gate_init=gate_init,
+                          final_steps=final_steps, unlabeled=unlabeled)
     after = count(new.model).as_dict()
     state.model = new.model
     if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
@@ -65,9 +75,10 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     if new.metadata:
         state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
+            "gate_init": gate_init if method == "gates" else None,
             "n_unlabeled": len(state.unlabeled) if distill and state.unlabeled is not None else 0,
-            "stages": stages, "steps": steps,
-            "steps_requested": requested, "max_epochs": max_epochs,
+            "stages": stages, "steps": steps, "final_steps": int(final_steps),
+            "steps_requested": requested, "final_steps_requested": requested_final, "max_epochs": max_epochs,
             "learning_rate": learning_rate, "distill": distill,
             "flops_before": before["flops"], "flops_after": after["flops"],
             "params_before": before["params"], "params_after": after["params"],

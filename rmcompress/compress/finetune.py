@@ -20,13 +20,14 @@ MAX_EPOCHS_PER_PASS = 1.0
 
 
 def capped_steps(state: CompressState, steps: int, batch_size: int,
-                 max_epochs: float = MAX_EPOCHS_PER_PASS) -> int:
-    """``steps``, at most ``max_epochs`` epochs of the training split (and >= 1 if > 0)."""
+                 max_epochs: float = MAX_EPOCHS_PER_PASS, extra_rows: int = 0) -> int:
+    """``steps``, at most ``max_epochs`` epochs of the training split plus ``extra_rows`` (a pass
+    that also trains on unlabeled texts) (and >= 1 if > 0)."""
     import math
 
     if steps <= 0:
         return 0
-    per_epoch = max(1, math.ceil(len(state.train) / max(1, batch_size)))
+    per_epoch = max(1, math.ceil((len(state.train) + int(extra_rows)) / max(1, batch_size)))
     return max(1, min(int(steps), int(max_epochs * per_epoch)))
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmcompress.choices import BUDGET_METHODS, EXPORT_FORMATS
+from rmcompress.choices import BUDGET_METHODS, EXPORT_FORMATS, GATE_INITS
 from rmcompress.errors import RecipeError
 from rmcompress.validation import Field, check_choice, check_order, load_yaml, validate
 
@@ -94,6 +94,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
                "method": Field(str, "gates", choices=BUDGET_METHODS,
                                help="gates: budget training; taylor/magnitude: prune by unit importance, then fine-tune"),
                "stages": Field(int, 1, min=1, help="taylor/magnitude: prune-and-fine-tune rounds to reach the budget"),
+               "final_steps": Field(int, 0, min=0, help="more fine-tuning of the final, smaller model "
+                                                        "(distilled like the rest) after the steps"),
+               "gate_init": Field(str, "uniform", choices=GATE_INITS,
+                                  help="gates: start every gate alike, or ranked by the source model's "
+                                       "unit importance (the least important close first)"),
                **_train(1000, learning_rate=1e-3, min_steps=1),
                # None: 1e-3, or 1e-4 for a bridged pretrained encoder (rmcompress.compress.budget)
                "learning_rate": Field(float, None, nullable=True, min=0, min_exclusive=True)},
