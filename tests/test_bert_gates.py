@@ -225,13 +225,32 @@ def finetuned_dir(train_preset, pointwise_file, tmp_path_factory):
     return r.out_dir
 
 
-def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned_dir, pointwise_file, tmp_path):
+@pytest.mark.parametrize("gate_init", ["uniform", "taylor"])
+def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned_dir, pointwise_file, tmp_path,
+                                                                      gate_init, monkeypatch):
     """``train --init FT --teacher FT --budget-flops F`` (the benchmark's budget rows): the gated
-    phase and the fine-tuning of the shrunk model both see the teacher's scores."""
+    phase and the fine-tuning of the shrunk model both see the teacher's scores. ``--gate-init
+    taylor``: the gates start ranked by the copy's Taylor scores, taken on the labeled rows only."""
+    from rmcompress.training import complexity_training as cx
     from rmcompress.training.trainer import train
 
+    ranked = []
+    real = cx.rank_gates
+
+    def spy(gated, plain, cfg, data, loss):
+        real(gated, plain, cfg, data, loss)
+        from rmcompress.complexity.gates import gate_layers
+
+        ranked.append({g: layer.log_alpha.numpy() for g, layer in gate_layers(gated).items()})
+
+    monkeypatch.setattr(cx, "rank_gates", spy)
     r = train(pointwise_file, tiny(init=str(finetuned_dir), teacher=str(finetuned_dir), budget_flops=0.5,
-                                   max_steps=10, learning_rate=1e-3), tmp_path / "b", verbose=0)
+                                   max_steps=10, learning_rate=1e-3, gate_init=gate_init), tmp_path / "b", verbose=0)
+    if gate_init == "uniform":
+        assert ranked == []
+    else:
+        heads = ranked[0]["block0_heads"]
+        assert len(set(np.round(heads, 6))) == len(heads) and 1.0 <= heads.min() and heads.max() < 5.0
     assert r.report["flops_fraction"] <= 0.5 and r.report["finetune_steps"] > 0
     assert r.report["arch"] == "bert" and r.report["shrink_max_abs_diff"] <= 1e-5
 

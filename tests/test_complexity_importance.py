@@ -228,3 +228,12 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
     _, note = budget_mod.budget_pass(state, flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
                                      distill=0.0, max_epochs=None, method="taylor")
     assert (seen["steps"], seen["final_steps"], seen["unlabeled"]) == (60, 40, None)
+
+
+def test_gate_init_needs_a_trained_start():
+    from rmcompress.training.trainer import TrainConfig
+
+    with pytest.raises(UsageError, match="--init"):
+        TrainConfig(budget_flops=0.5, gate_init="magnitude")
+    with pytest.raises(UsageError, match="unknown"):
+        TrainConfig(init="somewhere", gate_init="random")

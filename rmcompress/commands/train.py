@@ -91,6 +91,11 @@ def add_parser(sub, parents):
     g.add_argument("--finetune-fraction", type=float, default=0.3,
                    help="fraction of all steps spent fine-tuning the shrunk model")
     g.add_argument("--gate-learning-rate", type=float, default=0.05)
+    g.add_argument("--gate-init", choices=["uniform", "magnitude", "taylor"], default="uniform",
+                   help="with --init/--backbone: start the gates alike (uniform) or ranked by the "
+                        "starting model's unit importance, so the least important units close first")
+    g.add_argument("--gate-init-spread", type=float, default=2.0,
+                   help="half-width of the ranked starting log_alpha range (around 3.0)")
     g.add_argument("--no-shrink", dest="shrink", action="store_false",
                    help="keep the gated model (shrink it later with `rmcompress shrink`)")
     return p

@@ -61,6 +61,24 @@ def complexity_callbacks(cfg, total_steps: int, monitor: str | None, mode: str, 
     return cbs, logger
 
 
+def rank_gates(gated, plain, cfg, data, loss: str) -> None:
+    """Start ``gated``'s gates ranked by ``plain``'s unit importance (``cfg.gate_init``: magnitude or
+    taylor): ``log_alpha`` spread over ``cfg.gate_init_log_alpha +- cfg.gate_init_spread`` by global
+    rank, so under a budget's pressure the least important units close first."""
+    from rmcompress.complexity.importance import set_ranked_log_alpha, unit_scores_by
+    from rmcompress.data.pipeline import EncodedData
+
+    if data.teacher is not None:  # Taylor scores use the task loss: labeled rows, no teacher columns
+        keep = np.asarray(data.labeled if data.labeled is not None else np.ones(len(data))) > 0
+        cut = {k: (None if v is None else np.asarray(v)[keep]) for k, v in
+               dict(ids=data.ids, labels=data.labels, chosen=data.chosen, rejected=data.rejected,
+                    margin=data.margin).items()}
+        data = EncodedData(data.task, **cut)
+    scores = unit_scores_by(cfg.gate_init, plain, data, cfg.task, loss, seed=cfg.seed)
+    base, spread = float(cfg.gate_init_log_alpha), float(cfg.gate_init_spread)
+    set_ranked_log_alpha(gated, scores, base - spread, base + spread)
+
+
 def finetune_steps(cfg, total_steps: int) -> int:
     """Steps reserved for fine-tuning the shrunk model (0 without shrinking)."""
     if not getattr(cfg, "shrink", True) or total_steps < 2:

@@ -82,6 +82,8 @@ class TrainConfig:
     multiplier_learning_rate: float = 0.01
     quadratic_init: float = 10.0         # initial lambda_2 of the quadratic budget term
     gate_init_log_alpha: float = 3.0     # initial gate log_alpha (P(open) = 0.99)
+    gate_init: str = "uniform"           # with --init/--backbone: rank the starting gates by importance
+    gate_init_spread: float = 2.0        # ... over gate_init_log_alpha +- this
     gate_vocab: bool | None = None       # gate vocabulary rows (default: when params are targeted)
     shrink: bool = True                  # shrink the gated model at the end
     finetune_fraction: float = 0.3       # of the steps: fine-tune the shrunk model (gated runs)
@@ -99,6 +101,13 @@ class TrainConfig:
             self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
+        from rmcompress.choices import GATE_INITS
+
+        if self.gate_init not in GATE_INITS:
+            raise UsageError(f"--gate-init {self.gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
+        if self.gate_init != "uniform" and not (self.backbone or self.init):
+            raise UsageError(f"--gate-init {self.gate_init} ranks the gates by a trained model's unit "
+                             "importance: it needs --init MODEL_DIR (or --backbone)")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
@@ -295,8 +304,11 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
                 from rmcompress.complexity.gates import gated_copy
 
                 opts = cx.gate_options(cfg)["gate_options"]
-                scorer = gated_copy(scorer, gate_vocab=opts["gate_vocab"], seed=opts["seed"],
+                plain = scorer
+                scorer = gated_copy(plain, gate_vocab=opts["gate_vocab"], seed=opts["seed"],
                                     init_log_alpha=opts["init_log_alpha"])
+                if cfg.gate_init != "uniform":
+                    cx.rank_gates(scorer, plain, cfg, enc_train, loss)
         else:
             scorer = build_reward_model(arch, **cx.gate_options(cfg))
         builder = build_training_model or (cx.make_complexity_model if gated else make_training_model)
