@@ -65,10 +65,14 @@ def parse_args(argv=None):
                         "budget_compress() of the trained dense model for as many steps; "
                         "budget_from_magnitude: the same with gates started in magnitude order "
                         "(gate_init='magnitude')")
-    p.add_argument("--gate-init-spread", type=float, default=2.0,
-                   help="half-width of the starting log_alpha range for budget_from_magnitude")
-    p.add_argument("--finetune-fraction", type=float, default=0.3,
-                   help="budget_from_*: share of the steps fine-tuning the shrunk model")
+    p.add_argument("--gate-init-spread", type=float, default=None,
+                   help="half-width of the starting log_alpha range for budget_from_magnitude "
+                        "(default: rmcompress.choices.GATE_SCHEDULES, 4)")
+    p.add_argument("--finetune-fraction", type=float, default=None,
+                   help="budget_from_*: share of the steps fine-tuning the shrunk model "
+                        "(default: by gate start, 0.3 uniform / 0.8 magnitude)")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="budget_from_*: self-distillation weight from the dense model (0: labels only)")
     p.add_argument("--small-models", default="small_t32,small_t16,small_bow",
                    help="which hand-designed models baseline (c) trains")
     p.add_argument("--latency-runs", type=int, default=200)
@@ -84,7 +88,8 @@ def combine(args):
     """Merge earlier runs into one table and figures (see ``--combine``)."""
     frames, meta = [], {}
     for d in args.combine:
-        frames.append(pd.read_csv(Path(d) / "runs.csv"))
+        if (Path(d) / "runs.csv").is_file():  # a timing-only run (--seeds 0) has no rows
+            frames.append(with_speedup(pd.read_csv(Path(d) / "runs.csv")))
         if (Path(d) / "summary.json").is_file():
             m = json.loads((Path(d) / "summary.json").read_text())
             if m.get("sources"):  # an earlier combined folder: keep the runs it came from
@@ -317,7 +322,8 @@ def main(argv=None):
                     small = budget_compress(dense.bundle, dense.train_data, enc_val, flops_fraction=b,
                                             steps=steps, seed=seed, batch_size=args.batch_size,
                                             gate_init=gate_init, gate_init_spread=args.gate_init_spread,
-                                            finetune_fraction=args.finetune_fraction)
+                                            finetune_fraction=args.finetune_fraction,
+                                            distill_weight=args.distill)
                     m = measure(small.model, dense.bundle.tokenizer, val, args)
                     record(arch=arch, method=method, budget=b, seed=seed,
                            train_seconds=round(time.time() - t, 1), steps=steps, dense_flops=dense_flops, **m)
@@ -353,18 +359,34 @@ def main(argv=None):
         timing.append(step_time_ratio(arch, args, enc.ids, enc.labels, args.timing_rounds))
         print(json.dumps(timing[-1]), flush=True)
 
-    summary = summarise(pd.DataFrame(rows))
-    summary.to_csv(out / "summary.csv", index=False)
-    table = to_markdown(summary)
-    (out / "summary.md").write_text(table + "\n")
+    table = ""
+    if rows:  # a timing-only run (--seeds 0) has no rows to summarise
+        summary = summarise(with_speedup(pd.DataFrame(rows)))
+        summary.to_csv(out / "summary.csv", index=False)
+        table = to_markdown(summary)
+        (out / "summary.md").write_text(table + "\n")
     meta = {"n_train": len(train_data), "n_val": len(val), "steps_per_run": steps, "epochs": args.epochs,
             "batch_size": args.batch_size, "seq_len": args.seq_len, "archs": archs, "budgets": budgets,
             "seeds": args.seeds, "arch_seeds": arch_seeds, "step_time": timing,
             "wall_seconds": round(time.time() - t0, 1), "command": " ".join(sys.argv)}
     (out / "summary.json").write_text(json.dumps(meta, indent=2))
-    plots(summary, out)
+    if rows:
+        plots(summary, out)
     print(table)
     print(json.dumps(meta, indent=2))
+
+
+def with_speedup(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``speedup`` = p50 latency of the dense model of the same architecture and seed
+    *in the same run* / the row's p50 latency (rows that already carry one keep it: merged folders).
+    Latency ratios are only compared within one run: runs on other machines or under other load
+    shift every absolute latency alike."""
+    runs = runs.copy()
+    dense = runs[runs["method"] == "dense"].set_index(["arch", "seed"])["latency_ms_p50"]
+    dense = dense[~dense.index.duplicated(keep="last")]
+    fresh = [dense.get((a, s), np.nan) / lat for a, s, lat in zip(runs["arch"], runs["seed"], runs["latency_ms_p50"])]
+    runs["speedup"] = runs["speedup"].fillna(pd.Series(fresh, index=runs.index)) if "speedup" in runs else fresh
+    return runs
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -375,7 +397,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     s = g.agg(n=("seed", "count"), accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
               flops=("flops", "mean"), flops_min=("flops", "min"), flops_max=("flops", "max"),
               params=("params", "mean"), tflite_bytes=("tflite_bytes", "mean"),
-              latency_ms_p50=("latency_ms_p50", "mean"), train_seconds=("train_seconds", "mean")).reset_index()
+              latency_ms_p50=("latency_ms_p50", "mean"), speedup=("speedup", "mean"),
+              train_seconds=("train_seconds", "mean")).reset_index()
     s["accuracy_sd"] = s["accuracy_sd"].fillna(0.0)
     dense = s[s["method"] == "dense"].set_index("arch")["flops"]
     s["flops_fraction"] = [f / dense.get(a, np.nan) if a in dense.index else np.nan
@@ -385,14 +408,16 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(s: pd.DataFrame) -> str:
-    lines = ["| arch | method | budget | FLOPs (fraction of dense) | params | val accuracy | TFLite | p50 latency | seeds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| arch | method | budget | FLOPs (fraction of dense) | params | val accuracy | TFLite | p50 latency "
+             "| faster than dense (same run) | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for _, r in s.iterrows():
         budget = "" if pd.isna(r["budget"]) else f"{r['budget']:.0%}"
         frac = "" if pd.isna(r["flops_fraction"]) else f" ({r['flops_fraction']:.2%})"
         lines.append(f"| {r['arch']} | {r['method']} | {budget} | {r['flops'] / 1e6:.3f} M{frac} | "
                      f"{r['params'] / 1e3:.1f} k | {r['accuracy_mean']:.3f} +- {r['accuracy_sd']:.3f} | "
-                     f"{r['tflite_bytes'] / 1024:.0f} KiB | {r['latency_ms_p50']:.3f} ms | {int(r['n'])} |")
+                     f"{r['tflite_bytes'] / 1024:.0f} KiB | {r['latency_ms_p50']:.3f} ms | "
+                     f"{r['speedup']:.1f}x | {int(r['n'])} |")
     return "\n".join(lines)
 
 
@@ -406,8 +431,10 @@ def plots(s: pd.DataFrame, out: Path) -> None:
               "budget_from_magnitude": "tab:olive", "narrow": "tab:blue",
               "magnitude": "tab:green", "small_t32": "tab:purple", "small_t16": "tab:brown", "small_bow": "tab:pink"}
     markers = {"transformer": "o", "cnn": "^", "bow": "s"}
+    s = s.assign(latency_rel=1.0 / s["speedup"])  # runs on other machines compare only within a run
     for xcol, fname, xlabel in (("flops", "accuracy_vs_flops.png", "FLOPs per example (log)"),
-                                ("latency_ms_p50", "accuracy_vs_latency.png", "LiteRT p50 latency, ms (log)")):
+                                ("latency_rel", "accuracy_vs_latency.png",
+                                 "LiteRT p50 latency / the dense model's in the same run (log)")):
         fig, ax = plt.subplots(figsize=(8.5, 5))
         for (arch, method), grp in s.groupby(["arch", "method"], sort=False):
             label = method if method.startswith("small") else f"{arch} {method}"

@@ -250,7 +250,8 @@ def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned
         assert ranked == []
     else:
         heads = ranked[0]["block0_heads"]
-        assert len(set(np.round(heads, 6))) == len(heads) and 1.0 <= heads.min() and heads.max() < 5.0
+        # a ranked start's default spread is 4: log_alpha in [3 - 4, 3 + 4)
+        assert len(set(np.round(heads, 6))) == len(heads) and -1.0 <= heads.min() and heads.max() < 7.0
     assert r.report["flops_fraction"] <= 0.5 and r.report["finetune_steps"] > 0
     assert r.report["arch"] == "bert" and r.report["shrink_max_abs_diff"] <= 1e-5
 

@@ -149,6 +149,9 @@ def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkey
         assert np.array_equal(order_scores, order_alpha), group
         assert seen[group].min() >= 3.0 - 1.5 - 1e-6 and seen[group].max() < 3.0 + 1.5
     assert out.report["flops_fraction"] <= 0.4 + 1e-9
+    # a ranked start's default schedule: 80% of the steps fine-tune the shrunk model
+    assert (out.report["gated_steps"], out.report["finetune_steps"]) == (1, 5)
+    assert out.report["finetune_fraction"] == 0.8 and out.report["gate_init_spread"] == 1.5
     with pytest.raises(UsageError, match="gate_init"):
         api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
                             gate_init="random")
@@ -171,6 +174,11 @@ def test_budget_pass_method_in_a_recipe(tmp_path):
     assert Recipe.load(ranked).passes[0].params["gate_init"] == "magnitude"
     ranked.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, gate_init: random}\n")
     with pytest.raises(RecipeError, match="gate_init"):
+        Recipe.load(ranked)
+    ranked.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, finetune_fraction: 0.5}\n")
+    assert Recipe.load(ranked).passes[0].params["finetune_fraction"] == 0.5
+    ranked.write_text("name: r\npasses:\n  - budget: {flops_fraction: 0.25, finetune_fraction: 1.0}\n")
+    with pytest.raises(RecipeError, match="finetune_fraction"):
         Recipe.load(ranked)
 
 
@@ -237,3 +245,24 @@ def test_gate_init_needs_a_trained_start():
         TrainConfig(budget_flops=0.5, gate_init="magnitude")
     with pytest.raises(UsageError, match="unknown"):
         TrainConfig(init="somewhere", gate_init="random")
+
+
+def test_gate_schedule_defaults_follow_the_gate_start():
+    """Uniform gates keep the long gated phase (30% fine-tuning); gates started in importance
+    order default to spread 4 and 80% fine-tuning; explicit values win; a bad fraction is refused."""
+    from rmcompress.choices import GATE_SCHEDULES, gate_schedule
+    from rmcompress.training.trainer import TrainConfig
+
+    assert gate_schedule("uniform") == (2.0, 0.3) == GATE_SCHEDULES["uniform"]
+    assert gate_schedule("magnitude") == (4.0, 0.8) == gate_schedule("taylor")
+    assert gate_schedule("magnitude", spread=1.0, finetune_fraction=0.5) == (1.0, 0.5)
+    cfg = TrainConfig(budget_flops=0.5)
+    assert (cfg.gate_init_spread, cfg.finetune_fraction) == (2.0, 0.3)
+    cfg = TrainConfig(init="somewhere", budget_flops=0.5, gate_init="magnitude")
+    assert (cfg.gate_init_spread, cfg.finetune_fraction) == (4.0, 0.8)
+    cfg = TrainConfig(init="somewhere", budget_flops=0.5, gate_init="taylor", finetune_fraction=0.6)
+    assert cfg.finetune_fraction == 0.6
+    with pytest.raises(UsageError, match="--finetune-fraction"):
+        TrainConfig(budget_flops=0.5, finetune_fraction=1.0)
+    with pytest.raises(UsageError, match="--gate-init-spread"):
+        TrainConfig(init="somewhere", gate_init="magnitude", gate_init_spread=-1.0)

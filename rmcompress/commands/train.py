@@ -88,14 +88,15 @@ def add_parser(sub, parents):
                    help="fraction of the gated steps over which the budget target moves from 1.0 to F")
     g.add_argument("--budget-delay", type=float, default=0.5,
                    help="fraction of the gated steps trained dense before the target starts moving")
-    g.add_argument("--finetune-fraction", type=float, default=0.3,
-                   help="fraction of all steps spent fine-tuning the shrunk model")
+    g.add_argument("--finetune-fraction", type=float, default=None,
+                   help="fraction of all steps spent fine-tuning the shrunk model "
+                        "(default: 0.3 with uniform gates, 0.8 with --gate-init magnitude/taylor)")
     g.add_argument("--gate-learning-rate", type=float, default=0.05)
     g.add_argument("--gate-init", choices=["uniform", "magnitude", "taylor"], default="uniform",
                    help="with --init/--backbone: start the gates alike (uniform) or ranked by the "
                         "starting model's unit importance, so the least important units close first")
-    g.add_argument("--gate-init-spread", type=float, default=2.0,
-                   help="half-width of the ranked starting log_alpha range (around 3.0)")
+    g.add_argument("--gate-init-spread", type=float, default=None,
+                   help="half-width of the ranked starting log_alpha range (around 3.0; default 4)")
     g.add_argument("--no-shrink", dest="shrink", action="store_false",
                    help="keep the gated model (shrink it later with `rmcompress shrink`)")
     return p

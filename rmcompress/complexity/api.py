@@ -14,26 +14,23 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rmcompress.choices import GATE_INITS
+from rmcompress.choices import GATE_INITS, gate_schedule
 from rmcompress.errors import ModelError, UsageError
 
-#: share of ``budget_compress``'s steps spent fine-tuning the shrunk model
-FINETUNE_FRACTION = 0.3
 #: share of the gated steps over which the target moves from 1.0 to the budget
 WARMUP_FRACTION = 0.5
-#: half-width of the starting log_alpha range of an importance-ranked gate initialisation
-GATE_INIT_SPREAD = 2.0
 
 
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
                     method="gates", stages=1, importance_batches=32, unlabeled=None, gate_init="uniform",
-                    gate_init_spread=GATE_INIT_SPREAD, finetune_fraction=FINETUNE_FRACTION, final_steps=0):
+                    gate_init_spread=None, finetune_fraction=None, final_steps=0):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
 
-    ``steps`` in all: ``(1 - finetune_fraction)`` of them gated (the target moves from 1.0 to the
+    ``steps`` in all: ``(1 - finetune_fraction)`` of them gated (``None``: the gate start's default,
+    :data:`rmcompress.choices.GATE_SCHEDULES`: 0.3 for uniform gates, 0.8 for ranked ones) (the target moves from 1.0 to the
     budget over the first ``WARMUP_FRACTION`` of those), the rest fine-tuning the shrunk model.
     ``final_steps``: more fine-tuning of the finished (shrunk) model on top of ``steps``, distilled
     like the rest (``gates``: added to the shrunk model's fine-tuning; taylor/magnitude: after the
@@ -75,6 +72,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         raise UsageError("budget_compress needs flops_fraction and/or params_fraction")
     if steps < 2:
         raise UsageError(f"budget_compress: steps={steps} must be >= 2")
+    gate_init_spread, finetune_fraction = gate_schedule(gate_init, gate_init_spread, finetune_fraction)
     if not 0.0 <= finetune_fraction < 1.0:
         raise UsageError(f"budget_compress: finetune_fraction={finetune_fraction} must be in [0, 1)")
     if int(final_steps) < 0:
@@ -128,6 +126,8 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                 m, task=c.task, loss=lo, center_coefficient=c.center_coefficient), settings)
         scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose, build=build)
     info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps,
+                 "gate_init": gate_init, "gate_init_spread": gate_init_spread if gate_init != "uniform" else None,
+                 "finetune_fraction": finetune_fraction,
                  "final_steps": int(final_steps),
                  "distill_weight": float(distill_weight)})
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}

@@ -155,13 +155,14 @@ class GateMultiply(_GateLayer):
 
     def call(self, inputs):
         x, gates = inputs[0], inputs[1:]
+        g = None  # the product of the gates first (a few values), then one multiply of x
         for mode, z in zip(self.modes, gates):
             if mode == "any":
                 z = tf.stop_gradient(tf.cast(tf.reduce_any(z > 0), x.dtype))
             elif mode == "scalar":
                 z = tf.reshape(z, [])
-            x = x * z
-        return x
+            g = z if g is None else g * z
+        return x if g is None else x * g
 
     def get_config(self):
         return {**super().get_config(), "modes": list(self.modes)}

@@ -19,7 +19,9 @@ the same count is 77 epochs, which overfits (the reason pass fine-tuning is capp
 in ``stages`` rounds, each followed by fine-tuning the smaller model (``rmcompress.complexity.importance``);
 far cheaper for a large pretrained encoder, where one gated step costs a full forward and backward pass.
 ``gate_init: magnitude`` (or ``taylor``) keeps gated training but starts the gates ranked by the source
-model's unit importance, so the least important units close first.
+model's unit importance, so the least important units close first; ``finetune_fraction`` (default by
+the gate start, :data:`rmcompress.choices.GATE_SCHEDULES`: 0.3 uniform, 0.8 ranked) is the share of
+``steps`` spent fine-tuning the shrunk model.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
                 learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
                 max_epochs: float | None = 10.0, method: str = "gates",
-                stages: int = 1, gate_init: str = "uniform", final_steps: int = 0) -> tuple[CompressState, dict]:
+                stages: int = 1, gate_init: str = "uniform", final_steps: int = 0,
+                finetune_fraction: float | None = None) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
     unlabeled = state.unlabeled if distill else None
     requested, requested_final = int(steps), int(final_steps)
@@ -67,7 +70,7 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
                           params_fraction=params_fraction, steps=steps, seed=state.seed,
                           learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
                           distill_weight=distill, method=method, stages=stages, gate_init=gate_init,
-                          final_steps=final_steps, unlabeled=unlabeled)
+                          finetune_fraction=finetune_fraction, final_steps=final_steps, unlabeled=unlabeled)
     after = count(new.model).as_dict()
     state.model = new.model
     if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
@@ -76,6 +79,7 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
         state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
             "gate_init": gate_init if method == "gates" else None,
+            "finetune_fraction": new.metadata.get("complexity", {}).get("finetune_fraction"),
             "n_unlabeled": len(state.unlabeled) if distill and state.unlabeled is not None else 0,
             "stages": stages, "steps": steps, "final_steps": int(final_steps),
             "steps_requested": requested, "final_steps_requested": requested_final, "max_epochs": max_epochs,

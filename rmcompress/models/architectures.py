@@ -6,7 +6,8 @@ shrinking, pruning and quantisation can find every part by name):
 ``transformer``  token embedding + position embedding; ``depth`` pre-LN blocks
                  ``x += Attn(LN(x))``, ``x += W2 act(W1 LN(x))``; final LN; masked mean; Dense(1).
 ``cnn``          token embedding (padding zeroed); parallel 'valid' Conv1D of each kernel size with
-                 ReLU; masked max over time; concatenation; Dense(1).
+                 ReLU; masked max over time; concatenation; Dense(1). Gated: a filter's gate scales
+                 its pooled feature (``relu(z a) = z relu(a)`` and the max commute for ``z >= 0``).
 ``bow``          token embedding; masked mean; Dense(hidden, ReLU); Dense(1).
 ``bert``         BERT encoder (post-LN, what pretrained backbones are bridged into, see
                  ``rmcompress.models.backbones``): token embedding + position embedding (the
@@ -193,8 +194,10 @@ def _cnn(c: ArchConfig, x, mask, gates):
         if n <= 0:
             continue
         y = keras.layers.Conv1D(n, k, padding="valid", activation="relu", name=f"conv{k}")(x)
-        y = gates.units(y, gates.values(f"conv{k}", mask), name=f"conv{k}_gating")
-        pooled.append(L.MaskedMaxPooling(name=f"pool{k}")([y, mask]))
+        y = L.MaskedMaxPooling(name=f"pool{k}")([y, mask])
+        # a filter's gate z >= 0 commutes with ReLU and the max (floor 0): gating the pooled
+        # [B, filters] is exact and far cheaper per training step than gating [B, T', filters]
+        pooled.append(gates.units(y, gates.values(f"conv{k}", mask), name=f"conv{k}_gating"))
     if not pooled:
         raise ModelError("cnn: every convolution has 0 filters")
     y = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pool")(pooled)

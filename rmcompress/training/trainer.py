@@ -83,10 +83,10 @@ class TrainConfig:
     quadratic_init: float = 10.0         # initial lambda_2 of the quadratic budget term
     gate_init_log_alpha: float = 3.0     # initial gate log_alpha (P(open) = 0.99)
     gate_init: str = "uniform"           # with --init/--backbone: rank the starting gates by importance
-    gate_init_spread: float = 2.0        # ... over gate_init_log_alpha +- this
+    gate_init_spread: float | None = None  # ... over gate_init_log_alpha +- this (None: by gate_init)
     gate_vocab: bool | None = None       # gate vocabulary rows (default: when params are targeted)
     shrink: bool = True                  # shrink the gated model at the end
-    finetune_fraction: float = 0.3       # of the steps: fine-tune the shrunk model (gated runs)
+    finetune_fraction: float | None = None  # of the steps: fine-tune the shrunk model (None: by gate_init)
     backbone: str | None = None         # keras-nlp preset name or local folder (BERT family)
     backbone_match: str = "source"      # GELU/accents as the original checkpoint ("source") or keras-nlp
     init: str | None = None             # start from a copy of this model directory
@@ -101,10 +101,16 @@ class TrainConfig:
             self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
-        from rmcompress.choices import GATE_INITS
+        from rmcompress.choices import GATE_INITS, gate_schedule
 
         if self.gate_init not in GATE_INITS:
             raise UsageError(f"--gate-init {self.gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
+        self.gate_init_spread, self.finetune_fraction = gate_schedule(
+            self.gate_init, self.gate_init_spread, self.finetune_fraction)
+        if not 0.0 <= self.finetune_fraction < 1.0:
+            raise UsageError(f"--finetune-fraction {self.finetune_fraction} must be in [0, 1)")
+        if self.gate_init_spread < 0:
+            raise UsageError(f"--gate-init-spread {self.gate_init_spread} must be >= 0")
         if self.gate_init != "uniform" and not (self.backbone or self.init):
             raise UsageError(f"--gate-init {self.gate_init} ranks the gates by a trained model's unit "
                              "importance: it needs --init MODEL_DIR (or --backbone)")
