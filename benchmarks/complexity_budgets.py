@@ -71,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--finetune-fraction", type=float, default=None,
                    help="budget_from_*: share of the steps fine-tuning the shrunk model "
                         "(default: by gate start, 0.3 uniform / 0.8 magnitude)")
+    p.add_argument("--head-hidden", type=int, default=0,
+                   help="transformer and cnn: a ReLU reward-head layer of this many units after the pooling "
+                        "(rows labelled transformer+headN)")
     p.add_argument("--distill", type=float, default=0.0,
                    help="budget_from_*: self-distillation weight from the dense model (0: labels only)")
     p.add_argument("--small-models", default="small_t32,small_t16,small_bow",
@@ -138,6 +141,9 @@ def load_splits(args):
 
 def base_config(args, arch, seed, **kw):
     from rmcompress.training.trainer import TrainConfig
+
+    if arch in ("transformer", "cnn") and getattr(args, "head_hidden", 0):
+        kw.setdefault("head_hidden", args.head_hidden)
 
     return TrainConfig(arch=arch, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
                        seq_len=args.seq_len, vocab_size=args.vocab_size, val_fraction=0.0, patience=0,
@@ -295,11 +301,14 @@ def main(argv=None):
     tokenizer = Tokenizer.train(train_data.texts, args.vocab_size, TokenizerConfig(args.seq_len, "start", True))
     print(f"tokenizer: {tokenizer.vocab_size} tokens ({time.time() - t_tok:.0f} s), shared by every run", flush=True)
 
+    def label(arch):
+        return f"{arch}+head{args.head_hidden}" if arch in ("transformer", "cnn") and args.head_hidden else arch
+
     def run_train(cfg, arch, method, budget, seed):
         t = time.time()
         r = train(train_data, cfg, None, verbose=0, tokenizer=tokenizer)
         m = measure(r.bundle.model, r.bundle.tokenizer, val, args)
-        record(arch=arch, method=method, budget=budget, seed=seed, train_seconds=round(time.time() - t, 1),
+        record(arch=label(arch), method=method, budget=budget, seed=seed, train_seconds=round(time.time() - t, 1),
                steps=r.report.get("steps"), dense_flops=r.report.get("dense_flops"), **m)
         return r
 
@@ -325,7 +334,7 @@ def main(argv=None):
                                             finetune_fraction=args.finetune_fraction,
                                             distill_weight=args.distill)
                     m = measure(small.model, dense.bundle.tokenizer, val, args)
-                    record(arch=arch, method=method, budget=b, seed=seed,
+                    record(arch=label(arch), method=method, budget=b, seed=seed,
                            train_seconds=round(time.time() - t, 1), steps=steps, dense_flops=dense_flops, **m)
                 if "narrow" in baselines:
                     ncfg = narrow_config(dense_arch, b, dense_flops)
@@ -336,7 +345,7 @@ def main(argv=None):
                     ds = dense.train_data.dataset(args.batch_size, shuffle=True, seed=seed, repeat=True)
                     tuned = finetune(pruned, base_config(args, arch, seed), "bce", ds, steps)
                     m = measure(tuned, dense.bundle.tokenizer, val, args)
-                    record(arch=arch, method="magnitude", budget=b, seed=seed,
+                    record(arch=label(arch), method="magnitude", budget=b, seed=seed,
                            train_seconds=round(time.time() - t, 1), steps=steps, dense_flops=dense_flops, **m)
             if "small" in baselines and arch == "transformer":
                 smalls = (("small_t32", dict(arch="transformer", width=32, ffn=64)),
@@ -440,7 +449,7 @@ def plots(s: pd.DataFrame, out: Path) -> None:
             label = method if method.startswith("small") else f"{arch} {method}"
             ax.errorbar(grp[xcol], grp["accuracy_mean"], yerr=grp["accuracy_sd"], capsize=3, alpha=0.85,
                         color=colors.get(method, "gray"), marker=markers.get(arch, "o"),
-                        linestyle="-" if arch == "transformer" else "--", label=label)
+                        linestyle="-" if arch.startswith("transformer") else "--", label=label)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("validation accuracy (mean +- sd)")

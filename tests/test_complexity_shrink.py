@@ -179,3 +179,64 @@ def test_magnitude_prune_removes_the_smallest_units_to_the_budget():
     for c in range(10, 40):
         assert np.any(np.all(np.isclose(kept_in, k_in[:, c:c + 1]), axis=0)), c
     assert kept_in.shape[1] < 40 or "block0_attn" not in {layer.name for layer in small.layers}
+
+
+def test_transformer_head_hidden_is_a_group_and_prunes_to_a_bag_with_a_hidden_layer():
+    """``head_hidden``: a ReLU layer between the pooling and the reward, gated like any group. With
+    every block and some hidden units closed the shrunk model is embeddings -> final LN -> mean ->
+    hidden -> reward, equal to the gated one, counted exactly, and it exports to TFLite."""
+    from rmcompress.export.tflite import TFLiteRunner, convert
+
+    cfg = ArchConfig(arch="transformer", **{**CFG, "head_hidden": 6})
+    plain = build_reward_model(cfg)
+    table = count(plain).table.set_index("layer")
+    # hidden: 2*16*6 matmul + 6 bias + 6 ReLU; reward now reads 6 units: 2*6 + 1
+    assert table.loc["hidden", "flops"] == 2 * 16 * 6 + 6 + 6 and table.loc["hidden", "params"] == 16 * 6 + 6
+    assert table.loc["reward", "flops"] == 2 * 6 + 1 and table.loc["reward", "params"] == 7
+    assert infer_arch_config(plain).head_hidden == 6
+    g = build_reward_model(cfg, gated=True)
+    _randomise(g, 4)
+    gates = gate_layers(g)
+    assert gates["hidden"].units == 6
+    for i in range(3):
+        gates[f"block{i}"].log_alpha.assign([CLOSED_LOG_ALPHA])
+    gates["hidden"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA, 5.0, 5.0, CLOSED_LOG_ALPHA, 0.5])
+    shrunk = _check(g, _ids())
+    c = infer_arch_config(shrunk)
+    assert c.head_hidden == 4 and not any(c.blocks_present())
+    names = {layer.name for layer in shrunk.layers}
+    assert {"final_norm", "pool", "hidden", "reward"} <= names and not any(n.startswith("block") for n in names)
+    runner = TFLiteRunner(convert(shrunk))
+    np.testing.assert_allclose(runner.score(_ids()), g(_ids()).numpy().reshape(-1), atol=1e-5)
+    with pytest.raises(ModelError, match="head_hidden"):
+        ArchConfig(arch="bow", head_hidden=4)
+
+
+def test_head_hidden_in_magnitude_pruning_and_fuse():
+    """The registry's slices serve magnitude scores for the ``hidden`` group; ``fuse`` folds the
+    final LayerNorm's scale through the mean pooling into the hidden layer (exact)."""
+    from rmcompress.complexity.magnitude import magnitude_prune, normalised_scores
+    from rmcompress.compress.fuse import fuse, max_abs_diff
+
+    model = build_reward_model(ArchConfig(arch="transformer", **{**CFG, "head_hidden": 6}))
+    _randomise(model, 5)
+    assert normalised_scores(model)["hidden"].shape == (6,)
+    small = magnitude_prune(model, flops_fraction=0.3)
+    assert count(small).flops <= 0.3 * count(model).flops and infer_arch_config(small).head_hidden >= 1
+    fused, note = fuse(model, sample_ids=_ids())
+    assert note["folded_layernorm_scale"] == ["final_norm -> pool -> hidden"]
+    assert max_abs_diff(model, fused, _ids()) < 1e-5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cnn_head_hidden_shrinks_exactly(seed):
+    """The cnn's ``head_hidden`` layer reads the pooled filters: closed filters remove its input
+    rows, closed hidden units its columns; shrink == gated and the counts agree."""
+    g = build_reward_model(ArchConfig(arch="cnn", **{**CFG, "head_hidden": 7}), gated=True)
+    _randomise(g, seed)
+    gates = gate_layers(g)
+    gates["hidden"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA, 5.0, 0.5, CLOSED_LOG_ALPHA, 5.0, 5.0])
+    shrunk = _check(g, _ids(seed=seed))
+    cfg = infer_arch_config(shrunk)
+    assert cfg.head_hidden == 5
+    assert shrunk.get_layer("hidden").kernel.shape[0] == sum(cfg.per_conv())

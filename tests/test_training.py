@@ -58,3 +58,16 @@ def test_early_stopping_restores_best(pointwise_file):
     hist = res.history["val_accuracy"]
     assert res.report["epochs_run"] == len(hist)
     assert res.report["accuracy"] == pytest.approx(max(hist), abs=1e-6)
+
+
+def test_head_hidden_reaches_the_architecture_and_is_refused_elsewhere():
+    from rmcompress.errors import UsageError
+    from rmcompress.training.trainer import TrainConfig
+
+    cfg = TrainConfig(arch="transformer", head_hidden=8)
+    assert cfg.arch_config(100).head_hidden == 8
+    assert TrainConfig(arch="transformer").arch_config(100).head_hidden == 0
+    with pytest.raises(UsageError, match="--head-hidden"):
+        TrainConfig(arch="bow", head_hidden=8)
+    with pytest.raises(UsageError, match="--head-hidden"):
+        TrainConfig(arch="transformer", head_hidden=-1)

@@ -25,6 +25,9 @@ def add_parser(sub, parents):
     g.add_argument("--ffn", type=int, default=128, help="feed-forward units per block")
     g.add_argument("--filters", type=int, default=64, help="cnn filters per kernel size")
     g.add_argument("--hidden", type=int, default=64, help="bow hidden units")
+    g.add_argument("--head-hidden", type=int, default=0,
+                   help="transformer/cnn: ReLU units between the pooling and the reward (gated like any "
+                        "group: a pruned model can become a bag of embeddings with a hidden layer)")
     g.add_argument("--dropout", type=float, default=0.1)
     g = p.add_argument_group("pretrained start and distillation")
     g.add_argument("--backbone", default=None, metavar="PRESET_OR_DIR",

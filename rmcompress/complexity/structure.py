@@ -11,8 +11,10 @@ transformer        ``block{i}`` (1)                       the whole block (only 
                    ``block{i}_heads`` (heads)             one attention head (its q/k/v columns and
                                                           its rows of the output projection)
                    ``block{i}_ffn`` (ffn units)           one feed-forward unit
+                   ``hidden`` (head_hidden)               one reward-head hidden unit
 cnn                ``embed`` (width)                      one embedding column (a conv input channel)
                    ``conv{k}`` (filters)                  one filter of the width-``k`` convolution
+                   ``hidden`` (head_hidden)               one reward-head hidden unit
 bow                ``embed`` (width)                      one embedding column
                    ``hidden`` (hidden units)              one hidden unit
 bert (post-LN)     ``block{i}`` (1, binary)               the whole block, LayerNorms included
@@ -111,6 +113,8 @@ def structure_for(config: ArchConfig | dict) -> Structure:
                 dims[f"{b}_ffn_out"] = {"in": Dim((g,))}
                 folds += [Fold(b, f"{b}_ffn_out", ("kernel", "bias"), None),
                           Fold(g, f"{b}_ffn_out", ("kernel",), "in")]
+        if c.head_hidden > 0:
+            _hidden_structure(s, c.head_hidden, None)
         return s
     if c.arch == "bert":
         _bert_structure(s)
@@ -133,17 +137,25 @@ def structure_for(config: ArchConfig | dict) -> Structure:
             folds.append(Fold(g, g, ("kernel", "bias"), "out"))
         dims["reward"] = {"in": Dim(tuple(convs))}
         s.require_any.append(tuple(convs))
+        if c.head_hidden > 0:
+            _hidden_structure(s, c.head_hidden, Dim(tuple(convs)))
     elif c.arch == "bow":
         dims["pool"] = {"width": Dim(("embed",))}
         if c.hidden > 0:
-            groups["hidden"] = c.hidden
-            s.min_alive["hidden"] = 1
-            dims["hidden"] = {"in": Dim(("embed",)), "out": Dim(("hidden",))}
-            dims["reward"] = {"in": Dim(("hidden",))}
-            folds.append(Fold("hidden", "hidden", ("kernel", "bias"), "out"))
+            _hidden_structure(s, c.hidden, Dim(("embed",)))
         else:
             dims["reward"] = {"in": Dim(("embed",))}
     return s
+
+
+def _hidden_structure(s: Structure, units: int, inputs) -> None:
+    """The ``hidden`` group: a ReLU layer between the pooling and ``reward`` (bow ``hidden``,
+    transformer ``head_hidden``); ``inputs``: the Dim of its input (None: not a group)."""
+    s.groups["hidden"] = units
+    s.min_alive["hidden"] = 1
+    s.dims["hidden"] = {"out": Dim(("hidden",))} if inputs is None else {"in": inputs, "out": Dim(("hidden",))}
+    s.dims["reward"] = {"in": Dim(("hidden",))}
+    s.folds.append(Fold("hidden", "hidden", ("kernel", "bias"), "out"))
 
 
 def _bert_structure(s: Structure) -> None:
@@ -235,12 +247,17 @@ def infer_arch_config(model) -> ArchConfig:
     elif _get(model, "final_norm") is not None:
         blk = _infer_blocks(model, names, 16, "relu",
                             lambda i, attn, ffn_in: attn is not None or ffn_in is not None)
-        cfg = ArchConfig(arch="transformer", **blk, norm_epsilon=float(_get(model, "final_norm").epsilon), **base)
+        hidden = _get(model, "hidden")
+        if blk["dropout"] == 0.0:
+            blk["dropout"] = _dropout(model, ["hidden_dropout"])
+        cfg = ArchConfig(arch="transformer", **blk, norm_epsilon=float(_get(model, "final_norm").epsilon),
+                         head_hidden=int(hidden.units) if hidden is not None else 0, **base)
     elif any(isinstance(layer, keras.layers.Conv1D) for layer in model.layers):
         convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+        hidden = _get(model, "hidden")
         cfg = ArchConfig(arch="cnn", kernel_sizes=[int(c.kernel_size[0]) for c in convs],
                          filters=[int(c.filters) for c in convs], dropout=_dropout(model, ["pool_dropout"]),
-                         **base)
+                         head_hidden=int(hidden.units) if hidden is not None else 0, **base)
     else:
         hidden = _get(model, "hidden")
         cfg = ArchConfig(arch="bow", hidden=int(hidden.units) if hidden is not None else 0,

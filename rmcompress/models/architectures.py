@@ -5,8 +5,12 @@ shrinking, pruning and quantisation can find every part by name):
 
 ``transformer``  token embedding + position embedding; ``depth`` pre-LN blocks
                  ``x += Attn(LN(x))``, ``x += W2 act(W1 LN(x))``; final LN; masked mean; Dense(1).
+                 ``head_hidden`` > 0: a ReLU ``hidden`` layer of that many units between the pooling
+                 and Dense(1) (gated: a ``hidden`` group), so a model whose blocks are all removed
+                 is a bag of embeddings with a hidden layer, not a linear one.
 ``cnn``          token embedding (padding zeroed); parallel 'valid' Conv1D of each kernel size with
-                 ReLU; masked max over time; concatenation; Dense(1). Gated: a filter's gate scales
+                 ReLU; masked max over time; concatenation; (``head_hidden``: a ReLU ``hidden`` layer,
+                 as for the transformer); Dense(1). Gated: a filter's gate scales
                  its pooled feature (``relu(z a) = z relu(a)`` and the max commute for ``z >= 0``).
 ``bow``          token embedding; masked mean; Dense(hidden, ReLU); Dense(1).
 ``bert``         BERT encoder (post-LN, what pretrained backbones are bridged into, see
@@ -61,7 +65,8 @@ class ArchConfig:
     dropout: float = 0.1
     kernel_sizes: list = field(default_factory=lambda: [3, 4, 5])
     filters: int | list = 64
-    hidden: int = 64
+    hidden: int = 64                   # bow: hidden units after the pooling
+    head_hidden: int = 0               # transformer/cnn: ReLU units between the pooling and the reward (0: none)
     norm_epsilon: float = 1e-6
     block_present: list | None = None  # transformer: False = block removed (skip connection only)
     input_vocab_size: int | None = None  # tokeniser vocabulary when rows were removed (TokenRemap)
@@ -74,6 +79,11 @@ class ArchConfig:
                 raise ModelError(f"architecture setting {name}={getattr(self, name)} must be >= 1")
         if self.depth < 0:
             raise ModelError(f"architecture setting depth={self.depth} must be >= 0")
+        if int(self.head_hidden) < 0:
+            raise ModelError(f"architecture setting head_hidden={self.head_hidden} must be >= 0")
+        if self.head_hidden and self.arch not in ("transformer", "cnn"):
+            raise ModelError(f"architecture setting head_hidden={self.head_hidden} is for the transformer "
+                             f"and the cnn; {self.arch} has no reward-head hidden layer (bow: hidden)")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ModelError(f"architecture setting dropout={self.dropout} must be in [0, 1)")
         self.kernel_sizes = [int(k) for k in self.kernel_sizes]
@@ -183,7 +193,8 @@ def _transformer(c: ArchConfig, x, mask, gates):
             y = gates.branch(y, zb, zf, name=f"block{i}_ffn_gating")
             x = keras.layers.Add(name=f"block{i}_ffn_residual")([x, y])
     x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name="final_norm")(x)
-    return L.MaskedMeanPooling(name="pool")([x, mask])
+    y = L.MaskedMeanPooling(name="pool")([x, mask])
+    return _hidden(c, y, mask, gates, c.head_hidden)
 
 
 def _cnn(c: ArchConfig, x, mask, gates):
@@ -203,15 +214,25 @@ def _cnn(c: ArchConfig, x, mask, gates):
     y = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="pool")(pooled)
     if c.dropout:
         y = keras.layers.Dropout(c.dropout, name="pool_dropout")(y)
-    return y
+    return _hidden(c, y, mask, gates, c.head_hidden)
 
 
 def _bow(c: ArchConfig, x, mask, gates):
     x = gates.units(x, gates.values("embed", mask), name="embed_gating")
     y = L.MaskedMeanPooling(name="pool")([x, mask])
-    if c.hidden > 0:
-        y = keras.layers.Dense(c.hidden, activation="relu", name="hidden")(y)
-        y = gates.units(y, gates.values("hidden", mask), name="hidden_gating")
+    y = _hidden(c, y, mask, gates, c.hidden)
+    if c.dropout and not c.hidden:
+        y = keras.layers.Dropout(c.dropout, name="hidden_dropout")(y)
+    return y
+
+
+def _hidden(c: ArchConfig, y, mask, gates, units: int):
+    """The pooled features through ``units`` ReLU units (``hidden``, gated per unit), then dropout
+    (``hidden_dropout``); ``units`` 0: unchanged."""
+    if units <= 0:
+        return y
+    y = keras.layers.Dense(units, activation="relu", name="hidden")(y)
+    y = gates.units(y, gates.values("hidden", mask), name="hidden_gating")
     if c.dropout:
         y = keras.layers.Dropout(c.dropout, name="hidden_dropout")(y)
     return y

@@ -51,6 +51,7 @@ class TrainConfig:
     ffn: int = 128
     filters: int = 64
     hidden: int = 64
+    head_hidden: int = 0                 # transformer/cnn: ReLU units between the pooling and the reward
     dropout: float = 0.1
     seq_len: int | None = None          # default: 64 pointwise, 256 pairwise
     truncate: str | None = None         # keep "start" (pointwise) or "end" (pairwise) of long texts
@@ -114,6 +115,11 @@ class TrainConfig:
         if self.gate_init != "uniform" and not (self.backbone or self.init):
             raise UsageError(f"--gate-init {self.gate_init} ranks the gates by a trained model's unit "
                              "importance: it needs --init MODEL_DIR (or --backbone)")
+        if self.head_hidden and (self.arch not in ("transformer", "cnn") or self.backbone):
+            raise UsageError(f"--head-hidden is for --arch transformer or cnn (got --arch {self.arch}"
+                             f"{' with --backbone' if self.backbone else ''}); a bow has --hidden")
+        if self.head_hidden < 0:
+            raise UsageError(f"--head-hidden {self.head_hidden} must be >= 0")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
@@ -150,7 +156,8 @@ class TrainConfig:
         return ArchConfig(arch=self.arch, vocab_size=vocab_size, seq_len=self.resolved_seq_len(),
                           width=self.width, depth=self.depth, heads=self.heads,
                           head_dim=max(1, self.width // max(1, self.heads)), ffn=self.ffn,
-                          filters=self.filters, hidden=self.hidden, dropout=self.dropout)
+                          filters=self.filters, hidden=self.hidden, dropout=self.dropout,
+                          head_hidden=self.head_hidden if self.arch in ("transformer", "cnn") else 0)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
