@@ -140,9 +140,10 @@ def load_splits(args):
 
 
 def base_config(args, arch, seed, **kw):
+    from rmcompress.choices import HEAD_HIDDEN_ARCHS
     from rmcompress.training.trainer import TrainConfig
 
-    if arch in ("transformer", "cnn") and getattr(args, "head_hidden", 0):
+    if arch in HEAD_HIDDEN_ARCHS and getattr(args, "head_hidden", 0):
         kw.setdefault("head_hidden", args.head_hidden)
 
     return TrainConfig(arch=arch, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
@@ -301,8 +302,10 @@ def main(argv=None):
     tokenizer = Tokenizer.train(train_data.texts, args.vocab_size, TokenizerConfig(args.seq_len, "start", True))
     print(f"tokenizer: {tokenizer.vocab_size} tokens ({time.time() - t_tok:.0f} s), shared by every run", flush=True)
 
+    from rmcompress.choices import HEAD_HIDDEN_ARCHS
+
     def label(arch):
-        return f"{arch}+head{args.head_hidden}" if arch in ("transformer", "cnn") and args.head_hidden else arch
+        return f"{arch}+head{args.head_hidden}" if arch in HEAD_HIDDEN_ARCHS and args.head_hidden else arch
 
     def run_train(cfg, arch, method, budget, seed):
         t = time.time()

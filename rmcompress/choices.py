@@ -12,6 +12,8 @@ TOKENIZER_MODES = ("wordpiece", "bert")
 BUDGET_METHODS = ("gates", "taylor", "magnitude")
 #: how gated budget training from a trained model starts its gates: all alike, or ranked by importance
 GATE_INITS = ("uniform", "magnitude", "taylor")
+#: architectures that take ``head_hidden`` (a ReLU layer between the pooling and the reward)
+HEAD_HIDDEN_ARCHS = ("transformer", "cnn")
 
 #: default schedule of a gated run by how its gates start: ``(gate_init_spread, finetune_fraction)``.
 #: Uniform gates need a long gated phase to find the units; gates started in importance order

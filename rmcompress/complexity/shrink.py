@@ -163,8 +163,6 @@ def shrunk_config(cfg: ArchConfig, keep: dict, structure: Structure) -> ArchConf
             ffn.append(f)
             on.append(alive and (h > 0 or f > 0))
         d.update(heads=heads, ffn=ffn, block_present=on)
-        if cfg.head_hidden > 0:
-            d["head_hidden"] = n["hidden"]
     elif cfg.arch == "bert":  # a kept block keeps its norms even with no heads or FFN units
         heads, ffn, on = [], [], []
         for i, present in enumerate(cfg.blocks_present()):
@@ -178,10 +176,10 @@ def shrunk_config(cfg: ArchConfig, keep: dict, structure: Structure) -> ArchConf
         d["width"] = n["embed"]
         if cfg.arch == "cnn":
             d["filters"] = [n.get(f"conv{k}", 0) for k in cfg.kernel_sizes]
-            if cfg.head_hidden > 0:
-                d["head_hidden"] = n["hidden"]
         elif cfg.hidden > 0:
             d["hidden"] = n["hidden"]
+    if cfg.head_hidden > 0:
+        d["head_hidden"] = n["hidden"]
     if VOCAB in structure.groups and n[VOCAB] < structure.groups[VOCAB]:
         d["input_vocab_size"] = cfg.input_vocab_size or cfg.vocab_size
         d["vocab_size"] = 1 + n[VOCAB]

@@ -150,7 +150,7 @@ def structure_for(config: ArchConfig | dict) -> Structure:
 
 def _hidden_structure(s: Structure, units: int, inputs) -> None:
     """The ``hidden`` group: a ReLU layer between the pooling and ``reward`` (bow ``hidden``,
-    transformer ``head_hidden``); ``inputs``: the Dim of its input (None: not a group)."""
+    transformer/cnn ``head_hidden``); ``inputs``: the Dim of its input (None: not a group)."""
     s.groups["hidden"] = units
     s.min_alive["hidden"] = 1
     s.dims["hidden"] = {"out": Dim(("hidden",))} if inputs is None else {"in": inputs, "out": Dim(("hidden",))}
@@ -221,6 +221,12 @@ def _get(model, name):
         return None
 
 
+def _hidden_units(model) -> int:
+    """Units of the ``hidden`` layer after the pooling (bow ``hidden``, ``head_hidden``); 0 if none."""
+    hidden = _get(model, "hidden")
+    return int(hidden.units) if hidden is not None else 0
+
+
 def _dropout(model, names) -> float:
     for n in names:
         layer = _get(model, n)
@@ -247,20 +253,17 @@ def infer_arch_config(model) -> ArchConfig:
     elif _get(model, "final_norm") is not None:
         blk = _infer_blocks(model, names, 16, "relu",
                             lambda i, attn, ffn_in: attn is not None or ffn_in is not None)
-        hidden = _get(model, "hidden")
         if blk["dropout"] == 0.0:
             blk["dropout"] = _dropout(model, ["hidden_dropout"])
         cfg = ArchConfig(arch="transformer", **blk, norm_epsilon=float(_get(model, "final_norm").epsilon),
-                         head_hidden=int(hidden.units) if hidden is not None else 0, **base)
+                         head_hidden=_hidden_units(model), **base)
     elif any(isinstance(layer, keras.layers.Conv1D) for layer in model.layers):
         convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
-        hidden = _get(model, "hidden")
         cfg = ArchConfig(arch="cnn", kernel_sizes=[int(c.kernel_size[0]) for c in convs],
                          filters=[int(c.filters) for c in convs], dropout=_dropout(model, ["pool_dropout"]),
-                         head_hidden=int(hidden.units) if hidden is not None else 0, **base)
+                         head_hidden=_hidden_units(model), **base)
     else:
-        hidden = _get(model, "hidden")
-        cfg = ArchConfig(arch="bow", hidden=int(hidden.units) if hidden is not None else 0,
+        cfg = ArchConfig(arch="bow", hidden=_hidden_units(model),
                          dropout=_dropout(model, ["hidden_dropout"]), **base)
     _check_matches(model, cfg)
     return cfg

@@ -46,7 +46,7 @@ from rmcompress._keras import keras
 from rmcompress.errors import ModelError
 from rmcompress.models import layers as L
 
-from rmcompress.choices import ARCHITECTURES  # noqa: F401  (re-exported)
+from rmcompress.choices import ARCHITECTURES, HEAD_HIDDEN_ARCHS  # noqa: F401  (ARCHITECTURES re-exported)
 
 
 @dataclass
@@ -81,7 +81,7 @@ class ArchConfig:
             raise ModelError(f"architecture setting depth={self.depth} must be >= 0")
         if int(self.head_hidden) < 0:
             raise ModelError(f"architecture setting head_hidden={self.head_hidden} must be >= 0")
-        if self.head_hidden and self.arch not in ("transformer", "cnn"):
+        if self.head_hidden and self.arch not in HEAD_HIDDEN_ARCHS:
             raise ModelError(f"architecture setting head_hidden={self.head_hidden} is for the transformer "
                              f"and the cnn; {self.arch} has no reward-head hidden layer (bow: hidden)")
         if not 0.0 <= float(self.dropout) < 1.0:

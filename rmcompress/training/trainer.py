@@ -102,7 +102,7 @@ class TrainConfig:
             self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
-        from rmcompress.choices import GATE_INITS, gate_schedule
+        from rmcompress.choices import GATE_INITS, HEAD_HIDDEN_ARCHS, gate_schedule
 
         if self.gate_init not in GATE_INITS:
             raise UsageError(f"--gate-init {self.gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
@@ -115,7 +115,7 @@ class TrainConfig:
         if self.gate_init != "uniform" and not (self.backbone or self.init):
             raise UsageError(f"--gate-init {self.gate_init} ranks the gates by a trained model's unit "
                              "importance: it needs --init MODEL_DIR (or --backbone)")
-        if self.head_hidden and (self.arch not in ("transformer", "cnn") or self.backbone):
+        if self.head_hidden and (self.arch not in HEAD_HIDDEN_ARCHS or self.backbone):
             raise UsageError(f"--head-hidden is for --arch transformer or cnn (got --arch {self.arch}"
                              f"{' with --backbone' if self.backbone else ''}); a bow has --hidden")
         if self.head_hidden < 0:
@@ -157,7 +157,7 @@ class TrainConfig:
                           width=self.width, depth=self.depth, heads=self.heads,
                           head_dim=max(1, self.width // max(1, self.heads)), ffn=self.ffn,
                           filters=self.filters, hidden=self.hidden, dropout=self.dropout,
-                          head_hidden=self.head_hidden if self.arch in ("transformer", "cnn") else 0)
+                          head_hidden=self.head_hidden)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
