@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= saved_models/demo
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install clean
 
 install: $(STAMP)
 
@@ -24,9 +24,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) saved_models/demo .pytest_cache

@@ -171,7 +171,26 @@ def measure(model, tokenizer, val, args, cache={}):
     flat = convert(model)
     lat = measure_latency(flat, ids[:256], runs=args.latency_runs)
     return {"accuracy": acc, **count(model).as_dict(), "tflite_bytes": len(flat),
-            "latency_ms_p50": lat["latency_ms_p50"]}
+            "latency_ms_p50": lat["latency_ms_p50"], "shape": shape(model)}
+
+
+def shape(model) -> str:
+    """The kept structure in a few words (runs.csv ``shape``), e.g. ``E8 filters 12/0/25 head 9``."""
+    from rmcompress.complexity.structure import infer_arch_config
+
+    c = infer_arch_config(model)
+    parts = [f"E{c.width}"]
+    if c.arch == "cnn":
+        parts.append("filters " + "/".join(str(f) for f in c.per_conv()))
+    elif c.arch == "transformer":
+        present = c.block_present or [True] * c.depth
+        parts += [f"blocks {sum(bool(p) for p in present)}", "heads " + "/".join(map(str, c.per_block("heads"))),
+                  "ffn " + "/".join(map(str, c.per_block("ffn")))]
+    elif c.arch == "bow":
+        parts.append(f"hidden {c.hidden}")
+    if c.head_hidden:
+        parts.append(f"head {c.head_hidden}")
+    return " ".join(parts)
 
 
 # -- baselines ---------------------------------------------------------------------------------------

@@ -266,3 +266,37 @@ def test_gate_schedule_defaults_follow_the_gate_start():
         TrainConfig(budget_flops=0.5, finetune_fraction=1.0)
     with pytest.raises(UsageError, match="--gate-init-spread"):
         TrainConfig(init="somewhere", gate_init="magnitude", gate_init_spread=-1.0)
+
+
+def test_budget_compress_with_representation_distillation(trained_models):
+    """``distill_features``: the teacher's pooled features ride with the rows (unlabeled too), the
+    scale is the teacher's spread, and both routes (taylor, ranked gates) train with the term."""
+    from rmcompress.complexity.api import budget_compress, with_teacher_targets
+    from rmcompress.training.distill import feature_model
+
+    src = trained_models["transformer"]
+    extra = EncodedData("pointwise", ids=src.val_data.ids[:5], labels=np.zeros(5, np.float32))
+    data = with_teacher_targets(src.bundle.model, src.train_data, extra, features=True)
+    n = len(src.train_data)
+    reward, pooled = feature_model(src.bundle.model).predict(extra.ids, verbose=0)
+    assert data.teacher_features.shape == (n + 5, pooled.shape[1])
+    np.testing.assert_allclose(data.teacher_features[n:], pooled, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(data.teacher[n:], reward.ravel(), rtol=1e-5, atol=1e-5)
+    for kw in ({"method": "taylor", "stages": 2, "final_steps": 2}, {"gate_init": "magnitude"}):
+        out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.5, steps=6,
+                              batch_size=16, distill_weight=0.5, distill_features=1.0, unlabeled=extra, **kw)
+        assert out.report["distill_features"] == 1.0 and out.report["flops_fraction"] <= 0.5 + 0.02
+        assert np.isfinite(out.report["accuracy"])
+
+
+def test_budget_pass_key_distill_features(tmp_path):
+    from rmcompress.compress.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    path = tmp_path / "f.yaml"
+    path.write_text("name: f\npasses:\n  - budget: {flops_fraction: 0.25, method: taylor, distill: 0.9, "
+                    "distill_features: 2.0}\n")
+    assert Recipe.load(path).passes[0].params["distill_features"] == 2.0
+    path.write_text("name: f\npasses:\n  - budget: {flops_fraction: 0.25, distill_features: -1}\n")
+    with pytest.raises(RecipeError, match="distill_features"):
+        Recipe.load(path)

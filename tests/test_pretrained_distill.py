@@ -215,3 +215,88 @@ def test_distillation_usage_errors(pointwise_file, teachers, tmp_path):
         train(real, tiny(teacher=str(teachers["pointwise"].out_dir), distill_loss="ce"), verbose=0)
     with pytest.raises(UsageError, match="different scales"):
         train(real, tiny(teacher=str(teachers["pointwise"].out_dir)), verbose=0)
+
+
+# -- representation distillation (pooled features) ------------------------------------------------
+def test_feature_scale_and_distance():
+    from rmcompress.training.distill import feature_distance, feature_scale
+
+    rng = np.random.RandomState(0)
+    feats = rng.normal(size=(500, 3)).astype(np.float32) * np.array([1.0, 10.0, 0.0], np.float32)
+    scale = feature_scale(feats)
+    sigma = feats.std(axis=0)
+    np.testing.assert_allclose(scale[:2], 1 / sigma[:2], rtol=1e-5)
+    assert scale[2] == pytest.approx(1 / (1e-3 * sigma[1]), rel=1e-5)  # a dead feature: floored, finite
+    u = feats[:4] + sigma * np.array([1.0, -2.0, 0.0], np.float32)  # 1 and 2 teacher-sds away
+    got = feature_distance(u, feats[:4], scale).numpy()
+    np.testing.assert_allclose(got, np.full(4, (1.0 + 4.0 + 0.0) / 3), rtol=1e-5)
+
+
+def _feature_batch(features_weight):
+    """A tiny transformer scorer, its own pooled features as the teacher's, one batch."""
+    from rmcompress._keras import keras
+    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.training.distill import DistillationModel, DistillSettings, feature_model
+
+    keras.utils.set_random_seed(0)
+    scorer = build_reward_model(ArchConfig(arch="transformer", vocab_size=50, seq_len=8, width=8, depth=1,
+                                           heads=2, head_dim=4, ffn=8))
+    ids = np.random.RandomState(1).randint(1, 50, size=(6, 8)).astype(np.int32)
+    reward, feats = feature_model(scorer).predict(ids, verbose=0)
+    scale = np.full(feats.shape[1], 2.0, np.float32)
+    model = DistillationModel(scorer, task="pointwise", loss="bce")
+    model.init_distillation(DistillSettings(0.5, "mse", features=features_weight, feature_scale=scale))
+    x = {"ids": ids, "teacher": reward.ravel(), "labeled": np.ones(6, np.float32), "teacher_features": feats}
+    return model, x, np.ones(6, np.float32), feats
+
+
+def test_feature_term_adds_b_times_the_scaled_distance():
+    model, x, y, feats = _feature_batch(0.7)
+    same, _ = model.task_losses((x, y), training=False)  # teacher features = the student's own: f = 0
+    shifted = {**x, "teacher_features": feats + 0.5}    # 0.5 away, scale 2: f = 1 per example
+    moved, _ = model.task_losses((shifted, y), training=False)
+    np.testing.assert_allclose(moved.numpy() - same.numpy(), np.full(6, 0.7), rtol=1e-4)
+    assert "feature_loss" in [m.name for m in model.metrics]
+    without, _ = _feature_batch(0.0)[0].task_losses((x, y), training=False)  # b = 0: no feature term
+    np.testing.assert_allclose(without.numpy(), same.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_feature_term_trains_and_refuses_what_it_cannot_match():
+    from rmcompress._keras import keras
+    from rmcompress.training.distill import DistillationModel, DistillSettings, feature_model
+
+    model, x, y, feats = _feature_batch(1.0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    target = {**x, "teacher_features": feats + 0.5}
+    first = model.train_on_batch(target, y, return_dict=True)["feature_loss"]
+    for _ in range(30):
+        last = model.train_on_batch(target, y, return_dict=True)["feature_loss"]
+    assert last < 0.5 * first
+    ids = keras.Input((4,), dtype="int32")
+    no_pool = keras.Model(ids, keras.layers.Dense(1)(keras.layers.Lambda(lambda t: keras.backend.cast(t, "float32"))(ids)),
+                          name="nopool")
+    with pytest.raises(UsageError, match="'pool'.*nopool|nopool.*'pool'"):
+        feature_model(no_pool)
+    pairwise = DistillationModel(model.scorer, task="pairwise")
+    with pytest.raises(UsageError, match="pointwise only"):
+        pairwise.init_distillation(DistillSettings(0.5, "mse", features=1.0))
+    with pytest.raises(UsageError, match="distill-features"):
+        DistillSettings(0.5, "mse", features=-1.0)
+
+
+def test_train_with_distill_features_from_a_teacher_copy(pointwise_file, teachers, tmp_path):
+    """``rmcompress train --init T --teacher T --distill-features B``: the teacher's pooled features
+    ride with train/val rows; a student of another width is refused with both widths named."""
+    from rmcompress.training.trainer import train
+
+    t = str(teachers["pointwise"].out_dir)
+    r = train(pointwise_file, tiny(arch="transformer", init=t, teacher=t, distill_features=1.0, max_steps=4),
+              verbose=0)
+    assert "feature_loss" in r.history and "val_feature_loss" in r.history
+    # the copy starts equal to the teacher: its features match (f ~ 0 before any step changes it)
+    assert r.history["val_feature_loss"][0] < 0.5
+    assert r.report["distill_features"] == 1.0
+    with pytest.raises(UsageError, match="16 wide.*8|8 wide.*16"):
+        train(pointwise_file, tiny(width=8, hidden=8, teacher=t, distill_features=1.0), verbose=0)
+    with pytest.raises(UsageError, match="--distill-features needs --teacher"):
+        tiny(distill_features=1.0)

@@ -45,6 +45,9 @@ def add_parser(sub, parents):
     g.add_argument("--distill-loss", choices=["mse", "ce"], default="mse",
                    help="mse on rewards/margins, or ce: temperature-scaled cross-entropy (KL)")
     g.add_argument("--distill-temperature", type=float, default=1.0)
+    g.add_argument("--distill-features", type=float, default=0.0, metavar="B",
+                   help="pointwise: + B * mean_j ((u_j - v_j) / sigma_j)^2, the student's pooled features u "
+                        "matching the teacher's v (same width, e.g. a pruned copy of the teacher); default 0")
     g.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts scored only by the teacher (pointwise: a text column; "
                         "pairwise: chosen/rejected columns)")

@@ -24,7 +24,7 @@ WARMUP_FRACTION = 0.5
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
                     method="gates", stages=1, importance_batches=32, unlabeled=None, gate_init="uniform",
-                    gate_init_spread=None, finetune_fraction=None, final_steps=0):
+                    gate_init_spread=None, finetune_fraction=None, final_steps=0, distill_features=0.0):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -44,6 +44,9 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     the training ids; pairwise: its margin), gated and fine-tuning steps alike, per example
     ``(1 - a) * task_loss + a * (student - teacher)^2`` (``rmcompress.training.distill``);
     ``unlabeled`` (EncodedData) rows are scored by the teacher too and join with the second term only.
+    ``distill_features`` ``b`` > 0 (pointwise): the pooled features match the source model's too,
+    ``+ b * mean_j ((u_j - v_j) / sigma_j)^2`` (representation distillation; the shrunk model keeps
+    the source's width, so they compare directly).
 
     ``gate_init`` (``gates`` only): ``uniform`` starts every gate at the same ``log_alpha``;
     ``magnitude`` / ``taylor`` spread the starting ``log_alpha`` over ``DEFAULT_INIT_LOG_ALPHA +-
@@ -80,10 +83,14 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     task = bundle.metadata["task"]
     loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
     keras.utils.set_random_seed(seed)
+    labeled_data = train_data  # gate_init scores: the task loss on the labeled rows
+    settings = distill_settings(distill_weight, distill_features)
+    if settings is not None:
+        train_data, settings = with_teacher(bundle.model, train_data, unlabeled, settings)
     if method != "gates":
         return _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps,
-                                    seed, learning_rate, batch_size, verbose, distill_weight, method,
-                                    stages, importance_batches, task, loss, unlabeled, int(final_steps))
+                                    seed, learning_rate, batch_size, verbose, settings, method,
+                                    stages, importance_batches, task, loss, int(final_steps))
     gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
     if gate_init != "uniform":
         from rmcompress.complexity.gates import DEFAULT_INIT_LOG_ALPHA
@@ -91,7 +98,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
 
         if gate_init not in GATE_INITS:
             raise UsageError(f"gate_init {gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
-        scores = unit_scores_by(gate_init, bundle.model, train_data, task, loss, importance_batches, seed=seed)
+        scores = unit_scores_by(gate_init, bundle.model, labeled_data, task, loss, importance_batches, seed=seed)
         set_ranked_log_alpha(gated, scores, DEFAULT_INIT_LOG_ALPHA - gate_init_spread,
                              DEFAULT_INIT_LOG_ALPHA + gate_init_spread)
     ft_steps = int(round(steps * finetune_fraction))
@@ -99,12 +106,9 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     ft_steps += int(final_steps)
     model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,
                                  budget_params=params_fraction)
-    settings = None
-    if distill_weight:
-        from rmcompress.training.distill import DistillSettings, distillation_class
+    if settings is not None:
+        from rmcompress.training.distill import distillation_class
 
-        settings = DistillSettings(float(distill_weight), "mse", 1.0)
-        train_data = with_teacher_targets(bundle.model, train_data, unlabeled)
         model.__class__ = distillation_class(ComplexityAwareModel)
         model.init_distillation(settings)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, gated_steps, 0.05)))
@@ -129,7 +133,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                  "gate_init": gate_init, "gate_init_spread": gate_init_spread if gate_init != "uniform" else None,
                  "finetune_fraction": finetune_fraction,
                  "final_steps": int(final_steps),
-                 "distill_weight": float(distill_weight)})
+                 "distill_weight": float(distill_weight), "distill_features": float(distill_features)})
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))
@@ -140,10 +144,33 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     return out
 
 
+def distill_settings(weight: float, features: float = 0.0):
+    """Self-distillation settings of ``budget_compress`` (mse on rewards), None for neither term."""
+    from rmcompress.training.distill import DistillSettings
+
+    if not weight and not features:
+        return None
+    return DistillSettings(float(weight), "mse", 1.0, features=float(features))
+
+
+def with_teacher(teacher, train_data, unlabeled, settings):
+    """``(train_data with the teacher's targets and the unlabeled rows, settings)``; with a feature
+    term the settings get the teacher's ``feature_scale`` (over all those rows)."""
+    from dataclasses import replace
+
+    from rmcompress.training.distill import feature_scale
+
+    data = with_teacher_targets(teacher, train_data, unlabeled, features=bool(settings.features))
+    if settings.features:
+        settings = replace(settings, feature_scale=feature_scale(data.teacher_features))
+    return data, settings
+
+
 def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps, seed,
-                         learning_rate, batch_size, verbose, distill_weight, method, stages,
-                         importance_batches, task, loss, unlabeled=None, final_steps=0):
-    """``budget_compress`` with ``method`` taylor/magnitude (see its docstring)."""
+                         learning_rate, batch_size, verbose, settings, method, stages,
+                         importance_batches, task, loss, final_steps=0):
+    """``budget_compress`` with ``method`` taylor/magnitude (see its docstring); ``train_data``
+    already carries the teacher's targets when ``settings`` (distillation) is given."""
     from rmcompress.complexity import count
     from rmcompress.complexity.importance import METHODS, importance_prune
     from rmcompress.complexity.structure import infer_arch_config
@@ -164,11 +191,10 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
         return RewardTrainingModel(m, task=c.task, loss=lo, center_coefficient=c.center_coefficient)
 
     build = plain
-    if distill_weight:
-        from rmcompress.training.distill import DistillSettings, with_distillation
+    if settings is not None:
+        from rmcompress.training.distill import with_distillation
 
-        build = with_distillation(plain, DistillSettings(float(distill_weight), "mse", 1.0))
-        train_data = with_teacher_targets(bundle.model, train_data, unlabeled)
+        build = with_distillation(plain, settings)
     dense = count(bundle.model)
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     scorer, per_stage = bundle.model, []
@@ -196,7 +222,8 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
             "flops_fraction": round(achieved.flops / dense.flops, 5),
             "params_fraction": round(achieved.params / dense.params, 5), "shrunk": True,
             "steps": steps, "gated_steps": 0, "finetune_steps": steps + final_steps, "final_steps": final_steps,
-            "distill_weight": float(distill_weight)}
+            "distill_weight": settings.weight if settings else 0.0,
+            "distill_features": settings.features if settings else 0.0}
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))
@@ -206,20 +233,28 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
     return out
 
 
-def with_teacher_targets(teacher, data, unlabeled=None):
+def with_teacher_targets(teacher, data, unlabeled=None, features: bool = False):
     """``data`` (EncodedData) with ``teacher``'s rewards attached (pointwise: its reward per row;
     pairwise: its margin ``r(chosen) - r(rejected)``) and every row labeled; then the ``unlabeled``
-    rows (EncodedData, same tokenizer), scored the same way, with ``labeled = 0``."""
+    rows (EncodedData, same tokenizer), scored the same way, with ``labeled = 0``. ``features``
+    (pointwise): the teacher's pooled features too (``teacher_features``, representation
+    distillation, :mod:`rmcompress.training.distill`)."""
     from rmcompress.data.pipeline import EncodedData
-    from rmcompress.training.distill import concat_encoded
+    from rmcompress.training.distill import concat_encoded, teacher_outputs
 
     def score(ids):
-        return teacher.predict(ids, batch_size=512, verbose=0).reshape(-1).astype(np.float32)
+        return teacher_outputs(teacher, ids)[0]
 
     def attach(d, labeled: float):
-        targets = score(d.chosen) - score(d.rejected) if d.task == "pairwise" else score(d.ids)
+        feats = None
+        if d.task == "pairwise":
+            if features:
+                raise UsageError("representation distillation is pointwise only")
+            targets = score(d.chosen) - score(d.rejected)
+        else:
+            targets, feats = teacher_outputs(teacher, d.ids, features=features)
         return EncodedData(d.task, d.ids, d.labels, d.chosen, d.rejected, d.margin,
-                           targets, np.full(len(d), labeled, np.float32))
+                           targets, np.full(len(d), labeled, np.float32), feats)
 
     out = attach(data, 1.0)
     if unlabeled is not None and len(unlabeled):

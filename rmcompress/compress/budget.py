@@ -7,7 +7,9 @@ the rest of the recipes work without it. With ``distill`` > 0, the texts given t
 model is an ordinary, smaller tf_keras model; the pass reports FLOPs and params before and after
 (registry counts). ``final_steps`` fine-tunes the finished smaller model that much longer.
 ``distill`` > 0 trains the gated and the shrunk model to match the source model's rewards as well as
-the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``).
+the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``);
+``distill_features`` ``b`` > 0 (pointwise) adds ``b * mean_j ((u_j - v_j) / sigma_j)^2`` on the
+pooled features (representation distillation, :mod:`rmcompress.training.distill`).
 
 ``max_epochs`` (default 10) caps the pass (``steps + final_steps``, both cut in proportion) at that
 many passes over the training split (and the unlabeled texts it distills on): recipe step
@@ -50,9 +52,9 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
                 learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
                 max_epochs: float | None = 10.0, method: str = "gates",
                 stages: int = 1, gate_init: str = "uniform", final_steps: int = 0,
-                finetune_fraction: float | None = None) -> tuple[CompressState, dict]:
+                finetune_fraction: float | None = None, distill_features: float = 0.0) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
-    unlabeled = state.unlabeled if distill else None
+    unlabeled = state.unlabeled if (distill or distill_features) else None
     requested, requested_final = int(steps), int(final_steps)
     if max_epochs is not None:
         total = requested + requested_final
@@ -70,7 +72,8 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
                           params_fraction=params_fraction, steps=steps, seed=state.seed,
                           learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
                           distill_weight=distill, method=method, stages=stages, gate_init=gate_init,
-                          finetune_fraction=finetune_fraction, final_steps=final_steps, unlabeled=unlabeled)
+                          finetune_fraction=finetune_fraction, final_steps=final_steps, unlabeled=unlabeled,
+                          distill_features=distill_features)
     after = count(new.model).as_dict()
     state.model = new.model
     if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
@@ -80,10 +83,10 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
             "gate_init": gate_init if method == "gates" else None,
             "finetune_fraction": new.metadata.get("complexity", {}).get("finetune_fraction"),
-            "n_unlabeled": len(state.unlabeled) if distill and state.unlabeled is not None else 0,
+            "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
             "stages": stages, "steps": steps, "final_steps": int(final_steps),
             "steps_requested": requested, "final_steps_requested": requested_final, "max_epochs": max_epochs,
-            "learning_rate": learning_rate, "distill": distill,
+            "learning_rate": learning_rate, "distill": distill, "distill_features": distill_features,
             "flops_before": before["flops"], "flops_after": after["flops"],
             "params_before": before["params"], "params_after": after["params"],
             "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}

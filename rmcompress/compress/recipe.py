@@ -89,6 +89,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "budget": {"flops_fraction": Field(**_FRACTION), "params_fraction": Field(**_FRACTION),
                "distill": Field(float, 0.0, min=0, max=1, max_exclusive=True,
                                 help="weight of self-distillation from the source model (0: labels only)"),
+               "distill_features": Field(float, 0.0, min=0,
+                                         help="weight of matching the source model's pooled features "
+                                              "(representation distillation; pointwise)"),
                "max_epochs": Field(float, 10.0, nullable=True, min=0, min_exclusive=True,
                                    help="cap on passes over the training split (null: no cap)"),
                "method": Field(str, "gates", choices=BUDGET_METHODS,

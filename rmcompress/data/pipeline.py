@@ -30,6 +30,8 @@ class EncodedData:
     margin: np.ndarray | None = None
     teacher: np.ndarray | None = None
     labeled: np.ndarray | None = None
+    #: ``[n, D]`` the teacher's pooled features, scaled (representation distillation; pointwise)
+    teacher_features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids if self.task == "pointwise" else self.chosen)
@@ -46,6 +48,8 @@ class EncodedData:
             extra = {"teacher": np.asarray(self.teacher, np.float32),
                      "labeled": np.asarray(self.labeled if self.labeled is not None
                                            else np.ones(len(self)), np.float32)}
+            if self.teacher_features is not None:
+                extra["teacher_features"] = np.asarray(self.teacher_features, np.float32)
             if self.task == "pointwise":
                 ds = tf.data.Dataset.from_tensor_slices(({"ids": self.ids, **extra}, self.labels))
             else:

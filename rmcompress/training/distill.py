@@ -18,7 +18,19 @@ pointwise: ``s`` = student reward, ``t`` = teacher reward; pairwise: ``s = r_c -
             = T^2 * [softplus(s/T) - p s/T - softplus(t/T) + p t/T],   p = sigma(t/T)
 
 (``ce`` is the temperature-scaled cross-entropy minus the teacher's entropy, so it is 0 when the
-student matches; pointwise it needs logits, i.e. the ``bce`` loss.) The sum is reduced like the task
+student matches; pointwise it needs logits, i.e. the ``bce`` loss.)
+
+Representation distillation (``features`` = ``b`` > 0, pointwise): the student's pooled features
+``u`` (the output of the layer :data:`FEATURE_LAYER`, the input of the reward head) also match the
+teacher's ``v``, per feature in units of the teacher's spread over the distillation rows::
+
+    loss_i += b * f_i,   f_i = mean_j ((u_ij - v_ij) / sigma_j)^2
+
+(``sigma_j``: the standard deviation of the teacher's feature ``j``, floored at 1e-3 of the
+largest, so the few huge outlier dimensions of a BERT encoder do not drown the rest; ``f`` is 1 for
+a student that only knows the mean). The reward term pins one direction of the pooled vector; this
+term passes the teacher's whole representation, which is what a pruned copy of the teacher (same
+width, same pooling) has to recover. Student and teacher must have the same feature width. The sum is reduced like the task
 loss (``tf.nn.compute_average_loss``), so it is correct under ``tf.distribute``. Metrics added:
 ``label_loss`` (mean task loss over labeled rows) and ``distill_loss`` (mean ``d``). Quality
 metrics on an unlabeled row compare with the teacher's decision.
@@ -43,13 +55,23 @@ from rmcompress.models.losses import pairwise_loss, pointwise_loss
 from rmcompress.training.model import RewardTrainingModel
 
 
+#: the layer representation distillation matches: every shipped architecture's pooled features
+FEATURE_LAYER = "pool"
+
+
 @dataclass
 class DistillSettings:
     weight: float = 0.5
     loss: str = "mse"
     temperature: float = 1.0
+    #: ``b``: weight of the pooled-feature term (0: rewards only)
+    features: float = 0.0
+    #: ``1 / sigma_j`` per feature (:func:`feature_scale`); None: 1
+    feature_scale: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
+        if not float(self.features) >= 0.0:
+            raise UsageError(f"--distill-features {self.features} must be >= 0")
         if not 0.0 <= float(self.weight) <= 1.0:
             raise UsageError(f"--distill-weight {self.weight} must be in [0, 1]")
         if self.loss not in DISTILL_LOSSES:
@@ -71,6 +93,45 @@ def distill_per_example(student, teacher, loss: str = "mse", temperature: float 
     raise ValueError(f"distillation loss {loss!r} unknown; allowed: {', '.join(DISTILL_LOSSES)}")
 
 
+def feature_model(scorer, layer: str = FEATURE_LAYER):
+    """``ids -> (reward, features of layer)``: a functional model sharing ``scorer``'s layers."""
+    try:
+        features = scorer.get_layer(layer).output
+    except ValueError:
+        raise UsageError(f"representation distillation matches the output of the layer {layer!r}; "
+                         f"model {scorer.name!r} has no such layer") from None
+    if isinstance(features, (list, tuple)):
+        raise UsageError(f"layer {layer!r} of model {scorer.name!r} has several outputs; cannot match them")
+    return keras.Model(scorer.inputs, [scorer.outputs[0], features], name=f"{scorer.name}_features")
+
+
+def teacher_outputs(model, ids, batch_size: int = 512, features: bool = False):
+    """The teacher's rewards ``[n]`` on ``ids`` and, with ``features``, its pooled features
+    ``[n, D]`` (else None)."""
+    if not features:
+        return model.predict(ids, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32), None
+    reward, feats = feature_model(model).predict(ids, batch_size=batch_size, verbose=0)
+    return reward.reshape(-1).astype(np.float32), feats.reshape(len(ids), -1).astype(np.float32)
+
+
+def feature_scale(features: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """``1 / sigma_j`` of ``features [n, D]`` (module docstring), ``sigma_j`` floored at
+    ``floor * max(sigma)``."""
+    sigma = np.asarray(features, np.float64).std(axis=0)
+    sigma = np.maximum(sigma, floor * max(float(sigma.max()), 1e-12))
+    return (1.0 / sigma).astype(np.float32)
+
+
+def feature_distance(student, teacher, scale=None):
+    """``[B]`` ``f = mean_j ((u_j - v_j) * scale_j)^2`` for features ``[B, D]``."""
+    u = tf.reshape(tf.cast(student, tf.float32), [tf.shape(student)[0], -1])
+    v = tf.cast(teacher, tf.float32)
+    diff = u - v
+    if scale is not None:
+        diff = diff * scale
+    return tf.reduce_mean(tf.square(diff), axis=-1)
+
+
 class DistillationMixin:
     """Adds the distillation term to a ``RewardTrainingModel`` (see module docstring).
 
@@ -80,6 +141,20 @@ class DistillationMixin:
     def init_distillation(self, settings: DistillSettings) -> None:
         self.distill_settings = settings
         self._distill_trackers = [keras.metrics.Mean(name="label_loss"), keras.metrics.Mean(name="distill_loss")]
+        self._feature_model, self._feature_scale = None, None
+        if settings.features:
+            if self.task != "pointwise":
+                raise UsageError("representation distillation (--distill-features) is pointwise only; "
+                                 "pairwise students distill the teacher's margins")
+            self._feature_model = feature_model(self.scorer)
+            width = self._feature_model.outputs[1].shape[-1]
+            if settings.feature_scale is not None and width != len(settings.feature_scale):
+                raise UsageError(f"--distill-features: the student's {FEATURE_LAYER!r} features are {width} wide, "
+                                 f"the teacher's {len(settings.feature_scale)}; they must match (e.g. a pruned "
+                                 "copy of the teacher, --init TEACHER)")
+            if settings.feature_scale is not None:
+                self._feature_scale = tf.constant(np.asarray(settings.feature_scale, np.float32))
+            self._distill_trackers.append(keras.metrics.Mean(name="feature_loss"))
 
     def task_losses(self, data, training: bool):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -88,6 +163,7 @@ class DistillationMixin:
         teacher = tf.reshape(tf.cast(x["teacher"], tf.float32), [-1])
         labeled = tf.reshape(tf.cast(x["labeled"], tf.float32), [-1])
         has_label = labeled > 0.5
+        features = None
         if self.task == "pairwise":
             rc, rr = self(x, training=training)
             label = pairwise_loss(rc, rr, x.get("margin"), self.center_coefficient)
@@ -95,7 +171,11 @@ class DistillationMixin:
             right = tf.where(has_label, student > 0, tf.equal(student > 0, teacher > 0))
             quality = [tf.cast(right, tf.float32), student]
         else:
-            student = tf.reshape(self(x["ids"], training=training), [-1])
+            if self._feature_model is not None and "teacher_features" in x:
+                student, features = self._feature_model(x["ids"], training=training)
+                student = tf.reshape(student, [-1])
+            else:
+                student = tf.reshape(self(x["ids"], training=training), [-1])
             label = pointwise_loss(self.loss_name, student, y)
             yy = tf.reshape(tf.cast(y, tf.float32), [-1])
             if self.loss_name == "bce":
@@ -108,6 +188,10 @@ class DistillationMixin:
         per_example = (1.0 - s.weight) * labeled * label + s.weight * d
         self._distill_trackers[0].update_state(label, sample_weight=labeled)
         self._distill_trackers[1].update_state(d)
+        if features is not None:
+            f = feature_distance(features, x["teacher_features"], self._feature_scale)
+            per_example = per_example + s.features * f
+            self._distill_trackers[2].update_state(f)
         return per_example, quality
 
     @property
@@ -192,6 +276,15 @@ def _load_teacher(path, task: str):
     return bundle
 
 
+def teacher_features(bundle, texts, batch_size: int = 128) -> np.ndarray:
+    """The teacher's pooled features ``[n, D]`` (layer :data:`FEATURE_LAYER`) for raw ``texts``,
+    tokenised with the teacher's tokenizer."""
+    ids = bundle.tokenizer.encode(list(texts))
+    if len(ids) == 0:
+        return np.zeros((0, 0), np.float32)
+    return teacher_outputs(bundle.model, ids, batch_size, features=True)[1]
+
+
 def teacher_rewards(bundle, texts, batch_size: int = 128) -> np.ndarray:
     """The teacher's rewards ``[n]`` for raw ``texts``, tokenised with the teacher's tokenizer.
     Cached in-process per (teacher directory and its mtime, texts)."""
@@ -203,7 +296,7 @@ def teacher_rewards(bundle, texts, batch_size: int = 128) -> np.ndarray:
     ids = bundle.tokenizer.encode(texts)
     if len(ids) == 0:
         return np.zeros((0,), np.float32)
-    out = bundle.model.predict(ids, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32)
+    out = teacher_outputs(bundle.model, ids, batch_size)[0]
     if key is not None:
         if len(_SCORES) >= _SCORE_CACHE_MAX:
             _SCORES.pop(next(iter(_SCORES)))
@@ -234,9 +327,11 @@ def concat_encoded(a: EncodedData, b: EncodedData) -> EncodedData:
     def cat(x, y):
         return None if x is None else np.concatenate([x, y], axis=0)
 
+    if (a.teacher_features is None) != (b.teacher_features is None):
+        raise ValueError("concat_encoded: teacher features on one side only")
     return EncodedData(a.task, cat(a.ids, b.ids), cat(a.labels, b.labels), cat(a.chosen, b.chosen),
                        cat(a.rejected, b.rejected), cat(a.margin, b.margin), cat(a.teacher, b.teacher),
-                       cat(a.labeled, b.labeled))
+                       cat(a.labeled, b.labeled), cat(a.teacher_features, b.teacher_features))
 
 
 @dataclass
@@ -250,6 +345,8 @@ class DistillationPlan:
     unlabeled: object | None = None           # PointwiseData / PairwiseData
     unlabeled_targets: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    #: ``--distill-features``: the teacher's pooled features per train / val / unlabeled row
+    features: dict = field(default_factory=dict)
 
     @classmethod
     def prepare(cls, teacher: str, task: str, loss: str, train_data, val_data=None,
@@ -278,9 +375,23 @@ class DistillationPlan:
         if info["teacher_same_split"] is False:
             warnings.warn(f"{teacher}: the teacher was trained on the same data file with a different "
                           "split; its rewards may leak validation labels into the student", stacklevel=2)
+        has_val = val_data is not None and len(val_data) > 0
         plan = cls(settings, str(teacher), teacher_targets(bundle, train_data, batch_size),
-                   teacher_targets(bundle, val_data, batch_size) if val_data is not None and len(val_data) else None,
+                   teacher_targets(bundle, val_data, batch_size) if has_val else None,
                    extra, teacher_targets(bundle, extra, batch_size) if extra is not None else None, info)
+        if settings.features:
+            if task != "pointwise":
+                raise UsageError("--distill-features is pointwise only; pairwise students distill the margins")
+            plan.features = {"train": teacher_features(bundle, train_data.texts, batch_size)}
+            if has_val:
+                plan.features["val"] = teacher_features(bundle, val_data.texts, batch_size)
+            if extra is not None:
+                plan.features["unlabeled"] = teacher_features(bundle, extra.texts, batch_size)
+            fit_rows = np.concatenate([plan.features["train"], plan.features.get("unlabeled", plan.features["train"][:0])])
+            from dataclasses import replace
+
+            plan.settings = replace(settings, feature_scale=feature_scale(fit_rows))
+            info["distill_features"] = settings.features
         del bundle
         return plan
 
@@ -298,11 +409,12 @@ class DistillationPlan:
         if len(targets) != len(enc):
             raise ValueError(f"{len(targets)} teacher targets for {len(enc)} {split} rows")
         out = EncodedData(enc.task, enc.ids, enc.labels, enc.chosen, enc.rejected, enc.margin,
-                          targets.astype(np.float32), np.ones(len(enc), np.float32))
+                          targets.astype(np.float32), np.ones(len(enc), np.float32), self.features.get(split))
         if split == "train" and self.unlabeled is not None:
             extra = encode(self.unlabeled, tokenizer)
             extra.teacher = self.unlabeled_targets.astype(np.float32)
             extra.labeled = np.zeros(len(extra), np.float32)
+            extra.teacher_features = self.features.get("unlabeled")
             if extra.margin is not None:
                 extra.margin = np.zeros(len(extra), np.float32)
             out = concat_encoded(out, extra)

@@ -95,6 +95,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_loss: str = "mse"           # mse on rewards/margins, or ce (temperature-scaled)
     distill_temperature: float = 1.0
+    distill_features: float = 0.0       # weight of matching the teacher's pooled features (pointwise)
     unlabeled: str | None = None        # extra texts scored only by the teacher
 
     def __post_init__(self):
@@ -144,7 +145,9 @@ class TrainConfig:
         if self.teacher:
             from rmcompress.training.distill import DistillSettings
 
-            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature)
+            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature, self.distill_features)
+        elif self.distill_features:
+            raise UsageError("--distill-features needs --teacher")
 
     def resolved_seq_len(self) -> int:
         return int(self.seq_len or DEFAULT_SEQ_LEN[self.task])
@@ -269,7 +272,7 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
 
         distill = DistillationPlan.prepare(
             cfg.teacher, cfg.task, loss, train_data, val_data,
-            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature),
+            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature, cfg.distill_features),
             cfg.unlabeled, cfg.text_column,
             split_settings=None if validation is not None else (cfg.val_fraction, cfg.seed, cfg.split_mode))
     settings = {**asdict(cfg), "metadata_extra": metadata_extra or {},
