@@ -79,8 +79,34 @@ def test_gated_copy_with_open_gates_equals_the_plain_model(arch):
     assert infer_arch_config(gated).arch == arch
 
 
-def test_gated_model_saves_and_loads_in_safe_mode(tmp_path):
-    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True, gate_options={"gate_vocab": True})
+def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
+    """``InputGatedConv1D([x, z]) == Conv1D(x * z)`` with the same weights, forward and in the
+    gradient w.r.t. z (the cnn's embedding-column gate acts through the kernel)."""
+    from rmcompress.complexity.gates import InputGatedConv1D
+
+    rng = np.random.RandomState(0)
+    x = tf.constant(rng.normal(size=(3, 9, 5)).astype(np.float32))
+    z = tf.Variable(rng.uniform(0, 1, size=5).astype(np.float32) * np.array([1, 0, 1, 1, 0], np.float32))
+    conv = keras.layers.Conv1D(4, 3, padding="valid", activation="relu")
+    gated = InputGatedConv1D(4, 3, padding="valid", activation="relu")
+    conv(x)
+    gated([x, z])
+    gated.set_weights(conv.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        want = conv(x * z)
+        got = gated([x, z])
+        lw, lg = tf.reduce_sum(want ** 2), tf.reduce_sum(got ** 2)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(lg, z).numpy(), tape.gradient(lw, z).numpy(), rtol=1e-4, atol=1e-5)
+    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    assert {type(layer).__name__ for layer in g.layers if layer.name.startswith("conv") and
+            not layer.name.endswith("gating")} == {"InputGatedConv1D"}
+    assert "embed_gating" not in {layer.name for layer in g.layers}
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn"])
+def test_gated_model_saves_and_loads_in_safe_mode(tmp_path, arch):
+    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
     for gate in gate_layers(g).values():
         gate.log_alpha.assign(np.random.RandomState(0).normal(0, 3, gate.log_alpha.shape))
     g.save(tmp_path / "g.keras")

@@ -21,7 +21,8 @@ distributed step equals a single-device step.
 Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
 :class:`L0Gate` (anchor -> gate vector ``[units]``; ``binary=True``: deterministic value 0 or 1),
 :class:`GateMultiply` (scales a tensor by gates), :class:`RowGate` (scales embedding rows by the
-gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block).
+gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block),
+:class:`InputGatedConv1D` (a convolution whose input channels are gated through its kernel).
 :class:`GateBuilder` is the hook ``build_reward_model(config, gated=True)`` calls at each
 prunable group.
 """
@@ -192,10 +193,42 @@ class BlockMix(_GateLayer):
         return z * x_out + (1.0 - z) * x_in
 
 
+@register
+class InputGatedConv1D(keras.layers.Conv1D):
+    """``[x [B, T, C], z [C]]`` -> ``Conv1D(x * z)``, computed as the convolution of ``x`` with the
+    kernel scaled on its input-channel axis, ``K[:, c, :] * z_c``. Exact (a convolution is linear in
+    its input), and per training step it multiplies ``k C F`` kernel values instead of the
+    ``B T C`` activations (forward and backward): the cnn's embedding-column gate. Same weights as
+    the ``Conv1D`` it stands for; not a gate layer itself (``shrink`` folds ``z`` into the embedding
+    columns, which is the same function)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_spec = None  # Conv1D's spec describes one input; this layer takes [x, z]
+
+    def build(self, input_shape):
+        super().build(input_shape[0])
+        self.input_spec = None
+
+    def call(self, inputs):
+        x, z = inputs
+        kernel = self.kernel * tf.reshape(tf.cast(z, self.kernel.dtype), [1, -1, 1])
+        y = self.convolution_op(x, kernel)
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return y if self.activation is None else self.activation(y)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
+            input_shape = input_shape[0]  # [x shape, z shape]
+        return super().compute_output_shape(input_shape)
+
+
 GATE_LAYERS = (L0Gate, GateMultiply, RowGate, BlockMix)
-CUSTOM_LAYERS = {cls.__name__: cls for cls in GATE_LAYERS}
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, InputGatedConv1D)}
 for _cls in GATE_LAYERS:
     registry.register_facts(_cls, registry.ZERO)
+registry.register_facts(InputGatedConv1D, registry.CONV1D)  # the same FLOPs/params/slices as Conv1D
 
 
 def gate_name(group: str) -> str:
@@ -250,6 +283,12 @@ class GateBuilder:
         z = self.values(VOCAB, anchor)
         return x if z is None else RowGate(name=f"{VOCAB}_gating")([x, ids, z])
 
+    def conv1d(self, x, z, filters: int, kernel_size: int, name: str):
+        """A 'valid' ReLU convolution of ``x`` whose input channels are scaled by ``z`` (None: plain)."""
+        if z is None:
+            return keras.layers.Conv1D(filters, kernel_size, padding="valid", activation="relu", name=name)(x)
+        return InputGatedConv1D(filters, kernel_size, padding="valid", activation="relu", name=name)([x, z])
+
 
 # -- model-level helpers ------------------------------------------------------------------------------
 def gate_layers(model) -> dict:
@@ -293,6 +332,6 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
     return gated
 
 
-__all__ = ["L0Gate", "GateMultiply", "RowGate", "BlockMix", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
+__all__ = ["L0Gate", "GateMultiply", "RowGate", "BlockMix", "InputGatedConv1D", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "gated_copy", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

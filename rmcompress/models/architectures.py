@@ -11,7 +11,10 @@ shrinking, pruning and quantisation can find every part by name):
 ``cnn``          token embedding (padding zeroed); parallel 'valid' Conv1D of each kernel size with
                  ReLU; masked max over time; concatenation; (``head_hidden``: a ReLU ``hidden`` layer,
                  as for the transformer); Dense(1). Gated: a filter's gate scales
-                 its pooled feature (``relu(z a) = z relu(a)`` and the max commute for ``z >= 0``).
+                 its pooled feature (``relu(z a) = z relu(a)`` and the max commute for ``z >= 0``);
+                 the embedding-column gate scales the convolution kernels' input channels
+                 (``conv(x z, K) = conv(x, K z)``: ``InputGatedConv1D``, ``k C F`` multiplies per
+                 step instead of ``B T C``).
 ``bow``          token embedding; masked mean; Dense(hidden, ReLU); Dense(1).
 ``bert``         BERT encoder (post-LN, what pretrained backbones are bridged into, see
                  ``rmcompress.models.backbones``): token embedding + position embedding (the
@@ -137,6 +140,9 @@ class _NoGates:
     def rows(self, x, ids, anchor):
         return x
 
+    def conv1d(self, x, z, filters: int, kernel_size: int, name: str):
+        return keras.layers.Conv1D(filters, kernel_size, padding="valid", activation="relu", name=name)(x)
+
 
 def build_reward_model(config: ArchConfig | dict, name: str | None = None, gated: bool = False,
                        gate_groups=None, gate_options: dict | None = None) -> keras.Model:
@@ -198,13 +204,13 @@ def _transformer(c: ArchConfig, x, mask, gates):
 
 
 def _cnn(c: ArchConfig, x, mask, gates):
-    x = gates.units(x, gates.values("embed", mask), name="embed_gating")
+    z_embed = gates.values("embed", mask)  # scales the convolutions' input channels, not x
     x = L.ApplyMask(name="embedding_mask")([x, mask])
     pooled = []
     for k, n in zip(c.kernel_sizes, c.per_conv()):
         if n <= 0:
             continue
-        y = keras.layers.Conv1D(n, k, padding="valid", activation="relu", name=f"conv{k}")(x)
+        y = gates.conv1d(x, z_embed, n, k, name=f"conv{k}")
         y = L.MaskedMaxPooling(name=f"pool{k}")([y, mask])
         # a filter's gate z >= 0 commutes with ReLU and the max (floor 0): gating the pooled
         # [B, filters] is exact and far cheaper per training step than gating [B, T', filters]
