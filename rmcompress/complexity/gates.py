@@ -22,7 +22,8 @@ Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
 :class:`L0Gate` (anchor -> gate vector ``[units]``; ``binary=True``: deterministic value 0 or 1),
 :class:`GateMultiply` (scales a tensor by gates), :class:`RowGate` (scales embedding rows by the
 gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block),
-:class:`InputGatedConv1D` (a convolution whose input channels are gated through its kernel).
+:class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution / dense layer whose inputs are
+gated through its kernel: exact, and cheaper per step than scaling the activations).
 :class:`GateBuilder` is the hook ``build_reward_model(config, gated=True)`` calls at each
 prunable group.
 """
@@ -224,11 +225,43 @@ class InputGatedConv1D(keras.layers.Conv1D):
         return super().compute_output_shape(input_shape)
 
 
+@register
+class InputGatedDense(keras.layers.Dense):
+    """``[h [..., F], z [F]]`` -> ``Dense(h * z)``, computed with the kernel's rows scaled,
+    ``W[f, :] * z_f``: exact, and per training step ``F D`` multiplies instead of ``B T F`` (the
+    feed-forward units' gate, applied through the output projection). Same weights as the
+    ``Dense`` it stands for; not a gate layer itself."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_spec = None  # Dense's spec describes one input; this layer takes [h, z]
+
+    def build(self, input_shape):
+        super().build(input_shape[0])
+        self.input_spec = None
+
+    def call(self, inputs):
+        h, z = inputs
+        kernel = self.kernel * tf.reshape(tf.cast(z, self.kernel.dtype), [-1, 1])
+        y = tf.tensordot(h, kernel, [[h.shape.rank - 1], [0]])
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return y if self.activation is None else self.activation(y)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
+            input_shape = input_shape[0]
+        return super().compute_output_shape(input_shape)
+
+
 GATE_LAYERS = (L0Gate, GateMultiply, RowGate, BlockMix)
-CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, InputGatedConv1D)}
+INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense)
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, *INPUT_GATED_LAYERS)}
 for _cls in GATE_LAYERS:
     registry.register_facts(_cls, registry.ZERO)
-registry.register_facts(InputGatedConv1D, registry.CONV1D)  # the same FLOPs/params/slices as Conv1D
+# the same FLOPs/params/slices as the layers they stand for
+registry.register_facts(InputGatedConv1D, registry.CONV1D)
+registry.register_facts(InputGatedDense, registry.DENSE)
 
 
 def gate_name(group: str) -> str:
@@ -283,6 +316,12 @@ class GateBuilder:
         z = self.values(VOCAB, anchor)
         return x if z is None else RowGate(name=f"{VOCAB}_gating")([x, ids, z])
 
+    def dense(self, h, z, units: int, name: str):
+        """``Dense(units)(h * z)`` with the gate applied through the kernel's rows (None: plain)."""
+        if z is None:
+            return keras.layers.Dense(units, name=name)(h)
+        return InputGatedDense(units, name=name)([h, z])
+
     def conv1d(self, x, z, filters: int, kernel_size: int, name: str):
         """A 'valid' ReLU convolution of ``x`` whose input channels are scaled by ``z`` (None: plain)."""
         if z is None:
@@ -332,6 +371,6 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
     return gated
 
 
-__all__ = ["L0Gate", "GateMultiply", "RowGate", "BlockMix", "InputGatedConv1D", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
+__all__ = ["L0Gate", "GateMultiply", "RowGate", "BlockMix", "InputGatedConv1D", "InputGatedDense", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "gated_copy", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

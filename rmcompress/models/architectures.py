@@ -143,6 +143,9 @@ class _NoGates:
     def conv1d(self, x, z, filters: int, kernel_size: int, name: str):
         return keras.layers.Conv1D(filters, kernel_size, padding="valid", activation="relu", name=name)(x)
 
+    def dense(self, h, z, units: int, name: str):
+        return keras.layers.Dense(units, name=name)(h)
+
 
 def build_reward_model(config: ArchConfig | dict, name: str | None = None, gated: bool = False,
                        gate_groups=None, gate_options: dict | None = None) -> keras.Model:
@@ -191,9 +194,8 @@ def _transformer(c: ArchConfig, x, mask, gates):
         if f > 0:
             y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
             y = keras.layers.Dense(f, activation=activation(c.activation), name=f"block{i}_ffn_in")(y)
-            zf = gates.values(f"block{i}_ffn", mask)
-            y = gates.units(y, zf, name=f"block{i}_ffn_units_gating")
-            y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
+            zf = gates.values(f"block{i}_ffn", mask)  # scales the rows of ffn_out's kernel
+            y = gates.dense(y, zf, c.width, name=f"block{i}_ffn_out")
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
             y = gates.branch(y, zb, zf, name=f"block{i}_ffn_gating")
@@ -271,8 +273,7 @@ def _bert(c: ArchConfig, x, mask, gates):
         x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_attn_norm")(x)
         if f > 0:
             y = keras.layers.Dense(f, activation=activation(c.activation), name=f"block{i}_ffn_in")(x)
-            y = gates.units(y, gates.values(f"block{i}_ffn", mask), name=f"block{i}_ffn_units_gating")
-            y = keras.layers.Dense(c.width, name=f"block{i}_ffn_out")(y)
+            y = gates.dense(y, gates.values(f"block{i}_ffn", mask), c.width, name=f"block{i}_ffn_out")
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
             x = keras.layers.Add(name=f"block{i}_ffn_residual")([x, y])
