@@ -80,6 +80,8 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         raise UsageError(f"budget_compress: finetune_fraction={finetune_fraction} must be in [0, 1)")
     if int(final_steps) < 0:
         raise UsageError(f"budget_compress: final_steps={final_steps} must be >= 0")
+    if gate_init not in GATE_INITS:
+        raise UsageError(f"gate_init {gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
     task = bundle.metadata["task"]
     loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
     keras.utils.set_random_seed(seed)
@@ -96,8 +98,6 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         from rmcompress.complexity.gates import DEFAULT_INIT_LOG_ALPHA
         from rmcompress.complexity.importance import set_ranked_log_alpha, unit_scores_by
 
-        if gate_init not in GATE_INITS:
-            raise UsageError(f"gate_init {gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
         scores = unit_scores_by(gate_init, bundle.model, labeled_data, task, loss, importance_batches, seed=seed)
         set_ranked_log_alpha(gated, scores, DEFAULT_INIT_LOG_ALPHA - gate_init_spread,
                              DEFAULT_INIT_LOG_ALPHA + gate_init_spread)
