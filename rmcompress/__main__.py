@@ -1,3 +1,3 @@
-from rmcompress.cli import main
+from rmcompress.cli import entry
 
-raise SystemExit(main())
+entry()

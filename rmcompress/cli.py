@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = getattr(args._module, "interrupt_hint", lambda a: None)(args)
         print(f"rmcompress {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except Exception as e:  # a bug: say so, one line unless --debug
         if args.debug:
             traceback.print_exc()
@@ -69,5 +70,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+#: exit status of an interrupted command (128 + SIGINT)
+INTERRUPTED = 130
+
+
+def entry() -> None:
+    """The ``rmcompress`` executable (console script and ``python -m rmcompress``): :func:`main`,
+    and after Ctrl-C an immediate exit. By then the interrupted command has unwound (its backup and
+    atomic writes are finished, temporary files removed, the hint printed); skipping interpreter
+    shutdown keeps TensorFlow's background threads (``tf.data`` prefetch, a ``fit`` cut mid-epoch)
+    from holding the exit up. ``main`` itself never exits, so tests can call it in-process."""
+    rc = main()
+    if rc == INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+    raise SystemExit(rc)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

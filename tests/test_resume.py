@@ -164,3 +164,24 @@ def test_strategies_keras_cannot_back_up_train_without_a_backup(tmp_path, pointw
     assert (tmp_path / "m" / "model.keras").is_file() and result.report["epochs_run"] == 1
     with pytest.raises(UsageError, match="--resume needs .* OneDeviceStrategy"):
         train(pointwise_file, tiny_config(), tmp_path / "m2", verbose=0, strategy=one, resume=True)
+
+
+def test_entry_exits_at_once_after_an_interrupt(monkeypatch):
+    """The executable's entry point: after Ctrl-C (130) it leaves through ``os._exit`` (no
+    interpreter shutdown to wait on TensorFlow threads); other statuses through SystemExit."""
+    from rmcompress import cli
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(cli, "main", lambda: cli.INTERRUPTED)
+    with pytest.raises(Exited, match="130"):
+        cli.entry()
+    monkeypatch.setattr(cli, "main", lambda: 2)
+    with pytest.raises(SystemExit) as e:
+        cli.entry()
+    assert e.value.code == 2
