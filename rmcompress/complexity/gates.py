@@ -194,8 +194,33 @@ class BlockMix(_GateLayer):
         return z * x_out + (1.0 - z) * x_in
 
 
+class _InputGated:
+    """Mixin for a weight layer called on ``[x, z]`` that applies ``z`` through its kernel
+    (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_spec = None  # the base layer's spec describes one input; this layer takes [x, z]
+
+    def build(self, input_shape):
+        super().build(input_shape[0])
+        self.input_spec = None
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
+            input_shape = input_shape[0]  # [x shape, z shape]
+        return super().compute_output_shape(input_shape)
+
+    def call(self, inputs):
+        x, z = inputs
+        y = self._apply(x, self._gated_kernel(tf.cast(z, self.kernel.dtype)))
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return y if self.activation is None else self.activation(y)
+
+
 @register
-class InputGatedConv1D(keras.layers.Conv1D):
+class InputGatedConv1D(_InputGated, keras.layers.Conv1D):
     """``[x [B, T, C], z [C]]`` -> ``Conv1D(x * z)``, computed as the convolution of ``x`` with the
     kernel scaled on its input-channel axis, ``K[:, c, :] * z_c``. Exact (a convolution is linear in
     its input), and per training step it multiplies ``k C F`` kernel values instead of the
@@ -203,55 +228,25 @@ class InputGatedConv1D(keras.layers.Conv1D):
     the ``Conv1D`` it stands for; not a gate layer itself (``shrink`` folds ``z`` into the embedding
     columns, which is the same function)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.input_spec = None  # Conv1D's spec describes one input; this layer takes [x, z]
+    def _gated_kernel(self, z):
+        return self.kernel * tf.reshape(z, [1, -1, 1])
 
-    def build(self, input_shape):
-        super().build(input_shape[0])
-        self.input_spec = None
-
-    def call(self, inputs):
-        x, z = inputs
-        kernel = self.kernel * tf.reshape(tf.cast(z, self.kernel.dtype), [1, -1, 1])
-        y = self.convolution_op(x, kernel)
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias)
-        return y if self.activation is None else self.activation(y)
-
-    def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
-            input_shape = input_shape[0]  # [x shape, z shape]
-        return super().compute_output_shape(input_shape)
+    def _apply(self, x, kernel):
+        return self.convolution_op(x, kernel)
 
 
 @register
-class InputGatedDense(keras.layers.Dense):
+class InputGatedDense(_InputGated, keras.layers.Dense):
     """``[h [..., F], z [F]]`` -> ``Dense(h * z)``, computed with the kernel's rows scaled,
     ``W[f, :] * z_f``: exact, and per training step ``F D`` multiplies instead of ``B T F`` (the
     feed-forward units' gate, applied through the output projection). Same weights as the
     ``Dense`` it stands for; not a gate layer itself."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.input_spec = None  # Dense's spec describes one input; this layer takes [h, z]
+    def _gated_kernel(self, z):
+        return self.kernel * tf.reshape(z, [-1, 1])
 
-    def build(self, input_shape):
-        super().build(input_shape[0])
-        self.input_spec = None
-
-    def call(self, inputs):
-        h, z = inputs
-        kernel = self.kernel * tf.reshape(tf.cast(z, self.kernel.dtype), [-1, 1])
-        y = tf.tensordot(h, kernel, [[h.shape.rank - 1], [0]])
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias)
-        return y if self.activation is None else self.activation(y)
-
-    def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
-            input_shape = input_shape[0]
-        return super().compute_output_shape(input_shape)
+    def _apply(self, h, kernel):
+        return tf.tensordot(h, kernel, [[h.shape.rank - 1], [0]])
 
 
 GATE_LAYERS = (L0Gate, GateMultiply, RowGate, BlockMix)
