@@ -99,6 +99,17 @@ class RewardTrainingModel(keras.Model):
         return total, per_example, quality, aux
 
     # -- steps ------------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs):
+        """``keras.Model.fit``, with Ctrl-C taking effect at the next step boundary
+        (:mod:`rmcompress.training.interrupt`): the first SIGINT ends the ``fit`` with
+        ``KeyboardInterrupt`` once the step, and any epoch-end backup, is complete."""
+        from rmcompress.training.interrupt import StopAtStepBoundary, interrupts_at_step_boundaries
+
+        with interrupts_at_step_boundaries() as pending:
+            if pending is not None:
+                callbacks = [*(callbacks or []), StopAtStepBoundary(pending)]
+            return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
+
     def train_step(self, data):
         with tf.GradientTape() as tape:
             total, per_example, quality, aux = self._step_loss(data, training=True)
