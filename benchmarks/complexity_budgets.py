@@ -74,6 +74,11 @@ def parse_args(argv=None):
     p.add_argument("--head-hidden", type=int, default=0,
                    help="transformer and cnn: a ReLU reward-head layer of this many units after the pooling "
                         "(rows labelled transformer+headN)")
+    p.add_argument("--final-steps", type=int, default=0,
+                   help="budget_from_*: extra fine-tuning steps of the shrunk model on top of the N steps")
+    p.add_argument("--kernel-sizes", default="",
+                   help="cnn convolution widths, e.g. 1,2,3,4,5 (default: the issue's 3,4,5; rows labelled "
+                        "cnn[1,2,3,4,5])")
     p.add_argument("--distill", type=float, default=0.0,
                    help="budget_from_*: self-distillation weight from the dense model (0: labels only)")
     p.add_argument("--small-models", default="small_t32,small_t16,small_bow",
@@ -145,6 +150,8 @@ def base_config(args, arch, seed, **kw):
 
     if arch in HEAD_HIDDEN_ARCHS and getattr(args, "head_hidden", 0):
         kw.setdefault("head_hidden", args.head_hidden)
+    if arch == "cnn" and getattr(args, "kernel_sizes", ""):
+        kw.setdefault("kernel_sizes", [int(k) for k in args.kernel_sizes.split(",")])
 
     return TrainConfig(arch=arch, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
                        seq_len=args.seq_len, vocab_size=args.vocab_size, val_fraction=0.0, patience=0,
@@ -324,7 +331,8 @@ def main(argv=None):
     from rmcompress.choices import HEAD_HIDDEN_ARCHS
 
     def label(arch):
-        return f"{arch}+head{args.head_hidden}" if arch in HEAD_HIDDEN_ARCHS and args.head_hidden else arch
+        name = f"{arch}[{args.kernel_sizes}]" if arch == "cnn" and args.kernel_sizes else arch
+        return f"{name}+head{args.head_hidden}" if arch in HEAD_HIDDEN_ARCHS and args.head_hidden else name
 
     def run_train(cfg, arch, method, budget, seed):
         t = time.time()
@@ -354,10 +362,11 @@ def main(argv=None):
                                             steps=steps, seed=seed, batch_size=args.batch_size,
                                             gate_init=gate_init, gate_init_spread=args.gate_init_spread,
                                             finetune_fraction=args.finetune_fraction,
-                                            distill_weight=args.distill)
+                                            distill_weight=args.distill, final_steps=args.final_steps)
                     m = measure(small.model, dense.bundle.tokenizer, val, args)
                     record(arch=label(arch), method=method, budget=b, seed=seed,
-                           train_seconds=round(time.time() - t, 1), steps=steps, dense_flops=dense_flops, **m)
+                           train_seconds=round(time.time() - t, 1), steps=steps + args.final_steps,
+                           dense_flops=dense_flops, **m)
                 if "narrow" in baselines:
                     ncfg = narrow_config(dense_arch, b, dense_flops)
                     run_train(train_cfg_from_arch(args, ncfg, seed), arch, "narrow", b, seed)

@@ -104,6 +104,37 @@ def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
     assert "embed_gating" not in {layer.name for layer in g.layers}
 
 
+
+def test_head_gate_through_the_output_kernel_equals_gating_each_heads_context():
+    """The attention's head gate scales ``Wo``'s rows, ``(c z_h) Wo_h = c (z_h Wo_h)``: the output and
+    its gradient w.r.t. z equal gating each head's context before ``Wo`` (the reference form)."""
+    from rmcompress.models.layers import MultiHeadSelfAttention
+
+    rng = np.random.RandomState(1)
+    heads, dh = 3, 4
+    x = tf.constant(rng.normal(size=(2, 7, 6)).astype(np.float32))
+    mask = tf.constant((np.arange(7)[None, :] < np.array([[7], [4]])).astype(np.float32))
+    z = tf.Variable(np.array([0.7, 0.0, 1.0], np.float32))
+    attn = MultiHeadSelfAttention(heads, dh)
+    attn([x, mask, z])
+
+    def reference():
+        b, t = 2, 7
+        q, k, v = attn._qkv(x, b, t)
+        m = mask[:, None, None, :]
+        s = tf.matmul(q, k, transpose_b=True) / np.sqrt(dh)
+        s = s * m + (m - 1.0) * attn.mask_bound
+        c = tf.matmul(tf.nn.softmax(s, -1), v) * tf.reshape(z, [1, heads, 1, 1])
+        c = tf.reshape(tf.transpose(c, [0, 2, 1, 3]), [b, t, heads * dh])
+        return tf.tensordot(c, attn.output_kernel, axes=1) + attn.output_bias
+
+    with tf.GradientTape(persistent=True) as tape:
+        want, got = reference(), attn([x, mask, z])
+        lw, lg = tf.reduce_sum(want ** 3), tf.reduce_sum(got ** 3)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(lg, z).numpy(), tape.gradient(lw, z).numpy(), rtol=1e-4, atol=1e-5)
+    assert abs(float(tape.gradient(lg, z)[1])) > 1e-4  # a closed head still gets a gradient
+
 @pytest.mark.parametrize("arch", ["transformer", "cnn"])
 def test_gated_model_saves_and_loads_in_safe_mode(tmp_path, arch):
     g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})

@@ -10,6 +10,7 @@ import pytest
 from rmcompress.cli import main
 from rmcompress.complexity import count
 from rmcompress.complexity.registry import is_gated
+from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.models.modeldir import load_model_dir, load_samples
 from tests.conftest import tiny_config
 
@@ -72,6 +73,29 @@ def test_cli_no_shrink_then_shrink_command(tmp_path, pointwise_file):
     assert len(ids)
     # shrinking a plain model: exit code 2 with a one-line error
     assert main(["shrink", "--model", str(small_dir), "--out", str(tmp_path / "again")]) == 2
+
+
+def test_cli_cnn_kernel_widths_budget_run(tmp_path, pointwise_file, cli, capsys):
+    """``--kernel-sizes 1,2,4``: one branch per width in the dense model, kept through the budget run
+    and shrinking; bad widths are one-line errors naming the flag or the setting."""
+    out = tmp_path / "k"
+    rc, _, _ = cli("train", "--data", pointwise_file, "--task", "pointwise", "--out", out, "--arch", "cnn",
+               "--width", "16", "--filters", "8", "--kernel-sizes", "1,2,4", "--seq-len", "16", "--vocab-size",
+               "200", "--max-steps", "12", "--batch-size", "32", "--budget-flops", "0.3", "--patience", "0")
+    assert rc == 0
+    bundle = load_model_dir(out)
+    assert bundle.metadata["arch"]["kernel_sizes"] == [1, 2, 4]
+    assert bundle.metadata["train_config"]["kernel_sizes"] == [1, 2, 4]
+    rep = json.loads((out / "report.json").read_text())
+    dense = ArchConfig(arch="cnn", vocab_size=bundle.metadata["arch"]["vocab_size"], seq_len=16, width=16,
+                       filters=8, kernel_sizes=[1, 2, 4])
+    assert rep["dense_flops"] == count(build_reward_model(dense)).flops and rep["flops"] <= 0.3 * rep["dense_flops"]
+    with pytest.raises(SystemExit):
+        cli("train", "--data", pointwise_file, "--out", tmp_path / "bad", "--kernel-sizes", "3,x")
+    assert "--kernel-sizes: '3,x': expected comma-separated integers" in capsys.readouterr().err
+    rc, _, err = cli("train", "--data", pointwise_file, "--task", "pointwise", "--out", tmp_path / "dup",
+                     "--arch", "cnn", "--kernel-sizes", "3,3", "--max-steps", "2")
+    assert rc == 2 and "kernel_sizes=[3, 3]" in err and not (tmp_path / "dup").exists()
 
 
 def test_budget_flags_must_be_fractions(tmp_path, pointwise_file, capsys):

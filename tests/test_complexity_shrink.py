@@ -240,3 +240,23 @@ def test_cnn_head_hidden_shrinks_exactly(seed):
     cfg = infer_arch_config(shrunk)
     assert cfg.head_hidden == 5
     assert shrunk.get_layer("hidden").kernel.shape[0] == sum(cfg.per_conv())
+
+
+def test_cnn_with_narrow_kernel_widths_shrinks_exactly():
+    """``kernel_sizes`` 1 and 2 (cheaper filters for small budgets): gated, shrunk, equal outputs and
+    FLOPs; the widths survive shrinking and a width-1 filter costs 2 (T) E FLOPs."""
+    cfg = ArchConfig(arch="cnn", **{**CFG, "kernel_sizes": [1, 2, 5], "head_hidden": 4})
+    g = build_reward_model(cfg, gated=True)
+    assert set(gate_layers(g)) == {"embed", "conv1", "conv2", "conv5", "hidden"}
+    _randomise(g, seed=3, spread=1.5)
+    shrunk = _check(g, _ids(seed=3))
+    assert infer_arch_config(shrunk).kernel_sizes == [1, 2, 5]
+    plain = build_reward_model(ArchConfig(arch="cnn", **{**CFG, "kernel_sizes": [1], "filters": 1}))
+    conv = count(plain).table.set_index("layer").loc["conv1"]
+    assert conv["flops"] == 2 * 16 * CFG["width"] + 16 + 16  # multiply-adds at T=16 positions, bias, ReLU
+
+
+@pytest.mark.parametrize("widths", [[3, 3], [0, 2], [], [17]])
+def test_bad_kernel_widths_are_refused_by_name(widths):
+    with pytest.raises(ModelError, match=r"kernel_sizes=.*distinct widths between 1 and the sequence length 16"):
+        ArchConfig(arch="cnn", **{**CFG, "kernel_sizes": widths, "filters": 4})

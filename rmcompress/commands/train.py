@@ -24,6 +24,9 @@ def add_parser(sub, parents):
     g.add_argument("--heads", type=int, default=4, help="attention heads per block")
     g.add_argument("--ffn", type=int, default=128, help="feed-forward units per block")
     g.add_argument("--filters", type=int, default=64, help="cnn filters per kernel size")
+    g.add_argument("--kernel-sizes", type=_widths, default=[3, 4, 5], metavar="K,K,...",
+                   help="cnn convolution widths, one parallel branch each (default 3,4,5; narrow widths "
+                        "such as 1,2 give complexity-aware training cheaper filters to keep)")
     g.add_argument("--hidden", type=int, default=64, help="bow hidden units")
     g.add_argument("--head-hidden", type=int, default=0,
                    help="transformer/cnn: ReLU units between the pooling and the reward (gated like any "
@@ -106,6 +109,17 @@ def add_parser(sub, parents):
     g.add_argument("--no-shrink", dest="shrink", action="store_false",
                    help="keep the gated model (shrink it later with `rmcompress shrink`)")
     return p
+
+
+def _widths(text: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]`` (argparse reports the ValueError as a bad --kernel-sizes)."""
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 3,4,5") from None
+    if not ks:
+        raise argparse.ArgumentTypeError("expected at least one width, e.g. 3,4,5")
+    return ks
 
 
 def interrupt_hint(args) -> str | None:

@@ -90,6 +90,11 @@ class ArchConfig:
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ModelError(f"architecture setting dropout={self.dropout} must be in [0, 1)")
         self.kernel_sizes = [int(k) for k in self.kernel_sizes]
+        if self.arch == "cnn":
+            ks = self.kernel_sizes
+            if not ks or min(ks) < 1 or len(set(ks)) != len(ks) or max(ks) > int(self.seq_len):
+                raise ModelError(f"architecture setting kernel_sizes={ks} must be distinct widths between 1 and "
+                                 f"the sequence length {self.seq_len} (one convolution branch per width)")
 
     def per_block(self, name: str) -> list[int]:
         """``heads``/``ffn`` as one int per block (an int setting is repeated ``depth`` times)."""

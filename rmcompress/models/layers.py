@@ -118,7 +118,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         y = concat_h(softmax(s) v) Wo + bo
 
     Prunable unit groups: heads (slices of Wq, Wk, Wv columns and Wo rows). ``head_gate`` (optional
-    third input ``[H]``) multiplies each head's context before ``Wo``; used by gated training.
+    third input ``[H]``, gated training) scales head h's rows of ``Wo`` by ``z_h``, which equals
+    multiplying each head's context before ``Wo`` (``(c z_h) Wo_h = c (z_h Wo_h)``) at ``H dh d``
+    multiplies a step instead of ``B H T dh``.
 
     ``export_trace`` (set only while a TFLite converter traces the model, by
     :func:`rmcompress.export.tflite.tflite_concrete_function`): with one head the same math runs on
@@ -203,10 +205,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         scores = scores * m + (m - 1.0) * self.mask_bound
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(weights, v)  # [B, H, T, dh] ([B, T, dh] in the one-head export form)
-        if head_gate is not None:
-            context = context * tf.reshape(head_gate, [1, 1, 1] if one_head else [1, self.num_heads, 1, 1])
         context = self._merge_heads(context, batch, length)
-        return self._project(context, self.output_kernel, self.output_bias)
+        kernel = self.output_kernel
+        if head_gate is not None:  # (c z_h) Wo_h = c (z_h Wo_h): scale Wo's rows, not the context
+            kernel = kernel * tf.expand_dims(tf.repeat(head_gate, self.head_dim), -1)
+        return self._project(context, kernel, self.output_bias)
 
     def _raw_scores(self, q, k):
         """``q k^T`` before the scale and the mask (a QAT subclass fake-quantises it)."""

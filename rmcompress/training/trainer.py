@@ -50,6 +50,7 @@ class TrainConfig:
     heads: int = 4
     ffn: int = 128
     filters: int = 64
+    kernel_sizes: list = field(default_factory=lambda: [3, 4, 5])  # cnn: one convolution branch per width
     hidden: int = 64
     head_hidden: int = 0                 # transformer/cnn: ReLU units between the pooling and the reward
     dropout: float = 0.1
@@ -159,7 +160,8 @@ class TrainConfig:
         return ArchConfig(arch=self.arch, vocab_size=vocab_size, seq_len=self.resolved_seq_len(),
                           width=self.width, depth=self.depth, heads=self.heads,
                           head_dim=max(1, self.width // max(1, self.heads)), ffn=self.ffn,
-                          filters=self.filters, hidden=self.hidden, dropout=self.dropout,
+                          filters=self.filters, kernel_sizes=list(self.kernel_sizes), hidden=self.hidden,
+                          dropout=self.dropout,
                           head_hidden=self.head_hidden)
 
     @classmethod
