@@ -75,7 +75,8 @@ def parse_args(argv=None):
                    help="transformer and cnn: a ReLU reward-head layer of this many units after the pooling "
                         "(rows labelled transformer+headN)")
     p.add_argument("--final-steps", type=int, default=0,
-                   help="budget_from_*: extra fine-tuning steps of the shrunk model on top of the N steps")
+                   help="budget_from_* and magnitude: extra fine-tuning steps of the pruned model on top of "
+                        "the N steps")
     p.add_argument("--kernel-sizes", default="",
                    help="cnn convolution widths, e.g. 1,2,3,4,5 (default: the issue's 3,4,5; rows labelled "
                         "cnn[1,2,3,4,5])")
@@ -374,10 +375,12 @@ def main(argv=None):
                     t = time.time()
                     pruned = magnitude_prune(dense.bundle.model, flops_fraction=b)
                     ds = dense.train_data.dataset(args.batch_size, shuffle=True, seed=seed, repeat=True)
-                    tuned = finetune(pruned, base_config(args, arch, seed), "bce", ds, steps)
+                    # as many fine-tuning steps as ours, --final-steps included
+                    tuned = finetune(pruned, base_config(args, arch, seed), "bce", ds, steps + args.final_steps)
                     m = measure(tuned, dense.bundle.tokenizer, val, args)
                     record(arch=label(arch), method="magnitude", budget=b, seed=seed,
-                           train_seconds=round(time.time() - t, 1), steps=steps, dense_flops=dense_flops, **m)
+                           train_seconds=round(time.time() - t, 1), steps=steps + args.final_steps,
+                           dense_flops=dense_flops, **m)
             if "small" in baselines and arch == "transformer":
                 smalls = (("small_t32", dict(arch="transformer", width=32, ffn=64)),
                           ("small_t16", dict(arch="transformer", width=16, ffn=32)),

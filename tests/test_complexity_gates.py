@@ -193,3 +193,64 @@ def test_infer_arch_config_rejects_foreign_models():
     x = keras.Input((4,))
     with pytest.raises(ModelError, match="not an rmcompress architecture"):
         infer_arch_config(keras.Model(x, keras.layers.Dense(1)(x)))
+
+
+def test_branch_scale_through_the_output_kernels_equals_scaling_the_branch():
+    """A transformer branch's block gate (times ``any`` of its unit gates) is applied through the
+    sub-layer's output kernel and bias: equal, in value and in the gradient w.r.t. the block gate,
+    to multiplying the ``[B, T, d]`` output; all units closed -> the branch adds nothing, bias
+    included. No ``[B, T, d]`` multiply is left in the gated graph."""
+    from rmcompress.complexity.gates import BranchScale, GateMultiply, InputGatedDense
+    from rmcompress.models.layers import MultiHeadSelfAttention
+
+    rng = np.random.RandomState(2)
+    x = tf.constant(rng.normal(size=(2, 5, 6)).astype(np.float32))
+    mask = tf.ones((2, 5))
+    zb = tf.Variable([0.6], dtype=tf.float32)
+    for zh_value in ([0.5, 1.0], [0.0, 0.0]):
+        zh = tf.constant(zh_value, tf.float32)
+        scaled = MultiHeadSelfAttention(2, 3, output_scale=True)
+        plain = MultiHeadSelfAttention(2, 3)
+        scaled([x, mask, zh, tf.ones([1])])
+        plain([x, mask, zh])
+        plain.set_weights([w + 0.1 for w in scaled.get_weights()])  # non-zero biases
+        scaled.set_weights(plain.get_weights())
+        dense_s, dense_p = InputGatedDense(4, output_scale=True), InputGatedDense(4)
+        dense_s([x, tf.ones([6]), tf.ones([1])])
+        dense_p([x, tf.ones([6])])
+        dense_p.set_weights([w + 0.1 for w in dense_s.get_weights()])
+        dense_s.set_weights(dense_p.get_weights())
+        with tf.GradientTape(persistent=True) as tape:
+            g = BranchScale(("scalar", "any"))([zb, zh])
+            got = [scaled([x, mask, zh, g]), dense_s([x, tf.ones([6]), g])]
+            want = [GateMultiply(("scalar", "any"))([plain([x, mask, zh]), zb, zh]),
+                    GateMultiply(("scalar", "any"))([dense_p([x, tf.ones([6])]), zb, zh])]
+            losses = [tf.reduce_sum(t ** 3) for t in got + want]
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        for i in range(2):
+            np.testing.assert_allclose(tape.gradient(losses[i], zb).numpy(),
+                                       tape.gradient(losses[i + 2], zb).numpy(), rtol=1e-4, atol=1e-6)
+        if not any(zh_value):
+            assert all(float(tf.reduce_max(tf.abs(t))) == 0.0 for t in got)
+    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True)
+    assert not [layer.name for layer in g.layers if isinstance(layer, GateMultiply)]
+    assert {layer.name for layer in g.layers if isinstance(layer, BranchScale)} == {
+        f"block{i}_{part}_gating" for i in range(2) for part in ("attn", "ffn")}
+
+
+def test_block_gates_without_unit_gates_still_scale_the_branches():
+    """``gate_groups`` with the block gates only: the FFN output is a plain Dense scaled by the block
+    gate; a closed block leaves exactly the residual stream."""
+    cfg = ArchConfig(arch="transformer", **CFG)
+    g = build_reward_model(cfg, gated=True, gate_groups=["block0", "block1"])
+    plain = build_reward_model(cfg)
+    names = {layer.name for layer in g.layers}
+    assert {"block0_ffn_out_scale", "block1_ffn_out_scale"} <= names
+    for layer in gate_layers(g).values():
+        layer.log_alpha.assign(np.full(layer.log_alpha.shape, 10.0, np.float32))
+    copy = {w.name: w for w in plain.weights}
+    for w in g.weights:
+        if w.name in copy:
+            copy[w.name].assign(w)
+    np.testing.assert_allclose(g(_ids()).numpy(), plain(_ids()).numpy(), rtol=1e-5, atol=1e-5)

@@ -20,7 +20,9 @@ distributed step equals a single-device step.
 
 Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
 :class:`L0Gate` (anchor -> gate vector ``[units]``; ``binary=True``: deterministic value 0 or 1),
-:class:`GateMultiply` (scales a tensor by gates), :class:`RowGate` (scales embedding rows by the
+:class:`GateMultiply` (scales a tensor by gates), :class:`BranchScale` (a transformer branch's block
+gate times ``any`` of its unit gates, as one scalar its sub-layer applies through its output kernel
+and bias), :class:`RowGate` (scales embedding rows by the
 gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block),
 :class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution / dense layer whose inputs are
 gated through its kernel: exact, and cheaper per step than scaling the activations).
@@ -138,6 +140,18 @@ class L0Gate(_GateLayer):
                 "seed": self.seed, "binary": self.binary}
 
 
+def gate_product(modes, gates, dtype):
+    """The product of gates by mode (``GateMultiply``'s rule, see there), or None without gates."""
+    g = None  # the product of the gates first (a few values), then one multiply of whatever it scales
+    for mode, z in zip(modes, gates):
+        if mode == "any":
+            z = tf.stop_gradient(tf.cast(tf.reduce_any(z > 0), dtype))
+        elif mode == "scalar":
+            z = tf.reshape(z, [])
+        g = z if g is None else g * z
+    return g
+
+
 @register
 class GateMultiply(_GateLayer):
     """``[x, z_1, ...]`` -> ``x * prod_j g_j`` where, by ``modes[j]``:
@@ -157,14 +171,33 @@ class GateMultiply(_GateLayer):
 
     def call(self, inputs):
         x, gates = inputs[0], inputs[1:]
-        g = None  # the product of the gates first (a few values), then one multiply of x
-        for mode, z in zip(self.modes, gates):
-            if mode == "any":
-                z = tf.stop_gradient(tf.cast(tf.reduce_any(z > 0), x.dtype))
-            elif mode == "scalar":
-                z = tf.reshape(z, [])
-            g = z if g is None else g * z
+        g = gate_product(self.modes, gates, x.dtype)
         return x if g is None else x * g
+
+    def get_config(self):
+        return {**super().get_config(), "modes": list(self.modes)}
+
+
+@register
+class BranchScale(_GateLayer):
+    """``[z_1, ...]`` -> ``[1]``: the scalar a transformer sub-layer's output is multiplied by, the
+    block gate times ``any`` of the sub-layer's unit gates (modes ``scalar`` / ``any`` as in
+    :class:`GateMultiply`). The sub-layer applies it through its output kernel and bias
+    (``(h W + b) g = h (W g) + b g``), so no ``[B, T, d]`` tensor is multiplied for it."""
+
+    def __init__(self, modes=("scalar", "any"), **kwargs):
+        super().__init__(**kwargs)
+        self.modes = tuple(modes)
+        bad = [m for m in self.modes if m not in ("scalar", "any")]
+        if bad or not self.modes:
+            raise ValueError(f"BranchScale modes {list(self.modes)}: each must be 'scalar' or 'any'")
+
+    def call(self, inputs):
+        gates = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return tf.reshape(gate_product(self.modes, gates, gates[0].dtype), [1])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([1])
 
     def get_config(self):
         return {**super().get_config(), "modes": list(self.modes)}
@@ -196,10 +229,14 @@ class BlockMix(_GateLayer):
 
 class _InputGated:
     """Mixin for a weight layer called on ``[x, z]`` that applies ``z`` through its kernel
-    (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output."""
+    (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output.
+    ``output_scale=True``: called on ``[x, z, s]`` with a scalar ``s [1]`` that scales the output
+    before the activation, applied as ``W s`` and ``b s`` (a transformer branch's
+    :class:`BranchScale`)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, output_scale: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.output_scale = bool(output_scale)
         self.input_spec = None  # the base layer's spec describes one input; this layer takes [x, z]
 
     def build(self, input_shape):
@@ -208,15 +245,24 @@ class _InputGated:
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
-            input_shape = input_shape[0]  # [x shape, z shape]
+            input_shape = input_shape[0]  # [x shape, z shape(, s shape)]
         return super().compute_output_shape(input_shape)
 
     def call(self, inputs):
-        x, z = inputs
-        y = self._apply(x, self._gated_kernel(tf.cast(z, self.kernel.dtype)))
-        if self.use_bias:
-            y = tf.nn.bias_add(y, self.bias)
+        x, z = inputs[0], inputs[1]
+        kernel = self._gated_kernel(tf.cast(z, self.kernel.dtype))
+        bias = self.bias if self.use_bias else None
+        if self.output_scale:
+            s = tf.reshape(tf.cast(inputs[2], self.kernel.dtype), [])
+            kernel = kernel * s
+            bias = None if bias is None else bias * s
+        y = self._apply(x, kernel)
+        if bias is not None:
+            y = tf.nn.bias_add(y, bias)
         return y if self.activation is None else self.activation(y)
+
+    def get_config(self):
+        return {**super().get_config(), "output_scale": self.output_scale}
 
 
 @register
@@ -249,7 +295,7 @@ class InputGatedDense(_InputGated, keras.layers.Dense):
         return tf.tensordot(h, kernel, [[h.shape.rank - 1], [0]])
 
 
-GATE_LAYERS = (L0Gate, GateMultiply, RowGate, BlockMix)
+GATE_LAYERS = (L0Gate, GateMultiply, BranchScale, RowGate, BlockMix)
 INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense)
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, *INPUT_GATED_LAYERS)}
 for _cls in GATE_LAYERS:
@@ -297,25 +343,29 @@ class GateBuilder:
     def units(self, x, z, name):
         return x if z is None else GateMultiply(("units",), name=name)([x, z])
 
-    def branch(self, y, block_z, units_z, name):
+    def branch_scale(self, block_z, units_z, name):
+        """The scalar ``[1]`` a sub-layer's output is multiplied by (:class:`BranchScale`): the block
+        gate times ``any`` of the unit gates; None when neither is gated."""
         modes, zs = [], []
-        if block_z is not None:
-            modes.append("scalar")
-            zs.append(block_z)
-        if units_z is not None:
-            modes.append("any")
-            zs.append(units_z)
-        return y if not zs else GateMultiply(tuple(modes), name=name)([y, *zs])
+        for mode, z in (("scalar", block_z), ("any", units_z)):
+            if z is not None:
+                modes.append(mode)
+                zs.append(z)
+        return BranchScale(tuple(modes), name=name)(zs) if zs else None
 
     def rows(self, x, ids, anchor):
         z = self.values(VOCAB, anchor)
         return x if z is None else RowGate(name=f"{VOCAB}_gating")([x, ids, z])
 
-    def dense(self, h, z, units: int, name: str):
-        """``Dense(units)(h * z)`` with the gate applied through the kernel's rows (None: plain)."""
+    def dense(self, h, z, units: int, name: str, scale=None):
+        """``Dense(units)(h * z) * scale`` with the gate applied through the kernel's rows and the
+        scale through the kernel and bias (None: plain / unscaled)."""
         if z is None:
-            return keras.layers.Dense(units, name=name)(h)
-        return InputGatedDense(units, name=name)([h, z])
+            y = keras.layers.Dense(units, name=name)(h)
+            return y if scale is None else GateMultiply(("scalar",), name=f"{name}_scale")([y, scale])
+        if scale is None:
+            return InputGatedDense(units, name=name)([h, z])
+        return InputGatedDense(units, output_scale=True, name=name)([h, z, scale])
 
     def conv1d(self, x, z, filters: int, kernel_size: int, name: str):
         """A 'valid' ReLU convolution of ``x`` whose input channels are scaled by ``z`` (None: plain)."""
@@ -366,6 +416,6 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
     return gated
 
 
-__all__ = ["L0Gate", "GateMultiply", "RowGate", "BlockMix", "InputGatedConv1D", "InputGatedDense", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
+__all__ = ["L0Gate", "GateMultiply", "BranchScale", "RowGate", "BlockMix", "InputGatedConv1D", "InputGatedDense", "GateBuilder", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "gated_copy", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

@@ -7,7 +7,11 @@ shrinking, pruning and quantisation can find every part by name):
                  ``x += Attn(LN(x))``, ``x += W2 act(W1 LN(x))``; final LN; masked mean; Dense(1).
                  ``head_hidden`` > 0: a ReLU ``hidden`` layer of that many units between the pooling
                  and Dense(1) (gated: a ``hidden`` group), so a model whose blocks are all removed
-                 is a bag of embeddings with a hidden layer, not a linear one.
+                 is a bag of embeddings with a hidden layer, not a linear one. Gated: every gate
+                 acts through a kernel, never on a ``[B, T, d]`` tensor: head gates scale ``Wo``'s
+                 rows, FFN-unit gates ``ffn_out``'s rows, and each branch's block gate (times
+                 ``any`` open unit, ``block{i}_attn_gating`` / ``block{i}_ffn_gating``) scales that
+                 sub-layer's output kernel and bias.
 ``cnn``          token embedding (padding zeroed); parallel 'valid' Conv1D of each kernel size with
                  ReLU; masked max over time; concatenation; (``head_hidden``: a ReLU ``hidden`` layer,
                  as for the transformer); Dense(1). Gated: a filter's gate scales
@@ -139,8 +143,8 @@ class _NoGates:
     def units(self, x, z, name):
         return x
 
-    def branch(self, y, block_z, units_z, name):
-        return y
+    def branch_scale(self, block_z, units_z, name):
+        return None
 
     def rows(self, x, ids, anchor):
         return x
@@ -148,7 +152,7 @@ class _NoGates:
     def conv1d(self, x, z, filters: int, kernel_size: int, name: str):
         return keras.layers.Conv1D(filters, kernel_size, padding="valid", activation="relu", name=name)(x)
 
-    def dense(self, h, z, units: int, name: str):
+    def dense(self, h, z, units: int, name: str, scale=None):
         return keras.layers.Dense(units, name=name)(h)
 
 
@@ -190,20 +194,20 @@ def _transformer(c: ArchConfig, x, mask, gates):
         if h > 0:
             y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_attn_norm")(x)
             zh = gates.values(f"block{i}_heads", mask)
-            y = L.MultiHeadSelfAttention(h, c.head_dim, name=f"block{i}_attn")(
-                [y, mask] if zh is None else [y, mask, zh])
+            g = gates.branch_scale(zb, zh, name=f"block{i}_attn_gating")  # through Wo and bo
+            y = L.MultiHeadSelfAttention(h, c.head_dim, output_scale=g is not None, name=f"block{i}_attn")(
+                [t for t in (y, mask, zh, g) if t is not None])
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_attn_dropout")(y)
-            y = gates.branch(y, zb, zh, name=f"block{i}_attn_gating")
             x = keras.layers.Add(name=f"block{i}_attn_residual")([x, y])
         if f > 0:
             y = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name=f"block{i}_ffn_norm")(x)
             y = keras.layers.Dense(f, activation=activation(c.activation), name=f"block{i}_ffn_in")(y)
             zf = gates.values(f"block{i}_ffn", mask)  # scales the rows of ffn_out's kernel
-            y = gates.dense(y, zf, c.width, name=f"block{i}_ffn_out")
+            g = gates.branch_scale(zb, zf, name=f"block{i}_ffn_gating")  # scales its kernel and bias
+            y = gates.dense(y, zf, c.width, name=f"block{i}_ffn_out", scale=g)
             if c.dropout:
                 y = keras.layers.Dropout(c.dropout, name=f"block{i}_ffn_dropout")(y)
-            y = gates.branch(y, zb, zf, name=f"block{i}_ffn_gating")
             x = keras.layers.Add(name=f"block{i}_ffn_residual")([x, y])
     x = keras.layers.LayerNormalization(epsilon=c.norm_epsilon, name="final_norm")(x)
     y = L.MaskedMeanPooling(name="pool")([x, mask])
