@@ -59,6 +59,23 @@ TINY = dict(width=16, depth=1, heads=2, ffn=32, filters=8, hidden=16, seq_len=16
             epochs=1, max_steps=6, batch_size=32, patience=0)
 
 
+@pytest.fixture
+def default_sigint():
+    """SIGINT as in an interactive terminal (Python's ``default_int_handler``) for one test.
+
+    A suite started in the background by a non-interactive shell (``pytest &``, ``nohup ... &``)
+    inherits SIGINT *ignored*, and so would every process it starts: a Ctrl-C test there would
+    wait forever. While a Python handler is installed, a child's exec resets SIGINT to the default,
+    so children get a normal Ctrl-C too."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+
+
 def tiny_config(**overrides):
     from rmcompress.training.trainer import TrainConfig
 

@@ -11,6 +11,7 @@ from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.training.model import RewardTrainingModel
 
 STEPS = 6
+pytestmark = pytest.mark.usefixtures("default_sigint")  # as in a terminal, even if the suite ignores SIGINT
 
 
 def _fit(callbacks, epochs=1):
@@ -108,3 +109,13 @@ def test_an_applications_own_sigint_handler_is_left_alone():
         assert seen == [own] and signal.getsignal(signal.SIGINT) is own
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """A process started with SIGINT ignored (a background job) keeps ignoring it: no deferral,
+    training runs to the end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rec = Recorder(ctrl_c_at=("batch_begin", 1, 2))
+    hist = _fit([rec])
+    assert len(hist.history["loss"]) == 1 and ("batch_end", STEPS - 1) in rec.events
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

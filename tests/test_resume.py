@@ -117,7 +117,7 @@ def test_resume_refuses_different_data(tmp_path, pointwise_file, cli):
     assert len(data) > 0
 
 
-def test_ctrl_c_keeps_the_backup_and_says_how_to_resume(tmp_path, pointwise_file):
+def test_ctrl_c_keeps_the_backup_and_says_how_to_resume(tmp_path, pointwise_file, default_sigint):
     """SIGINT (Ctrl-C) mid-training: exit 130, one line naming --resume, no model directory."""
     import os
     import subprocess
