@@ -3,8 +3,7 @@
 Python raises ``KeyboardInterrupt`` at whatever bytecode the main thread reaches first after
 SIGINT: inside the epoch-end backup (a checkpoint half-written), inside TensorFlow's own Python
 code while it holds a lock, inside a ``tf.data`` iterator's bookkeeping. Unwinding from such a
-point can lose the backup the hint tells the user to resume from, or hang the process (seen as
-an interrupted ``rmcompress train`` that had not exited two minutes later on a loaded machine).
+point can lose the backup the hint tells the user to resume from, or leave a lock held.
 
 Contract of :func:`interrupts_at_step_boundaries` (used by ``RewardTrainingModel.fit``, so by
 every training and fine-tuning loop of the package):
@@ -17,7 +16,8 @@ every training and fine-tuning loop of the package):
 - On leaving, the previous handler is restored; a SIGINT recorded but not yet acted on (it came
   during the last step) raises ``KeyboardInterrupt`` then, so no Ctrl-C is ever lost.
 - It changes nothing off the main thread or when SIGINT is not Python's default handler (an
-  application that installed its own keeps it).
+  application that installed its own keeps it; a background job started with SIGINT ignored,
+  e.g. ``rmcompress train ... &`` from a script, keeps ignoring it, as the shell intended).
 """
 from __future__ import annotations
 
