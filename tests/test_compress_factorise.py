@@ -100,3 +100,33 @@ def test_factorised_embedding_replaces_the_table(trained):
     # a rank that does not save parameters is skipped, not applied
     _, _, _, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=False, rank=E.shape[1])
     assert "skipped_factorisation" in note
+
+
+def test_factorise_pass_keeps_the_rows_of_the_unlabeled_texts(trained, tmp_path):
+    """In a recipe, ``compress --unlabeled`` texts count like training texts: a row only they use
+    survives vocabulary pruning (and its text keeps its pieces); without them it is dropped."""
+    import pandas as pd
+
+    from rmcompress.compress.factorise import full_token_counts
+    from rmcompress.compress.passes import factorise_pass
+    from rmcompress.compress.state import prepare_state
+    from rmcompress.models.modeldir import load_model_dir
+
+    texts, _ = _subset(trained, 40)
+    data = tmp_path / "few.tsv"
+    pd.DataFrame({"sentence": texts, "label": [i % 2 for i in range(len(texts))]}).to_csv(data, sep="\t", index=False)
+    tok = trained.bundle.tokenizer
+    all_texts = pd.read_csv(trained.bundle.metadata["data"], sep="\t").iloc[:, 0].astype(str).tolist()
+    used = full_token_counts(tok, texts) > 0
+    extra_text = next(t for t in all_texts if not used[full_token_counts(tok, [t]) > 0].all())
+    new_rows = {tok.vocabulary[i] for i in np.flatnonzero((full_token_counts(tok, [extra_text]) > 0) & ~used)}
+    unl = tmp_path / "unlabeled.tsv"
+    pd.DataFrame({"sentence": [extra_text]}).to_csv(unl, sep="\t", index=False)
+    outs = {}
+    for name, extra in (("with", unl), ("without", None)):
+        state = prepare_state(load_model_dir(trained.out_dir), data, {"val_fraction": 0.1}, unlabeled=extra)
+        state, note = factorise_pass(state, vocab_prune=True)
+        outs[name] = (set(state.tokenizer.vocabulary), note)
+    assert new_rows and new_rows <= outs["with"][0] and not new_rows & outs["without"][0]
+    assert outs["with"][1]["counted_texts"]["unlabeled"] == 1 and outs["without"][1]["counted_texts"]["unlabeled"] == 0
+    assert outs["with"][1]["vocab_after"] > outs["without"][1]["vocab_after"]

@@ -54,6 +54,10 @@ def add_parser(sub, parents):
     g.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts scored only by the teacher (pointwise: a text column; "
                         "pairwise: chosen/rejected columns)")
+    g.add_argument("--augment", type=int, default=0, metavar="K",
+                   help="pointwise: also distill on K word-replacement variants of every training and "
+                        "unlabeled text of >= 10 words (each word replaced with probability 0.3 by one of "
+                        "its 8 nearest words in the teacher's input embedding), scored by the teacher")
     g = p.add_argument_group("tokeniser")
     g.add_argument("--seq-len", type=int, default=None, help="tokens per text (default 64 pointwise, 256 pairwise)")
     g.add_argument("--truncate", choices=["start", "end"], default=None,

@@ -10,6 +10,10 @@ model is an ordinary, smaller tf_keras model; the pass reports FLOPs and params 
 the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``);
 ``distill_features`` ``b`` > 0 (pointwise) adds ``b * mean_j ((u_j - v_j) / sigma_j)^2`` on the
 pooled features (representation distillation, :mod:`rmcompress.training.distill`).
+``augment`` ``k`` > 0 (with ``distill``; pointwise: skipped for pairs, the note says so) adds ``k`` word-replacement variants of every training
+and unlabeled text of at least ``augment_min_words`` words to the distillation rows: each word is replaced
+with probability ``augment_replace`` by one of its 8 nearest whole words in the source model's input
+embedding (:mod:`rmcompress.data.augment`); the source model scores them like the unlabeled texts.
 
 ``max_epochs`` (default 10) caps the pass (``steps + final_steps``, both cut in proportion) at that
 many passes over the training split (and the unlabeled texts it distills on): recipe step
@@ -27,11 +31,14 @@ the gate start, :data:`rmcompress.choices.GATE_SCHEDULES`: 0.3 uniform, 0.8 rank
 """
 from __future__ import annotations
 
+import numpy as np
+
 from rmcompress.compress.finetune import capped_steps
 from rmcompress.compress.state import CompressState
 from rmcompress.complexity import count
 from rmcompress.errors import RecipeError
 from rmcompress.models.modeldir import RewardModelBundle
+from rmcompress.training.distill import augmented_texts, concat_encoded
 
 
 def _budget_compress():
@@ -48,13 +55,38 @@ def _budget_compress():
 DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 
 
+def augmented_rows(state: CompressState, copies: int, replace: float, min_words: int):
+    """Encoded word-replacement variants of the training and unlabeled texts (label-free rows the
+    source model scores; :mod:`rmcompress.data.augment`, neighbours from the source model's input
+    embedding). Pointwise only (the pass skips it for pairs, and says so in its note)."""
+    from rmcompress.data.loaders import PointwiseData
+    from rmcompress.data.pipeline import encode
+
+    texts = list(state.train_raw.texts) + (list(state.unlabeled_raw.texts) if state.unlabeled_raw is not None else [])
+    variants = augmented_texts(state.model, state.tokenizer, texts, copies, p=replace, min_words=min_words,
+                               seed=state.seed)
+    if not variants:
+        raise RecipeError(f"recipe pass 'budget': augment found no text of >= {min_words} words to vary "
+                          "(lower augment_min_words)")
+    raw = PointwiseData(variants, np.zeros(len(variants), np.float32), "binary", "augmented")
+    return encode(raw, state.tokenizer)
+
+
 def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
                 learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
                 max_epochs: float | None = 10.0, method: str = "gates",
                 stages: int = 1, gate_init: str = "uniform", final_steps: int = 0,
-                finetune_fraction: float | None = None, distill_features: float = 0.0) -> tuple[CompressState, dict]:
+                finetune_fraction: float | None = None, distill_features: float = 0.0, augment: int = 0,
+                augment_replace: float = 0.3, augment_min_words: int = 10) -> tuple[CompressState, dict]:
     budget_compress = _budget_compress()
     unlabeled = state.unlabeled if (distill or distill_features) else None
+    n_augmented, augment_note = 0, None
+    if augment and state.task != "pointwise":
+        augment_note = f"skipped: {state.task} (a pair's preference does not survive independent word swaps)"
+    elif augment:
+        extra = augmented_rows(state, augment, augment_replace, augment_min_words)
+        n_augmented = len(extra)
+        unlabeled = extra if unlabeled is None else concat_encoded(unlabeled, extra)
     requested, requested_final = int(steps), int(final_steps)
     if max_epochs is not None:
         total = requested + requested_final
@@ -83,7 +115,8 @@ def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None,
     note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
             "gate_init": gate_init if method == "gates" else None,
             "finetune_fraction": new.metadata.get("complexity", {}).get("finetune_fraction"),
-            "n_unlabeled": len(unlabeled) if unlabeled is not None else 0,
+            "n_unlabeled": len(unlabeled) if unlabeled is not None else 0, "n_augmented": n_augmented,
+            **({"augment": augment_note} if augment_note else {}),
             "stages": stages, "steps": steps, "final_steps": int(final_steps),
             "steps_requested": requested, "final_steps_requested": requested_final, "max_epochs": max_epochs,
             "learning_rate": learning_rate, "distill": distill, "distill_features": distill_features,

@@ -36,8 +36,12 @@ def factorise_pass(state: CompressState, vocab_prune: bool = True, min_count: in
 
     old_model, old_tok = state.model, state.tokenizer
     train_ids = state.train_ids()
-    new, tok, remap, note = factorise(old_model, old_tok, state.train_raw.all_texts, vocab_prune, min_count,
-                                      rank, max_error, weighting)
+    # rows the kept vocabulary must cover: the training texts and the ``compress --unlabeled`` texts
+    # (a distilling pass trained on those too; a pretrained encoder's rows for them are trained rows)
+    unlabeled = state.unlabeled_raw.all_texts if state.unlabeled_raw is not None else []
+    new, tok, remap, note = factorise(old_model, old_tok, state.train_raw.all_texts + unlabeled, vocab_prune,
+                                      min_count, rank, max_error, weighting)
+    note["counted_texts"] = {"train": len(state.train_raw.all_texts), "unlabeled": len(unlabeled)}
     if vocab_prune:
         texts = state.train_raw.all_texts[:TOKENIZER_CHECK_ROWS]
         bad = check_tokenizer_remap(old_tok, tok, remap, texts)

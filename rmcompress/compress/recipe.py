@@ -99,6 +99,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
                "stages": Field(int, 1, min=1, help="taylor/magnitude: prune-and-fine-tune rounds to reach the budget"),
                "final_steps": Field(int, 0, min=0, help="more fine-tuning of the final, smaller model "
                                                         "(distilled like the rest) after the steps"),
+               "augment": Field(int, 0, min=0,
+                                help="distill on this many word-replacement variants of every training "
+                                     "and unlabeled text of >= augment_min_words words, scored by the "
+                                     "source model (rmcompress.data.augment; pointwise; needs distill)"),
+               "augment_replace": Field(float, 0.3, min=0, max=1, min_exclusive=True,
+                                        help="probability that a word is replaced by an embedding neighbour"),
+               "augment_min_words": Field(int, 10, min=1, help="only texts this long are varied"),
                "gate_init": Field(str, "uniform", choices=GATE_INITS,
                                   help="gates: start every gate alike, or ranked by the source model's "
                                        "unit importance (the least important close first)"),
@@ -259,6 +266,9 @@ def _check_pass(name: str, p: dict, where: str, src: str) -> None:
     """Cross-field rules of one pass."""
     if name == "budget" and p["flops_fraction"] is None and p["params_fraction"] is None:
         raise RecipeError(f"{src}: {where}: needs flops_fraction or params_fraction (a fraction 0 < f <= 1)")
+    if name == "budget" and p["augment"] and not (p["distill"] or p["distill_features"]):
+        raise RecipeError(f"{src}: {where}.augment: augmented texts carry no labels, only the source "
+                          "model's scores; set distill > 0 too")
     if name == "factorise" and p["rank"] is not None and p["max_error"] is not None:
         raise RecipeError(f"{src}: {where}: give rank or max_error, not both")
     if name == "prune":

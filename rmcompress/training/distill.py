@@ -68,6 +68,9 @@ class DistillSettings:
     features: float = 0.0
     #: ``1 / sigma_j`` per feature (:func:`feature_scale`); None: 1
     feature_scale: np.ndarray | None = field(default=None, repr=False)
+    #: ``k``: word-replacement variants per training/unlabeled text of >= 10 words, scored by the
+    #: teacher (:mod:`rmcompress.data.augment`; pointwise); 0: none
+    augment: int = 0
 
     def __post_init__(self):
         if not float(self.features) >= 0.0:
@@ -78,6 +81,8 @@ class DistillSettings:
             raise UsageError(f"--distill-loss {self.loss!r} unknown; allowed: {', '.join(DISTILL_LOSSES)}")
         if float(self.temperature) <= 0:
             raise UsageError(f"--distill-temperature {self.temperature} must be > 0")
+        if int(self.augment) < 0:
+            raise UsageError(f"--augment {self.augment} must be >= 0")
 
 
 def distill_per_example(student, teacher, loss: str = "mse", temperature: float = 1.0):
@@ -322,6 +327,17 @@ def load_unlabeled(path, task: str, text_column: str | None = None):
     return PointwiseData(texts, np.zeros(len(texts), np.float32), "binary", str(path))
 
 
+def augmented_texts(model, tokenizer, texts: list[str], copies: int, p: float = 0.3, min_words: int = 10,
+                    seed: int = 0) -> list[str]:
+    """``copies`` word-replacement variants of every text of >= ``min_words`` words, neighbours from
+    the input embedding of the teacher ``model`` (:mod:`rmcompress.data.augment`)."""
+    from rmcompress.data.augment import augment_texts, neighbour_table, token_vectors
+
+    vocab = tokenizer.vocabulary
+    table = neighbour_table(token_vectors(model, len(vocab)), vocab)
+    return augment_texts(texts, table, copies=copies, p=p, min_words=min_words, seed=seed)
+
+
 def concat_encoded(a: EncodedData, b: EncodedData) -> EncodedData:
     """Rows of ``a`` then rows of ``b`` (every field; ``None`` fields stay ``None``)."""
     def cat(x, y):
@@ -367,9 +383,23 @@ class DistillationPlan:
                 raise UsageError(f"{teacher}: teacher trained with {t_loss} but the student uses {loss}; "
                                  "their rewards are on different scales")
         extra = load_unlabeled(unlabeled, task, text_column) if unlabeled else None
+        n_augmented = 0
+        if settings.augment:
+            if task != "pointwise":
+                raise UsageError("--augment is pointwise only: a pair's preference does not survive "
+                                 "independent word swaps")
+            from rmcompress.data.loaders import PointwiseData
+
+            variants = augmented_texts(bundle.model, bundle.tokenizer,
+                                       list(train_data.texts) + (list(extra.texts) if extra else []),
+                                       settings.augment)
+            n_augmented = len(variants)
+            more = PointwiseData(variants, np.zeros(n_augmented, np.float32), "binary", "augmented")
+            extra = more if extra is None else PointwiseData(extra.texts + variants, np.concatenate(
+                [extra.labels, more.labels]), "binary", extra.source)
         info = {"teacher": str(teacher), "distill_weight": settings.weight, "distill_objective": settings.loss,
                 "distill_temperature": settings.temperature,
-                "n_unlabeled": len(extra) if extra is not None else 0,
+                "n_unlabeled": len(extra) if extra is not None else 0, "n_augmented": n_augmented,
                 "teacher_same_split": _same_split(bundle.metadata, getattr(train_data, "source", None),
                                                   split_settings)}
         if info["teacher_same_split"] is False:

@@ -98,6 +98,7 @@ class TrainConfig:
     distill_temperature: float = 1.0
     distill_features: float = 0.0       # weight of matching the teacher's pooled features (pointwise)
     unlabeled: str | None = None        # extra texts scored only by the teacher
+    augment: int = 0                    # word-replacement variants per text of >= 10 words (teacher-scored)
 
     def __post_init__(self):
         if self.learning_rate is None:  # fine-tuning a pretrained start wants a small rate
@@ -143,10 +144,16 @@ class TrainConfig:
             raise UsageError(f"--budget-delay {self.budget_delay} must be in [0, 1 - budget_warmup]")
         if self.unlabeled and not self.teacher:
             raise UsageError("--unlabeled needs --teacher (only a teacher can score unlabeled texts)")
+        if self.augment and not self.teacher:
+            raise UsageError("--augment needs --teacher (only a teacher can score the variants)")
+        if self.augment and self.task == "pairwise":
+            raise UsageError("--augment is pointwise only: a pair's preference does not survive independent "
+                             "word swaps")
         if self.teacher:
             from rmcompress.training.distill import DistillSettings
 
-            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature, self.distill_features)
+            DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature, self.distill_features,
+                            augment=self.augment)
         elif self.distill_features:
             raise UsageError("--distill-features needs --teacher")
 
@@ -274,7 +281,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
 
         distill = DistillationPlan.prepare(
             cfg.teacher, cfg.task, loss, train_data, val_data,
-            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature, cfg.distill_features),
+            DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature, cfg.distill_features,
+                            augment=cfg.augment),
             cfg.unlabeled, cfg.text_column,
             split_settings=None if validation is not None else (cfg.val_fraction, cfg.seed, cfg.split_mode))
     settings = {**asdict(cfg), "metadata_extra": metadata_extra or {},
