@@ -31,7 +31,7 @@ from rmcompress.errors import UsageError
 
 def token_vectors(model, vocabulary_size: int) -> np.ndarray:
     """``[V, d]`` input embeddings of a suite model (layer ``token_embedding``)."""
-    import tensorflow as tf
+    from rmcompress._keras import tf
 
     try:
         layer = model.get_layer("token_embedding")
@@ -70,7 +70,7 @@ def neighbour_table(vectors: np.ndarray, vocabulary: Sequence[str], k: int = 8, 
 
 
 def augment_texts(texts: Sequence[str], table: dict[str, list[str]], copies: int = 4, p: float = 0.3,
-                  min_words: int = 8, seed: int = 0) -> list[str]:
+                  min_words: int = 10, seed: int = 0) -> list[str]:
     """Variants of every text with ``>= min_words`` words (see the module docstring)."""
     if copies < 1:
         raise UsageError(f"augmentation copies must be >= 1, got {copies}")
