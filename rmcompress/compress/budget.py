@@ -58,7 +58,8 @@ DEFAULT_LEARNING_RATE = {"scratch": 1e-3, "bert": 1e-4}
 def augmented_rows(state: CompressState, copies: int, replace: float, min_words: int):
     """Encoded word-replacement variants of the training and unlabeled texts (label-free rows the
     source model scores; :mod:`rmcompress.data.augment`, neighbours from the source model's input
-    embedding). Pointwise only (the pass skips it for pairs, and says so in its note)."""
+    embedding), kept as ``state.augmented_raw``. Pointwise only (the pass skips it for pairs, and says
+    so in its note)."""
     from rmcompress.data.loaders import PointwiseData
     from rmcompress.data.pipeline import encode
 
@@ -69,6 +70,7 @@ def augmented_rows(state: CompressState, copies: int, replace: float, min_words:
         raise RecipeError(f"recipe pass 'budget': augment found no text of >= {min_words} words to vary "
                           "(lower augment_min_words)")
     raw = PointwiseData(variants, np.zeros(len(variants), np.float32), "binary", "augmented")
+    state.augmented_raw = raw  # a later pass that distills (factorise) trains on them too
     return encode(raw, state.tokenizer)
 
 

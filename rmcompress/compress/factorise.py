@@ -19,6 +19,17 @@ SVD of ``D E`` with ``D = diag(sqrt(count + 1))`` (``weighting: frequency``, fre
 more) or ``D = I`` (``uniform``): ``A = D^-1 U_r S_r``, ``B = V_r^T``. ``max_error`` picks the
 smallest ``r`` with ``||D (E - A B)||_F / ||D E||_F <= max_error``. Applied only when it lowers the
 parameter count (``r (V + d) < V d``). The Embedding becomes :class:`FactorizedEmbedding`.
+
+**Two tiers** (``full_rows`` ``N`` > 0, with ``rank`` or ``max_error``): the kept vocabulary is
+reordered -- the reserved tokens and the tokenizer's specials first, then by descending count in
+the counted texts (ties: old id) -- so the ``N`` most used tokens get ids below ``N`` and keep their
+rows exactly; only the other ``V - N`` rows are factorised (SVD as above, over those rows;
+``max_error`` bounds their own error). ``N d + r (V - N + d)`` params. When ``N`` covers every kept
+row the table stays exact (reordered) and the note says ``skipped_factorisation``. Token frequencies are
+Zipfian, so at the same size this leaves far less of the table's weighted error (measured on the
+compressed MiniLM's table: 0.27 with N = 1,000 at rank 173 against 0.37 at rank 192, and 1.9 points
+of validation accuracy back before any fine-tuning). The tokenizer order changes, not its
+segmentation: WordPiece depends on the set of pieces, not their ids.
 """
 from __future__ import annotations
 
@@ -73,6 +84,16 @@ def remap_table(keep: np.ndarray, vocab_size: int, unk_id: int = 1) -> np.ndarra
     return table
 
 
+def frequency_order(keep: np.ndarray, counts: np.ndarray, specials) -> np.ndarray:
+    """``keep`` (old ids) reordered: the reserved ids and ``specials`` first (in id order), then the
+    rest by descending ``counts[old id]`` (ties: old id)."""
+    keep = np.asarray(keep, np.int64)
+    front = np.isin(keep, np.union1d(np.arange(len(RESERVED)), np.asarray(list(specials), np.int64)))
+    rest = keep[~front]
+    rest = rest[np.lexsort((rest, -np.asarray(counts)[rest]))]
+    return np.concatenate([keep[front], rest])
+
+
 def low_rank(E: np.ndarray, weights: np.ndarray | None = None, rank: int | None = None,
              max_error: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """``(A, B, relative_error)`` with ``E ~ A @ B`` (module docstring); ``weights`` are row weights."""
@@ -94,9 +115,10 @@ def low_rank(E: np.ndarray, weights: np.ndarray | None = None, rank: int | None 
 
 def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts, vocab_prune: bool = True,
               min_count: int = 1, rank: int | None = None, max_error: float | None = None,
-              weighting: str = "frequency") -> tuple[keras.Model, Tokenizer, np.ndarray, dict]:
-    """Return ``(model, tokenizer, remap, note)``; ``remap[old_id] = new_id`` (identity if no pruning).
-    ``train_texts``: the training texts (counted untruncated, see module docstring)."""
+              weighting: str = "frequency", full_rows: int = 0) -> tuple[keras.Model, Tokenizer, np.ndarray, dict]:
+    """Return ``(model, tokenizer, remap, note)``; ``remap[old_id] = new_id`` (identity if neither
+    pruning nor ``full_rows``). ``train_texts``: the training texts (counted untruncated, see module
+    docstring); ``full_rows``: the two-tier form (module docstring)."""
     names = token_embedding_names(model)
     if len(names) != 1:
         raise ModelError(f"factorise: expected one token embedding fed by the ids, found {names or 'none'}")
@@ -115,25 +137,40 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts, vocab_prune
     keep = vocab_keep(counts, min_count) if vocab_prune else np.arange(V)
     specials = tokenizer.special_ids()  # bert mode: [CLS]/[SEP] are added by encode, never counted
     keep = np.union1d(keep, np.asarray(list(specials.values()), np.int64))
-    remap = remap_table(keep, V, unk_id=int(np.searchsorted(keep, specials["unk"])))
+    full_rows = int(full_rows or 0)
+    if full_rows:
+        if rank is None and max_error is None:
+            raise ModelError("factorise: full_rows needs rank or max_error (the other rows are factorised)")
+        keep = frequency_order(keep, counts, list(specials.values()))
+    remap = remap_table(keep, V, unk_id=int(np.flatnonzero(keep == specials["unk"])[0]))
     E, counts = E[keep], counts[keep]
     new_tok = tokenizer
-    if vocab_prune:
+    if vocab_prune or full_rows:
         new_tok = Tokenizer([tokenizer.vocabulary[i] for i in keep], tokenizer.config)
+    if vocab_prune:
         note.update(vocab_after=int(len(keep)), vocab_dropped=int(V - len(keep)), min_count=int(min_count))
     g = Graph(model)
     cfg = dict(g.layer_config(name))
     weights = {name: [E]}
-    if rank is not None or max_error is not None:
-        A, B, err = low_rank(E, counts + 1.0 if weighting == "frequency" else None, rank, max_error)
+    if full_rows >= len(E):  # a small vocabulary: every kept row stays exact
+        note["skipped_factorisation"] = f"full_rows {full_rows} covers all {len(E)} kept rows"
+    elif rank is not None or max_error is not None:
+        n = full_rows
+        w = counts + 1.0 if weighting == "frequency" else np.ones(len(E))
+        A, B, err = low_rank(E[n:], w[n:] if weighting == "frequency" else None, rank, max_error)
         r = A.shape[1]
+        if n:  # the error of the whole table: the exact rows contribute none
+            rest = np.sum(w[n:, None] * E[n:].astype(np.float64) ** 2)
+            err = float(err * np.sqrt(rest / max(np.sum(w[:, None] * E.astype(np.float64) ** 2), 1e-30)))
+            note["full_rows"] = n
         note.update(rank=int(r), relative_error=err, weighting=weighting)
-        if r * (len(E) + d) < len(E) * d:
+        params = n * d + r * (len(E) - n + d)
+        if params < len(E) * d:
             ent = layer_entry(FactorizedEmbedding, {"input_dim": len(E), "rank": r, "output_dim": d,
-                                                    "dtype": cfg.get("dtype", "float32")}, name)
+                                                    "full_rows": n, "dtype": cfg.get("dtype", "float32")}, name)
             g.replace(name, ent["class_name"], ent["config"], ent["module"], ent["registered_name"])
-            weights = {name: [A, B]}
-            note["params_after"] = int(r * (len(E) + d))
+            weights = {name: [A, B] + ([E[:n]] if n else [])}
+            note["params_after"] = int(params)
         else:
             note["skipped_factorisation"] = f"rank {r} does not lower the parameter count"
     if "params_after" not in note:

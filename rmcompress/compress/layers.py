@@ -13,6 +13,8 @@
                             weight quantisation stores in int8, instead of a float constant.
 ``FactorizedEmbedding``     ``ids -> E[ids] @ P`` with ``E [V, r]`` and ``P [r, d]`` (``factorise``
                             pass): ``V*r + r*d`` params instead of ``V*d``; ``2*r*d`` FLOPs per token.
+                            With ``full_rows`` ``N``: ids < N read exact rows ``F [N, d]``, the rest
+                            ``E [V-N, r] @ P`` (``N*d + (V-N)*r + r*d`` params, same FLOPs).
 
 Importing this module registers both with Keras serialisation and with the complexity registry
 (``rmcompress.complexity.registry.register_facts``), and ``rmcompress.models.modeldir.custom_objects``
@@ -93,37 +95,59 @@ class PointwiseDense(keras.layers.Dense):
 
 @register
 class FactorizedEmbedding(keras.layers.Layer):
-    """Low-rank embedding: ``y[b, t] = E[ids[b, t]] @ P`` (``E [input_dim, rank]``, ``P [rank, output_dim]``)."""
+    """Low-rank embedding: ``y[b, t] = E[ids[b, t]] @ P`` (``E [input_dim, rank]``, ``P [rank, output_dim]``).
 
-    def __init__(self, input_dim: int, rank: int, output_dim: int, **kwargs):
+    ``full_rows`` ``N`` > 0 (two tiers): ids below ``N`` read an exact row of ``F [N, output_dim]``,
+    the others ``E[id - N] @ P`` (``E [input_dim - N, rank]``):
+    ``y = where(id < N, F[min(id, N - 1)], E[max(id - N, 0)] @ P)``. The ``factorise`` pass orders the
+    vocabulary by frequency, so the ``N`` most used tokens keep their rows exactly."""
+
+    def __init__(self, input_dim: int, rank: int, output_dim: int, full_rows: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.input_dim, self.rank, self.output_dim = int(input_dim), int(rank), int(output_dim)
+        self.full_rows = int(full_rows)
+        if not 0 <= self.full_rows < self.input_dim:
+            raise ValueError(f"FactorizedEmbedding: full_rows {full_rows} must be in [0, input_dim={input_dim})")
 
     def build(self, input_shape):
-        self.embeddings = self.add_weight(name="embeddings", shape=(self.input_dim, self.rank),
+        self.embeddings = self.add_weight(name="embeddings", shape=(self.input_dim - self.full_rows, self.rank),
                                           initializer="uniform")
         self.projection = self.add_weight(name="projection", shape=(self.rank, self.output_dim),
                                           initializer="glorot_uniform")
+        self.full = None
+        if self.full_rows:
+            self.full = self.add_weight(name="full", shape=(self.full_rows, self.output_dim), initializer="uniform")
         super().build(input_shape)
 
     def call(self, ids):
-        return tf.matmul(tf.gather(self.embeddings, tf.cast(ids, tf.int32)), self.projection)
+        ids = tf.cast(ids, tf.int32)
+        if not self.full_rows:
+            return tf.matmul(tf.gather(self.embeddings, ids), self.projection)
+        n = self.full_rows
+        low = tf.matmul(tf.gather(self.embeddings, tf.maximum(ids - n, 0)), self.projection)
+        top = tf.gather(self.full, tf.minimum(ids, n - 1))
+        return tf.where(tf.expand_dims(ids < n, -1), top, low)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape).concatenate([self.output_dim])
 
+    def tables(self) -> list[tuple[str, tf.Variable]]:
+        """``(attribute name, weight)`` of every table: embeddings, projection (and full)."""
+        out = [("embeddings", self.embeddings), ("projection", self.projection)]
+        return out + ([("full", self.full)] if self.full_rows else [])
+
     def get_prunable_weights(self):
-        return [self.embeddings, self.projection]
+        return [w for _, w in self.tables()]
 
     def get_clusterable_weights(self):
-        return [("embeddings", self.embeddings), ("projection", self.projection)]
+        return self.tables()
 
     def get_clusterable_algorithm(self, weight_name):
         return None
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "rank": self.rank,
-                "output_dim": self.output_dim}
+                "output_dim": self.output_dim, "full_rows": self.full_rows}
 
 
 def _factorized_embedding_flops(layer, in_shape, out_shape):

@@ -31,22 +31,28 @@ def fuse_pass(state: CompressState, tolerance: float = 1e-5, **switches) -> tupl
 
 def factorise_pass(state: CompressState, vocab_prune: bool = True, min_count: int = 1, rank=None,
                    max_error=None, weighting: str = "frequency", steps: int = 0,
-                   learning_rate: float = 1e-4, batch_size: int = 64) -> tuple[CompressState, dict]:
+                   learning_rate: float = 1e-4, batch_size: int = 64,
+                   distill: float = 0.0, full_rows: int = 0) -> tuple[CompressState, dict]:
+    """``steps`` > 0 fine-tunes the factorised model; ``distill`` > 0 makes that self-distillation
+    from the model before factorisation (:func:`rmcompress.compress.finetune.self_distillation_rows`:
+    training rows, ``compress --unlabeled`` texts and the budget pass's augmented variants)."""
     from rmcompress.compress.factorise import check_tokenizer_remap, factorise
+    from rmcompress.compress.finetune import self_distillation_rows
 
     old_model, old_tok = state.model, state.tokenizer
+    rows = self_distillation_rows(state) if (distill and steps) else None
     train_ids = state.train_ids()
     # rows the kept vocabulary must cover: the training texts and the ``compress --unlabeled`` texts
     # (a distilling pass trained on those too; a pretrained encoder's rows for them are trained rows)
     unlabeled = state.unlabeled_raw.all_texts if state.unlabeled_raw is not None else []
     new, tok, remap, note = factorise(old_model, old_tok, state.train_raw.all_texts + unlabeled, vocab_prune,
-                                      min_count, rank, max_error, weighting)
+                                      min_count, rank, max_error, weighting, full_rows)
     note["counted_texts"] = {"train": len(state.train_raw.all_texts), "unlabeled": len(unlabeled)}
-    if vocab_prune:
+    if tok is not old_tok:  # pruned and/or reordered (full_rows)
         texts = state.train_raw.all_texts[:TOKENIZER_CHECK_ROWS]
         bad = check_tokenizer_remap(old_tok, tok, remap, texts)
         if bad:
-            raise ModelError(f"factorise: the pruned vocabulary tokenises {bad} of {len(texts)} training "
+            raise ModelError(f"factorise: the new vocabulary tokenises {bad} of {len(texts)} training "
                              "texts differently from the remapped ids")
         note["tokenizer_check_rows"] = len(texts)
     sample = train_ids[:256]
@@ -58,10 +64,14 @@ def factorise_pass(state: CompressState, vocab_prune: bool = True, min_count: in
     if tok is not old_tok:
         state.reencode(tok)
     if steps:
-        run = capped_steps(state, steps, batch_size)
-        hist = finetune(state.model, state, run, learning_rate, batch_size)
+        data = rows(state.tokenizer) if rows is not None else None
+        extra = len(data) - len(state.train) if data is not None else 0
+        run = capped_steps(state, steps, batch_size, extra_rows=extra)
+        hist = finetune(state.model, state, run, learning_rate, batch_size, data=data, distill=distill)
         note["finetune_steps"] = run
         note["final_train_loss"] = hist.get("loss", [None])[-1]
+        note["distill"] = float(distill)
+        note["distill_rows"] = len(data) if data is not None else 0
     return state, note
 
 

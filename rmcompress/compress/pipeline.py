@@ -88,9 +88,10 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
-    if unlabeled is not None and not any(p.name == "budget" and p.params.get("distill") for p in recipe.passes):
+    if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.params.get("distill")
+                                         for p in recipe.passes):
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
-                         "(a budget pass with distill > 0); only the source model can score unlabeled texts")
+                         "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
     state = prepare_state(bundle, data, recipe.data, verbose=verbose, unlabeled=unlabeled)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs

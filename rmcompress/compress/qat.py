@@ -218,7 +218,8 @@ def quantize_config_for(layer, preserve: str = "none"):
     if isinstance(layer, keras.layers.Embedding):
         return C(["embeddings"], quantize_output=False, preserve=preserve)  # gather keeps the table's grid
     if isinstance(layer, FactorizedEmbedding):
-        return C(["embeddings", "projection"], quantize_output=True, preserve=preserve)
+        return C(["embeddings", "projection"] + (["full"] if layer.full_rows else []), quantize_output=True,
+                 preserve=preserve)
     if isinstance(layer, FusedQKVSelfAttention):
         return C(["qkv_kernel", "output_kernel"], preserve=preserve)
     if isinstance(layer, L.MultiHeadSelfAttention):

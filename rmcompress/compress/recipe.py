@@ -123,7 +123,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
                   "rank": Field(int, None, nullable=True, min=1),
                   "max_error": Field(float, None, nullable=True, min=0, max=1, min_exclusive=True,
                                      max_exclusive=True),
-                  "weighting": Field(str, "frequency", choices=("frequency", "uniform")), **_train(0)},
+                  "weighting": Field(str, "frequency", choices=("frequency", "uniform")), **_train(0),
+                  "full_rows": Field(int, 0, min=0,
+                                     help="the most used tokens keep this many exact rows; only the others "
+                                          "are factorised (two tiers; needs rank or max_error)"),
+                  "distill": Field(float, 0.0, min=0, max=1,
+                                   help="fine-tuning steps distill from the model before factorisation "
+                                        "with this weight (on the training, unlabeled and augmented "
+                                        "texts; 0: labels only)")},
     "prune": {"sparsity": Field(float, 0.5, min=0, max=1, max_exclusive=True),
               "schedule": Field(str, "polynomial", choices=("polynomial", "constant")),
               "initial_sparsity": Field(float, 0.0, min=0, max=1, max_exclusive=True),
@@ -271,6 +278,10 @@ def _check_pass(name: str, p: dict, where: str, src: str) -> None:
                           "model's scores; set distill > 0 too")
     if name == "factorise" and p["rank"] is not None and p["max_error"] is not None:
         raise RecipeError(f"{src}: {where}: give rank or max_error, not both")
+    if name == "factorise" and p["full_rows"] and p["rank"] is None and p["max_error"] is None:
+        raise RecipeError(f"{src}: {where}.full_rows: only the other rows are factorised; give rank or max_error")
+    if name == "factorise" and p["distill"] and not p["steps"]:
+        raise RecipeError(f"{src}: {where}.distill: distillation happens in the fine-tuning steps; set steps >= 1")
     if name == "prune":
         if p["schedule"] == "polynomial" and p["initial_sparsity"] >= p["sparsity"] and p["sparsity"] > 0:
             raise RecipeError(f"{src}: {where}.initial_sparsity: {p['initial_sparsity']} must be below "

@@ -42,6 +42,8 @@ class CompressState:
     qat_model: keras.Model | None = None          # set by quantise(mode=qat): the fake-quant model
     unlabeled_raw: PointwiseData | PairwiseData | None = None  # extra texts for passes that distill
     unlabeled: EncodedData | None = None
+    #: the budget pass's word-replacement variants (``augment``): later passes that distill reuse them
+    augmented_raw: PointwiseData | None = None
 
     def reencode(self, tokenizer: Tokenizer | None = None) -> None:
         """Encode the raw splits again (after a vocabulary change)."""
