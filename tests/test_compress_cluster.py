@@ -55,3 +55,25 @@ def test_recipe_rejects_a_bad_layer_clusters_map():
         with pytest.raises(RecipeError, match="layer_clusters") as e:
             Recipe.from_dict({"passes": [{"cluster": {"layer_clusters": bad}}]})
         assert words in str(e.value)
+
+
+def test_prune_and_cluster_reach_the_exact_rows_of_a_two_tier_table(state):
+    """A two-tier ``FactorizedEmbedding`` (factorise ``full_rows``): pruning and clustering treat its
+    exact-row table like its other two tables."""
+    import copy
+
+    from rmcompress.compress.layers import FactorizedEmbedding
+    from rmcompress.compress.passes import factorise_pass
+
+    st = copy.copy(state)
+    st, note = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)
+    layer = st.model.get_layer("token_embedding")
+    assert isinstance(layer, FactorizedEmbedding) and layer.full_rows == 8 and note["full_rows"] == 8
+    pruned, _ = prune(st.model, st, sparsity=0.5, schedule="constant", steps=0)
+    tables = weight_arrays(pruned.get_layer("token_embedding"))
+    assert set(tables) == {"embeddings", "projection", "full"}
+    assert np.mean(tables["full"] == 0) == pytest.approx(0.5, abs=0.05)
+    clustered, note = cluster(st.model, st, clusters=4, steps=2)
+    assert "token_embedding" in note["layers"]
+    for k, w in weight_arrays(clustered.get_layer("token_embedding")).items():
+        assert len(np.unique(w)) <= 4, k

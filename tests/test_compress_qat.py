@@ -137,3 +137,22 @@ def test_qat_after_a_vocabulary_shrink_leaves_remapped_ids_unquantised(pointwise
     runner.score(ids[:1])
     big = np.concatenate([ids] * 4)
     np.testing.assert_array_equal(runner.score(big), TFLiteRunner(flat).score(big))
+
+
+def test_qat_fake_quantises_the_exact_rows_of_a_two_tier_table(state):
+    """factorise ``full_rows``: QAT quantises the exact-row table too and the int8 file follows the
+    fake-quant model."""
+    import copy
+
+    from rmcompress.compress import qat
+    from rmcompress.compress.passes import factorise_pass
+
+    st = copy.copy(state)
+    st, _ = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)
+    q = qat.quantize_model(st.model)
+    names = {w.name for w in q.get_layer("quant_token_embedding").weights}
+    assert {"quant_token_embedding/full_min:0", "quant_token_embedding/full_max:0"} <= names, names
+    ids = st.val_ids(16)
+    flat = qat.convert_qat(q, st.tokenizer.seq_len)
+    m = parity_metrics(q.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
+    assert m["parity_decision_agreement"] >= 0.9
