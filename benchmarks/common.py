@@ -52,3 +52,16 @@ def summarise(df, by, metrics):
                 row[m] = mean_sd(g[m])
         out.append(row)
     return pd.DataFrame(out)
+
+
+def artifact_scores(path, texts: list[str], batch_size: int = 64):
+    """Rewards of ``texts`` from any artifact the suite writes (model dir, SavedModel, ``.tflite``),
+    tokenised with the tokenizer beside it, scored ``batch_size`` rows at a time."""
+    import numpy as np
+
+    from rmcompress.evaluate.artifacts import open_artifact
+
+    art = open_artifact(path)
+    ids = art.tokenizer.encode(texts)
+    return np.concatenate([np.asarray(art.score(ids[i:i + batch_size])).ravel()
+                           for i in range(0, len(ids), batch_size)])

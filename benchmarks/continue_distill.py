@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common import artifact_scores  # noqa: E402
+
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -66,14 +68,6 @@ def more_texts(sst2: Path, data: Path, teacher: Path, copies: int, out: Path) ->
     return path
 
 
-def score(path: Path, texts: list[str]) -> np.ndarray:
-    from rmcompress.evaluate.artifacts import open_artifact
-
-    art = open_artifact(path)
-    ids = art.tokenizer.encode(texts)
-    return np.concatenate([np.asarray(art.score(ids[i:i + 64])).ravel() for i in range(0, len(ids), 64)])
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bench", required=True, type=Path, help="a benchmarks/pretrained.py --out folder")
@@ -91,8 +85,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     val = pd.read_csv(data / "val.tsv", sep="\t", quoting=3)
     texts, y = val.iloc[:, 0].astype(str).tolist(), val.iloc[:, 1].to_numpy()
-    t = score(args.bench / "exports" / "minilm" / "model.tflite", texts)
-    s0 = score(student, texts)
+    t = artifact_scores(args.bench / "exports" / "minilm" / "model.tflite", texts)
+    s0 = artifact_scores(student, texts)
     rows = [{"arm": "start", "accuracy": float(((s0 > 0) == y).mean()),
              "agreement": float(((s0 > 0) == (t > 0)).mean()), "mse": float(((s0 - t) ** 2).mean())}]
     for arm in args.arms.split(","):
@@ -104,7 +98,7 @@ def main(argv=None) -> int:
                         "--distill-weight", "0.9", "--distill-loss", "mse", "--epochs", "100",
                         "--max-steps", str(args.steps), "--batch-size", "32", "--learning-rate", "1e-4",
                         "--patience", "0", "--out", str(dest), "--overwrite"], cwd=ROOT, check=True)
-        s = score(dest, texts)
+        s = artifact_scores(dest, texts)
         rows.append({"arm": arm, "distill_texts": int(len(pd.read_csv(unl, sep="\t", quoting=3))),
                      "accuracy": float(((s > 0) == y).mean()), "agreement": float(((s > 0) == (t > 0)).mean()),
                      "mse": float(((s - t) ** 2).mean()), "seconds": round(time.time() - t0, 1)})

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from common import artifact_scores  # noqa: E402
+
 #: name -> factorise settings replacing the recipe's (``labels-200`` = the recipe before issue-6 session 12)
 VARIANTS = {
     "labels-200": {"steps": 200, "distill": 0.0},
@@ -49,14 +51,6 @@ VARIANTS = {
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def tflite_scores(path: Path, texts: list[str]) -> np.ndarray:
-    from rmcompress.evaluate.artifacts import open_artifact
-
-    art = open_artifact(path)
-    ids = art.tokenizer.encode(texts)
-    return np.concatenate([np.asarray(art.score(ids[i:i + 64])).reshape(-1) for i in range(0, len(ids), 64)])
 
 
 def main(argv=None) -> int:
@@ -88,7 +82,7 @@ def main(argv=None) -> int:
     cut = next(i for i, s in enumerate(recipe.passes) if s.name == "factorise")
     val = pd.read_csv(bench / "data" / "val.tsv", sep="\t", quoting=3)
     texts, labels = val.iloc[:, 0].astype(str).tolist(), val.iloc[:, 1].to_numpy()
-    teacher = tflite_scores(bench / "exports" / "minilm" / "model.tflite", texts)
+    teacher = artifact_scores(bench / "exports" / "minilm" / "model.tflite", texts)
     t0 = time.time()
     state = prepare_state(load_model_dir(bench / "models" / "minilm"), bench / "data" / "train.tsv", recipe.data,
                           unlabeled=bench / "data" / "unlabeled.tsv")
@@ -120,7 +114,7 @@ def main(argv=None) -> int:
         with atomic_dir(out / name, overwrite=True) as tmp:
             report = _export(v, recipe, tmp, source, args.latency_runs)
             write_json(tmp / "report.json", report)
-        s = tflite_scores(out / name / "model.tflite", texts)
+        s = artifact_scores(out / name / "model.tflite", texts)
         fact = next(n for n in report["passes"] if n["pass"] == "factorise")
         rows.append({"variant": name, **{"full_rows": 0, **VARIANTS[name]}, "rank": fact.get("rank"),
                      "accuracy": float(np.mean((s > 0) == (labels > 0.5))),
