@@ -1,0 +1,1 @@
+"""Evaluation: quality, size, FLOPs, params and latency of any artifact; report tables and plots."""

@@ -1,0 +1,1 @@
+"""Models: reward-model architectures, the project's layers, losses, the model directory, backbones."""
