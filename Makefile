@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= saved_models/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean docs
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# docs/cli.md from the argparse definitions (tests/test_clidoc.py checks it is current)
+docs: $(STAMP)
+	$(BIN)/python -m rmcompress.clidoc > docs/cli.md.tmp && mv docs/cli.md.tmp docs/cli.md
 
 clean:
 	rm -rf $(VENV) saved_models/demo .pytest_cache

@@ -13,7 +13,7 @@ This module closes those holes with tfmot's own extension points:
   the raw scores ``q k^T`` and the context that enters the output projection (the
   attention-internal tensors that become int8 FULLY_CONNECTED / BATCH_MATMUL inputs and outputs in
   TFLite); the mask and the softmax stay float (an int8 softmax is not accelerated by XNNPACK, see
-  ``docs/compress.md``); keys and values are quantised symmetrically so both int8 matmuls,
+  ``docs/benchmarks.md``, "int8, op by op"); keys and values are quantised symmetrically so both int8 matmuls,
   ``q k^T`` and ``probabilities @ V``, are delegated to XNNPACK;
 - :class:`RewardQuantizeScheme` is tfmot's default 8-bit scheme without ``InputLayerQuantize``:
   no FakeQuant on the int32 ids; ``PaddingMask`` (ids -> 0/1 mask) is never quantised, and
