@@ -6,8 +6,8 @@ from conftest import tiny_config
 
 def transformer_state(tmp_path_factory, data_file, max_steps: int = 4):
     """A tiny transformer trained ``max_steps`` steps on ``data_file``, as the
-    :class:`~rmcompress.compress.state.CompressState` a pass receives."""
-    from rmcompress.compress.state import prepare_state
+    :class:`~rmcompress.compression.state.CompressState` a pass receives."""
+    from rmcompress.compression.state import prepare_state
     from rmcompress.training.trainer import train
 
     r = train(data_file, tiny_config(arch="transformer", max_steps=max_steps), tmp_path_factory.mktemp("m") / "m",

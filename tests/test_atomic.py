@@ -128,7 +128,7 @@ def test_train_killed_before_rename_keeps_the_previous_model(tmp_path, pointwise
 
 
 def test_export_killed_after_swap_has_the_new_export(tmp_path, trained_models):
-    from rmcompress.evaluate.artifacts import open_artifact
+    from rmcompress.evaluation.artifacts import open_artifact
 
     model = trained_models["transformer"].out_dir
     out = tmp_path / "export"
@@ -158,7 +158,7 @@ def test_export_sigkilled_while_writing(tmp_path, trained_models, cli):
     """Real exports, SIGKILLed while their temporary folder is half-filled (once just after the
     .tflite file appears, once while the SavedModel is being written): the previous export stays
     complete and loadable; the next export runs normally and removes the dead writers' folders."""
-    from rmcompress.evaluate.artifacts import open_artifact
+    from rmcompress.evaluation.artifacts import open_artifact
     from rmcompress.export.exporter import export_model
 
     model = trained_models["transformer"].out_dir

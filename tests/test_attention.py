@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras, tf
-from rmcompress.compress.layers import FusedQKVSelfAttention
-from rmcompress.evaluate.op_profile import op_dtypes
-from rmcompress.export.tflite import TFLiteRunner, convert
-from rmcompress.models import layers as L
+from rmcompress.layers.compressed import FusedQKVSelfAttention
+from rmcompress.evaluation.op_profile import op_dtypes
+from rmcompress.runtime.tflite import TFLiteRunner, convert
+from rmcompress.layers import encoder as L
 
 
 def _reference(layer, x, mask, gate=None):

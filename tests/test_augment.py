@@ -78,7 +78,7 @@ def test_token_vectors_of_a_suite_model(trained_models):
 def test_budget_pass_distills_on_augmented_texts(trained_models, pointwise_file, tmp_path):
     """``augment: k``: k variants of every long enough training/unlabeled text join the distillation
     rows (the note counts them); the source model scores them like unlabeled texts."""
-    from rmcompress.compress import compress
+    from rmcompress.compression.pipeline import compress
     from rmcompress.data.loaders import load_pointwise
 
     src = trained_models["transformer"]
@@ -94,8 +94,8 @@ def test_budget_pass_distills_on_augmented_texts(trained_models, pointwise_file,
 
 
 def test_budget_pass_augment_needs_distill_and_skips_pairs(trained_models, pairwise_file, tmp_path):
-    from rmcompress.compress import compress
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.pipeline import compress
+    from rmcompress.compression.recipe import Recipe
     from rmcompress.errors import RecipeError
 
     path = tmp_path / "r.yaml"

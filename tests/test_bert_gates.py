@@ -48,10 +48,12 @@ def _set(gate, values):
 
 
 def test_gated_bert_builds_and_all_open_gates_cost_the_dense_count(bridged):
-    from rmcompress.complexity import count
-    from rmcompress.complexity.gates import BlockMix, gate_layers, gated_copy
-    from rmcompress.complexity.registry import CompiledCost
-    from rmcompress.complexity.structure import cost_model, gated_cost, infer_arch_config, structure_for
+    from rmcompress.models.structure import count
+    from rmcompress.layers.gates import BlockMix, gate_layers
+    from rmcompress.structured.gating import gated_copy
+    from rmcompress.cost.registry import CompiledCost
+    from rmcompress.models.structure import cost_model, gated_cost, infer_arch_config
+    from rmcompress.models.groups import structure_for
     from rmcompress._keras import tf
 
     ps, scorer, ids = bridged
@@ -81,14 +83,15 @@ def test_gated_bert_builds_and_all_open_gates_cost_the_dense_count(bridged):
 
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 def test_registry_agrees_with_tf_profiler_on_bert(activation):
-    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
 
     cfg = ArchConfig(arch="bert", vocab_size=60, seq_len=12, width=16, depth=3, heads=[2, 0, 2], head_dim=4,
                      ffn=[24, 8, 0], activation=activation, dropout=0.0, norm_epsilon=1e-12)
     if activation == "gelu":  # the erf GELU is one Erf op + Mul/Add the profiler counts; compare matmuls only
         from test_complexity_registry import MATMUL_OPS, _profile_by_layer
 
-        from rmcompress.complexity import count
+        from rmcompress.models.structure import count
 
         model = build_reward_model(cfg)
         prof = _profile_by_layer(model)
@@ -102,7 +105,7 @@ def test_registry_agrees_with_tf_profiler_on_bert(activation):
 def _close_some(gated, soft: bool = True):
     """Closed: every head of block0, head 1 of block1, 10 FFN units of block1, every FFN unit of
     block2, the whole of block2; ``soft``: non-binary (folded) values on a head and 5 units."""
-    from rmcompress.complexity.gates import gate_layers
+    from rmcompress.layers.gates import gate_layers
 
     g = gate_layers(gated)
     a, b = (0.5, 0.3) if soft else (30.0, 30.0)
@@ -117,11 +120,11 @@ def _close_some(gated, soft: bool = True):
 
 
 def test_shrink_equals_gated_model_and_its_expected_cost(bridged, tmp_path):
-    from rmcompress.complexity import count
-    from rmcompress.complexity.gates import gated_copy
-    from rmcompress.complexity.registry import is_gated
-    from rmcompress.complexity.shrink import shrink
-    from rmcompress.complexity.structure import gated_cost, infer_arch_config
+    from rmcompress.models.structure import count
+    from rmcompress.structured.gating import gated_copy
+    from rmcompress.cost.registry import is_gated
+    from rmcompress.structured.shrink import shrink
+    from rmcompress.models.structure import gated_cost, infer_arch_config
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
 
     ps, scorer, ids = bridged
@@ -148,7 +151,7 @@ def test_shrink_equals_gated_model_and_its_expected_cost(bridged, tmp_path):
     assert rep.flops < 0.7 * count(scorer).flops
     # a shrunk bert is a plain bert again: gate it, close more (a BiasAdd block too), shrink again
     again = gated_copy(small)
-    from rmcompress.complexity.gates import gate_layers
+    from rmcompress.layers.gates import gate_layers
 
     g2 = gate_layers(again)
     assert "block0_heads" not in g2 and "block2" not in g2
@@ -167,7 +170,8 @@ def test_shrink_equals_gated_model_and_its_expected_cost(bridged, tmp_path):
 def test_block_gate_mixes_exactly(bridged):
     """z = 0: the block is the identity; a training draw mixes block and input linearly."""
     from rmcompress._keras import keras
-    from rmcompress.complexity.gates import BlockMix, gate_layers, gated_copy
+    from rmcompress.layers.gates import BlockMix, gate_layers
+    from rmcompress.structured.gating import gated_copy
 
     ps, scorer, ids = bridged
     gated = gated_copy(scorer)
@@ -183,9 +187,9 @@ def test_block_gate_mixes_exactly(bridged):
 
 
 def test_shrunk_bert_exports_to_tflite_with_parity(bridged):
-    from rmcompress.complexity.gates import gated_copy
-    from rmcompress.complexity.shrink import shrink
-    from rmcompress.export.tflite import TFLiteRunner, convert
+    from rmcompress.structured.gating import gated_copy
+    from rmcompress.structured.shrink import shrink
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
 
     ps, scorer, ids = bridged
     gated = gated_copy(scorer)
@@ -198,8 +202,8 @@ def test_shrunk_bert_exports_to_tflite_with_parity(bridged):
 
 
 def test_cli_budget_training_lands_on_half_the_flops(train_preset, pointwise_file, tmp_path, cli):
-    from rmcompress.complexity import count
-    from rmcompress.complexity.registry import is_gated
+    from rmcompress.models.structure import count
+    from rmcompress.cost.registry import is_gated
     from rmcompress.models.modeldir import load_model_dir
 
     rc, out, err = cli("train", "--verbose", "--data", pointwise_file, "--task", "pointwise", "--out", tmp_path / "m",
@@ -239,7 +243,7 @@ def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned
 
     def spy(gated, plain, cfg, data, loss):
         real(gated, plain, cfg, data, loss)
-        from rmcompress.complexity.gates import gate_layers
+        from rmcompress.layers.gates import gate_layers
 
         ranked.append({g: layer.log_alpha.numpy() for g, layer in gate_layers(gated).items()})
 
@@ -259,7 +263,7 @@ def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned
 def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
     """The ``budget`` pass (first pass of the medium/aggressive recipes), fuse (a gelu_tanh Dense),
     vocabulary pruning (keeps [CLS]/[SEP], dropped words -> [UNK]) and QAT on a bridged encoder."""
-    from rmcompress.compress import compress
+    from rmcompress.compression.pipeline import compress
 
     rep = compress(finetuned_dir, {"name": "t", "passes": [{"budget": {"flops_fraction": 0.3, "steps": 20}}, "fuse",
                                                             {"factorise": {"vocab_prune": True, "steps": 0}},
@@ -285,7 +289,8 @@ def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwis
 def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
     """The shipped ``pretrained-aggressive`` recipe (steps scaled down): Taylor pruning in stages,
     distilled from the source, fuse, vocabulary pruning + rank-limited table, dynamic-range TFLite."""
-    from rmcompress.compress import Recipe, compress
+    from rmcompress.compression.recipe import Recipe
+    from rmcompress.compression.pipeline import compress
 
     spec = Recipe.resolve("pretrained-aggressive").to_dict()
     for item in spec["passes"]:

@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras, tf
-from rmcompress.complexity import count
-from rmcompress.complexity.gates import (BETA, GAMMA, ZETA, L0Gate, OPEN_THRESHOLD, alive_counts,
-                                         gate_layers, gated_copy, median_gate, open_probability)
-from rmcompress.complexity.structure import gated_cost, infer_arch_config, structure_for
+from rmcompress.models.structure import count
+from rmcompress.layers.gates import (BETA, GAMMA, ZETA, L0Gate, OPEN_THRESHOLD, alive_counts, gate_layers,
+                                     median_gate, open_probability)
+from rmcompress.structured.gating import gated_copy
+from rmcompress.models.structure import gated_cost, infer_arch_config
+from rmcompress.models.groups import structure_for
 from rmcompress.errors import ModelError
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from rmcompress.models.modeldir import custom_objects
 
 CFG = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=12, filters=[4, 5, 3],
@@ -82,7 +85,7 @@ def test_gated_copy_with_open_gates_equals_the_plain_model(arch):
 def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
     """``InputGatedConv1D([x, z]) == Conv1D(x * z)`` with the same weights, forward and in the
     gradient w.r.t. z (the cnn's embedding-column gate acts through the kernel)."""
-    from rmcompress.complexity.gates import InputGatedConv1D
+    from rmcompress.layers.gates import InputGatedConv1D
 
     rng = np.random.RandomState(0)
     x = tf.constant(rng.normal(size=(3, 9, 5)).astype(np.float32))
@@ -108,7 +111,7 @@ def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
 def test_head_gate_through_the_output_kernel_equals_gating_each_heads_context():
     """The attention's head gate scales ``Wo``'s rows, ``(c z_h) Wo_h = c (z_h Wo_h)``: the output and
     its gradient w.r.t. z equal gating each head's context before ``Wo`` (the reference form)."""
-    from rmcompress.models.layers import MultiHeadSelfAttention
+    from rmcompress.layers.encoder import MultiHeadSelfAttention
 
     rng = np.random.RandomState(1)
     heads, dh = 3, 4
@@ -172,7 +175,7 @@ def test_expected_cost_gradient_prefers_expensive_units():
     g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
     gates = gate_layers(g)
     structure = structure_for(infer_arch_config(g))
-    from rmcompress.complexity.structure import cost_model
+    from rmcompress.models.structure import cost_model
 
     cm = cost_model(g, structure)
     with tf.GradientTape() as tape:
@@ -200,8 +203,8 @@ def test_branch_scale_through_the_output_kernels_equals_scaling_the_branch():
     sub-layer's output kernel and bias: equal, in value and in the gradient w.r.t. the block gate,
     to multiplying the ``[B, T, d]`` output; all units closed -> the branch adds nothing, bias
     included. No ``[B, T, d]`` multiply is left in the gated graph."""
-    from rmcompress.complexity.gates import BranchScale, GateMultiply, InputGatedDense
-    from rmcompress.models.layers import MultiHeadSelfAttention
+    from rmcompress.layers.gates import BranchScale, GateMultiply, InputGatedDense
+    from rmcompress.layers.encoder import MultiHeadSelfAttention
 
     rng = np.random.RandomState(2)
     x = tf.constant(rng.normal(size=(2, 5, 6)).astype(np.float32))

@@ -1,4 +1,4 @@
-"""Importance-based structured pruning (``rmcompress.complexity.importance``) and the ``budget``
+"""Importance-based structured pruning (``rmcompress.structured.importance``) and the ``budget``
 pass's ``method: taylor`` route: scores that mean what they say, the budget met, stages, recipes."""
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras
-from rmcompress.complexity import count
-from rmcompress.complexity.importance import importance_prune, prune_to_budget, taylor_scores
+from rmcompress.models.structure import count
+from rmcompress.training.taylor import importance_prune, taylor_scores
+from rmcompress.structured.importance import prune_to_budget
 from rmcompress.data.pipeline import EncodedData
 from rmcompress.errors import UsageError
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 
 CFG = dict(vocab_size=60, seq_len=16, width=16, depth=1, heads=2, head_dim=8, ffn=24)
 
@@ -89,7 +91,7 @@ def test_importance_prune_rejects_unknown_methods_and_missing_data():
 
 @pytest.mark.parametrize("method", ["taylor", "magnitude"])
 def test_budget_compress_by_importance_in_stages(trained_models, method):
-    from rmcompress.complexity.api import budget_compress
+    from rmcompress.training.budget import budget_compress
 
     src = trained_models["transformer"]
     out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.3, steps=8,
@@ -107,8 +109,9 @@ def test_budget_compress_by_importance_in_stages(trained_models, method):
 
 
 def test_ranked_log_alpha_follows_the_scores_across_groups():
-    from rmcompress.complexity.gates import gate_layers, gated_copy
-    from rmcompress.complexity.importance import global_ranks, set_ranked_log_alpha
+    from rmcompress.layers.gates import gate_layers
+    from rmcompress.structured.gating import gated_copy
+    from rmcompress.structured.importance import global_ranks, set_ranked_log_alpha
 
     gated = gated_copy(_model())
     scores = {"block0_heads": np.array([5.0, 1.0]), "block0_ffn": np.arange(24, dtype=float)}
@@ -126,20 +129,19 @@ def test_ranked_log_alpha_follows_the_scores_across_groups():
 def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkeypatch):
     """``gate_init="magnitude"``: the gated model's starting log_alpha follow the trained model's
     magnitude ranks (checked on the model handed to the trainer), and the budget is still met."""
-    from rmcompress.complexity import api
-    from rmcompress.complexity.gates import gate_layers
-    from rmcompress.complexity.magnitude import normalised_scores
+    from rmcompress.training import budget as api
+    from rmcompress.layers.gates import gate_layers
+    from rmcompress.structured.magnitude import normalised_scores
 
     src = trained_models["transformer"]
     seen = {}
-    from rmcompress.training import complexity_model
 
-    class Spy(complexity_model.ComplexityAwareModel):
+    class Spy(api.ComplexityAwareModel):
         def __init__(self, scorer, *a, **kw):
             seen.update({g: layer.log_alpha.numpy().copy() for g, layer in gate_layers(scorer).items()})
             super().__init__(scorer, *a, **kw)
 
-    monkeypatch.setattr(complexity_model, "ComplexityAwareModel", Spy)
+    monkeypatch.setattr(api, "ComplexityAwareModel", Spy)
     out = api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
                               batch_size=32, gate_init="magnitude", gate_init_spread=1.5)
     scores = {g: s for g, s in normalised_scores(src.bundle.model).items() if g in seen}  # no vocab gates
@@ -158,7 +160,7 @@ def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkey
 
 
 def test_budget_pass_method_in_a_recipe(tmp_path):
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
     from rmcompress.errors import RecipeError
 
     good = tmp_path / "r.yaml"
@@ -183,7 +185,7 @@ def test_budget_pass_method_in_a_recipe(tmp_path):
 
 
 def test_teacher_targets_with_unlabeled_rows(trained_models):
-    from rmcompress.complexity.api import with_teacher_targets
+    from rmcompress.training.budget import with_teacher_targets
 
     src = trained_models["transformer"]
     extra = EncodedData("pointwise", ids=src.val_data.ids[:5], labels=np.zeros(5, np.float32))
@@ -195,7 +197,7 @@ def test_teacher_targets_with_unlabeled_rows(trained_models):
 
 
 def test_compress_distills_on_unlabeled_texts(trained_models, pointwise_file, tmp_path):
-    from rmcompress.compress import compress
+    from rmcompress.compression.pipeline import compress
 
     src = trained_models["transformer"]
     texts = tmp_path / "extra.tsv"
@@ -215,7 +217,7 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
     in proportion; the note says what was asked and what ran."""
     from types import SimpleNamespace
 
-    from rmcompress.compress import budget as budget_mod
+    from rmcompress.compression import budget as budget_mod
 
     seen = {}
 
@@ -223,7 +225,7 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
         seen.update(kw)
         return SimpleNamespace(model=bundle.model, tokenizer=bundle.tokenizer, metadata={})
 
-    monkeypatch.setattr(budget_mod, "_budget_compress", lambda: fake_budget_compress)
+    monkeypatch.setattr(budget_mod, "budget_compress", fake_budget_compress)
     model = _model()
     state = SimpleNamespace(model=model, tokenizer=SimpleNamespace(vocabulary=["a"]), metadata={},
                             train=_data(64), val=_data(8), unlabeled=_data(64, seed=1), seed=0, verbose=0)
@@ -250,7 +252,7 @@ def test_gate_init_needs_a_trained_start():
 def test_gate_schedule_defaults_follow_the_gate_start():
     """Uniform gates keep the long gated phase (30% fine-tuning); gates started in importance
     order default to spread 4 and 80% fine-tuning; explicit values win; a bad fraction is refused."""
-    from rmcompress.choices import GATE_SCHEDULES, gate_schedule
+    from rmcompress.config.choices import GATE_SCHEDULES, gate_schedule
     from rmcompress.training.trainer import TrainConfig
 
     assert gate_schedule("uniform") == (2.0, 0.3) == GATE_SCHEDULES["uniform"]
@@ -271,7 +273,7 @@ def test_gate_schedule_defaults_follow_the_gate_start():
 def test_budget_compress_with_representation_distillation(trained_models):
     """``distill_features``: the teacher's pooled features ride with the rows (unlabeled too), the
     scale is the teacher's spread, and both routes (taylor, ranked gates) train with the term."""
-    from rmcompress.complexity.api import budget_compress, with_teacher_targets
+    from rmcompress.training.budget import budget_compress, with_teacher_targets
     from rmcompress.training.distill import feature_model
 
     src = trained_models["transformer"]
@@ -290,7 +292,7 @@ def test_budget_compress_with_representation_distillation(trained_models):
 
 
 def test_budget_pass_key_distill_features(tmp_path):
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
     from rmcompress.errors import RecipeError
 
     path = tmp_path / "f.yaml"

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from rmcompress.cli import main
-from rmcompress.complexity import count
-from rmcompress.complexity.registry import is_gated
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.structure import count
+from rmcompress.cost.registry import is_gated
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from rmcompress.models.modeldir import load_model_dir, load_samples
 from tests.conftest import tiny_config
 
@@ -106,7 +107,7 @@ def test_budget_flags_must_be_fractions(tmp_path, pointwise_file, capsys):
 
 @pytest.mark.parametrize("kind", ["flops", "params"])
 def test_budget_compress_on_a_trained_model(trained_models, kind):
-    from rmcompress.complexity.api import budget_compress
+    from rmcompress.training.budget import budget_compress
 
     src = trained_models["transformer"]
     kw = {"flops_fraction": 0.3} if kind == "flops" else {"params_fraction": 0.5}
@@ -126,7 +127,7 @@ def test_budget_compress_on_a_trained_model(trained_models, kind):
 def test_budget_compress_self_distillation_pulls_the_student_to_the_source(trained_models, name):
     """``distill_weight`` trains the shrunk model to match the source model's rewards (pairwise: its
     margins): with a high weight the student ends closer to the source than with labels alone."""
-    from rmcompress.complexity.api import budget_compress, with_teacher_targets
+    from rmcompress.training.budget import budget_compress, with_teacher_targets
 
     src = trained_models[name]
     data = with_teacher_targets(src.bundle.model, src.train_data)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras, tf
-from rmcompress.complexity import count
-from rmcompress.complexity.registry import PARTS, CostModel, Dim, REGISTRY, facts_for, layer_shapes
+from rmcompress.models.structure import count
+from rmcompress.cost.registry import PARTS, CostModel, Dim, REGISTRY, facts_for, layer_shapes
 from rmcompress.errors import ModelError
-from rmcompress.models import layers as L
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.layers import encoder as L
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 
 
 def _layer_cost(layer, inputs):
@@ -253,8 +254,9 @@ def test_shapes_helper_and_facts_lookup():
 def test_compiled_polynomial_equals_per_layer_evaluation(arch):
     """The training graph's compiled E[FLOPs]/E[params] equals the per-layer registry evaluation
     at arbitrary (fractional) alive counts, and the exact count at integer ones."""
-    from rmcompress.complexity.registry import CompiledCost
-    from rmcompress.complexity.structure import cost_model, structure_for
+    from rmcompress.cost.registry import CompiledCost
+    from rmcompress.models.structure import cost_model
+    from rmcompress.models.groups import structure_for
 
     cfg = ArchConfig(arch=arch, vocab_size=50, seq_len=12, width=16, depth=2, heads=2, head_dim=8, ffn=12,
                      filters=[4, 5, 3], hidden=10)

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras, tf
-from rmcompress.complexity import count
-from rmcompress.complexity.gates import CLOSED_LOG_ALPHA, gate_layers, gated_copy
-from rmcompress.complexity.registry import is_gated
-from rmcompress.complexity.shrink import ensure_feasible, project_to_budget, shrink
-from rmcompress.complexity.structure import gated_cost, infer_arch_config
+from rmcompress.models.structure import count
+from rmcompress.layers.gates import CLOSED_LOG_ALPHA, gate_layers
+from rmcompress.structured.gating import gated_copy
+from rmcompress.cost.registry import is_gated
+from rmcompress.structured.shrink import ensure_feasible, project_to_budget, shrink
+from rmcompress.models.structure import gated_cost, infer_arch_config
 from rmcompress.errors import ModelError
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 
 CFG = dict(vocab_size=60, seq_len=16, width=16, depth=3, heads=2, head_dim=8, ffn=12, filters=[4, 5, 3],
            hidden=10, dropout=0.1)
@@ -99,7 +101,7 @@ def test_shrink_narrows_embedding_and_cuts_vocabulary_rows():
 
 
 def test_shrunk_model_exports_to_tflite():
-    from rmcompress.export.tflite import TFLiteRunner, convert
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
 
     g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True, gate_options={"gate_vocab": True})
     _randomise(g, 5)
@@ -151,14 +153,14 @@ def test_shrunk_model_is_an_ordinary_model(tmp_path):
     _randomise(g, 4)
     shrunk = shrink(g)
     shrunk.save(tmp_path / "s.keras")
-    from rmcompress.models.layers import CUSTOM_LAYERS
+    from rmcompress.layers.encoder import CUSTOM_LAYERS
 
     back = keras.models.load_model(tmp_path / "s.keras", custom_objects=CUSTOM_LAYERS, safe_mode=True, compile=False)
     np.testing.assert_array_equal(back(_ids()).numpy(), shrunk(_ids()).numpy())
 
 
 def test_magnitude_prune_removes_the_smallest_units_to_the_budget():
-    from rmcompress.complexity.magnitude import magnitude_prune, unit_scores
+    from rmcompress.structured.magnitude import magnitude_prune, unit_scores
 
     keras.utils.set_random_seed(0)
     model = build_reward_model(ArchConfig(arch="transformer", **{**CFG, "depth": 1, "ffn": 40}))
@@ -185,7 +187,7 @@ def test_transformer_head_hidden_is_a_group_and_prunes_to_a_bag_with_a_hidden_la
     """``head_hidden``: a ReLU layer between the pooling and the reward, gated like any group. With
     every block and some hidden units closed the shrunk model is embeddings -> final LN -> mean ->
     hidden -> reward, equal to the gated one, counted exactly, and it exports to TFLite."""
-    from rmcompress.export.tflite import TFLiteRunner, convert
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
 
     cfg = ArchConfig(arch="transformer", **{**CFG, "head_hidden": 6})
     plain = build_reward_model(cfg)
@@ -215,8 +217,8 @@ def test_transformer_head_hidden_is_a_group_and_prunes_to_a_bag_with_a_hidden_la
 def test_head_hidden_in_magnitude_pruning_and_fuse():
     """The registry's slices serve magnitude scores for the ``hidden`` group; ``fuse`` folds the
     final LayerNorm's scale through the mean pooling into the hidden layer (exact)."""
-    from rmcompress.complexity.magnitude import magnitude_prune, normalised_scores
-    from rmcompress.compress.fuse import fuse, max_abs_diff
+    from rmcompress.structured.magnitude import magnitude_prune, normalised_scores
+    from rmcompress.compression.fuse import fuse, max_abs_diff
 
     model = build_reward_model(ArchConfig(arch="transformer", **{**CFG, "head_hidden": 6}))
     _randomise(model, 5)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras, tf
-from rmcompress.complexity.gates import gate_layers
+from rmcompress.layers.gates import gate_layers
 from rmcompress.errors import ModelError, UsageError
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from rmcompress.training.complexity_callbacks import BudgetController, BudgetEarlyStopping, ComplexityLogger
 from rmcompress.training.complexity_model import ComplexityAwareModel
 

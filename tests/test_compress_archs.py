@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import tiny_config
-from rmcompress.compress import compress
+from rmcompress.compression.pipeline import compress
 
 INT8 = {"name": "int8-fac", "passes": ["fuse", {"factorise": {"max_error": 0.5}}, "length",
                                        {"quantise": {"mode": "int8", "calibration_samples": 32}}],

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from _compress_helpers import transformer_state
-from rmcompress.compress.cluster import cluster
-from rmcompress.compress.fuse import fuse
-from rmcompress.compress.prune import prune
-from rmcompress.compress.targets import weight_arrays
+from rmcompress.compression.cluster import cluster
+from rmcompress.compression.fuse import fuse
+from rmcompress.compression.prune import prune
+from rmcompress.compression.targets import weight_arrays
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_layer_clusters_sets_a_count_per_layer_and_the_position_table_is_cluster
 
 
 def test_recipe_rejects_a_bad_layer_clusters_map():
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
     from rmcompress.errors import RecipeError
 
     for bad, words in (({"(": 4}, "invalid regular expression"), ({"emb": 1}, "integers >= 2")):
@@ -62,8 +62,8 @@ def test_prune_and_cluster_reach_the_exact_rows_of_a_two_tier_table(state):
     exact-row table like its other two tables."""
     import copy
 
-    from rmcompress.compress.layers import FactorizedEmbedding
-    from rmcompress.compress.passes import factorise_pass
+    from rmcompress.layers.compressed import FactorizedEmbedding
+    from rmcompress.compression.passes import factorise_pass
 
     st = copy.copy(state)
     st, note = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from rmcompress.compress.factorise import check_tokenizer_remap, factorise, low_rank, token_counts, vocab_keep
-from rmcompress.compress.layers import FactorizedEmbedding
+from rmcompress.compression.factorise import check_tokenizer_remap, factorise, low_rank, token_counts, vocab_keep
+from rmcompress.layers.compressed import FactorizedEmbedding
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_vocab_pruning_is_exact_on_training_rows(trained, tmp_path):
     np.testing.assert_array_equal(new.predict(remap[ids], verbose=0), bundle.model.predict(ids, verbose=0))
     # reserved tokens stay, unused ids map to [UNK]
     assert tok.vocabulary[:2] == ["[PAD]", "[UNK]"] and remap[0] == 0 and remap[1] == 1
-    from rmcompress.compress.factorise import full_token_counts
+    from rmcompress.compression.factorise import full_token_counts
 
     used = np.flatnonzero(full_token_counts(bundle.tokenizer, texts))
     assert set(np.unique(ids)) - {0} <= set(used)  # truncated words count in full (all their pieces)
@@ -93,7 +93,7 @@ def test_factorised_embedding_replaces_the_table(trained):
     np.testing.assert_allclose(layer.get_weights()[0] @ layer.get_weights()[1], A @ B, atol=1e-5)
     assert note["relative_error"] == pytest.approx(err)
     assert note["params_after"] == 4 * (E.shape[0] + E.shape[1]) < note["params_before"]
-    from rmcompress.complexity import count
+    from rmcompress.models.structure import count
 
     T, d = bundle.tokenizer.seq_len, E.shape[1]
     assert count(new).flops - count(bundle.model).flops == 2 * 4 * d * T  # the projection's multiply-adds
@@ -107,9 +107,9 @@ def test_factorise_pass_keeps_the_rows_of_the_unlabeled_texts(trained, tmp_path)
     survives vocabulary pruning (and its text keeps its pieces); without them it is dropped."""
     import pandas as pd
 
-    from rmcompress.compress.factorise import full_token_counts
-    from rmcompress.compress.passes import factorise_pass
-    from rmcompress.compress.state import prepare_state
+    from rmcompress.compression.factorise import full_token_counts
+    from rmcompress.compression.passes import factorise_pass
+    from rmcompress.compression.state import prepare_state
     from rmcompress.models.modeldir import load_model_dir
 
     texts, _ = _subset(trained, 40)
@@ -135,7 +135,7 @@ def test_factorise_pass_keeps_the_rows_of_the_unlabeled_texts(trained, tmp_path)
 def _state(trained, tmp_path, n=60, unlabeled=True):
     import pandas as pd
 
-    from rmcompress.compress.state import prepare_state
+    from rmcompress.compression.state import prepare_state
     from rmcompress.models.modeldir import load_model_dir
 
     all_texts = pd.read_csv(trained.bundle.metadata["data"], sep="\t").iloc[:, 0].astype(str).tolist()
@@ -151,7 +151,7 @@ def _state(trained, tmp_path, n=60, unlabeled=True):
 def test_self_distillation_rows_carry_the_models_scores_under_a_new_tokenizer(trained, tmp_path):
     """Targets = the model's rewards on the training, unlabeled and augmented texts (that order);
     re-encoding with the pruned tokenizer keeps rows and targets aligned."""
-    from rmcompress.compress.finetune import self_distillation_rows
+    from rmcompress.compression.finetune import self_distillation_rows
     from rmcompress.data.loaders import PointwiseData
     from rmcompress.data.pipeline import encode
 
@@ -176,7 +176,7 @@ def test_self_distillation_rows_carry_the_models_scores_under_a_new_tokenizer(tr
 def test_factorise_pass_distill_keeps_the_model_near_the_one_it_came_from(trained, tmp_path):
     """Fine-tuning after factorisation with distill 1.0 follows the model before factorisation; the
     same steps on the labels alone pull the rewards far away from it."""
-    from rmcompress.compress.passes import factorise_pass
+    from rmcompress.compression.passes import factorise_pass
 
     def error(distill):
         state = _state(trained, tmp_path)
@@ -196,7 +196,7 @@ def test_factorise_pass_distill_keeps_the_model_near_the_one_it_came_from(traine
 
 
 def test_factorise_distill_needs_steps():
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
     from rmcompress.errors import RecipeError
 
     with pytest.raises(RecipeError, match="distill.*steps"):
@@ -207,7 +207,7 @@ def test_factorise_distill_needs_steps():
 def test_compress_unlabeled_texts_need_a_pass_that_distills(trained, tmp_path):
     """``compress --unlabeled`` is refused by a recipe that cannot use label-free texts and accepted
     by a factorise pass that distills (its note counts the training + unlabeled rows)."""
-    from rmcompress.compress.pipeline import compress
+    from rmcompress.compression.pipeline import compress
     from rmcompress.errors import UsageError
 
     state = _state(trained, tmp_path)  # writes few.tsv and unlabeled.tsv
@@ -228,8 +228,8 @@ def test_two_tier_factorisation_keeps_the_most_used_rows_exactly(trained, tmp_pa
     read exact rows of the old table, the others ``A[id - N] @ B`` with A, B the SVD of those rows;
     the reordered tokenizer re-tokenises the texts to the remapped ids; the layer saves, loads and
     converts to TFLite with the same scores."""
-    from rmcompress.compress.factorise import check_tokenizer_remap, frequency_order, full_token_counts
-    from rmcompress.complexity import count
+    from rmcompress.compression.factorise import check_tokenizer_remap, frequency_order, full_token_counts
+    from rmcompress.models.structure import count
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
 
     bundle = trained.bundle
@@ -263,14 +263,14 @@ def test_two_tier_factorisation_keeps_the_most_used_rows_exactly(trained, tmp_pa
     again = load_model_dir(d_out)
     rows = tok.encode(texts[:16])
     np.testing.assert_allclose(again.model.predict(rows, verbose=0), new.predict(rows, verbose=0), atol=1e-5)
-    from rmcompress.export.tflite import TFLiteRunner, convert
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
 
     tfl = TFLiteRunner(convert(new))
     np.testing.assert_allclose(tfl.score(rows).reshape(-1), new.predict(rows, verbose=0).reshape(-1), atol=1e-4)
 
 
 def test_full_rows_needs_a_rank():
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
     from rmcompress.errors import RecipeError
 
     with pytest.raises(RecipeError, match="full_rows"):

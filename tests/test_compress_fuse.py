@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras
-from rmcompress.compress.fuse import fuse, max_abs_diff
-from rmcompress.compress.layers import FusedQKVSelfAttention, PointwiseDense
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.compression.fuse import fuse, max_abs_diff
+from rmcompress.layers.compressed import FusedQKVSelfAttention, PointwiseDense
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 
 SMALL = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=32, filters=8, hidden=16,
              dropout=0.1)
@@ -113,7 +114,7 @@ def test_consecutive_linear_dense_layers_merge_only_when_cheaper():
 def test_fused_model_saves_loads_and_converts(tmp_path, transformer):
     from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
     from rmcompress.export.parity import parity_metrics
-    from rmcompress.export.tflite import TFLiteRunner, convert
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
 
     ids = token_ids()
@@ -128,7 +129,7 @@ def test_fused_model_saves_loads_and_converts(tmp_path, transformer):
 
 
 def test_fused_layers_are_counted_by_the_registry(transformer):
-    from rmcompress.complexity import count
+    from rmcompress.models.structure import count
 
     fused, note = fuse(transformer, token_ids())
     # same multiply-adds; only the score scale (h*T*T per attention layer) moved into Wq

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rmcompress.compress.length import (bucket_for, check_trim_parity, choose_buckets, dynamic_length_model,
-                                        latency_at_lengths, min_length, needed_lengths, real_lengths, trim)
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.compression.length import (bucket_for, check_trim_parity, choose_buckets, dynamic_length_model,
+                                           latency_at_lengths, min_length, needed_lengths, real_lengths, trim)
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from test_compress_fuse import SMALL, randomize, token_ids
 
 
@@ -43,7 +44,7 @@ def test_dynamic_length_gives_the_same_rewards(arch):
 
 
 def test_dynamic_tflite_runs_at_any_length_and_measures_real_length_latency():
-    from rmcompress.export.tflite import TFLiteRunner, convert
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
 
     model = randomize(build_reward_model(ArchConfig(arch="transformer", **SMALL)), seed=2)
     flat = convert(dynamic_length_model(model))
@@ -63,8 +64,8 @@ def test_dynamic_tflite_runs_at_any_length_and_measures_real_length_latency():
 
 
 def test_op_profile_times_every_op():
-    from rmcompress.evaluate.op_profile import op_dtypes, profile_ops, summarise
-    from rmcompress.export.tflite import convert
+    from rmcompress.evaluation.op_profile import op_dtypes, profile_ops, summarise
+    from rmcompress.runtime.tflite import convert
 
     model = randomize(build_reward_model(ArchConfig(arch="transformer", **SMALL)), seed=2)
     flat = convert(model)

@@ -3,7 +3,7 @@ checked; after QAT the pruned zeros and the clusters are still there."""
 from __future__ import annotations
 
 from conftest import tiny_config
-from rmcompress.compress import compress
+from rmcompress.compression.pipeline import compress
 
 COLLAB = {"name": "collab", "passes": ["fuse", {"prune": {"sparsity": 0.5, "steps": 2, "frequency": 1}},
                                        {"cluster": {"clusters": 8, "steps": 1}}, "length",

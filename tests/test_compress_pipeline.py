@@ -2,14 +2,12 @@
 from Python and from the CLI; the budget step through a stand-in of the complexity API."""
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
 from conftest import tiny_config
-from rmcompress.compress import Recipe, compress
+from rmcompress.compression.recipe import Recipe
+from rmcompress.compression.pipeline import compress
 from rmcompress.errors import RecipeError, UsageError
 
 ROW_KEYS = {"task", "n_examples", "accuracy", "flops", "params", "size_bytes", "size_gzip_bytes",
@@ -26,7 +24,7 @@ def model_dir(tmp_path_factory, pointwise_file):
 
 
 def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
-    from rmcompress.evaluate.evaluate import evaluate
+    from rmcompress.evaluation.evaluate import evaluate
     from rmcompress.models.modeldir import load_model_dir
 
     out = tmp_path / "light"
@@ -51,7 +49,9 @@ def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
 
 def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_path, monkeypatch):
     from rmcompress.data.pipeline import EncodedData
-    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
+    from rmcompress.compression import budget as budget_pass_module
     from rmcompress.models.modeldir import RewardModelBundle
 
     calls = {}
@@ -61,9 +61,7 @@ def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_pat
         cfg = ArchConfig.from_dict({**bundle.metadata["arch"], "ffn": 4, "dropout": 0.0})
         return RewardModelBundle(build_reward_model(cfg), bundle.tokenizer, bundle.metadata)
 
-    api = types.ModuleType("rmcompress.complexity.api")
-    api.budget_compress = budget_compress
-    monkeypatch.setitem(sys.modules, "rmcompress.complexity.api", api)
+    monkeypatch.setattr(budget_pass_module, "budget_compress", budget_compress)
     recipe = {"name": "b", "passes": [{"budget": {"flops_fraction": 0.5, "steps": 7}}, "fuse",
                                       {"quantise": {"mode": "float16"}}]}
     report = compress(model_dir, recipe, pointwise_file, tmp_path / "b", latency_runs=0)
@@ -82,9 +80,14 @@ def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_pat
     assert report["passes"][0]["steps"] == 2 * per_epoch and report["passes"][0]["steps_requested"] == 100_000
 
 
-def test_budget_pass_without_the_complexity_api(model_dir, pointwise_file, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "rmcompress.complexity.api", None)  # import fails
-    with pytest.raises(RecipeError, match="recipe pass 'budget' needs rmcompress.complexity.api.budget_compress"):
+def test_a_failing_budget_pass_leaves_no_output(model_dir, pointwise_file, tmp_path, monkeypatch):
+    from rmcompress.compression import budget as budget_pass_module
+
+    def budget_compress(*a, **kw):
+        raise RecipeError("recipe pass 'budget' needs rmcompress.training.budget.budget_compress")
+
+    monkeypatch.setattr(budget_pass_module, "budget_compress", budget_compress)
+    with pytest.raises(RecipeError, match="recipe pass 'budget' needs rmcompress.training.budget.budget_compress"):
         compress(model_dir, Recipe.level("medium"), pointwise_file, tmp_path / "m", latency_runs=0)
     assert not (tmp_path / "m").exists()
 
@@ -94,7 +97,7 @@ def test_export_strip_names_keeps_outputs_and_signature(model_dir, pointwise_fil
     (the pipeline's parity check runs on the stripped file), still callable by signature."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from rmcompress.export.tflite import TFLiteRunner, convert, strip_tensor_names
+    from rmcompress.runtime.tflite import TFLiteRunner, convert, strip_tensor_names
     from rmcompress.models.modeldir import load_model_dir
 
     recipe = {"name": "light-stripped", "passes": ["fuse", "length", {"quantise": {"mode": "dynamic"}}],

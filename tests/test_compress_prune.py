@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from _compress_helpers import transformer_state
-from rmcompress.compress.fuse import fuse
-from rmcompress.compress.prune import prune
-from rmcompress.compress.targets import select_layers, weight_arrays
+from rmcompress.compression.fuse import fuse
+from rmcompress.compression.prune import prune
+from rmcompress.compression.targets import select_layers, weight_arrays
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_one_shot_magnitude_pruning_matches_numpy(state):
         assert note["sparsity"][name] == {k: pytest.approx(0.5, abs=0.01) for k in before}
     np.testing.assert_array_equal(pruned.get_layer("reward").get_weights()[0], model.get_layer("reward").get_weights()[0])
     # the stripped model is the source model with those weights zeroed
-    from rmcompress.compress.targets import copy_model
+    from rmcompress.compression.targets import copy_model
 
     manual = copy_model(model)
     for name in names:

@@ -7,11 +7,11 @@ import pytest
 
 from _compress_helpers import transformer_state
 from conftest import tiny_config
-from rmcompress.compress.fuse import fuse
-from rmcompress.compress.quantise import quantise_pass
-from rmcompress.evaluate.op_profile import op_dtypes
+from rmcompress.compression.fuse import fuse
+from rmcompress.compression.quantise import quantise_pass
+from rmcompress.evaluation.op_profile import op_dtypes
 from rmcompress.export.parity import parity_metrics
-from rmcompress.export.tflite import TFLiteRunner
+from rmcompress.runtime.tflite import TFLiteRunner
 
 
 def int8_batch_matmul_rhs_zero_points(flat: bytes) -> list[int]:
@@ -58,7 +58,7 @@ def state(tmp_path_factory, pointwise_file):
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain-attention"])
 def test_qat_on_the_whole_transformer(state, fused):
-    from rmcompress.compress import qat
+    from rmcompress.compression import qat
 
     model = fuse(state.model, state.val_ids(32))[0] if fused else state.model
     model = with_shifted_values(model)
@@ -67,7 +67,7 @@ def test_qat_on_the_whole_transformer(state, fused):
     names = {l.name for l in q.layers}
     assert {"quant_token_embedding", "quant_block0_attn", "quant_block0_attn_norm", "quant_padding_mask"} <= names
     ids = state.val_ids(64)
-    from rmcompress.compress.finetune import finetune
+    from rmcompress.compression.finetune import finetune
 
     finetune(q, state, 1, 1e-4, 16)
     flat = qat.convert_qat(q, state.tokenizer.seq_len)
@@ -97,8 +97,8 @@ def test_qat_on_the_whole_transformer(state, fused):
 
 
 def test_pqat_preserves_pruned_zeros(state):
-    from rmcompress.compress.prune import prune
-    from rmcompress.compress.targets import weight_arrays
+    from rmcompress.compression.prune import prune
+    from rmcompress.compression.targets import weight_arrays
 
     model, _ = fuse(state.model, state.val_ids(32))
     pruned, pnote = prune(model, state, sparsity=0.5, schedule="constant", steps=0)
@@ -116,10 +116,10 @@ def test_pqat_preserves_pruned_zeros(state):
 def test_qat_after_a_vocabulary_shrink_leaves_remapped_ids_unquantised(pointwise_file, tmp_path):
     """A params budget removes vocabulary rows and adds a ``TokenRemap`` (int32 ids -> int32 rows):
     QAT must not put a FakeQuant on its integer output (it used to fail with a TypeError)."""
-    from rmcompress.compress import qat
-    from rmcompress.compress.state import prepare_state
-    from rmcompress.complexity.api import budget_compress
-    from rmcompress.models.layers import TokenRemap
+    from rmcompress.compression import qat
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.training.budget import budget_compress
+    from rmcompress.layers.encoder import TokenRemap
     from rmcompress.training.trainer import train
 
     r = train(pointwise_file, tiny_config(arch="bow", max_steps=4), tmp_path / "m", verbose=0)
@@ -144,8 +144,8 @@ def test_qat_fake_quantises_the_exact_rows_of_a_two_tier_table(state):
     fake-quant model."""
     import copy
 
-    from rmcompress.compress import qat
-    from rmcompress.compress.passes import factorise_pass
+    from rmcompress.compression import qat
+    from rmcompress.compression.passes import factorise_pass
 
     st = copy.copy(state)
     st, _ = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from _compress_helpers import transformer_state
-from rmcompress.compress.fuse import fuse
-from rmcompress.compress.quantise import build_tflite, layer_errors
+from rmcompress.compression.fuse import fuse
+from rmcompress.compression.quantise import build_tflite, layer_errors
 from rmcompress.errors import ExportError
-from rmcompress.evaluate.op_profile import op_dtypes
+from rmcompress.evaluation.op_profile import op_dtypes
 from rmcompress.export.parity import parity_metrics
-from rmcompress.export.tflite import TFLiteRunner
+from rmcompress.runtime.tflite import TFLiteRunner
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rmcompress.compress import LEVELS, Recipe
-from rmcompress.compress.recipe import SCHEMA
+from rmcompress.compression.recipe import LEVELS, Recipe
+from rmcompress.compression.recipe import SCHEMA
 from rmcompress.errors import RecipeError
 
 
@@ -110,10 +110,10 @@ def test_unknown_level_and_missing_file():
 
 
 def test_every_pass_has_a_schema_and_a_runner():
-    from rmcompress.compress.recipe import PASS_RANK
+    from rmcompress.compression.recipe import PASS_RANK
 
     assert set(SCHEMA) == set(PASS_RANK)
-    from rmcompress.compress.passes import PASSES
+    from rmcompress.compression.passes import PASSES
 
     assert set(PASSES) == set(SCHEMA)
 

@@ -183,7 +183,7 @@ def test_file_that_is_not_a_tflite_model(cli, tmp_path, export_dir, pointwise_fi
 def test_mutated_tflite_bytes_raise_model_error(export_dir):
     """Byte flips inside a real flatbuffer: the LiteRT runner raises ModelError or runs, nothing else."""
     from rmcompress.errors import ModelError
-    from rmcompress.export.tflite import TFLiteRunner
+    from rmcompress.runtime.tflite import TFLiteRunner
 
     flat = (export_dir / "model.tflite").read_bytes()
     rng = np.random.RandomState(1)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from rmcompress.errors import ModelError
-from rmcompress.evaluate.evaluate import evaluate
-from rmcompress.evaluate.metrics import auc, quality_metrics, spearman
+from rmcompress.evaluation.evaluate import evaluate
+from rmcompress.metrics import auc, quality_metrics, spearman
 from rmcompress.export.exporter import export_model
 
 KEYS = {"task", "n_examples", "flops", "params", "size_bytes", "size_gzip_bytes", "latency_ms_p50", "latency_ms_p90"}

@@ -7,8 +7,8 @@ import pytest
 from rmcompress.errors import ExportError
 from rmcompress.export.exporter import export_model
 from rmcompress.export.parity import check_parity, parity_metrics
-from rmcompress.export.savedmodel import SavedModelRunner
-from rmcompress.export.tflite import TFLiteRunner
+from rmcompress.runtime.savedmodel import SavedModelRunner
+from rmcompress.runtime.tflite import TFLiteRunner
 from rmcompress.models.modeldir import load_samples
 
 

@@ -154,7 +154,7 @@ def test_fuzz_found_cases_are_data_errors():
 
 # -- recipes: the YAML reader and the schema checker ----------------------------------------------
 from rmcompress.errors import RecipeError  # noqa: E402
-from rmcompress.validation import Field, check_order, parse_yaml, validate  # noqa: E402
+from rmcompress.config.validation import Field, check_order, parse_yaml, validate  # noqa: E402
 
 RECIPE_SCHEMA = {
     "name": Field(str),

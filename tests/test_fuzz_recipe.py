@@ -4,7 +4,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rmcompress.compress.recipe import LEVELS, Recipe
+from rmcompress.compression.recipe import LEVELS, Recipe
 from rmcompress.errors import RMCompressError
 
 EXAMPLES = int(os.environ.get("RMC_FUZZ_EXAMPLES", "120"))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from rmcompress.training.model import RewardTrainingModel
 
 STEPS = 6

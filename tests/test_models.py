@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from rmcompress._keras import keras
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from rmcompress.models.losses import pairwise_loss, pointwise_loss
 
 ARCHS = ["transformer", "cnn", "bow"]

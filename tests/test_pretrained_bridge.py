@@ -141,7 +141,7 @@ def test_bridged_encoder_equals_numpy_reference_for_both_gelu_forms(presets, act
 
 
 def test_bert_architecture_layer_names_registry_and_roundtrip(presets, tmp_path):
-    from rmcompress.complexity import count
+    from rmcompress.models.structure import count
     from rmcompress.models.backbones import load_pretrained
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
 
@@ -169,7 +169,7 @@ def test_zero_heads_or_ffn_units_keep_the_output_bias(presets):
     """A post-LN block with every head (or FFN unit) pruned still adds that sub-layer's bias."""
     from dataclasses import replace
 
-    from rmcompress.complexity import count
+    from rmcompress.models.structure import count
     from rmcompress.models.architectures import build_reward_model
     from rmcompress.models.backbones import load_pretrained
 

@@ -156,7 +156,7 @@ def test_teacher_scores_are_cached_per_teacher_and_texts(teachers, tmp_path):
 
 def test_distilled_student_tracks_the_teacher(pointwise_file, teachers):
     """With distill_weight 1 a bag-of-embeddings student learns the transformer teacher's rewards."""
-    from rmcompress.evaluate.metrics import spearman
+    from rmcompress.metrics import spearman
     from rmcompress.training.trainer import train
 
     cfg = tiny(teacher=str(teachers["pointwise"].out_dir), distill_weight=1.0, max_steps=60, learning_rate=1e-2,
@@ -235,7 +235,8 @@ def test_feature_scale_and_distance():
 def _feature_batch(features_weight):
     """A tiny transformer scorer, its own pooled features as the teacher's, one batch."""
     from rmcompress._keras import keras
-    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
     from rmcompress.training.distill import DistillationModel, DistillSettings, feature_model
 
     keras.utils.set_random_seed(0)

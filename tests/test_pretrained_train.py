@@ -90,9 +90,9 @@ def test_init_copies_a_model_directory(finetuned, pointwise_file):
 
 
 def test_export_finetuned_backbone_savedmodel_and_tflite(finetuned, tmp_path):
-    from rmcompress.evaluate.evaluate import evaluate
+    from rmcompress.evaluation.evaluate import evaluate
     from rmcompress.export.exporter import export_model
-    from rmcompress.export.savedmodel import SavedModelRunner
+    from rmcompress.runtime.savedmodel import SavedModelRunner
 
     rep = export_model(finetuned.out_dir, tmp_path / "exp", latency_runs=5)
     assert rep["parity_max_abs_diff"] <= 1e-4 and rep["savedmodel_parity_max_abs_diff"] <= 1e-4

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rmcompress.errors import RecipeError, UsageError
-from rmcompress.validation import (MAX_YAML_NODES, Field, check_choice, check_order, load_yaml, parse_yaml,
-                                   validate, validate_file)
+from rmcompress.config.validation import (MAX_YAML_NODES, Field, check_choice, check_order, load_yaml, parse_yaml,
+                                          validate, validate_file)
 
 PRUNE = {"sparsity": Field(float, min=0, max=1, max_exclusive=True),
          "schedule": Field(str, default="constant", choices=("constant", "polynomial"))}

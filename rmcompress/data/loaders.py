@@ -32,7 +32,7 @@ TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "input", "c
 LABEL_COLUMNS = ("label", "labels", "score", "reward", "rating", "target", "y")
 PAIR_COLUMNS = ("chosen", "rejected")
 MAX_CHARS = 20_000
-from rmcompress.choices import TASKS
+from rmcompress.config.choices import TASKS
 
 
 @dataclass

@@ -19,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress.errors import ExportError, UsageError
-from rmcompress.evaluate.latency import measure_latency
-from rmcompress.evaluate.size import file_sizes
-from rmcompress.export import savedmodel, tflite
-from rmcompress.export.parity import check_parity, parity_metrics
 from rmcompress import faults
+from rmcompress.errors import ExportError, UsageError
+from rmcompress.evaluation.latency import measure_latency
+from rmcompress.export import savedmodel
+from rmcompress.export.parity import check_parity, parity_metrics
 from rmcompress.fileio import atomic_dir, check_destination, write_json
 from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
+from rmcompress.runtime import tflite
+from rmcompress.sizes import file_sizes
 
-from rmcompress.choices import EXPORT_FORMATS as FORMATS
+from rmcompress.config.choices import EXPORT_FORMATS as FORMATS
 TFLITE_FILE = "model.tflite"
 SAVEDMODEL_DIR = "saved_model"
 EXPORT_FORMAT = "rmcompress.export"
