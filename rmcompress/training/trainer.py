@@ -42,6 +42,8 @@ from rmcompress.training import complexity_training as cx
 from rmcompress.training.distill import DistillationPlan, DistillSettings
 from rmcompress.training.model import RewardTrainingModel, monitor_metric
 from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
+from rmcompress.training.schedule import warmup_cosine
+from rmcompress.training.scoring import evaluate_encoded
 from rmcompress.training.sources import scorer_source
 
 DEFAULT_SEQ_LEN = {"pointwise": 64, "pairwise": 256}
