@@ -33,7 +33,7 @@ runs over, i.e. every input dim but the last):
 
 FLOPs are split into *parts* (``matmul``, ``bias``, ``elementwise``, ``activation``, ``max``,
 ``softmax``, ``norm``) so they can be compared op class by op class with the TensorFlow profiler
-(see ``tests/test_complexity_registry.py``).
+(see ``tests/cost/test_registry.py``).
 
 An unknown layer type is an error naming the layer and its class, never a silent zero.
 """

@@ -14,7 +14,7 @@ Contracts
   start for pointwise, the end for pairwise) so a megabyte text cannot exhaust memory; the number
   cut is ``truncated``. Labels and margins must be finite and within float32 range.
 - Every problem is a :class:`DataError` naming the file (and line where there is one); no other
-  exception escapes for any input bytes (``tests/test_fuzz.py``).
+  exception escapes for any input bytes (``tests/data/test_fuzz_loaders.py``).
 """
 from __future__ import annotations
 

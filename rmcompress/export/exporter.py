@@ -27,6 +27,7 @@ from rmcompress.export.parity import check_parity, parity_metrics
 from rmcompress.fileio import atomic_dir, check_destination, write_json
 from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
 from rmcompress.runtime import tflite
+from rmcompress.runtime.savedmodel import SavedModelRunner
 from rmcompress.sizes import file_sizes
 
 from rmcompress.config.choices import EXPORT_FORMATS as FORMATS
@@ -106,7 +107,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                 report.update(measure_latency(runner, parity_ids, runs=latency_runs))
         if "savedmodel" in formats:
             savedmodel.save(bundle.model, bundle.tokenizer, tmp / SAVEDMODEL_DIR)
-            sm = savedmodel.SavedModelRunner(tmp / SAVEDMODEL_DIR)
+            sm = SavedModelRunner(tmp / SAVEDMODEL_DIR)
             sm_metrics = parity_metrics(reference, sm.score(parity_ids))
             if sm_metrics["parity_max_abs_diff"] > 1e-4:
                 raise ExportError(f"{out_dir / SAVEDMODEL_DIR}: SavedModel differs from the Keras model by "

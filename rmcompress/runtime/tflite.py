@@ -145,7 +145,7 @@ class TFLiteRunner:
         A shape change after the first gets a fresh interpreter: LiteRT 2.21 with its default
         XNNPACK delegate gives wrong outputs for some int8 models when an interpreter that has run
         at batch 1 is resized to a larger batch (measured: max error 10 on the SST-2 `aggressive`
-        model going from batch 1 to 256; ``tests/test_export.py`` keeps a regression check)."""
+        model going from batch 1 to 256; ``tests/export/test_export.py`` keeps a regression check)."""
         length = self._length if length is None else int(length)
         if batch != self._batch or length != self._length:
             if self._batch is not None:
