@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_TRAIN_FLAGS, rmcompress_subprocess
+from tests.helpers import ROOT, TINY_TRAIN_FLAGS, rmcompress_subprocess
 
 # A writer without TensorFlow (fast): atomic_dir writing 20 files of a version string.
 WRITER = r"""

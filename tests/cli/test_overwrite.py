@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import TINY_TRAIN_FLAGS
+from tests.helpers import TINY_TRAIN_FLAGS
 
 
 def _one_line(err: str) -> str:
@@ -80,7 +80,7 @@ def test_library_calls_check_before_working(tmp_path, model_dir, pointwise_file)
     from rmcompress.export.exporter import export_model
     from rmcompress.training.trainer import train
 
-    from conftest import tiny_config
+    from tests.helpers import tiny_config
 
     with pytest.raises(UsageError, match="already exists"):
         train(pointwise_file, tiny_config(), model_dir, verbose=0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
 from rmcompress.compression.pipeline import compress
 
 INT8 = {"name": "int8-fac", "passes": ["fuse", {"factorise": {"max_error": 0.5}}, "length",

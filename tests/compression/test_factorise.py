@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
 from rmcompress.compression.factorise import check_tokenizer_remap, factorise, low_rank, token_counts, vocab_keep
 from rmcompress.layers.compressed import FactorizedEmbedding
 

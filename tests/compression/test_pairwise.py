@@ -2,7 +2,7 @@
 checked; after QAT the pruned zeros and the clusters are still there."""
 from __future__ import annotations
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
 from rmcompress.compression.pipeline import compress
 
 COLLAB = {"name": "collab", "passes": ["fuse", {"prune": {"sparsity": 0.5, "steps": 2, "frequency": 1}},

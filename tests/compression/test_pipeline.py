@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
 from rmcompress.compression.recipe import Recipe
 from rmcompress.compression.pipeline import compress
 from rmcompress.errors import RecipeError, UsageError

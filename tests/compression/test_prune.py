@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _compress_helpers import transformer_state
+from tests.helpers import transformer_state
 from rmcompress.compression.fuse import fuse
 from rmcompress.compression.prune import prune
 from rmcompress.compression.targets import select_layers, weight_arrays

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _compress_helpers import transformer_state
-from conftest import tiny_config
+from tests.helpers import transformer_state
+from tests.helpers import tiny_config
 from rmcompress.compression.fuse import fuse
 from rmcompress.compression.quantise import quantise_pass
 from rmcompress.evaluation.op_profile import op_dtypes

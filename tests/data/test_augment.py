@@ -118,7 +118,7 @@ def test_train_distills_on_augmented_texts(trained_models, pointwise_file, tmp_p
     teacher-scored rows (labeled = 0), counted in the report; the teacher scores them."""
     import pandas as pd
 
-    from conftest import tiny_config
+    from tests.helpers import tiny_config
     from rmcompress.data.loaders import load_pointwise
     from rmcompress.training.trainer import train
 
@@ -137,7 +137,7 @@ def test_train_distills_on_augmented_texts(trained_models, pointwise_file, tmp_p
 
 
 def test_train_augment_errors():
-    from conftest import tiny_config
+    from tests.helpers import tiny_config
 
     with pytest.raises(UsageError, match="--augment needs --teacher"):
         tiny_config(augment=2)

@@ -12,7 +12,7 @@ import tracemalloc
 
 import pytest
 
-from conftest import TINY_TRAIN_FLAGS, rmcompress_subprocess
+from tests.helpers import TINY_TRAIN_FLAGS, rmcompress_subprocess
 
 
 def _one_line(err: str) -> str:

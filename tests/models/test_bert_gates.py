@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from test_complexity_registry import check_registry_matches_profiler
-from test_pretrained_train import WORDS, tiny
+from tests.cost.test_registry import check_registry_matches_profiler
+from tests.training.test_pretrained_train import WORDS, tiny
 
 TEXTS = ["the film is really good", "i hated this movie", "a great and wonderful story",
          "boring , slow and bad", "not good at all", "always a delight"] * 2
@@ -89,7 +89,7 @@ def test_registry_agrees_with_tf_profiler_on_bert(activation):
     cfg = ArchConfig(arch="bert", vocab_size=60, seq_len=12, width=16, depth=3, heads=[2, 0, 2], head_dim=4,
                      ffn=[24, 8, 0], activation=activation, dropout=0.0, norm_epsilon=1e-12)
     if activation == "gelu":  # the erf GELU is one Erf op + Mul/Add the profiler counts; compare matmuls only
-        from test_complexity_registry import MATMUL_OPS, _profile_by_layer
+        from tests.cost.test_registry import MATMUL_OPS, _profile_by_layer
 
         from rmcompress.models.structure import count
 

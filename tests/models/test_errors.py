@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import rmcompress_subprocess
+from tests.helpers import rmcompress_subprocess
 
 
 def _one_line(err: str) -> str:

@@ -15,6 +15,9 @@ def _erf(x):
 
 from rmcompress.data import synthetic as S
 from rmcompress.errors import ModelError, UsageError
+from tests.helpers import SHARED_DATA
+
+pytestmark = pytest.mark.slow  # pretrained backbones
 
 WORDS = (S.POS_ADJ + S.NEG_ADJ + S.NOUNS + S.ADVERBS + S.FILLER + list(S.POS_VERB) + list(S.NEG_VERB)
          + "a is i did not never always but the , . ? : ! ##s ##ly ##ing".split())
@@ -36,7 +39,7 @@ def real_texts(n=24):
     """SST-2 sentences when the shared data is there (else the synthetic ones)."""
     from pathlib import Path
 
-    p = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2" / "train.tsv"
+    p = SHARED_DATA / "sst2" / "train.tsv"
     if not p.exists():
         return TEXTS
     import pandas as pd

@@ -10,6 +10,10 @@ import math
 import numpy as np
 import pytest
 
+from tests.helpers import SHARED_DATA
+
+pytestmark = pytest.mark.slow  # pretrained backbones
+
 
 def _erf(x):
     """float64 erf of an array (TensorFlow's kernel: a vectorised math.erf is too slow here)."""
@@ -35,7 +39,7 @@ def sst2_sentences(n=24):
 
     import pandas as pd
 
-    p = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2" / "train.tsv"
+    p = SHARED_DATA / "sst2" / "train.tsv"
     if not p.exists():
         return TEXTS
     df = pd.read_csv(p, sep="\t", nrows=5000)

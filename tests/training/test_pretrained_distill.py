@@ -6,6 +6,8 @@ import pytest
 
 from rmcompress.errors import ModelError, UsageError
 
+pytestmark = pytest.mark.slow  # pretrained backbones
+
 
 def tiny(**kw):
     from rmcompress.training.trainer import TrainConfig

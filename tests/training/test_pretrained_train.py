@@ -8,6 +8,8 @@ import pytest
 
 from rmcompress.data import synthetic as S
 
+pytestmark = pytest.mark.slow  # pretrained backbones
+
 WORDS = (S.POS_ADJ + S.NEG_ADJ + S.NOUNS + S.ADVERBS + S.FILLER + list(S.POS_VERB) + list(S.NEG_VERB)
          + "a is i did not never always but the , . ? : ! how do human assistant".split()
          + " ".join(S.TOPICS).split() + " ".join(S.HELPFUL + S.UNHELPFUL).replace("{t}", "").split())

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import TINY_TRAIN_FLAGS, rmcompress_subprocess, tiny_config
+from tests.helpers import TINY_TRAIN_FLAGS, rmcompress_subprocess, tiny_config
 
 EPOCHS = 4
 # no dropout: then the resumed run sees exactly the same computation as the uninterrupted one
@@ -124,7 +124,7 @@ def test_ctrl_c_keeps_the_backup_and_says_how_to_resume(tmp_path, pointwise_file
     import sys
     import time
 
-    from conftest import ROOT
+    from tests.helpers import ROOT
     from rmcompress.fileio import backup_dir_for
 
     out = tmp_path / "model"

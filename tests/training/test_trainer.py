@@ -8,7 +8,7 @@ import pytest
 from rmcompress.models.modeldir import load_model_dir, load_samples
 from rmcompress.training.trainer import train
 
-from conftest import tiny_config
+from tests.helpers import tiny_config
 
 REPORT_KEYS = {"task", "n_examples", "flops", "params", "size_bytes", "size_gzip_bytes"}
 
