@@ -59,7 +59,7 @@ def artifact_scores(path, texts: list[str], batch_size: int = 64):
     tokenised with the tokenizer beside it, scored ``batch_size`` rows at a time."""
     import numpy as np
 
-    from rmcompress.evaluate.artifacts import open_artifact
+    from rmcompress.evaluation.artifacts import open_artifact
 
     art = open_artifact(path)
     ids = art.tokenizer.encode(texts)

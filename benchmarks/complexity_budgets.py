@@ -11,7 +11,7 @@ budget, shrink, fine-tune; the same number of steps as the dense run) and ``budg
     scaled together; cnn: embedding width and filters scaled together), trained from scratch for
     the same number of steps (blocks are dropped only where even width 4 is over the budget);
 (b) ``magnitude``: the trained dense model with its lowest-L1 units removed to the budget
-    (``rmcompress.complexity.magnitude``), then fine-tuned for as many steps as a full training run;
+    (``rmcompress.structured.magnitude``), then fine-tuned for as many steps as a full training run;
 (c) ``small``: the hand-designed small models (transformer width 32 / FFN 64, width 16 / FFN 32,
     bag of embeddings 64 -> 64 -> 1; the dense cnn is the issue's cnn).
 
@@ -67,7 +67,7 @@ def parse_args(argv=None):
                         "(gate_init='magnitude')")
     p.add_argument("--gate-init-spread", type=float, default=None,
                    help="half-width of the starting log_alpha range for budget_from_magnitude "
-                        "(default: rmcompress.choices.GATE_SCHEDULES, 4)")
+                        "(default: rmcompress.config.choices.GATE_SCHEDULES, 4)")
     p.add_argument("--finetune-fraction", type=float, default=None,
                    help="budget_from_*: share of the steps fine-tuning the shrunk model "
                         "(default: by gate start, 0.3 uniform / 0.8 magnitude)")
@@ -146,7 +146,7 @@ def load_splits(args):
 
 
 def base_config(args, arch, seed, **kw):
-    from rmcompress.choices import HEAD_HIDDEN_ARCHS
+    from rmcompress.config.choices import HEAD_HIDDEN_ARCHS
     from rmcompress.training.trainer import TrainConfig
 
     if arch in HEAD_HIDDEN_ARCHS and getattr(args, "head_hidden", 0):
@@ -165,9 +165,9 @@ def total_steps(args, n_train):
 
 # -- measuring one model ----------------------------------------------------------------------------
 def measure(model, tokenizer, val, args, cache={}):
-    from rmcompress.complexity import count
-    from rmcompress.evaluate.latency import measure_latency
-    from rmcompress.export.tflite import convert
+    from rmcompress.models.structure import count
+    from rmcompress.evaluation.latency import measure_latency
+    from rmcompress.runtime.tflite import convert
 
     key = id(tokenizer)
     if key not in cache:
@@ -184,7 +184,7 @@ def measure(model, tokenizer, val, args, cache={}):
 
 def shape(model) -> str:
     """The kept structure in a few words (runs.csv ``shape``), e.g. ``E8 filters 12/0/25 head 9``."""
-    from rmcompress.complexity.structure import infer_arch_config
+    from rmcompress.models.structure import infer_arch_config
 
     c = infer_arch_config(model)
     parts = [f"E{c.width}"]
@@ -204,8 +204,9 @@ def shape(model) -> str:
 # -- baselines ---------------------------------------------------------------------------------------
 def narrow_config(dense_cfg, budget, dense_flops):
     """The uniformly narrower config (same arch) with the largest FLOPs <= budget * dense."""
-    from rmcompress.complexity import count
-    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.structure import count
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
 
     best = None
     target = budget * dense_flops
@@ -235,8 +236,9 @@ def narrow_config(dense_cfg, budget, dense_flops):
 
 
 def _flops(cfg_dict):
-    from rmcompress.complexity import count
-    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.structure import count
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
 
     return count(build_reward_model(ArchConfig.from_dict(cfg_dict))).flops
 
@@ -257,7 +259,8 @@ def train_cfg_from_arch(args, arch_cfg, seed):
 def step_time_ratio(arch, args, ids, labels, rounds):
     """Median over interleaved rounds of (gated step time / plain step time), same batch."""
     from rmcompress._keras import keras, tf
-    from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
     from rmcompress.training.complexity_model import ComplexityAwareModel
     from rmcompress.training.model import RewardTrainingModel
 
@@ -296,10 +299,10 @@ def main(argv=None):
     if args.combine:
         return combine(args)
     from rmcompress._keras import keras
-    from rmcompress.complexity.api import budget_compress
-    from rmcompress.complexity.magnitude import magnitude_prune
+    from rmcompress.training.budget import budget_compress
+    from rmcompress.structured.magnitude import magnitude_prune
     from rmcompress.data.pipeline import EncodedData
-    from rmcompress.models.architectures import ArchConfig
+    from rmcompress.models.archconfig import ArchConfig
     from rmcompress.training.complexity_training import finetune
     from rmcompress.training.trainer import train
 
@@ -329,7 +332,7 @@ def main(argv=None):
     tokenizer = Tokenizer.train(train_data.texts, args.vocab_size, TokenizerConfig(args.seq_len, "start", True))
     print(f"tokenizer: {tokenizer.vocab_size} tokens ({time.time() - t_tok:.0f} s), shared by every run", flush=True)
 
-    from rmcompress.choices import HEAD_HIDDEN_ARCHS
+    from rmcompress.config.choices import HEAD_HIDDEN_ARCHS
 
     def label(arch):
         name = f"{arch}[{args.kernel_sizes}]" if arch == "cnn" and args.kernel_sizes else arch

@@ -7,8 +7,8 @@ seed: train the dense transformer (2 blocks, width 64, FFN 128), then
   TFLite, full int8 PTQ (300 calibration rows), tfmot 80% magnitude pruning + dynamic range, and
   ``tfmot.quantization.keras.quantize_model`` (QAT) straight on the model;
 - the recipe levels (``lossless``, ``light``, ``medium``, ``aggressive``) through
-  ``rmcompress.compress.compress``. ``medium``/``aggressive`` start with the ``budget`` pass
-  (complexity-aware training, issue 3); when ``rmcompress.complexity.api`` is not installed they run
+  ``rmcompress.compression.pipeline.compress``. ``medium``/``aggressive`` start with the ``budget`` pass
+  (complexity-aware training, issue 3); when ``rmcompress.training.budget`` is not installed they run
   without it (rows named ``medium-nobudget`` / ``aggressive-nobudget``) and the real levels are
   listed as pending;
 - ``int8-ours``: fuse + full int8 with slow-in-int8 ops kept float (no length buckets), the answer to
@@ -56,7 +56,7 @@ def log(msg):
 
 def has_budget() -> bool:
     try:
-        from rmcompress.complexity.api import budget_compress  # noqa: F401
+        from rmcompress.training.budget import budget_compress  # noqa: F401
     except ImportError:
         return False
     return True
@@ -84,8 +84,8 @@ def train_dense(task, data, seed, out, args):
 
 
 def tflite_row(name, flat, state, runs, quality_fn):
-    from rmcompress.evaluate.latency import measure_latency
-    from rmcompress.export.tflite import TFLiteRunner
+    from rmcompress.evaluation.latency import measure_latency
+    from rmcompress.runtime.tflite import TFLiteRunner
 
     runner = TFLiteRunner(flat)
     row = {"name": name, **quality_fn(runner.score), "size_bytes": len(flat),
@@ -97,9 +97,9 @@ def tflite_row(name, flat, state, runs, quality_fn):
 
 def by_hand(bundle, state, runs):
     """The routes of the issue's first table, on the same model and validation split."""
-    from rmcompress.compress.pipeline import _quality, _scores
-    from rmcompress.compress.prune import prune
-    from rmcompress.export.tflite import convert
+    from rmcompress.compression.pipeline import _quality, _scores
+    from rmcompress.compression.prune import prune
+    from rmcompress.runtime.tflite import convert
 
     def quality(score):
         return _quality(state.task, state.loss, _scores(score, state.val), state.val)
@@ -128,10 +128,10 @@ def by_hand(bundle, state, runs):
 
 def op_profiles(bundle, state, out_dir, task):
     """Per-op timing of float32, plain int8 and our int8, summarised by op type."""
-    from rmcompress.compress.fuse import fuse
-    from rmcompress.compress.quantise import build_tflite
-    from rmcompress.evaluate.op_profile import profile_ops, summarise
-    from rmcompress.export.tflite import convert
+    from rmcompress.compression.fuse import fuse
+    from rmcompress.compression.quantise import build_tflite
+    from rmcompress.evaluation.op_profile import profile_ops, summarise
+    from rmcompress.runtime.tflite import convert
 
     cal = state.calibration_ids(300)
     fused, _ = fuse(bundle.model, state.val_ids(64))
@@ -174,9 +174,9 @@ def main(argv=None):
     from rmcompress import _quiet
 
     _quiet.silence()
-    from rmcompress.compress import compress
-    from rmcompress.compress.state import prepare_state
-    from rmcompress.evaluate.report import write_report
+    from rmcompress.compression.pipeline import compress
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.evaluation.report import write_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

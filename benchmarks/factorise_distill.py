@@ -3,8 +3,8 @@
 Runs the ``pretrained-aggressive`` recipe's passes up to (not including) ``factorise`` once -- the
 expensive part, the Taylor-pruned, distilled budget pass -- and then, from that same model, the rest
 of the recipe once per variant of the ``factorise`` pass (its fine-tuning: label loss only, or
-self-distillation from the model before factorisation, :mod:`rmcompress.compress.finetune`; its
-rank; ``full_rows``: the most used tokens keep exact rows, :mod:`rmcompress.compress.factorise`). Every variant is exported exactly as ``rmcompress compress`` exports (same code path) and its
+self-distillation from the model before factorisation, :mod:`rmcompress.compression.finetune`; its
+rank; ``full_rows``: the most used tokens keep exact rows, :mod:`rmcompress.compression.factorise`). Every variant is exported exactly as ``rmcompress compress`` exports (same code path) and its
 TFLite file is scored on the validation sentences of a ``benchmarks/pretrained.py`` output folder:
 accuracy, decision agreement with the fine-tuned MiniLM's TFLite file, size and p50 latency; plus the
 accuracy on the recipe's internal validation rows (training-file rows).
@@ -65,10 +65,10 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from rmcompress.compress.passes import PASSES
-    from rmcompress.compress.pipeline import _export, _source_baseline
-    from rmcompress.compress.recipe import Recipe
-    from rmcompress.compress.state import prepare_state
+    from rmcompress.compression.passes import PASSES
+    from rmcompress.compression.pipeline import _export, _source_baseline
+    from rmcompress.compression.recipe import Recipe
+    from rmcompress.compression.state import prepare_state
     from rmcompress.fileio import atomic_dir, write_json
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
 

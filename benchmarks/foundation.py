@@ -21,8 +21,8 @@ from common import HH, RESULTS, SST2, require, summarise
 
 def run_sst2(archs, seeds, epochs):
     from rmcompress.data.loaders import load_data
-    from rmcompress.evaluate.latency import measure_latency
-    from rmcompress.export.tflite import convert
+    from rmcompress.evaluation.latency import measure_latency
+    from rmcompress.runtime.tflite import convert
     from rmcompress.training.trainer import TrainConfig, train
 
     data = load_data(require(SST2), "pointwise")

@@ -127,7 +127,7 @@ def hh_splits(path: Path, train_size: int, val_size: int, seed: int, out: Path) 
 # -- one row ----------------------------------------------------------------------------------------
 def export_and_evaluate(model_dir: Path, val_file: Path, out: Path, name: str, latency_runs: int,
                         extra: dict | None = None) -> dict:
-    from rmcompress.evaluate.evaluate import evaluate
+    from rmcompress.evaluation.evaluate import evaluate
     from rmcompress.export.exporter import export_model
 
     t = time.time()
@@ -207,7 +207,7 @@ def recipe_file(recipe: str, out: Path, args) -> str:
         return recipe
     import yaml
 
-    from rmcompress.compress.recipe import RECIPE_DIR
+    from rmcompress.compression.recipe import RECIPE_DIR
 
     src = Path(recipe) if recipe.endswith((".yaml", ".yml")) else RECIPE_DIR / f"{recipe}.yaml"
     d = yaml.safe_load(src.read_text())
@@ -233,7 +233,7 @@ def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
 
 def compress_rows(name: str, recipe: str, ft_dir: Path, files: dict, out: Path, args, extra=None) -> list[dict]:
     """``rmcompress compress --recipe RECIPE`` of the fine-tuned model, evaluated as its TFLite file."""
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
 
     dest = out / "models" / name
     t = time.time()
@@ -250,7 +250,7 @@ def compress_rows(name: str, recipe: str, ft_dir: Path, files: dict, out: Path, 
     tfl = next(iter(sorted(dest.rglob("*.tflite"))), None)
     if tfl is None:
         return [export_and_evaluate(dest, files["val"], out, name, args.latency_runs, extra)]
-    from rmcompress.evaluate.evaluate import evaluate  # the recipe's own (maybe quantised) TFLite file
+    from rmcompress.evaluation.evaluate import evaluate  # the recipe's own (maybe quantised) TFLite file
 
     ev = evaluate(tfl, files["val"], latency_runs=args.latency_runs)
     return [{"name": name, **{k: ev.get(k) for k in ("task", "accuracy", "flops", "params", "size_bytes",
@@ -281,7 +281,7 @@ def parse_args(argv=None):
     p.add_argument("--recipes", default="medium,aggressive", help="issue-4 recipes ('' to skip)")
     p.add_argument("--budget-max-steps", type=int, default=None,
                    help="cap the budget rows' training steps (gated + fine-tune; default: --epochs of the data)")
-    from rmcompress.choices import BUDGET_METHODS
+    from rmcompress.config.choices import BUDGET_METHODS
 
     p.add_argument("--budget-method", default="gates", choices=BUDGET_METHODS,
                    help="budget rows: gated budget training (train --budget-flops) or importance pruning "
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
     rows: list[dict] = []
 
     def save():
-        from rmcompress.evaluate.table import format_table
+        from rmcompress.evaluation.table import format_table
 
         (out / "results.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items()},
                                                       "rows": rows, "seconds": round(time.time() - t0)},
@@ -412,7 +412,7 @@ def summary(rows: list[dict]) -> str:
     """The README table: per model (students: mean ± std over seeds)."""
     import numpy as np
 
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.evaluation.table import format_table
 
     done = [r for r in rows if "status" not in r]
     lines = [format_table(done)] if done else []

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     _quiet.silence()
     import numpy as np
 
-    from rmcompress.evaluate.latency import measure_latency
+    from rmcompress.evaluation.latency import measure_latency
     if args.tflite:
         return _files(args, measure_latency)
     from rmcompress.export.exporter import export_model
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 def _files(args, measure_latency) -> int:
     import numpy as np
 
-    from rmcompress.export.tflite import TFLiteRunner
+    from rmcompress.runtime.tflite import TFLiteRunner
 
     flats = {f: Path(f).read_bytes() for f in args.tflite}
     seq_len = TFLiteRunner(flats[args.tflite[0]]).seq_len

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad flags
     if args.version:
-        from rmcompress import __version__
+        from rmcompress._version import __version__
 
         print(__version__)
         return 0

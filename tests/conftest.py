@@ -1,8 +1,5 @@
-"""Shared fixtures: tiny generated data, tiny trained models, the real-data locator.
-
-Real data lives in ``../shared/data`` beside the project (CI has it); tests that need it call
-:func:`shared_data`, which skips with a clear reason when it is absent.
-"""
+"""Shared fixtures: tiny generated data, tiny trained models, the CLI in-process, SIGINT as in a
+terminal. Shared plain helpers are in ``tests/helpers.py``."""
 from __future__ import annotations
 
 import os
@@ -23,16 +20,7 @@ try:
 except RuntimeError:
     pass
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
-
-
-def shared_data(relative: str) -> Path:
-    """Path of a real data file, or skip the test with the reason."""
-    p = SHARED_DATA / relative
-    if not p.exists():
-        pytest.skip(f"real data {p} not found (CI provides ../shared/data beside the project)")
-    return p
+from tests.helpers import tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +43,6 @@ def pairwise_file(data_dir) -> Path:
     return data_dir / "pairs.jsonl"
 
 
-TINY = dict(width=16, depth=1, heads=2, ffn=32, filters=8, hidden=16, seq_len=16, vocab_size=300,
-            epochs=1, max_steps=6, batch_size=32, patience=0)
-
-
 @pytest.fixture
 def default_sigint():
     """SIGINT as in an interactive terminal (Python's ``default_int_handler``) for one test.
@@ -76,12 +60,6 @@ def default_sigint():
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
-def tiny_config(**overrides):
-    from rmcompress.training.trainer import TrainConfig
-
-    return TrainConfig(**{**TINY, **overrides})
-
-
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory, pointwise_file, pairwise_file):
     """``{name: TrainResult}`` for tiny transformer/cnn/bow pointwise models and a pairwise one,
@@ -97,12 +75,7 @@ def trained_models(tmp_path_factory, pointwise_file, pairwise_file):
     return out
 
 
-# -- the CLI in-process (tests/test_errors_*.py) ---------------------------------------------------
-TINY_TRAIN_FLAGS = ["--width", "16", "--depth", "1", "--heads", "2", "--ffn", "32", "--filters", "8",
-                    "--hidden", "16", "--seq-len", "16", "--vocab-size", "300", "--epochs", "1",
-                    "--max-steps", "6", "--batch-size", "32", "--patience", "0"]
-
-
+# -- the CLI in-process (tests/*/test_errors.py) --------------------------------------------------
 @pytest.fixture
 def cli(monkeypatch, capsys):
     """``cli(*args) -> (exit_code, stdout, stderr)``: ``rmcompress.cli.main`` in this process.
@@ -122,17 +95,3 @@ def cli(monkeypatch, capsys):
         return rc, out, err
 
     return run
-
-
-def rmcompress_subprocess(*args, kill_at: str | None = None, timeout: float = 240, env=None):
-    """Run ``python -m rmcompress ARGS`` in a fresh process; ``kill_at`` sets ``RMCOMPRESS_KILL_AT``
-    (see ``rmcompress.faults``). Returns the ``CompletedProcess`` (returncode -9 when killed)."""
-    import subprocess
-    import sys
-
-    e = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    e.pop("RMCOMPRESS_KILL_AT", None)
-    if kill_at:
-        e["RMCOMPRESS_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, "-m", "rmcompress", *[str(a) for a in args]], env=e,
-                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))

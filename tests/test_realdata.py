@@ -6,7 +6,9 @@ from rmcompress.data.loaders import load_data
 from rmcompress.export.exporter import export_model
 from rmcompress.training.trainer import train
 
-from conftest import shared_data, tiny_config
+from tests.helpers import shared_data, tiny_config
+
+pytestmark = pytest.mark.realdata  # reads ../shared/data
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from rmcompress.commands._common import model_to_out_parser
 
 
 def add_parser(sub, parents):
-    from rmcompress.compress.recipe import LEVELS, SHIPPED
+    from rmcompress.compression.recipe import LEVELS, SHIPPED
 
     p = model_to_out_parser(sub, parents, "compress", help="compress a model with a recipe (level or YAML file)",
                             description="Run a compression recipe: passes (budget, fuse, factorise, prune, "
@@ -25,11 +25,11 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
-    from rmcompress.compress.recipe import Recipe
+    from rmcompress.compression.recipe import Recipe
 
     recipe = Recipe.resolve(args.recipe)  # schema errors before TensorFlow loads
-    from rmcompress.compress.pipeline import compress
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.compression.pipeline import compress
+    from rmcompress.evaluation.table import format_table
 
     report = compress(args.model, recipe, args.data, args.out, overwrite=args.overwrite,
                       latency_runs=args.latency_runs, log=lambda m: print(m, file=sys.stderr),

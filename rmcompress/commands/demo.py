@@ -39,7 +39,7 @@ DEMO_RECIPES = [("transformer", "light"), ("transformer", "medium")]
 def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
     """Run the demo into ``out`` (which must not exist yet); return the table rows."""
     from rmcompress.data.synthetic import pairwise_frame, pointwise_frame, write_demo_data
-    from rmcompress.evaluate.evaluate import evaluate
+    from rmcompress.evaluation.evaluate import evaluate
     from rmcompress.export.exporter import export_model
     from rmcompress.fileio import atomic_write_text, write_json
     from rmcompress.training.trainer import TrainConfig, train
@@ -59,7 +59,7 @@ def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
         ev = evaluate(out / "exports" / name / "model.tflite", test[task], latency_runs=200)
         rows.append({"name": name, "task": task, **{k: ev[k] for k in ev if k not in ("artifact", "data")},
                      "parity_max_abs_diff": exp["parity_max_abs_diff"], "seconds": round(time.time() - t0, 1)})
-    from rmcompress.compress import compress
+    from rmcompress.compression.pipeline import compress
 
     for name, level in DEMO_RECIPES:
         t0 = time.time()
@@ -73,7 +73,7 @@ def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
                      "parity_max_abs_diff": comp.get("parity_max_abs_diff"), "recipe": level,
                      "seconds": round(time.time() - t0, 1)})
     write_json(out / "report.json", {"rows": rows})
-    from rmcompress.evaluate.table import rows_to_frame
+    from rmcompress.evaluation.table import rows_to_frame
 
     df = rows_to_frame(rows)
     atomic_write_text(out / "report.csv", df.to_csv(index=False))
@@ -82,7 +82,7 @@ def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
 
 
 def run(args) -> int:
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.evaluation.table import format_table
     from rmcompress.fileio import atomic_dir
 
     t0 = time.time()

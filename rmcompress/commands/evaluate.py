@@ -19,8 +19,8 @@ def run(args) -> int:
     import sys
 
     from rmcompress.data.loaders import data_notes
-    from rmcompress.evaluate.evaluate import evaluate
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.evaluation.evaluate import evaluate
+    from rmcompress.evaluation.table import format_table
 
     report = evaluate(args.model, args.data, latency_runs=args.latency_runs, max_examples=args.max_examples)
     for note in data_notes(args.data, report.get("skipped_rows"), report.get("truncated_texts", 0)):

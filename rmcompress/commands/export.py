@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def add_parser(sub, parents):
-    from rmcompress.choices import QUANTIZE_MODES
+    from rmcompress.config.choices import QUANTIZE_MODES
 
     from rmcompress.commands._common import model_to_out_parser
 
@@ -17,7 +17,7 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.evaluation.table import format_table
     from rmcompress.export.exporter import export_model
 
     report = export_model(args.model, args.out, args.format, args.quantize, overwrite=args.overwrite,

@@ -13,8 +13,8 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
-    from rmcompress.evaluate.report import gather, write_report
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.evaluation.report import gather, write_report
+    from rmcompress.evaluation.table import format_table
 
     df = gather(args.dirs)
     print(format_table(df.to_dict(orient="records")))

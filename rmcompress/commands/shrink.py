@@ -18,8 +18,8 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
-    from rmcompress.complexity.api import shrink_model_dir
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.structured.shrink import shrink_model_dir
+    from rmcompress.evaluation.table import format_table
 
     report = shrink_model_dir(args.model, args.out, budget_flops=args.budget_flops,
                               budget_params=args.budget_params, overwrite=args.overwrite)

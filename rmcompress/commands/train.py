@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rmcompress.choices import ARCHITECTURES
+from rmcompress.config.choices import ARCHITECTURES
 
 
 def add_parser(sub, parents):
@@ -144,7 +144,7 @@ def train_config_from_args(args):
 
 def run(args: argparse.Namespace) -> int:
     from rmcompress.data.loaders import data_notes
-    from rmcompress.evaluate.table import format_table
+    from rmcompress.evaluation.table import format_table
     from rmcompress.training.trainer import train
 
     cfg = train_config_from_args(args)

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rmcompress._keras import tf
 from rmcompress.errors import UsageError
 
 
 def token_vectors(model, vocabulary_size: int) -> np.ndarray:
     """``[V, d]`` input embeddings of a suite model (layer ``token_embedding``)."""
-    from rmcompress._keras import tf
 
     try:
         layer = model.get_layer("token_embedding")

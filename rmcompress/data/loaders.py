@@ -14,7 +14,7 @@ Contracts
   start for pointwise, the end for pairwise) so a megabyte text cannot exhaust memory; the number
   cut is ``truncated``. Labels and margins must be finite and within float32 range.
 - Every problem is a :class:`DataError` naming the file (and line where there is one); no other
-  exception escapes for any input bytes (``tests/test_fuzz.py``).
+  exception escapes for any input bytes (``tests/data/test_fuzz_loaders.py``).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "input", "c
 LABEL_COLUMNS = ("label", "labels", "score", "reward", "rating", "target", "y")
 PAIR_COLUMNS = ("chosen", "rejected")
 MAX_CHARS = 20_000
-from rmcompress.choices import TASKS
+from rmcompress.config.choices import TASKS
 
 
 @dataclass

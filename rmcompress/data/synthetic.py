@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from rmcompress.fileio import atomic_write_text
 
 POS_ADJ = ["good", "great", "wonderful", "brilliant", "charming", "moving", "funny", "smart", "delightful",
            "gripping", "beautiful", "fresh", "touching", "clever", "superb", "warm"]
@@ -93,7 +94,6 @@ def write_demo_data(directory, seed: int = 0) -> dict:
     """Write ``sentiment.tsv`` and ``preferences.jsonl`` into ``directory``; return their paths."""
     from pathlib import Path
 
-    from rmcompress.fileio import atomic_write_text
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

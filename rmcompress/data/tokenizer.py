@@ -27,7 +27,7 @@ from rmcompress.fileio import atomic_write_text, read_json, write_json
 PAD, UNK = "[PAD]", "[UNK]"
 CLS, SEP = "[CLS]", "[SEP]"
 RESERVED = [PAD, UNK]
-from rmcompress.choices import KEEP_SIDES, TOKENIZER_MODES
+from rmcompress.config.choices import KEEP_SIDES, TOKENIZER_MODES
 
 
 @dataclass

@@ -19,16 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress.errors import ExportError, UsageError
-from rmcompress.evaluate.latency import measure_latency
-from rmcompress.evaluate.size import file_sizes
-from rmcompress.export import savedmodel, tflite
-from rmcompress.export.parity import check_parity, parity_metrics
 from rmcompress import faults
+from rmcompress.errors import ExportError, UsageError
+from rmcompress.evaluation.latency import measure_latency
+from rmcompress.export import savedmodel
+from rmcompress.export.parity import check_parity, parity_metrics
 from rmcompress.fileio import atomic_dir, check_destination, write_json
 from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
+from rmcompress.runtime import tflite
+from rmcompress.runtime.savedmodel import SavedModelRunner
+from rmcompress.sizes import file_sizes
 
-from rmcompress.choices import EXPORT_FORMATS as FORMATS
+from rmcompress.config.choices import EXPORT_FORMATS as FORMATS
 TFLITE_FILE = "model.tflite"
 SAVEDMODEL_DIR = "saved_model"
 EXPORT_FORMAT = "rmcompress.export"
@@ -105,7 +107,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                 report.update(measure_latency(runner, parity_ids, runs=latency_runs))
         if "savedmodel" in formats:
             savedmodel.save(bundle.model, bundle.tokenizer, tmp / SAVEDMODEL_DIR)
-            sm = savedmodel.SavedModelRunner(tmp / SAVEDMODEL_DIR)
+            sm = SavedModelRunner(tmp / SAVEDMODEL_DIR)
             sm_metrics = parity_metrics(reference, sm.score(parity_ids))
             if sm_metrics["parity_max_abs_diff"] > 1e-4:
                 raise ExportError(f"{out_dir / SAVEDMODEL_DIR}: SavedModel differs from the Keras model by "

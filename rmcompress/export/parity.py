@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress.errors import ExportError
-from rmcompress.evaluate.metrics import spearman
+from rmcompress.metrics import spearman
 
 FLOAT_TOLERANCE = 1e-4
 #: quantize mode -> (min decision agreement, min spearman); float16 gets a loose absolute bound too

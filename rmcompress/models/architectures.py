@@ -42,97 +42,20 @@ adds ``embedding_norm`` (its ``block{i}_attn_norm``/``block{i}_ffn_norm`` follow
 
 ``input_vocab_size`` (set by ``shrink`` when vocabulary rows were removed) adds a ``token_remap``
 layer that maps tokeniser ids onto the kept embedding rows. ``build_reward_model(config,
-gated=True)`` inserts hard-concrete gates on every prunable group (``rmcompress.complexity.gates``);
+gated=True)`` inserts hard-concrete gates on every prunable group (``rmcompress.models.gating``);
 the gated graph has the same named layers plus ``gate_<group>`` and ``*_gating`` layers.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-
 from rmcompress._keras import keras
 from rmcompress.errors import ModelError
-from rmcompress.models import layers as L
-
-from rmcompress.choices import ARCHITECTURES, HEAD_HIDDEN_ARCHS  # noqa: F401  (ARCHITECTURES re-exported)
-
-
-@dataclass
-class ArchConfig:
-    """Everything needed to rebuild a model's graph (weights are stored separately)."""
-
-    arch: str = "transformer"
-    vocab_size: int = 8000
-    seq_len: int = 64
-    width: int = 64
-    depth: int = 2
-    heads: int | list = 4
-    head_dim: int = 16
-    ffn: int | list = 128
-    activation: str = "relu"
-    dropout: float = 0.1
-    kernel_sizes: list = field(default_factory=lambda: [3, 4, 5])
-    filters: int | list = 64
-    hidden: int = 64                   # bow: hidden units after the pooling
-    head_hidden: int = 0               # transformer/cnn: ReLU units between the pooling and the reward (0: none)
-    norm_epsilon: float = 1e-6
-    block_present: list | None = None  # transformer: False = block removed (skip connection only)
-    input_vocab_size: int | None = None  # tokeniser vocabulary when rows were removed (TokenRemap)
-
-    def __post_init__(self):
-        if self.arch not in ARCHITECTURES:
-            raise ModelError(f"architecture {self.arch!r} unknown; allowed: {', '.join(ARCHITECTURES)}")
-        for name in ("vocab_size", "seq_len", "width"):
-            if int(getattr(self, name)) < 1:
-                raise ModelError(f"architecture setting {name}={getattr(self, name)} must be >= 1")
-        if self.depth < 0:
-            raise ModelError(f"architecture setting depth={self.depth} must be >= 0")
-        if int(self.head_hidden) < 0:
-            raise ModelError(f"architecture setting head_hidden={self.head_hidden} must be >= 0")
-        if self.head_hidden and self.arch not in HEAD_HIDDEN_ARCHS:
-            raise ModelError(f"architecture setting head_hidden={self.head_hidden} is for the transformer "
-                             f"and the cnn; {self.arch} has no reward-head hidden layer (bow: hidden)")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ModelError(f"architecture setting dropout={self.dropout} must be in [0, 1)")
-        self.kernel_sizes = [int(k) for k in self.kernel_sizes]
-        if self.arch == "cnn":
-            ks = self.kernel_sizes
-            if not ks or min(ks) < 1 or len(set(ks)) != len(ks) or max(ks) > int(self.seq_len):
-                raise ModelError(f"architecture setting kernel_sizes={ks} must be distinct widths between 1 and "
-                                 f"the sequence length {self.seq_len} (one convolution branch per width)")
-
-    def per_block(self, name: str) -> list[int]:
-        """``heads``/``ffn`` as one int per block (an int setting is repeated ``depth`` times)."""
-        v = getattr(self, name)
-        vals = [int(x) for x in v] if isinstance(v, (list, tuple)) else [int(v)] * self.depth
-        if len(vals) != self.depth:
-            raise ModelError(f"architecture setting {name} has {len(vals)} entries for depth {self.depth}")
-        return vals
-
-    def per_conv(self) -> list[int]:
-        v = self.filters
-        vals = [int(x) for x in v] if isinstance(v, (list, tuple)) else [int(v)] * len(self.kernel_sizes)
-        if len(vals) != len(self.kernel_sizes):
-            raise ModelError(f"architecture setting filters has {len(vals)} entries for "
-                             f"{len(self.kernel_sizes)} kernel sizes")
-        return vals
-
-    def blocks_present(self) -> list[bool]:
-        return [True] * self.depth if self.block_present is None else [bool(b) for b in self.block_present]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ArchConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelError(f"unknown architecture settings {unknown}; allowed: {sorted(known)}")
-        return cls(**d)
+from rmcompress.layers import encoder as L
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.gating import GateBuilder
 
 
 class _NoGates:
-    """The gate hooks of a plain (ungated) model: identities (see ``rmcompress.complexity.gates``)."""
+    """The gate hooks of a plain (ungated) model: identities (see ``rmcompress.models.gating``)."""
 
     def values(self, group, anchor, binary=False):
         return None
@@ -161,14 +84,12 @@ def build_reward_model(config: ArchConfig | dict, name: str | None = None, gated
     """Build the untrained scorer for ``config`` (see module docstring for the graphs).
 
     ``gated``: insert gates on ``gate_groups`` (default: every prunable group but the vocabulary
-    rows; see ``rmcompress.complexity.gates.GateBuilder``).
+    rows; see ``rmcompress.models.gating.GateBuilder``).
     """
     if isinstance(config, dict):
         config = ArchConfig.from_dict(config)
     gates = _NoGates()
     if gated:
-        from rmcompress.complexity.gates import GateBuilder
-
         gates = GateBuilder(config, gate_groups, **(gate_options or {}))
     ids = keras.Input(shape=(config.seq_len,), dtype="int32", name="token_ids")
     mask = L.PaddingMask(name="padding_mask")(ids)

@@ -40,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rmcompress._keras import keras
 from rmcompress.data.tokenizer import CLS, PAD, SEP, UNK, Tokenizer, TokenizerConfig
 from rmcompress.errors import ModelError, UsageError
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 
 SUPPORTED = ("BertBackbone", "DistilBertBackbone")
 MATCH_MODES = ("source", "keras")
@@ -295,7 +297,6 @@ def keras3_pooled(backbone, ids: np.ndarray, batch_size: int = 64) -> np.ndarray
 
 def pooled_model(scorer):
     """``ids -> pooled encoder output`` of a bridged scorer (the input of its ``reward`` head)."""
-    from rmcompress._keras import keras
 
     return keras.Model(scorer.input, scorer.get_layer("pool").output)
 

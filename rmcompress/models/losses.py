@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rmcompress._keras import tf
 
-from rmcompress.choices import POINTWISE_LOSSES
+from rmcompress.config.choices import POINTWISE_LOSSES
 
 
 def pointwise_loss(name: str, reward, labels):

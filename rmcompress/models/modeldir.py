@@ -19,11 +19,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rmcompress import __version__
 from rmcompress._keras import keras
+from rmcompress._version import __version__
 from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import ModelError
 from rmcompress.fileio import atomic_dir, read_json, write_json
+from rmcompress.layers import compressed, encoder, gates
+from rmcompress.models.structure import count
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -50,20 +52,8 @@ class RewardModelBundle:
 
 
 def custom_objects() -> dict:
-    """Every layer class the project registers (importing the modules registers them)."""
-    from rmcompress.models import layers
-
-    objs = dict(layers.CUSTOM_LAYERS)
-    try:  # gate layers live with the complexity package
-        from rmcompress.complexity import gates
-
-        objs.update(getattr(gates, "CUSTOM_LAYERS", {}))
-    except ImportError:
-        pass
-    from rmcompress.compress import layers as compress_layers  # fused / factorised layers
-
-    objs.update(compress_layers.CUSTOM_LAYERS)
-    return objs
+    """Every layer class the project registers (:mod:`rmcompress.layers`)."""
+    return {**encoder.CUSTOM_LAYERS, **gates.CUSTOM_LAYERS, **compressed.CUSTOM_LAYERS}
 
 
 def save_model_dir(dest: str | os.PathLike, model: keras.Model, tokenizer: Tokenizer, metadata: dict,
@@ -180,7 +170,6 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
 def count_model(model: keras.Model, where):
     """``complexity.count(model)`` with ``where`` (the artifact's path) prefixed to the error a layer
     unknown to the complexity registry raises (which names the layer and its class)."""
-    from rmcompress.complexity import count
 
     try:
         return count(model)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rmcompress._keras import keras, tf
+from rmcompress.fileio import atomic_write_text
 
 
 def _scalar_summary(tag: str, value: float, step: int) -> None:
@@ -119,7 +120,6 @@ class ComplexityLogger(keras.callbacks.Callback):
             return
         import pandas as pd
 
-        from rmcompress.fileio import atomic_write_text
 
         atomic_write_text(path, pd.DataFrame(self.rows).to_csv(index=False))
 

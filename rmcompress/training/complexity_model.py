@@ -40,10 +40,11 @@ from __future__ import annotations
 import math
 
 from rmcompress._keras import keras, tf
-from rmcompress.complexity.gates import gate_layers
-from rmcompress.complexity.registry import CompiledCost, is_gated
-from rmcompress.complexity.structure import cost_model, infer_arch_config, structure_for
+from rmcompress.cost.registry import CompiledCost, is_gated
 from rmcompress.errors import ModelError, UsageError
+from rmcompress.layers.gates import gate_layers, alive_counts
+from rmcompress.models.groups import structure_for
+from rmcompress.models.structure import cost_model, infer_arch_config
 from rmcompress.training.model import RewardTrainingModel
 
 KINDS = ("flops", "params")
@@ -197,7 +198,6 @@ class ComplexityAwareModel(RewardTrainingModel):
     def complexity_state(self) -> dict:
         """Current numbers (Python floats): expected and deterministic FLOPs/params, fractions,
         targets, gaps and multipliers."""
-        from rmcompress.complexity.gates import alive_counts
 
         frac = {k: float(v.numpy()) for k, v in self.expected_fractions().items()}
         det = self.cost.evaluate(alive_counts(self.scorer, self.structure, "deterministic"))

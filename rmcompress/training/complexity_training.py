@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rmcompress.complexity import count
-from rmcompress.complexity.shrink import project_to_budget, shrink
+from rmcompress._keras import keras, tf
+from rmcompress.data.pipeline import EncodedData
+from rmcompress.models.architectures import build_reward_model
+from rmcompress.models.structure import count, infer_arch_config
+from rmcompress.structured.importance import set_ranked_log_alpha
+from rmcompress.structured.shrink import project_to_budget, shrink
 from rmcompress.training.complexity_callbacks import BudgetController, BudgetEarlyStopping, ComplexityLogger
 from rmcompress.training.complexity_model import ComplexityAwareModel
+from rmcompress.training.model import RewardTrainingModel
+from rmcompress.training.schedule import warmup_cosine
+from rmcompress.training.taylor import unit_scores_by
 
 
 def is_gated_config(cfg) -> bool:
@@ -65,8 +72,6 @@ def rank_gates(gated, plain, cfg, data, loss: str) -> None:
     """Start ``gated``'s gates ranked by ``plain``'s unit importance (``cfg.gate_init``: magnitude or
     taylor): ``log_alpha`` spread over ``cfg.gate_init_log_alpha +- cfg.gate_init_spread`` by global
     rank, so under a budget's pressure the least important units close first."""
-    from rmcompress.complexity.importance import set_ranked_log_alpha, unit_scores_by
-    from rmcompress.data.pipeline import EncodedData
 
     if data.teacher is not None:  # Taylor scores use the task loss: labeled rows, no teacher columns
         keep = np.asarray(data.labeled if data.labeled is not None else np.ones(len(data))) > 0
@@ -92,11 +97,6 @@ def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbos
     ``build(scorer, cfg, loss)``: the training wrapper (default: the plain task loss of
     :class:`RewardTrainingModel`; callers that distill pass ``with_distillation(...)``, whose
     batches carry the teacher's scores)."""
-    from rmcompress._keras import keras, tf
-    from rmcompress.complexity.structure import infer_arch_config
-    from rmcompress.models.architectures import build_reward_model
-    from rmcompress.training.model import RewardTrainingModel
-    from rmcompress.training.trainer import warmup_cosine
 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():

@@ -48,10 +48,13 @@ from pathlib import Path
 import numpy as np
 
 from rmcompress._keras import keras, tf
-from rmcompress.choices import DISTILL_LOSSES
+from rmcompress.config.choices import DISTILL_LOSSES
+from rmcompress.data.augment import augment_texts, neighbour_table, token_vectors
+from rmcompress.data.loaders import PointwiseData, load_pairwise, load_texts
 from rmcompress.data.pipeline import EncodedData, encode
 from rmcompress.errors import UsageError
 from rmcompress.models.losses import pairwise_loss, pointwise_loss
+from rmcompress.models.modeldir import load_model_dir
 from rmcompress.training.model import RewardTrainingModel
 
 
@@ -263,7 +266,6 @@ _TEACHERS: dict = {}
 
 def _load_teacher(path, task: str):
     """``load_model_dir`` with the last teacher kept in memory (keyed by directory and mtime)."""
-    from rmcompress.models.modeldir import load_model_dir
 
     try:
         key = (str(Path(path).resolve()), (Path(path) / "model.keras").stat().st_mtime_ns)
@@ -319,7 +321,6 @@ def teacher_targets(bundle, data, batch_size: int = 128) -> np.ndarray:
 def load_unlabeled(path, task: str, text_column: str | None = None):
     """Unlabeled data: pointwise a text column (labels ignored, set to 0); pairwise chosen/rejected
     columns whose order carries no preference (only the teacher's margin is used)."""
-    from rmcompress.data.loaders import PointwiseData, load_pairwise, load_texts
 
     if task == "pairwise":
         return load_pairwise(path)
@@ -331,7 +332,6 @@ def augmented_texts(model, tokenizer, texts: list[str], copies: int, p: float = 
                     seed: int = 0) -> list[str]:
     """``copies`` word-replacement variants of every text of >= ``min_words`` words, neighbours from
     the input embedding of the teacher ``model`` (:mod:`rmcompress.data.augment`)."""
-    from rmcompress.data.augment import augment_texts, neighbour_table, token_vectors
 
     vocab = tokenizer.vocabulary
     table = neighbour_table(token_vectors(model, len(vocab)), vocab)
@@ -388,7 +388,6 @@ class DistillationPlan:
             if task != "pointwise":
                 raise UsageError("--augment is pointwise only: a pair's preference does not survive "
                                  "independent word swaps")
-            from rmcompress.data.loaders import PointwiseData
 
             variants = augmented_texts(bundle.model, bundle.tokenizer,
                                        list(train_data.texts) + (list(extra.texts) if extra else []),

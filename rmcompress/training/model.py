@@ -17,7 +17,8 @@ from __future__ import annotations
 from rmcompress._keras import keras, tf
 from rmcompress.models.losses import pairwise_loss, pointwise_loss
 
-from rmcompress.choices import TASKS
+from rmcompress.config.choices import TASKS
+from rmcompress.training.interrupt import StopAtStepBoundary, interrupts_at_step_boundaries
 
 
 def monitor_metric(task: str, loss: str) -> tuple[str, str]:
@@ -103,7 +104,6 @@ class RewardTrainingModel(keras.Model):
         """``keras.Model.fit``, with Ctrl-C taking effect at the next step boundary
         (:mod:`rmcompress.training.interrupt`): the first SIGINT ends the ``fit`` with
         ``KeyboardInterrupt`` once the step, and any epoch-end backup, is complete."""
-        from rmcompress.training.interrupt import StopAtStepBoundary, interrupts_at_step_boundaries
 
         with interrupts_at_step_boundaries() as pending:
             if pending is not None:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from rmcompress._keras import keras
 from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import UsageError
-from rmcompress.models.architectures import ArchConfig
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.backbones import load_pretrained
+from rmcompress.models.modeldir import load_model_dir
 
 
 @dataclass
@@ -38,13 +40,9 @@ def scorer_source(cfg, task: str):
     if cfg.backbone and cfg.init:
         raise UsageError("--backbone and --init are exclusive (--init already holds a backbone's weights)")
     if cfg.backbone:
-        from rmcompress.models.backbones import load_pretrained
-
         return load_pretrained(cfg.backbone, cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.dropout,
                                match=getattr(cfg, "backbone_match", "source"))
     if cfg.init:
-        from rmcompress.models.modeldir import load_model_dir
-
         bundle = load_model_dir(cfg.init, expect_task=task)
         arch = bundle.metadata.get("arch") or {}
         try:

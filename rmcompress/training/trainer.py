@@ -23,18 +23,28 @@ from pathlib import Path
 
 import numpy as np
 
+from rmcompress import faults
 from rmcompress._keras import keras, tf
-from rmcompress.complexity import count
+from rmcompress.config.choices import GATE_INITS, HEAD_HIDDEN_ARCHS, gate_schedule
 from rmcompress.data.loaders import load_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
-from rmcompress import faults
 from rmcompress.errors import UsageError
-from rmcompress.fileio import check_destination
-from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.fileio import check_destination, write_json
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
 from rmcompress.models.modeldir import RewardModelBundle, save_model_dir, save_samples
+from rmcompress.models.structure import count, infer_arch_config
+from rmcompress.sizes import file_sizes
+from rmcompress.structured.gating import gated_copy
+from rmcompress.training import complexity_training as cx
+from rmcompress.training.distill import DistillationPlan, DistillSettings
 from rmcompress.training.model import RewardTrainingModel, monitor_metric
+from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
+from rmcompress.training.schedule import warmup_cosine
+from rmcompress.training.scoring import evaluate_encoded
+from rmcompress.training.sources import scorer_source
 
 DEFAULT_SEQ_LEN = {"pointwise": 64, "pairwise": 256}
 
@@ -105,7 +115,6 @@ class TrainConfig:
             self.learning_rate = 3e-5 if (self.backbone or self.init) else 1e-3
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs} must be >= 1")
-        from rmcompress.choices import GATE_INITS, HEAD_HIDDEN_ARCHS, gate_schedule
 
         if self.gate_init not in GATE_INITS:
             raise UsageError(f"--gate-init {self.gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
@@ -150,8 +159,6 @@ class TrainConfig:
             raise UsageError("--augment is pointwise only: a pair's preference does not survive independent "
                              "word swaps")
         if self.teacher:
-            from rmcompress.training.distill import DistillSettings
-
             DistillSettings(self.distill_weight, self.distill_loss, self.distill_temperature, self.distill_features,
                             augment=self.augment)
         elif self.distill_features:
@@ -189,28 +196,6 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
 
-def warmup_cosine(learning_rate: float, total_steps: int, warmup_fraction: float):
-    """Linear warm-up to ``learning_rate`` over ``warmup_fraction`` of steps, then cosine to 0."""
-    warmup = max(1, int(total_steps * warmup_fraction))
-    decay = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, total_steps - warmup), warmup_target=learning_rate,
-        warmup_steps=warmup)
-    return decay
-
-
-def evaluate_encoded(model: keras.Model, data: EncodedData, task: str, loss: str = "bce",
-                     batch_size: int = 256) -> dict:
-    """Quality of a scorer on encoded data: the keys ``report.json`` uses."""
-    from rmcompress.evaluate.metrics import quality_metrics
-
-    if task == "pairwise":
-        rc = model.predict(data.chosen, batch_size=batch_size, verbose=0).reshape(-1)
-        rr = model.predict(data.rejected, batch_size=batch_size, verbose=0).reshape(-1)
-        return quality_metrics(task, (rc, rr), None, loss)
-    r = model.predict(data.ids, batch_size=batch_size, verbose=0).reshape(-1)
-    return quality_metrics(task, r, data.labels, loss)
-
-
 def _build(model, enc: EncodedData) -> None:
     """Create the training model's variables by calling it on one example."""
     if not model.built and len(enc):
@@ -241,7 +226,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
     ``data`` trains. Returns the bundle, history and report.
     """
-    from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
 
     if out_dir is not None:
         check_destination(out_dir, overwrite)
@@ -272,13 +256,10 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         train_data, val_data = split_data(data, cfg.val_fraction, cfg.seed, cfg.split_mode)
     keras.utils.set_random_seed(cfg.seed)
 
-    from rmcompress.training.sources import scorer_source
 
     source = scorer_source(cfg, cfg.task)
     distill = None
     if cfg.teacher:
-        from rmcompress.training.distill import DistillationPlan, DistillSettings
-
         distill = DistillationPlan.prepare(
             cfg.teacher, cfg.task, loss, train_data, val_data,
             DistillSettings(cfg.distill_weight, cfg.distill_loss, cfg.distill_temperature, cfg.distill_features,
@@ -316,7 +297,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         epochs = max(1, math.ceil(cfg.max_steps / steps_per_epoch))
     total_steps = steps_per_epoch * epochs
 
-    from rmcompress.training import complexity_training as cx
 
     gated = cx.is_gated_config(cfg)
     ft_steps = cx.finetune_steps(cfg, total_steps) if gated else 0
@@ -327,7 +307,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         if source is not None:
             scorer = source.build()
             if gated:  # gates on the copied weights (all open at the start)
-                from rmcompress.complexity.gates import gated_copy
 
                 opts = cx.gate_options(cfg)["gate_options"]
                 plain = scorer
@@ -382,7 +361,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     cx_info = {}
     if gated:
         scorer, cx_info = cx.finish_gated(model, all_ids(enc_val) if len(enc_val) else None, cfg.shrink)
-        from rmcompress.complexity.structure import infer_arch_config
 
         arch = infer_arch_config(scorer) if cfg.shrink else arch
         if ft_steps:
@@ -422,8 +400,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         def extra(tmp: Path):
             import pandas as pd
 
-            from rmcompress.evaluate.size import file_sizes
-            from rmcompress.fileio import write_json
 
             pd.DataFrame(history).rename_axis("epoch").to_csv(tmp / "history.csv")
             if cx_logger is not None:

@@ -1,0 +1,205 @@
+"""``compress()``: model directory + recipe + data -> checked, measured SavedModel + TFLite.
+
+Output directory (written atomically)::
+
+    OUT/model.tflite, OUT/saved_model/, OUT/vocab.txt, OUT/tokenizer.json, OUT/metadata.json
+                         the export (rmcompress.export.export_model), parity-checked
+    OUT/model/           the compressed float Keras model directory (input to later stages)
+    OUT/recipe.yaml      the recipe as run (defaults filled in)
+    OUT/report.json      one result row (ARCHITECTURE.md keys + ``recipe``) and, under ``passes``,
+                         what every pass did
+
+The row: ``task``, ``n_examples`` (validation rows), the quality metric of the TFLite artifact on
+the validation split, ``flops``, ``params``, ``size_bytes``/``size_gzip_bytes`` (model.tflite),
+``latency_ms_p50`` (LiteRT, batch 1, one thread, at ``seq_len``; with a ``length`` pass also
+``latency_ms_p50_real_length`` over the validation texts at their real lengths),
+``parity_max_abs_diff`` (TFLite vs the Keras model it was converted from; the quantised bar is on
+decision agreement -- for pairwise models the order of each pair -- and rank correlation), ``recipe``; and against
+the *source* model: ``source_*`` (its accuracy and its dense float32 TFLite size and latency),
+``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same validation texts, each model
+with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_speedup`` and
+``accuracy_drop_points``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rmcompress.compression import length as length_mod
+from rmcompress.compression.passes import PASSES
+from rmcompress.compression.quantise import build_tflite
+from rmcompress.compression.recipe import Recipe
+from rmcompress.compression.state import CompressState, prepare_state
+from rmcompress.errors import UsageError
+from rmcompress.evaluation.latency import measure_latency
+from rmcompress.export.exporter import export_model
+from rmcompress.fileio import atomic_dir, write_json, atomic_write_text
+from rmcompress.metrics import quality_metrics, spearman
+from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
+from rmcompress.models.structure import count
+from rmcompress.runtime.tflite import convert, TFLiteRunner, strip_tensor_names
+
+PARITY_MODE = {"qat": "int8"}
+
+
+def _scores(score, data) -> tuple:
+    """Scores of every validation row: pointwise ``[n]``; pairwise ``(chosen, rejected)``."""
+    if data.task == "pairwise":
+        return score(data.chosen), score(data.rejected)
+    return (score(data.ids),)
+
+
+def _quality(task, loss, scores, data) -> dict:
+    if task == "pairwise":
+        return quality_metrics(task, scores, None, loss)
+    return quality_metrics(task, scores[0], data.labels, loss)
+
+
+def _keras_score(model):
+    return lambda ids: model.predict(np.asarray(ids, np.int32), batch_size=256, verbose=0).reshape(-1)
+
+
+def _source_baseline(state: CompressState, latency_runs: int) -> dict:
+    """The source model on the validation split, and its dense float32 TFLite size and latency."""
+
+    scores = _scores(_keras_score(state.model), state.val)
+    flat = convert(state.model)
+    import gzip
+
+    out = {"scores": scores, **{f"source_{k}": v for k, v in _quality(state.task, state.loss, scores, state.val).items()},
+           "source_size_bytes": len(flat), "source_size_gzip_bytes": len(gzip.compress(flat, 9, mtime=0)),
+           **{f"source_{k}": v for k, v in count(state.model).as_dict().items()}}
+    if latency_runs:
+        out["source_latency_ms_p50"] = measure_latency(flat, state.val_ids(256), runs=latency_runs)["latency_ms_p50"]
+    return out
+
+
+def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = False, verbose: int = 0,
+             latency_runs: int | None = None, log=None, unlabeled=None) -> dict:
+    """Run ``recipe`` (a level name, YAML path, dict or :class:`Recipe`) on ``model`` (a model
+    directory or a loaded bundle) with ``data`` (a file of the model's task, or loaded data); write
+    ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
+    ``budget`` pass distills on (needs ``distill`` > 0 there)."""
+
+    log = log or (lambda msg: None)
+    t_start = time.time()
+    recipe = Recipe.resolve(recipe)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
+    if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.params.get("distill")
+                                         for p in recipe.passes):
+        raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
+                         "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
+    bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
+    state = prepare_state(bundle, data, recipe.data, verbose=verbose, unlabeled=unlabeled)
+    runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
+    log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
+    source = _source_baseline(state, runs)
+    for spec in recipe.passes:
+        log(f"[{recipe.name}] pass {spec.name} {spec.params}")
+        t0 = time.time()
+        state, note = PASSES[spec.name](state, **spec.params)
+        state.notes.append({"pass": spec.name, "seconds": round(time.time() - t0, 2), **note})
+    log(f"[{recipe.name}] export")
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        report = _export(state, recipe, tmp, source, runs)
+        report["seconds"] = round(time.time() - t_start, 1)
+        write_json(tmp / "report.json", report)
+        _write_recipe(recipe, tmp / "recipe.yaml")
+    return report
+
+
+def _write_recipe(recipe: Recipe, path: Path) -> None:
+    import yaml
+
+
+    atomic_write_text(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs: int) -> dict:
+    mode = state.export.get("quantize", "none")
+    length = state.export.get("length")
+    conv_model = length_mod.dynamic_length_model(state.model) if length else state.model
+    qat_model = state.qat_model  # built with a dynamic length; converted at conv_model's length
+    cal = state.calibration_ids(int(state.export.get("calibration_samples", 300)))
+    flat, qnote = build_tflite(conv_model, mode, cal, state.export.get("keep_float_ops"),
+                               state.export.get("max_layer_error"),
+                               cal[: int(state.export.get("debug_samples", 64))], qat_model)
+    if qnote:
+        state.notes.append({"pass": "quantise-export", **qnote})
+    if recipe.export.get("strip_names"):
+        stripped = strip_tensor_names(flat)
+        state.notes.append({"pass": "strip-names", "bytes_before": len(flat), "bytes_after": len(stripped)})
+        flat = stripped
+    val_ids = state.val_ids()
+    metadata = {**state.metadata, "compressed_with": recipe.name}
+    out_bundle = RewardModelBundle(state.model, state.tokenizer, metadata)
+    extra_meta = {"recipe": recipe.name}
+    if length:
+        extra_meta.update(length=length, input={
+            "name": "token_ids", "dtype": "int32", "shape": [-1, -1], "padding_id": 0,
+            "min_length": length["min_length"], "pad_after_last_token": length["margin"],
+            "rule": "pad each text to the smallest bucket >= its token count + pad_after_last_token"})
+    # QAT: the int8 file must reproduce the fake-quant model it was trained as (its distance to the
+    # float source is measured below, vs_source_*); everything else: the float model it came from
+    reference = qat_model.predict(val_ids, batch_size=256, verbose=0) if mode == "qat" else None
+    exp = export_model(out_bundle, tmp, recipe.export["formats"], quantize=mode, parity_ids=val_ids,
+                       calibration_ids=cal, overwrite=True, latency_runs=runs, tflite_model=flat,
+                       parity_mode=PARITY_MODE.get(mode, mode), metadata_extra=extra_meta,
+                       parity_pairs=state.task == "pairwise", reference_scores=reference)
+    runner = TFLiteRunner(flat)
+    scores = _scores(runner.score, state.val)
+    report = {"name": recipe.name, "recipe": recipe.name, "task": state.task, "n_examples": len(state.val),
+              "n_train": len(state.train), "quantize": mode,
+              **_quality(state.task, state.loss, scores, state.val),
+              **{k: exp[k] for k in ("flops", "params", "size_bytes", "size_gzip_bytes", "latency_ms_p50",
+                                     "latency_ms_p90", "parity_max_abs_diff", "parity_decision_agreement",
+                                     "parity_spearman", "savedmodel_size_bytes") if k in exp}}
+    a = np.concatenate([np.asarray(s).reshape(-1) for s in scores])
+    b = np.concatenate([np.asarray(s).reshape(-1) for s in source["scores"]])
+    if state.task == "pairwise":  # the decision is the pair's order
+        report["vs_source_decision_agreement"] = float(np.mean(((scores[0] - scores[1]) > 0) ==
+                                                               ((source["scores"][0] - source["scores"][1]) > 0)))
+    else:
+        report["vs_source_decision_agreement"] = float(np.mean((a > 0) == (b > 0)))
+    report["vs_source_spearman"] = spearman(a, b)
+    report["vs_source_max_abs_diff"] = float(np.max(np.abs(a - b)))
+    report.update({k: v for k, v in source.items() if k != "scores"})
+    _ratios(report)
+    if length:
+        lat = length_mod.latency_at_lengths(flat, val_ids[:256], length["buckets"], length["margin"],
+                                            runs=max(runs, 50)) if runs else {}
+        report.update(lat)
+        report["length_mode"] = length["mode"]
+        report["length_buckets"] = length["buckets"]
+        trim_runner = TFLiteRunner(flat)
+        report["length_trim_max_abs_diff"] = length_mod.check_trim_parity(
+            runner.score, trim_runner.score, val_ids[:256],
+            length_mod.parity_buckets(length, state.tokenizer.seq_len), length["margin"])
+        if report.get("latency_ms_p50_real_length") and report.get("source_latency_ms_p50"):
+            report["latency_speedup_real_length"] = report["source_latency_ms_p50"] / report["latency_ms_p50_real_length"]
+
+    def extra(d: Path):
+        save_samples(d, val_ids, state.train_ids(), state.seed)
+
+    save_model_dir(tmp / "model", state.model, state.tokenizer, metadata,
+                   {**{k: v for k, v in report.items() if k != "passes"}, "stage": "compress"}, extra=extra)
+    report["passes"] = state.notes
+    return report
+
+
+def _ratios(r: dict) -> None:
+    if r.get("size_bytes"):
+        r["size_ratio"] = r["source_size_bytes"] / r["size_bytes"]
+    if r.get("size_gzip_bytes"):
+        r["gzip_ratio"] = r["source_size_gzip_bytes"] / r["size_gzip_bytes"]
+    if r.get("latency_ms_p50") and r.get("source_latency_ms_p50"):
+        r["latency_speedup"] = r["source_latency_ms_p50"] / r["latency_ms_p50"]
+    for k in ("accuracy", "pairwise_accuracy"):
+        if k in r and f"source_{k}" in r:
+            r["accuracy_drop_points"] = 100.0 * (r[f"source_{k}"] - r[k])
+

@@ -1,0 +1,207 @@
+"""``quantise``: post-training quantisation (float16, dynamic range, int8) and QAT, made to keep accuracy.
+
+Modes (the TFLite file's precision):
+
+- ``float16`` / ``dynamic``: :func:`rmcompress.runtime.tflite.convert` (weights only);
+- ``int8``: full-integer post-training quantisation calibrated on ``calibration_samples`` rows of
+  the *training* split. The model is calibrated once; then
+
+  * ``keep_float_ops``: TFLite op types kept in float. ``auto`` times every op of the int8 and the
+    float model on its own (:mod:`rmcompress.evaluation.op_profile`) and keeps in float each op type
+    whose int8 kernels are slower than its float kernels (on x86 XNNPACK: the int8 BATCH_MATMUL,
+    SOFTMAX, SQUARED_DIFFERENCE and RSQRT of attention and LayerNormalization run on slow reference
+    kernels) -- the fix for "full int8 is slower than float32";
+  * ``max_layer_error``: the TFLite quantisation debugger measures each quantised tensor's error
+    against float (``rmse / scale``: 0.29 is pure rounding noise); tensors above the bound stay
+    float (``denylisted_nodes``) and are listed in the report as kept in higher precision.
+
+  The debugger's per-tensor errors (top 10) are always reported for int8.
+- ``int16x8``: int16 activations / int8 weights. The TF 2.21 converter fails on these models (the
+  int32 ids input has no calibration range: tensorflow/tensorflow#60799); reported as an error.
+- ``qat``: quantisation-aware training with tfmot (:mod:`rmcompress.compression.qat`) for ``steps``
+  batches, then conversion of the fake-quant model (ranges learnt in training). After ``prune``
+  the weight quantizers preserve sparsity (PQAT), after ``cluster`` the clusters (CQAT, PCQAT).
+
+The pass itself only trains (QAT); conversion happens at export, after every pass (a later
+``length`` pass changes the input shape), by :func:`build_tflite`.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+
+from rmcompress._keras import keras, tf
+from rmcompress.compression import qat
+from rmcompress.compression.finetune import capped_steps, finetune
+from rmcompress.compression.length import dynamic_length_model
+from rmcompress.compression.qat import convert_qat
+from rmcompress.compression.state import CompressState
+from rmcompress.compression.targets import select_layers, weight_arrays
+from rmcompress.errors import ExportError
+from rmcompress.evaluation.op_profile import profile_ops
+from rmcompress.runtime.tflite import tflite_concrete_function, convert
+
+INT16_ERROR = ("quantise mode int16x8: the TFLite converter (TF 2.21) cannot quantise these models "
+               "(no calibration range for the int32 token-id input; tensorflow/tensorflow#60799); "
+               "use int8 or dynamic")
+
+
+def qat_preserve(state: CompressState) -> str:
+    """Which weight structure QAT must keep: none | prune | cluster | prune_cluster."""
+    done = {n["pass"] for n in state.notes}
+    pruned, clustered = "prune" in done, "cluster" in done
+    if clustered:
+        sparse = any(n.get("preserve_sparsity") for n in state.notes if n["pass"] == "cluster")
+        return "prune_cluster" if (pruned or sparse) else "cluster"
+    return "prune" if pruned else "none"
+
+
+def quantise_pass(state: CompressState, mode: str = "dynamic", calibration_samples: int = 300,
+                  keep_float_ops=None, max_layer_error=None, debug_samples: int = 64, steps: int = 300,
+                  learning_rate: float = 1e-4, batch_size: int = 64) -> tuple[CompressState, dict]:
+    """Record the export precision; for ``qat`` build and train the fake-quant model."""
+    state.export.update(quantize=mode, calibration_samples=calibration_samples,
+                        keep_float_ops=keep_float_ops, max_layer_error=max_layer_error,
+                        debug_samples=debug_samples)
+    note = {"mode": mode}
+    if mode == "int16x8":
+        raise ExportError(INT16_ERROR)
+    if mode == "qat":
+
+
+        preserve = qat_preserve(state)
+        touched = {l for n in state.notes if n["pass"] in ("prune", "cluster") for l in n.get("layers", [])}
+        float_model = state.model
+        # built with a dynamic sequence dimension: trains on full-length batches, converts either way
+        qat_model = qat.quantize_model(dynamic_length_model(float_model), preserve=preserve,
+                                       preserve_layers=touched or None)
+        ref = float_model.predict(state.val_ids(256), verbose=0).reshape(-1)
+        requested, steps = steps, capped_steps(state, steps, batch_size)
+        history = finetune(qat_model, state, steps, learning_rate, batch_size)
+        note["steps_requested"] = requested
+        fq = qat_model.predict(state.val_ids(256), verbose=0).reshape(-1)
+        state.qat_model = qat_model
+        state.model = qat.float_model_from_qat(qat_model, float_model)
+        note.update(preserve=preserve, steps=steps,
+                    qat_vs_float_decision_agreement=float(np.mean((fq > 0) == (ref > 0))),
+                    quantized_layers=[l.name for l in qat_model.layers if hasattr(l, "quantize_config")])
+        if preserve != "none":
+            note["weights_after_qat"] = _structure_after(state.model, preserve)
+        if history:
+            note["final_train_loss"] = history.get("loss", [None])[-1]
+    return state, note
+
+
+def _structure_after(model: keras.Model, preserve: str) -> dict:
+    """Sparsity and distinct values of the kernels after collaborative QAT (what was preserved)."""
+
+    out = {}
+    for n in select_layers(model, {"exclude": []}):
+        for k, v in weight_arrays(model.get_layer(n)).items():
+            out[f"{n}/{k}"] = {"sparsity": float(np.mean(v == 0)), "distinct": int(len(np.unique(v)))}
+    return out
+
+
+# -- conversion -----------------------------------------------------------------------------------
+def _converter(model: keras.Model, calibration_ids: np.ndarray | None = None):
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([tflite_concrete_function(model)], model)
+    if calibration_ids is not None:
+        reps = np.asarray(calibration_ids, np.int32)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([r[np.newaxis, :]] for r in reps)
+    return conv
+
+
+def calibrate(model: keras.Model, calibration_ids: np.ndarray) -> bytes:
+    """The calibrated float model (ranges recorded, nothing quantised yet)."""
+    conv = _converter(model, calibration_ids)
+    conv.experimental_mlir_quantizer = True
+    conv._experimental_calibrate_only = True  # noqa: SLF001  (the documented debugger route)
+    try:
+        return conv.convert()
+    except Exception as e:
+        raise ExportError(f"int8 calibration failed: {str(e).splitlines()[0][:300]}") from None
+
+
+def quantize_calibrated(calibrated: bytes, denylisted_ops=None, denylisted_nodes=None) -> bytes:
+    """Full int8 from a calibrated model; ``denylisted_*`` stay float."""
+    from tensorflow.lite.python import convert as tfl_convert
+
+    try:
+        return tfl_convert.mlir_quantize(calibrated, denylisted_ops=list(denylisted_ops or []) or None,
+                                         denylisted_nodes=list(denylisted_nodes or []) or None)
+    except Exception as e:
+        raise ExportError(f"int8 quantisation failed: {str(e).splitlines()[0][:300]}") from None
+
+
+def layer_errors(model: keras.Model, calibration_ids: np.ndarray, debug_ids: np.ndarray,
+                 denylisted_ops=None) -> pd.DataFrame:
+    """Per-tensor int8 error from the TFLite quantisation debugger (one row per quantised op output):
+    ``tensor_name``, ``op_name``, ``scale``, ``rmse/scale`` (rounding noise alone: 1/sqrt(12) = 0.29),
+    ``max_abs_error``; worst first."""
+    debug_ids = np.asarray(debug_ids, np.int32)
+    opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(denylisted_ops or []) or None)
+    try:
+        dbg = tf.lite.experimental.QuantizationDebugger(
+            converter=_converter(model, calibration_ids),
+            debug_dataset=lambda: ([r[np.newaxis, :]] for r in debug_ids), debug_options=opts)
+        dbg.run()
+        buf = io.StringIO()
+        dbg.layer_statistics_dump(buf)
+    except Exception as e:
+        raise ExportError(f"quantisation debugger failed: {str(e).splitlines()[0][:300]}") from None
+    buf.seek(0)
+    df = pd.read_csv(buf)
+    df["rmse/scale"] = np.sqrt(df["mean_squared_error"]) / df["scale"].where(df["scale"] > 0)
+    return df.sort_values("rmse/scale", ascending=False).reset_index(drop=True)
+
+
+def slow_int8_ops(int8_bytes: bytes, float_bytes: bytes, ids: np.ndarray, margin: float = 1.5,
+                  min_us: float = 2.0) -> tuple[list, pd.DataFrame]:
+    """Op types whose int8 kernels are slower than their float kernels, summed over the model: more
+    than ``margin`` times and by more than ``min_us`` microseconds (single-op timings are noisy)."""
+
+    q = profile_ops(int8_bytes, ids[:1], runs=50)
+    f = profile_ops(float_bytes, ids[:1], runs=50)
+    qs = q[q["dtype"] == "int8"].groupby("op")["us"].sum()
+    fs = f[f["dtype"] == "float32"].groupby("op")["us"].sum()
+    table = pd.DataFrame({"int8_us": qs, "float_us": fs}).dropna()
+    slow = sorted(table.index[(table["int8_us"] > margin * table["float_us"]) &
+                              (table["int8_us"] - table["float_us"] > min_us)])
+    return slow, table.reset_index(names="op")
+
+
+def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | None = None,
+                 keep_float_ops=None, max_layer_error: float | None = None, debug_ids=None,
+                 qat_model: keras.Model | None = None) -> tuple[bytes, dict]:
+    """The TFLite flatbuffer of ``mode`` (``none`` = float32) and a note of what was kept in float."""
+
+    note: dict = {}
+    if mode == "qat":
+        return convert_qat(qat_model, model.input_shape[1]), note
+    if mode in ("none", "float16", "dynamic"):
+        return convert(model, mode), note
+    if mode == "int16x8":
+        raise ExportError(INT16_ERROR)
+    if calibration_ids is None or len(calibration_ids) == 0:
+        raise ExportError("int8 needs calibration ids")
+    calibrated = calibrate(model, calibration_ids)
+    debug_ids = calibration_ids[:64] if debug_ids is None else debug_ids
+    ops = []
+    if keep_float_ops == "auto":
+        full = quantize_calibrated(calibrated)
+        ops, table = slow_int8_ops(full, convert(model), debug_ids)
+        note["op_time_int8_vs_float_us"] = table.round(2).to_dict(orient="records")
+    elif keep_float_ops:
+        ops = list(keep_float_ops)
+    errors = layer_errors(model, calibration_ids, debug_ids, ops)
+    nodes = []
+    if max_layer_error is not None:
+        nodes = [n for n in errors.loc[errors["rmse/scale"] > max_layer_error, "tensor_name"] if isinstance(n, str)]
+    flat = quantize_calibrated(calibrated, ops, nodes)
+    cols = [c for c in ("op_name", "tensor_name", "scale", "rmse/scale", "max_abs_error") if c in errors]
+    note.update(kept_float_ops=ops, kept_float_tensors=nodes,
+                layer_errors_top=errors[cols].head(10).round(6).to_dict(orient="records"))
+    return flat, note

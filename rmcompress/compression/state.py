@@ -1,0 +1,113 @@
+"""What flows through a recipe: the current model, its tokenizer, the data split, export settings.
+
+Each pass takes a :class:`CompressState` and returns one (passes that change the vocabulary
+re-encode the data; passes that only change weights keep it). ``notes`` collects one dict per pass
+for ``report.json``.
+
+Data: the file given to ``compress`` is split deterministically like training did (the model's
+``train_config``: ``val_fraction``, ``seed``, ``split_mode``; a recipe's ``data`` section overrides
+them), so the validation rows are ones the model was not trained on when the file is its training
+file. Fine-tuning and int8 calibration use the training part; parity and evaluation the validation part.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rmcompress._keras import keras
+from rmcompress.data.loaders import PairwiseData, PointwiseData, load_data
+from rmcompress.data.pipeline import EncodedData, all_ids, encode
+from rmcompress.data.split import split_data
+from rmcompress.data.tokenizer import Tokenizer
+from rmcompress.errors import DataError
+from rmcompress.models.modeldir import RewardModelBundle
+from rmcompress.training.distill import load_unlabeled
+
+
+@dataclass
+class CompressState:
+    model: keras.Model
+    tokenizer: Tokenizer
+    metadata: dict
+    task: str
+    loss: str
+    train_raw: PointwiseData | PairwiseData
+    val_raw: PointwiseData | PairwiseData
+    train: EncodedData
+    val: EncodedData
+    seed: int = 0
+    verbose: int = 0
+    export: dict = field(default_factory=dict)    # quantize mode, tflite bytes, length buckets, ...
+    notes: list = field(default_factory=list)     # one dict per pass
+    qat_model: keras.Model | None = None          # set by quantise(mode=qat): the fake-quant model
+    unlabeled_raw: PointwiseData | PairwiseData | None = None  # extra texts for passes that distill
+    unlabeled: EncodedData | None = None
+    #: the budget pass's word-replacement variants (``augment``): later passes that distill reuse them
+    augmented_raw: PointwiseData | None = None
+
+    def reencode(self, tokenizer: Tokenizer | None = None) -> None:
+        """Encode the raw splits again (after a vocabulary change)."""
+        if tokenizer is not None:
+            self.tokenizer = tokenizer
+        self.train = encode(self.train_raw, self.tokenizer)
+        self.val = encode(self.val_raw, self.tokenizer)
+        if self.unlabeled_raw is not None:
+            self.unlabeled = encode(self.unlabeled_raw, self.tokenizer)
+
+    def val_ids(self, limit: int | None = None) -> np.ndarray:
+        ids = all_ids(self.val)
+        return ids if limit is None else ids[:limit]
+
+    def train_ids(self) -> np.ndarray:
+        return all_ids(self.train)
+
+    def calibration_ids(self, n: int) -> np.ndarray:
+        """``n`` training rows (seeded): the representative dataset for int8 calibration."""
+        ids = self.train_ids()
+        if len(ids) > n:
+            ids = ids[np.sort(np.random.RandomState(self.seed).choice(len(ids), n, replace=False))]
+        return ids
+
+
+def split_settings(metadata: dict, overrides: dict) -> dict:
+    """The split of the model's training run, with a recipe's ``data`` overrides applied."""
+    tc = metadata.get("train_config") or {}
+    out = {"val_fraction": tc.get("val_fraction", 0.1), "seed": tc.get("seed", 0),
+           "split": tc.get("split_mode", "random"), "max_train_examples": None}
+    out.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return out
+
+
+def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = None,
+                  verbose: int = 0, unlabeled=None) -> CompressState:
+    """Load ``data`` for the bundle's task, split it, encode it with the bundle's tokenizer.
+    ``unlabeled``: a file of extra texts (pairwise: pairs whose order carries no preference) that
+    passes which distill from the source model train on with the distillation term only."""
+    task = bundle.task
+    if not isinstance(data, (PointwiseData, PairwiseData)):
+        tc = bundle.metadata.get("train_config") or {}
+        kwargs = {}
+        if task == "pointwise":
+            kwargs = {"text_column": tc.get("text_column"), "label_column": tc.get("label_column")}
+        data = load_data(data, task, **kwargs)
+    if data.task != task:
+        raise DataError(f"{data.source}: {data.task} data, but the model is {task}")
+    s = split_settings(bundle.metadata, data_settings or {})
+    train_raw, val_raw = split_data(data, s["val_fraction"], s["seed"], s["split"])
+    if len(val_raw) == 0:
+        raise DataError(f"{data.source}: no validation rows (val_fraction={s['val_fraction']}); "
+                        "compress needs validation data for parity and evaluation")
+    cap = s.get("max_train_examples")
+    if cap and len(train_raw) > cap:
+        idx = np.sort(np.random.RandomState(s["seed"]).choice(len(train_raw), cap, replace=False))
+        train_raw = train_raw.subset(idx)
+    loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
+    extra = None
+    if unlabeled is not None:
+        tc = bundle.metadata.get("train_config") or {}
+        extra = load_unlabeled(unlabeled, task, tc.get("text_column") if task == "pointwise" else None)
+    return CompressState(bundle.model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,
+                         val_raw, encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer),
+                         seed=int(s["seed"]), verbose=verbose, unlabeled_raw=extra,
+                         unlabeled=None if extra is None else encode(extra, bundle.tokenizer))

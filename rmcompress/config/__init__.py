@@ -1,0 +1,1 @@
+"""Configuration: the allowed choices of every setting and the validation of settings files."""

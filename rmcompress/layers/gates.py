@@ -1,0 +1,329 @@
+"""Hard-concrete (L0) gates (Louizos, Welling & Kingma 2018) on the prunable groups of a scorer.
+
+Each unit ``i`` of a group has a learnable ``log_alpha_i``. With ``beta = 2/3``, ``gamma = -0.1``,
+``zeta = 1.1``:
+
+- training: ``u ~ U(0, 1)``, ``s = sigmoid((log u - log(1 - u) + log_alpha) / beta)``,
+  ``z = clip(s (zeta - gamma) + gamma, 0, 1)``: exactly 0 or 1 with positive probability, so
+  units really switch off, and differentiable in ``log_alpha`` in between;
+- ``P(z_i > 0) = sigmoid(log_alpha_i - beta log(-gamma / zeta))``; the *expected number of open
+  gates* ``sum_i P(z_i > 0)`` is what the complexity penalty feeds into the registry formulas;
+- inference (deterministic): the median of ``z``,
+  ``z_i = clip(sigmoid(log_alpha_i / beta) (zeta - gamma) + gamma, 0, 1)``. It is non-zero exactly
+  when ``P(z_i > 0) > 1/2``; the deterministic alive count is the number of non-zero gates, and
+  ``shrink`` folds the (possibly non-binary) values into the weights.
+
+Noise: one gate vector per training step, shared by the whole batch, drawn with a stateless RNG
+seeded by ``(seed, step)`` where ``step`` is a per-gate counter (aggregated from the first
+replica). Every replica of a ``tf.distribute`` strategy therefore draws the same gates, and a
+distributed step equals a single-device step.
+
+Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
+:class:`L0Gate` (anchor -> gate vector ``[units]``; ``binary=True``: deterministic value 0 or 1),
+:class:`GateMultiply` (scales a tensor by gates), :class:`BranchScale` (a transformer branch's block
+gate times ``any`` of its unit gates, as one scalar its sub-layer applies through its output kernel
+and bias), :class:`RowGate` (scales embedding rows by the
+gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block),
+:class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution / dense layer whose inputs are
+gated through its kernel: exact, and cheaper per step than scaling the activations).
+The hooks ``build_reward_model(config, gated=True)`` calls at each prunable group are
+:class:`rmcompress.models.gating.GateBuilder`; their FLOPs/params facts are registered in
+:mod:`rmcompress.cost.registry`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rmcompress._keras import keras, tf
+from rmcompress.errors import ModelError
+from rmcompress.layers.encoder import PACKAGE
+
+register = keras.utils.register_keras_serializable(package=PACKAGE)
+
+BETA, GAMMA, ZETA = 2.0 / 3.0, -0.1, 1.1
+#: initial log_alpha: P(open) = 0.99, z = 1 exactly in ~80% of training draws
+DEFAULT_INIT_LOG_ALPHA = 3.0
+_EPS = 1e-6
+#: log_alpha of a unit closed by hand (budget projection): P(open) ~ 1e-4
+CLOSED_LOG_ALPHA = -10.0
+#: a gate is deterministically open (median > 0, P(open) > 1/2) iff log_alpha > OPEN_THRESHOLD
+OPEN_THRESHOLD = BETA * math.log(-GAMMA / ZETA)
+#: log_alpha of a unit reopened by hand (a group that must keep a unit): the gate is 1
+OPEN_LOG_ALPHA = DEFAULT_INIT_LOG_ALPHA
+
+
+def open_probability(log_alpha):
+    """``P(z > 0)`` for hard-concrete gates with ``log_alpha`` (tensor or numpy)."""
+    shift = BETA * math.log(-GAMMA / ZETA)
+    if isinstance(log_alpha, np.ndarray):
+        return 1.0 / (1.0 + np.exp(-(log_alpha - shift)))
+    return tf.sigmoid(log_alpha - shift)
+
+
+def median_gate(log_alpha):
+    """The deterministic (median) gate value, numpy or tensor."""
+    if isinstance(log_alpha, np.ndarray):
+        s = 1.0 / (1.0 + np.exp(-log_alpha / BETA))
+        return np.clip(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+    return tf.clip_by_value(tf.sigmoid(log_alpha / BETA) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+class _GateLayer(keras.layers.Layer):
+    _is_rmcompress_gate = True
+
+
+@register
+class L0Gate(_GateLayer):
+    """``anchor`` (any tensor; only ties the gate into the graph) -> gate values ``[units]``.
+
+    See the module docstring for the sampling (``training=True``) and the deterministic value.
+    ``binary``: the deterministic value is ``1`` where the median is non-zero (``P(open) > 1/2``)
+    and ``0`` elsewhere, never in between (the block gates of a post-LN encoder, whose mixing
+    :class:`BlockMix` cannot be folded into weights; training samples as usual).
+    """
+
+    def __init__(self, units: int, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA, seed: int = 0,
+                 binary: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.init_log_alpha = float(init_log_alpha)
+        self.seed = int(seed)
+        self.binary = bool(binary)
+
+    def build(self, input_shape):
+        self.log_alpha = self.add_weight(
+            name="log_alpha", shape=(self.units,),
+            initializer=keras.initializers.Constant(self.init_log_alpha), trainable=True)
+        self.noise_step = self.add_weight(
+            name="noise_step", shape=(), dtype="int64", initializer="zeros", trainable=False,
+            synchronization=tf.VariableSynchronization.ON_WRITE,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        super().build(input_shape)
+
+    def sample(self):
+        step = self.noise_step.assign_add(1)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+        u = tf.random.stateless_uniform([self.units], seed=seed, minval=_EPS, maxval=1.0 - _EPS)
+        s = tf.sigmoid((tf.math.log(u) - tf.math.log(1.0 - u) + self.log_alpha) / BETA)
+        return tf.clip_by_value(s * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+    def call(self, anchor, training=None):
+        if training:
+            return self.sample()
+        z = median_gate(self.log_alpha)
+        return tf.cast(z > 0, z.dtype) if self.binary else z
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([self.units])
+
+    # -- the numbers the complexity terms use ---------------------------------------------------
+    def open_probabilities(self):
+        return open_probability(self.log_alpha)
+
+    def expected_open(self):
+        """Differentiable expected number of open gates (scalar tensor)."""
+        return tf.reduce_sum(self.open_probabilities())
+
+    def deterministic_values(self) -> np.ndarray:
+        z = median_gate(np.asarray(self.log_alpha.numpy(), np.float64))
+        return (z > 0).astype(np.float64) if self.binary else z
+
+    def deterministic_open(self) -> int:
+        return int(np.count_nonzero(self.deterministic_values() > 0))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "init_log_alpha": self.init_log_alpha,
+                "seed": self.seed, "binary": self.binary}
+
+
+def gate_product(modes, gates, dtype):
+    """The product of gates by mode (``GateMultiply``'s rule, see there), or None without gates."""
+    g = None  # the product of the gates first (a few values), then one multiply of whatever it scales
+    for mode, z in zip(modes, gates):
+        if mode == "any":
+            z = tf.stop_gradient(tf.cast(tf.reduce_any(z > 0), dtype))
+        elif mode == "scalar":
+            z = tf.reshape(z, [])
+        g = z if g is None else g * z
+    return g
+
+
+@register
+class GateMultiply(_GateLayer):
+    """``[x, z_1, ...]`` -> ``x * prod_j g_j`` where, by ``modes[j]``:
+
+    - ``units``: ``z_j [n]`` scales the last axis of ``x`` (one gate per unit);
+    - ``scalar``: ``z_j [1]`` scales all of ``x`` (a block gate);
+    - ``any``: ``1`` if any ``z_j > 0`` else ``0`` (no gradient): a sub-layer whose units are all
+      closed contributes nothing, not even its output bias, exactly like the removed sub-layer.
+    """
+
+    def __init__(self, modes=("units",), **kwargs):
+        super().__init__(**kwargs)
+        self.modes = tuple(modes)
+        bad = [m for m in self.modes if m not in ("units", "scalar", "any")]
+        if bad:
+            raise ValueError(f"GateMultiply modes {bad} unknown")
+
+    def call(self, inputs):
+        x, gates = inputs[0], inputs[1:]
+        g = gate_product(self.modes, gates, x.dtype)
+        return x if g is None else x * g
+
+    def get_config(self):
+        return {**super().get_config(), "modes": list(self.modes)}
+
+
+@register
+class BranchScale(_GateLayer):
+    """``[z_1, ...]`` -> ``[1]``: the scalar a transformer sub-layer's output is multiplied by, the
+    block gate times ``any`` of the sub-layer's unit gates (modes ``scalar`` / ``any`` as in
+    :class:`GateMultiply`). The sub-layer applies it through its output kernel and bias
+    (``(h W + b) g = h (W g) + b g``), so no ``[B, T, d]`` tensor is multiplied for it."""
+
+    def __init__(self, modes=("scalar", "any"), **kwargs):
+        super().__init__(**kwargs)
+        self.modes = tuple(modes)
+        bad = [m for m in self.modes if m not in ("scalar", "any")]
+        if bad or not self.modes:
+            raise ValueError(f"BranchScale modes {list(self.modes)}: each must be 'scalar' or 'any'")
+
+    def call(self, inputs):
+        gates = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return tf.reshape(gate_product(self.modes, gates, gates[0].dtype), [1])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([1])
+
+    def get_config(self):
+        return {**super().get_config(), "modes": list(self.modes)}
+
+
+@register
+class RowGate(_GateLayer):
+    """``[x [B, T, d], ids [B, T], z [V - 1]]`` -> ``x * g[ids]`` with ``g = [1, z]`` (row 0, padding,
+    is never gated: it is masked out downstream and becomes the shared zero row after shrinking)."""
+
+    def call(self, inputs):
+        x, ids, z = inputs
+        g = tf.concat([tf.ones([1], z.dtype), z], axis=0)
+        return x * tf.expand_dims(tf.gather(g, tf.cast(ids, tf.int32)), -1)
+
+
+@register
+class BlockMix(_GateLayer):
+    """``[x_in, x_out, z [1]]`` -> ``z * x_out + (1 - z) * x_in``: a gate around a whole post-LN block
+    (``bert``), so ``z = 0`` is exactly the identity (the block removed, LayerNorms included) and
+    ``z = 1`` exactly the block. With a ``binary`` :class:`L0Gate` the deterministic ``z`` is 0 or 1,
+    so ``shrink`` either drops the block or drops this layer; nothing is left to fold."""
+
+    def call(self, inputs):
+        x_in, x_out, z = inputs
+        z = tf.reshape(z, [])
+        return z * x_out + (1.0 - z) * x_in
+
+
+class _InputGated:
+    """Mixin for a weight layer called on ``[x, z]`` that applies ``z`` through its kernel
+    (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output.
+    ``output_scale=True``: called on ``[x, z, s]`` with a scalar ``s [1]`` that scales the output
+    before the activation, applied as ``W s`` and ``b s`` (a transformer branch's
+    :class:`BranchScale`)."""
+
+    def __init__(self, *args, output_scale: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.output_scale = bool(output_scale)
+        self.input_spec = None  # the base layer's spec describes one input; this layer takes [x, z]
+
+    def build(self, input_shape):
+        super().build(input_shape[0])
+        self.input_spec = None
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
+            input_shape = input_shape[0]  # [x shape, z shape(, s shape)]
+        return super().compute_output_shape(input_shape)
+
+    def call(self, inputs):
+        x, z = inputs[0], inputs[1]
+        kernel = self._gated_kernel(tf.cast(z, self.kernel.dtype))
+        bias = self.bias if self.use_bias else None
+        if self.output_scale:
+            s = tf.reshape(tf.cast(inputs[2], self.kernel.dtype), [])
+            kernel = kernel * s
+            bias = None if bias is None else bias * s
+        y = self._apply(x, kernel)
+        if bias is not None:
+            y = tf.nn.bias_add(y, bias)
+        return y if self.activation is None else self.activation(y)
+
+    def get_config(self):
+        return {**super().get_config(), "output_scale": self.output_scale}
+
+
+@register
+class InputGatedConv1D(_InputGated, keras.layers.Conv1D):
+    """``[x [B, T, C], z [C]]`` -> ``Conv1D(x * z)``, computed as the convolution of ``x`` with the
+    kernel scaled on its input-channel axis, ``K[:, c, :] * z_c``. Exact (a convolution is linear in
+    its input), and per training step it multiplies ``k C F`` kernel values instead of the
+    ``B T C`` activations (forward and backward): the cnn's embedding-column gate. Same weights as
+    the ``Conv1D`` it stands for; not a gate layer itself (``shrink`` folds ``z`` into the embedding
+    columns, which is the same function)."""
+
+    def _gated_kernel(self, z):
+        return self.kernel * tf.reshape(z, [1, -1, 1])
+
+    def _apply(self, x, kernel):
+        return self.convolution_op(x, kernel)
+
+
+@register
+class InputGatedDense(_InputGated, keras.layers.Dense):
+    """``[h [..., F], z [F]]`` -> ``Dense(h * z)``, computed with the kernel's rows scaled,
+    ``W[f, :] * z_f``: exact, and per training step ``F D`` multiplies instead of ``B T F`` (the
+    feed-forward units' gate, applied through the output projection). Same weights as the
+    ``Dense`` it stands for; not a gate layer itself."""
+
+    def _gated_kernel(self, z):
+        return self.kernel * tf.reshape(z, [-1, 1])
+
+    def _apply(self, h, kernel):
+        return tf.tensordot(h, kernel, [[h.shape.rank - 1], [0]])
+
+
+GATE_LAYERS = (L0Gate, GateMultiply, BranchScale, RowGate, BlockMix)
+INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense)
+CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, *INPUT_GATED_LAYERS)}
+
+
+# -- model-level helpers ------------------------------------------------------------------------------
+def gate_layers(model) -> dict:
+    """``{group: L0Gate}`` of a gated model."""
+    return {layer.name[len("gate_"):]: layer for layer in model.layers if isinstance(layer, L0Gate)}
+
+
+def alive_counts(model, structure, mode: str = "deterministic") -> dict:
+    """Alive units per group: ``full``, ``expected`` (float tensors) or ``deterministic`` (ints).
+    Ungated groups are always at full size."""
+    if mode not in ("full", "expected", "deterministic"):
+        raise ValueError(f"alive mode {mode!r} unknown")
+    alive = structure.full_alive()
+    if mode == "full":
+        return alive
+    for group, gate in gate_layers(model).items():
+        if group not in alive:
+            raise ModelError(f"gate layer {gate.name!r} controls no group of this {structure.config.arch}")
+        alive[group] = gate.expected_open() if mode == "expected" else gate.deterministic_open()
+    return alive
+
+
+def deterministic_gates(model) -> dict:
+    """``{group: numpy gate values}`` (0 = closed) of a gated model."""
+    return {g: layer.deterministic_values() for g, layer in gate_layers(model).items()}
+
+
+__all__ = ["L0Gate", "GateMultiply", "BranchScale", "RowGate", "BlockMix", "InputGatedConv1D", "InputGatedDense", "CUSTOM_LAYERS", "gate_layers",
+           "alive_counts", "deterministic_gates", "open_probability", "median_gate",
+           "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

@@ -1,0 +1,1 @@
+"""Running artifacts: the TFLite converter and interpreter runner, SavedModel signatures."""

@@ -1,0 +1,290 @@
+"""factorise: vocabulary pruning is exact on the training data (ids, tokenizer, rewards); the SVD
+factorisation reproduces the truncated table and respects its error bound."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_config
+from rmcompress.compression.factorise import check_tokenizer_remap, factorise, low_rank, token_counts, vocab_keep
+from rmcompress.layers.compressed import FactorizedEmbedding
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, pointwise_file):
+    from rmcompress.training.trainer import train
+
+    return train(pointwise_file, tiny_config(arch="transformer", max_steps=4), tmp_path_factory.mktemp("f") / "m",
+                 verbose=0)
+
+
+def _subset(result, n=40):
+    """A few training texts: most vocabulary rows are unused by them."""
+    from rmcompress.data.loaders import load_data
+
+    texts = load_data(result.bundle.metadata["data"], "pointwise").texts[:n]
+    return texts, result.bundle.tokenizer.encode(texts)
+
+
+def test_vocab_pruning_is_exact_on_training_rows(trained, tmp_path):
+    bundle = trained.bundle
+    texts, ids = _subset(trained)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=True)
+    assert note["vocab_dropped"] > 0 and tok.vocab_size == note["vocab_after"] < bundle.tokenizer.vocab_size
+    # the new tokenizer encodes the training texts to exactly the remapped ids ...
+    assert check_tokenizer_remap(bundle.tokenizer, tok, remap, texts) == 0
+    assert np.array_equal(tok.encode(texts), remap[ids])
+    # ... and the model gives exactly the same rewards on them
+    np.testing.assert_array_equal(new.predict(remap[ids], verbose=0), bundle.model.predict(ids, verbose=0))
+    # reserved tokens stay, unused ids map to [UNK]
+    assert tok.vocabulary[:2] == ["[PAD]", "[UNK]"] and remap[0] == 0 and remap[1] == 1
+    from rmcompress.compression.factorise import full_token_counts
+
+    used = np.flatnonzero(full_token_counts(bundle.tokenizer, texts))
+    assert set(np.unique(ids)) - {0} <= set(used)  # truncated words count in full (all their pieces)
+    unused = np.setdiff1d(np.arange(bundle.tokenizer.vocab_size), used)
+    unused = unused[unused > 1]
+    assert len(unused) and np.all(remap[unused] == 1)
+    # the saved vocab.txt is the pruned vocabulary, line by line
+    tok.save(tmp_path)
+    assert (tmp_path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1] == tok.vocabulary
+    assert new.get_layer("token_embedding").input_dim == tok.vocab_size
+
+
+def test_min_count_drops_rare_rows():
+    counts = np.array([5, 0, 3, 1, 0, 2])
+    assert list(vocab_keep(counts, 1)) == [0, 1, 2, 3, 5]
+    assert list(vocab_keep(counts, 2)) == [0, 1, 2, 5]
+    assert list(token_counts(np.array([[2, 2, 0], [5, 0, 0]]), 6)) == [3, 0, 2, 0, 0, 1]
+
+
+def test_low_rank_matches_the_truncated_svd_and_its_error_bound():
+    rng = np.random.RandomState(0)
+    E = rng.randn(50, 12).astype(np.float32)
+    A, B, err = low_rank(E, rank=12)
+    np.testing.assert_allclose(A @ B, E, atol=1e-5)
+    assert err < 1e-6
+    A, B, err = low_rank(E, rank=4)
+    s = np.linalg.svd(E, compute_uv=False)
+    assert err == pytest.approx(np.sqrt((s[4:] ** 2).sum() / (s ** 2).sum()), rel=1e-5)
+    assert np.linalg.norm(E - A @ B) / np.linalg.norm(E) == pytest.approx(err, rel=1e-4)
+    # max_error picks the smallest rank within the bound
+    A, B, err = low_rank(E, max_error=0.5)
+    r = A.shape[1]
+    assert err <= 0.5 and np.sqrt((s[r - 1:] ** 2).sum() / (s ** 2).sum()) > 0.5
+    # frequency weighting: frequent rows are reproduced better
+    w = np.ones(50)
+    w[:5] = 1000.0
+    A, B, _ = low_rank(E, w, rank=3)
+    Au, Bu, _ = low_rank(E, None, rank=3)
+    frequent = lambda a, b: np.linalg.norm((E - a @ b)[:5])  # noqa: E731
+    assert frequent(A, B) < frequent(Au, Bu)
+
+
+def test_factorised_embedding_replaces_the_table(trained):
+    bundle = trained.bundle
+    texts, ids = _subset(trained)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=False, rank=4,
+                                      weighting="uniform")
+    layer = new.get_layer("token_embedding")
+    assert isinstance(layer, FactorizedEmbedding) and layer.rank == 4 and tok is bundle.tokenizer
+    E = bundle.model.get_layer("token_embedding").get_weights()[0]
+    A, B, err = low_rank(E, rank=4)
+    np.testing.assert_allclose(layer.get_weights()[0] @ layer.get_weights()[1], A @ B, atol=1e-5)
+    assert note["relative_error"] == pytest.approx(err)
+    assert note["params_after"] == 4 * (E.shape[0] + E.shape[1]) < note["params_before"]
+    from rmcompress.models.structure import count
+
+    T, d = bundle.tokenizer.seq_len, E.shape[1]
+    assert count(new).flops - count(bundle.model).flops == 2 * 4 * d * T  # the projection's multiply-adds
+    # a rank that does not save parameters is skipped, not applied
+    _, _, _, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=False, rank=E.shape[1])
+    assert "skipped_factorisation" in note
+
+
+def test_factorise_pass_keeps_the_rows_of_the_unlabeled_texts(trained, tmp_path):
+    """In a recipe, ``compress --unlabeled`` texts count like training texts: a row only they use
+    survives vocabulary pruning (and its text keeps its pieces); without them it is dropped."""
+    import pandas as pd
+
+    from rmcompress.compression.factorise import full_token_counts
+    from rmcompress.compression.passes import factorise_pass
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.models.modeldir import load_model_dir
+
+    texts, _ = _subset(trained, 40)
+    data = tmp_path / "few.tsv"
+    pd.DataFrame({"sentence": texts, "label": [i % 2 for i in range(len(texts))]}).to_csv(data, sep="\t", index=False)
+    tok = trained.bundle.tokenizer
+    all_texts = pd.read_csv(trained.bundle.metadata["data"], sep="\t").iloc[:, 0].astype(str).tolist()
+    used = full_token_counts(tok, texts) > 0
+    extra_text = next(t for t in all_texts if not used[full_token_counts(tok, [t]) > 0].all())
+    new_rows = {tok.vocabulary[i] for i in np.flatnonzero((full_token_counts(tok, [extra_text]) > 0) & ~used)}
+    unl = tmp_path / "unlabeled.tsv"
+    pd.DataFrame({"sentence": [extra_text]}).to_csv(unl, sep="\t", index=False)
+    outs = {}
+    for name, extra in (("with", unl), ("without", None)):
+        state = prepare_state(load_model_dir(trained.out_dir), data, {"val_fraction": 0.1}, unlabeled=extra)
+        state, note = factorise_pass(state, vocab_prune=True)
+        outs[name] = (set(state.tokenizer.vocabulary), note)
+    assert new_rows and new_rows <= outs["with"][0] and not new_rows & outs["without"][0]
+    assert outs["with"][1]["counted_texts"]["unlabeled"] == 1 and outs["without"][1]["counted_texts"]["unlabeled"] == 0
+    assert outs["with"][1]["vocab_after"] > outs["without"][1]["vocab_after"]
+
+
+def _state(trained, tmp_path, n=60, unlabeled=True):
+    import pandas as pd
+
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.models.modeldir import load_model_dir
+
+    all_texts = pd.read_csv(trained.bundle.metadata["data"], sep="\t").iloc[:, 0].astype(str).tolist()
+    data = tmp_path / "few.tsv"
+    pd.DataFrame({"sentence": all_texts[:n], "label": [i % 2 for i in range(n)]}).to_csv(data, sep="\t", index=False)
+    unl = None
+    if unlabeled:
+        unl = tmp_path / "unlabeled.tsv"
+        pd.DataFrame({"sentence": all_texts[n:n + 30]}).to_csv(unl, sep="\t", index=False)
+    return prepare_state(load_model_dir(trained.out_dir), data, {"val_fraction": 0.1}, unlabeled=unl)
+
+
+def test_self_distillation_rows_carry_the_models_scores_under_a_new_tokenizer(trained, tmp_path):
+    """Targets = the model's rewards on the training, unlabeled and augmented texts (that order);
+    re-encoding with the pruned tokenizer keeps rows and targets aligned."""
+    from rmcompress.compression.finetune import self_distillation_rows
+    from rmcompress.data.loaders import PointwiseData
+    from rmcompress.data.pipeline import encode
+
+    state = _state(trained, tmp_path)
+    state.augmented_raw = PointwiseData(["a varied text", "another varied one"], np.zeros(2, np.float32),
+                                        "binary", "augmented")
+    reencode = self_distillation_rows(state)
+    texts = state.train_raw.texts + state.unlabeled_raw.texts + state.augmented_raw.texts
+    expect = state.model.predict(state.tokenizer.encode(texts), verbose=0).reshape(-1)
+    same = reencode(state.tokenizer)
+    np.testing.assert_allclose(same.teacher, expect, atol=1e-5)
+    n_train = len(state.train_raw)
+    assert same.labeled.tolist() == [1.0] * n_train + [0.0] * (len(texts) - n_train)
+    _, new_tok, _, _ = factorise(state.model, state.tokenizer, state.train_raw.texts, vocab_prune=True)
+    pruned = reencode(new_tok)
+    assert new_tok.vocab_size < state.tokenizer.vocab_size
+    np.testing.assert_array_equal(pruned.ids, encode(PointwiseData(texts, np.zeros(len(texts), np.float32),
+                                                                   "binary", "x"), new_tok).ids)
+    np.testing.assert_array_equal(pruned.teacher, same.teacher)
+
+
+def test_factorise_pass_distill_keeps_the_model_near_the_one_it_came_from(trained, tmp_path):
+    """Fine-tuning after factorisation with distill 1.0 follows the model before factorisation; the
+    same steps on the labels alone pull the rewards far away from it."""
+    from rmcompress.compression.passes import factorise_pass
+
+    def error(distill):
+        state = _state(trained, tmp_path)
+        before = state.model.predict(state.train_ids(), verbose=0).reshape(-1)
+        texts = state.train_raw.texts
+        state, note = factorise_pass(state, vocab_prune=False, rank=2, weighting="uniform", steps=40,
+                                     learning_rate=1e-3, batch_size=16, distill=distill)
+        after = state.model.predict(state.tokenizer.encode(texts), verbose=0).reshape(-1)
+        note["rows_expected"] = len(state.train_raw) + len(state.unlabeled_raw)
+        return float(np.mean((after - before) ** 2)), note
+
+    labels_only, note0 = error(0.0)
+    distilled, note = error(1.0)
+    assert note["distill"] == 1.0 and note["distill_rows"] == note["rows_expected"]  # train + unlabeled
+    assert note0["distill_rows"] == 0
+    assert distilled < 0.25 * labels_only
+
+
+def test_factorise_distill_needs_steps():
+    from rmcompress.compression.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="distill.*steps"):
+        Recipe.from_dict({"name": "x", "passes": [{"factorise": {"rank": 4, "distill": 0.5}}]})
+    Recipe.from_dict({"name": "x", "passes": [{"factorise": {"rank": 4, "distill": 0.5, "steps": 10}}]})
+
+
+def test_compress_unlabeled_texts_need_a_pass_that_distills(trained, tmp_path):
+    """``compress --unlabeled`` is refused by a recipe that cannot use label-free texts and accepted
+    by a factorise pass that distills (its note counts the training + unlabeled rows)."""
+    from rmcompress.compression.pipeline import compress
+    from rmcompress.errors import UsageError
+
+    state = _state(trained, tmp_path)  # writes few.tsv and unlabeled.tsv
+    data, unl = tmp_path / "few.tsv", tmp_path / "unlabeled.tsv"
+    export = {"formats": ["tflite"], "latency_runs": 0}
+    with pytest.raises(UsageError, match="no pass that distills"):
+        compress(trained.out_dir, {"name": "x", "passes": [{"factorise": {"rank": 4, "steps": 2}}], "export": export},
+                 data, tmp_path / "o1", unlabeled=unl)
+    assert not (tmp_path / "o1").exists()
+    report = compress(trained.out_dir, {"name": "x", "data": {"val_fraction": 0.1}, "export": export, "passes": [
+        {"factorise": {"rank": 4, "steps": 4, "distill": 0.5, "batch_size": 8}}]}, data, tmp_path / "o2", unlabeled=unl)
+    note = next(n for n in report["passes"] if n["pass"] == "factorise")
+    assert note["distill_rows"] == len(state.train_raw) + len(state.unlabeled_raw)
+
+
+def test_two_tier_factorisation_keeps_the_most_used_rows_exactly(trained, tmp_path):
+    """``full_rows`` N: the vocabulary is reordered by use (reserved and specials first), ids < N
+    read exact rows of the old table, the others ``A[id - N] @ B`` with A, B the SVD of those rows;
+    the reordered tokenizer re-tokenises the texts to the remapped ids; the layer saves, loads and
+    converts to TFLite with the same scores."""
+    from rmcompress.compression.factorise import check_tokenizer_remap, frequency_order, full_token_counts
+    from rmcompress.models.structure import count
+    from rmcompress.models.modeldir import load_model_dir, save_model_dir
+
+    bundle = trained.bundle
+    texts, _ = _subset(trained, 200)
+    n, r = 12, 4
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=True, rank=r,
+                                      weighting="frequency", full_rows=n)
+    layer = new.get_layer("token_embedding")
+    assert isinstance(layer, FactorizedEmbedding) and layer.full_rows == n and note["full_rows"] == n
+    counts = full_token_counts(bundle.tokenizer, texts)
+    keep = np.flatnonzero(np.isin(np.arange(len(remap)), np.flatnonzero(counts >= 1)) | (np.arange(len(remap)) < 2))
+    order = frequency_order(keep, counts, bundle.tokenizer.special_ids().values())
+    assert [tok.vocabulary[i] for i in range(len(order))] == [bundle.tokenizer.vocabulary[i] for i in order]
+    used = counts[order[2:]]
+    assert np.all(np.diff(used) <= 0)  # by descending use after the reserved ids
+    assert check_tokenizer_remap(bundle.tokenizer, tok, remap, texts) == 0
+    E = bundle.model.get_layer("token_embedding").get_weights()[0][order]
+    A, B, F = layer.get_weights()
+    np.testing.assert_array_equal(F, E[:n])
+    A2, B2, _ = low_rank(E[n:], counts[order][n:] + 1.0, rank=r)
+    np.testing.assert_allclose(A @ B, A2 @ B2, atol=1e-5)
+    ids = np.array([[0, 1, n - 1, n, len(order) - 1]])
+    out = layer(ids).numpy()[0]
+    np.testing.assert_allclose(out[:3], F[[0, 1, n - 1]], atol=1e-6)
+    np.testing.assert_allclose(out[3:], (A @ B)[[0, len(order) - 1 - n]], atol=1e-5)
+    V, d = E.shape
+    assert note["params_after"] == n * d + r * (V - n + d)
+    assert count(new).params == count(bundle.model).params - len(remap) * d + note["params_after"]
+    # serialisation and TFLite: same scores as the Keras model
+    d_out = save_model_dir(tmp_path / "two-tier", new, tok, bundle.metadata)
+    again = load_model_dir(d_out)
+    rows = tok.encode(texts[:16])
+    np.testing.assert_allclose(again.model.predict(rows, verbose=0), new.predict(rows, verbose=0), atol=1e-5)
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
+
+    tfl = TFLiteRunner(convert(new))
+    np.testing.assert_allclose(tfl.score(rows).reshape(-1), new.predict(rows, verbose=0).reshape(-1), atol=1e-4)
+
+
+def test_full_rows_needs_a_rank():
+    from rmcompress.compression.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="full_rows"):
+        Recipe.from_dict({"name": "x", "passes": [{"factorise": {"full_rows": 100}}]})
+
+
+def test_full_rows_covering_the_whole_vocabulary_keeps_the_table_exact(trained):
+    """A recipe written for a large vocabulary (full_rows 1000) on a small one: nothing is factorised,
+    the reordered table is exact and the rewards are unchanged."""
+    bundle = trained.bundle
+    texts, _ = _subset(trained, 40)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=True, rank=4,
+                                      full_rows=100_000)
+    assert "covers all" in note["skipped_factorisation"]
+    assert not isinstance(new.get_layer("token_embedding"), FactorizedEmbedding)
+    np.testing.assert_allclose(new.predict(tok.encode(texts), verbose=0),
+                               bundle.model.predict(bundle.tokenizer.encode(texts), verbose=0), atol=1e-5)

@@ -1,0 +1,121 @@
+"""compress(): recipe -> passes -> export (SavedModel + TFLite) -> parity -> evaluation -> report.json,
+from Python and from the CLI; the budget step through a stand-in of the complexity API."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_config
+from rmcompress.compression.recipe import Recipe
+from rmcompress.compression.pipeline import compress
+from rmcompress.errors import RecipeError, UsageError
+
+ROW_KEYS = {"task", "n_examples", "accuracy", "flops", "params", "size_bytes", "size_gzip_bytes",
+            "latency_ms_p50", "parity_max_abs_diff", "recipe"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, pointwise_file):
+    from rmcompress.training.trainer import train
+
+    out = tmp_path_factory.mktemp("pipe") / "m"
+    train(pointwise_file, tiny_config(arch="transformer", max_steps=6), out, verbose=0)
+    return out
+
+
+def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
+    from rmcompress.evaluation.evaluate import evaluate
+    from rmcompress.models.modeldir import load_model_dir
+
+    out = tmp_path / "light"
+    report = compress(model_dir, "light", pointwise_file, out, latency_runs=20)
+    assert ROW_KEYS <= set(report) and report["recipe"] == "light" and report["quantize"] == "dynamic"
+    for f in ("model.tflite", "saved_model/saved_model.pb", "vocab.txt", "tokenizer.json", "metadata.json",
+              "report.json", "recipe.yaml", "model/model.keras", "model/samples.npz"):
+        assert (out / f).exists(), f
+    assert [n["pass"] for n in report["passes"]] == ["fuse", "length", "quantise"]
+    assert report["passes"][0]["max_abs_diff"] <= 1e-5
+    assert report["parity_decision_agreement"] >= 0.95 and report["vs_source_spearman"] > 0.95
+    assert report["size_ratio"] > 1.2 and report["length_trim_max_abs_diff"] <= 1e-4
+    assert report["latency_ms_p50_real_length"] > 0 and report["length_buckets"][-1] == 16
+    # the artifacts are usable by the other stages
+    ev = evaluate(out, pointwise_file, latency_runs=0)
+    assert ev["kind"] == "tflite" and 0 <= ev["accuracy"] <= 1
+    bundle = load_model_dir(out / "model")
+    assert bundle.tokenizer.vocabulary == (out / "vocab.txt").read_text().split("\n")[:-1]
+    with pytest.raises(UsageError, match="already exists"):
+        compress(model_dir, "light", pointwise_file, out)
+
+
+def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_path, monkeypatch):
+    from rmcompress.data.pipeline import EncodedData
+    from rmcompress.models.archconfig import ArchConfig
+    from rmcompress.models.architectures import build_reward_model
+    from rmcompress.compression import budget as budget_pass_module
+    from rmcompress.models.modeldir import RewardModelBundle
+
+    calls = {}
+
+    def budget_compress(bundle, train_data, val_data, **kw):  # stand-in for issue 3's API
+        calls.update(kw, train=train_data, val=val_data, bundle=bundle)
+        cfg = ArchConfig.from_dict({**bundle.metadata["arch"], "ffn": 4, "dropout": 0.0})
+        return RewardModelBundle(build_reward_model(cfg), bundle.tokenizer, bundle.metadata)
+
+    monkeypatch.setattr(budget_pass_module, "budget_compress", budget_compress)
+    recipe = {"name": "b", "passes": [{"budget": {"flops_fraction": 0.5, "steps": 7}}, "fuse",
+                                      {"quantise": {"mode": "float16"}}]}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "b", latency_runs=0)
+    assert calls["flops_fraction"] == 0.5 and calls["steps"] == 7 and calls["params_fraction"] is None
+    assert isinstance(calls["train"], EncodedData) and isinstance(calls["val"], EncodedData)
+    note = report["passes"][0]
+    assert note["pass"] == "budget" and note["flops_after"] < note["flops_before"]
+    fuse_note = report["passes"][1]
+    assert fuse_note["flops_before"] == note["flops_after"]  # fuse starts from the budget model
+    assert report["flops"] == fuse_note["flops_after"] <= note["flops_after"]  # minus the folded score scale
+    # a step count written for SST-2 is capped at max_epochs passes over a small training split
+    recipe["passes"][0] = {"budget": {"flops_fraction": 0.5, "steps": 100_000, "max_epochs": 2}}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "capped", latency_runs=0)
+    per_epoch = -(-report["n_train"] // 64)
+    assert calls["steps"] == 2 * per_epoch < 100_000
+    assert report["passes"][0]["steps"] == 2 * per_epoch and report["passes"][0]["steps_requested"] == 100_000
+
+
+def test_a_failing_budget_pass_leaves_no_output(model_dir, pointwise_file, tmp_path, monkeypatch):
+    from rmcompress.compression import budget as budget_pass_module
+
+    def budget_compress(*a, **kw):
+        raise RecipeError("recipe pass 'budget' needs rmcompress.training.budget.budget_compress")
+
+    monkeypatch.setattr(budget_pass_module, "budget_compress", budget_compress)
+    with pytest.raises(RecipeError, match="recipe pass 'budget' needs rmcompress.training.budget.budget_compress"):
+        compress(model_dir, Recipe.level("medium"), pointwise_file, tmp_path / "m", latency_runs=0)
+    assert not (tmp_path / "m").exists()
+
+
+def test_export_strip_names_keeps_outputs_and_signature(model_dir, pointwise_file, tmp_path):
+    """``export: {strip_names: true}``: a smaller .tflite with no tensor names, the same outputs
+    (the pipeline's parity check runs on the stripped file), still callable by signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from rmcompress.runtime.tflite import TFLiteRunner, convert, strip_tensor_names
+    from rmcompress.models.modeldir import load_model_dir
+
+    recipe = {"name": "light-stripped", "passes": ["fuse", "length", {"quantise": {"mode": "dynamic"}}],
+              "export": {"strip_names": True}}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "s", latency_runs=5)
+    note = [n for n in report["passes"] if n["pass"] == "strip-names"][0]
+    flat = (tmp_path / "s" / "model.tflite").read_bytes()
+    assert len(flat) == note["bytes_after"] < note["bytes_before"] - 1000
+    assert report["parity_decision_agreement"] >= 0.95  # dynamic range vs the float model
+    interp = Interpreter(model_content=flat)
+    assert not any(t["name"] for t in interp.get_tensor_details())
+    sig = interp.get_signature_list()
+    assert sig and "token_ids" in next(iter(sig.values()))["inputs"]
+    ids = np.zeros((2, 16), np.int32)
+    ids[:, :3] = [[2, 5, 7], [3, 4, 9]]
+    assert TFLiteRunner(flat).score(ids).shape == (2,)
+    # stripping alone changes no output bit
+    plain = convert(load_model_dir(model_dir).model)
+    np.testing.assert_array_equal(TFLiteRunner(strip_tensor_names(plain)).score(ids), TFLiteRunner(plain).score(ids))
+    with pytest.raises(RecipeError, match="strip_names"):
+        Recipe.from_dict({"passes": ["fuse"], "export": {"strip_names": "yes"}})

@@ -1,0 +1,42 @@
+"""quantise (post-training): selective int8 keeps the chosen ops float; the quantisation debugger
+reports per-tensor error and tensors above a bound stay float; int16x8 fails clearly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import transformer_state
+from rmcompress.compression.fuse import fuse
+from rmcompress.compression.quantise import build_tflite, layer_errors
+from rmcompress.errors import ExportError
+from rmcompress.evaluation.op_profile import op_dtypes
+from rmcompress.export.parity import parity_metrics
+from rmcompress.runtime.tflite import TFLiteRunner
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory, pointwise_file):
+    return transformer_state(tmp_path_factory, pointwise_file, max_steps=6)
+
+
+def test_selective_int8_keeps_chosen_ops_float_and_reports_layer_error(state):
+    model, _ = fuse(state.model, state.val_ids(32))
+    cal = state.calibration_ids(64)
+    flat, note = build_tflite(model, "int8", cal, keep_float_ops=["BATCH_MATMUL", "SOFTMAX"], max_layer_error=None)
+    ops = op_dtypes(flat)
+    assert {d for o, d in ops if o in ("BATCH_MATMUL", "SOFTMAX")} == {"float32"}
+    assert {d for o, d in ops if o == "FULLY_CONNECTED"} == {"int8"}
+    assert note["kept_float_ops"] == ["BATCH_MATMUL", "SOFTMAX"] and note["layer_errors_top"]
+    ids = state.val_ids()
+    m = parity_metrics(model.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
+    assert m["parity_decision_agreement"] >= 0.9
+    errors = layer_errors(model, cal, cal[:16])
+    assert {"tensor_name", "op_name", "rmse/scale"} <= set(errors.columns) and (errors["rmse/scale"].dropna() >= 0).all()
+    # an error bound below rounding noise keeps the worst tensors float, and says which
+    flat2, note2 = build_tflite(model, "int8", cal, max_layer_error=float(errors["rmse/scale"].max()) * 0.9)
+    assert note2["kept_float_tensors"] and len(flat2) > 0
+
+
+def test_int16x8_fails_with_a_clear_message(state):
+    with pytest.raises(ExportError, match="int16x8: the TFLite converter .* cannot quantise"):
+        build_tflite(state.model, "int16x8", state.calibration_ids(8))

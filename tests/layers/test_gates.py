@@ -1,0 +1,259 @@
+"""Hard-concrete gates: the math, the gated architectures, serialisation, expected counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rmcompress._keras import keras, tf
+from rmcompress.models.structure import count
+from rmcompress.layers.gates import (BETA, GAMMA, ZETA, L0Gate, OPEN_THRESHOLD, alive_counts, gate_layers,
+                                     median_gate, open_probability)
+from rmcompress.structured.gating import gated_copy
+from rmcompress.models.structure import gated_cost, infer_arch_config
+from rmcompress.models.groups import structure_for
+from rmcompress.errors import ModelError
+from rmcompress.models.archconfig import ArchConfig
+from rmcompress.models.architectures import build_reward_model
+from rmcompress.models.modeldir import custom_objects
+
+CFG = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=12, filters=[4, 5, 3],
+           hidden=10, dropout=0.0)
+EXPECTED_GROUPS = {
+    "transformer": {"block0", "block0_heads", "block0_ffn", "block1", "block1_heads", "block1_ffn"},
+    "cnn": {"embed", "conv3", "conv4", "conv5"},
+    "bow": {"embed", "hidden"},
+}
+
+
+def _ids(n=6, seed=0):
+    ids = np.random.RandomState(seed).randint(1, 60, (n, 16)).astype("int32")
+    ids[:, 11:] = 0
+    return ids
+
+
+def test_open_probability_matches_sampling():
+    gate = L0Gate(4000, init_log_alpha=0.7)
+    gate(tf.zeros([1]))
+    z = np.concatenate([gate(tf.zeros([1]), training=True).numpy() for _ in range(5)])
+    assert np.mean(z > 0) == pytest.approx(float(open_probability(tf.constant(0.7))), abs=0.01)
+    assert z.min() == 0.0 and z.max() == 1.0  # exact zeros and ones occur
+    # expected open count is differentiable in log_alpha
+    with tf.GradientTape() as tape:
+        e = gate.expected_open()
+    assert float(tf.reduce_sum(tape.gradient(e, gate.log_alpha))) > 0
+
+
+def test_deterministic_gate_is_the_median_and_open_iff_p_above_half():
+    la = np.array([-5.0, OPEN_THRESHOLD - 0.01, OPEN_THRESHOLD + 0.01, 0.0, 5.0])
+    z = median_gate(la)
+    p = open_probability(la)
+    assert np.array_equal(z > 0, p > 0.5)
+    assert z[-1] == 1.0 and z[0] == 0.0
+    s = 1 / (1 + np.exp(-la[3] / BETA))
+    assert z[3] == pytest.approx(s * (ZETA - GAMMA) + GAMMA)
+
+
+def test_noise_is_one_vector_per_step_and_seeded():
+    a = L0Gate(8, init_log_alpha=0.0, seed=3)
+    b = L0Gate(8, init_log_alpha=0.0, seed=3)
+    x = tf.zeros([2])
+    za, zb = a(x, training=True).numpy(), b(x, training=True).numpy()
+    np.testing.assert_array_equal(za, zb)  # same seed and step: same draw
+    assert not np.array_equal(a(x, training=True).numpy(), za)  # next step: a new draw
+    np.testing.assert_array_equal(a(x).numpy(), a(x).numpy())  # inference: deterministic
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+def test_every_prunable_group_is_gated_and_no_lambda(arch):
+    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True)
+    assert set(gate_layers(g)) == EXPECTED_GROUPS[arch]
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in g.layers)
+    g_vocab = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    assert set(gate_layers(g_vocab)) == EXPECTED_GROUPS[arch] | {"vocab"}
+
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
+def test_gated_copy_with_open_gates_equals_the_plain_model(arch):
+    keras.utils.set_random_seed(1)
+    plain = build_reward_model(ArchConfig(arch=arch, **CFG))
+    gated = gated_copy(plain, gate_vocab=True)
+    np.testing.assert_allclose(gated(_ids()).numpy(), plain(_ids()).numpy(), atol=1e-6)
+    assert count(gated).as_dict() == count(plain).as_dict()
+    assert infer_arch_config(gated).arch == arch
+
+
+def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
+    """``InputGatedConv1D([x, z]) == Conv1D(x * z)`` with the same weights, forward and in the
+    gradient w.r.t. z (the cnn's embedding-column gate acts through the kernel)."""
+    from rmcompress.layers.gates import InputGatedConv1D
+
+    rng = np.random.RandomState(0)
+    x = tf.constant(rng.normal(size=(3, 9, 5)).astype(np.float32))
+    z = tf.Variable(rng.uniform(0, 1, size=5).astype(np.float32) * np.array([1, 0, 1, 1, 0], np.float32))
+    conv = keras.layers.Conv1D(4, 3, padding="valid", activation="relu")
+    gated = InputGatedConv1D(4, 3, padding="valid", activation="relu")
+    conv(x)
+    gated([x, z])
+    gated.set_weights(conv.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        want = conv(x * z)
+        got = gated([x, z])
+        lw, lg = tf.reduce_sum(want ** 2), tf.reduce_sum(got ** 2)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(lg, z).numpy(), tape.gradient(lw, z).numpy(), rtol=1e-4, atol=1e-5)
+    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    assert {type(layer).__name__ for layer in g.layers if layer.name.startswith("conv") and
+            not layer.name.endswith("gating")} == {"InputGatedConv1D"}
+    assert "embed_gating" not in {layer.name for layer in g.layers}
+
+
+
+def test_head_gate_through_the_output_kernel_equals_gating_each_heads_context():
+    """The attention's head gate scales ``Wo``'s rows, ``(c z_h) Wo_h = c (z_h Wo_h)``: the output and
+    its gradient w.r.t. z equal gating each head's context before ``Wo`` (the reference form)."""
+    from rmcompress.layers.encoder import MultiHeadSelfAttention
+
+    rng = np.random.RandomState(1)
+    heads, dh = 3, 4
+    x = tf.constant(rng.normal(size=(2, 7, 6)).astype(np.float32))
+    mask = tf.constant((np.arange(7)[None, :] < np.array([[7], [4]])).astype(np.float32))
+    z = tf.Variable(np.array([0.7, 0.0, 1.0], np.float32))
+    attn = MultiHeadSelfAttention(heads, dh)
+    attn([x, mask, z])
+
+    def reference():
+        b, t = 2, 7
+        q, k, v = attn._qkv(x, b, t)
+        m = mask[:, None, None, :]
+        s = tf.matmul(q, k, transpose_b=True) / np.sqrt(dh)
+        s = s * m + (m - 1.0) * attn.mask_bound
+        c = tf.matmul(tf.nn.softmax(s, -1), v) * tf.reshape(z, [1, heads, 1, 1])
+        c = tf.reshape(tf.transpose(c, [0, 2, 1, 3]), [b, t, heads * dh])
+        return tf.tensordot(c, attn.output_kernel, axes=1) + attn.output_bias
+
+    with tf.GradientTape(persistent=True) as tape:
+        want, got = reference(), attn([x, mask, z])
+        lw, lg = tf.reduce_sum(want ** 3), tf.reduce_sum(got ** 3)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(lg, z).numpy(), tape.gradient(lw, z).numpy(), rtol=1e-4, atol=1e-5)
+    assert abs(float(tape.gradient(lg, z)[1])) > 1e-4  # a closed head still gets a gradient
+
+@pytest.mark.parametrize("arch", ["transformer", "cnn"])
+def test_gated_model_saves_and_loads_in_safe_mode(tmp_path, arch):
+    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    for gate in gate_layers(g).values():
+        gate.log_alpha.assign(np.random.RandomState(0).normal(0, 3, gate.log_alpha.shape))
+    g.save(tmp_path / "g.keras")
+    back = keras.models.load_model(tmp_path / "g.keras", custom_objects=custom_objects(), safe_mode=True,
+                                   compile=False)
+    np.testing.assert_array_equal(back(_ids()).numpy(), g(_ids()).numpy())
+    assert count(back).as_dict() == count(g).as_dict()
+
+
+def test_expected_cost_uses_registry_formulas():
+    """Expected FLOPs = registry at expected alive counts; all gates wide open -> dense FLOPs;
+    the expected count matches the deterministic count when gates are saturated."""
+    cfg = ArchConfig(arch="transformer", **CFG)
+    g = build_reward_model(cfg, gated=True)
+    dense = count(build_reward_model(cfg)).flops
+    assert gated_cost(g, "full").flops == dense
+    for gate in gate_layers(g).values():
+        gate.log_alpha.assign(np.full(gate.units, 20.0))
+    assert float(gated_cost(g, "expected").flops.numpy()) == pytest.approx(dense, rel=1e-5)
+    la = gate_layers(g)
+    la["block0"].log_alpha.assign([-20.0])          # block 0 closed
+    la["block1_heads"].log_alpha.assign([20.0, -20.0])  # one head of block 1 closed
+    det = gated_cost(g, "deterministic")
+    exp = gated_cost(g, "expected")
+    assert float(exp.flops.numpy()) == pytest.approx(det.flops, rel=1e-5)
+    alive = alive_counts(g, structure_for(cfg), "deterministic")
+    assert alive["block0"] == 0 and alive["block1_heads"] == 1 and alive["block1_ffn"] == 12
+    assert det.flops < dense
+
+
+def test_expected_cost_gradient_prefers_expensive_units():
+    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    gates = gate_layers(g)
+    structure = structure_for(infer_arch_config(g))
+    from rmcompress.models.structure import cost_model
+
+    cm = cost_model(g, structure)
+    with tf.GradientTape() as tape:
+        alive = structure.full_alive()
+        alive.update({k: v.expected_open() for k, v in gates.items()})
+        flops = cm.evaluate(alive).flops
+    grads = tape.gradient(flops, [gates["conv3"].log_alpha, gates["conv5"].log_alpha])
+    # a width-5 filter costs more than a width-3 filter (per unit, same gate state)
+    assert float(grads[1][0]) > float(grads[0][0]) > 0
+
+
+def test_unknown_gate_group_is_an_error():
+    with pytest.raises(ModelError, match="cannot gate"):
+        build_reward_model(ArchConfig(arch="bow", **CFG), gated=True, gate_groups=["heads"])
+
+
+def test_infer_arch_config_rejects_foreign_models():
+    x = keras.Input((4,))
+    with pytest.raises(ModelError, match="not an rmcompress architecture"):
+        infer_arch_config(keras.Model(x, keras.layers.Dense(1)(x)))
+
+
+def test_branch_scale_through_the_output_kernels_equals_scaling_the_branch():
+    """A transformer branch's block gate (times ``any`` of its unit gates) is applied through the
+    sub-layer's output kernel and bias: equal, in value and in the gradient w.r.t. the block gate,
+    to multiplying the ``[B, T, d]`` output; all units closed -> the branch adds nothing, bias
+    included. No ``[B, T, d]`` multiply is left in the gated graph."""
+    from rmcompress.layers.gates import BranchScale, GateMultiply, InputGatedDense
+    from rmcompress.layers.encoder import MultiHeadSelfAttention
+
+    rng = np.random.RandomState(2)
+    x = tf.constant(rng.normal(size=(2, 5, 6)).astype(np.float32))
+    mask = tf.ones((2, 5))
+    zb = tf.Variable([0.6], dtype=tf.float32)
+    for zh_value in ([0.5, 1.0], [0.0, 0.0]):
+        zh = tf.constant(zh_value, tf.float32)
+        scaled = MultiHeadSelfAttention(2, 3, output_scale=True)
+        plain = MultiHeadSelfAttention(2, 3)
+        scaled([x, mask, zh, tf.ones([1])])
+        plain([x, mask, zh])
+        plain.set_weights([w + 0.1 for w in scaled.get_weights()])  # non-zero biases
+        scaled.set_weights(plain.get_weights())
+        dense_s, dense_p = InputGatedDense(4, output_scale=True), InputGatedDense(4)
+        dense_s([x, tf.ones([6]), tf.ones([1])])
+        dense_p([x, tf.ones([6])])
+        dense_p.set_weights([w + 0.1 for w in dense_s.get_weights()])
+        dense_s.set_weights(dense_p.get_weights())
+        with tf.GradientTape(persistent=True) as tape:
+            g = BranchScale(("scalar", "any"))([zb, zh])
+            got = [scaled([x, mask, zh, g]), dense_s([x, tf.ones([6]), g])]
+            want = [GateMultiply(("scalar", "any"))([plain([x, mask, zh]), zb, zh]),
+                    GateMultiply(("scalar", "any"))([dense_p([x, tf.ones([6])]), zb, zh])]
+            losses = [tf.reduce_sum(t ** 3) for t in got + want]
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        for i in range(2):
+            np.testing.assert_allclose(tape.gradient(losses[i], zb).numpy(),
+                                       tape.gradient(losses[i + 2], zb).numpy(), rtol=1e-4, atol=1e-6)
+        if not any(zh_value):
+            assert all(float(tf.reduce_max(tf.abs(t))) == 0.0 for t in got)
+    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True)
+    assert not [layer.name for layer in g.layers if isinstance(layer, GateMultiply)]
+    assert {layer.name for layer in g.layers if isinstance(layer, BranchScale)} == {
+        f"block{i}_{part}_gating" for i in range(2) for part in ("attn", "ffn")}
+
+
+def test_block_gates_without_unit_gates_still_scale_the_branches():
+    """``gate_groups`` with the block gates only: the FFN output is a plain Dense scaled by the block
+    gate; a closed block leaves exactly the residual stream."""
+    cfg = ArchConfig(arch="transformer", **CFG)
+    g = build_reward_model(cfg, gated=True, gate_groups=["block0", "block1"])
+    plain = build_reward_model(cfg)
+    names = {layer.name for layer in g.layers}
+    assert {"block0_ffn_out_scale", "block1_ffn_out_scale"} <= names
+    for layer in gate_layers(g).values():
+        layer.log_alpha.assign(np.full(layer.log_alpha.shape, 10.0, np.float32))
+    copy = {w.name: w for w in plain.weights}
+    for w in g.weights:
+        if w.name in copy:
+            copy[w.name].assign(w)
+    np.testing.assert_allclose(g(_ids()).numpy(), plain(_ids()).numpy(), rtol=1e-5, atol=1e-5)
