@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rmcompress.cli import build_parser
+
 #: column at which usage lines wrap (fixed, so the page does not depend on the terminal)
 WIDTH = 100
 
@@ -111,8 +113,6 @@ def render_command(name: str, parser: argparse.ArgumentParser) -> str:
 def render(parser: argparse.ArgumentParser | None = None) -> str:
     """The whole page (what docs/cli.md must hold)."""
     if parser is None:
-        from rmcompress.cli import build_parser
-
         parser = build_parser()
     commands = subparsers(parser)
     out = [HEADER]
