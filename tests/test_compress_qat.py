@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _compress_helpers import transformer_state
+from _compress_helpers import run_pass, transformer_state
 from conftest import tiny_config
 from rmcompress.compress.fuse import fuse
-from rmcompress.compress.quantise import quantise_pass
+from rmcompress.compress.settings import PruneSettings
+from rmcompress.compress.state import WeightStructure
 from rmcompress.evaluate.op_profile import op_dtypes
 from rmcompress.export.parity import parity_metrics
 from rmcompress.export.tflite import TFLiteRunner
@@ -101,11 +102,11 @@ def test_pqat_preserves_pruned_zeros(state):
     from rmcompress.compress.targets import weight_arrays
 
     model, _ = fuse(state.model, state.val_ids(32))
-    pruned, pnote = prune(model, state, sparsity=0.5, schedule="constant", steps=0)
+    pruned, pnote = prune(model, state, PruneSettings(sparsity=0.5, schedule="constant", steps=0))
     state.model = pruned
-    state.notes = [{"pass": "prune", **pnote}]
-    state, note = quantise_pass(state, mode="qat", steps=3, learning_rate=1e-2, batch_size=16)
-    assert note["preserve"] == "prune" and state.export["quantize"] == "qat"
+    state.structure = WeightStructure(pruned=tuple(pnote["layers"]))
+    state, note = run_pass("quantise", state, mode="qat", steps=3, learning_rate=1e-2, batch_size=16)
+    assert note["preserve"] == "prune" and state.export.quantize == "qat"
     for name in pnote["layers"]:
         before, after = weight_arrays(pruned.get_layer(name)), weight_arrays(state.model.get_layer(name))
         for k in before:
@@ -145,10 +146,9 @@ def test_qat_fake_quantises_the_exact_rows_of_a_two_tier_table(state):
     import copy
 
     from rmcompress.compress import qat
-    from rmcompress.compress.passes import factorise_pass
 
     st = copy.copy(state)
-    st, _ = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)
+    st, _ = run_pass("factorise", st, vocab_prune=True, rank=4, full_rows=8)
     q = qat.quantize_model(st.model)
     names = {w.name for w in q.get_layer("quant_token_embedding").weights}
     assert {"quant_token_embedding/full_min:0", "quant_token_embedding/full_max:0"} <= names, names

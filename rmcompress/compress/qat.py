@@ -29,6 +29,7 @@ from __future__ import annotations
 from rmcompress._keras import keras, tf
 from rmcompress.compress.graph import Graph, layer_entry, rebuild
 from rmcompress.compress.layers import FactorizedEmbedding, FusedQKVSelfAttention
+from rmcompress.compress.settings import FuseSettings
 from rmcompress.models import layers as L
 
 QAT_PREFIX = "quant_"
@@ -286,8 +287,8 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
     qk = tfmot.quantization.keras
     # Dense on [B, T, d] as one broadcast matmul (exact): with tensordot's reshape between matmul and
     # bias the converter cannot give the FULLY_CONNECTED an int8 output range and keeps it float.
-    model, _ = fuse(model, None, dropout=False, batchnorm=False, layernorm=False, qkv=False,
-                    dense_chain=False, matmul=True, positions=False)
+    model, _ = fuse(model, None, FuseSettings(dropout=False, batchnorm=False, layernorm=False, qkv=False,
+                                              dense_chain=False, matmul=True, positions=False))
     g = Graph(model)
     for e in g.entries:
         cls = QAT_ATTENTION.get(e["class_name"])
