@@ -139,3 +139,14 @@ def test_no_pass_reads_another_passes_notes():
                 reads.setdefault(path.name, []).append(line.strip())
         assert 'n["pass"]' not in text and "in state.notes" not in text, path.name
     assert reads == {"pipeline.py": ['report["passes"] = state.notes']}, reads
+
+
+def test_the_recipes_readme_names_every_setting_of_every_pass():
+    """The settings table of ``recipes/README.md`` (one row per pass) names each key of the pass's
+    settings dataclass, and no pass is missing from it."""
+    readme = (Path(__file__).resolve().parents[1] / "recipes" / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| (.*?) \|", readme, re.M)}
+    for name, cls in SETTINGS.items():
+        assert name in rows, f"recipes/README.md: no row for pass {name!r}"
+        missing = [f.name for f in dataclasses.fields(cls) if f"`{f.name}" not in rows[name]]
+        assert not missing, f"recipes/README.md: the {name} row does not name {missing}"
