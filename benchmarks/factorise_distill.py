@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -65,9 +66,8 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from rmcompress.compression.passes import PASSES
-    from rmcompress.compression.pipeline import _export, _source_baseline
-    from rmcompress.compression.recipe import Recipe
+    from rmcompress.compression.pipeline import _export, _source_baseline, run_passes
+    from rmcompress.compression.recipe import PassSpec, Recipe
     from rmcompress.compression.state import prepare_state
     from rmcompress.fileio import atomic_dir, write_json
     from rmcompress.models.modeldir import load_model_dir, save_model_dir
@@ -92,11 +92,7 @@ def main(argv=None) -> int:
         state.model = load_model_dir(snap).model
         state.notes.append({"pass": "snapshot", "model": str(snap)})
     else:
-        for spec in recipe.passes[:cut]:
-            log(f"pass {spec.name} {spec.params}")
-            t = time.time()
-            state, note = PASSES[spec.name](state, **spec.params)
-            state.notes.append({"pass": spec.name, "seconds": round(time.time() - t, 2), **note})
+        state = run_passes(state, recipe.passes[:cut], log)
     shared_seconds = time.time() - t0
     if not args.snapshot:
         snap = save_model_dir(out / "before-factorise", state.model, state.tokenizer, state.metadata, overwrite=True)
@@ -105,12 +101,10 @@ def main(argv=None) -> int:
         log(f"variant {name}")
         t = time.time()
         v = copy.copy(state)
-        v.model, v.notes, v.export = load_model_dir(snap).model, list(state.notes), dict(state.export)
-        for spec in recipe.passes[cut:]:
-            params = {**spec.params, **VARIANTS[name]} if spec.name == "factorise" else spec.params
-            t1 = time.time()
-            v, note = PASSES[spec.name](v, **params)
-            v.notes.append({"pass": spec.name, "seconds": round(time.time() - t1, 2), **note})
+        v.model, v.notes = load_model_dir(snap).model, list(state.notes)
+        specs = [PassSpec(s.name, dataclasses.replace(s.settings, **VARIANTS[name])) if s.name == "factorise" else s
+                 for s in recipe.passes[cut:]]
+        v = run_passes(v, specs)
         with atomic_dir(out / name, overwrite=True) as tmp:
             report = _export(v, recipe, tmp, source, args.latency_runs)
             write_json(tmp / "report.json", report)

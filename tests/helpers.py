@@ -60,3 +60,13 @@ def transformer_state(tmp_path_factory, data_file, max_steps: int = 4):
     r = train(data_file, tiny_config(arch="transformer", max_steps=max_steps), tmp_path_factory.mktemp("m") / "m",
               verbose=0)
     return prepare_state(r.bundle, data_file)
+
+
+def run_pass(name: str, state, **settings):
+    """Run the registered pass ``name`` on ``state`` with ``settings`` (the rest: defaults);
+    return ``(state, notes)``."""
+    from rmcompress.compression.passes import PASSES
+
+    cls = PASSES[name]
+    result = cls()(state, cls.Settings(**settings))
+    return result.state, result.notes

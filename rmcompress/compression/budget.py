@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress.compression.finetune import capped_steps
+from rmcompress.compression.passbase import Pass, PassResult
+from rmcompress.compression.settings import BudgetSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.data.loaders import PointwiseData
 from rmcompress.data.pipeline import encode
@@ -66,54 +68,58 @@ def augmented_rows(state: CompressState, copies: int, replace: float, min_words:
     return encode(raw, state.tokenizer)
 
 
-def budget_pass(state: CompressState, flops_fraction=None, params_fraction=None, steps: int = 1000,
-                learning_rate: float | None = None, batch_size: int = 64, distill: float = 0.0,
-                max_epochs: float | None = 10.0, method: str = "gates",
-                stages: int = 1, gate_init: str = "uniform", final_steps: int = 0,
-                finetune_fraction: float | None = None, distill_features: float = 0.0, augment: int = 0,
-                augment_replace: float = 0.3, augment_min_words: int = 10) -> tuple[CompressState, dict]:
-    unlabeled = state.unlabeled if (distill or distill_features) else None
-    n_augmented, augment_note = 0, None
-    if augment and state.task != "pointwise":
-        augment_note = f"skipped: {state.task} (a pair's preference does not survive independent word swaps)"
-    elif augment:
-        extra = augmented_rows(state, augment, augment_replace, augment_min_words)
-        n_augmented = len(extra)
-        unlabeled = extra if unlabeled is None else concat_encoded(unlabeled, extra)
-    requested, requested_final = int(steps), int(final_steps)
-    if max_epochs is not None:
-        total = requested + requested_final
-        allowed = capped_steps(state, total, batch_size, max_epochs,
-                               extra_rows=len(unlabeled) if unlabeled is not None else 0)
-        if allowed < total:  # both parts shrink in proportion
-            final_steps = int(requested_final * allowed / total)
-            steps = max(2, allowed - final_steps)
-    if learning_rate is None:
-        arch = (state.metadata.get("arch") or {}).get("arch") if isinstance(state.metadata, dict) else None
-        learning_rate = DEFAULT_LEARNING_RATE["bert" if arch == "bert" else "scratch"]
-    before = count(state.model).as_dict()
-    bundle = RewardModelBundle(state.model, state.tokenizer, state.metadata)
-    new = budget_compress(bundle, state.train, state.val, flops_fraction=flops_fraction,
-                          params_fraction=params_fraction, steps=steps, seed=state.seed,
-                          learning_rate=learning_rate, batch_size=batch_size, verbose=state.verbose,
-                          distill_weight=distill, method=method, stages=stages, gate_init=gate_init,
-                          finetune_fraction=finetune_fraction, final_steps=final_steps, unlabeled=unlabeled,
-                          distill_features=distill_features)
-    after = count(new.model).as_dict()
-    state.model = new.model
-    if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
-        state.reencode(new.tokenizer)
-    if new.metadata:
-        state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
-    note = {"flops_fraction": flops_fraction, "params_fraction": params_fraction, "method": method,
-            "gate_init": gate_init if method == "gates" else None,
-            "finetune_fraction": new.metadata.get("complexity", {}).get("finetune_fraction"),
-            "n_unlabeled": len(unlabeled) if unlabeled is not None else 0, "n_augmented": n_augmented,
-            **({"augment": augment_note} if augment_note else {}),
-            "stages": stages, "steps": steps, "final_steps": int(final_steps),
-            "steps_requested": requested, "final_steps_requested": requested_final, "max_epochs": max_epochs,
-            "learning_rate": learning_rate, "distill": distill, "distill_features": distill_features,
-            "flops_before": before["flops"], "flops_after": after["flops"],
-            "params_before": before["params"], "params_after": after["params"],
-            "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}
-    return state, note
+class BudgetPass(Pass):
+    """Train to the budget and shrink (module docstring)."""
+
+    name = "budget"
+    Settings = BudgetSettings
+
+    def run(self, state: CompressState, s: BudgetSettings) -> PassResult:
+        unlabeled = state.unlabeled if (s.distill or s.distill_features) else None
+        n_augmented, augment_note = 0, None
+        if s.augment and state.task != "pointwise":
+            augment_note = f"skipped: {state.task} (a pair's preference does not survive independent word swaps)"
+        elif s.augment:
+            extra = augmented_rows(state, s.augment, s.augment_replace, s.augment_min_words)
+            n_augmented = len(extra)
+            unlabeled = extra if unlabeled is None else concat_encoded(unlabeled, extra)
+        requested, requested_final = int(s.steps), int(s.final_steps)
+        steps, final_steps = requested, requested_final
+        if s.max_epochs is not None:
+            total = requested + requested_final
+            allowed = capped_steps(state, total, s.batch_size, s.max_epochs,
+                                   extra_rows=len(unlabeled) if unlabeled is not None else 0)
+            if allowed < total:  # both parts shrink in proportion
+                final_steps = int(requested_final * allowed / total)
+                steps = max(2, allowed - final_steps)
+        learning_rate = s.learning_rate
+        if learning_rate is None:
+            arch = (state.metadata.get("arch") or {}).get("arch") if isinstance(state.metadata, dict) else None
+            learning_rate = DEFAULT_LEARNING_RATE["bert" if arch == "bert" else "scratch"]
+        before = count(state.model).as_dict()
+        bundle = RewardModelBundle(state.model, state.tokenizer, state.metadata)
+        new = budget_compress(bundle, state.train, state.val, flops_fraction=s.flops_fraction,
+                              params_fraction=s.params_fraction, steps=steps, seed=state.seed,
+                              learning_rate=learning_rate, batch_size=s.batch_size, verbose=state.verbose,
+                              distill_weight=s.distill, method=s.method, stages=s.stages, gate_init=s.gate_init,
+                              finetune_fraction=s.finetune_fraction, final_steps=final_steps,
+                              unlabeled=unlabeled, distill_features=s.distill_features)
+        after = count(new.model).as_dict()
+        state.model = new.model
+        if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
+            state.reencode(new.tokenizer)
+        if new.metadata:
+            state.metadata = {**state.metadata, **{k: v for k, v in new.metadata.items() if k == "arch"}}
+        note = {"flops_fraction": s.flops_fraction, "params_fraction": s.params_fraction, "method": s.method,
+                "gate_init": s.gate_init if s.method == "gates" else None,
+                "finetune_fraction": new.metadata.get("complexity", {}).get("finetune_fraction"),
+                "n_unlabeled": len(unlabeled) if unlabeled is not None else 0, "n_augmented": n_augmented,
+                **({"augment": augment_note} if augment_note else {}),
+                "stages": s.stages, "steps": steps, "final_steps": int(final_steps),
+                "steps_requested": requested, "final_steps_requested": requested_final,
+                "max_epochs": s.max_epochs, "learning_rate": learning_rate, "distill": s.distill,
+                "distill_features": s.distill_features,
+                "flops_before": before["flops"], "flops_after": after["flops"],
+                "params_before": before["params"], "params_after": after["params"],
+                "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}
+        return PassResult(state, note)

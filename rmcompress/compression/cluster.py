@@ -22,10 +22,11 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.compression.finetune import capped_steps, finetune
 from rmcompress.compression.fuse import max_abs_diff
+from rmcompress.layers.compressed import FactorizedEmbedding, PointwiseDense
+from rmcompress.compression.settings import ClusterSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.compression.targets import copy_model, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
-from rmcompress.layers.compressed import FactorizedEmbedding, PointwiseDense
 from rmcompress.layers.encoder import MultiHeadSelfAttention, PositionEmbedding
 
 _INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
@@ -54,17 +55,18 @@ def clusters_per_layer(names: list[str], clusters: int, layer_clusters: dict | N
     return out
 
 
-def cluster(model: keras.Model, state: CompressState, clusters: int = 16, init: str = "kmeans++",
-            preserve_sparsity="auto", embedding: bool = True, layers: dict | None = None, steps: int = 200,
-            learning_rate: float = 1e-4, batch_size: int = 64,
-            layer_clusters: dict | None = None) -> tuple[keras.Model, dict]:
+def cluster(model: keras.Model, state: CompressState,
+            settings: ClusterSettings = ClusterSettings()) -> tuple[keras.Model, dict]:
     """Cluster ``model`` (a copy; the input is untouched); return ``(stripped_model, note)``."""
+    s = settings
+    clusters, init, preserve_sparsity, layer_clusters = s.clusters, s.init, s.preserve_sparsity, s.layer_clusters
+    steps, learning_rate, batch_size = s.steps, s.learning_rate, s.batch_size
     import tensorflow_model_optimization as tfmot
 
     _register_clusterable()
     cl = tfmot.clustering.keras
     base = copy_model(model)
-    names = select_layers(base, layers, embedding)
+    names = select_layers(base, s.layers, s.embedding)
     if not names:
         raise RecipeError("cluster: no layer selected (check layers.include/exclude and embedding)")
     if preserve_sparsity == "auto":

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rmcompress._keras import keras, tf
+from rmcompress._keras import keras
 from rmcompress.compression.graph import Graph, layer_entry, rebuild
+from rmcompress.layers.compressed import FactorizedEmbedding
+from rmcompress.compression.settings import FactoriseSettings
 from rmcompress.data.tokenizer import RESERVED, Tokenizer
 from rmcompress.errors import ModelError
-from rmcompress.layers.compressed import FactorizedEmbedding
+from rmcompress._keras import tf
 
 
 def token_embedding_names(model: keras.Model) -> list[str]:
@@ -112,12 +114,15 @@ def low_rank(E: np.ndarray, weights: np.ndarray | None = None, rank: int | None 
     return A.astype(np.float32), B.astype(np.float32), float(np.sqrt(energy[rank] / total))
 
 
-def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts, vocab_prune: bool = True,
-              min_count: int = 1, rank: int | None = None, max_error: float | None = None,
-              weighting: str = "frequency", full_rows: int = 0) -> tuple[keras.Model, Tokenizer, np.ndarray, dict]:
+def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts,
+              settings: FactoriseSettings = FactoriseSettings()) -> tuple[keras.Model, Tokenizer, np.ndarray, dict]:
     """Return ``(model, tokenizer, remap, note)``; ``remap[old_id] = new_id`` (identity if neither
     pruning nor ``full_rows``). ``train_texts``: the training texts (counted untruncated, see module
-    docstring); ``full_rows``: the two-tier form (module docstring)."""
+    docstring); of ``settings`` this reads ``vocab_prune``, ``min_count``, ``rank``, ``max_error``,
+    ``weighting`` and ``full_rows`` (the two-tier form, module docstring)."""
+    vocab_prune, min_count, rank, max_error = (settings.vocab_prune, settings.min_count, settings.rank,
+                                               settings.max_error)
+    weighting, full_rows = settings.weighting, settings.full_rows
     names = token_embedding_names(model)
     if len(names) != 1:
         raise ModelError(f"factorise: expected one token embedding fed by the ids, found {names or 'none'}")

@@ -36,8 +36,9 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.compression.graph import Graph, layer_entry, rebuild
-from rmcompress.errors import ModelError
 from rmcompress.layers.compressed import FusedQKVSelfAttention, GatherPositionEmbedding, PointwiseDense
+from rmcompress.compression.settings import FuseSettings
+from rmcompress.errors import ModelError
 from rmcompress.layers.encoder import MultiHeadSelfAttention
 
 DROPOUT_CLASSES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -273,24 +274,22 @@ class _Fuser:
             self.note["gather_positions"].append(e["name"])
 
 
-def fuse(model: keras.Model, sample_ids: np.ndarray | None = None, dropout: bool = True,
-         batchnorm: bool = True, layernorm: bool = True, qkv: bool = True, dense_chain: bool = True,
-         matmul: bool = True, positions: bool = True, tolerance: float = 1e-5) -> tuple[keras.Model, dict]:
-    """Apply the rewrites (module docstring); return ``(new_model, note)``. ``note`` lists what was
-    changed and ``max_abs_diff`` against ``model`` on ``sample_ids`` (when given)."""
+def fuse(model: keras.Model, sample_ids: np.ndarray | None = None,
+         settings: FuseSettings = FuseSettings()) -> tuple[keras.Model, dict]:
+    """Apply the rewrites ``settings`` switch on (module docstring); return ``(new_model, note)``.
+    ``note`` lists what was changed and ``max_abs_diff`` against ``model`` on ``sample_ids`` (when
+    given), which must be within ``settings.tolerance``."""
     f = _Fuser(model)
-    chosen = {"dropout": dropout, "batchnorm": batchnorm, "layernorm": layernorm, "qkv": qkv,
-              "dense_chain": dense_chain, "matmul": matmul, "positions": positions}
     for rewrite in REWRITES:  # in this order: each sees the graph the ones before it left
-        if chosen[rewrite]:
+        if getattr(settings, rewrite):
             getattr(f, rewrite)()
     new = rebuild(model, f.graph, f.weights, name=model.name)
     note = {k: v for k, v in f.note.items()}
     if sample_ids is not None and len(sample_ids):
         diff = max_abs_diff(model, new, sample_ids)
         note["max_abs_diff"] = diff
-        if diff > tolerance:
-            raise ModelError(f"fuse: fused model differs from the original by {diff:.3g} > {tolerance:g} "
+        if diff > settings.tolerance:
+            raise ModelError(f"fuse: fused model differs from the original by {diff:.3g} > {settings.tolerance:g} "
                              f"(changes: {note})")
     return new, note
 

@@ -77,10 +77,10 @@ def dynamic_length_model(model: keras.Model, custom_objects: dict | None = None)
     return rebuild(model, g, name=model.name, custom_objects=custom_objects)
 
 
-def parity_buckets(length: dict, seq_len: int) -> list[int]:
-    """Widths to check trimming at: the buckets, or (dynamic mode) every multiple of 8."""
-    if length.get("buckets"):
-        return list(length["buckets"])
+def parity_buckets(buckets: list[int] | None, seq_len: int) -> list[int]:
+    """Widths to check trimming at: the buckets, or (dynamic mode: none) every multiple of 8."""
+    if buckets:
+        return list(buckets)
     return sorted(set(range(8, seq_len, 8)) | {seq_len})
 
 

@@ -28,10 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress.compression import length as length_mod
 from rmcompress.compression.passes import PASSES
-from rmcompress.compression.quantise import build_tflite
-from rmcompress.compression.recipe import Recipe
+from rmcompress.compression.recipe import PassSpec, Recipe
 from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.errors import UsageError
 from rmcompress.evaluation.latency import measure_latency
@@ -41,6 +39,8 @@ from rmcompress.metrics import quality_metrics, spearman
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
 from rmcompress.models.structure import count
 from rmcompress.runtime.tflite import convert, TFLiteRunner, strip_tensor_names
+from rmcompress.compression import length as length_mod
+from rmcompress.compression.quantise import build_tflite
 
 PARITY_MODE = {"qat": "int8"}
 
@@ -90,7 +90,7 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     out = Path(out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
-    if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.params.get("distill")
+    if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.settings.distill
                                          for p in recipe.passes):
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
                          "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
@@ -99,11 +99,7 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)
-    for spec in recipe.passes:
-        log(f"[{recipe.name}] pass {spec.name} {spec.params}")
-        t0 = time.time()
-        state, note = PASSES[spec.name](state, **spec.params)
-        state.notes.append({"pass": spec.name, "seconds": round(time.time() - t0, 2), **note})
+    state = run_passes(state, recipe.passes, lambda msg: log(f"[{recipe.name}] {msg}"))
     log(f"[{recipe.name}] export")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
@@ -111,6 +107,19 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
         write_json(tmp / "report.json", report)
         _write_recipe(recipe, tmp / "recipe.yaml")
     return report
+
+
+def run_passes(state: CompressState, specs: list[PassSpec], log=None) -> CompressState:
+    """Run the recipe items ``specs`` in order (each looked up in the pass registry); append each
+    pass's notes, with the seconds it took, to ``state.notes``; return the final state."""
+    log = log or (lambda msg: None)
+    for spec in specs:
+        log(f"pass {spec.name} {spec.params}")
+        t0 = time.time()
+        result = PASSES[spec.name]()(state, spec.settings)
+        state = result.state
+        state.notes.append({"pass": spec.name, "seconds": round(time.time() - t0, 2), **result.notes})
+    return state
 
 
 def _write_recipe(recipe: Recipe, path: Path) -> None:
@@ -121,14 +130,14 @@ def _write_recipe(recipe: Recipe, path: Path) -> None:
 
 
 def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs: int) -> dict:
-    mode = state.export.get("quantize", "none")
-    length = state.export.get("length")
+
+    plan = state.export
+    mode, length = plan.quantize, plan.length
     conv_model = length_mod.dynamic_length_model(state.model) if length else state.model
     qat_model = state.qat_model  # built with a dynamic length; converted at conv_model's length
-    cal = state.calibration_ids(int(state.export.get("calibration_samples", 300)))
-    flat, qnote = build_tflite(conv_model, mode, cal, state.export.get("keep_float_ops"),
-                               state.export.get("max_layer_error"),
-                               cal[: int(state.export.get("debug_samples", 64))], qat_model)
+    cal = state.calibration_ids(plan.calibration_samples) if plan.needs_calibration else None
+    flat, qnote = build_tflite(conv_model, mode, cal, plan.keep_float_ops, plan.max_layer_error,
+                               None if cal is None else cal[: plan.debug_samples], qat_model)
     if qnote:
         state.notes.append({"pass": "quantise-export", **qnote})
     if recipe.export.get("strip_names"):
@@ -140,9 +149,9 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     out_bundle = RewardModelBundle(state.model, state.tokenizer, metadata)
     extra_meta = {"recipe": recipe.name}
     if length:
-        extra_meta.update(length=length, input={
+        extra_meta.update(length=length.as_dict(), input={
             "name": "token_ids", "dtype": "int32", "shape": [-1, -1], "padding_id": 0,
-            "min_length": length["min_length"], "pad_after_last_token": length["margin"],
+            "min_length": length.min_length, "pad_after_last_token": length.margin,
             "rule": "pad each text to the smallest bucket >= its token count + pad_after_last_token"})
     # QAT: the int8 file must reproduce the fake-quant model it was trained as (its distance to the
     # float source is measured below, vs_source_*); everything else: the float model it came from
@@ -171,15 +180,15 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     report.update({k: v for k, v in source.items() if k != "scores"})
     _ratios(report)
     if length:
-        lat = length_mod.latency_at_lengths(flat, val_ids[:256], length["buckets"], length["margin"],
+        lat = length_mod.latency_at_lengths(flat, val_ids[:256], length.buckets, length.margin,
                                             runs=max(runs, 50)) if runs else {}
         report.update(lat)
-        report["length_mode"] = length["mode"]
-        report["length_buckets"] = length["buckets"]
+        report["length_mode"] = length.mode
+        report["length_buckets"] = length.buckets
         trim_runner = TFLiteRunner(flat)
         report["length_trim_max_abs_diff"] = length_mod.check_trim_parity(
             runner.score, trim_runner.score, val_ids[:256],
-            length_mod.parity_buckets(length, state.tokenizer.seq_len), length["margin"])
+            length_mod.parity_buckets(length.buckets, state.tokenizer.seq_len), length.margin)
         if report.get("latency_ms_p50_real_length") and report.get("source_latency_ms_p50"):
             report["latency_speedup_real_length"] = report["source_latency_ms_p50"] / report["latency_ms_p50_real_length"]
 

@@ -26,6 +26,7 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.compression.finetune import capped_steps, finetune
 from rmcompress.compression.fuse import max_abs_diff
+from rmcompress.compression.settings import PruneSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.compression.targets import copy_model, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
@@ -52,11 +53,13 @@ def sparsity_report(model: keras.Model, names: list[str]) -> dict:
     return {"layers": out, "overall": zeros / total if total else 0.0}
 
 
-def prune(model: keras.Model, state: CompressState, sparsity: float = 0.5, schedule: str = "polynomial",
-          initial_sparsity: float = 0.0, m_by_n=None, frequency: int = 10, embedding: bool = True,
-          layers: dict | None = None, summaries_dir: str | None = None, steps: int = 300,
-          learning_rate: float = 1e-4, batch_size: int = 64) -> tuple[keras.Model, dict]:
+def prune(model: keras.Model, state: CompressState,
+          settings: PruneSettings = PruneSettings()) -> tuple[keras.Model, dict]:
     """Prune ``model`` (a copy; the input is untouched); return ``(stripped_model, note)``."""
+    s = settings
+    sparsity, schedule, initial_sparsity, m_by_n = s.sparsity, s.schedule, s.initial_sparsity, s.m_by_n
+    layers, embedding, summaries_dir = s.layers, s.embedding, s.summaries_dir
+    steps, learning_rate, batch_size = s.steps, s.learning_rate, s.batch_size
     import tensorflow_model_optimization as tfmot
 
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
@@ -67,7 +70,7 @@ def prune(model: keras.Model, state: CompressState, sparsity: float = 0.5, sched
     if not names:
         raise RecipeError("prune: no layer selected (check layers.include/exclude and embedding)")
     requested, steps = steps, capped_steps(state, steps, batch_size)
-    sched = _schedule(sp, schedule, sparsity, initial_sparsity, steps, frequency)
+    sched = _schedule(sp, schedule, sparsity, initial_sparsity, steps, s.frequency)
     m_by_n_layers = []
 
     def wrap(layer):

@@ -27,12 +27,13 @@ Everything with weights (embedding tables, all matmuls) is int8.
 from __future__ import annotations
 
 from rmcompress._keras import keras, tf
-from rmcompress.compression.fuse import fuse
 from rmcompress.compression.graph import Graph, layer_entry, rebuild
+from rmcompress.layers.compressed import FactorizedEmbedding, FusedQKVSelfAttention
+from rmcompress.compression.settings import FuseSettings
+from rmcompress.layers import encoder as L
+from rmcompress.compression.fuse import fuse
 from rmcompress.compression.targets import copy_model
 from rmcompress.errors import ModelError, ExportError
-from rmcompress.layers import encoder as L
-from rmcompress.layers.compressed import FactorizedEmbedding, FusedQKVSelfAttention
 from rmcompress.models.modeldir import custom_objects as model_objects
 from rmcompress.runtime.tflite import tflite_concrete_function
 
@@ -288,8 +289,8 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
     qk = tfmot.quantization.keras
     # Dense on [B, T, d] as one broadcast matmul (exact): with tensordot's reshape between matmul and
     # bias the converter cannot give the FULLY_CONNECTED an int8 output range and keeps it float.
-    model, _ = fuse(model, None, dropout=False, batchnorm=False, layernorm=False, qkv=False,
-                    dense_chain=False, matmul=True, positions=False)
+    model, _ = fuse(model, None, FuseSettings(dropout=False, batchnorm=False, layernorm=False, qkv=False,
+                                              dense_chain=False, matmul=True, positions=False))
     g = Graph(model)
     for e in g.entries:
         cls = QAT_ATTENTION.get(e["class_name"])

@@ -27,6 +27,7 @@ The pass itself only trains (QAT); conversion happens at export, after every pas
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -36,62 +37,53 @@ from rmcompress._keras import keras, tf
 from rmcompress.compression import qat
 from rmcompress.compression.finetune import capped_steps, finetune
 from rmcompress.compression.length import dynamic_length_model
-from rmcompress.compression.qat import convert_qat
+from rmcompress.compression.passbase import Pass, PassResult
+from rmcompress.compression.settings import QuantiseSettings
 from rmcompress.compression.state import CompressState
-from rmcompress.compression.targets import select_layers, weight_arrays
 from rmcompress.errors import ExportError
 from rmcompress.evaluation.op_profile import profile_ops
 from rmcompress.runtime.tflite import tflite_concrete_function, convert
+from rmcompress.compression.targets import select_layers, weight_arrays
 
 INT16_ERROR = ("quantise mode int16x8: the TFLite converter (TF 2.21) cannot quantise these models "
                "(no calibration range for the int32 token-id input; tensorflow/tensorflow#60799); "
                "use int8 or dynamic")
 
 
-def qat_preserve(state: CompressState) -> str:
-    """Which weight structure QAT must keep: none | prune | cluster | prune_cluster."""
-    done = {n["pass"] for n in state.notes}
-    pruned, clustered = "prune" in done, "cluster" in done
-    if clustered:
-        sparse = any(n.get("preserve_sparsity") for n in state.notes if n["pass"] == "cluster")
-        return "prune_cluster" if (pruned or sparse) else "cluster"
-    return "prune" if pruned else "none"
-
-
-def quantise_pass(state: CompressState, mode: str = "dynamic", calibration_samples: int = 300,
-                  keep_float_ops=None, max_layer_error=None, debug_samples: int = 64, steps: int = 300,
-                  learning_rate: float = 1e-4, batch_size: int = 64) -> tuple[CompressState, dict]:
+class QuantisePass(Pass):
     """Record the export precision; for ``qat`` build and train the fake-quant model."""
-    state.export.update(quantize=mode, calibration_samples=calibration_samples,
-                        keep_float_ops=keep_float_ops, max_layer_error=max_layer_error,
-                        debug_samples=debug_samples)
-    note = {"mode": mode}
-    if mode == "int16x8":
-        raise ExportError(INT16_ERROR)
-    if mode == "qat":
 
+    name = "quantise"
+    Settings = QuantiseSettings
 
-        preserve = qat_preserve(state)
-        touched = {l for n in state.notes if n["pass"] in ("prune", "cluster") for l in n.get("layers", [])}
-        float_model = state.model
-        # built with a dynamic sequence dimension: trains on full-length batches, converts either way
-        qat_model = qat.quantize_model(dynamic_length_model(float_model), preserve=preserve,
-                                       preserve_layers=touched or None)
-        ref = float_model.predict(state.val_ids(256), verbose=0).reshape(-1)
-        requested, steps = steps, capped_steps(state, steps, batch_size)
-        history = finetune(qat_model, state, steps, learning_rate, batch_size)
-        note["steps_requested"] = requested
-        fq = qat_model.predict(state.val_ids(256), verbose=0).reshape(-1)
-        state.qat_model = qat_model
-        state.model = qat.float_model_from_qat(qat_model, float_model)
-        note.update(preserve=preserve, steps=steps,
-                    qat_vs_float_decision_agreement=float(np.mean((fq > 0) == (ref > 0))),
-                    quantized_layers=[l.name for l in qat_model.layers if hasattr(l, "quantize_config")])
-        if preserve != "none":
-            note["weights_after_qat"] = _structure_after(state.model, preserve)
-        if history:
-            note["final_train_loss"] = history.get("loss", [None])[-1]
-    return state, note
+    def run(self, state: CompressState, s: QuantiseSettings) -> PassResult:
+        state.export = dataclasses.replace(state.export, quantize=s.mode, calibration_samples=s.calibration_samples,
+                                           keep_float_ops=s.keep_float_ops, max_layer_error=s.max_layer_error,
+                                           debug_samples=s.debug_samples)
+        note = {"mode": s.mode}
+        if s.mode == "int16x8":
+            raise ExportError(INT16_ERROR)
+        if s.mode == "qat":
+            preserve = state.structure.preserve()
+            float_model = state.model
+            # built with a dynamic sequence dimension: trains on full-length batches, converts either way
+            qat_model = qat.quantize_model(dynamic_length_model(float_model), preserve=preserve,
+                                           preserve_layers=set(state.structure.layers) or None)
+            ref = float_model.predict(state.val_ids(256), verbose=0).reshape(-1)
+            steps = capped_steps(state, s.steps, s.batch_size)
+            history = finetune(qat_model, state, steps, s.learning_rate, s.batch_size)
+            note["steps_requested"] = s.steps
+            fq = qat_model.predict(state.val_ids(256), verbose=0).reshape(-1)
+            state.qat_model = qat_model
+            state.model = qat.float_model_from_qat(qat_model, float_model)
+            note.update(preserve=preserve, steps=steps,
+                        qat_vs_float_decision_agreement=float(np.mean((fq > 0) == (ref > 0))),
+                        quantized_layers=[l.name for l in qat_model.layers if hasattr(l, "quantize_config")])
+            if preserve != "none":
+                note["weights_after_qat"] = _structure_after(state.model, preserve)
+            if history:
+                note["final_train_loss"] = history.get("loss", [None])[-1]
+        return PassResult(state, note)
 
 
 def _structure_after(model: keras.Model, preserve: str) -> dict:
@@ -180,7 +172,7 @@ def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | No
 
     note: dict = {}
     if mode == "qat":
-        return convert_qat(qat_model, model.input_shape[1]), note
+        return qat.convert_qat(qat_model, model.input_shape[1]), note
     if mode in ("none", "float16", "dynamic"):
         return convert(model, mode), note
     if mode == "int16x8":

@@ -1,8 +1,10 @@
-"""What flows through a recipe: the current model, its tokenizer, the data split, export settings.
+"""What flows through a recipe: the current model, its tokenizer, the data split, the export plan.
 
 Each pass takes a :class:`CompressState` and returns one (passes that change the vocabulary
-re-encode the data; passes that only change weights keep it). ``notes`` collects one dict per pass
-for ``report.json``.
+re-encode the data; passes that only change weights keep it). What a later step needs to know
+about an earlier pass is a typed field: ``export`` (:class:`ExportPlan`: precision, length buckets),
+``structure`` (:class:`WeightStructure`: which weights were pruned or clustered), ``qat_model``,
+``augmented_raw``. ``notes`` collects one dict per pass for ``report.json`` and nothing reads it.
 
 Data: the file given to ``compress`` is split deterministically like training did (the model's
 ``train_config``: ``val_fraction``, ``seed``, ``split_mode``; a recipe's ``data`` section overrides
@@ -12,10 +14,12 @@ file. Fine-tuning and int8 calibration use the training part; parity and evaluat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from rmcompress._keras import keras
+from rmcompress.compression.exportplan import ExportPlan
 from rmcompress.data.loaders import PairwiseData, PointwiseData, load_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
@@ -23,6 +27,27 @@ from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import DataError
 from rmcompress.models.modeldir import RewardModelBundle
 from rmcompress.training.distill import load_unlabeled
+
+
+@dataclass(frozen=True)
+class WeightStructure:
+    """Weights an earlier pass gave a structure that later training must keep: the layers ``prune``
+    zeroed, the layers ``cluster`` shared values in, and whether clustering kept the zeros."""
+
+    pruned: tuple[str, ...] = ()
+    clustered: tuple[str, ...] = ()
+    clusters_keep_zeros: bool = False
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer with a structure (pruned or clustered), in order, once."""
+        return tuple(dict.fromkeys(self.pruned + self.clustered))
+
+    def preserve(self) -> Literal["none", "prune", "cluster", "prune_cluster"]:
+        """What quantisation-aware training must keep (:func:`rmcompress.compression.qat.quantize_model`)."""
+        if self.clustered:
+            return "prune_cluster" if (self.pruned or self.clusters_keep_zeros) else "cluster"
+        return "prune" if self.pruned else "none"
 
 
 @dataclass
@@ -38,8 +63,9 @@ class CompressState:
     val: EncodedData
     seed: int = 0
     verbose: int = 0
-    export: dict = field(default_factory=dict)    # quantize mode, tflite bytes, length buckets, ...
-    notes: list = field(default_factory=list)     # one dict per pass
+    export: ExportPlan = field(default_factory=ExportPlan)            # set by quantise and length
+    structure: WeightStructure = field(default_factory=WeightStructure)  # set by prune and cluster
+    notes: list = field(default_factory=list)     # one dict per pass, for the report only
     qat_model: keras.Model | None = None          # set by quantise(mode=qat): the fake-quant model
     unlabeled_raw: PointwiseData | PairwiseData | None = None  # extra texts for passes that distill
     unlabeled: EncodedData | None = None

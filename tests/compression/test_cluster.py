@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import transformer_state
+from tests.helpers import run_pass, transformer_state
 from rmcompress.compression.cluster import cluster
 from rmcompress.compression.fuse import fuse
 from rmcompress.compression.prune import prune
+from rmcompress.compression.settings import ClusterSettings, PruneSettings
 from rmcompress.compression.targets import weight_arrays
 
 
@@ -19,14 +20,14 @@ def state(tmp_path_factory, pointwise_file):
 
 def test_cluster_limits_distinct_values_and_preserves_sparsity(state):
     fused, _ = fuse(state.model, state.val_ids(32))
-    clustered, note = cluster(fused, state, clusters=4, steps=2)
+    clustered, note = cluster(fused, state, ClusterSettings(clusters=4, steps=2))
     assert not note["preserve_sparsity"] and note["strip_max_abs_diff"] <= 1e-6
     for name in note["layers"]:
         for k, w in weight_arrays(clustered.get_layer(name)).items():
             assert len(np.unique(w)) <= 4, (name, k)
     assert len(np.unique(clustered.get_layer("reward").get_weights()[0])) > 4  # head untouched
-    pruned, _ = prune(fused, state, sparsity=0.5, schedule="constant", steps=0)
-    clustered, note = cluster(pruned, state, clusters=6, steps=3, learning_rate=1e-3)
+    pruned, _ = prune(fused, state, PruneSettings(sparsity=0.5, schedule="constant", steps=0))
+    clustered, note = cluster(pruned, state, ClusterSettings(clusters=6, steps=3, learning_rate=1e-3))
     assert note["preserve_sparsity"]
     for name in note["layers"]:
         before, after = weight_arrays(pruned.get_layer(name)), weight_arrays(clustered.get_layer(name))
@@ -37,7 +38,8 @@ def test_cluster_limits_distinct_values_and_preserves_sparsity(state):
 
 def test_layer_clusters_sets_a_count_per_layer_and_the_position_table_is_clustered(state):
     fused, _ = fuse(state.model, state.val_ids(32))
-    clustered, note = cluster(fused, state, clusters=6, layer_clusters={"^token_emb": 3, "emb": 5}, steps=2)
+    clustered, note = cluster(fused, state, ClusterSettings(clusters=6, layer_clusters={"^token_emb": 3, "emb": 5},
+                                                              steps=2))
     per = note["clusters_per_layer"]
     assert per["token_embedding"] == 3  # first matching regex wins
     assert per["position_embedding"] == 5 and per["block0_attn"] == 6
@@ -63,17 +65,16 @@ def test_prune_and_cluster_reach_the_exact_rows_of_a_two_tier_table(state):
     import copy
 
     from rmcompress.layers.compressed import FactorizedEmbedding
-    from rmcompress.compression.passes import factorise_pass
 
     st = copy.copy(state)
-    st, note = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)
+    st, note = run_pass("factorise", st, vocab_prune=True, rank=4, full_rows=8)
     layer = st.model.get_layer("token_embedding")
     assert isinstance(layer, FactorizedEmbedding) and layer.full_rows == 8 and note["full_rows"] == 8
-    pruned, _ = prune(st.model, st, sparsity=0.5, schedule="constant", steps=0)
+    pruned, _ = prune(st.model, st, PruneSettings(sparsity=0.5, schedule="constant", steps=0))
     tables = weight_arrays(pruned.get_layer("token_embedding"))
     assert set(tables) == {"embeddings", "projection", "full"}
     assert np.mean(tables["full"] == 0) == pytest.approx(0.5, abs=0.05)
-    clustered, note = cluster(st.model, st, clusters=4, steps=2)
+    clustered, note = cluster(st.model, st, ClusterSettings(clusters=4, steps=2))
     assert "token_embedding" in note["layers"]
     for k, w in weight_arrays(clustered.get_layer("token_embedding")).items():
         assert len(np.unique(w)) <= 4, k

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import tiny_config
+from tests.helpers import run_pass, tiny_config
 from rmcompress.compression.factorise import check_tokenizer_remap, factorise, low_rank, token_counts, vocab_keep
 from rmcompress.layers.compressed import FactorizedEmbedding
+from rmcompress.compression.settings import FactoriseSettings
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def _subset(result, n=40):
 def test_vocab_pruning_is_exact_on_training_rows(trained, tmp_path):
     bundle = trained.bundle
     texts, ids = _subset(trained)
-    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=True)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(vocab_prune=True))
     assert note["vocab_dropped"] > 0 and tok.vocab_size == note["vocab_after"] < bundle.tokenizer.vocab_size
     # the new tokenizer encodes the training texts to exactly the remapped ids ...
     assert check_tokenizer_remap(bundle.tokenizer, tok, remap, texts) == 0
@@ -84,8 +85,7 @@ def test_low_rank_matches_the_truncated_svd_and_its_error_bound():
 def test_factorised_embedding_replaces_the_table(trained):
     bundle = trained.bundle
     texts, ids = _subset(trained)
-    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=False, rank=4,
-                                      weighting="uniform")
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(vocab_prune=False, rank=4, weighting="uniform"))
     layer = new.get_layer("token_embedding")
     assert isinstance(layer, FactorizedEmbedding) and layer.rank == 4 and tok is bundle.tokenizer
     E = bundle.model.get_layer("token_embedding").get_weights()[0]
@@ -98,7 +98,7 @@ def test_factorised_embedding_replaces_the_table(trained):
     T, d = bundle.tokenizer.seq_len, E.shape[1]
     assert count(new).flops - count(bundle.model).flops == 2 * 4 * d * T  # the projection's multiply-adds
     # a rank that does not save parameters is skipped, not applied
-    _, _, _, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=False, rank=E.shape[1])
+    _, _, _, note = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(vocab_prune=False, rank=E.shape[1]))
     assert "skipped_factorisation" in note
 
 
@@ -108,7 +108,6 @@ def test_factorise_pass_keeps_the_rows_of_the_unlabeled_texts(trained, tmp_path)
     import pandas as pd
 
     from rmcompress.compression.factorise import full_token_counts
-    from rmcompress.compression.passes import factorise_pass
     from rmcompress.compression.state import prepare_state
     from rmcompress.models.modeldir import load_model_dir
 
@@ -125,7 +124,7 @@ def test_factorise_pass_keeps_the_rows_of_the_unlabeled_texts(trained, tmp_path)
     outs = {}
     for name, extra in (("with", unl), ("without", None)):
         state = prepare_state(load_model_dir(trained.out_dir), data, {"val_fraction": 0.1}, unlabeled=extra)
-        state, note = factorise_pass(state, vocab_prune=True)
+        state, note = run_pass("factorise", state, vocab_prune=True)
         outs[name] = (set(state.tokenizer.vocabulary), note)
     assert new_rows and new_rows <= outs["with"][0] and not new_rows & outs["without"][0]
     assert outs["with"][1]["counted_texts"]["unlabeled"] == 1 and outs["without"][1]["counted_texts"]["unlabeled"] == 0
@@ -165,7 +164,7 @@ def test_self_distillation_rows_carry_the_models_scores_under_a_new_tokenizer(tr
     np.testing.assert_allclose(same.teacher, expect, atol=1e-5)
     n_train = len(state.train_raw)
     assert same.labeled.tolist() == [1.0] * n_train + [0.0] * (len(texts) - n_train)
-    _, new_tok, _, _ = factorise(state.model, state.tokenizer, state.train_raw.texts, vocab_prune=True)
+    _, new_tok, _, _ = factorise(state.model, state.tokenizer, state.train_raw.texts, FactoriseSettings(vocab_prune=True))
     pruned = reencode(new_tok)
     assert new_tok.vocab_size < state.tokenizer.vocab_size
     np.testing.assert_array_equal(pruned.ids, encode(PointwiseData(texts, np.zeros(len(texts), np.float32),
@@ -176,14 +175,13 @@ def test_self_distillation_rows_carry_the_models_scores_under_a_new_tokenizer(tr
 def test_factorise_pass_distill_keeps_the_model_near_the_one_it_came_from(trained, tmp_path):
     """Fine-tuning after factorisation with distill 1.0 follows the model before factorisation; the
     same steps on the labels alone pull the rewards far away from it."""
-    from rmcompress.compression.passes import factorise_pass
 
     def error(distill):
         state = _state(trained, tmp_path)
         before = state.model.predict(state.train_ids(), verbose=0).reshape(-1)
         texts = state.train_raw.texts
-        state, note = factorise_pass(state, vocab_prune=False, rank=2, weighting="uniform", steps=40,
-                                     learning_rate=1e-3, batch_size=16, distill=distill)
+        state, note = run_pass("factorise", state, vocab_prune=False, rank=2, weighting="uniform", steps=40,
+                                    learning_rate=1e-3, batch_size=16, distill=distill)
         after = state.model.predict(state.tokenizer.encode(texts), verbose=0).reshape(-1)
         note["rows_expected"] = len(state.train_raw) + len(state.unlabeled_raw)
         return float(np.mean((after - before) ** 2)), note
@@ -235,8 +233,7 @@ def test_two_tier_factorisation_keeps_the_most_used_rows_exactly(trained, tmp_pa
     bundle = trained.bundle
     texts, _ = _subset(trained, 200)
     n, r = 12, 4
-    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=True, rank=r,
-                                      weighting="frequency", full_rows=n)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(vocab_prune=True, rank=r, weighting="frequency", full_rows=n))
     layer = new.get_layer("token_embedding")
     assert isinstance(layer, FactorizedEmbedding) and layer.full_rows == n and note["full_rows"] == n
     counts = full_token_counts(bundle.tokenizer, texts)
@@ -282,8 +279,7 @@ def test_full_rows_covering_the_whole_vocabulary_keeps_the_table_exact(trained):
     the reordered table is exact and the rewards are unchanged."""
     bundle = trained.bundle
     texts, _ = _subset(trained, 40)
-    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, vocab_prune=True, rank=4,
-                                      full_rows=100_000)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(vocab_prune=True, rank=4, full_rows=100_000))
     assert "covers all" in note["skipped_factorisation"]
     assert not isinstance(new.get_layer("token_embedding"), FactorizedEmbedding)
     np.testing.assert_allclose(new.predict(tok.encode(texts), verbose=0),

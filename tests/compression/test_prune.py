@@ -8,6 +8,7 @@ import pytest
 from tests.helpers import transformer_state
 from rmcompress.compression.fuse import fuse
 from rmcompress.compression.prune import prune
+from rmcompress.compression.settings import PruneSettings
 from rmcompress.compression.targets import select_layers, weight_arrays
 
 
@@ -18,7 +19,7 @@ def state(tmp_path_factory, pointwise_file):
 
 def test_one_shot_magnitude_pruning_matches_numpy(state):
     model = state.model
-    pruned, note = prune(model, state, sparsity=0.5, schedule="constant", steps=0)
+    pruned, note = prune(model, state, PruneSettings(sparsity=0.5, schedule="constant", steps=0))
     names = note["layers"]
     # the position table is an embedding too; the reward head stays dense
     assert set(names) == {"token_embedding", "position_embedding", "block0_attn", "block0_ffn_in", "block0_ffn_out"}
@@ -55,10 +56,10 @@ def test_two_of_four_pattern_on_fused_layers_and_polynomial_schedule(state, tmp_
         from rmcompress.errors import RecipeError
 
         with pytest.raises(RecipeError, match="summaries_dir: PruningSummaries needs the tensorboard package"):
-            prune(fused, state, steps=1, summaries_dir=str(tmp_path / "logs"))
+            prune(fused, state, PruneSettings(steps=1, summaries_dir=str(tmp_path / "logs")))
         logs = None
-    pruned, note = prune(fused, state, m_by_n=[2, 4], schedule="constant", steps=2, summaries_dir=logs,
-                         learning_rate=1e-3)
+    pruned, note = prune(fused, state, PruneSettings(m_by_n=[2, 4], schedule="constant", steps=2,
+                                                     summaries_dir=logs, learning_rate=1e-3))
     assert set(note["m_by_n_layers"]) == set(note["layers"])
     for name in note["layers"]:
         for k, w in weight_arrays(pruned.get_layer(name)).items():
@@ -67,8 +68,8 @@ def test_two_of_four_pattern_on_fused_layers_and_polynomial_schedule(state, tmp_
             assert np.all((groups == 0).sum(-1) >= 2), (name, k)
     if logs:
         assert any((tmp_path / "logs").rglob("*"))  # PruningSummaries wrote TensorBoard logs
-    pruned, note = prune(fused, state, sparsity=0.8, schedule="polynomial", steps=12, frequency=2,
-                         layers={"include": ["ffn"]}, embedding=False)
+    pruned, note = prune(fused, state, PruneSettings(sparsity=0.8, schedule="polynomial", steps=12, frequency=2,
+                                                     layers={"include": ["ffn"]}, embedding=False))
     assert note["layers"] == ["block0_ffn_in", "block0_ffn_out"]
     assert note["overall_sparsity"] == pytest.approx(0.8, abs=0.02)
 
@@ -81,4 +82,4 @@ def test_selection_rules(state):
     with pytest.raises(RecipeError, match="not a valid regular expression"):
         select_layers(state.model, {"include": ["("]})
     with pytest.raises(RecipeError, match="no layer selected"):
-        prune(state.model, state, layers={"include": ["nothing"]}, steps=0, schedule="constant")
+        prune(state.model, state, PruneSettings(layers={"include": ["nothing"]}, steps=0, schedule="constant"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import transformer_state
-from tests.helpers import tiny_config
+from tests.helpers import run_pass, tiny_config, transformer_state
 from rmcompress.compression.fuse import fuse
-from rmcompress.compression.quantise import quantise_pass
+from rmcompress.compression.settings import PruneSettings
+from rmcompress.compression.state import WeightStructure
 from rmcompress.evaluation.op_profile import op_dtypes
 from rmcompress.export.parity import parity_metrics
 from rmcompress.runtime.tflite import TFLiteRunner
@@ -101,11 +101,11 @@ def test_pqat_preserves_pruned_zeros(state):
     from rmcompress.compression.targets import weight_arrays
 
     model, _ = fuse(state.model, state.val_ids(32))
-    pruned, pnote = prune(model, state, sparsity=0.5, schedule="constant", steps=0)
+    pruned, pnote = prune(model, state, PruneSettings(sparsity=0.5, schedule="constant", steps=0))
     state.model = pruned
-    state.notes = [{"pass": "prune", **pnote}]
-    state, note = quantise_pass(state, mode="qat", steps=3, learning_rate=1e-2, batch_size=16)
-    assert note["preserve"] == "prune" and state.export["quantize"] == "qat"
+    state.structure = WeightStructure(pruned=tuple(pnote["layers"]))
+    state, note = run_pass("quantise", state, mode="qat", steps=3, learning_rate=1e-2, batch_size=16)
+    assert note["preserve"] == "prune" and state.export.quantize == "qat"
     for name in pnote["layers"]:
         before, after = weight_arrays(pruned.get_layer(name)), weight_arrays(state.model.get_layer(name))
         for k in before:
@@ -145,10 +145,9 @@ def test_qat_fake_quantises_the_exact_rows_of_a_two_tier_table(state):
     import copy
 
     from rmcompress.compression import qat
-    from rmcompress.compression.passes import factorise_pass
 
     st = copy.copy(state)
-    st, _ = factorise_pass(st, vocab_prune=True, rank=4, full_rows=8)
+    st, _ = run_pass("factorise", st, vocab_prune=True, rank=4, full_rows=8)
     q = qat.quantize_model(st.model)
     names = {w.name for w in q.get_layer("quant_token_embedding").weights}
     assert {"quant_token_embedding/full_min:0", "quant_token_embedding/full_max:0"} <= names, names

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rmcompress.compression.recipe import LEVELS, Recipe
-from rmcompress.compression.recipe import SCHEMA
+from rmcompress.compression.settings import PASS_RANK, SETTINGS
 from rmcompress.errors import RecipeError
 
 
@@ -110,12 +110,12 @@ def test_unknown_level_and_missing_file():
 
 
 def test_every_pass_has_a_schema_and_a_runner():
-    from rmcompress.compression.recipe import PASS_RANK
-
-    assert set(SCHEMA) == set(PASS_RANK)
+    assert set(SETTINGS) == set(PASS_RANK)
     from rmcompress.compression.passes import PASSES
 
-    assert set(PASSES) == set(SCHEMA)
+    assert set(PASSES) == set(SETTINGS)
+    for name, cls in PASSES.items():  # one settings class per pass: the registry and the schema agree
+        assert cls.name == name and cls.Settings is SETTINGS[name]
 
 
 def test_cli_rejects_a_bad_recipe_with_exit_2(tmp_path, capfd):

@@ -218,6 +218,7 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
     from types import SimpleNamespace
 
     from rmcompress.compression import budget as budget_mod
+    from rmcompress.compression.settings import BudgetSettings
 
     seen = {}
 
@@ -230,13 +231,13 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
     state = SimpleNamespace(model=model, tokenizer=SimpleNamespace(vocabulary=["a"]), metadata={},
                             train=_data(64), val=_data(8), unlabeled=_data(64, seed=1), seed=0, verbose=0)
     # 64 + 64 rows / batch 32 = 4 steps per epoch; max_epochs 10 -> 40 of the 100 asked
-    _, note = budget_mod.budget_pass(state, flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
-                                     distill=0.5, max_epochs=10.0, method="taylor")
+    note = budget_mod.BudgetPass()(state, BudgetSettings(flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
+                                                         distill=0.5, max_epochs=10.0, method="taylor")).notes
     assert (seen["steps"], seen["final_steps"]) == (24, 16) and seen["unlabeled"] is state.unlabeled
     assert note["steps_requested"] == 60 and note["final_steps_requested"] == 40
     assert note["steps"] == 24 and note["final_steps"] == 16 and note["n_unlabeled"] == 64
-    _, note = budget_mod.budget_pass(state, flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
-                                     distill=0.0, max_epochs=None, method="taylor")
+    note = budget_mod.BudgetPass()(state, BudgetSettings(flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
+                                                         distill=0.0, max_epochs=None, method="taylor")).notes
     assert (seen["steps"], seen["final_steps"], seen["unlabeled"]) == (60, 40, None)
 
 
