@@ -273,11 +273,10 @@ def shrink_model_dir(model_dir, out_dir, budget_flops: float | None = None,
     from rmcompress.complexity.shrink import project_to_budget, shrink
     from rmcompress.complexity.structure import gated_cost, infer_arch_config
     from rmcompress.evaluate.size import file_sizes
-    from rmcompress.fileio import write_json
+    from rmcompress.fileio import check_destination, write_json
     from rmcompress.models.modeldir import MODEL_FILE, SAMPLES_FILE, load_model_dir, load_samples, save_model_dir
 
-    if Path(out_dir).exists() and not overwrite:
-        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    check_destination(out_dir, overwrite, inputs=[model_dir])
     for name, v in (("--budget-flops", budget_flops), ("--budget-params", budget_params)):
         if v is not None and not 0.0 < v <= 1.0:
             raise UsageError(f"{name} {v} must be a fraction in (0, 1]")

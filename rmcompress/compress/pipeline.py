@@ -80,14 +80,13 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
     ``budget`` pass distills on (needs ``distill`` > 0 there)."""
     from rmcompress.compress.passes import PASSES
-    from rmcompress.fileio import atomic_dir, write_json
+    from rmcompress.fileio import atomic_dir, check_destination, write_json
 
     log = log or (lambda msg: None)
     t_start = time.time()
     recipe = Recipe.resolve(recipe)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
+    check_destination(out, overwrite, inputs=[getattr(model, "path", model), data, unlabeled])
     if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.params.get("distill")
                                          for p in recipe.passes):
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
