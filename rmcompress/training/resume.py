@@ -14,16 +14,18 @@ While ``train`` writes ``OUT`` it keeps a backup folder beside it, ``OUT.rmc-bac
 
 The folder is created just before the first training step and removed only after ``OUT`` is
 completely written; a run that stops before its first epoch completes (a flag rejected while the
-model is built, an error or Ctrl-C in the first epoch) removes it, as it holds nothing to resume. On resume the data pipeline skips
-the batches of the completed epochs (the shuffled stream is a pure function of the seed), so a
-resumed run sees the same batches as an uninterrupted one; with ``dropout=0`` the result is the same
-to float rounding, with dropout the masks after the restart differ (same distribution).
+model is built, an error or Ctrl-C in the first epoch) removes it, as it holds nothing to resume.
+On resume the data pipeline skips the batches of the completed epochs (the shuffled stream is a
+pure function of the seed), so a resumed run sees the same batches as an uninterrupted one; with
+``dropout=0`` the result is the same to float rounding, with dropout the masks after the restart
+differ (same distribution).
 
 Rules: a backup without ``--resume`` is an error (pass ``--resume`` to continue or ``--overwrite``
 to discard it); ``--resume`` with different settings or data is an error naming the differences;
-``--resume`` without a backup starts from scratch (with a note). A backup without a completed epoch
-(its run was killed in the first epoch) is discarded as if absent. A folder at the backup's path
-that holds anything a backup does not is never removed (an error names it).
+``--resume`` without a backup starts from scratch (with a note). Without ``--resume``, a backup
+without a completed epoch (its run was killed in the first epoch) is discarded as if absent. A
+folder at the backup's path that holds anything a backup does not is never removed (an error
+names it).
 """
 from __future__ import annotations
 
@@ -109,8 +111,8 @@ class Backup:
                 manifest = read_json(path / MANIFEST)
             except (OSError, ValueError):
                 manifest = None
-            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not _has_progress(path):
-                _discard(path)  # incomplete, or killed before its first epoch completed
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                _discard(path)  # incomplete: killed while it was being created
                 manifest = None
         if manifest is None:
             if resume:
