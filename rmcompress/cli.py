@@ -1,9 +1,11 @@
 """``rmcompress`` command line: one subcommand per pipeline stage.
 
-Exit codes: 0 on success; 2 on bad input, with one line on stderr that names the file, line, key
-or layer (no traceback unless ``--debug``); 1 on an unexpected internal error. TensorFlow's log
-noise is silenced unless ``--verbose``. Each subcommand lives in ``rmcompress.commands.<name>``
-and provides ``add_parser(subparsers)`` and ``run(args) -> int``.
+Exit codes: 0 on success; 2 on bad input or a path the system refuses (an ``OSError``), with one
+line on stderr that names the file, line, key or layer (no traceback unless ``--debug``); 1 on an
+unexpected internal error. TensorFlow's log noise is silenced unless ``--verbose``. Before a
+command runs, its output (``--out``) is checked against its inputs and locked for the run
+(:func:`rmcompress.ownership.claim`). Each subcommand lives in ``rmcompress.commands.<name>`` and
+provides ``add_parser(subparsers)`` and ``run(args) -> int``.
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ import sys
 import traceback
 
 COMMANDS = ["train", "shrink", "compress", "export", "evaluate", "report", "demo"]
+#: flags (argparse ``dest``) naming what a command writes, and what it reads (see ``rmcompress.ownership``)
+OUTPUT_ARGS = ("out",)
+INPUT_ARGS = ("model", "data", "val_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,16 +52,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.verbose:
         _quiet.silence()
+    from rmcompress import ownership
     from rmcompress.errors import RMCompressError
 
     try:
         if not args.verbose:
             _quiet.quiet_python_loggers()
-        return int(args._module.run(args) or 0)
-    except RMCompressError as e:
+        with ownership.claim([getattr(args, a, None) for a in OUTPUT_ARGS],
+                             [getattr(args, a, None) for a in INPUT_ARGS]):
+            return int(args._module.run(args) or 0)
+    except (RMCompressError, OSError) as e:  # an OSError names the path the system refused
         if args.debug:
             traceback.print_exc()
-        print(f"rmcompress {args.command}: error: {e}", file=sys.stderr)
+        msg = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else e
+        print(f"rmcompress {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = getattr(args._module, "interrupt_hint", lambda a: None)(args)

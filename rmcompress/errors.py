@@ -29,3 +29,9 @@ class ExportError(RMCompressError):
 
 class UsageError(RMCompressError):
     """Flags that contradict each other or an output directory that already exists."""
+
+
+class OutputError(UsageError):
+    """An output path rmcompress may not or cannot write: not provably its own (see
+    ``rmcompress.ownership``), inside or around an input, locked by another run, or refused by the
+    file system (permissions, read-only, no space); the message names the path."""

@@ -15,8 +15,9 @@ restores an ``old`` one if the destination itself is missing. The process check 
 assumes the writers of one folder run on one host.
 
 An existing destination is replaced only with ``overwrite=True`` (the CLI's ``--overwrite``), and only
-when it looks like something the suite wrote (:func:`looks_like_artifact`), never an unrelated
-folder or file given by mistake.
+when rmcompress provably wrote it, never an unrelated folder or file given by mistake: every
+committed directory carries a manifest of its files, the writer holds the destination's lock, and
+an output overlapping an input is refused (:mod:`rmcompress.ownership`).
 """
 from __future__ import annotations
 
@@ -31,14 +32,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from rmcompress import faults
+from rmcompress import faults, ownership
 from rmcompress.errors import UsageError
 
 TMP_PREFIX = ".rmc-tmp-"
 _TMP_RE = re.compile(r"^\.rmc-tmp-(new|old|file)-(\d+)-([0-9a-f]{8})-(.+)$")
-#: files whose presence marks a directory as written by the suite (replaceable with overwrite)
-ARTIFACT_MARKERS = ("report.json", "report.csv", "report.md", "metadata.json", "model.keras", "model.tflite",
-                    "saved_model.pb")
 
 
 BACKUP_SUFFIX = ".rmc-backup"
@@ -99,29 +97,21 @@ def clean_stale(dest: str | os.PathLike) -> list[Path]:
     return done
 
 
-def looks_like_artifact(path: str | os.PathLike) -> bool:
-    """True for an empty directory or one holding a file the suite writes (``ARTIFACT_MARKERS``)."""
-    p = Path(path)
-    if not p.is_dir() or p.is_symlink():
-        return False
-    names = set(os.listdir(p))
-    return not names or any(m in names for m in ARTIFACT_MARKERS)
-
-
-def check_destination(dest: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_destination(dest: str | os.PathLike, overwrite: bool = False, inputs=()) -> Path:
     """Raise :class:`UsageError` unless ``dest`` may be written: absent, or (with ``overwrite``) a
-    directory the suite wrote. Call it before long work so a run does not fail at its end."""
+    directory rmcompress wrote whose files are unchanged (:func:`ownership.check_replaceable`); and
+    never one that is, holds or lies inside an existing path of ``inputs``. Call it before long work
+    so a run does not fail at its end."""
     dest = Path(dest)
+    if os.path.lexists(dest) and not overwrite:
+        raise UsageError(f"{dest}: already exists; pass --overwrite (overwrite=True) to replace it")
+    ownership.check_separate(dest, inputs)
     if not os.path.lexists(dest):
         return dest
-    if not overwrite:
-        raise UsageError(f"{dest}: already exists; pass --overwrite (overwrite=True) to replace it")
     if not dest.is_dir() or dest.is_symlink():
         raise UsageError(f"{dest}: exists and is not a directory; not replacing it (remove it or choose "
                          "another output path)")
-    if not looks_like_artifact(dest):
-        raise UsageError(f"{dest}: exists and does not look like an rmcompress output (none of "
-                         f"{', '.join(ARTIFACT_MARKERS)}); not replacing it even with --overwrite")
+    ownership.check_replaceable(dest)
     return dest
 
 
@@ -140,26 +130,36 @@ def _fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``dest``; on success rename it to ``dest``.
+    """Yield a fresh temporary directory beside ``dest``; on success write its manifest
+    (:func:`ownership.write_manifest`) and rename it to ``dest``.
 
-    Raises :class:`UsageError` up front if ``dest`` exists and may not be replaced
-    (:func:`check_destination`). On an exception the temporary directory is removed and ``dest``
-    is untouched.
+    Holds the lock of ``dest`` throughout (:func:`ownership.destination_lock`). Raises
+    :class:`UsageError` up front if ``dest`` exists and may not be replaced
+    (:func:`check_destination`), :class:`~rmcompress.errors.OutputError` if its folder cannot be
+    written. On an exception the temporary directory is removed and ``dest`` is untouched.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(dest)
-    check_destination(dest, overwrite)
-    tmp = dest.parent / tmp_name("new", dest.name)
-    tmp.mkdir()
     try:
-        yield tmp
-        faults.point("atomic_dir:before_rename")
-        check_destination(dest, overwrite)  # something may have appeared meanwhile
-        replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ownership.os_error(dest, e) from e
+    with ownership.destination_lock(dest):
+        clean_stale(dest)
+        check_destination(dest, overwrite)
+        tmp = dest.parent / tmp_name("new", dest.name)
+        try:
+            tmp.mkdir()
+        except OSError as e:
+            raise ownership.os_error(dest, e) from e
+        try:
+            yield tmp
+            ownership.write_manifest(tmp)
+            faults.point("atomic_dir:before_rename")
+            check_destination(dest, overwrite)  # something may have appeared meanwhile
+            replace_dir(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 _RENAME_EXCHANGE = 2

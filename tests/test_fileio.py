@@ -130,10 +130,11 @@ def test_train_killed_before_rename_keeps_the_previous_model(tmp_path, pointwise
 def test_export_killed_after_swap_has_the_new_export(tmp_path, trained_models):
     from rmcompress.evaluation.artifacts import open_artifact
 
+    from rmcompress.export.exporter import export_model
+
     model = trained_models["transformer"].out_dir
     out = tmp_path / "export"
-    out.mkdir()
-    (out / "report.json").write_text('{"old": true}')  # a previous (fake) export
+    export_model(model, out, formats="tflite", latency_runs=0, extra_report={"old": True})  # a previous export
     proc = rmcompress_subprocess("export", "--model", model, "--out", out, "--overwrite", "--format", "tflite",
                                  "--latency-runs", "0", kill_at="replace_dir:swapped")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]

@@ -47,7 +47,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "rmcompress"
 #: (rank, layer name, module prefixes). Prefixes match a module or a package and everything in it.
 LAYERS = [
     (1, "core", ["rmcompress._keras", "rmcompress._quiet", "rmcompress._version", "rmcompress.errors",
-                 "rmcompress.fileio", "rmcompress.faults", "rmcompress.metrics", "rmcompress.sizes"]),
+                 "rmcompress.fileio", "rmcompress.faults", "rmcompress.ownership", "rmcompress.metrics",
+                 "rmcompress.sizes"]),
     (2, "config", ["rmcompress.config"]),
     (3, "layers", ["rmcompress.layers"]),
     (3, "data", ["rmcompress.data"]),

@@ -34,7 +34,7 @@ from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.errors import UsageError
 from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export.exporter import export_model
-from rmcompress.fileio import atomic_dir, write_json, atomic_write_text
+from rmcompress.fileio import atomic_dir, atomic_write_text, check_destination, write_json
 from rmcompress.metrics import quality_metrics, spearman
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
 from rmcompress.models.structure import count
@@ -88,8 +88,7 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     t_start = time.time()
     recipe = Recipe.resolve(recipe)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
+    check_destination(out, overwrite, inputs=[getattr(model, "path", model), data, unlabeled])
     if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.settings.distill
                                          for p in recipe.passes):
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "

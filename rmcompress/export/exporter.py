@@ -75,7 +75,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
     formats = parse_formats(formats)
     if latency_runs < 0:
         raise UsageError(f"--latency-runs {latency_runs} must be >= 0")
-    check_destination(out_dir, overwrite)  # before any work
+    check_destination(out_dir, overwrite, inputs=[getattr(model, "path", model)])  # before any work
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
     samples = load_samples(bundle.path) if bundle.path else {}
     if parity_ids is None:

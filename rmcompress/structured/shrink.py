@@ -26,7 +26,7 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.cost.registry import facts_for, is_gated
 from rmcompress.errors import ModelError, UsageError
-from rmcompress.fileio import write_json
+from rmcompress.fileio import check_destination, write_json
 from rmcompress.layers.gates import (CLOSED_LOG_ALPHA, OPEN_LOG_ALPHA, OPEN_THRESHOLD, deterministic_gates,
                                      gate_layers, open_probability)
 from rmcompress.models.archconfig import ArchConfig
@@ -282,8 +282,7 @@ def shrink_model_dir(model_dir, out_dir, budget_flops: float | None = None,
                      budget_params: float | None = None, overwrite: bool = False) -> dict:
     """Shrink the gated model in ``model_dir`` (optionally choosing the units to fit a budget first)
     and write a model directory with ``report.json`` to ``out_dir``; returns the report."""
-    if Path(out_dir).exists() and not overwrite:
-        raise UsageError(f"{out_dir}: already exists; pass --overwrite to replace it")
+    check_destination(out_dir, overwrite, inputs=[model_dir])
     for name, v in (("--budget-flops", budget_flops), ("--budget-params", budget_params)):
         if v is not None and not 0.0 < v <= 1.0:
             raise UsageError(f"{name} {v} must be a fraction in (0, 1]")

@@ -12,20 +12,28 @@ While ``train`` writes ``OUT`` it keeps a backup folder beside it, ``OUT.rmc-bac
     best-E.npz           the checkpoint of epoch E, so a checkpoint always has its state; the best
                          weights early stopping keeps (``allow_pickle=False``)
 
-The folder is removed only after ``OUT`` is completely written. On resume the data pipeline skips
-the batches of the completed epochs (the shuffled stream is a pure function of the seed), so a
-resumed run sees the same batches as an uninterrupted one; with ``dropout=0`` the result is the same
-to float rounding, with dropout the masks after the restart differ (same distribution).
+The folder is created just before the first training step and removed only after ``OUT`` is
+completely written; a run that stops before its first epoch completes (a flag rejected while the
+model is built, an error or Ctrl-C in the first epoch) removes it, as it holds nothing to resume.
+On resume the data pipeline skips the batches of the completed epochs (the shuffled stream is a
+pure function of the seed), so a resumed run sees the same batches as an uninterrupted one; with
+``dropout=0`` the result is the same to float rounding, with dropout the masks after the restart
+differ (same distribution).
 
 Rules: a backup without ``--resume`` is an error (pass ``--resume`` to continue or ``--overwrite``
 to discard it); ``--resume`` with different settings or data is an error naming the differences;
-``--resume`` without a backup starts from scratch (with a note).
+``--resume`` without a backup starts from scratch (with a note). Without ``--resume``, a backup
+without a completed epoch (its run was killed in the first epoch) is discarded as if absent. A
+folder at the backup's path that holds anything a backup does not is never removed (an error
+names it).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -36,7 +44,7 @@ import numpy as np
 from rmcompress import faults
 from rmcompress._keras import keras, tf
 from rmcompress.data.tokenizer import Tokenizer
-from rmcompress.errors import UsageError
+from rmcompress.errors import OutputError, UsageError
 from rmcompress.fileio import atomic_write_bytes, backup_dir_for, read_json, write_json
 from rmcompress.training.callbacks import BestWeightsEarlyStopping
 
@@ -85,14 +93,11 @@ class Backup:
     def check(cls, out_dir, resume: bool, overwrite: bool) -> Path:
         """Before loading data: refuse a leftover backup unless ``resume`` or ``overwrite``."""
         path = backup_dir_for(out_dir)
-        if path.exists() and not resume:
-            if overwrite:
-                shutil.rmtree(path)
-            elif (path / MANIFEST).is_file():
+        if os.path.lexists(path) and not resume:
+            if not overwrite and (path / MANIFEST).is_file() and _has_progress(path):
                 raise UsageError(f"{path}: an interrupted training run of {out_dir} left this backup; "
                                  "pass --resume to continue it or --overwrite to start over")
-            else:  # killed before the run had started: nothing worth keeping
-                shutil.rmtree(path)
+            _discard(path)  # with --overwrite, or killed before an epoch completed: nothing to keep
         return path
 
     @classmethod
@@ -101,13 +106,13 @@ class Backup:
         path = backup_dir_for(out_dir)
         log = log or (lambda m: print(m, file=sys.stderr))
         manifest = None
-        if path.exists():
+        if os.path.lexists(path):
             try:
                 manifest = read_json(path / MANIFEST)
             except (OSError, ValueError):
                 manifest = None
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                shutil.rmtree(path)  # incomplete: killed while it was being created
+                _discard(path)  # incomplete: killed while it was being created
                 manifest = None
         if manifest is None:
             if resume:
@@ -178,6 +183,32 @@ class Backup:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def discard_if_empty(self) -> None:
+        """Remove the backup unless an epoch has completed (then it is what ``--resume`` continues)."""
+        if self.path.is_dir() and not _has_progress(self.path):
+            _discard(self.path)
+
+
+def _has_progress(path: Path) -> bool:
+    """Whether the backup at ``path`` has a completed epoch (its state file comes first)."""
+    return any(path.glob("state-*.json"))
+
+
+_BACKUP_ENTRIES = re.compile(r"^(manifest\.json|tokenizer|keras|state-\d+\.json|best-\d+\.npz|\.rmc-tmp-.*)$")
+
+
+def _discard(path: Path) -> None:
+    """Remove the backup folder ``path``, after checking that it holds only what a backup holds."""
+    if not path.is_dir() or path.is_symlink():
+        raise OutputError(f"{path}: exists and is not a training backup folder; not removing it (move it "
+                          "away or choose another --out)")
+    foreign = sorted(n for n in os.listdir(path) if not _BACKUP_ENTRIES.match(n))
+    if foreign:
+        raise OutputError(f"{path}: holds {', '.join(foreign[:3])}{' and more' if len(foreign) > 3 else ''}, "
+                          "which a training backup does not; not removing it (move it away or choose "
+                          "another --out)")
+    shutil.rmtree(path)
 
 
 def _save_npz(path: Path, arrays: list[np.ndarray]) -> None:

@@ -228,7 +228,8 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     """
 
     if out_dir is not None:
-        check_destination(out_dir, overwrite)
+        check_destination(out_dir, overwrite, inputs=[data, validation, cfg.init, cfg.teacher, cfg.unlabeled,
+                                                      cfg.backbone])
     strategy = strategy or tf.distribute.get_strategy()
     use_backup = out_dir is not None and backup and backup_supported(strategy)
     if resume and not use_backup:
@@ -282,8 +283,6 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         tokenizer = Tokenizer.train(train_data.all_texts + (distill.extra_texts if distill else []),
                                     cfg.vocab_size, TokenizerConfig(cfg.resolved_seq_len(),
                                                                     cfg.resolved_truncate(), cfg.lowercase))
-    if bk is not None:
-        bk.start(tokenizer, settings, fingerprint, str(data.source))
     enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
     if distill is not None:
         enc_train = distill.attach(enc_train, tokenizer, "train")
@@ -348,9 +347,16 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
         cbs.extend(bk.callbacks(early))
     elif early is not None:
         cbs.append(early)
+    if bk is not None:  # only now: a run that fails to start leaves no backup
+        bk.start(tokenizer, settings, fingerprint, str(data.source))
     t_fit = time.time()
-    hist = model.fit(ds_train, validation_data=ds_val, epochs=fit_epochs, steps_per_epoch=steps_per_epoch,
-                     callbacks=cbs, verbose=verbose)
+    try:
+        hist = model.fit(ds_train, validation_data=ds_val, epochs=fit_epochs, steps_per_epoch=steps_per_epoch,
+                         callbacks=cbs, verbose=verbose)
+    except BaseException:
+        if bk is not None:
+            bk.discard_if_empty()  # nothing to resume before the first completed epoch
+        raise
     fit_seconds = time.time() - t_fit
     faults.point("train:after_fit")
     scorer = model.scorer

@@ -1,6 +1,7 @@
 """An existing output is never replaced without ``--overwrite``, and never one that is not an
-rmcompress output (a folder of the user's, a file) even with it. Every command that writes is
-checked: ``train``, ``export``, ``demo`` (``evaluate`` writes nothing)."""
+rmcompress output (a folder of the user's, a file, an output holding a file rmcompress did not
+write) even with it. Every command that writes is checked: ``train``, ``export``, ``demo``
+(``evaluate`` writes nothing); ``tests/test_ownership.py`` covers the manifest, lock and paths."""
 from __future__ import annotations
 
 import shutil
@@ -67,11 +68,16 @@ def test_overwrite_replaces_train_and_export_outputs(cli, tmp_path, model_dir, p
         out = tmp_path / f"{command}-out"
         rc, _, err = cli(*_commands(model_dir, pointwise_file, out)[command])
         assert rc == 0, err
-        (out / "from-the-first-run.txt").write_text("x")
+        (out / "added-by-the-user.txt").write_text("x")  # not rmcompress's: the overwrite is refused
+        before = _snapshot(out)
+        rc, _, err = cli(*_commands(model_dir, pointwise_file, out)[command], "--overwrite")
+        assert rc == 2 and "(added-by-the-user.txt)" in _one_line(err)
+        assert _snapshot(out) == before
+        (out / "added-by-the-user.txt").unlink()
         rc, _, err = cli(*_commands(model_dir, pointwise_file, out)[command], "--overwrite")
         assert rc == 0, err
-        assert (out / "report.json").is_file() and not (out / "from-the-first-run.txt").exists()
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rmc-tmp-")]
+        assert (out / "report.json").is_file() and _snapshot(out) != before
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rmc-tmp-") or p.name.endswith(".rmc-lock")]
 
 
 def test_library_calls_check_before_working(tmp_path, model_dir, pointwise_file):
