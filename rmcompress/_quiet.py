@@ -38,11 +38,8 @@ def silence() -> None:
 
 
 def quiet_python_loggers() -> None:
-    """After TensorFlow is imported: keep its Python logger at ERROR."""
-    try:
-        import tensorflow as tf
-
-        tf.get_logger().setLevel(logging.ERROR)
-        tf.autograph.set_verbosity(0)
-    except Exception:
-        pass
+    """Keep TensorFlow's Python logger at ERROR and AutoGraph silent, without importing TensorFlow
+    (the CLI reports bad input before TensorFlow loads): the ``tensorflow`` logger is an ordinary
+    ``logging`` logger, and AutoGraph reads ``AUTOGRAPH_VERBOSITY`` when it first logs."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")

@@ -26,12 +26,16 @@ def add_parser(sub, parents):
 
 def run(args) -> int:
     from rmcompress.compression.recipe import Recipe
+    from rmcompress.data.loaders import load_for_model
+    from rmcompress.models.layout import check_model_dir
 
-    recipe = Recipe.resolve(args.recipe)  # schema errors before TensorFlow loads
+    # bad input is reported before TensorFlow loads: the recipe, the model directory, the data
+    recipe = Recipe.resolve(args.recipe)
+    data = load_for_model(args.data, check_model_dir(args.model), training_columns=True)
     from rmcompress.compression.pipeline import compress
     from rmcompress.evaluation.table import format_table
 
-    report = compress(args.model, recipe, args.data, args.out, overwrite=args.overwrite,
+    report = compress(args.model, recipe, data, args.out, overwrite=args.overwrite,
                       latency_runs=args.latency_runs, log=lambda m: print(m, file=sys.stderr),
                       unlabeled=args.unlabeled)
     print(format_table([report]))

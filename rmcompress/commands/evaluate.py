@@ -18,11 +18,15 @@ def add_parser(sub, parents):
 def run(args) -> int:
     import sys
 
-    from rmcompress.data.loaders import data_notes
+    from rmcompress.data.loaders import data_notes, load_for_model
+    from rmcompress.models.layout import resolve_artifact
+
+    _, path, metadata = resolve_artifact(args.model)  # bad input is reported before TensorFlow loads
+    data = load_for_model(args.data, metadata, where=path)
     from rmcompress.evaluation.evaluate import evaluate
     from rmcompress.evaluation.table import format_table
 
-    report = evaluate(args.model, args.data, latency_runs=args.latency_runs, max_examples=args.max_examples)
+    report = evaluate(args.model, data, latency_runs=args.latency_runs, max_examples=args.max_examples)
     for note in data_notes(args.data, report.get("skipped_rows"), report.get("truncated_texts", 0)):
         print(f"rmcompress evaluate: note: {note}", file=sys.stderr)
     if args.json:

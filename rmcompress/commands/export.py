@@ -17,6 +17,9 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
+    from rmcompress.models.layout import check_model_dir
+
+    check_model_dir(args.model)  # bad input is reported before TensorFlow loads
     from rmcompress.evaluation.table import format_table
     from rmcompress.export.exporter import export_model
 

@@ -18,6 +18,9 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
+    from rmcompress.models.layout import check_model_dir
+
+    check_model_dir(args.model)  # bad input is reported before TensorFlow loads
     from rmcompress.structured.shrink import shrink_model_dir
     from rmcompress.evaluation.table import format_table
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.compression.exportplan import ExportPlan
-from rmcompress.data.loaders import PairwiseData, PointwiseData, load_data
+from rmcompress.data.loaders import PairwiseData, PointwiseData, load_for_model
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
 from rmcompress.data.tokenizer import Tokenizer
@@ -111,14 +111,7 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
     ``unlabeled``: a file of extra texts (pairwise: pairs whose order carries no preference) that
     passes which distill from the source model train on with the distillation term only."""
     task = bundle.task
-    if not isinstance(data, (PointwiseData, PairwiseData)):
-        tc = bundle.metadata.get("train_config") or {}
-        kwargs = {}
-        if task == "pointwise":
-            kwargs = {"text_column": tc.get("text_column"), "label_column": tc.get("label_column")}
-        data = load_data(data, task, **kwargs)
-    if data.task != task:
-        raise DataError(f"{data.source}: {data.task} data, but the model is {task}")
+    data = load_for_model(data, bundle.metadata, training_columns=True)
     s = split_settings(bundle.metadata, data_settings or {})
     train_raw, val_raw = split_data(data, s["val_fraction"], s["seed"], s["split"])
     if len(val_raw) == 0:

@@ -279,6 +279,28 @@ def load_data(path, task: str, **kwargs) -> PointwiseData | PairwiseData:
     raise DataError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
 
 
+def load_for_model(data, metadata: dict, where=None, training_columns: bool = False):
+    """``data`` (a path, or data already loaded) for a model whose ``metadata.json`` is ``metadata``:
+    the model's task; labels must be 0/1 for a pointwise model trained with binary cross-entropy
+    (a line with another value is named); with ``training_columns``, the text and label columns its
+    training run used. Needs no TensorFlow, so the CLI checks data before TensorFlow loads."""
+    task = metadata["task"]
+    if isinstance(data, (PointwiseData, PairwiseData)):
+        loaded = data
+    else:
+        kwargs = {"task_hint": f"{where} is a {task} model"} if where else {}
+        if task == "pointwise":
+            if (metadata.get("loss") or "bce") == "bce":
+                kwargs["label_kind"] = "binary"
+            if training_columns:
+                tc = metadata.get("train_config") or {}
+                kwargs.update(text_column=tc.get("text_column"), label_column=tc.get("label_column"))
+        loaded = load_data(data, task, **kwargs)
+    if loaded.task != task:
+        raise DataError(f"{loaded.source}: {loaded.task} data, but the model is {task}")
+    return loaded
+
+
 def infer_task(path) -> str:
     """Guess the task of a data file from its columns (used by ``evaluate`` when no model says)."""
     task = detect_task(read_table(path))

@@ -18,14 +18,12 @@ import numpy as np
 from rmcompress._keras import tf
 from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import ModelError
-from rmcompress.fileio import read_json
-from rmcompress.models.modeldir import MODEL_FILE, load_model_dir, count_model
+from rmcompress.models.layout import (METADATA_FILE, MODEL_FILE, VOCAB_FILE, find_beside, read_metadata,
+                                      resolve_artifact)
+from rmcompress.models.modeldir import count_model, load_model_dir
 from rmcompress.runtime.savedmodel import SavedModelRunner
 from rmcompress.runtime.tflite import TFLiteRunner, convert
 from rmcompress.sizes import file_sizes
-
-TFLITE_MAGIC = b"TFL3"
-
 
 @dataclass
 class Artifact:
@@ -43,26 +41,10 @@ class Artifact:
         return self.metadata["task"]
 
 
-def _find_beside(path: Path, name: str) -> Path | None:
-    for d in (path if path.is_dir() else path.parent, (path if path.is_dir() else path.parent).parent):
-        if (d / name).is_file():
-            return d
-    return None
-
-
 def _tokenizer_and_metadata(path: Path) -> tuple[Tokenizer, dict]:
-    tok_dir = _find_beside(path, "vocab.txt")
-    meta_dir = _find_beside(path, "metadata.json")
-    if tok_dir is None or meta_dir is None:
-        raise ModelError(f"{path}: no tokeniser (vocab.txt, tokenizer.json) and metadata.json beside it; "
-                         "evaluate the export directory the suite wrote")
-    try:
-        meta = read_json(meta_dir / "metadata.json")
-    except ValueError as e:
-        raise ModelError(f"{meta_dir / 'metadata.json'}: invalid JSON ({e})") from None
-    if not isinstance(meta, dict) or "task" not in meta:
-        raise ModelError(f"{meta_dir / 'metadata.json'}: has no task")
-    return Tokenizer.load(tok_dir), meta
+    tok_dir = find_beside(path, VOCAB_FILE)
+    meta_dir = find_beside(path, METADATA_FILE)
+    return Tokenizer.load(tok_dir), read_metadata(meta_dir / METADATA_FILE)
 
 
 def _complexity(meta: dict) -> dict:
@@ -72,28 +54,14 @@ def _complexity(meta: dict) -> dict:
 def open_artifact(path: str | os.PathLike) -> Artifact:
     """Open ``path`` as one of the kinds in the module docstring."""
 
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"{p}: no such file or directory")
-    if p.is_dir() and not (p / MODEL_FILE).is_file() and not (p / "saved_model.pb").is_file():
-        if (p / "model.tflite").is_file():
-            p = p / "model.tflite"
-        elif (p / "saved_model" / "saved_model.pb").is_file():
-            p = p / "saved_model"
-        else:
-            raise ModelError(f"{p}: not a model directory, SavedModel, export directory or .tflite file")
-    if p.is_file():
-        with open(p, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8 or head[4:8] != TFLITE_MAGIC:
-            raise ModelError(f"{p}: not a TFLite file (no TFL3 identifier)")
-
+    kind, p, _ = resolve_artifact(path)  # the on-disk checks, shared with the CLI's preflight
+    if kind == "tflite":
         tok, meta = _tokenizer_and_metadata(p)
         runner = TFLiteRunner(p)
         if not runner.dynamic_length and runner.seq_len != tok.seq_len:
             raise ModelError(f"{p}: takes {runner.seq_len} token ids per text, but its tokeniser makes {tok.seq_len}")
         return Artifact("tflite", p, tok, meta, runner.score, lambda: str(p), file_sizes(p), _complexity(meta))
-    if (p / MODEL_FILE).is_file():
+    if kind == "keras":
         bundle = load_model_dir(p)
 
         model = bundle.model

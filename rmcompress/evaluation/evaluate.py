@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from rmcompress.data.loaders import load_data
+from rmcompress.data.loaders import load_for_model
 from rmcompress.data.pipeline import encode
 from rmcompress.errors import UsageError
 from rmcompress.evaluation.artifacts import open_artifact
@@ -21,18 +21,16 @@ from rmcompress.metrics import quality_metrics
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, latency_runs: int = DEFAULT_RUNS,
              max_examples: int | None = None, seed: int = 0) -> dict:
-    """Evaluate artifact ``model`` on data file ``data`` (every row, or a seeded ``max_examples``)."""
+    """Evaluate artifact ``model`` on ``data`` (a data file, or data loaded with
+    :func:`rmcompress.data.loaders.load_for_model`): every row, or a seeded ``max_examples``."""
 
     if latency_runs < 0:
         raise UsageError(f"--latency-runs {latency_runs} must be >= 0")
     if max_examples is not None and max_examples < 1:
         raise UsageError(f"--max-examples {max_examples} must be >= 1")
     art = open_artifact(model)
+    ds = load_for_model(data, art.metadata, where=art.path)
     loss = art.metadata.get("loss") or "bce"
-    kwargs = {"task_hint": f"{art.path} is a {art.task} model"}
-    if art.task == "pointwise" and loss == "bce":
-        kwargs["label_kind"] = "binary"  # a 0/1 classifier: labels outside {0, 1} name their line
-    ds = load_data(data, art.task, **kwargs)
     if max_examples is not None and len(ds) > max_examples:
         idx = np.sort(np.random.RandomState(seed).choice(len(ds), max_examples, replace=False))
         ds = ds.subset(idx)
@@ -43,7 +41,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, latency_runs: in
     else:
         scores = art.score(enc.ids)
         sample = enc.ids
-    report = {"task": art.task, "artifact": str(art.path), "kind": art.kind, "data": str(data),
+    report = {"task": art.task, "artifact": str(art.path), "kind": art.kind, "data": str(ds.source or data),
               "n_examples": len(ds), **quality_metrics(art.task, scores, enc.labels, loss),
               **art.sizes, **art.complexity}
     if ds.skipped:

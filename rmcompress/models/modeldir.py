@@ -25,15 +25,11 @@ from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import ModelError
 from rmcompress.fileio import atomic_dir, read_json, write_json
 from rmcompress.layers import compressed, encoder, gates
+from rmcompress.models.layout import (FORMAT, FORMAT_VERSION, METADATA_FILE, MODEL_FILE, REPORT_FILE,
+                                      SAMPLES_FILE, check_model_dir)
 from rmcompress.models.structure import count
 
-MODEL_FILE = "model.keras"
-METADATA_FILE = "metadata.json"
-REPORT_FILE = "report.json"
-SAMPLES_FILE = "samples.npz"
 SAMPLE_ROWS = 512
-FORMAT = "rmcompress.model"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -80,21 +76,7 @@ def is_model_dir(path: str | os.PathLike) -> bool:
 def load_model_dir(path: str | os.PathLike, expect_task: str | None = None) -> RewardModelBundle:
     """Load a model directory (safe mode). Raises :class:`ModelError` naming what is missing."""
     d = Path(path)
-    if not d.exists():
-        raise ModelError(f"{d}: no such model directory")
-    if not d.is_dir():
-        raise ModelError(f"{d}: not a directory (expected a model directory with {MODEL_FILE})")
-    for name in (MODEL_FILE, METADATA_FILE):
-        if not (d / name).is_file():
-            raise ModelError(f"{d}: missing {name}; not a complete rmcompress model directory")
-    try:
-        metadata = read_json(d / METADATA_FILE)
-    except ValueError as e:
-        raise ModelError(f"{d / METADATA_FILE}: invalid JSON ({e})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT or "task" not in metadata:
-        raise ModelError(f"{d / METADATA_FILE}: not rmcompress model metadata")
-    if expect_task is not None and metadata["task"] != expect_task:
-        raise ModelError(f"{d}: a {metadata['task']} model, but the task here is {expect_task}")
+    metadata = check_model_dir(d, expect_task)
     tokenizer = Tokenizer.load(d)
     model = load_keras_model(d / MODEL_FILE)
     shape = getattr(model, "input_shape", None)

@@ -1,0 +1,86 @@
+"""Bad input is reported before TensorFlow loads: each case runs the CLI in a fresh interpreter and
+checks the exit status, the one-line message and that ``tensorflow`` was never imported.
+
+(How long that takes is measured by ``benchmarks/cli_feedback.py``, not asserted here.)
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+PROBE = r"""
+import json, sys
+from rmcompress.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def run_cli(*args, cwd):
+    p = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=str(cwd), capture_output=True,
+                       text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    return result["rc"], result["tensorflow"], p.stderr.strip()
+
+
+@pytest.fixture
+def fake_model(tmp_path):
+    """A directory that passes the on-disk checks (its model file is never read here)."""
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "model.keras").write_bytes(b"")
+    (d / "metadata.json").write_text(json.dumps({"format": "rmcompress.model", "task": "pointwise", "loss": "bce"}))
+    return d
+
+
+@pytest.fixture
+def bad_labels(tmp_path):
+    f = tmp_path / "bad.tsv"
+    f.write_text("text\tlabel\ngood film\t1\nbad film\t0\nodd film\t7\n")
+    return f
+
+
+def cases(tmp_path, fake_model, bad_labels):
+    missing = tmp_path / "missing.tsv"
+    bad_recipe = tmp_path / "bad.yaml"
+    bad_recipe.write_text("passes:\n  - prune: {sparsity: 1.5}\n")
+    broken_meta = tmp_path / "broken"
+    broken_meta.mkdir()
+    (broken_meta / "model.keras").write_bytes(b"")
+    (broken_meta / "metadata.json").write_text("{not json")
+    out = tmp_path / "out"
+    return [
+        (["evaluate", "--model", tmp_path / "nope", "--data", bad_labels], "nope: no such file or directory"),
+        (["evaluate", "--model", fake_model, "--data", missing], "missing.tsv"),
+        (["evaluate", "--model", fake_model, "--data", bad_labels], "bad.tsv"),
+        (["evaluate", "--model", broken_meta, "--data", bad_labels], "metadata.json: invalid JSON"),
+        (["compress", "--model", tmp_path / "nope", "--recipe", "light", "--data", bad_labels, "--out", out],
+         "no such model directory"),
+        (["compress", "--model", fake_model, "--recipe", bad_recipe, "--data", bad_labels, "--out", out],
+         "bad.yaml"),
+        (["compress", "--model", fake_model, "--recipe", "light", "--data", missing, "--out", out], "missing.tsv"),
+        (["compress", "--model", fake_model, "--recipe", "light", "--data", bad_labels, "--out", out], "bad.tsv"),
+        (["export", "--model", tmp_path / "nope", "--out", out], "no such model directory"),
+        (["shrink", "--model", broken_meta, "--out", out], "metadata.json: invalid JSON"),
+    ]
+
+
+def test_bad_input_is_reported_before_tensorflow_loads(tmp_path, fake_model, bad_labels):
+    for args, expected in cases(tmp_path, fake_model, bad_labels):
+        rc, tf_loaded, err = run_cli(*args, cwd=tmp_path)
+        assert rc == 2, (args, err)
+        assert len(err.splitlines()) == 1 and expected in err, (args, err)
+        assert not tf_loaded, f"{args[0]} loaded TensorFlow before reporting: {err}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_loads_no_tensorflow(tmp_path):
+    p = subprocess.run([sys.executable, "-c", "import sys\nfrom rmcompress.cli import build_parser\n"
+                        "build_parser().format_help()\nprint('tensorflow' in sys.modules)"],
+                       cwd=str(tmp_path), capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT)})
+    assert p.stdout.strip() == "False", p.stderr
