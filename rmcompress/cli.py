@@ -3,7 +3,8 @@
 Exit codes: 0 on success; 2 on bad input, with one line on stderr that names the file, line, key
 or layer (no traceback unless ``--debug``); 1 on an unexpected internal error. TensorFlow's log
 noise is silenced unless ``--verbose``. Each subcommand lives in ``rmcompress.commands.<name>``
-and provides ``add_parser(subparsers)`` and ``run(args) -> int``.
+and provides ``add_parser(subparsers)`` and ``run(args) -> int`` (``import``, a Python keyword,
+lives in ``rmcompress.commands.import_``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import os
 import sys
 import traceback
 
-COMMANDS = ["train", "shrink", "compress", "export", "evaluate", "report", "demo"]
+COMMANDS = ["train", "import", "shrink", "compress", "export", "evaluate", "report", "demo"]
+#: subcommands whose module name differs from the command (a Python keyword)
+MODULES = {"import": "import_"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"rmcompress.commands.{name}")
+        module = importlib.import_module(f"rmcompress.commands.{MODULES.get(name, name)}")
         p = module.add_parser(sub, [common])
         p.set_defaults(_module=module)
     return parser

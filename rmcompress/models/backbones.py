@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress._keras import keras
+from rmcompress._keras import keras, keras3
 from rmcompress.data.tokenizer import CLS, PAD, SEP, UNK, Tokenizer, TokenizerConfig
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.models.archconfig import ArchConfig
@@ -114,7 +114,7 @@ def _hf_settings(preset: str) -> dict:
 
 def _keras_activation(fn) -> str:
     """keras-nlp's encoder activation -> our name (exact match only)."""
-    import keras
+    keras = keras3()
 
     x = np.linspace(-6, 6, 1201).astype("float32")
     got = np.asarray(fn(keras.ops.convert_to_tensor(x)))
