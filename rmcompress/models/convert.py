@@ -54,6 +54,8 @@ NEUTRAL = {"lora_rank": (None, 0), "lora_alpha": (None,), "quantization_config":
            "use_gate": (False,), "sliding_window": (None,), "flash_attention": (None, False),
            "rms_scaling": (False,), "synchronized": (False,), "use_cudnn": None, "seed": None,
            "gptq": (None, False), "build_config": None}
+#: (layer class, Keras 3 setting) -> the tf_keras name of the same setting
+RENAMED = {("LeakyReLU", "negative_slope"): "alpha"}
 #: settings rebuilt from the weights or irrelevant to the forward pass
 DROPPED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 TOLERANCE = 1e-5
@@ -126,6 +128,7 @@ def _tf_config(layer, cls) -> dict:
             continue
         if key == "dtype":
             value = _dtype_name(value)
+        key = RENAMED.get((type(layer).__name__, key), key)
         if isinstance(value, dict) and "class_name" in value and key not in ("layer", "backward_layer"):
             raise ModelError(f"layer {_describe(layer)}: setting {key}={value['class_name']} is not a "
                              "built-in name; use a built-in (e.g. activation='relu')")

@@ -192,3 +192,24 @@ def test_a_wrong_rebuild_names_the_first_differing_layer(monkeypatch):
     with pytest.raises(ModelError, match=r"differs from the Keras 3 model .* first at layer 'attn' "
                                          r"\(MultiHeadAttention\)"):
         from_keras(transformer_functional())
+
+
+def test_every_listed_layer_and_op_converts_exactly():
+    L = k3.layers
+    ids = k3.Input((SEQ,), dtype="int32")
+    e = L.Embedding(VOCAB, 8)(ids)
+    a = L.SeparableConv1D(8, 3, padding="same", activation="tanh")(L.SpatialDropout1D(0.1)(e))
+    b = L.DepthwiseConv1D(3, padding="same")(L.GaussianDropout(0.1)(e))
+    c = L.EinsumDense("abc,cd->abd", output_shape=(None, 8), bias_axes="d")(L.GaussianNoise(0.1)(e))
+    m = L.Average()([L.Subtract()([a, b]), L.Multiply()([b, c]), L.Maximum()([a, c]), L.Minimum()([a, b])])
+    m = L.LeakyReLU(0.2)(L.ELU()(L.ActivityRegularization(0.01)(m)))
+    m = L.MaxPooling1D(2)(L.AveragePooling1D(2, strides=1, padding="same")(m))
+    r = L.SimpleRNN(4)(L.Permute((2, 1))(L.Permute((2, 1))(m)))
+    s = L.Flatten()(L.RepeatVector(2)(L.Softmax()(r)))
+    s = k3.ops.gelu(k3.ops.sigmoid(s), approximate=False) - k3.ops.tanh(s) * s
+    model = k3.Model(ids, L.Dense(1)(L.Activation("swish")(s)))
+    converted = from_keras(model)
+    classes = {type(layer).__name__ for layer in converted.layers}
+    assert {"SeparableConv1D", "DepthwiseConv1D", "EinsumDense", "SimpleRNN", "Permute", "RepeatVector",
+            "Subtract", "Multiply", "Average", "Maximum", "Minimum", "LeakyReLU", "ELU", "Softmax"} <= classes
+    assert_same(model, converted)
