@@ -27,8 +27,8 @@ def add_parser(sub, parents):
     p.add_argument("--tokenizer-mode", choices=TOKENIZER_MODES, default=None,
                    help="wordpiece ([PAD] [UNK] first) or bert ([CLS] text [SEP]); default: from the vocabulary")
     p.add_argument("--loss", choices=POINTWISE_LOSSES, default=None,
-                   help="what a pointwise reward means for evaluation: bce (a logit, default), mse or mae "
-                        "(a regression)")
+                   help="pointwise only: what the reward means for evaluation: bce (a logit, default), "
+                        "mse or mae (a regression)")
     return p
 
 
@@ -39,7 +39,7 @@ def run(args) -> int:
     from rmcompress.evaluation.table import format_table
 
     report = import_model(args.model, args.vocab, args.task, args.out, seq_len=args.seq_len,
-                          lowercase=args.lowercase, loss=args.loss if args.task == "pointwise" else None,
+                          lowercase=args.lowercase, loss=args.loss,
                           truncate=args.truncate, tokenizer_mode=args.tokenizer_mode,
                           overwrite=args.overwrite)
     print(format_table([{"name": str(args.out), **{k: v for k, v in report.items() if k != "notes"}}]))

@@ -447,7 +447,8 @@ def from_keras(model, seq_len: int | None = None, check: bool = True):
     """``model`` (Keras 3 or tf_keras; see the module docstring) as a tf_keras scorer ids -> reward.
 
     ``seq_len`` fixes the input length of a model whose length is free (``None``); it must agree
-    with a fixed one. ``check``: compare the two models on random ids (always, for Keras 3)."""
+    with a fixed one. ``check``: compare a Keras 3 model with its rebuild on random ids (the
+    module docstring's check; leave it on unless the caller compares them itself)."""
     if isinstance(model, keras.Model):
         return _tf_keras_model(model, seq_len)
     if not _is_keras3_model(model):

@@ -227,7 +227,7 @@ def import_model(model, vocab: str | os.PathLike, task: str, out: str | os.PathL
     if task == "pointwise" and loss not in POINTWISE_LOSSES:
         raise UsageError(f"loss {loss!r} unknown for a pointwise model; allowed: {', '.join(POINTWISE_LOSSES)}")
     if task == "pairwise" and loss != "pairwise":
-        raise UsageError(f"a pairwise model's loss is pairwise, not {loss!r}")
+        raise UsageError(f"--loss {loss}: a pairwise model's loss is pairwise (--loss is for pointwise models)")
     if seq_len is not None and int(seq_len) < 1:
         raise UsageError(f"--seq-len {seq_len} must be >= 1")
     if out is not None:
