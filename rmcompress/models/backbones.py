@@ -319,9 +319,9 @@ def save_random_preset(directory: str | os.PathLike, words, family: str = "bert"
     unique ``words``. Every weight, biases and LayerNorm parameters included, is drawn at random
     (kernels N(0, scale), biases/beta N(0, scale/2), gamma 1 + N(0, scale/2)) so an equivalence
     test exercises all of them."""
-    import keras
     import keras_nlp
 
+    keras = keras3()
     vocab = list(SPECIAL_LAYOUT) + sorted(set(words) - set(SPECIAL_LAYOUT))
     keras.utils.set_random_seed(seed)
     kwargs = dict(vocabulary_size=len(vocab), num_layers=num_layers, num_heads=num_heads,
