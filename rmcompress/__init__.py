@@ -18,6 +18,8 @@ _API = {
     "train": "rmcompress.training.trainer",
     "ArchConfig": "rmcompress.models.archconfig",
     "build_reward_model": "rmcompress.models.architectures",
+    "from_keras": "rmcompress.models.convert",
+    "import_model": "rmcompress.models.importing",
     "load_model_dir": "rmcompress.models.modeldir",
     "save_model_dir": "rmcompress.models.modeldir",
     "RewardTrainingModel": "rmcompress.training.model",

@@ -3,12 +3,23 @@
 Every other module does ``from rmcompress._keras import tf, keras``. tensorflow-model-optimization
 only works with tf_keras, so the models the suite trains and compresses are tf_keras models; Keras 3
 appears only where keras-nlp tokenizers and backbones are read (``rmcompress.data.tokenizer`` and
-``rmcompress.models.backbones``). We import ``tf_keras`` directly, so nothing depends on the
-``TF_USE_LEGACY_KERAS`` environment variable.
+``rmcompress.models.backbones``) and where a user's Keras 3 model is converted
+(``rmcompress.models.convert``); those modules get the Keras 3 module from :func:`keras3`. We import
+``tf_keras`` directly, so nothing depends on the ``TF_USE_LEGACY_KERAS`` environment variable.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["tf", "keras"]
+
+
+def keras3():
+    """The Keras 3 module (``import keras``), imported on first use: most commands never need it,
+    and it costs a second or two to load."""
+    import keras as keras_3
+
+    return keras_3
+
+
+__all__ = ["tf", "keras", "keras3"]

@@ -5,7 +5,8 @@ line on stderr that names the file, line, key or layer (no traceback unless ``--
 unexpected internal error. TensorFlow's log noise is silenced unless ``--verbose``. Before a
 command runs, its output (``--out``) is checked against its inputs and locked for the run
 (:func:`rmcompress.ownership.claim`). Each subcommand lives in ``rmcompress.commands.<name>`` and
-provides ``add_parser(subparsers)`` and ``run(args) -> int``.
+provides ``add_parser(subparsers)`` and ``run(args) -> int`` (``import``, a Python keyword, lives
+in ``rmcompress.commands.import_``).
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import os
 import sys
 import traceback
 
-COMMANDS = ["train", "shrink", "compress", "export", "evaluate", "report", "demo"]
+COMMANDS = ["train", "import", "shrink", "compress", "export", "evaluate", "report", "demo"]
+#: subcommands whose module name differs from the command (a Python keyword)
+MODULES = {"import": "import_"}
 #: flags (argparse ``dest``) naming what a command writes, and what it reads (see ``rmcompress.ownership``)
 OUTPUT_ARGS = ("out",)
-INPUT_ARGS = ("model", "data", "val_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs")
+INPUT_ARGS = ("model", "data", "val_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs", "vocab")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"rmcompress.commands.{name}")
+        module = importlib.import_module(f"rmcompress.commands.{MODULES.get(name, name)}")
         p = module.add_parser(sub, [common])
         p.set_defaults(_module=module)
     return parser

@@ -8,7 +8,8 @@ import pytest
 
 import rmcompress
 
-PUBLIC = ["TrainConfig", "train", "ArchConfig", "build_reward_model", "load_model_dir", "save_model_dir",
+PUBLIC = ["TrainConfig", "train", "ArchConfig", "build_reward_model", "from_keras", "import_model",
+          "load_model_dir", "save_model_dir",
           "RewardTrainingModel", "ComplexityAwareModel", "Tokenizer", "load_data", "split_data",
           "export_model", "evaluate", "compress", "Recipe", "count", "shrink", "gated_copy",
           "budget_compress", "RMCompressError"]

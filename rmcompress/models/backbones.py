@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmcompress._keras import keras
+from rmcompress._keras import keras, keras3
 from rmcompress.data.tokenizer import CLS, PAD, SEP, UNK, Tokenizer, TokenizerConfig
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.models.archconfig import ArchConfig
@@ -114,7 +114,7 @@ def _hf_settings(preset: str) -> dict:
 
 def _keras_activation(fn) -> str:
     """keras-nlp's encoder activation -> our name (exact match only)."""
-    import keras
+    keras = keras3()
 
     x = np.linspace(-6, 6, 1201).astype("float32")
     got = np.asarray(fn(keras.ops.convert_to_tensor(x)))
@@ -319,9 +319,9 @@ def save_random_preset(directory: str | os.PathLike, words, family: str = "bert"
     unique ``words``. Every weight, biases and LayerNorm parameters included, is drawn at random
     (kernels N(0, scale), biases/beta N(0, scale/2), gamma 1 + N(0, scale/2)) so an equivalence
     test exercises all of them."""
-    import keras
     import keras_nlp
 
+    keras = keras3()
     vocab = list(SPECIAL_LAYOUT) + sorted(set(words) - set(SPECIAL_LAYOUT))
     keras.utils.set_random_seed(seed)
     kwargs = dict(vocabulary_size=len(vocab), num_layers=num_layers, num_heads=num_heads,
