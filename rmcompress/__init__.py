@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "TrainConfig": "rmcompress.training.trainer",
+    "TrainConfig": "rmcompress.config.training",
     "train": "rmcompress.training.trainer",
     "ArchConfig": "rmcompress.models.architectures",
     "build_reward_model": "rmcompress.models.architectures",

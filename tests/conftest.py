@@ -79,7 +79,7 @@ def default_sigint():
 def tiny_config(**overrides):
     from rmcompress.training.trainer import TrainConfig
 
-    return TrainConfig(**{**TINY, **overrides})
+    return TrainConfig.from_flat(**{**TINY, **overrides})
 
 
 @pytest.fixture(scope="session")
