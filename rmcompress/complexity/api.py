@@ -69,7 +69,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     from rmcompress.training.complexity_model import ComplexityAwareModel
     from rmcompress.training.complexity_training import finish_gated
     from rmcompress.training.distill import DistillationTerm
-    from rmcompress.training.finetune import finetune, make_optimizer
+    from rmcompress.training.finetune import finetune, fit_model, make_optimizer
     from rmcompress.training.tasks import make_task
     from rmcompress.training.trainer import evaluate_encoded
 
@@ -112,8 +112,8 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     model.compile(optimizer=make_optimizer(learning_rate, gated_steps, "cosine", 0.05, 0.004))
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     logger = ComplexityLogger(every=max(1, gated_steps // 50))
-    model.fit(ds, epochs=1, steps_per_epoch=gated_steps, verbose=verbose,
-              callbacks=[BudgetController(int(math.ceil(WARMUP_FRACTION * gated_steps))), logger])
+    fit_model(model, ds, gated_steps, 1, callbacks=[BudgetController(int(math.ceil(WARMUP_FRACTION * gated_steps))),
+                                                    logger], verbose=verbose)
     check = all_ids(val_data) if len(val_data) else None
     scorer, info = finish_gated(model, check)
     if ft_steps:
