@@ -44,12 +44,14 @@ def test_cli_flags_and_defaults_come_from_the_declarations():
     assert train_config_from_args(args) == TrainConfig()
     args = build_parser().parse_args(["train", "--data", "d.csv", "--task", "pairwise", "--out", "o",
                                       "--split", "disjoint", "--no-lowercase", "--no-shrink", "--kernel-sizes", "1,2",
-                                      "--gate-learning-rate", "0.1", "--distill-weight", "0.25", "--arch", "cnn"])
+                                      "--gate-learning-rate", "0.1", "--distill-weight", "0.25", "--arch", "cnn",
+                                      "--text-column", "review", "--teacher", "t", "--seq-len", "32"])
     cfg = train_config_from_args(args)
     assert (cfg.task, cfg.data.split_mode, cfg.tokenizer.lowercase, cfg.gates.shrink) == ("pairwise", "disjoint",
                                                                                           False, False)
     assert (cfg.arch.name, cfg.arch.kernel_sizes, cfg.gates.learning_rate, cfg.distill.weight) == ("cnn", [1, 2],
                                                                                                     0.1, 0.25)
+    assert (cfg.data.text_column, cfg.distill.teacher, cfg.tokenizer.seq_len) == ("review", "t", 32)
 
 
 def test_from_flat_maps_names_onto_sections_and_refuses_unknown_ones():

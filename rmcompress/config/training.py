@@ -449,7 +449,7 @@ def cli_fields():
                 kwargs["default"] = True
         else:
             kwargs["default"] = default
-            kwargs["type"] = m.get("type") or type(default)
+            kwargs["type"] = m.get("type") or (str if default is None else type(default))
             if m.get("choices") is not None:
                 kwargs["choices"] = m["choices"]
             if m.get("metavar"):

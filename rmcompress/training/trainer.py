@@ -144,7 +144,7 @@ def _load_and_split(data, cfg: TrainConfig, validation):
 def _task_for(cfg: TrainConfig, data) -> Task:
     """The task object: ``cfg.loss``, by default ``bce`` for 0/1 labels, else ``mse``."""
     task = make_task(cfg.task, cfg.loss, cfg.center_coefficient, getattr(data, "label_kind", None))
-    if task.loss == "bce" and cfg.task == "pointwise" and data.label_kind != "binary":
+    if task.loss == "bce" and data.label_kind != "binary":
         raise UsageError(f"{data.source}: --loss bce needs 0/1 labels; these are real-valued (use mse or mae)")
     return task
 
