@@ -154,7 +154,7 @@ def base_config(args, arch, seed, **kw):
     if arch == "cnn" and getattr(args, "kernel_sizes", ""):
         kw.setdefault("kernel_sizes", [int(k) for k in args.kernel_sizes.split(",")])
 
-    return TrainConfig(arch=arch, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
+    return TrainConfig.from_flat(arch=arch, seed=seed, epochs=args.epochs, batch_size=args.batch_size,
                        seq_len=args.seq_len, vocab_size=args.vocab_size, val_fraction=0.0, patience=0,
                        **kw)
 
@@ -303,7 +303,8 @@ def main(argv=None):
     from rmcompress.structured.magnitude import magnitude_prune
     from rmcompress.data.pipeline import EncodedData
     from rmcompress.models.archconfig import ArchConfig
-    from rmcompress.training.complexity_training import finetune
+    from rmcompress.training.finetune import finetune
+    from rmcompress.training.tasks import make_task
     from rmcompress.training.trainer import train
 
     out = Path(args.out)
@@ -379,7 +380,10 @@ def main(argv=None):
                     pruned = magnitude_prune(dense.bundle.model, flops_fraction=b)
                     ds = dense.train_data.dataset(args.batch_size, shuffle=True, seed=seed, repeat=True)
                     # as many fine-tuning steps as ours, --final-steps included
-                    tuned = finetune(pruned, base_config(args, arch, seed), "bce", ds, steps + args.final_steps)
+                    o = base_config(args, arch, seed).optim
+                    tuned, _ = finetune(pruned, make_task("pointwise", "bce"), ds, steps + args.final_steps,
+                                        learning_rate=o.learning_rate, warmup_fraction=o.warmup_fraction,
+                                        weight_decay=o.weight_decay, copy=True)
                     m = measure(tuned, dense.bundle.tokenizer, val, args)
                     record(arch=label(arch), method="magnitude", budget=b, seed=seed,
                            train_seconds=round(time.time() - t, 1), steps=steps + args.final_steps,

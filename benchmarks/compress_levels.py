@@ -76,7 +76,7 @@ def load_task(task: str, args):
 def train_dense(task, data, seed, out, args):
     from rmcompress.training.trainer import TrainConfig, train
 
-    cfg = TrainConfig(task="pointwise" if task == "sst2" else "pairwise", arch="transformer", width=64,
+    cfg = TrainConfig.from_flat(task="pointwise" if task == "sst2" else "pairwise", arch="transformer", width=64,
                       depth=2, heads=4, ffn=128, epochs=args.epochs, seed=seed,
                       split_mode="disjoint" if task == "sst2" else "random",
                       seq_len=64 if task == "sst2" else args.hh_seq_len)

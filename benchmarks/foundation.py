@@ -29,7 +29,7 @@ def run_sst2(archs, seeds, epochs):
     rows = []
     for arch in archs:
         for seed in seeds:
-            cfg = TrainConfig(arch=arch, epochs=epochs, seed=seed, val_fraction=0.15, split_mode="sentences")
+            cfg = TrainConfig.from_flat(arch=arch, epochs=epochs, seed=seed, val_fraction=0.15, split_mode="sentences")
             t0 = time.time()
             res = train(data, cfg, None, verbose=0)
             flat = convert(res.bundle.model)
@@ -58,7 +58,7 @@ def run_hh(seeds, epochs):
     data = load_data(require(HH), "pairwise")
     rows = []
     for seed in seeds:
-        cfg = TrainConfig(task="pairwise", arch="transformer", epochs=epochs, seed=seed, val_fraction=0.2)
+        cfg = TrainConfig.from_flat(task="pairwise", arch="transformer", epochs=epochs, seed=seed, val_fraction=0.2)
         _, val = split_data(data, 0.2, seed)
         res = train(data, cfg, None, verbose=0)
         rows.append({"model": "transformer (pairwise loss)", "seed": seed,

@@ -144,7 +144,7 @@ def train_row(name: str, data: Path, val: Path, cfg_kw: dict, out: Path, args, e
     from rmcompress.training.trainer import TrainConfig, train
 
     t = time.time()
-    cfg = TrainConfig(**cfg_kw)
+    cfg = TrainConfig.from_flat(**cfg_kw)
     res = train(data, cfg, out / "models" / name, overwrite=True, verbose=0, validation=val)
     secs = round(time.time() - t, 1)
     log(f"{name}: trained in {secs}s (keras accuracy {res.report.get('accuracy', res.report.get('pairwise_accuracy'))})")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 _API = {
-    "TrainConfig": "rmcompress.training.trainer",
+    "TrainConfig": "rmcompress.config.training",
     "train": "rmcompress.training.trainer",
     "ArchConfig": "rmcompress.models.archconfig",
     "build_reward_model": "rmcompress.models.architectures",

@@ -81,7 +81,7 @@ def _option_line(action: argparse.Action) -> str:
     if text:
         line += f": {text}" + ("" if text.endswith(".") else ".")
     default = _default(action)
-    if default is not None:
+    if default is not None and "[default:" not in text:  # train's help states its defaults itself
         line += f" Default: `{default}`."
     return line
 

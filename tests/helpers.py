@@ -32,7 +32,7 @@ TINY = dict(width=16, depth=1, heads=2, ffn=32, filters=8, hidden=16, seq_len=16
 def tiny_config(**overrides):
     from rmcompress.training.trainer import TrainConfig
 
-    return TrainConfig(**{**TINY, **overrides})
+    return TrainConfig.from_flat(**{**TINY, **overrides})
 
 
 TINY_TRAIN_FLAGS = ["--width", "16", "--depth", "1", "--heads", "2", "--ffn", "32", "--filters", "8",

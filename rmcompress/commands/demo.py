@@ -51,8 +51,9 @@ def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
     rows = []
     for name, task, overrides in DEMO_MODELS:
         t0 = time.time()
-        cfg = TrainConfig(task=task, vocab_size=1000, seq_len=overrides.pop("seq_len", 32), seed=seed, **overrides)
-        log(f"[{name}] training ({cfg.arch}, {task}) ...")
+        cfg = TrainConfig.from_flat(task=task, vocab_size=1000, seq_len=overrides.pop("seq_len", 32), seed=seed,
+                                    **overrides)
+        log(f"[{name}] training ({cfg.arch.name}, {task}) ...")
         result = train(data[task], cfg, out / "models" / name, verbose=0)
         log(f"[{name}] exporting to SavedModel + TFLite ...")
         exp = export_model(result.out_dir, out / "exports" / name, latency_runs=200)

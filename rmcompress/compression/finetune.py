@@ -1,6 +1,7 @@
 """Fine-tuning steps inside passes (pruning, clustering, QAT): the task loss of the model's own task.
 
-Uses :class:`RewardTrainingModel` (same losses as training) with Adam at a small constant
+The passes' adapter of the one training loop (:func:`rmcompress.training.finetune.finetune`,
+same losses as training) with Adam at a small constant
 learning rate, ``steps`` batches from the training split (shuffled, seeded, repeated), and any
 callbacks a pass needs (``UpdatePruningStep``, ...). Returns the per-step history.
 
@@ -20,8 +21,9 @@ from rmcompress._keras import keras
 from rmcompress.compression.state import CompressState
 from rmcompress.data.pipeline import encode
 from rmcompress.training.budget import with_teacher_targets
-from rmcompress.training.distill import DistillSettings, distillation_class, concat_encoded
-from rmcompress.training.model import RewardTrainingModel
+from rmcompress.training.distill import DistillSettings, concat_encoded
+from rmcompress.training.finetune import finetune as train_steps
+from rmcompress.training.tasks import make_task
 
 
 MAX_EPOCHS_PER_PASS = 1.0
@@ -42,23 +44,22 @@ def capped_steps(state: CompressState, steps: int, batch_size: int,
 def finetune(scorer: keras.Model, state: CompressState, steps: int, learning_rate: float,
              batch_size: int, callbacks=(), data=None, distill: float = 0.0) -> dict:
     """Train ``scorer`` in place for ``steps`` batches of ``data`` (default: the training split);
-    return ``{metric: [values]}``. ``distill`` > 0: ``data`` carries teacher targets (module docstring)."""
+    return ``{metric: [values]}``. ``distill`` > 0: ``data`` carries teacher targets (module docstring).
+    The loop is :func:`rmcompress.training.finetune.finetune`."""
     if steps <= 0:
         return {}
     keras.utils.set_random_seed(state.seed)
     data = state.train if data is None else data
-    model = RewardTrainingModel(scorer, task=state.task,
-                                loss="bce" if state.task == "pairwise" else state.loss)
+    settings = None
     if distill:
         if data.teacher is None:
             raise ValueError("finetune: distill > 0 needs rows with teacher targets (self_distillation_rows)")
-        model.__class__ = distillation_class(RewardTrainingModel)
-        model.init_distillation(DistillSettings(weight=float(distill)))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+        settings = DistillSettings(weight=float(distill))
     ds = data.dataset(batch_size, shuffle=True, seed=state.seed, repeat=True)
-    hist = model.fit(ds, epochs=1, steps_per_epoch=int(steps), callbacks=list(callbacks),
-                     verbose=2 if state.verbose else 0)
-    return {k: [float(x) for x in v] for k, v in hist.history.items()}
+    _, history = train_steps(scorer, make_task(state.task, state.loss), ds, int(steps), learning_rate=learning_rate,
+                             schedule="constant", distill=settings, callbacks=callbacks,
+                             verbose=2 if state.verbose else 0)
+    return history
 
 
 def extra_raw(state: CompressState) -> list:

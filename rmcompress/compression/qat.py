@@ -27,7 +27,7 @@ Everything with weights (embedding tables, all matmuls) is int8.
 from __future__ import annotations
 
 from rmcompress._keras import keras, tf
-from rmcompress.compression.graph import Graph, layer_entry, rebuild
+from rmcompress.compression.graph import Graph, layer_entry
 from rmcompress.layers.compressed import FactorizedEmbedding, FusedQKVSelfAttention
 from rmcompress.compression.settings import FuseSettings
 from rmcompress.layers import encoder as L

@@ -9,7 +9,6 @@ stages, fine-tuning between them). Shrinking a gated model directory without tra
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -24,12 +23,13 @@ from rmcompress.structured.gating import gated_copy
 from rmcompress.structured.importance import set_ranked_log_alpha
 from rmcompress.training.complexity_callbacks import BudgetController, ComplexityLogger
 from rmcompress.training.complexity_model import ComplexityAwareModel
-from rmcompress.training.complexity_training import finetune, finish_gated
-from rmcompress.training.distill import (DistillSettings, concat_encoded, distillation_class, feature_scale,
-                                         teacher_outputs, with_distillation)
+from rmcompress.training.complexity_training import finish_gated
+from rmcompress.training.finetune import finetune, fit_model, make_optimizer
+from rmcompress.training.distill import (DistillSettings, DistillationTerm, concat_encoded, feature_scale,
+                                         teacher_outputs)
 from rmcompress.training.model import RewardTrainingModel
-from rmcompress.training.schedule import warmup_cosine
 from rmcompress.training.scoring import evaluate_encoded
+from rmcompress.training.tasks import make_task
 from rmcompress.training.taylor import METHODS, importance_prune, unit_scores_by
 
 #: share of the gated steps over which the target moves from 1.0 to the budget
@@ -108,25 +108,18 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     gated_steps = steps - ft_steps
     ft_steps += int(final_steps)
     model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,
-                                 budget_params=params_fraction)
-    if settings is not None:
-        model.__class__ = distillation_class(ComplexityAwareModel)
-        model.init_distillation(settings)
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=warmup_cosine(learning_rate, gated_steps, 0.05)))
+                                 budget_params=params_fraction,
+                                 terms=[DistillationTerm(settings)] if settings is not None else ())
+    model.compile(optimizer=make_optimizer(learning_rate, gated_steps, "cosine", 0.05, 0.004))
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     logger = ComplexityLogger(every=max(1, gated_steps // 50))
-    model.fit(ds, epochs=1, steps_per_epoch=gated_steps, verbose=verbose,
-              callbacks=[BudgetController(int(math.ceil(WARMUP_FRACTION * gated_steps))), logger])
+    fit_model(model, ds, gated_steps, 1, callbacks=[BudgetController(int(math.ceil(WARMUP_FRACTION * gated_steps))),
+                                                    logger], verbose=verbose)
     check = all_ids(val_data) if len(val_data) else None
     scorer, info = finish_gated(model, check)
     if ft_steps:
-        cfg = SimpleNamespace(task=task, center_coefficient=0.0, learning_rate=learning_rate,
-                              warmup_fraction=0.05, weight_decay=0.01)
-        build = None
-        if settings is not None:
-            build = with_distillation(lambda m, c, lo: RewardTrainingModel(
-                m, task=c.task, loss=lo, center_coefficient=c.center_coefficient), settings)
-        scorer = finetune(scorer, cfg, loss, ds, ft_steps, verbose=verbose, build=build)
+        scorer, _ = finetune(scorer, make_task(task, loss), ds, ft_steps, learning_rate=learning_rate,
+                             distill=settings, verbose=verbose, copy=True)
     info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps,
                  "gate_init": gate_init, "gate_init_spread": gate_init_spread if gate_init != "uniform" else None,
                  "finetune_fraction": finetune_fraction,
@@ -173,15 +166,14 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
     stages = int(stages)
     if stages < 1:
         raise UsageError(f"budget_compress: stages={stages} must be >= 1")
-    cfg = SimpleNamespace(task=task, center_coefficient=0.0, learning_rate=learning_rate,
-                          warmup_fraction=0.05, weight_decay=0.01)
+    objective = make_task(task, loss)
 
-    def plain(m, c, lo):
-        return RewardTrainingModel(m, task=c.task, loss=lo, center_coefficient=c.center_coefficient)
+    def build(m):
+        return RewardTrainingModel(m, objective, terms=[DistillationTerm(settings)] if settings is not None else ())
 
-    build = plain
-    if settings is not None:
-        build = with_distillation(plain, settings)
+    def tune(scorer, n):
+        return finetune(scorer, objective, ds, n, learning_rate=learning_rate, distill=settings, verbose=verbose,
+                        copy=True)[0]
     dense = count(bundle.model)
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     scorer, per_stage = bundle.model, []
@@ -193,14 +185,14 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
         rel_p = None if params_fraction is None else min(1.0, params_fraction ** share * dense.params / now.params)
         scorer = importance_prune(scorer, method, rel_f, rel_p, data=train_data, task=task, loss=loss,
                                   batches=importance_batches, seed=seed + i,
-                                  build=lambda m: build(m, cfg, loss))
+                                  build=build)
         pruned = count(scorer)
         if stage_steps[i]:
-            scorer = finetune(scorer, cfg, loss, ds, stage_steps[i], verbose=verbose, build=build)
+            scorer = tune(scorer, stage_steps[i])
         per_stage.append({"flops_fraction": round(pruned.flops / dense.flops, 5),
                           "params_fraction": round(pruned.params / dense.params, 5), "steps": stage_steps[i]})
     if final_steps:
-        scorer = finetune(scorer, cfg, loss, ds, final_steps, verbose=verbose, build=build)
+        scorer = tune(scorer, final_steps)
     achieved = count(scorer)
     info = {"method": method, "stages": stages, "per_stage": per_stage,
             "dense_flops": int(dense.flops), "dense_params": int(dense.params),

@@ -4,6 +4,8 @@ hooks call when a run is gated (``--gated``, a penalty weight or a budget).
 - :func:`gate_options`: ``build_reward_model`` keyword arguments for the gated scorer (vocabulary
   rows are gated only when params are targeted: they cost params, not FLOPs);
 - :func:`make_complexity_model`: the ``ComplexityAwareModel`` for a ``TrainConfig``;
+- :func:`finetune_steps`: the steps left to fine-tune the shrunk model (its loop is
+  :func:`rmcompress.training.finetune.finetune`);
 - :func:`complexity_callbacks`: budget controller, complexity logger and budget-aware early
   stopping (replacing the plain early stopping);
 - :func:`finish_gated`: after ``fit``: hold the budget on the deterministic gates
@@ -14,63 +16,60 @@ from __future__ import annotations
 
 import numpy as np
 
-from rmcompress._keras import keras, tf
 from rmcompress.data.pipeline import EncodedData
-from rmcompress.models.architectures import build_reward_model
-from rmcompress.models.structure import count, infer_arch_config
+from rmcompress.models.structure import count
 from rmcompress.structured.importance import set_ranked_log_alpha
 from rmcompress.structured.shrink import project_to_budget, shrink
 from rmcompress.training.complexity_callbacks import BudgetController, BudgetEarlyStopping, ComplexityLogger
 from rmcompress.training.complexity_model import ComplexityAwareModel
-from rmcompress.training.model import RewardTrainingModel
-from rmcompress.training.schedule import warmup_cosine
 from rmcompress.training.taylor import unit_scores_by
 
 
 def is_gated_config(cfg) -> bool:
     """A run is gated with ``--gated``, any penalty weight or any budget."""
-    return bool(getattr(cfg, "gated", False) or getattr(cfg, "flops_weight", 0) or getattr(cfg, "params_weight", 0)
-                or getattr(cfg, "budget_flops", None) is not None or getattr(cfg, "budget_params", None) is not None)
+    return cfg.gates.active
 
 
 def targets_params(cfg) -> bool:
-    return bool(getattr(cfg, "params_weight", 0) or getattr(cfg, "budget_params", None) is not None)
+    return cfg.gates.targets_params
 
 
 def gate_options(cfg) -> dict:
     """Keyword arguments of ``build_reward_model`` for ``cfg`` (empty when not gated)."""
-    if not is_gated_config(cfg):
+    g = cfg.gates
+    if not g.active:
         return {}
-    vocab = cfg.gate_vocab if getattr(cfg, "gate_vocab", None) is not None else targets_params(cfg)
-    return {"gated": True, "gate_options": {"gate_vocab": bool(vocab), "seed": int(cfg.seed),
-                                            "init_log_alpha": float(cfg.gate_init_log_alpha)}}
+    vocab = g.vocab if g.vocab is not None else g.targets_params
+    return {"gated": True, "gate_options": {"gate_vocab": bool(vocab), "seed": int(cfg.data.seed),
+                                            "init_log_alpha": float(g.init_log_alpha)}}
 
 
 def make_complexity_model(scorer, cfg, loss: str) -> ComplexityAwareModel:
+    g = cfg.gates
     return ComplexityAwareModel(
         scorer, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient,
-        flops_weight=cfg.flops_weight, params_weight=cfg.params_weight, budget_flops=cfg.budget_flops,
-        budget_params=cfg.budget_params, gate_learning_rate=cfg.gate_learning_rate,
-        multiplier_learning_rate=cfg.multiplier_learning_rate, quadratic_init=cfg.quadratic_init)
+        flops_weight=g.flops_weight, params_weight=g.params_weight, budget_flops=g.budget_flops,
+        budget_params=g.budget_params, gate_learning_rate=g.learning_rate,
+        multiplier_learning_rate=g.multiplier_learning_rate, quadratic_init=g.quadratic_init)
 
 
 def complexity_callbacks(cfg, total_steps: int, monitor: str | None, mode: str, log_every: int = 10):
     """``(callbacks, logger)``: controller (budget mode), logger, budget-aware early stopping (when
     ``monitor`` is given and ``cfg.patience > 0``)."""
-    cbs = []
-    if cfg.budget_flops is not None or cfg.budget_params is not None:
-        cbs.append(BudgetController(int(round(cfg.budget_warmup * total_steps)),
-                                    delay_steps=int(round(cfg.budget_delay * total_steps))))
+    cbs, g = [], cfg.gates
+    if g.budgeted:
+        cbs.append(BudgetController(int(round(g.budget_warmup * total_steps)),
+                                    delay_steps=int(round(g.budget_delay * total_steps))))
     logger = ComplexityLogger(every=log_every)
     cbs.append(logger)
-    if monitor is not None and cfg.patience > 0:
-        cbs.append(BudgetEarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+    if monitor is not None and cfg.optim.patience > 0:
+        cbs.append(BudgetEarlyStopping(monitor=monitor, mode=mode, patience=cfg.optim.patience))
     return cbs, logger
 
 
 def rank_gates(gated, plain, cfg, data, loss: str) -> None:
-    """Start ``gated``'s gates ranked by ``plain``'s unit importance (``cfg.gate_init``: magnitude or
-    taylor): ``log_alpha`` spread over ``cfg.gate_init_log_alpha +- cfg.gate_init_spread`` by global
+    """Start ``gated``'s gates ranked by ``plain``'s unit importance (``cfg.gates.init``: magnitude or
+    taylor): ``log_alpha`` spread over ``cfg.gates.init_log_alpha +- cfg.gates.init_spread`` by global
     rank, so under a budget's pressure the least important units close first."""
 
     if data.teacher is not None:  # Taylor scores use the task loss: labeled rows, no teacher columns
@@ -79,36 +78,16 @@ def rank_gates(gated, plain, cfg, data, loss: str) -> None:
                dict(ids=data.ids, labels=data.labels, chosen=data.chosen, rejected=data.rejected,
                     margin=data.margin).items()}
         data = EncodedData(data.task, **cut)
-    scores = unit_scores_by(cfg.gate_init, plain, data, cfg.task, loss, seed=cfg.seed)
-    base, spread = float(cfg.gate_init_log_alpha), float(cfg.gate_init_spread)
+    scores = unit_scores_by(cfg.gates.init, plain, data, cfg.task, loss, seed=cfg.data.seed)
+    base, spread = float(cfg.gates.init_log_alpha), float(cfg.gates.init_spread)
     set_ranked_log_alpha(gated, scores, base - spread, base + spread)
 
 
 def finetune_steps(cfg, total_steps: int) -> int:
     """Steps reserved for fine-tuning the shrunk model (0 without shrinking)."""
-    if not getattr(cfg, "shrink", True) or total_steps < 2:
+    if not cfg.gates.shrink or total_steps < 2:
         return 0
-    return int(round(total_steps * max(0.0, min(0.9, float(getattr(cfg, "finetune_fraction", 0.0))))))
-
-
-def finetune(scorer, cfg, loss: str, ds_train, steps: int, strategy=None, verbose: int = 0, build=None):
-    """Train the shrunk ``scorer`` ``steps`` more steps (AdamW with warm-up and cosine decay from
-    ``cfg.learning_rate``); returns the fine-tuned scorer (a rebuilt copy made under ``strategy``).
-    ``build(scorer, cfg, loss)``: the training wrapper (default: the plain task loss of
-    :class:`RewardTrainingModel`; callers that distill pass ``with_distillation(...)``, whose
-    batches carry the teacher's scores)."""
-
-    strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
-        model = build_reward_model(infer_arch_config(scorer), name=scorer.name)
-        model.set_weights(scorer.get_weights())
-        wrapper = (build(model, cfg, loss) if build is not None else
-                   RewardTrainingModel(model, task=cfg.task, loss=loss, center_coefficient=cfg.center_coefficient))
-        wrapper.compile(optimizer=keras.optimizers.AdamW(
-            learning_rate=warmup_cosine(cfg.learning_rate, steps, cfg.warmup_fraction),
-            weight_decay=cfg.weight_decay))
-    wrapper.fit(ds_train, epochs=1, steps_per_epoch=steps, verbose=verbose)
-    return wrapper.scorer
+    return int(round(total_steps * max(0.0, min(0.9, float(cfg.gates.finetune_fraction or 0.0)))))
 
 
 def finish_gated(model: ComplexityAwareModel, check_ids: np.ndarray | None = None, do_shrink: bool = True):

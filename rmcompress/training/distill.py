@@ -35,9 +35,10 @@ loss (``tf.nn.compute_average_loss``), so it is correct under ``tf.distribute``.
 ``label_loss`` (mean task loss over labeled rows) and ``distill_loss`` (mean ``d``). Quality
 metrics on an unlabeled row compare with the teacher's decision.
 
-:class:`DistillationMixin` only overrides ``task_losses`` and ``metrics``, so it composes with any
-``RewardTrainingModel`` subclass (e.g. complexity-aware training): ``with_distillation(builder)``
-wraps a training-model builder of ``train()``.
+:class:`DistillationTerm` is a per-example loss term (:class:`rmcompress.training.model.LossTerm`),
+so it composes on any ``RewardTrainingModel`` with any other term (e.g. complexity-aware
+training's): ``model.add_term(DistillationTerm(settings))``; ``with_distillation(builder)`` wraps a
+training-model builder of ``train()``.
 """
 from __future__ import annotations
 
@@ -53,9 +54,8 @@ from rmcompress.data.augment import augment_texts, neighbour_table, token_vector
 from rmcompress.data.loaders import PointwiseData, load_pairwise, load_texts
 from rmcompress.data.pipeline import EncodedData, encode
 from rmcompress.errors import UsageError
-from rmcompress.models.losses import pairwise_loss, pointwise_loss
 from rmcompress.models.modeldir import load_model_dir
-from rmcompress.training.model import RewardTrainingModel
+from rmcompress.training.model import LossTerm, RewardTrainingModel
 
 
 #: the layer representation distillation matches: every shipped architecture's pooled features
@@ -140,21 +140,26 @@ def feature_distance(student, teacher, scale=None):
     return tf.reduce_mean(tf.square(diff), axis=-1)
 
 
-class DistillationMixin:
-    """Adds the distillation term to a ``RewardTrainingModel`` (see module docstring).
+class DistillationTerm(LossTerm):
+    """The distillation term of a ``RewardTrainingModel`` (see module docstring): a per-example
+    term, so it composes with any other term (e.g. complexity-aware training's).
 
-    Batches without a ``teacher`` input (e.g. validation data without teacher scores) fall back to
-    the plain task loss."""
+    Batches without a ``teacher`` input (e.g. validation data without teacher scores) keep the
+    plain task loss."""
 
-    def init_distillation(self, settings: DistillSettings) -> None:
-        self.distill_settings = settings
-        self._distill_trackers = [keras.metrics.Mean(name="label_loss"), keras.metrics.Mean(name="distill_loss")]
+    def __init__(self, settings: DistillSettings):
+        self.settings = settings
+        self.metrics = []
         self._feature_model, self._feature_scale = None, None
+
+    def attach(self, model) -> None:
+        settings = self.settings
+        self.metrics = [keras.metrics.Mean(name="label_loss"), keras.metrics.Mean(name="distill_loss")]
         if settings.features:
-            if self.task != "pointwise":
+            if model.task != "pointwise":
                 raise UsageError("representation distillation (--distill-features) is pointwise only; "
                                  "pairwise students distill the teacher's margins")
-            self._feature_model = feature_model(self.scorer)
+            self._feature_model = feature_model(model.scorer)
             width = self._feature_model.outputs[1].shape[-1]
             if settings.feature_scale is not None and width != len(settings.feature_scale):
                 raise UsageError(f"--distill-features: the student's {FEATURE_LAYER!r} features are {width} wide, "
@@ -162,75 +167,50 @@ class DistillationMixin:
                                  "copy of the teacher, --init TEACHER)")
             if settings.feature_scale is not None:
                 self._feature_scale = tf.constant(np.asarray(settings.feature_scale, np.float32))
-            self._distill_trackers.append(keras.metrics.Mean(name="feature_loss"))
+            self.metrics.append(keras.metrics.Mean(name="feature_loss"))
 
-    def task_losses(self, data, training: bool):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if not (isinstance(x, dict) and "teacher" in x):
-            return super().task_losses(data, training)
+    @staticmethod
+    def _applies(x) -> bool:
+        return isinstance(x, dict) and "teacher" in x
+
+    def forward(self, model, x, training: bool):
+        """Pointwise with the feature term: the reward and the pooled features in one call."""
+        if self._feature_model is None or not self._applies(x) or "teacher_features" not in x:
+            return None
+        reward, features = self._feature_model(x["ids"], training=training)
+        return reward, features
+
+    def per_example(self, model, x, y, value, extra, task_loss):
+        if not self._applies(x):
+            return None
         teacher = tf.reshape(tf.cast(x["teacher"], tf.float32), [-1])
         labeled = tf.reshape(tf.cast(x["labeled"], tf.float32), [-1])
-        has_label = labeled > 0.5
-        features = None
-        if self.task == "pairwise":
-            rc, rr = self(x, training=training)
-            label = pairwise_loss(rc, rr, x.get("margin"), self.center_coefficient)
-            student = tf.reshape(rc - rr, [-1])
-            right = tf.where(has_label, student > 0, tf.equal(student > 0, teacher > 0))
-            quality = [tf.cast(right, tf.float32), student]
-        else:
-            if self._feature_model is not None and "teacher_features" in x:
-                student, features = self._feature_model(x["ids"], training=training)
-                student = tf.reshape(student, [-1])
-            else:
-                student = tf.reshape(self(x["ids"], training=training), [-1])
-            label = pointwise_loss(self.loss_name, student, y)
-            yy = tf.reshape(tf.cast(y, tf.float32), [-1])
-            if self.loss_name == "bce":
-                target = tf.where(has_label, yy > 0.5, teacher > 0)
-                quality = [tf.cast(tf.equal(student > 0, target), tf.float32)]
-            else:
-                quality = [tf.abs(student - tf.where(has_label, yy, teacher))]
-        s = self.distill_settings
-        d = distill_per_example(student, teacher, s.loss, s.temperature)
-        per_example = (1.0 - s.weight) * labeled * label + s.weight * d
-        self._distill_trackers[0].update_state(label, sample_weight=labeled)
-        self._distill_trackers[1].update_state(d)
-        if features is not None:
-            f = feature_distance(features, x["teacher_features"], self._feature_scale)
+        s = self.settings
+        d = distill_per_example(value, teacher, s.loss, s.temperature)
+        per_example = (1.0 - s.weight) * labeled * task_loss + s.weight * d
+        self.metrics[0].update_state(task_loss, sample_weight=labeled)
+        self.metrics[1].update_state(d)
+        if extra is not None:
+            f = feature_distance(extra, x["teacher_features"], self._feature_scale)
             per_example = per_example + s.features * f
-            self._distill_trackers[2].update_state(f)
-        return per_example, quality
-
-    @property
-    def metrics(self):
-        return [*super().metrics, *getattr(self, "_distill_trackers", [])]
+            self.metrics[2].update_state(f)
+        return per_example, model.task_object.teacher_labels(y, teacher, labeled > 0.5)
 
 
-_CLASSES: dict = {}
+class DistillationModel(RewardTrainingModel):
+    """A ``RewardTrainingModel`` to which :meth:`init_distillation` adds a :class:`DistillationTerm`."""
 
-
-def distillation_class(base: type) -> type:
-    """``base`` with :class:`DistillationMixin` in front (cached; ``base`` itself if it has it)."""
-    if issubclass(base, DistillationMixin):
-        return base
-    if base not in _CLASSES:
-        _CLASSES[base] = type(f"Distilled{base.__name__}", (DistillationMixin, base), {})
-    return _CLASSES[base]
-
-
-DistillationModel = distillation_class(RewardTrainingModel)
+    def init_distillation(self, settings: DistillSettings) -> None:
+        self.add_term(DistillationTerm(settings))
 
 
 def with_distillation(builder, settings: DistillSettings):
-    """Wrap ``builder(scorer, cfg, loss) -> RewardTrainingModel`` so its model also distills: the
-    built instance is given the class ``distillation_class(type(model))`` (same state, one more
-    base), then :meth:`DistillationMixin.init_distillation`."""
+    """Wrap ``builder(scorer, cfg, loss) -> RewardTrainingModel`` so its model also distills: a
+    :class:`DistillationTerm` is added to the built model."""
 
     def build(scorer, cfg, loss):
         model = builder(scorer, cfg, loss)
-        model.__class__ = distillation_class(type(model))
-        model.init_distillation(settings)
+        model.add_term(DistillationTerm(settings))
         return model
 
     return build

@@ -1,85 +1,117 @@
-"""``RewardTrainingModel``: wraps a scorer (ids -> reward) with the task's loss in ``train_step``.
+"""``RewardTrainingModel``: wraps a scorer (ids -> reward) with its task's loss and any loss terms.
 
-Data the model takes from ``fit``:
-- pointwise: ``(ids [B, T], labels [B])``;
-- pairwise: ``{"chosen": ids, "rejected": ids, "margin": [B]}`` with no labels (chosen and
-  rejected go through the scorer as one concatenated batch of ``2B``).
+The task object (:mod:`rmcompress.training.tasks`) fixes the batch layout, the per-example task
+loss and the quality metrics. Loss terms (:class:`LossTerm`) compose on the same model:
+
+- a *per-example* term rewrites the per-example loss (distillation,
+  :class:`rmcompress.training.distill.DistillationTerm`: ``(1 - a) * labeled * l + a * d``);
+- a *scalar* term adds a value once per step (e.g. a penalty on the weights); subclasses may add
+  scalar terms through :meth:`RewardTrainingModel.auxiliary_losses` too (the complexity term of
+  :class:`rmcompress.training.complexity_model.ComplexityAwareModel` does).
 
 Loss of one step, per replica under ``tf.distribute`` (gradients are summed over replicas)::
 
-    loss = sum(per_example_task_loss) / global_batch + sum(auxiliary_losses) / num_replicas
+    loss = sum(per_example_loss) / global_batch + sum(scalar_terms) / num_replicas
 
-so the total equals the single-device loss. Subclasses (complexity penalty, distillation) add
-terms by overriding :meth:`auxiliary_losses`; every term is also reported as a metric.
+so the total equals the single-device loss. Every term is also reported as a metric.
 """
 from __future__ import annotations
 
 from rmcompress._keras import keras, tf
-from rmcompress.models.losses import pairwise_loss, pointwise_loss
+from rmcompress.training.tasks import Task, make_task
 
 from rmcompress.config.choices import TASKS
 from rmcompress.training.interrupt import StopAtStepBoundary, interrupts_at_step_boundaries
 
 
 def monitor_metric(task: str, loss: str) -> tuple[str, str]:
-    """The validation metric early stopping watches and its mode."""
-    if task == "pairwise":
-        return "val_pairwise_accuracy", "max"
-    if loss == "bce":
-        return "val_accuracy", "max"
-    return "val_task_loss", "min"
+    """The validation metric early stopping watches and its mode (the task object's)."""
+    return make_task(task, loss).monitor()
+
+
+class LossTerm:
+    """One term of the training loss beside the task's (module docstring). Hooks, all optional:
+
+    - :meth:`attach`: called once when the term joins a model (create metrics here);
+    - :meth:`forward`: replace the scorer call for a batch (``(outputs, extra)``, or None);
+    - :meth:`per_example`: ``(per_example_loss, labels for quality)`` from the task's, or None;
+    - :meth:`scalars`: ``{name: scalar}`` added once per step (declare each name with
+      ``model.add_auxiliary_metric`` in :meth:`attach`)."""
+
+    metrics: list = []
+
+    def attach(self, model) -> None:
+        pass
+
+    def forward(self, model, x, training: bool):
+        return None
+
+    def per_example(self, model, x, y, value, extra, task_loss):
+        return None
+
+    def scalars(self, model, data, training: bool) -> dict:
+        return {}
 
 
 class RewardTrainingModel(keras.Model):
-    """Training wrapper around ``scorer`` (see module docstring)."""
+    """Training wrapper around ``scorer`` (see module docstring). ``task``: a task name (with
+    ``loss`` and ``center_coefficient``) or a :class:`~rmcompress.training.tasks.Task`."""
 
-    def __init__(self, scorer: keras.Model, task: str = "pointwise", loss: str = "bce",
-                 center_coefficient: float = 0.0, **kwargs):
+    def __init__(self, scorer: keras.Model, task: str | Task = "pointwise", loss: str = "bce",
+                 center_coefficient: float = 0.0, terms=(), **kwargs):
         super().__init__(**kwargs)
-        if task not in TASKS:
-            raise ValueError(f"task {task!r} unknown; allowed: {', '.join(TASKS)}")
+        if not isinstance(task, Task):
+            if task not in TASKS:
+                raise ValueError(f"task {task!r} unknown; allowed: {', '.join(TASKS)}")
+            task = make_task(task, loss, center_coefficient)
         self.scorer = scorer
-        self.task = task
-        self.loss_name = "pairwise" if task == "pairwise" else loss
-        self.center_coefficient = float(center_coefficient)
+        self.task_object = task
+        self.task = task.name
+        self.loss_name = task.loss
+        self.center_coefficient = float(getattr(task, "center_coefficient", center_coefficient))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
-        if task == "pairwise":
-            self.quality = [keras.metrics.Mean(name="pairwise_accuracy"), keras.metrics.Mean(name="mean_margin")]
-        elif loss == "bce":
-            self.quality = [keras.metrics.Mean(name="accuracy")]
-        else:
-            self.quality = [keras.metrics.Mean(name="mae")]
+        self.quality = [keras.metrics.Mean(name=n) for n in task.quality_names]
         self._aux_trackers: dict[str, keras.metrics.Mean] = {}
+        self._terms: list = []
+        for term in terms:
+            self.add_term(term)
+
+    @property
+    def terms(self) -> list:
+        """The loss terms beside the task's, in the order they apply."""
+        return list(self._terms)
+
+    def add_term(self, term: LossTerm) -> None:
+        """Compose ``term`` into the loss (call outside any ``tf.function`` or replica context)."""
+        self._terms.append(term)
+        term.attach(self)
 
     # -- forward ----------------------------------------------------------------------------------
     def call(self, inputs, training=False):
-        if self.task == "pairwise":
-            c, r = inputs["chosen"], inputs["rejected"]
-            both = self.scorer(tf.concat([c, r], axis=0), training=training)
-            n = tf.shape(c)[0]
-            return both[:n], both[n:]
-        return self.scorer(inputs, training=training)
+        return self.task_object.call(self.scorer, inputs, training)
 
     def task_losses(self, data, training: bool):
-        """Per-example task losses ``[B]`` and the quality values ``[B]`` of each quality metric."""
+        """Per-example losses ``[B]`` (the task's, rewritten by per-example terms) and the quality
+        values ``[B]`` of each quality metric."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        if self.task == "pairwise":
-            rc, rr = self(x, training=training)
-            margin = x.get("margin") if isinstance(x, dict) else None
-            per_example = pairwise_loss(rc, rr, margin, self.center_coefficient)
-            diff = tf.reshape(rc - rr, [-1])
-            quality = [tf.cast(diff > 0, tf.float32), diff]
-        else:
-            r = self(x, training=training)
-            per_example = pointwise_loss(self.loss_name, r, y)
-            r = tf.reshape(r, [-1])
-            yy = tf.reshape(tf.cast(y, tf.float32), [-1])
-            if self.loss_name == "bce":
-                quality = [tf.cast(tf.equal(r > 0, yy > 0.5), tf.float32)]
-            else:
-                quality = [tf.abs(r - yy)]
-        return per_example, quality
+        outputs = extra = None
+        for term in self._terms:
+            got = term.forward(self, x, training)
+            if got is not None:
+                outputs, extra = got
+                break
+        if outputs is None:
+            outputs = self(x, training=training)
+        task = self.task_object
+        per_example = task.per_example_loss(outputs, x, y)
+        value = task.value(outputs)
+        labels = y
+        for term in self._terms:
+            got = term.per_example(self, x, y, value, extra, per_example)
+            if got is not None:
+                per_example, labels = got
+        return per_example, task.quality(value, labels)
 
     def add_auxiliary_metric(self, name: str) -> None:
         """Declare a metric (call in ``__init__``, outside any ``tf.function`` or replica context)."""
@@ -87,13 +119,15 @@ class RewardTrainingModel(keras.Model):
             self._aux_trackers[name] = keras.metrics.Mean(name=name)
 
     def auxiliary_losses(self, data, training: bool) -> dict:
-        """Extra scalar loss terms (name -> scalar, already weighted). None by default."""
+        """Extra scalar loss terms of a subclass (name -> scalar, already weighted). None by default."""
         return {}
 
     def _step_loss(self, data, training: bool):
         per_example, quality = self.task_losses(data, training)
         task_loss = tf.nn.compute_average_loss(per_example)
-        aux = self.auxiliary_losses(data, training)
+        aux = dict(self.auxiliary_losses(data, training))
+        for term in self._terms:
+            aux.update(term.scalars(self, data, training))
         total = task_loss
         for value in aux.values():
             total = total + tf.nn.scale_regularization_loss(value)
@@ -142,4 +176,5 @@ class RewardTrainingModel(keras.Model):
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.task_loss_tracker, *self.quality, *self._aux_trackers.values()]
+        terms = [m for t in getattr(self, "_terms", []) for m in t.metrics]
+        return [self.loss_tracker, self.task_loss_tracker, *self.quality, *self._aux_trackers.values(), *terms]

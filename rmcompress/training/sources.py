@@ -36,20 +36,21 @@ class ModelDirSource:
 
 
 def scorer_source(cfg, task: str):
-    """The source named by ``cfg.backbone`` / ``cfg.init`` (None: train from scratch)."""
-    if cfg.backbone and cfg.init:
+    """The source named by ``cfg.source`` (``backbone`` / ``init``; None: train from scratch)."""
+    src = cfg.source
+    if src.backbone and src.init:
         raise UsageError("--backbone and --init are exclusive (--init already holds a backbone's weights)")
-    if cfg.backbone:
-        return load_pretrained(cfg.backbone, cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.dropout,
-                               match=getattr(cfg, "backbone_match", "source"))
-    if cfg.init:
-        bundle = load_model_dir(cfg.init, expect_task=task)
+    if src.backbone:
+        return load_pretrained(src.backbone, cfg.resolved_seq_len(), cfg.resolved_truncate(), cfg.arch.dropout,
+                               match=src.backbone_match)
+    if src.init:
+        bundle = load_model_dir(src.init, expect_task=task)
         arch = bundle.metadata.get("arch") or {}
         try:
             arch = ArchConfig.from_dict(arch)
         except Exception:  # a graph the builder cannot describe (e.g. gated): keep the dict
             pass
-        info = {"init": str(cfg.init), **({"backbone": bundle.metadata["backbone"]}
+        info = {"init": str(src.init), **({"backbone": bundle.metadata["backbone"]}
                                           if "backbone" in bundle.metadata else {})}
         return ModelDirSource(bundle.tokenizer, arch, bundle.model, info)
     return None

@@ -73,4 +73,4 @@ def test_public_api_is_importable():
 
     for name in rmcompress.__all__:
         assert getattr(rmcompress, name) is not None
-    assert TrainConfig().arch == "transformer" and callable(train.__call__) and train.__doc__
+    assert TrainConfig().arch.name == "transformer" and callable(train.__call__) and train.__doc__

@@ -245,9 +245,9 @@ def test_gate_init_needs_a_trained_start():
     from rmcompress.training.trainer import TrainConfig
 
     with pytest.raises(UsageError, match="--init"):
-        TrainConfig(budget_flops=0.5, gate_init="magnitude")
+        TrainConfig.from_flat(budget_flops=0.5, gate_init="magnitude")
     with pytest.raises(UsageError, match="unknown"):
-        TrainConfig(init="somewhere", gate_init="random")
+        TrainConfig.from_flat(init="somewhere", gate_init="random")
 
 
 def test_gate_schedule_defaults_follow_the_gate_start():
@@ -259,16 +259,16 @@ def test_gate_schedule_defaults_follow_the_gate_start():
     assert gate_schedule("uniform") == (2.0, 0.3) == GATE_SCHEDULES["uniform"]
     assert gate_schedule("magnitude") == (4.0, 0.8) == gate_schedule("taylor")
     assert gate_schedule("magnitude", spread=1.0, finetune_fraction=0.5) == (1.0, 0.5)
-    cfg = TrainConfig(budget_flops=0.5)
-    assert (cfg.gate_init_spread, cfg.finetune_fraction) == (2.0, 0.3)
-    cfg = TrainConfig(init="somewhere", budget_flops=0.5, gate_init="magnitude")
-    assert (cfg.gate_init_spread, cfg.finetune_fraction) == (4.0, 0.8)
-    cfg = TrainConfig(init="somewhere", budget_flops=0.5, gate_init="taylor", finetune_fraction=0.6)
-    assert cfg.finetune_fraction == 0.6
+    cfg = TrainConfig.from_flat(budget_flops=0.5)
+    assert (cfg.gates.init_spread, cfg.gates.finetune_fraction) == (2.0, 0.3)
+    cfg = TrainConfig.from_flat(init="somewhere", budget_flops=0.5, gate_init="magnitude")
+    assert (cfg.gates.init_spread, cfg.gates.finetune_fraction) == (4.0, 0.8)
+    cfg = TrainConfig.from_flat(init="somewhere", budget_flops=0.5, gate_init="taylor", finetune_fraction=0.6)
+    assert cfg.gates.finetune_fraction == 0.6
     with pytest.raises(UsageError, match="--finetune-fraction"):
-        TrainConfig(budget_flops=0.5, finetune_fraction=1.0)
+        TrainConfig.from_flat(budget_flops=0.5, finetune_fraction=1.0)
     with pytest.raises(UsageError, match="--gate-init-spread"):
-        TrainConfig(init="somewhere", gate_init="magnitude", gate_init_spread=-1.0)
+        TrainConfig.from_flat(init="somewhere", gate_init="magnitude", gate_init_spread=-1.0)
 
 
 def test_budget_compress_with_representation_distillation(trained_models):

@@ -27,7 +27,7 @@ def tiny(**kw):
     from rmcompress.training.trainer import TrainConfig
 
     base = dict(seq_len=16, epochs=1, max_steps=8, batch_size=32, patience=0)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_flat(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_backbone_training_uses_adamw_with_warmup_and_small_default_rate(preset,
     from rmcompress._keras import keras
     from rmcompress.training.trainer import TrainConfig, train
 
-    assert TrainConfig(backbone="x").learning_rate == 3e-5 and TrainConfig().learning_rate == 1e-3
+    assert TrainConfig.from_flat(backbone="x").optim.learning_rate == 3e-5 and TrainConfig().optim.learning_rate == 1e-3
     r = train(pointwise_file, tiny(backbone=str(preset), max_steps=4, warmup_fraction=0.5), verbose=0)
     opt = r.training_model.optimizer
     assert isinstance(opt, keras.optimizers.AdamW)
@@ -83,7 +83,7 @@ def test_init_copies_a_model_directory(finetuned, pointwise_file):
     from rmcompress.training.sources import scorer_source
 
     cfg = tiny(init=str(finetuned.out_dir))
-    assert cfg.learning_rate == 3e-5
+    assert cfg.optim.learning_rate == 3e-5
     src = scorer_source(cfg, "pointwise")
     copy = src.build()
     ids = src.tokenizer.encode(["a good film", "a dull plot"])

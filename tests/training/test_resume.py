@@ -106,9 +106,7 @@ def test_resume_refuses_different_data(tmp_path, pointwise_file, cli):
     out = tmp_path / "m"
     data = load_data(pointwise_file, "pointwise")
     cfg = tiny_config()
-    from dataclasses import asdict
-
-    settings = {**asdict(cfg), "metadata_extra": {}, "training_model": None}
+    settings = {**cfg.flat_dict(), "metadata_extra": {}, "training_model": None}
     bk = Backup(backup_dir_for(out))
     bk.start(Tokenizer(["[PAD]", "[UNK]", "a"]), settings, "not-the-same-data", str(pointwise_file))
     rc, _, err = cli("train", "--data", pointwise_file, "--task", "pointwise", "--out", out, *TINY_TRAIN_FLAGS,

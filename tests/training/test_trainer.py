@@ -62,12 +62,12 @@ def test_early_stopping_restores_best(pointwise_file):
 
 def test_head_hidden_reaches_the_architecture_and_is_refused_elsewhere():
     from rmcompress.errors import UsageError
-    from rmcompress.training.trainer import TrainConfig
+    from rmcompress.training.trainer import TrainConfig, arch_config
 
-    cfg = TrainConfig(arch="transformer", head_hidden=8)
-    assert cfg.arch_config(100).head_hidden == 8
-    assert TrainConfig(arch="transformer").arch_config(100).head_hidden == 0
+    cfg = TrainConfig.from_flat(arch="transformer", head_hidden=8)
+    assert arch_config(cfg, 100).head_hidden == 8
+    assert arch_config(TrainConfig.from_flat(arch="transformer"), 100).head_hidden == 0
     with pytest.raises(UsageError, match="--head-hidden"):
-        TrainConfig(arch="bow", head_hidden=8)
+        TrainConfig.from_flat(arch="bow", head_hidden=8)
     with pytest.raises(UsageError, match="--head-hidden"):
-        TrainConfig(arch="transformer", head_hidden=-1)
+        TrainConfig.from_flat(arch="transformer", head_hidden=-1)
