@@ -11,7 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from rmcompress._keras import tf
+from rmcompress.config.training import TrainConfig
+from rmcompress.data import synthetic as S
+from rmcompress.models.structure import count
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
@@ -30,8 +36,7 @@ TINY = dict(width=16, depth=1, heads=2, ffn=32, filters=8, hidden=16, seq_len=16
 
 
 def tiny_config(**overrides):
-    from rmcompress.training.trainer import TrainConfig
-
+    """:data:`TINY` training settings, with ``overrides`` (flat names)."""
     return TrainConfig.from_flat(**{**TINY, **overrides})
 
 
@@ -70,3 +75,110 @@ def run_pass(name: str, state, **settings):
     cls = PASSES[name]
     result = cls()(state, cls.Settings(**settings))
     return result.state, result.notes
+
+
+# -- small models and token ids (compression and registry tests) ------------------------------
+SMALL = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=32, filters=8, hidden=16,
+             dropout=0.1)
+
+
+def randomize(model, seed=0):
+    """Random weights everywhere (normalisation scales around 1, variances positive)."""
+    rng = np.random.RandomState(seed)
+    for layer in model.layers:
+        vals = []
+        for w in layer.weights:
+            n = w.name.split("/")[-1].split(":")[0]
+            if n in ("gamma", "moving_variance"):
+                vals.append(1.0 + 0.5 * rng.rand(*w.shape))
+            else:
+                vals.append(0.3 * rng.randn(*w.shape))
+        if vals:
+            layer.set_weights([v.astype(np.float32) for v in vals])
+    return model
+
+
+def token_ids(n=64, seq_len=16, vocab=60, seed=1):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(2, vocab, size=(n, seq_len)).astype(np.int32)
+    lengths = rng.randint(1, seq_len + 1, size=n)
+    ids[np.arange(seq_len)[None, :] >= lengths[:, None]] = 0
+    return ids
+
+
+# -- the registry against TensorFlow's profiler ------------------------------------------------
+MATMUL_OPS = {"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D"}
+
+
+COMPARISON_OPS = {"NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual"}
+
+
+def profile_by_layer(model) -> dict:
+    """``{layer name: {op type: FLOPs}}`` from tf.compat.v1.profiler on the frozen batch-1 graph."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    seq_len = model.input_shape[1]
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, seq_len], tf.int32 if model.input.dtype == tf.int32 else tf.float32))
+    graph = convert_variables_to_constants_v2(fn).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    prof = tf.compat.v1.profiler.profile(graph, options=opts, cmd="graph")
+    out: dict = {}
+
+    def walk(node):
+        if node.float_ops:
+            parts = node.name.split("/")
+            layer = parts[1] if len(parts) > 2 else parts[0]
+            op_type = graph.get_operation_by_name(node.name).type
+            out.setdefault(layer, {}).setdefault(op_type, 0)
+            out[layer][op_type] += node.float_ops
+        for child in node.children:
+            walk(child)
+
+    walk(prof)
+    return out
+
+
+def check_registry_matches_profiler(model):
+    """Per layer: the profiler's matmul-class ops equal the registry's ``matmul`` part, and its other
+    counted arithmetic ops equal the registry's ``bias + elementwise`` parts.
+
+    Excluded, with the reason:
+    - ``Einsum``: the profiler has no FLOPs rule for it and silently counts 0 (EinsumDense, Keras
+      MultiHeadAttention); the registry counts it, so it is the reference there;
+    - ``Relu`` and other activations, ``Max`` (reduce-max): no profiler rule (counted 0);
+    - ``Softmax``: the profiler counts 5 per element (max, subtract, exp, sum, divide), the registry
+      3 (exp, sum, divide): a convention, checked as exactly 5/3 of ours;
+    - LayerNormalization: TF decomposes it into mean, squared difference (2), variance, rsqrt and
+      five broadcast products/sums (9 per element + 3 per position); the registry counts the 7
+      arithmetic steps of the formula per element;
+    - comparisons (``NotEqual`` of the padding mask): 0 FLOPs by convention.
+    """
+    prof = profile_by_layer(model)
+    table = count(model).table.set_index("layer")
+    for name, row in table.iterrows():
+        ops = prof.get(name, {})
+        assert sum(v for k, v in ops.items() if k in MATMUL_OPS) == row["flops_matmul"], (name, ops)
+        if row["type"] == "LayerNormalization":
+            continue
+        other = sum(v for k, v in ops.items()
+                    if k not in MATMUL_OPS and k not in COMPARISON_OPS and k != "Softmax")
+        assert other == row["flops_bias"] + row["flops_elementwise"], (name, ops, dict(row))
+        if "Softmax" in ops:
+            assert ops["Softmax"] * 3 == row["flops_softmax"] * 5, name
+    unknown = set(prof) - set(table.index)
+    assert not unknown, unknown
+
+
+# -- a tiny pretrained-style vocabulary and config ---------------------------------------------
+WORDS = (S.POS_ADJ + S.NEG_ADJ + S.NOUNS + S.ADVERBS + S.FILLER + list(S.POS_VERB) + list(S.NEG_VERB)
+         + "a is i did not never always but the , . ? : ! how do human assistant".split()
+         + " ".join(S.TOPICS).split() + " ".join(S.HELPFUL + S.UNHELPFUL).replace("{t}", "").split())
+
+
+def pretrained_config(**kw):
+    """Training settings of the tests that fine-tune a tiny random BERT preset (flat names)."""
+    base = dict(seq_len=16, epochs=1, max_steps=8, batch_size=32, patience=0)
+    return TrainConfig.from_flat(**{**base, **kw})
+

@@ -46,13 +46,15 @@ def train_config_from_args(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rmcompress.data.loaders import data_notes
+    from rmcompress.data.loaders import data_notes, load_training_data
+
+    cfg = train_config_from_args(args)  # settings and data are checked before TensorFlow loads
+    data, validation = load_training_data(args.data, cfg, args.val_data)
     from rmcompress.evaluation.table import format_table
     from rmcompress.training.trainer import train
 
-    cfg = train_config_from_args(args)
-    result = train(args.data, cfg, args.out, overwrite=args.overwrite,
-                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume, validation=args.val_data)
+    result = train(data, cfg, args.out, overwrite=args.overwrite,
+                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume, validation=validation)
     for note in data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0)):
         print(f"rmcompress train: note: {note}", file=sys.stderr)
     print(format_table([{"name": str(args.out), **result.report}]))

@@ -134,7 +134,7 @@ class DataOptions:
     text_column: str | None = option(None, "text column", default_text="detected from the header")
     label_column: str | None = option(None, "label column", default_text="detected from the header")
     val_fraction: float = option(0.1, "share of the rows held out for validation",
-                                 )
+                                 rule=Rule("must be in [0, 1)", lambda v: 0.0 <= float(v) < 1.0))
     split_mode: str = option("random", "disjoint: drop training texts contained in a validation text (SST-2 "
                              "phrases); sentences: also draw validation only from full texts (not part of another)",
                              flag="--split", choices=SPLIT_MODES)

@@ -19,13 +19,14 @@ Contracts
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from rmcompress.data.formats import LINE_COLUMN, read_table
-from rmcompress.errors import DataError
+from rmcompress.errors import DataError, UsageError
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "input", "comment", "utterance")
 LABEL_COLUMNS = ("label", "labels", "score", "reward", "rating", "target", "y")
@@ -298,6 +299,25 @@ def load_for_model(data, metadata: dict, where=None, training_columns: bool = Fa
     if loaded.task != task:
         raise DataError(f"{loaded.source}: {loaded.task} data, but the model is {task}")
     return loaded
+
+
+def load_training_data(data, cfg, validation=None):
+    """``(data, validation)`` of a training run with settings ``cfg`` (a
+    :class:`~rmcompress.config.training.TrainConfig`): paths loaded with its text and label columns
+    (0/1 labels required when its loss is ``bce``), loaded data passed through; both checked against
+    its task. ``validation`` stays None when not given. Needs no TensorFlow, so the CLI checks the
+    data before TensorFlow loads."""
+    columns = {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column}
+    if isinstance(data, (str, os.PathLike)):
+        kwargs = {"label_kind": "binary"} if cfg.task == "pointwise" and cfg.loss == "bce" else {}
+        data = load_data(data, cfg.task, **columns, **kwargs)
+    if data.task != cfg.task:
+        raise UsageError(f"data is {data.task} but the task is {cfg.task}")
+    if isinstance(validation, (str, os.PathLike)):
+        validation = load_data(validation, cfg.task, **columns)
+    if validation is not None and validation.task != cfg.task:
+        raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
+    return data, validation
 
 
 def infer_task(path) -> str:

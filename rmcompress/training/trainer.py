@@ -29,7 +29,7 @@ from pathlib import Path
 from rmcompress import faults
 from rmcompress._keras import keras, tf
 from rmcompress.config.training import DEFAULT_SEQ_LEN, TrainConfig
-from rmcompress.data.loaders import load_data
+from rmcompress.data.loaders import load_training_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
@@ -117,18 +117,10 @@ def _prepare_output(out_dir, overwrite: bool, resume: bool, backup: bool, strate
 def _load_and_split(data, cfg: TrainConfig, validation):
     """``(data, train_data, val_data)``: ``data`` loaded (a path) and checked against the task,
     its validation rows split off, or ``validation`` (a path or data) used instead."""
-    d = cfg.data
-    if isinstance(data, (str, Path)):
-        kwargs = {"label_kind": "binary"} if cfg.task == "pointwise" and cfg.loss == "bce" else {}
-        data = load_data(data, cfg.task, text_column=d.text_column, label_column=d.label_column, **kwargs)
-    if data.task != cfg.task:
-        raise UsageError(f"data is {data.task} but the task is {cfg.task}")
+    data, validation = load_training_data(data, cfg, validation)
     if validation is None:
+        d = cfg.data
         return (data, *split_data(data, d.val_fraction, d.seed, d.split_mode))
-    if isinstance(validation, (str, Path)):
-        validation = load_data(validation, cfg.task, text_column=d.text_column, label_column=d.label_column)
-    if validation.task != cfg.task:
-        raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
     return data, data, validation
 
 

@@ -67,6 +67,13 @@ def cases(tmp_path, fake_model, bad_labels):
         (["compress", "--model", fake_model, "--recipe", "light", "--data", bad_labels, "--out", out], "bad.tsv"),
         (["export", "--model", tmp_path / "nope", "--out", out], "no such model directory"),
         (["shrink", "--model", broken_meta, "--out", out], "metadata.json: invalid JSON"),
+        (["train", "--task", "pointwise", "--data", missing, "--out", out], "missing.tsv"),
+        (["train", "--task", "pairwise", "--data", bad_labels, "--out", out], "bad.tsv"),
+        (["train", "--task", "pointwise", "--loss", "bce", "--data", bad_labels, "--out", out], "bad.tsv"),
+        (["train", "--task", "pointwise", "--data", bad_labels, "--val-fraction", "2", "--out", out],
+         "--val-fraction 2.0 must be in [0, 1)"),
+        (["train", "--task", "pointwise", "--data", bad_labels, "--val-data", missing, "--out", out],
+         "missing.tsv"),
     ]
 
 

@@ -9,33 +9,7 @@ from rmcompress.compression.fuse import fuse, max_abs_diff
 from rmcompress.layers.compressed import FusedQKVSelfAttention, PointwiseDense
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
-
-SMALL = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=32, filters=8, hidden=16,
-             dropout=0.1)
-
-
-def randomize(model, seed=0):
-    """Random weights everywhere (normalisation scales around 1, variances positive)."""
-    rng = np.random.RandomState(seed)
-    for layer in model.layers:
-        vals = []
-        for w in layer.weights:
-            n = w.name.split("/")[-1].split(":")[0]
-            if n in ("gamma", "moving_variance"):
-                vals.append(1.0 + 0.5 * rng.rand(*w.shape))
-            else:
-                vals.append(0.3 * rng.randn(*w.shape))
-        if vals:
-            layer.set_weights([v.astype(np.float32) for v in vals])
-    return model
-
-
-def token_ids(n=64, seq_len=16, vocab=60, seed=1):
-    rng = np.random.RandomState(seed)
-    ids = rng.randint(2, vocab, size=(n, seq_len)).astype(np.int32)
-    lengths = rng.randint(1, seq_len + 1, size=n)
-    ids[np.arange(seq_len)[None, :] >= lengths[:, None]] = 0
-    return ids
+from tests.helpers import SMALL, randomize, token_ids
 
 
 @pytest.fixture(scope="module")

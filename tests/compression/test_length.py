@@ -9,7 +9,7 @@ from rmcompress.compression.length import (bucket_for, check_trim_parity, choose
                                            latency_at_lengths, min_length, needed_lengths, real_lengths, trim)
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
-from tests.compression.test_fuse import SMALL, randomize, token_ids
+from tests.helpers import SMALL, randomize, token_ids
 
 
 def test_lengths_and_buckets():

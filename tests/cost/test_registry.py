@@ -12,6 +12,7 @@ from rmcompress.errors import ModelError
 from rmcompress.layers import encoder as L
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
+from tests.helpers import MATMUL_OPS, check_registry_matches_profiler, profile_by_layer
 
 
 def _layer_cost(layer, inputs):
@@ -154,67 +155,6 @@ def test_every_registered_layer_class_has_facts():
 
 
 # -- agreement with the TensorFlow profiler -----------------------------------------------------------
-MATMUL_OPS = {"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D"}
-COMPARISON_OPS = {"NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual"}
-
-
-def _profile_by_layer(model) -> dict:
-    """``{layer name: {op type: FLOPs}}`` from tf.compat.v1.profiler on the frozen batch-1 graph."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    seq_len = model.input_shape[1]
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec([1, seq_len], tf.int32 if model.input.dtype == tf.int32 else tf.float32))
-    graph = convert_variables_to_constants_v2(fn).graph
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    opts["output"] = "none"
-    prof = tf.compat.v1.profiler.profile(graph, options=opts, cmd="graph")
-    out: dict = {}
-
-    def walk(node):
-        if node.float_ops:
-            parts = node.name.split("/")
-            layer = parts[1] if len(parts) > 2 else parts[0]
-            op_type = graph.get_operation_by_name(node.name).type
-            out.setdefault(layer, {}).setdefault(op_type, 0)
-            out[layer][op_type] += node.float_ops
-        for child in node.children:
-            walk(child)
-
-    walk(prof)
-    return out
-
-
-def check_registry_matches_profiler(model):
-    """Per layer: the profiler's matmul-class ops equal the registry's ``matmul`` part, and its other
-    counted arithmetic ops equal the registry's ``bias + elementwise`` parts.
-
-    Excluded, with the reason:
-    - ``Einsum``: the profiler has no FLOPs rule for it and silently counts 0 (EinsumDense, Keras
-      MultiHeadAttention); the registry counts it, so it is the reference there;
-    - ``Relu`` and other activations, ``Max`` (reduce-max): no profiler rule (counted 0);
-    - ``Softmax``: the profiler counts 5 per element (max, subtract, exp, sum, divide), the registry
-      3 (exp, sum, divide): a convention, checked as exactly 5/3 of ours;
-    - LayerNormalization: TF decomposes it into mean, squared difference (2), variance, rsqrt and
-      five broadcast products/sums (9 per element + 3 per position); the registry counts the 7
-      arithmetic steps of the formula per element;
-    - comparisons (``NotEqual`` of the padding mask): 0 FLOPs by convention.
-    """
-    prof = _profile_by_layer(model)
-    table = count(model).table.set_index("layer")
-    for name, row in table.iterrows():
-        ops = prof.get(name, {})
-        assert sum(v for k, v in ops.items() if k in MATMUL_OPS) == row["flops_matmul"], (name, ops)
-        if row["type"] == "LayerNormalization":
-            continue
-        other = sum(v for k, v in ops.items()
-                    if k not in MATMUL_OPS and k not in COMPARISON_OPS and k != "Softmax")
-        assert other == row["flops_bias"] + row["flops_elementwise"], (name, ops, dict(row))
-        if "Softmax" in ops:
-            assert ops["Softmax"] * 3 == row["flops_softmax"] * 5, name
-    unknown = set(prof) - set(table.index)
-    assert not unknown, unknown
-
 
 @pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
 def test_registry_agrees_with_tf_profiler(arch):
@@ -231,7 +171,7 @@ def test_profiler_skips_einsum_registry_does_not():
     y = keras.layers.MultiHeadAttention(2, 4, name="mha")(h, h)
     y = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 3), bias_axes="d", name="ed")(y)
     model = keras.Model(x, y)
-    prof = _profile_by_layer(model)
+    prof = profile_by_layer(model)
     table = count(model).table.set_index("layer")
     for name in ("mha", "ed"):
         ops = prof.get(name, {})

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.cost.test_registry import check_registry_matches_profiler
-from tests.training.test_pretrained_train import WORDS, tiny
+from tests.helpers import WORDS, check_registry_matches_profiler, pretrained_config
 
 TEXTS = ["the film is really good", "i hated this movie", "a great and wonderful story",
          "boring , slow and bad", "not good at all", "always a delight"] * 2
@@ -224,7 +223,7 @@ def test_cli_budget_training_lands_on_half_the_flops(train_preset, pointwise_fil
 def finetuned_dir(train_preset, pointwise_file, tmp_path_factory):
     from rmcompress.training.trainer import train
 
-    r = train(pointwise_file, tiny(backbone=str(train_preset), learning_rate=1e-2, max_steps=20, dropout=0.0),
+    r = train(pointwise_file, pretrained_config(backbone=str(train_preset), learning_rate=1e-2, max_steps=20, dropout=0.0),
               tmp_path_factory.mktemp("ft") / "model", verbose=0)
     return r.out_dir
 
@@ -248,7 +247,7 @@ def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned
         ranked.append({g: layer.log_alpha.numpy() for g, layer in gate_layers(gated).items()})
 
     monkeypatch.setattr(cx, "rank_gates", spy)
-    r = train(pointwise_file, tiny(init=str(finetuned_dir), teacher=str(finetuned_dir), budget_flops=0.5,
+    r = train(pointwise_file, pretrained_config(init=str(finetuned_dir), teacher=str(finetuned_dir), budget_flops=0.5,
                                    max_steps=10, learning_rate=1e-3, gate_init=gate_init), tmp_path / "b", verbose=0)
     if gate_init == "uniform":
         assert ranked == []

@@ -7,12 +7,9 @@ import numpy as np
 import pytest
 
 from rmcompress.data import synthetic as S
+from tests.helpers import WORDS, pretrained_config
 
 pytestmark = pytest.mark.slow  # pretrained backbones
-
-WORDS = (S.POS_ADJ + S.NEG_ADJ + S.NOUNS + S.ADVERBS + S.FILLER + list(S.POS_VERB) + list(S.NEG_VERB)
-         + "a is i did not never always but the , . ? : ! how do human assistant".split()
-         + " ".join(S.TOPICS).split() + " ".join(S.HELPFUL + S.UNHELPFUL).replace("{t}", "").split())
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +20,12 @@ def preset(tmp_path_factory):
                               num_layers=2, num_heads=2, intermediate_dim=32, scale=0.02)
 
 
-def tiny(**kw):
-    from rmcompress.training.trainer import TrainConfig
-
-    base = dict(seq_len=16, epochs=1, max_steps=8, batch_size=32, patience=0)
-    return TrainConfig.from_flat(**{**base, **kw})
-
 
 @pytest.fixture(scope="module")
 def finetuned(preset, pointwise_file, tmp_path_factory):
     from rmcompress.training.trainer import train
 
-    return train(pointwise_file, tiny(backbone=str(preset), learning_rate=1e-2, max_steps=30, dropout=0.0),
+    return train(pointwise_file, pretrained_config(backbone=str(preset), learning_rate=1e-2, max_steps=30, dropout=0.0),
                  tmp_path_factory.mktemp("ft") / "model", verbose=0)
 
 
@@ -59,7 +50,7 @@ def test_backbone_training_uses_adamw_with_warmup_and_small_default_rate(preset,
     from rmcompress.training.trainer import TrainConfig, train
 
     assert TrainConfig.from_flat(backbone="x").optim.learning_rate == 3e-5 and TrainConfig().optim.learning_rate == 1e-3
-    r = train(pointwise_file, tiny(backbone=str(preset), max_steps=4, warmup_fraction=0.5), verbose=0)
+    r = train(pointwise_file, pretrained_config(backbone=str(preset), max_steps=4, warmup_fraction=0.5), verbose=0)
     opt = r.training_model.optimizer
     assert isinstance(opt, keras.optimizers.AdamW)
     sched = opt.learning_rate if callable(getattr(opt, "learning_rate", None)) else opt._learning_rate
@@ -70,7 +61,7 @@ def test_backbone_training_uses_adamw_with_warmup_and_small_default_rate(preset,
 def test_finetune_pairwise_backbone_keeps_the_end(preset, pairwise_file):
     from rmcompress.training.trainer import train
 
-    r = train(pairwise_file, tiny(task="pairwise", backbone=str(preset), learning_rate=3e-3, max_steps=10), verbose=0)
+    r = train(pairwise_file, pretrained_config(task="pairwise", backbone=str(preset), learning_rate=3e-3, max_steps=10), verbose=0)
     assert r.report["task"] == "pairwise" and "pairwise_accuracy" in r.report
     tok = r.bundle.tokenizer
     assert tok.config.keep == "end" and tok.mode == "bert"
@@ -82,7 +73,7 @@ def test_finetune_pairwise_backbone_keeps_the_end(preset, pairwise_file):
 def test_init_copies_a_model_directory(finetuned, pointwise_file):
     from rmcompress.training.sources import scorer_source
 
-    cfg = tiny(init=str(finetuned.out_dir))
+    cfg = pretrained_config(init=str(finetuned.out_dir))
     assert cfg.optim.learning_rate == 3e-5
     src = scorer_source(cfg, "pointwise")
     copy = src.build()
@@ -117,7 +108,7 @@ def test_exact_gelu_backbone_exports_to_tflite(tmp_path, pointwise_file):
     from rmcompress.training.trainer import train
 
     d = save_random_preset(tmp_path / "distil", WORDS, family="distil_bert", scale=0.1)
-    r = train(pointwise_file, tiny(backbone=str(d), max_steps=2), tmp_path / "m", verbose=0)
+    r = train(pointwise_file, pretrained_config(backbone=str(d), max_steps=2), tmp_path / "m", verbose=0)
     assert r.bundle.metadata["arch"]["activation"] == "gelu"
     rep = export_model(r.out_dir, tmp_path / "exp", formats="tflite", latency_runs=0)
     assert rep["parity_max_abs_diff"] <= 1e-4
