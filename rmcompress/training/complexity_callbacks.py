@@ -1,8 +1,10 @@
-"""Keras callbacks for complexity-aware training (add them to ``fit``; ``train()`` does).
+"""Keras callbacks for complexity-aware training (add them to ``fit``; ``train()`` does). Each reads
+the model's :class:`~rmcompress.training.complexity_model.ComplexityTerm`; a model without one is a
+``UsageError`` when the callback is given the model.
 
 - :class:`BudgetController`: holds each budget's target at ``start`` (1.0 = dense) for
   ``delay_steps``, moves it linearly to the budget over ``warmup_steps`` steps, then holds it (the Lagrange multipliers
-  of ``ComplexityAwareModel`` pull the expected cost onto the moving target).
+  of the complexity term pull the expected cost onto the moving target).
 - :class:`ComplexityLogger`: every ``every`` steps and at each epoch end, a row of the Keras logs
   plus the model's complexity state (expected and deterministic FLOPs/params, gaps, multipliers)
   to a CSV file and/or TensorBoard scalars (``complexity/<name>``); rows are also kept in ``rows``.
@@ -17,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from rmcompress._keras import keras, tf
+from rmcompress.errors import UsageError
 from rmcompress.fileio import atomic_write_text
+from rmcompress.training.complexity_model import complexity_term
 
 
 def _scalar_summary(tag: str, value: float, step: int) -> None:
@@ -34,7 +38,21 @@ def _step(model) -> int:
     return int(model.optimizer.iterations.numpy())
 
 
-class BudgetController(keras.callbacks.Callback):
+class _ComplexityCallback(keras.callbacks.Callback):
+    """A callback that reads the model's complexity term (``self.term``)."""
+
+    term = None
+
+    def set_model(self, model):
+        term = complexity_term(model)
+        if term is None:
+            raise UsageError(f"{type(self).__name__} needs a model with a complexity term (ComplexityAwareModel "
+                             "or RewardTrainingModel(terms=[ComplexityTerm(...)]))")
+        super().set_model(model)
+        self.term = term
+
+
+class BudgetController(_ComplexityCallback):
     """Budget targets: ``start`` for the first ``delay_steps`` steps, then linearly to the budget
     over ``warmup_steps`` steps, then the budget."""
 
@@ -55,8 +73,8 @@ class BudgetController(keras.callbacks.Callback):
 
     def _update(self):
         step = _step(self.model)
-        for kind, var in self.model.targets.items():
-            var.assign(self.target(step, self.model.budgets[kind]))
+        for kind, var in self.term.targets.items():
+            var.assign(self.target(step, self.term.budgets[kind]))
 
     def on_train_begin(self, logs=None):
         self._update()
@@ -65,7 +83,7 @@ class BudgetController(keras.callbacks.Callback):
         self._update()
 
 
-class ComplexityLogger(keras.callbacks.Callback):
+class ComplexityLogger(_ComplexityCallback):
     """Log the complexity state to ``csv_path`` and/or ``tensorboard_dir`` (see module docstring)."""
 
     def __init__(self, csv_path=None, tensorboard_dir=None, every: int = 10):
@@ -91,7 +109,7 @@ class ComplexityLogger(keras.callbacks.Callback):
                 row[k] = float(np.asarray(v))
             except (TypeError, ValueError):
                 continue
-        row.update(self.model.complexity_state())
+        row.update(self.term.complexity_state())
         self.rows.append(row)
         if self._writer is not None:
             with self._writer.as_default(step=row["step"]):
@@ -124,7 +142,7 @@ class ComplexityLogger(keras.callbacks.Callback):
         atomic_write_text(path, pd.DataFrame(self.rows).to_csv(index=False))
 
 
-class BudgetEarlyStopping(keras.callbacks.Callback):
+class BudgetEarlyStopping(_ComplexityCallback):
     """Early stopping on ``monitor`` that only counts epochs whose shrunk model meets the budget."""
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 2,
@@ -150,7 +168,7 @@ class BudgetEarlyStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not self.model.budget_met(self.tolerance):
+        if not self.term.budget_met(self.tolerance):
             return
         value = logs.get(self.monitor)
         if value is None:

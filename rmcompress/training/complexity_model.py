@@ -1,4 +1,5 @@
-"""``ComplexityAwareModel``: the reward training model with a complexity term on a gated scorer.
+"""The complexity term of a reward training model on a gated scorer (:class:`ComplexityTerm`), and
+``ComplexityAwareModel``: a ``RewardTrainingModel`` built with it.
 
 The scorer carries hard-concrete gates (``build_reward_model(config, gated=True)``); the
 expected FLOPs and params ``E[F]``, ``E[P]`` are the registry's formulas fed with the expected
@@ -18,7 +19,15 @@ The weights and gates descend this loss; the multipliers *ascend* it (their grad
 negated): ``lambda_1`` grows while the model is over the target and shrinks (can go negative)
 when it is under, so training settles on ``E[F] = target`` (an equality constraint, as in CoFi
 pruning). Weights use the compiled optimizer; gates their own Adam (``gate_learning_rate``, no
-weight decay); multipliers plain SGD (``multiplier_learning_rate``).
+weight decay); multipliers plain SGD (``multiplier_learning_rate``): the term's optimizer groups
+(:class:`rmcompress.training.model.OptimizerGroup`).
+
+:class:`ComplexityTerm` is a scalar loss term (:class:`rmcompress.training.model.LossTerm`), so it
+composes on any ``RewardTrainingModel`` with a gated scorer beside other terms (e.g. distillation):
+``RewardTrainingModel(scorer, task, terms=[ComplexityTerm(budget_flops=0.5), ...])``. Its targets
+and multipliers are weights of the model (``model.add_weight``), its optimizers the model's
+``term_optimizers["gate"]``/``["multiplier"]``, so checkpoints and ``train --resume`` keep them.
+:func:`complexity_term` finds the term on a model (the complexity callbacks use it).
 
 Logged as Keras metrics every step and epoch: ``task_loss``, ``expected_flops`` and
 ``expected_params`` (fractions of dense), ``flops_gap``/``params_gap``, ``flops_target``,
@@ -32,7 +41,7 @@ default ``reward_gamma = 0.01`` each halving of the complexity is worth 1% of th
 rises when quality holds and complexity falls; the dense model has ``R = quality``.
 
 Distribution: the complexity terms depend only on the gates, are added once per step through
-``tf.nn.scale_regularization_loss`` (see ``RewardTrainingModel``), and gate noise is the same on
+``tf.nn.scale_regularization_loss`` (a scalar term of ``RewardTrainingModel``), and gate noise is the same on
 every replica, so a step under ``MirroredStrategy`` equals a single-device step.
 """
 from __future__ import annotations
@@ -45,7 +54,7 @@ from rmcompress.errors import ModelError, UsageError
 from rmcompress.layers.gates import gate_layers, alive_counts
 from rmcompress.models.groups import structure_for
 from rmcompress.models.structure import cost_model, infer_arch_config
-from rmcompress.training.model import RewardTrainingModel
+from rmcompress.training.model import LossTerm, OptimizerGroup, RewardTrainingModel
 
 KINDS = ("flops", "params")
 
@@ -55,57 +64,69 @@ def _check_fraction(name, value):
         raise UsageError(f"{name} {value} must be a fraction of the dense model in (0, 1]")
 
 
-class ComplexityAwareModel(RewardTrainingModel):
-    """See module docstring. ``scorer`` must be gated."""
+class ComplexityTerm(LossTerm):
+    """The complexity term (see module docstring) of the ``RewardTrainingModel`` it is attached to,
+    whose scorer must be gated. The settings are checked here; the scorer is read in :meth:`attach`."""
 
-    def __init__(self, scorer: keras.Model, task: str = "pointwise", loss: str = "bce",
-                 center_coefficient: float = 0.0, *, flops_weight: float = 0.0, params_weight: float = 0.0,
+    def __init__(self, *, flops_weight: float = 0.0, params_weight: float = 0.0,
                  budget_flops: float | None = None, budget_params: float | None = None,
                  gate_learning_rate: float = 0.05, multiplier_learning_rate: float = 0.01,
-                 quadratic_init: float = 10.0, reward_gamma: float = 0.01, **kwargs):
-        super().__init__(scorer, task=task, loss=loss, center_coefficient=center_coefficient, **kwargs)
-        if not is_gated(scorer):
-            raise ModelError(f"model {scorer.name!r} has no gates; build it with build_reward_model(config, gated=True)")
+                 quadratic_init: float = 10.0, reward_gamma: float = 0.01):
         for name, v in (("--flops-weight", flops_weight), ("--params-weight", params_weight)):
             if v < 0:
                 raise UsageError(f"{name} {v} must be >= 0")
         _check_fraction("--budget-flops", budget_flops)
         _check_fraction("--budget-params", budget_params)
+        self.penalty_weights = {"flops": float(flops_weight), "params": float(params_weight)}
+        self.budgets = {"flops": budget_flops, "params": budget_params}
+        self.gate_learning_rate = float(gate_learning_rate)
+        self.multiplier_learning_rate = float(multiplier_learning_rate)
+        self.quadratic_init = float(quadratic_init)
+        self.reward_gamma = float(reward_gamma)
+        self.reward_kind = "params" if (budget_params or params_weight) and not (budget_flops or flops_weight) else "flops"
+        self.model = None
+        self.metrics = []
+
+    def attach(self, model) -> None:
+        if self.model is not None:
+            raise ValueError("a ComplexityTerm belongs to one model")
+        scorer = model.scorer
+        if not is_gated(scorer):
+            raise ModelError(f"model {scorer.name!r} has no gates; build it with build_reward_model(config, gated=True)")
+        self.model = model
+        self.scorer = scorer
         self.structure = structure_for(infer_arch_config(scorer))
         self.cost = cost_model(scorer, self.structure)
         self.gates = gate_layers(scorer)
         self.compiled_cost = CompiledCost(self.cost, list(self.structure.groups))
         dense = self.cost.evaluate(self.structure.full_alive())
         self.dense = {"flops": float(dense.flops), "params": float(dense.params)}
-        self.penalty_weights = {"flops": float(flops_weight), "params": float(params_weight)}
-        self.budgets = {"flops": budget_flops, "params": budget_params}
-        self.reward_gamma = float(reward_gamma)
-        self.reward_kind = "params" if (budget_params or params_weight) and not (budget_flops or flops_weight) else "flops"
 
         self.targets, self.multipliers = {}, {}
         for kind in KINDS:
             if self.budgets[kind] is None:
                 continue
-            self.targets[kind] = self.add_weight(name=f"{kind}_target", shape=(), trainable=False,
-                                                 initializer=keras.initializers.Constant(float(self.budgets[kind])))
+            self.targets[kind] = model.add_weight(name=f"{kind}_target", shape=(), trainable=False,
+                                                  initializer=keras.initializers.Constant(float(self.budgets[kind])))
             self.multipliers[kind] = [
-                self.add_weight(name=f"lambda_{kind}{s}", shape=(), trainable=True,
-                                initializer=keras.initializers.Constant(v))
-                for s, v in (("", 0.0), ("_sq", float(quadratic_init)))]
-        self.gate_optimizer = keras.optimizers.Adam(gate_learning_rate)
-        self.multiplier_optimizer = keras.optimizers.SGD(multiplier_learning_rate)
+                model.add_weight(name=f"lambda_{kind}{s}", shape=(), trainable=True,
+                                 initializer=keras.initializers.Constant(v))
+                for s, v in (("", 0.0), ("_sq", self.quadratic_init))]
+        self.gate_optimizer = keras.optimizers.Adam(self.gate_learning_rate)
+        self.multiplier_optimizer = keras.optimizers.SGD(self.multiplier_learning_rate)
         for kind in KINDS:
             if self.penalty_weights[kind]:
-                self.add_auxiliary_metric(f"{kind}_penalty")
+                model.add_auxiliary_metric(f"{kind}_penalty")
             if kind in self.targets:
-                self.add_auxiliary_metric(f"{kind}_lagrangian")
+                model.add_auxiliary_metric(f"{kind}_lagrangian")
         names = ["expected_flops", "expected_params"]
         for kind in self.targets:
             names += [f"{kind}_target", f"{kind}_gap", f"lambda_{kind}", f"lambda_{kind}_sq"]
         names.append("reward")
         self._cx_trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.metrics = list(self._cx_trackers.values())
 
-    # -- complexity terms ---------------------------------------------------------------------------
+    # -- the loss --------------------------------------------------------------------------------------
     def expected_fractions(self) -> dict:
         """``{"flops": E[F]/F_dense, "params": E[P]/P_dense}`` as differentiable scalar tensors."""
         alive = self.structure.full_alive()
@@ -114,7 +135,7 @@ class ComplexityAwareModel(RewardTrainingModel):
         flops, params = self.compiled_cost(alive)
         return {"flops": flops / self.dense["flops"], "params": params / self.dense["params"]}
 
-    def auxiliary_losses(self, data, training: bool) -> dict:
+    def scalars(self, model, data, training: bool) -> dict:
         frac = self.expected_fractions()
         self._step_fractions = frac  # the same (pre-update) values for this step's metrics
         out = {}
@@ -127,9 +148,22 @@ class ComplexityAwareModel(RewardTrainingModel):
                 out[f"{kind}_lagrangian"] = lam1 * gap + lam2 * tf.square(gap)
         return out
 
-    def _quality(self, quality):
+    def gate_variables(self) -> list:
+        return [g.log_alpha for g in self.gates.values()]
+
+    def multiplier_variables(self) -> list:
+        return [v for pair in self.multipliers.values() for v in pair]
+
+    def optimizer_groups(self, model) -> list:
+        """Gates: ``gate_optimizer``; multipliers: ``multiplier_optimizer``, ascending."""
+        return [OptimizerGroup("gate", tuple(self.gate_variables()), self.gate_optimizer),
+                OptimizerGroup("multiplier", tuple(self.multiplier_variables()), self.multiplier_optimizer,
+                               ascent=True)]
+
+    # -- metrics -----------------------------------------------------------------------------------------
+    def _quality(self, model, quality):
         q = tf.reduce_mean(quality[0])
-        if self.loss_name in ("mse", "mae"):
+        if model.loss_name in ("mse", "mae"):
             q = 1.0 / (1.0 + q)
         return q
 
@@ -137,10 +171,10 @@ class ComplexityAwareModel(RewardTrainingModel):
         """``1 + reward_gamma * log2(1 / c)`` (see module docstring)."""
         return 1.0 + self.reward_gamma * (-tf.math.log(tf.maximum(fraction, 1e-12)) / math.log(2.0))
 
-    def _update_metrics(self, per_example, quality, aux):
+    def update_metrics(self, model, per_example, quality, aux) -> None:
         frac = self.__dict__.pop("_step_fractions", None) or self.expected_fractions()
         values = {"expected_flops": frac["flops"], "expected_params": frac["params"],
-                  "reward": self._quality(quality) * self.discount(frac[self.reward_kind])}
+                  "reward": self._quality(model, quality) * self.discount(frac[self.reward_kind])}
         for kind in self.targets:
             values[f"{kind}_target"] = tf.identity(self.targets[kind])
             values[f"{kind}_gap"] = frac[kind] - self.targets[kind]
@@ -148,51 +182,6 @@ class ComplexityAwareModel(RewardTrainingModel):
             values[f"lambda_{kind}_sq"] = tf.identity(self.multipliers[kind][1])
         for name, v in values.items():
             self._cx_trackers[name].update_state(v)
-        return super()._update_metrics(per_example, quality, aux)
-
-    @property
-    def metrics(self):
-        return [*super().metrics, *getattr(self, "_cx_trackers", {}).values()]
-
-    # -- steps ---------------------------------------------------------------------------------------
-    def gradients(self, data):
-        """One step's ``(loss, gradients, variables, (per_example, quality, aux))`` on this replica."""
-        with tf.GradientTape() as tape:
-            total, per_example, quality, aux = self._step_loss(data, training=True)
-        variables = self.trainable_variables
-        return total, tape.gradient(total, variables), variables, (per_example, quality, aux)
-
-    def train_step(self, data):
-        _, grads, variables, (per_example, quality, aux) = self.gradients(data)
-        self.apply_gradients(grads, variables)
-        return self._update_metrics(per_example, quality, aux)
-
-    def _gate_variables(self):
-        return [g.log_alpha for g in self.gates.values()]
-
-    def _multiplier_variables(self):
-        return [v for pair in self.multipliers.values() for v in pair]
-
-    def apply_gradients(self, grads, variables):
-        """Weights: compiled optimizer; gates: ``gate_optimizer``; multipliers: ascent (negated)."""
-        gate_refs = {v.ref() for v in self._gate_variables()}
-        mult_refs = {v.ref() for v in self._multiplier_variables()}
-        main, gates, mults = [], [], []
-        for g, v in zip(grads, variables):
-            if g is None:
-                continue
-            if v.ref() in gate_refs:
-                gates.append((g, v))
-            elif v.ref() in mult_refs:
-                mults.append((-g, v))
-            else:
-                main.append((g, v))
-        if main:
-            self.optimizer.apply_gradients(main)
-        if gates:
-            self.gate_optimizer.apply_gradients(gates)
-        if mults:
-            self.multiplier_optimizer.apply_gradients(mults)
 
     # -- eager read-outs for callbacks and reports ---------------------------------------------------
     def complexity_state(self) -> dict:
@@ -220,3 +209,63 @@ class ComplexityAwareModel(RewardTrainingModel):
         state = self.complexity_state()
         return all(state[f"{kind}_fraction"] <= self.budgets[kind] * (1.0 + tolerance)
                    for kind in KINDS if self.budgets[kind] is not None)
+
+
+def complexity_term(model) -> ComplexityTerm | None:
+    """The :class:`ComplexityTerm` of ``model`` (a ``RewardTrainingModel``), or None."""
+    for term in getattr(model, "terms", ()):
+        if isinstance(term, ComplexityTerm):
+            return term
+    return None
+
+
+def _delegated(name: str):
+    return property(lambda self: getattr(self.complexity_term, name),
+                    doc=f"The complexity term's ``{name}`` (:class:`ComplexityTerm`).")
+
+
+class ComplexityAwareModel(RewardTrainingModel):
+    """A ``RewardTrainingModel`` with a :class:`ComplexityTerm` (after ``terms``); ``scorer`` must be
+    gated. The term's settings, state and read-outs are available on the model."""
+
+    def __init__(self, scorer: keras.Model, task: str = "pointwise", loss: str = "bce",
+                 center_coefficient: float = 0.0, *, flops_weight: float = 0.0, params_weight: float = 0.0,
+                 budget_flops: float | None = None, budget_params: float | None = None,
+                 gate_learning_rate: float = 0.05, multiplier_learning_rate: float = 0.01,
+                 quadratic_init: float = 10.0, reward_gamma: float = 0.01, terms=(), **kwargs):
+        term = ComplexityTerm(flops_weight=flops_weight, params_weight=params_weight, budget_flops=budget_flops,
+                              budget_params=budget_params, gate_learning_rate=gate_learning_rate,
+                              multiplier_learning_rate=multiplier_learning_rate, quadratic_init=quadratic_init,
+                              reward_gamma=reward_gamma)
+        super().__init__(scorer, task=task, loss=loss, center_coefficient=center_coefficient,
+                         terms=[*terms, term], **kwargs)
+
+    @property
+    def complexity_term(self) -> ComplexityTerm:
+        return complexity_term(self)
+
+    structure = _delegated("structure")
+    cost = _delegated("cost")
+    gates = _delegated("gates")
+    compiled_cost = _delegated("compiled_cost")
+    dense = _delegated("dense")
+    penalty_weights = _delegated("penalty_weights")
+    budgets = _delegated("budgets")
+    reward_gamma = _delegated("reward_gamma")
+    reward_kind = _delegated("reward_kind")
+    targets = _delegated("targets")
+    multipliers = _delegated("multipliers")
+    gate_optimizer = _delegated("gate_optimizer")
+    multiplier_optimizer = _delegated("multiplier_optimizer")
+
+    def expected_fractions(self) -> dict:
+        return self.complexity_term.expected_fractions()
+
+    def discount(self, fraction):
+        return self.complexity_term.discount(fraction)
+
+    def complexity_state(self) -> dict:
+        return self.complexity_term.complexity_state()
+
+    def budget_met(self, tolerance: float = 0.02) -> bool:
+        return self.complexity_term.budget_met(tolerance)

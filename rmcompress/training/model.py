@@ -5,9 +5,15 @@ loss and the quality metrics. Loss terms (:class:`LossTerm`) compose on the same
 
 - a *per-example* term rewrites the per-example loss (distillation,
   :class:`rmcompress.training.distill.DistillationTerm`: ``(1 - a) * labeled * l + a * d``);
-- a *scalar* term adds a value once per step (e.g. a penalty on the weights); subclasses may add
-  scalar terms through :meth:`RewardTrainingModel.auxiliary_losses` too (the complexity term of
-  :class:`rmcompress.training.complexity_model.ComplexityAwareModel` does).
+- a *scalar* term adds a value once per step (the complexity term,
+  :class:`rmcompress.training.complexity_model.ComplexityTerm`: a FLOPs/params penalty or the
+  Lagrangian of a budget); subclasses may add scalar terms through
+  :meth:`RewardTrainingModel.auxiliary_losses` too.
+
+A term may own variables that another optimizer updates (:class:`OptimizerGroup`): the complexity
+term's gates use their own Adam and its Lagrange multipliers *ascend* the loss (gradient negated).
+Every trainable variable in no group goes to the compiled optimizer; the groups' optimizers are
+tracked by the model, so checkpoints and ``train --resume`` keep their state.
 
 Loss of one step, per replica under ``tf.distribute`` (gradients are summed over replicas)::
 
@@ -16,6 +22,8 @@ Loss of one step, per replica under ``tf.distribute`` (gradients are summed over
 so the total equals the single-device loss. Every term is also reported as a metric.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rmcompress._keras import keras, tf
 from rmcompress.training.tasks import Task, make_task
@@ -29,14 +37,29 @@ def monitor_metric(task: str, loss: str) -> tuple[str, str]:
     return make_task(task, loss).monitor()
 
 
+@dataclass(frozen=True)
+class OptimizerGroup:
+    """Variables of a loss term that ``optimizer`` updates instead of the compiled one; ``ascent``:
+    their gradient is negated (they climb the loss, e.g. Lagrange multipliers). ``name`` keys the
+    optimizer in the model's checkpoint (``model.term_optimizers[name]``)."""
+
+    name: str
+    variables: tuple
+    optimizer: object
+    ascent: bool = False
+
+
 class LossTerm:
     """One term of the training loss beside the task's (module docstring). Hooks, all optional:
 
-    - :meth:`attach`: called once when the term joins a model (create metrics here);
+    - :meth:`attach`: called once when the term joins a model (create metrics and variables here,
+      variables with ``model.add_weight`` so the model tracks them);
     - :meth:`forward`: replace the scorer call for a batch (``(outputs, extra)``, or None);
     - :meth:`per_example`: ``(per_example_loss, labels for quality)`` from the task's, or None;
     - :meth:`scalars`: ``{name: scalar}`` added once per step (declare each name with
-      ``model.add_auxiliary_metric`` in :meth:`attach`)."""
+      ``model.add_auxiliary_metric`` in :meth:`attach`);
+    - :meth:`optimizer_groups`: variables with their own optimizer (:class:`OptimizerGroup`);
+    - :meth:`update_metrics`: update the term's metrics after a step."""
 
     metrics: list = []
 
@@ -51,6 +74,12 @@ class LossTerm:
 
     def scalars(self, model, data, training: bool) -> dict:
         return {}
+
+    def optimizer_groups(self, model) -> list:
+        return []
+
+    def update_metrics(self, model, per_example, quality, aux) -> None:
+        pass
 
 
 class RewardTrainingModel(keras.Model):
@@ -73,6 +102,7 @@ class RewardTrainingModel(keras.Model):
         self.task_loss_tracker = keras.metrics.Mean(name="task_loss")
         self.quality = [keras.metrics.Mean(name=n) for n in task.quality_names]
         self._aux_trackers: dict[str, keras.metrics.Mean] = {}
+        self.term_optimizers: dict = {}
         self._terms: list = []
         for term in terms:
             self.add_term(term)
@@ -86,6 +116,11 @@ class RewardTrainingModel(keras.Model):
         """Compose ``term`` into the loss (call outside any ``tf.function`` or replica context)."""
         self._terms.append(term)
         term.attach(self)
+        for group in term.optimizer_groups(self):
+            known = self.term_optimizers.get(group.name)
+            if known is not None and known is not group.optimizer:
+                raise ValueError(f"two loss terms name an optimizer group {group.name!r}")
+            self.term_optimizers[group.name] = group.optimizer
 
     # -- forward ----------------------------------------------------------------------------------
     def call(self, inputs, training=False):
@@ -144,24 +179,48 @@ class RewardTrainingModel(keras.Model):
                 callbacks = [*(callbacks or []), StopAtStepBoundary(pending)]
             return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
 
-    def train_step(self, data):
+    def gradients(self, data):
+        """One step's ``(loss, gradients, variables, (per_example, quality, aux))`` on this replica."""
         with tf.GradientTape() as tape:
             total, per_example, quality, aux = self._step_loss(data, training=True)
         variables = self.trainable_variables
-        grads = tape.gradient(total, variables)
+        return total, tape.gradient(total, variables), variables, (per_example, quality, aux)
+
+    def train_step(self, data):
+        _, grads, variables, (per_example, quality, aux) = self.gradients(data)
         self.apply_gradients(grads, variables)
         return self._update_metrics(per_example, quality, aux)
 
     def apply_gradients(self, grads, variables):
-        """Hook for subclasses that treat some variables differently (e.g. gradient ascent)."""
-        self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, variables) if g is not None])
+        """The terms' optimizer groups get their variables' gradients (negated for ``ascent``), in
+        the order the terms declare them, after the compiled optimizer has every other variable's."""
+        groups = [group for term in self._terms for group in term.optimizer_groups(self)]
+        owner = {}
+        for i, group in enumerate(groups):
+            for v in group.variables:
+                owner.setdefault(v.ref(), i)
+        main, grouped = [], [[] for _ in groups]
+        for g, v in zip(grads, variables):
+            if g is None:
+                continue
+            i = owner.get(v.ref())
+            if i is None:
+                main.append((g, v))
+            else:
+                grouped[i].append((-g if groups[i].ascent else g, v))
+        if main or not groups:
+            self.optimizer.apply_gradients(main)
+        for group, pairs in zip(groups, grouped):
+            if pairs:
+                group.optimizer.apply_gradients(pairs)
 
     def test_step(self, data):
         _, per_example, quality, aux = self._step_loss(data, training=False)
         return self._update_metrics(per_example, quality, aux)
 
     def _update_metrics(self, per_example, quality, aux):
+        for term in self._terms:
+            term.update_metrics(self, per_example, quality, aux)
         task_loss = tf.reduce_mean(per_example)
         total = task_loss + tf.add_n(list(aux.values())) if aux else task_loss
         self.loss_tracker.update_state(total)

@@ -1,4 +1,5 @@
-"""ComplexityAwareModel: penalty and budget modes, metrics, callbacks, tf.distribute equivalence."""
+"""ComplexityAwareModel and ComplexityTerm: penalty and budget modes, metrics, callbacks,
+tf.distribute equivalence."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,8 @@ from rmcompress.errors import ModelError, UsageError
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
 from rmcompress.training.complexity_callbacks import BudgetController, BudgetEarlyStopping, ComplexityLogger
-from rmcompress.training.complexity_model import ComplexityAwareModel
+from rmcompress.training.complexity_model import ComplexityAwareModel, ComplexityTerm, complexity_term
+from rmcompress.training.model import RewardTrainingModel
 
 CFG = dict(vocab_size=80, seq_len=16, width=16, depth=1, heads=2, head_dim=8, ffn=16, filters=[4, 4, 4],
            hidden=8, dropout=0.0)
@@ -89,14 +91,22 @@ def test_complexity_logger_csv_and_tensorboard(tmp_path):
     assert {"complexity/expected_flops", "complexity/lambda_flops", "complexity_epoch/task_loss"} <= tags
 
 
+class _StubTerm(ComplexityTerm):
+    """Enough of a complexity term for BudgetEarlyStopping."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def budget_met(self, tolerance):
+        return self.model.met
+
+
 class _Stub:
     """Enough of a model for BudgetEarlyStopping."""
 
     def __init__(self):
         self.met, self.w, self.stop_training = False, 0, False
-
-    def budget_met(self, tolerance):
-        return self.met
+        self.terms = [_StubTerm(self)]
 
     def get_weights(self):
         return self.w
@@ -144,7 +154,7 @@ def test_mirrored_step_equals_single_device_step():
     single = build(tf.distribute.get_strategy())
     for gate in gate_layers(single.scorer).values():  # gates half open: noise matters
         gate.log_alpha.assign(np.linspace(-1.0, 2.0, gate.units))
-    for var in single._multiplier_variables():
+    for var in single.complexity_term.multiplier_variables():
         var.assign(0.7)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     dist = build(mirrored)
@@ -164,3 +174,34 @@ def test_mirrored_step_equals_single_device_step():
         np.testing.assert_allclose(total.numpy(), tf.convert_to_tensor(g).numpy(), atol=1e-5, err_msg=name)
         checked += 1
     assert checked == len(single.trainable_variables)
+
+
+def test_complexity_term_composes_on_a_plain_training_model():
+    """``RewardTrainingModel(terms=[ComplexityTerm(...)])`` trains exactly like the
+    ``ComplexityAwareModel`` with the same settings: same history, same weights, and the term's
+    optimizers are tracked by the model (checkpointed)."""
+    kw = dict(budget_flops=0.4, flops_weight=0.5, gate_learning_rate=0.2, multiplier_learning_rate=0.5)
+    aware = _model("cnn", **kw)
+    keras.utils.set_random_seed(0)
+    scorer = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    plain = RewardTrainingModel(scorer, terms=[ComplexityTerm(**kw)])
+    plain.compile(optimizer=keras.optimizers.Adam(1e-2))
+    runs = [m.fit(_ds().repeat(), epochs=1, steps_per_epoch=4, verbose=0, callbacks=[BudgetController(2)]).history
+            for m in (aware, plain)]
+    assert runs[0] == runs[1] and "lambda_flops" in runs[1]
+    for a, b in zip(aware.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    term = complexity_term(plain)
+    assert set(plain.term_optimizers) == {"gate", "multiplier"}
+    assert plain.term_optimizers["gate"] is term.gate_optimizer
+    assert int(term.gate_optimizer.iterations.numpy()) == 4 and term.multipliers["flops"][0].numpy() != 0.0
+    assert complexity_term(aware) is aware.complexity_term and aware.targets is aware.complexity_term.targets
+
+
+@pytest.mark.parametrize("callback", [BudgetController(5), ComplexityLogger(), BudgetEarlyStopping()])
+def test_complexity_callbacks_refuse_a_model_without_the_term(callback):
+    keras.utils.set_random_seed(0)
+    model = RewardTrainingModel(build_reward_model(ArchConfig(arch="bow", **CFG)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    with pytest.raises(UsageError, match=f"^{type(callback).__name__} needs a model with a complexity term"):
+        model.fit(_ds(), epochs=1, verbose=0, callbacks=[callback])
