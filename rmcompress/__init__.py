@@ -24,6 +24,7 @@ _API = {
     "save_model_dir": "rmcompress.models.modeldir",
     "RewardTrainingModel": "rmcompress.training.model",
     "ComplexityAwareModel": "rmcompress.training.complexity_model",
+    "ComplexityTerm": "rmcompress.training.complexity_model",
     "Tokenizer": "rmcompress.data.tokenizer",
     "load_data": "rmcompress.data.loaders",
     "split_data": "rmcompress.data.split",

@@ -10,7 +10,7 @@ import rmcompress
 
 PUBLIC = ["TrainConfig", "train", "ArchConfig", "build_reward_model", "from_keras", "import_model",
           "load_model_dir", "save_model_dir",
-          "RewardTrainingModel", "ComplexityAwareModel", "Tokenizer", "load_data", "split_data",
+          "RewardTrainingModel", "ComplexityAwareModel", "ComplexityTerm", "Tokenizer", "load_data", "split_data",
           "export_model", "evaluate", "compress", "Recipe", "count", "shrink", "gated_copy",
           "budget_compress", "RMCompressError"]
 SUBPACKAGES = ["config", "layers", "data", "cost", "models", "runtime", "structured", "training", "evaluation",
