@@ -123,7 +123,7 @@ def test_cli_rejects_a_bad_recipe_with_exit_2(tmp_path, capfd):
 
     f = tmp_path / "bad.yaml"
     f.write_text("passes:\n  - prune: {sparsity: 1.5}\n")
-    rc = main(["compress", "--verbose", "--model", str(tmp_path), "--recipe", str(f), "--data", "x.tsv",
+    rc = main(["compress", "--verbose", "--model", str(tmp_path / "model"), "--recipe", str(f), "--data", "x.tsv",
                "--out", str(tmp_path / "o")])
     assert rc == 2
     err = capfd.readouterr().err
