@@ -13,7 +13,7 @@ budget, shrink, fine-tune; the same number of steps as the dense run) and ``budg
 (b) ``magnitude``: the trained dense model with its lowest-L1 units removed to the budget
     (``rmcompress.structured.magnitude``), then fine-tuned for as many steps as a full training run;
 (c) ``small``: the hand-designed small models (transformer width 32 / FFN 64, width 16 / FFN 32,
-    bag of embeddings 64 -> 64 -> 1; the dense cnn is the issue's cnn).
+    bag of embeddings 64 -> 64 -> 1; the dense cnn is the default cnn).
 
 Every model is trained on the same training subset and scored on the same validation split
 (``split_data(..., mode="disjoint")`` of SST-2's ``train.tsv``, taken before subsetting); reported
@@ -78,7 +78,7 @@ def parse_args(argv=None):
                    help="budget_from_* and magnitude: extra fine-tuning steps of the pruned model on top of "
                         "the N steps")
     p.add_argument("--kernel-sizes", default="",
-                   help="cnn convolution widths, e.g. 1,2,3,4,5 (default: the issue's 3,4,5; rows labelled "
+                   help="cnn convolution widths, e.g. 1,2,3,4,5 (default: 3,4,5; rows labelled "
                         "cnn[1,2,3,4,5])")
     p.add_argument("--distill", type=float, default=0.0,
                    help="budget_from_*: self-distillation weight from the dense model (0: labels only)")

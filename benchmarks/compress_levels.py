@@ -8,9 +8,7 @@ seed: train the dense transformer (2 blocks, width 64, FFN 128), then
   ``tfmot.quantization.keras.quantize_model`` (QAT) straight on the model;
 - the recipe levels (``lossless``, ``light``, ``medium``, ``aggressive``) through
   ``rmcompress.compression.pipeline.compress``. ``medium``/``aggressive`` start with the ``budget`` pass
-  (complexity-aware training, issue 3); when ``rmcompress.training.budget`` is not installed they run
-  without it (rows named ``medium-nobudget`` / ``aggressive-nobudget``) and the real levels are
-  listed as pending;
+  (complexity-aware training);
 - ``int8-ours``: fuse + full int8 with slow-in-int8 ops kept float (no length buckets), the answer to
   "full int8 of the dense model is slower than float32"; its op-by-op timing next to plain int8 and
   float32 is printed and saved (``op_profile_*.csv``).
@@ -38,28 +36,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 LEVELS = ["lossless", "light", "medium", "aggressive"]
-# what medium / aggressive do after their budget pass (used when the complexity API is absent)
-NO_BUDGET = {
-    "medium": {"name": "medium-nobudget", "passes": [
-        "fuse", {"factorise": {"max_error": 0.25, "steps": 150}}, "length",
-        {"quantise": {"mode": "int8", "keep_float_ops": "auto", "max_layer_error": 1.5}}]},
-    "aggressive": {"name": "aggressive-nobudget", "passes": [
-        "fuse", {"factorise": {"max_error": 0.3, "steps": 150}}, {"prune": {"sparsity": 0.5, "steps": 200}},
-        {"cluster": {"clusters": 16, "steps": 100}}, "length", {"quantise": {"mode": "qat", "steps": 200}}]},
-}
 INT8_OURS = {"name": "int8-ours", "passes": ["fuse", {"quantise": {"mode": "int8", "keep_float_ops": "auto"}}]}
 
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def has_budget() -> bool:
-    try:
-        from rmcompress.training.budget import budget_compress  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def load_task(task: str, args):
@@ -96,7 +77,7 @@ def tflite_row(name, flat, state, runs, quality_fn):
 
 
 def by_hand(bundle, state, runs):
-    """The routes of the issue's first table, on the same model and validation split."""
+    """The hand-built routes (tfmot and TFLite calls without recipes), on the same model and validation split."""
     from rmcompress.compression.pipeline import _quality, _scores
     from rmcompress.compression.prune import prune
     from rmcompress.runtime.tflite import convert
@@ -180,9 +161,8 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    budget = has_budget()
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows, pending = [], []
+    rows = []
     t0 = time.time()
     for task in args.tasks.split(","):
         data = load_task(task, args)
@@ -197,14 +177,7 @@ def main(argv=None):
             if not args.no_by_hand:
                 for r in by_hand(bundle, state, args.latency_runs):
                     rows.append({**common, "kind": "by hand", **r})
-            recipes = []
-            for level in args.levels.split(","):
-                if level in NO_BUDGET and not budget:
-                    recipes.append(NO_BUDGET[level])
-                    pending.append(level)
-                else:
-                    recipes.append(level)
-            recipes.append(INT8_OURS)
+            recipes = [*args.levels.split(","), INT8_OURS]
             for recipe in recipes:
                 name = recipe if isinstance(recipe, str) else recipe["name"]
                 t = time.time()
@@ -228,7 +201,7 @@ def main(argv=None):
     summary = summarise_rows(df)
     text = summary.to_markdown(index=False, floatfmt=".4g")
     meta = {"tasks": args.tasks, "seeds": seeds, "epochs": args.epochs, "sst_examples": args.sst_examples,
-            "hh_seq_len": args.hh_seq_len, "budget_available": budget, "pending_levels": sorted(set(pending)),
+            "hh_seq_len": args.hh_seq_len,
             "wall_seconds": round(time.time() - t0)}
     (out / "summary.md").write_text(f"{json.dumps(meta)}\n\n{text}\n")
     first = df[df["seed"] == seeds[0]].copy()

@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import artifact_scores  # noqa: E402
 
-#: name -> factorise settings replacing the recipe's (``labels-200`` = the recipe before issue-6 session 12)
+#: name -> factorise settings replacing the recipe's (``labels-200``: one rank-192 table, then 200 label steps)
 VARIANTS = {
     "labels-200": {"steps": 200, "distill": 0.0},
     "labels-600": {"steps": 600, "distill": 0.0},

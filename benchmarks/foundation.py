@@ -1,4 +1,4 @@
-"""Foundation figures (issue 2): each architecture at its default size on SST-2, and the pairwise
+"""Foundation figures: each architecture at its default size on SST-2, and the pairwise
 model on HH-RLHF against the "shorter dialogue is chosen" rule.
 
 SST-2: validation = 15% of the full sentences in train.tsv (``--split sentences``: texts that are

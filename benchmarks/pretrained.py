@@ -189,7 +189,7 @@ def budget_rows(ft_dir: Path, files: dict, out: Path, args, task: str = "pointwi
                       *(["--max-steps", str(args.budget_max_steps)] if args.budget_max_steps else []),
                       *args.budget_train_args.split())
         if rc != 0:
-            rows.append({"name": name, "status": f"pending (issue 3): {msg[:160]}"})
+            rows.append({"name": name, "status": f"not run: {msg[:160]}"})
             log(f"{name}: pending ({msg[:160]})")
             continue
         report = json.loads((dest / "report.json").read_text())
@@ -277,8 +277,8 @@ def parse_args(argv=None):
     p.add_argument("--distill-loss", default="ce", choices=["mse", "ce"])
     p.add_argument("--distill-weight", type=float, default=0.5)
     p.add_argument("--distill-temperature", type=float, default=2.0)
-    p.add_argument("--budgets", default="0.5,0.25,0.1", help="FLOPs fractions for the issue-3 rows ('' to skip)")
-    p.add_argument("--recipes", default="medium,aggressive", help="issue-4 recipes ('' to skip)")
+    p.add_argument("--budgets", default="0.5,0.25,0.1", help="FLOPs fractions for the budget rows ('' to skip)")
+    p.add_argument("--recipes", default="medium,aggressive", help="recipes to compress the fine-tuned model with ('' to skip)")
     p.add_argument("--budget-max-steps", type=int, default=None,
                    help="cap the budget rows' training steps (gated + fine-tune; default: --epochs of the data)")
     from rmcompress.config.choices import BUDGET_METHODS

@@ -1,8 +1,7 @@
 """``budget``: complexity-aware training to a FLOPs/params budget, then structural shrink.
 
-Delegates to ``rmcompress.training.budget.budget_compress`` (issue 3: hard-concrete gates on every
-prunable group, Lagrange multipliers holding the budget, ``shrink``), imported when the pass runs so
-the rest of the recipes work without it. With ``distill`` > 0, the texts given to ``compress
+Delegates to ``rmcompress.training.budget.budget_compress`` (hard-concrete gates on every
+prunable group, Lagrange multipliers holding the budget, ``shrink``). With ``distill`` > 0, the texts given to ``compress
 --unlabeled`` join the training rows with the distillation term only. It returns a new bundle whose
 model is an ordinary, smaller tf_keras model; the pass reports FLOPs and params before and after
 (registry counts). ``final_steps`` fine-tunes the finished smaller model that much longer.
