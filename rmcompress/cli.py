@@ -36,7 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"rmcompress.commands.{MODULES.get(name, name)}")
         p = module.add_parser(sub, [common])
         p.set_defaults(_module=module)
+        _state_defaults(p)
     return parser
+
+
+def _state_defaults(parser: argparse.ArgumentParser) -> None:
+    """``--help`` names every option's default: ``[default: X]`` is appended to the help of each
+    option that has a value as its default and does not state it already (``train``'s options
+    state theirs, from :mod:`rmcompress.config.training`)."""
+    for action in parser._actions:
+        default = action.default
+        if (not action.option_strings or default in (None, argparse.SUPPRESS)
+                or isinstance(default, bool) or action.nargs == 0):
+            continue
+        text = action.help or ""
+        if "[default:" in text or "%(default)" in text:
+            continue
+        action.help = f"{text} [default: %(default)s]".strip()
 
 
 def main(argv: list[str] | None = None) -> int:

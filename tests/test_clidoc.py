@@ -39,7 +39,7 @@ def test_defaults_are_shown_and_flags_have_none():
     assert "- `--width WIDTH`: embedding/model width [default: 64]." in train  # stated once, by the help
     assert "[default: 3,4,5]." in train and "Default: `3,4,5`" not in train
     export = text.split("## `rmcompress export`", 1)[1].split("\n## ", 1)[0]
-    assert "Default: `savedmodel,tflite`." in export  # other commands: the default from argparse
+    assert "[default: savedmodel,tflite]." in export  # every command's --help states its defaults
     no_lower = next(line for line in train.splitlines() if "`--no-lowercase`" in line)
     assert "Default" not in no_lower  # a flag's stored default (True for store_false) is not a value
 

@@ -74,3 +74,23 @@ def test_public_api_is_importable():
     for name in rmcompress.__all__:
         assert getattr(rmcompress, name) is not None
     assert TrainConfig().arch.name == "transformer" and callable(train.__call__) and train.__doc__
+
+
+def test_every_help_states_every_default():
+    """``rmcompress CMD --help`` names the default of every option that has one (a value, not a
+    switch); ``train``'s come from the config declarations, the others from argparse."""
+    import argparse
+
+    from rmcompress.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if (action.option_strings and action.default not in (None, argparse.SUPPRESS)
+                    and not isinstance(action.default, bool) and action.nargs != 0
+                    and "[default:" not in (action.help or "")):
+                missing.append(f"{name} {action.option_strings[0]}")
+    assert not missing
+    assert "[default: 200]" in sub.choices["export"].format_help()
