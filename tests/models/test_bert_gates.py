@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import WORDS, check_registry_matches_profiler, pretrained_config
+from tests.helpers import MATMUL_OPS, WORDS, check_registry_matches_profiler, pretrained_config, profile_by_layer
 
 TEXTS = ["the film is really good", "i hated this movie", "a great and wonderful story",
          "boring , slow and bad", "not good at all", "always a delight"] * 2
@@ -88,12 +88,10 @@ def test_registry_agrees_with_tf_profiler_on_bert(activation):
     cfg = ArchConfig(arch="bert", vocab_size=60, seq_len=12, width=16, depth=3, heads=[2, 0, 2], head_dim=4,
                      ffn=[24, 8, 0], activation=activation, dropout=0.0, norm_epsilon=1e-12)
     if activation == "gelu":  # the erf GELU is one Erf op + Mul/Add the profiler counts; compare matmuls only
-        from tests.cost.test_registry import MATMUL_OPS, _profile_by_layer
-
         from rmcompress.models.structure import count
 
         model = build_reward_model(cfg)
-        prof = _profile_by_layer(model)
+        prof = profile_by_layer(model)
         for name, row in count(model).table.set_index("layer").iterrows():
             ops = prof.get(name, {})
             assert sum(v for k, v in ops.items() if k in MATMUL_OPS) == row["flops_matmul"], name
