@@ -1,4 +1,4 @@
-"""The tests mirror the package: ``tests/PKG/`` exists only for a package ``rmcompress/PKG/``, and
+"""The tests mirror the package: ``tests/PKG/`` exists only for ``rmcompress/PKG/`` (or ``PKG.py``), and
 tests share code only through ``tests/helpers.py`` (no test imports conftest or another test module)."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ PACKAGE = TESTS.parent / "rmcompress"
 
 def test_test_folders_mirror_packages():
     folders = {p.name for p in TESTS.iterdir() if p.is_dir() and list(p.glob("test_*.py"))}
-    assert folders and all((PACKAGE / name / "__init__.py").is_file() for name in folders), folders
+    strays = [n for n in folders if not (PACKAGE / n / "__init__.py").is_file() and not (PACKAGE / f"{n}.py").is_file()]
+    assert folders and not strays, strays
 
 
 def test_tests_share_code_only_through_helpers():

@@ -13,7 +13,7 @@ from rmcompress.cost.registry import is_gated
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
 from rmcompress.models.modeldir import load_model_dir, load_samples
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_train_with_flops_budget_lands_on_budget_and_shrinks(tmp_path, pointwise_file):
