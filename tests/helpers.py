@@ -182,3 +182,159 @@ def pretrained_config(**kw):
     base = dict(seq_len=16, epochs=1, max_steps=8, batch_size=32, patience=0)
     return TrainConfig.from_flat(**{**base, **kw})
 
+
+
+# -- a zoo of reward models written the way users write them -------------------------------------
+#: every zoo model reads ``[batch, ZOO_SEQ]`` int32 token ids below ``ZOO_VOCAB``
+ZOO_SEQ, ZOO_VOCAB = 16, 60
+
+
+def _ids_input():
+    from rmcompress._keras import keras as k
+    return k.Input((ZOO_SEQ,), dtype="int32", name="token_ids")
+
+
+def zoo_kim_cnn():
+    """A Sequential Kim-style CNN (Embedding -> Conv1D -> max over time -> Dense -> Dense)."""
+    from rmcompress._keras import keras as k
+    return k.Sequential([_ids_input(), k.layers.Embedding(ZOO_VOCAB, 16), k.layers.Conv1D(12, 3, activation="relu"),
+                         k.layers.GlobalMaxPooling1D(), k.layers.Dense(10, activation="relu"),
+                         k.layers.Dropout(0.2), k.layers.Dense(1)], name="kim_cnn")
+
+
+def zoo_parallel_conv():
+    """Parallel Conv1D branches of widths 2, 3, 4 joined by Concatenate."""
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.Embedding(ZOO_VOCAB, 16)(ids)
+    pooled = [k.layers.GlobalMaxPooling1D()(k.layers.Conv1D(n, w, activation="relu")(x))
+              for w, n in ((2, 6), (3, 8), (4, 5))]
+    h = k.layers.Dense(8, activation="relu")(k.layers.Concatenate()(pooled))
+    return k.Model(ids, k.layers.Dense(1)(h), name="parallel_conv")
+
+
+def _transformer(pre_ln: bool):
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.Embedding(ZOO_VOCAB, 16, mask_zero=True)(ids)
+    for i in range(2):
+        h = k.layers.LayerNormalization()(x) if pre_ln else x
+        a = k.layers.MultiHeadAttention(4, 4, name=f"mha{i}")(h, h)
+        x = x + a
+        x = x if pre_ln else k.layers.LayerNormalization()(x)
+        h = k.layers.LayerNormalization()(x) if pre_ln else x
+        f = k.layers.Dense(24, activation="gelu")(h)
+        f = k.layers.Dropout(0.1)(k.layers.Dense(16)(f))
+        x = x + f
+        x = x if pre_ln else k.layers.LayerNormalization()(x)
+    pooled = k.layers.GlobalAveragePooling1D()(x)
+    return k.Model(ids, k.layers.Dense(1)(pooled), name="preln" if pre_ln else "postln")
+
+
+def zoo_transformer_postln():
+    """A functional post-LN transformer: keras MultiHeadAttention, ``x + y`` residuals."""
+    return _transformer(False)
+
+
+def zoo_transformer_preln():
+    """The same with pre-LN blocks."""
+    return _transformer(True)
+
+
+def zoo_batchnorm_cnn():
+    """Two Conv1D -> BatchNormalization -> ReLU stages, average over time."""
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.Embedding(ZOO_VOCAB, 12)(ids)
+    for n in (10, 8):
+        x = k.layers.ReLU()(k.layers.BatchNormalization()(k.layers.Conv1D(n, 3, padding="same")(x)))
+    return k.Model(ids, k.layers.Dense(1)(k.layers.GlobalAveragePooling1D()(x)), name="bn_cnn")
+
+
+def zoo_bilstm():
+    """A bidirectional LSTM encoder with a Dense head (the LSTM is counted, not pruned)."""
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.Embedding(ZOO_VOCAB, 12, mask_zero=True)(ids)
+    x = k.layers.Bidirectional(k.layers.LSTM(8, return_sequences=True))(x)
+    h = k.layers.Dense(10, activation="tanh")(k.layers.GlobalMaxPooling1D()(x))
+    return k.Model(ids, k.layers.Dense(1)(h), name="bilstm")
+
+
+def zoo_gru_head():
+    """A GRU over a Dense projection of the embeddings (the projection is prunable)."""
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.Dense(10, activation="relu")(k.layers.Embedding(ZOO_VOCAB, 12)(ids))
+    return k.Model(ids, k.layers.Dense(1)(k.layers.GRU(6)(x)), name="gru")
+
+
+def zoo_dan():
+    """A deep averaging network: mean of the embeddings, two ReLU layers."""
+    from rmcompress._keras import keras as k
+    return k.Sequential([_ids_input(), k.layers.Embedding(ZOO_VOCAB, 16, mask_zero=True),
+                         k.layers.GlobalAveragePooling1D(), k.layers.Dense(12, activation="relu"),
+                         k.layers.Dense(8, activation="relu"), k.layers.Dense(1)], name="dan")
+
+
+def zoo_residual_gated():
+    """A residual stream without normalisation (embedding width coupled through ``x + y`` and Add)
+    with a multiplicative gate ``x * sigmoid(y)``: one coupled group across every member."""
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.GlobalAveragePooling1D()(k.layers.Embedding(ZOO_VOCAB, 12)(ids))
+    h = k.layers.Dense(16, activation="relu")(x)
+    x = x + k.layers.Dense(12)(h)
+    g = k.layers.Dense(12, activation="sigmoid")(x)
+    x = k.layers.Add()([x, k.layers.Multiply()([x, g])])
+    return k.Model(ids, k.layers.Dense(1)(tf.nn.relu(x)), name="residual")
+
+
+def zoo_pairwise_scalar():
+    """A scorer whose reward is ``[batch]`` (squeezed), as pairwise trainers often write it."""
+    from rmcompress._keras import keras as k
+    ids = _ids_input()
+    x = k.layers.GlobalMaxPooling1D()(k.layers.Conv1D(10, 3, activation="relu")(
+        k.layers.Embedding(ZOO_VOCAB, 12)(ids)))
+    r = k.layers.Dense(1)(k.layers.Dense(6, activation="relu")(x))
+    return k.Model(ids, tf.squeeze(r, axis=-1), name="pairwise")
+
+
+def zoo_keras3_cnn():
+    """A Keras 3 Sequential CNN (enters through ``from_keras``)."""
+    from rmcompress._keras import keras3
+    k3 = keras3()
+    return k3.Sequential([k3.Input((ZOO_SEQ,), dtype="int32"), k3.layers.Embedding(ZOO_VOCAB, 12),
+                          k3.layers.Conv1D(8, 3, activation="relu"), k3.layers.GlobalMaxPooling1D(),
+                          k3.layers.Dense(6, activation="relu"), k3.layers.Dense(1)], name="k3_cnn")
+
+
+def zoo_keras3_transformer():
+    """A Keras 3 functional post-LN transformer block with ``x + y`` residuals."""
+    from rmcompress._keras import keras3
+    k3 = keras3()
+    ids = k3.Input((ZOO_SEQ,), dtype="int32")
+    x = k3.layers.Embedding(ZOO_VOCAB, 16, mask_zero=True)(ids)
+    x = k3.layers.LayerNormalization()(x + k3.layers.MultiHeadAttention(2, 8)(x, x))
+    f = k3.layers.Dense(16)(k3.layers.Dense(24, activation="relu")(x))
+    x = k3.layers.LayerNormalization()(x + f)
+    return k3.Model(ids, k3.layers.Dense(1)(k3.layers.GlobalAveragePooling1D()(x)), name="k3_transformer")
+
+
+#: name -> builder; Keras 3 builders are marked ``keras3`` (convert with ``rmcompress.from_keras``)
+ZOO = {f.__name__[4:]: f for f in (zoo_kim_cnn, zoo_parallel_conv, zoo_transformer_postln, zoo_transformer_preln,
+                                   zoo_batchnorm_cnn, zoo_bilstm, zoo_gru_head, zoo_dan, zoo_residual_gated,
+                                   zoo_pairwise_scalar, zoo_keras3_cnn, zoo_keras3_transformer)}
+
+
+def zoo_model(name: str, seed: int = 0):
+    """The zoo model ``name`` as a tf_keras model (Keras 3 ones converted) with random weights."""
+    from rmcompress.models.convert import from_keras
+    model = ZOO[name]()
+    if name.startswith("keras3"):
+        model = from_keras(model)
+    return randomize(model, seed)
+
+
+def zoo_ids(n=32, seed=1):
+    return token_ids(n, ZOO_SEQ, ZOO_VOCAB, seed)
