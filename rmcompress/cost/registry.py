@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from rmcompress._keras import keras, tf
+from rmcompress._keras import TFOpLambda, keras, tf
 from rmcompress.errors import ModelError
 from rmcompress.layers import compressed as C
 from rmcompress.layers import encoder as L
@@ -377,22 +377,42 @@ def _weights_params(layer, s, d):
 EINSUM_DENSE = LayerFacts(_einsum_dense_flops, _weights_params)
 
 
+def _keras_mha_dims(layer):
+    """(query input width, key input width, value input width, key dim, value dim, output width)
+    from the projection kernels (``[d, heads, k]``; output ``[heads, v, o]``)."""
+    q, k, v = (tuple(int(x) for x in sub.kernel.shape)
+               for sub in (layer._query_dense, layer._key_dense, layer._value_dense))
+    o = int(layer._output_dense.kernel.shape[-1])
+    return q[0], k[0], v[0], q[-1], v[-1], o
+
+
 def _keras_mha_flops(layer, s, d):
-    # query [T, d] attends to itself (self-attention, as the registry is used); key dim per head
+    # self-attention over the query's T positions (as the registry is used); h = alive heads
     t = s.inp[0]
-    h, dk = int(layer._num_heads), int(layer._key_dim)
-    dv = int(layer._value_dim or dk)
-    d_in = s.inp[-1]
-    o = s.out[-1]
+    h = d["heads"]
+    dq, dk_in, dv_in, dk, dv, o = _keras_mha_dims(layer)
     bias = bool(layer._use_bias)
-    return {"matmul": 2 * t * d_in * h * (2 * dk + dv) + 2 * t * t * h * dk + 2 * t * t * h * dv
+    return {"matmul": 2 * t * h * (dq * dk + dk_in * dk + dv_in * dv) + 2 * t * t * h * dk + 2 * t * t * h * dv
             + 2 * t * h * dv * o,
             "bias": (t * h * (2 * dk + dv) + t * o) if bias else 0,
             "elementwise": t * h * dk,  # query scaling
             "softmax": 3 * h * t * t}
 
 
-KERAS_MHA = LayerFacts(_keras_mha_flops, _weights_params)
+def _keras_mha_params(layer, s, d):
+    h = d["heads"]
+    dq, dk_in, dv_in, dk, dv, o = _keras_mha_dims(layer)
+    bias = bool(layer._use_bias)
+    return h * (dq * dk + dk_in * dk + dv_in * dv + dv * o) + ((h * (2 * dk + dv) + o) if bias else 0)
+
+
+#: Keras' MultiHeadAttention: role ``heads`` (the weights live on its projection sub-layers)
+KERAS_MHA = LayerFacts(
+    _keras_mha_flops, _keras_mha_params, lambda layer: {"heads": int(layer._num_heads)},
+    {"_query_dense.kernel": (("heads", 1),), "_query_dense.bias": (("heads", 0),),
+     "_key_dense.kernel": (("heads", 1),), "_key_dense.bias": (("heads", 0),),
+     "_value_dense.kernel": (("heads", 1),), "_value_dense.bias": (("heads", 0),),
+     "_output_dense.kernel": (("heads", 0),)})
 
 # BiasAdd (what a post-LN sub-layer with no units left adds): one add per element, width params.
 BIAS_ADD = LayerFacts(lambda layer, s, d: {"bias": s.positions * d["width"]},
@@ -442,6 +462,7 @@ for _cls in G.GATE_LAYERS:
     register_facts(_cls, ZERO)
 register_facts(G.InputGatedConv1D, CONV1D)
 register_facts(G.InputGatedDense, DENSE)
+register_facts(G.HeadGatedMultiHeadAttention, KERAS_MHA)
 
 
 def _factorized_embedding_flops(layer, in_shape, out_shape):
@@ -465,12 +486,71 @@ register_facts(C.FactorizedEmbedding, LayerFacts(
     lambda layer, s, d: {"matmul": _factorized_embedding_flops(layer, s.inp, s.out)}, _weights_params))
 
 
+_TFOP_ELEMENTWISE = {"__operators__.add", "math.add", "math.multiply", "math.subtract", "math.truediv",
+                     "__operators__.sub", "__operators__.mul"}
+_TFOP_ACTIVATION = {"nn.relu": "relu", "math.tanh": "tanh", "nn.gelu": "gelu", "math.sigmoid": "sigmoid",
+                    "nn.silu": "swish", "nn.swish": "swish"}
+_TFOP_REDUCE_TIME = {"math.reduce_mean", "math.reduce_max", "math.reduce_sum"}
+_TFOP_SHAPE = {"compat.v1.squeeze", "squeeze", "reshape", "expand_dims", "identity"}
+
+
+def tfop_kind(layer) -> str | None:
+    """What a ``TFOpLambda`` (``x + y``, ``tf.nn.relu(x)``, ...) does to the channel axis:
+    ``elementwise``, ``activation``, ``reduce_time`` (over axis 1), ``shape`` (squeeze, reshape:
+    0 FLOPs) or None (not supported)."""
+    sym = getattr(layer, "symbol", None)
+    if sym in _TFOP_ELEMENTWISE:
+        return "elementwise"
+    if sym in _TFOP_ACTIVATION:
+        return "activation"
+    if sym in _TFOP_SHAPE:
+        return "shape"
+    if sym in _TFOP_REDUCE_TIME:
+        kwargs = layer._inbound_nodes[0].call_kwargs if layer._inbound_nodes else {}
+        return "reduce_time" if kwargs.get("axis") in (1, -2) and len(layer.input_shape) == 3 else None
+    return None
+
+
+def _tfop_flops(layer, s, d):
+    kind = tfop_kind(layer)
+    if kind == "shape":
+        return {}
+    out = _prod(s.out[:-1]) * d["width"] if s.out else 1
+    if kind == "elementwise":
+        return {"elementwise": out}
+    if kind == "activation":
+        return {"activation": _ACT_FLOPS[_TFOP_ACTIVATION[layer.symbol]] * out}
+    if kind == "reduce_time":
+        t = s.inp[0]
+        return {"max" if layer.symbol.endswith("max") else "elementwise":
+                (t - 1) * d["width"] + (d["width"] if layer.symbol.endswith("mean") else 0)}
+    raise ModelError(f"layer {layer.name!r}: the TensorFlow op {layer.symbol!r} is not in the complexity registry "
+                     f"(supported: + - * / of tensors, relu/tanh/gelu/sigmoid/silu, mean/max/sum over time)")
+
+
+def _tfop_roles(layer):
+    shape = _shape(layer.output_shape)
+    return {"width": int(shape[-1])} if shape else {}
+
+
+REGISTRY[TFOpLambda] = LayerFacts(_tfop_flops, _zero_params, _tfop_roles)
+
+
 def register(layer_class: type, flops_fn, params_fn=None) -> None:
     """Teach the registry a new layer type from ``flops_fn(layer, in_shape, out_shape) -> int``
     (no prunable roles; params default to the layer's float weights)."""
     REGISTRY[layer_class] = LayerFacts(
         lambda layer, s, d: {"elementwise": int(flops_fn(layer, s.inp, s.out))},
         (lambda layer, s, d: int(params_fn(layer))) if params_fn else _weights_params)
+
+
+def weight_of(layer, attr: str):
+    """The weight a ``LayerFacts.slices`` key names: an attribute of the layer, or of one of its
+    sub-layers (``_query_dense.kernel``)."""
+    obj = layer
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def facts_for(layer) -> LayerFacts:
@@ -637,4 +717,4 @@ def is_gated(model) -> bool:
 
 
 __all__ = ["ComplexityReport", "CostModel", "CompiledCost", "Poly", "Cost", "Dim", "LayerFacts", "REGISTRY",
-           "register", "register_facts", "facts_for", "layer_flops", "min1", "PARTS", "is_gated"]
+           "register", "register_facts", "facts_for", "tfop_kind", "weight_of", "layer_flops", "min1", "PARTS", "is_gated"]

@@ -25,7 +25,10 @@ gate times ``any`` of its unit gates, as one scalar its sub-layer applies throug
 and bias), :class:`RowGate` (scales embedding rows by the
 gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block),
 :class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution / dense layer whose inputs are
-gated through its kernel: exact, and cheaper per step than scaling the activations).
+gated through its kernel: exact, and cheaper per step than scaling the activations),
+:class:`HeadGatedMultiHeadAttention` (Keras' attention with gated heads) and :class:`GateConcat`
+(the gate vector of a concatenated input), the last three used on models the user wrote
+(:mod:`rmcompress.structured.gating`).
 The hooks ``build_reward_model(config, gated=True)`` calls at each prunable group are
 :class:`rmcompress.models.gating.GateBuilder`; their FLOPs/params facts are registered in
 :mod:`rmcompress.cost.registry`.
@@ -293,8 +296,62 @@ class InputGatedDense(_InputGated, keras.layers.Dense):
         return tf.tensordot(h, kernel, [[h.shape.rank - 1], [0]])
 
 
-GATE_LAYERS = (L0Gate, GateMultiply, BranchScale, RowGate, BlockMix)
-INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense)
+@register
+class GateConcat(_GateLayer):
+    """``[z_1, ...]`` -> one gate vector for a layer whose input is a concatenation: ``segments``
+    lists the sizes along that axis in order, ``gated`` which of them take the next ``z`` (the
+    others are kept whole: ones). The consumer of ``Concatenate([a, b])`` with ``a`` gated and
+    ``b`` pinned reads ``[z_a, 1, ..., 1]``."""
+
+    def __init__(self, segments=(), gated=(), **kwargs):
+        super().__init__(**kwargs)
+        self.segments = [int(n) for n in segments]
+        self.gated = [bool(g) for g in gated]
+        if len(self.segments) != len(self.gated) or not any(self.gated):
+            raise ValueError("GateConcat: one gated flag per segment, at least one gated")
+
+    def call(self, inputs):
+        zs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        parts, it = [], iter(zs)
+        for n, g in zip(self.segments, self.gated):
+            parts.append(tf.reshape(next(it), [n]) if g else tf.ones([n], zs[0].dtype))
+        return tf.concat(parts, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([sum(self.segments)])
+
+    def get_config(self):
+        return {**super().get_config(), "segments": self.segments, "gated": self.gated}
+
+
+@register
+class HeadGatedMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """``keras.layers.MultiHeadAttention`` whose heads are scaled by gates: called as the layer it
+    stands for plus ``head_gates=z [num_heads]``; head ``i``'s attention output (before the output
+    projection) is multiplied by ``z_i``. Exact: the output projection is linear in each head's
+    output, so ``shrink`` folds ``z_i`` into that head's rows of the projection and drops the heads
+    with ``z_i = 0``. Same weights as the layer it stands for; not a gate layer itself."""
+
+    def call(self, query, value, key=None, attention_mask=None, return_attention_scores=False, training=None,
+             use_causal_mask=False, head_gates=None):
+        self._head_gates = head_gates
+        try:
+            return super().call(query, value, key=key, attention_mask=attention_mask,
+                                return_attention_scores=return_attention_scores, training=training,
+                                use_causal_mask=use_causal_mask)
+        finally:
+            self._head_gates = None
+
+    def _compute_attention(self, query, key, value, attention_mask=None, training=None):
+        out, scores = super()._compute_attention(query, key, value, attention_mask, training)
+        z = getattr(self, "_head_gates", None)
+        if z is not None:  # out: [B, T, heads, value_dim]
+            out = out * tf.reshape(tf.cast(z, out.dtype), [-1, 1])
+        return out, scores
+
+
+GATE_LAYERS = (L0Gate, GateMultiply, BranchScale, RowGate, BlockMix, GateConcat)
+INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense, HeadGatedMultiHeadAttention)
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, *INPUT_GATED_LAYERS)}
 
 
@@ -314,7 +371,8 @@ def alive_counts(model, structure, mode: str = "deterministic") -> dict:
         return alive
     for group, gate in gate_layers(model).items():
         if group not in alive:
-            raise ModelError(f"gate layer {gate.name!r} controls no group of this {structure.config.arch}")
+            what = structure.config.arch if structure.config is not None else "model"
+            raise ModelError(f"gate layer {gate.name!r} controls no group of this {what}")
         alive[group] = gate.expected_open() if mode == "expected" else gate.deterministic_open()
     return alive
 
@@ -324,6 +382,7 @@ def deterministic_gates(model) -> dict:
     return {g: layer.deterministic_values() for g, layer in gate_layers(model).items()}
 
 
-__all__ = ["L0Gate", "GateMultiply", "BranchScale", "RowGate", "BlockMix", "InputGatedConv1D", "InputGatedDense", "CUSTOM_LAYERS", "gate_layers",
+__all__ = ["L0Gate", "GateMultiply", "BranchScale", "RowGate", "BlockMix", "GateConcat", "InputGatedConv1D",
+           "InputGatedDense", "HeadGatedMultiHeadAttention", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

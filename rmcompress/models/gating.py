@@ -17,7 +17,7 @@ def gate_name(group: str) -> str:
     return f"gate_{group}"
 
 
-def _seed(base: int, group: str) -> int:
+def gate_seed(base: int, group: str) -> int:
     return (int(base) * 1_000_003 + zlib.crc32(group.encode())) % (2 ** 31 - 1)
 
 
@@ -42,7 +42,7 @@ class GateBuilder:
     def values(self, group, anchor, binary: bool = False):
         if group not in self.groups:
             return None
-        return L0Gate(self.structure.groups[group], self.init_log_alpha, _seed(self.seed, group),
+        return L0Gate(self.structure.groups[group], self.init_log_alpha, gate_seed(self.seed, group),
                       binary=binary, name=gate_name(group))(anchor)
 
     def mix(self, x_in, x_out, block_z, name):
@@ -82,4 +82,4 @@ class GateBuilder:
         return InputGatedConv1D(filters, kernel_size, padding="valid", activation="relu", name=name)([x, z])
 
 
-__all__ = ["GateBuilder", "gate_name"]
+__all__ = ["GateBuilder", "gate_name", "gate_seed"]

@@ -1,7 +1,9 @@
-"""What a built rmcompress scorer is, read back from its layers: the :class:`ArchConfig` it was
-built from (:func:`infer_arch_config`, checked against a fresh build), its cost model wired to the
-prunable groups of :mod:`rmcompress.models.groups` (:func:`cost_model`, :func:`gated_cost`) and its
-exact count (:func:`count`).
+"""What a built scorer is, read back from its layers: the :class:`ArchConfig` an rmcompress scorer
+was built from (:func:`infer_arch_config`, checked against a fresh build), the prunable groups of
+any scorer (:func:`structure_of`: an rmcompress architecture's own description in
+:mod:`rmcompress.models.groups`, any other model's from its layer graph in
+:mod:`rmcompress.models.dependency`), its cost model wired to those groups (:func:`cost_model`,
+:func:`gated_cost`) and its exact count (:func:`count`).
 """
 from __future__ import annotations
 
@@ -13,12 +15,31 @@ from rmcompress.errors import ModelError
 from rmcompress.layers.gates import alive_counts
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
+from rmcompress.models.dependency import discover
 from rmcompress.models.groups import Structure, structure_for
+
+
+def is_architecture(model) -> bool:
+    """True when ``model`` is one of rmcompress's own architectures (plain, gated or shrunk)."""
+    try:
+        infer_arch_config(model)
+    except ModelError:
+        return False
+    return True
+
+
+def structure_of(model) -> Structure:
+    """The prunable groups of ``model``: its architecture's description when rmcompress built it,
+    else the groups found in its layer graph (:func:`rmcompress.models.dependency.discover`)."""
+    names = {layer.name for layer in model.layers}
+    if {"token_embedding", "reward"} <= names and is_architecture(model):
+        return structure_for(infer_arch_config(model))
+    return discover(model)
 
 
 def cost_model(model, structure: Structure | None = None) -> CostModel:
     """The registry over ``model`` with its roles wired to ``structure``'s groups."""
-    structure = structure or structure_for(infer_arch_config(model))
+    structure = structure or structure_of(model)
     names = {layer.name for layer in model.layers}
     dims = {k: v for k, v in structure.dims.items() if k in names}
     present = {k: v for k, v in structure.present.items() if k in names}
@@ -28,7 +49,7 @@ def cost_model(model, structure: Structure | None = None) -> CostModel:
 def gated_cost(model, mode: str = "deterministic", table: bool = False, structure: Structure | None = None):
     """Cost of a gated model with ``mode`` alive counts: ``full`` (the dense model), ``expected``
     (differentiable E[open gates]) or ``deterministic`` (what ``shrink`` keeps)."""
-    structure = structure or structure_for(infer_arch_config(model))
+    structure = structure or structure_of(model)
     return cost_model(model, structure).evaluate(alive_counts(model, structure, mode), table=table)
 
 
@@ -143,4 +164,4 @@ def count(model: keras.Model) -> ComplexityReport:
     return ComplexityReport(int(table["flops"].sum()), int(table["params"].sum()), table)
 
 
-__all__ = ["infer_arch_config", "cost_model", "gated_cost", "count"]
+__all__ = ["infer_arch_config", "is_architecture", "structure_of", "cost_model", "gated_cost", "count"]

@@ -1,17 +1,35 @@
-"""A gated version of a plain rmcompress scorer: the same architecture rebuilt with hard-concrete
-gates on its prunable groups (:class:`rmcompress.models.gating.GateBuilder`), every weight copied,
-every gate open."""
+"""A gated version of a plain scorer: hard-concrete gates on every prunable group, every weight
+copied, every gate open (so the gated model computes exactly what the plain one does).
+
+- an rmcompress architecture is rebuilt with its gates (:class:`rmcompress.models.gating.GateBuilder`);
+- any other functional/Sequential model is re-traced through its layer graph
+  (:func:`rmcompress.models.dependency.replay`) with one ``L0Gate`` per group found by
+  :func:`rmcompress.models.dependency.discover`, applied where the group's channels are read:
+  each consumer ``Dense``/``Conv1D`` becomes ``InputGatedDense``/``InputGatedConv1D`` on
+  ``[x, z]`` (``z`` through its kernel rows; a concatenated input reads a ``GateConcat`` vector)
+  and each ``MultiHeadAttention`` with a heads group becomes ``HeadGatedMultiHeadAttention`` with
+  ``head_gates=z``. Every other layer is a fresh copy of itself (from its config, same weights).
+"""
 from __future__ import annotations
 
 from rmcompress._keras import keras
-from rmcompress.layers.gates import DEFAULT_INIT_LOG_ALPHA
+from rmcompress.errors import ModelError
+from rmcompress.layers.gates import (DEFAULT_INIT_LOG_ALPHA, GateConcat, HeadGatedMultiHeadAttention,
+                                     InputGatedConv1D, InputGatedDense, L0Gate)
 from rmcompress.models.architectures import build_reward_model
-from rmcompress.models.structure import infer_arch_config
+from rmcompress.models.dependency import replay
+from rmcompress.models.gating import gate_name, gate_seed
+from rmcompress.models.structure import infer_arch_config, is_architecture, structure_of
 
 
 def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA,
                seed: int = 0) -> keras.Model:
-    """A gated version of a plain rmcompress scorer with the same weights (all gates open)."""
+    """A gated version of a plain scorer with the same weights (all gates open).
+
+    ``groups``: the groups to gate (default: all; ``gate_vocab`` adds the vocabulary rows of an
+    rmcompress architecture)."""
+    if not is_architecture(model):
+        return _gated_graph_copy(model, groups, init_log_alpha, seed)
     cfg = infer_arch_config(model)
     gated = build_reward_model(cfg, gated=True, gate_groups=groups,
                                gate_options={"gate_vocab": gate_vocab, "init_log_alpha": init_log_alpha,
@@ -22,4 +40,68 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
     return gated
 
 
-__all__ = ["gated_copy"]
+def layer_config(layer) -> dict:
+    """``layer.get_config()`` without the input-shape keys a Sequential's first layer carries."""
+    cfg = dict(layer.get_config())
+    for key in ("batch_input_shape", "input_shape", "batch_size"):
+        cfg.pop(key, None)
+    return cfg
+
+
+def _gated_graph_copy(model, groups, init_log_alpha, seed):
+    structure = structure_of(model)
+    groups = list(structure.groups) if groups is None else list(groups)
+    unknown = [g for g in groups if g not in structure.groups]
+    if unknown:
+        raise ModelError(f"cannot gate {unknown}: the groups of model {model.name!r} are {sorted(structure.groups)}")
+    names = {layer.name for layer in model.layers}
+    clash = [gate_name(g) for g in groups if gate_name(g) in names]
+    if clash:
+        raise ModelError(f"model {model.name!r} already has a layer named {clash[0]!r}; rename it")
+    made: dict = {}     # id(source layer) -> new layer (shared layers stay shared)
+    state: dict = {}    # the gate tensors, made on the first input
+
+    def gates():
+        if not state:
+            anchor = new_inputs[0]
+            for g in groups:
+                state[g] = L0Gate(structure.groups[g], init_log_alpha, gate_seed(seed, g), name=gate_name(g))(anchor)
+        return state
+
+    def input_gate(layer):
+        dim = structure.input_gates(layer.name)
+        if dim is None or not any(s in groups for s in dim.segments if isinstance(s, str)):
+            return None
+        z = gates()
+        segs = dim.segments
+        if len(segs) == 1:
+            return z[segs[0]]
+        sizes = [s if isinstance(s, int) else structure.groups[s] for s in segs]
+        flags = [isinstance(s, str) and s in groups for s in segs]
+        return GateConcat(sizes, flags, name=f"{layer.name}_gates")([z[s] for s, f in zip(segs, flags) if f])
+
+    def call(node, args, kwargs):
+        layer = node.layer
+        cfg = layer_config(layer)
+        if type(layer) in (keras.layers.Dense, keras.layers.Conv1D) and input_gate(layer) is not None:
+            cls = InputGatedDense if isinstance(layer, keras.layers.Dense) else InputGatedConv1D
+            new = made.get(id(layer)) or cls.from_config(cfg)
+            out = new([args[0], input_gate(layer)], **kwargs)
+        elif type(layer) is keras.layers.MultiHeadAttention and structure.head_groups.get(layer.name) in groups:
+            new = made.get(id(layer)) or HeadGatedMultiHeadAttention.from_config(cfg)
+            out = new(*args, head_gates=gates()[structure.head_groups[layer.name]], **kwargs)
+        else:
+            new = made.get(id(layer)) or type(layer).from_config(cfg)
+            out = new(*args, **kwargs)
+        if id(layer) not in made:
+            made[id(layer)] = new
+            new.set_weights(layer.get_weights())
+        return out
+
+    new_inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=layer.name)
+                  for t, layer in zip(model.inputs, model._input_layers)]
+    inputs, outputs = replay(model, call, new_inputs)
+    return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+
+
+__all__ = ["gated_copy", "layer_config"]

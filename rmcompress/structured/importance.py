@@ -15,8 +15,7 @@ import numpy as np
 
 from rmcompress.errors import UsageError
 from rmcompress.layers.gates import gate_layers
-from rmcompress.models.groups import structure_for
-from rmcompress.models.structure import infer_arch_config
+from rmcompress.models.structure import structure_of
 from rmcompress.structured.gating import gated_copy
 from rmcompress.structured.shrink import project_to_budget, shrink
 
@@ -27,7 +26,7 @@ def prune_to_budget(model, scores: dict, flops_fraction: float | None = None,
     if flops_fraction is None and params_fraction is None:
         raise UsageError("prune_to_budget needs flops_fraction and/or params_fraction")
     gated = gated_copy(model, gate_vocab=vocab)
-    structure = structure_for(infer_arch_config(gated))
+    structure = structure_of(gated)
     set_ranked_log_alpha(gated, scores, low=10.0, high=30.0, unscored=100.0)  # blocks: never by themselves
     project_to_budget(gated, flops_fraction, params_fraction, structure)
     return shrink(gated, name=model.name)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rmcompress.cost.registry import facts_for
-from rmcompress.models.groups import Structure, structure_for
-from rmcompress.models.structure import infer_arch_config
+from rmcompress.cost.registry import facts_for, weight_of
+from rmcompress.models.groups import Structure
+from rmcompress.models.structure import structure_of
 from rmcompress.structured.importance import prune_to_budget
 
 
 def unit_scores(model, structure: Structure | None = None) -> dict:
     """``{group: mean |w| per unit}`` for every multi-unit group of a plain or gated scorer."""
-    structure = structure or structure_for(infer_arch_config(model))
+    structure = structure or structure_of(model)
     sums = {g: np.zeros(n) for g, n in structure.groups.items()}
     counts = {g: np.zeros(n) for g, n in structure.groups.items()}
     names = {layer.name for layer in model.layers}
@@ -33,7 +33,7 @@ def unit_scores(model, structure: Structure | None = None) -> dict:
         facts = facts_for(layer)
         units = facts.units(layer)
         for attr, axes in facts.slices.items():
-            w = np.abs(getattr(layer, attr).numpy())
+            w = np.abs(weight_of(layer, attr).numpy())
             for role, axis in axes:
                 if role not in dims:
                     continue

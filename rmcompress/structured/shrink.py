@@ -31,16 +31,17 @@ from rmcompress.layers.gates import (CLOSED_LOG_ALPHA, OPEN_LOG_ALPHA, OPEN_THRE
                                      gate_layers, open_probability)
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
-from rmcompress.models.groups import VOCAB, Structure, structure_for
+from rmcompress.models.groups import VOCAB, Structure
 from rmcompress.models.modeldir import MODEL_FILE, SAMPLES_FILE, load_model_dir, load_samples, save_model_dir
-from rmcompress.models.structure import cost_model, count, gated_cost, infer_arch_config
+from rmcompress.models.structure import cost_model, count, gated_cost, is_architecture, structure_of
+from rmcompress.structured.shrink_graph import shrink_graph
 from rmcompress.sizes import file_sizes
 
 
 def ensure_feasible(model, structure: Structure | None = None) -> list[str]:
     """Reopen the most probable unit(s) of groups that must keep some (a bow needs a hidden unit, a
     cnn some filter); changes ``model``'s gates in place. Returns the groups it touched."""
-    structure = structure or structure_for(infer_arch_config(model))
+    structure = structure or structure_of(model)
     gates = gate_layers(model)
     touched = []
 
@@ -79,7 +80,7 @@ def project_to_budget(model, budget_flops: float | None = None, budget_params: f
     0.4 costs 0.4 of itself in expectation and nothing deterministically); this lands on the budget
     to the granularity of one unit.
     """
-    structure = structure or structure_for(infer_arch_config(model))
+    structure = structure or structure_of(model)
     gates = gate_layers(model)
     cm = cost_model(model, structure)
     dense = cm.evaluate(structure.full_alive())
@@ -204,9 +205,11 @@ def shrink(model: keras.Model, name: str | None = None) -> keras.Model:
     if not is_gated(model):
         raise ModelError(f"model {model.name!r} has no gate layers; nothing to shrink "
                          f"(train with --gated or a budget)")
-    cfg = infer_arch_config(model)
-    structure = structure_for(cfg)
+    structure = structure_of(model)
     ensure_feasible(model, structure)
+    if structure.config is None:
+        return shrink_graph(model, structure, name=name)
+    cfg = structure.config
     z = {g: np.ones(n) for g, n in structure.groups.items()}
     z.update(deterministic_gates(model))
     keep = {g: np.nonzero(v > 0)[0] for g, v in z.items()}
@@ -307,7 +310,9 @@ def shrink_model_dir(model_dir, out_dir, budget_flops: float | None = None,
         report["shrink_max_abs_diff"] = float(np.max(np.abs(a - b)))
     metadata = {k: v for k, v in bundle.metadata.items()
                 if k not in ("format", "format_version", "rmcompress_version")}
-    metadata["arch"] = infer_arch_config(shrunk).to_dict()
+    metadata.pop("arch", None)
+    if is_architecture(shrunk):
+        metadata["arch"] = structure_of(shrunk).config.to_dict()
     metadata["complexity"] = {k: report[k] for k in ("dense_flops", "dense_params", "flops", "params",
                                                      "budget_flops", "budget_params")}
 

@@ -52,8 +52,7 @@ from rmcompress._keras import keras, tf
 from rmcompress.cost.registry import CompiledCost, is_gated
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.layers.gates import gate_layers, alive_counts
-from rmcompress.models.groups import structure_for
-from rmcompress.models.structure import cost_model, infer_arch_config
+from rmcompress.models.structure import cost_model, structure_of
 from rmcompress.training.model import LossTerm, OptimizerGroup, RewardTrainingModel
 
 KINDS = ("flops", "params")
@@ -95,7 +94,7 @@ class ComplexityTerm(LossTerm):
             raise ModelError(f"model {scorer.name!r} has no gates; build it with build_reward_model(config, gated=True)")
         self.model = model
         self.scorer = scorer
-        self.structure = structure_for(infer_arch_config(scorer))
+        self.structure = structure_of(scorer)
         self.cost = cost_model(scorer, self.structure)
         self.gates = gate_layers(scorer)
         self.compiled_cost = CompiledCost(self.cost, list(self.structure.groups))

@@ -1,0 +1,371 @@
+"""The channel dependency graph of any functional or Sequential tf_keras model, and the prunable
+groups it yields (what Torch-Pruning's DepGraph does for PyTorch, here for Keras).
+
+The last axis of every float tensor has a *layout*: a sequence of segments, each one *channel
+space* (channels that always appear together). Walking the layers in graph order:
+
+======================================  ============================================================
+layer                                   what it does to the layouts
+======================================  ============================================================
+Embedding, Dense, Conv1D                *produce* a fresh space (width / units / filters); Dense
+                                        and Conv1D also *consume* their input layout through the
+                                        rows of their kernel
+channel-wise: Dropout, activations,     output layout = input layout; per-channel weights
+BatchNormalization, pooling over time,  (BatchNormalization's) belong to the space
+``tf.nn.relu(x)``, ``x * 2.0``,
+``x[:, 0]``
+Add, Subtract, Multiply, Average,       *couple* their inputs: the spaces, segment by segment,
+Maximum, Minimum, ``x + y``, ``x * y``  become one (a removed channel goes from every member)
+Concatenate (last axis)                 output layout = the inputs' segments in order
+MultiHeadAttention                      its heads are a group of their own (``<layer>_heads``);
+                                        its input and output widths are *pinned*
+LayerNormalization, recurrent layers,   *pin* the spaces they read (kept whole; the reason is
+reshapes, Softmax, EinsumDense,         recorded) and produce pinned spaces
+separable convolutions, the outputs
+======================================  ============================================================
+
+Every space that is not pinned is a *group*, named after its first producer. Removing a unit of a
+group is exact: the only layers that mix channels and read the space are its consumers (Dense and
+Conv1D kernel rows), so gating the channels at the consumers' inputs (:mod:`rmcompress.structured.gating`)
+and dropping them from every member (:mod:`rmcompress.structured.shrink`) compute the same function.
+Every group keeps at least one unit. A layer the complexity registry does not know is an error
+naming the layer and its class; a subclassed model is refused with a pointer to the functional API.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rmcompress._keras import TFOpLambda, keras, tf
+from rmcompress.cost.registry import Dim, facts_for, tfop_kind
+from rmcompress.errors import ModelError
+from rmcompress.layers import encoder as L
+from rmcompress.layers import gates as G
+from rmcompress.models.groups import Structure
+
+K = keras.layers
+#: layers whose output keeps the input's channels one for one
+CHANNELWISE = (K.Dropout, K.SpatialDropout1D, K.GaussianNoise, K.GaussianDropout, K.ActivityRegularization,
+               K.Masking, K.BatchNormalization, K.ReLU, K.LeakyReLU, K.ELU, K.GlobalAveragePooling1D,
+               K.GlobalMaxPooling1D, K.AveragePooling1D, K.MaxPooling1D, L.ApplyMask, L.MaskedMeanPooling,
+               L.MaskedMaxPooling, L.PositionEmbedding)
+MERGES = (K.Add, K.Subtract, K.Multiply, K.Average, K.Maximum, K.Minimum)
+#: layers with a prunable output (and, but for Embedding, a prunable input)
+PRODUCERS = (K.Dense, K.Conv1D, K.Embedding)
+_NO_CHANNELS = (K.InputLayer, L.PaddingMask)
+
+
+def _pin_reason(layer) -> str:
+    kind = type(layer).__name__
+    if isinstance(layer, K.LayerNormalization):
+        return "LayerNormalization normalises over the whole width"
+    if isinstance(layer, (K.RNN, K.Bidirectional)):
+        return f"{kind} is counted, not pruned"
+    if isinstance(layer, (K.MultiHeadAttention,)):
+        return "attention input and output widths are kept (its heads are pruned)"
+    if isinstance(layer, (K.Reshape, K.Flatten, K.Permute, K.RepeatVector)):
+        return f"{kind} reshapes the channel axis"
+    return f"{kind} mixes channels in a way shrinking cannot slice"
+
+
+class _Spaces:
+    """Union-find over channel spaces; a root carries the size, the producers and the pin reasons."""
+
+    def __init__(self):
+        self.parent: list[int] = []
+        self.size: list[int] = []
+        self.producers: dict = {}   # root -> [layer name]
+        self.pins: dict = {}        # root -> [reason]
+
+    def new(self, size: int, producer: str | None = None, pin: str | None = None) -> int:
+        i = len(self.parent)
+        self.parent.append(i)
+        self.size.append(int(size))
+        self.producers[i] = [producer] if producer else []
+        self.pins[i] = [pin] if pin else []
+        return i
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        a, b = self.find(a), self.find(b)
+        if a == b:
+            return
+        if self.size[a] != self.size[b]:
+            raise ModelError(f"channel spaces of {self.size[a]} and {self.size[b]} channels are coupled")
+        self.parent[b] = a
+        self.producers[a] += self.producers.pop(b)
+        self.pins[a] += self.pins.pop(b)
+
+    def pin(self, i: int, reason: str) -> None:
+        self.pins[self.find(i)].append(reason)
+
+    def pinned(self, i: int) -> bool:
+        return bool(self.pins[self.find(i)])
+
+
+def graph_nodes(model) -> list:
+    """The call nodes of a functional/Sequential tf_keras model in execution order (inputs first).
+
+    Raises :class:`ModelError` for a subclassed model, a Sequential without an input shape and a
+    nested model (each with what to do instead)."""
+    if not getattr(model, "_is_graph_network", False):
+        if isinstance(model, keras.Sequential):
+            raise ModelError(f"Sequential model {model.name!r} has no input shape; start it with "
+                             "keras.Input(shape=(seq_len,), dtype='int32')")
+        raise ModelError(f"model {model.name!r} is a subclassed keras.Model ({type(model).__name__}); "
+                         "only Sequential and functional models can be read: write it with the functional "
+                         "API (keras.Input -> layers -> keras.Model(inputs, outputs))")
+    nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]]
+    for node in nodes:
+        if isinstance(node.layer, keras.Model):
+            raise ModelError(f"layer {node.layer.name!r} of model {model.name!r} is a nested model; build the "
+                             "reward model as one flat functional graph (call the inner layers directly)")
+    return nodes
+
+
+def keras_inputs(node) -> list:
+    """The Keras tensors a node's call reads, in argument order."""
+    return list(node.keras_inputs)
+
+
+def _last(t) -> int | None:
+    shape = t.shape
+    return int(shape[-1]) if shape.rank and shape[-1] is not None else None
+
+
+@dataclass
+class _Walk:
+    spaces: _Spaces = field(default_factory=_Spaces)
+    layouts: dict = field(default_factory=dict)     # id(KerasTensor) -> tuple of space ids | None
+    roles: dict = field(default_factory=dict)       # layer name -> {role: layout}
+    produced: dict = field(default_factory=dict)    # layer name -> space id
+    heads: dict = field(default_factory=dict)       # attention layer name -> heads
+    order: list = field(default_factory=list)       # layer names in graph order
+
+    def layout(self, t):
+        return self.layouts.get(id(t))
+
+    def pin_layout(self, layout, reason):
+        for s in layout or ():
+            self.spaces.pin(s, reason)
+
+    def opaque(self, t, reason):
+        n = _last(t)
+        return None if n is None or not t.dtype.is_floating else (self.spaces.new(n, pin=reason),)
+
+    def couple(self, layouts, where: str):
+        layouts = [x for x in layouts if x]
+        if not layouts:
+            return None
+        first = layouts[0]
+        for other in layouts[1:]:
+            sizes_a = [self.spaces.size[self.spaces.find(s)] for s in first]
+            sizes_b = [self.spaces.size[self.spaces.find(s)] for s in other]
+            if sizes_a == sizes_b:
+                for a, b in zip(first, other):
+                    self.spaces.union(a, b)
+            else:  # differently concatenated tensors meet: keep all of them whole
+                reason = f"{where} merges differently concatenated tensors"
+                self.pin_layout(first, reason)
+                self.pin_layout(other, reason)
+        return first
+
+    def role(self, layer, role, layout):
+        if layout is None:
+            return
+        have = self.roles.setdefault(layer.name, {})
+        if role in have:  # a shared layer: its calls read one space
+            self.couple([have[role], layout], f"layer {layer.name!r}")
+        else:
+            have[role] = layout
+
+
+def _channelwise_slice(node) -> bool:
+    """``x[...]`` keeps the channel axis when its last index is the full slice (or absent)."""
+    spec = node.call_args[1] if len(node.call_args) > 1 else None
+    if not isinstance(spec, tuple):
+        spec = (spec,)
+    if any(s is Ellipsis for s in spec):
+        return spec[-1] is Ellipsis or spec[-1] == slice(None)
+    rank = node.keras_inputs[0].shape.rank
+    return len(spec) < rank or spec[-1] == slice(None)
+
+
+def _is_producer(layer) -> bool:
+    if isinstance(layer, (K.Embedding, K.Dense)):
+        return True
+    return (type(layer) in (K.Conv1D, G.InputGatedConv1D) and int(getattr(layer, "groups", 1)) == 1
+            and layer.data_format == "channels_last")
+
+
+def _visit(w: _Walk, node) -> list:
+    """The layouts of ``node``'s outputs (recording roles, productions, couplings and pins)."""
+    layer = node.layer
+    outs = tf.nest.flatten(node.outputs)
+    ins = keras_inputs(node)
+    if isinstance(layer, G.GATE_LAYERS):
+        return [None] * len(outs)
+    facts = facts_for(layer)  # unknown layers: one error naming the layer and its class
+    if isinstance(layer, _NO_CHANNELS) or isinstance(layer, getattr(L, "TokenRemap", ())):
+        return [None if not t.dtype.is_floating else w.opaque(t, "model input") for t in outs]
+    x = ins[0] if ins else None
+    x_layout = w.layout(x) if x is not None else None
+    if isinstance(layer, K.MultiHeadAttention):
+        for t in ins:
+            w.pin_layout(w.layout(t), f"layer {layer.name!r}: {_pin_reason(layer)}")
+        w.heads[layer.name] = int(layer._num_heads)
+        return [w.opaque(t, f"layer {layer.name!r}: {_pin_reason(layer)}") for t in outs]
+    if _is_producer(layer):
+        if not isinstance(layer, K.Embedding):
+            w.role(layer, "in", x_layout)
+        if layer.name not in w.produced:
+            role = "width" if isinstance(layer, K.Embedding) else "out"
+            w.produced[layer.name] = w.spaces.new(facts.roles(layer)[role], producer=layer.name)
+        space = w.produced[layer.name]
+        w.role(layer, "width" if isinstance(layer, K.Embedding) else "out", (space,))
+        return [(space,)]
+    if isinstance(layer, CHANNELWISE) or (isinstance(layer, K.Activation) and
+                                          getattr(layer.activation, "__name__", "") != "softmax"):
+        if isinstance(layer, K.BatchNormalization) and facts.roles(layer).get("width") is None:
+            w.pin_layout(x_layout, f"layer {layer.name!r}: the registry has no width role for it")
+        w.role(layer, "width", x_layout)
+        return [x_layout for _ in outs]
+    if isinstance(layer, MERGES):
+        return [_merge(w, layer, ins, outs[0])]
+    if isinstance(layer, K.Concatenate):
+        rank = outs[0].shape.rank
+        if layer.axis in (-1, rank - 1):
+            layouts = [w.layout(t) for t in ins]
+            if all(layouts):
+                out = tuple(s for lay in layouts for s in lay)
+                w.role(layer, "width", out)
+                return [out]
+            for lay in layouts:
+                w.pin_layout(lay, f"layer {layer.name!r}: concatenates a tensor without channels")
+            return [w.opaque(outs[0], f"layer {layer.name!r}: concatenation of pinned tensors")]
+        return [_merge(w, layer, ins, outs[0])]
+    if isinstance(layer, TFOpLambda):
+        if type(layer).__name__ == "SlicingOpLambda":
+            if _channelwise_slice(node):
+                return [x_layout]
+        else:
+            kind = tfop_kind(layer)
+            if kind == "elementwise" and len(ins) > 1:
+                return [_merge(w, layer, ins, outs[0])]
+            if kind in ("elementwise", "activation", "reduce_time"):
+                w.role(layer, "width", x_layout)
+                return [x_layout]
+    # everything else the registry counts: pin what it reads, produce pinned spaces
+    reason = f"layer {layer.name!r}: {_pin_reason(layer)}"
+    for t in ins:
+        w.pin_layout(w.layout(t), reason)
+    return [w.opaque(t, reason) for t in outs]
+
+
+def _merge(w: _Walk, layer, ins, out):
+    """Couple the inputs of an elementwise merge (broadcast operands of width 1 take no part)."""
+    width = _last(out)
+    parts = [w.layout(t) for t in ins if _last(t) == width and t.shape.rank == out.shape.rank]
+    layout = w.couple(parts, f"layer {layer.name!r}")
+    for t in ins:  # a broadcast operand (a mask, a per-position scale) is read whole
+        if not (_last(t) == width and t.shape.rank == out.shape.rank):
+            w.pin_layout(w.layout(t), f"layer {layer.name!r}: broadcast into another tensor")
+    w.role(layer, "width", layout)
+    return layout
+
+
+@dataclass
+class GraphStructure(Structure):
+    """A :class:`Structure` found in a model's graph (``config`` is None): the groups, the role
+    wiring of every layer (``dims``), each attention layer's heads group (``head_groups``) and why
+    each kept width is kept (``pinned``: one line per reason)."""
+
+    head_groups: dict = field(default_factory=dict)
+    pinned: list = field(default_factory=list)
+
+    def input_gates(self, layer_name: str) -> Dim | None:
+        """The Dim of a consumer's input (Dense/Conv1D ``in``) when some of it is a group."""
+        dim = self.dims.get(layer_name, {}).get("in")
+        return dim if dim is not None and any(isinstance(s, str) for s in dim.segments) else None
+
+
+def discover(model) -> GraphStructure:
+    """The prunable groups of any supported functional or Sequential tf_keras model (module
+    docstring). Raises :class:`ModelError` naming the first layer it cannot read."""
+    w = _Walk()
+    for node in graph_nodes(model):
+        if node.is_input:
+            for t in tf.nest.flatten(node.outputs):
+                w.layouts[id(t)] = w.opaque(t, "model input")
+            continue
+        if node.layer.name not in w.order:
+            w.order.append(node.layer.name)
+        for t, lay in zip(tf.nest.flatten(node.outputs), _visit(w, node)):
+            w.layouts[id(t)] = lay
+    for t in model.outputs:
+        w.pin_layout(w.layout(t), "the model's output")
+    sp = w.spaces
+    names: dict = {}   # root -> group name
+    taken = {layer.name for layer in model.layers}
+    groups: dict = {}
+    for layer_name in w.order:  # name each group after its first producer
+        if layer_name in w.produced:
+            root = sp.find(w.produced[layer_name])
+            if root not in names and not sp.pinned(root):
+                names[root] = layer_name
+                groups[layer_name] = sp.size[root]
+    s = GraphStructure(None, groups, {}, {}, [])
+    for layer_name, roles in w.roles.items():
+        for role, layout in roles.items():
+            segs = tuple(names.get(sp.find(i), sp.size[sp.find(i)]) for i in layout)
+            if any(isinstance(x, str) for x in segs):
+                s.dims.setdefault(layer_name, {})[role] = Dim(segs)
+    for layer_name, h in w.heads.items():
+        if h > 1:
+            g = f"{layer_name}_heads"
+            if g in taken or g in groups:
+                raise ModelError(f"layer {layer_name!r}: its heads group {g!r} clashes with a layer or group name")
+            groups[g] = h
+            s.head_groups[layer_name] = g
+            s.dims.setdefault(layer_name, {})["heads"] = Dim((g,))
+    s.min_alive = {g: 1 for g in groups}
+    seen = set()
+    for root, reasons in sp.pins.items():
+        if sp.find(root) == root and reasons and root not in seen:
+            seen.add(root)
+            owner = sp.producers[root][0] if sp.producers[root] else None
+            if owner is not None:
+                s.pinned.append(f"{owner} ({sp.size[root]} units): {reasons[0]}")
+    return s
+
+
+def replay(model, call, inputs=None):
+    """Rebuild ``model``'s graph on new inputs: ``call(node, args, kwargs)`` returns the outputs of
+    each call node (args/kwargs already hold the new tensors; ``None`` stands for an output the
+    replay drops, e.g. a gate). ``inputs``: the new input tensors (default: fresh ``keras.Input``s
+    of the same shapes, dtypes and names). Returns ``(inputs, outputs)``."""
+    nodes = graph_nodes(model)
+    if inputs is None:
+        inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0].split("/")[0])
+                  for t in model.inputs]
+    new = {id(t): n for t, n in zip(model.inputs, inputs)}
+
+    def mapped(v):
+        return new.get(id(v), v) if hasattr(v, "shape") else v
+
+    for node in nodes:
+        if node.is_input:
+            continue
+        args = tf.nest.map_structure(mapped, node.call_args)
+        kwargs = tf.nest.map_structure(mapped, node.call_kwargs)
+        outs = call(node, args, kwargs)
+        for t, n in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outs)):
+            new[id(t)] = n
+    return inputs, [new[id(t)] for t in model.outputs]
+
+
+__all__ = ["replay", "discover", "GraphStructure", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]

@@ -1,0 +1,119 @@
+"""Shrinking a gated model whose groups came from its layer graph
+(:func:`rmcompress.models.dependency.discover`, gated by :mod:`rmcompress.structured.gating`).
+
+The gated graph is re-traced (:func:`rmcompress.models.dependency.replay`) without its gate
+layers: ``InputGatedDense``/``InputGatedConv1D``/``HeadGatedMultiHeadAttention`` become the
+``Dense``/``Conv1D``/``MultiHeadAttention`` they stand for, with ``units``/``filters``/
+``output_dim``/``num_heads`` cut to the units whose deterministic gate is non-zero. Each weight is
+cut along the axes the registry's ``LayerFacts.slices`` give its roles; the kept gate values are
+folded first into the weights that read them (a consumer's kernel rows, ``W'[f] = z_f W[f]``, exact
+because the kernel is linear in its input; an attention layer's output-projection rows of each
+head). Every other layer is a copy of itself with its per-channel weights cut (BatchNormalization).
+The result is a plain model of the user's own layer classes, loadable without rmcompress.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rmcompress._keras import keras
+from rmcompress.cost.registry import facts_for, weight_of
+from rmcompress.errors import ModelError
+from rmcompress.layers.gates import (GATE_LAYERS, HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense,
+                                     deterministic_gates)
+from rmcompress.models.dependency import GraphStructure, replay
+from rmcompress.structured.gating import layer_config
+
+#: the gated stand-in -> the class it stands for
+_PLAIN = {InputGatedDense: keras.layers.Dense, InputGatedConv1D: keras.layers.Conv1D,
+          HeadGatedMultiHeadAttention: keras.layers.MultiHeadAttention}
+#: class -> (config key, role) of the size a shrunk copy is built with
+_SIZE_KEYS = {keras.layers.Dense: ("units", "out"), keras.layers.Conv1D: ("filters", "out"),
+              keras.layers.Embedding: ("output_dim", "width"), keras.layers.MultiHeadAttention: ("num_heads", "heads")}
+
+
+def _index(dim, keep: dict, sizes: dict) -> np.ndarray:
+    """Indices kept along an axis laid out as ``dim.segments``."""
+    out, offset = [], 0
+    for seg in dim.segments:
+        n = seg if isinstance(seg, int) else sizes[seg]
+        out.append(offset + (np.arange(n) if isinstance(seg, int) else keep[seg]))
+        offset += n
+    return np.concatenate(out).astype(np.int64)
+
+
+def _vector(dim, z: dict, sizes: dict) -> np.ndarray:
+    """The gate values along an axis laid out as ``dim.segments`` (ones for kept-whole segments)."""
+    return np.concatenate([np.ones(s) if isinstance(s, int) else z.get(s, np.ones(sizes[s])) for s in dim.segments])
+
+
+def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> keras.Model:
+    """The plain model ``model``'s deterministic gates describe (module docstring)."""
+    sizes = structure.groups
+    z = {g: np.ones(n) for g, n in sizes.items()}
+    z.update(deterministic_gates(model))
+    keep = {g: np.nonzero(v > 0)[0] for g, v in z.items()}
+    made: dict = {}
+
+    def call(node, args, kwargs):
+        layer = node.layer
+        if isinstance(layer, GATE_LAYERS):
+            return None
+        cls = _PLAIN.get(type(layer), type(layer))
+        dims = structure.dims.get(layer.name, {})
+        if type(layer) in (InputGatedDense, InputGatedConv1D):
+            args = (args[0][0],) + tuple(args[1:])
+        kwargs = {k: v for k, v in kwargs.items() if k != "head_gates"}
+        new = made.get(id(layer))
+        if new is None:
+            cfg = layer_config(layer)
+            cfg.pop("output_scale", None)
+            key = _SIZE_KEYS.get(cls)
+            if key is not None and key[1] in dims:
+                cfg[key[0]] = int(len(_index(dims[key[1]], keep, sizes)))
+            new = cls.from_config(cfg)
+        out = new(*args, **kwargs)
+        if id(layer) not in made:
+            made[id(layer)] = new
+            _set_weights(layer, new, dims, z, keep, sizes, structure)
+        return out
+
+    inputs, outputs = replay(model, call)
+    return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name or model.name)
+
+
+def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
+    """``new``'s weights: ``src``'s, gate values folded in and cut to the kept units."""
+    if not src.weights:
+        return
+    facts = facts_for(src)
+    by_id = {}
+    for attr in facts.slices:
+        try:
+            by_id[id(weight_of(src, attr))] = attr
+        except AttributeError:
+            continue
+    fold_in = structure.input_gates(src.name) if type(src) in (InputGatedDense, InputGatedConv1D) else None
+    heads = structure.head_groups.get(src.name) if isinstance(src, HeadGatedMultiHeadAttention) else None
+    values = []
+    for w, target in zip(src.weights, new.weights):
+        value = w.numpy().astype(np.float64)
+        attr = by_id.get(id(w))
+        axes = dict(facts.slices.get(attr, ()))
+        if fold_in is not None and "in" in axes and attr == "kernel":
+            shape = [1] * value.ndim
+            shape[axes["in"]] = -1
+            value = value * _vector(fold_in, z, sizes).reshape(shape)
+        if heads is not None and attr == "_output_dense.kernel":
+            value = value * z[heads].reshape([-1] + [1] * (value.ndim - 1))
+        for role, axis in axes.items():
+            if role in dims:
+                value = np.take(value, _index(dims[role], keep, sizes), axis=axis)
+        if tuple(value.shape) != tuple(target.shape):
+            raise ModelError(f"shrink: weight {w.name!r} of layer {src.name!r} has shape {value.shape} after "
+                             f"cutting; the shrunk layer wants {tuple(target.shape)} (a role the complexity "
+                             "registry does not slice)")
+        values.append(value.astype(np.float32))
+    new.set_weights(values)
+
+
+__all__ = ["shrink_graph"]
