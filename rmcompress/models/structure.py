@@ -28,6 +28,15 @@ def is_architecture(model) -> bool:
     return True
 
 
+def with_arch(metadata: dict, model) -> dict:
+    """``metadata`` with ``arch`` set to ``model``'s :class:`ArchConfig` (an rmcompress
+    architecture) or removed (any other model: its layers describe it)."""
+    out = {k: v for k, v in metadata.items() if k != "arch"}
+    if is_architecture(model):
+        out["arch"] = infer_arch_config(model).to_dict()
+    return out
+
+
 def structure_of(model) -> Structure:
     """The prunable groups of ``model``: its architecture's description when rmcompress built it,
     else the groups found in its layer graph (:func:`rmcompress.models.dependency.discover`)."""
@@ -164,4 +173,4 @@ def count(model: keras.Model) -> ComplexityReport:
     return ComplexityReport(int(table["flops"].sum()), int(table["params"].sum()), table)
 
 
-__all__ = ["infer_arch_config", "is_architecture", "structure_of", "cost_model", "gated_cost", "count"]
+__all__ = ["infer_arch_config", "is_architecture", "structure_of", "with_arch", "cost_model", "gated_cost", "count"]

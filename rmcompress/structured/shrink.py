@@ -196,16 +196,24 @@ def shrunk_config(cfg: ArchConfig, keep: dict, structure: Structure) -> ArchConf
     return ArchConfig.from_dict(d)
 
 
-def shrink(model: keras.Model, name: str | None = None) -> keras.Model:
+def shrink(model: keras.Model, name: str | None = None, budget_flops: float | None = None,
+           budget_params: float | None = None) -> keras.Model:
     """The plain, physically smaller scorer equivalent to ``model``'s deterministic gates.
 
-    Calls :func:`ensure_feasible` first (which may reopen a unit of a group that must keep one).
-    Raises :class:`ModelError` if ``model`` has no gates.
+    ``budget_flops``/``budget_params`` (fractions of the dense model): first choose the units that
+    fit (:func:`project_to_budget`, which sets the gates). Calls :func:`ensure_feasible` (which may
+    reopen a unit of a group that must keep one). Raises :class:`ModelError` if ``model`` has no
+    gates.
     """
     if not is_gated(model):
         raise ModelError(f"model {model.name!r} has no gate layers; nothing to shrink "
                          f"(train with --gated or a budget)")
     structure = structure_of(model)
+    if budget_flops is not None or budget_params is not None:
+        for flag, v in (("budget_flops", budget_flops), ("budget_params", budget_params)):
+            if v is not None and not 0.0 < v <= 1.0:
+                raise UsageError(f"{flag} {v} must be a fraction in (0, 1]")
+        project_to_budget(model, budget_flops, budget_params, structure)
     ensure_feasible(model, structure)
     if structure.config is None:
         return shrink_graph(model, structure, name=name)

@@ -18,7 +18,7 @@ from rmcompress.data.pipeline import EncodedData, all_ids
 from rmcompress.errors import UsageError
 from rmcompress.layers.gates import DEFAULT_INIT_LOG_ALPHA
 from rmcompress.models.modeldir import RewardModelBundle
-from rmcompress.models.structure import count, infer_arch_config
+from rmcompress.models.structure import count, with_arch
 from rmcompress.structured.gating import gated_copy
 from rmcompress.structured.importance import set_ranked_log_alpha
 from rmcompress.training.complexity_callbacks import BudgetController, ComplexityLogger
@@ -128,7 +128,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))
-    metadata = {**bundle.metadata, "arch": infer_arch_config(scorer).to_dict(),
+    metadata = {**with_arch(bundle.metadata, scorer),
                 "complexity": {k: v for k, v in info.items()}}
     out = RewardModelBundle(scorer, bundle.tokenizer, metadata, None, report)
     out.complexity_log = logger.rows  # type: ignore[attr-defined]
@@ -206,7 +206,7 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))
-    metadata = {**bundle.metadata, "arch": infer_arch_config(scorer).to_dict(), "complexity": dict(info)}
+    metadata = {**with_arch(bundle.metadata, scorer), "complexity": dict(info)}
     out = RewardModelBundle(scorer, bundle.tokenizer, metadata, None, report)
     out.complexity_log = []  # type: ignore[attr-defined]
     return out

@@ -53,6 +53,8 @@ from rmcompress.cost.registry import CompiledCost, is_gated
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.layers.gates import gate_layers, alive_counts
 from rmcompress.models.structure import cost_model, structure_of
+from rmcompress.structured.gating import gated_copy
+from rmcompress.structured.shrink import shrink
 from rmcompress.training.model import LossTerm, OptimizerGroup, RewardTrainingModel
 
 KINDS = ("flops", "params")
@@ -91,7 +93,8 @@ class ComplexityTerm(LossTerm):
             raise ValueError("a ComplexityTerm belongs to one model")
         scorer = model.scorer
         if not is_gated(scorer):
-            raise ModelError(f"model {scorer.name!r} has no gates; build it with build_reward_model(config, gated=True)")
+            raise ModelError(f"model {scorer.name!r} has no gates; gate it first with rmcompress.gated_copy(model) "
+                             "(ComplexityAwareModel does this itself)")
         self.model = model
         self.scorer = scorer
         self.structure = structure_of(scorer)
@@ -224,14 +227,19 @@ def _delegated(name: str):
 
 
 class ComplexityAwareModel(RewardTrainingModel):
-    """A ``RewardTrainingModel`` with a :class:`ComplexityTerm` (after ``terms``); ``scorer`` must be
-    gated. The term's settings, state and read-outs are available on the model."""
+    """A ``RewardTrainingModel`` with a :class:`ComplexityTerm` (after ``terms``). ``scorer``: any
+    supported model; a plain one is replaced by its gated copy (:func:`rmcompress.gated_copy`,
+    same weights, every gate open), which ``model.scorer`` holds and ``rmcompress.shrink`` turns
+    into the smaller plain model after training. The term's settings, state and read-outs are
+    available on the model."""
 
     def __init__(self, scorer: keras.Model, task: str = "pointwise", loss: str = "bce",
                  center_coefficient: float = 0.0, *, flops_weight: float = 0.0, params_weight: float = 0.0,
                  budget_flops: float | None = None, budget_params: float | None = None,
                  gate_learning_rate: float = 0.05, multiplier_learning_rate: float = 0.01,
                  quadratic_init: float = 10.0, reward_gamma: float = 0.01, terms=(), **kwargs):
+        if not is_gated(scorer):
+            scorer = gated_copy(scorer)
         term = ComplexityTerm(flops_weight=flops_weight, params_weight=params_weight, budget_flops=budget_flops,
                               budget_params=budget_params, gate_learning_rate=gate_learning_rate,
                               multiplier_learning_rate=multiplier_learning_rate, quadratic_init=quadratic_init,
@@ -268,3 +276,10 @@ class ComplexityAwareModel(RewardTrainingModel):
 
     def budget_met(self, tolerance: float = 0.02) -> bool:
         return self.complexity_term.budget_met(tolerance)
+
+    def shrink(self, name: str | None = None) -> keras.Model:
+        """The plain, smaller scorer: the units that fit this model's budgets (the most probable
+        first, :func:`rmcompress.structured.shrink.project_to_budget`), or the deterministic gates
+        when it trains with penalties only; equal to the gated scorer's deterministic output."""
+        return shrink(self.scorer, name=name, budget_flops=self.budgets["flops"],
+                      budget_params=self.budgets["params"])

@@ -12,7 +12,7 @@ Optimisers: ``schedule="cosine"``: AdamW (``weight_decay``) with linear warm-up 
 from __future__ import annotations
 
 from rmcompress._keras import keras, tf
-from rmcompress.models.structure import infer_arch_config
+from rmcompress.models.structure import infer_arch_config, is_architecture
 from rmcompress.models.architectures import build_reward_model
 from rmcompress.training.distill import DistillationTerm
 from rmcompress.training.model import RewardTrainingModel
@@ -57,7 +57,8 @@ def finetune(scorer: keras.Model, task: Task, ds, steps: int, *, learning_rate: 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if copy:
-            model = build_reward_model(infer_arch_config(scorer), name=scorer.name)
+            model = (build_reward_model(infer_arch_config(scorer), name=scorer.name) if is_architecture(scorer)
+                     else keras.models.clone_model(scorer))
             model.set_weights(scorer.get_weights())
             scorer = model
         wrapper = RewardTrainingModel(scorer, task, terms=[DistillationTerm(distill)] if distill else ())
