@@ -627,6 +627,10 @@ class CostModel:
 
     def __init__(self, model, dims: dict | None = None, present: dict | None = None):
         dims, present = dims or {}, present or {}
+        for t in getattr(model, "inputs", None) or ():
+            if any(d is None for d in t.shape[1:]):
+                raise ModelError(f"model {model.name!r}: input {t.name!r} has shape {tuple(t.shape)}; FLOPs are "
+                                 "counted per example at a fixed length: build it on keras.Input(shape=(seq_len,))")
         self.entries: list[_Entry] = []
         for layer in model.layers:
             facts = facts_for(layer)

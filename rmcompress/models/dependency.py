@@ -112,7 +112,7 @@ def graph_nodes(model) -> list:
 
     Raises :class:`ModelError` for a subclassed model, a Sequential without an input shape and a
     nested model (each with what to do instead)."""
-    if not getattr(model, "_is_graph_network", False):
+    if not getattr(model, "_is_graph_network", False) or not model.inputs:
         if isinstance(model, keras.Sequential):
             raise ModelError(f"Sequential model {model.name!r} has no input shape; start it with "
                              "keras.Input(shape=(seq_len,), dtype='int32')")

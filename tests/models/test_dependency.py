@@ -1,0 +1,179 @@
+"""Structure discovery from a model's layer graph: the groups of every zoo model (couplings through
+merges, splits through Concatenate, pins with their reasons), hand counts, and the one-line refusals."""
+from __future__ import annotations
+
+import pytest
+
+from rmcompress._keras import keras, tf
+from rmcompress.errors import ModelError
+from rmcompress.models.dependency import discover
+from rmcompress.models.structure import count, structure_of
+from rmcompress.models.archconfig import ArchConfig
+from tests.helpers import SMALL, ZOO, ZOO_SEQ, ZOO_VOCAB, check_registry_matches_profiler, zoo_model
+
+
+def _segments(s, layer, role):
+    return s.dims[layer][role].segments
+
+
+def test_kim_cnn_groups_and_wiring():
+    m = zoo_model("kim_cnn")
+    emb, conv, _, dense = [layer.name for layer in m.layers[:4]]
+    s = discover(m)
+    assert s.groups == {emb: 16, conv: 12, dense: 10}
+    assert _segments(s, conv, "in") == (emb,) and _segments(s, conv, "out") == (conv,)
+    assert _segments(s, dense, "in") == (conv,)
+    assert s.min_alive == {g: 1 for g in s.groups}
+    assert any("the model's output" in p for p in s.pinned)
+
+
+def test_concatenate_splits_into_its_branches():
+    m = zoo_model("parallel_conv")
+    s = discover(m)
+    convs = [layer.name for layer in m.layers if isinstance(layer, keras.layers.Conv1D)]
+    concat = next(layer.name for layer in m.layers if isinstance(layer, keras.layers.Concatenate))
+    hidden = next(layer for layer in m.layers if isinstance(layer, keras.layers.Dense) and layer.units == 8)
+    assert set(convs) <= set(s.groups)
+    assert _segments(s, hidden.name, "in") == _segments(s, concat, "width")
+    assert sorted(_segments(s, hidden.name, "in")) == sorted(convs)
+
+
+@pytest.mark.parametrize("name", ["transformer_postln", "transformer_preln", "keras3_transformer"])
+def test_transformer_residual_stream_is_pinned_by_layer_norm(name):
+    m = zoo_model(name)
+    s = discover(m)
+    mhas = [layer for layer in m.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    emb = next(layer.name for layer in m.layers if isinstance(layer, keras.layers.Embedding))
+    assert emb not in s.groups  # the residual width is kept: LayerNormalization reads all of it
+    assert any("LayerNormalization normalises over the whole width" in p for p in s.pinned)
+    for mha in mhas:
+        assert s.groups[f"{mha.name}_heads"] == mha._num_heads
+    ffn_in = [layer.name for layer in m.layers if isinstance(layer, keras.layers.Dense) and layer.units == 24]
+    assert ffn_in and all(s.groups[n] == 24 for n in ffn_in)
+
+
+def test_residual_stream_without_norm_is_one_coupled_group():
+    m = zoo_model("residual_gated")
+    s = discover(m)
+    emb = next(layer.name for layer in m.layers if isinstance(layer, keras.layers.Embedding))
+    width12 = [layer.name for layer in m.layers if isinstance(layer, keras.layers.Dense) and layer.units == 12]
+    assert s.groups[emb] == 12
+    for name in width12:  # every producer into the stream shares the embedding's group
+        assert _segments(s, name, "out") == (emb,)
+        assert name not in s.groups
+    head = m.layers[-1].name if isinstance(m.layers[-1], keras.layers.Dense) else None
+    readers = [n for n, d in s.dims.items() if d.get("in") is not None and d["in"].segments == (emb,)]
+    assert len(readers) >= 2, readers  # the hidden layer, the sigmoid gate and the reward head read it
+
+
+def test_recurrent_layers_pin_what_they_read():
+    m = zoo_model("gru_head")
+    s = discover(m)
+    proj = next(layer.name for layer in m.layers if isinstance(layer, keras.layers.Dense) and layer.units == 10)
+    assert proj not in s.groups
+    assert any("GRU is counted, not pruned" in p for p in s.pinned)
+
+
+def test_shipped_architectures_are_read_from_their_graph_alike():
+    from rmcompress.models.architectures import build_reward_model
+    for arch in ("cnn", "bow"):
+        model = build_reward_model(ArchConfig(arch=arch, **{k: v for k, v in SMALL.items()
+                                                            if k in ArchConfig.__dataclass_fields__}))
+        found = discover(model)
+        own = structure_of(model)
+        assert own.config is not None and found.config is None
+        assert sorted(found.groups.values()) == sorted(n for g, n in own.groups.items() if g != "vocab")
+
+
+def _hand_kim_cnn():
+    t = ZOO_SEQ - 2
+    conv = 2 * 3 * 16 * 12 * t + 12 * t + 12 * t
+    pool = (t - 1) * 12
+    dense = 2 * 12 * 10 + 10 + 10
+    head = 2 * 10 + 1
+    params = ZOO_VOCAB * 16 + 3 * 16 * 12 + 12 + 12 * 10 + 10 + 10 + 1
+    return conv + pool + dense + head, params
+
+
+def _hand_dan():
+    t = ZOO_SEQ
+    pool = (t - 1) * 16 + 16
+    layers = (2 * 16 * 12 + 12 + 12) + (2 * 12 * 8 + 8 + 8) + (2 * 8 + 1)
+    params = ZOO_VOCAB * 16 + 16 * 12 + 12 + 12 * 8 + 8 + 8 + 1
+    return pool + layers, params
+
+
+def _hand_transformer():
+    t, d, h, k, f = ZOO_SEQ, 16, 4, 4, 24
+    mha = (2 * t * d * h * 3 * k + 2 * t * t * h * k * 2 + 2 * t * h * k * d
+           + t * h * 3 * k + t * d + t * h * k + 3 * h * t * t)
+    ln = 7 * t * d
+    ffn = (2 * t * d * f + t * f + 8 * t * f) + (2 * t * f * d + t * d)
+    add = t * d
+    block = mha + ffn + 2 * add + 2 * ln
+    pool = (t - 1) * d + d
+    head = 2 * d + 1
+    params_block = 4 * d * h * k + 3 * h * k + d + 2 * (2 * d) + d * f + f + f * d + d
+    return 2 * block + pool + head, ZOO_VOCAB * d + 2 * params_block + d + 1
+
+
+@pytest.mark.parametrize("name,hand", [("kim_cnn", _hand_kim_cnn), ("dan", _hand_dan),
+                                       ("transformer_postln", _hand_transformer),
+                                       ("transformer_preln", _hand_transformer)])
+def test_count_matches_hand_count(name, hand):
+    report = count(zoo_model(name))
+    assert (report.flops, report.params) == hand()
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_every_zoo_model_is_counted_and_read(name):
+    m = zoo_model(name)
+    report = count(m)
+    assert report.flops > 0 and report.params == m.count_params()
+    s = discover(m)
+    assert s.groups, name  # every zoo model has something to prune
+
+
+@pytest.mark.parametrize("name", ["kim_cnn", "parallel_conv", "dan", "residual_gated"])
+def test_count_matches_the_profiler(name):
+    check_registry_matches_profiler(zoo_model(name))
+
+
+# -- refusals ----------------------------------------------------------------------------------------
+def test_subclassed_model_is_refused_with_the_way_out():
+    class Mine(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.emb = keras.layers.Embedding(10, 4)
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.out(tf.reduce_mean(self.emb(x), axis=1))
+
+    m = Mine()
+    m(tf.zeros([1, 5], tf.int32))
+    with pytest.raises(ModelError, match="subclassed keras.Model.*functional API"):
+        discover(m)
+
+
+def test_lambda_layer_is_refused_by_name():
+    ids = keras.Input((8,), dtype="int32")
+    x = keras.layers.Embedding(10, 4)(ids)
+    x = keras.layers.Lambda(lambda v: v * 2.0, name="double")(x)
+    m = keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(x)))
+    with pytest.raises(ModelError, match="'double'.*Lambda") as err:
+        discover(m)
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_without_a_fixed_length_is_not_counted():
+    m = keras.Sequential([keras.layers.Embedding(10, 4), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+    assert discover(m).groups  # its structure does not depend on the length
+    with pytest.raises(ModelError, match=r"fixed length.*keras.Input\(shape=\(seq_len,\)\)"):
+        count(m)
+
+
+def test_sequential_without_any_input_is_refused():
+    m = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(1)])
+    with pytest.raises(ModelError, match="no input shape"):
+        discover(m)

@@ -1,0 +1,91 @@
+"""Gating and shrinking models the user wrote: the gated copy computes what the model does, the
+shrunk model what the gated one does (1e-5), with the user's own layer classes, loadable without
+rmcompress, at exactly the FLOPs/params the gates promised."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rmcompress._keras import keras
+from rmcompress.cost.registry import is_gated
+from rmcompress.layers.gates import gate_layers
+from rmcompress.models.structure import count, gated_cost, structure_of
+from rmcompress.structured.gating import gated_copy
+from rmcompress.structured.shrink import shrink
+from tests.helpers import ZOO, zoo_ids, zoo_model
+
+
+def _out(model, ids):
+    return np.asarray(model(ids, training=False), np.float64).reshape(-1)
+
+
+def _close_half(gated, seed=0):
+    """Random gate values, about half of each group closed (every group keeps one)."""
+    rng = np.random.RandomState(seed)
+    for gate in gate_layers(gated).values():
+        la = rng.uniform(-3.0, 3.0, gate.units)
+        la[rng.randint(gate.units)] = 3.0
+        gate.log_alpha.assign(la.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_gated_copy_then_shrink_is_exact(name, tmp_path):
+    model = zoo_model(name)
+    ids = zoo_ids()
+    gated = gated_copy(model)
+    assert is_gated(gated) and not is_gated(model)
+    np.testing.assert_allclose(_out(gated, ids), _out(model, ids), atol=1e-6)
+    _close_half(gated)
+    promised = gated_cost(gated, "deterministic")
+    shrunk = shrink(gated)
+    assert not is_gated(shrunk)
+    diff = np.max(np.abs(_out(shrunk, ids) - _out(gated, ids)))
+    assert diff <= 1e-5 * max(1.0, np.max(np.abs(_out(gated, ids)))), diff
+    report = count(shrunk)
+    assert (report.flops, report.params) == (int(promised.flops), int(promised.params))
+    assert report.flops < count(model).flops
+    # the user's own layer classes, nothing of rmcompress: loads with plain tf_keras
+    assert {type(layer).__module__.split(".")[0] for layer in shrunk.layers} == {"tf_keras"}
+    path = tmp_path / "shrunk.keras"
+    shrunk.save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_allclose(_out(again, ids), _out(shrunk, ids), atol=1e-6)
+
+
+def test_gated_copy_leaves_the_user_model_alone():
+    model = zoo_model("kim_cnn")
+    before = [w.copy() for w in model.get_weights()]
+    gated = gated_copy(model)
+    for v in gated.trainable_variables:
+        v.assign(v * 0.5)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_closed_units_leave_the_shrunk_layers():
+    model = zoo_model("parallel_conv")
+    gated = gated_copy(model)
+    structure = structure_of(gated)
+    gates = gate_layers(gated)
+    convs = [g for g in structure.groups if g.startswith("conv1d")]
+    keep = {}
+    for g in convs:  # keep the first two filters of every branch
+        la = np.full(gates[g].units, -10.0, np.float32)
+        la[:2] = 10.0
+        gates[g].log_alpha.assign(la)
+        keep[g] = 2
+    shrunk = shrink(gated)
+    for g in convs:
+        assert shrunk.get_layer(g).filters == 2
+    hidden = next(layer for layer in shrunk.layers if isinstance(layer, keras.layers.Dense) and layer.units == 8)
+    assert hidden.kernel.shape[0] == 2 * len(convs)  # its input rows follow the concatenation
+    ids = zoo_ids()
+    np.testing.assert_allclose(_out(shrunk, ids), _out(gated, ids), atol=1e-5)
+
+
+def test_shrink_to_a_budget_lands_on_it():
+    model = zoo_model("dan")
+    gated = gated_copy(model)
+    shrunk = shrink(gated, budget_flops=0.5)
+    assert count(shrunk).flops <= 0.5 * count(model).flops
+    assert count(shrunk).flops > 0.4 * count(model).flops  # one unit's granularity, not far below
