@@ -25,6 +25,9 @@ _API = {
     "RewardTrainingModel": "rmcompress.training.model",
     "ComplexityAwareModel": "rmcompress.training.complexity_model",
     "ComplexityTerm": "rmcompress.training.complexity_model",
+    "BudgetController": "rmcompress.training.complexity_callbacks",
+    "BudgetEarlyStopping": "rmcompress.training.complexity_callbacks",
+    "ComplexityLogger": "rmcompress.training.complexity_callbacks",
     "Tokenizer": "rmcompress.data.tokenizer",
     "load_data": "rmcompress.data.loaders",
     "split_data": "rmcompress.data.split",
@@ -35,6 +38,7 @@ _API = {
     "count": "rmcompress.models.structure",
     "shrink": "rmcompress.structured.shrink",
     "gated_copy": "rmcompress.structured.gating",
+    "structure_of": "rmcompress.models.structure",
     "budget_compress": "rmcompress.training.budget",
     "RMCompressError": "rmcompress.errors",
 }

@@ -46,9 +46,10 @@ LAYERS = (
 )
 #: Keras 3 op class (``keras.ops``) -> how to rebuild it: a tf_keras merge layer over two tensors,
 #: or an activation applied to one
-OPS = {"Add": ("merge", "Add"), "Subtract": ("merge", "Subtract"), "Multiply": ("merge", "Multiply"),
-       "Relu": ("activation", "relu"), "Sigmoid": ("activation", "sigmoid"),
-       "Tanh": ("activation", "tanh"), "Gelu": ("activation", "gelu")}
+OPS = {"Add": ("merge", tf.math.add), "Subtract": ("merge", tf.math.subtract),
+       "Multiply": ("merge", tf.math.multiply), "Relu": ("activation", tf.nn.relu),
+       "Sigmoid": ("activation", tf.math.sigmoid), "Tanh": ("activation", tf.math.tanh),
+       "Gelu": ("activation", lambda x: tf.nn.gelu(x, approximate=False))}
 #: Keras 3 settings absent from tf_keras and the values under which leaving them out changes nothing
 NEUTRAL = {"lora_rank": (None, 0), "lora_alpha": (None,), "quantization_config": (None,),
            "use_gate": (False,), "sliding_window": (None,), "flash_attention": (None, False),
@@ -175,11 +176,10 @@ def _tf_op(op):
     if cls_name == "Gelu" and getattr(op, "approximate", False):
         raise ModelError(f"operation {_describe(op)}: the tanh-approximate gelu has no tf_keras layer; "
                          "use gelu(x, approximate=False) or Activation('gelu')")
-    if kind[0] == "merge":
-        return getattr(keras.layers, kind[1])(name=op.name)
-    if kind[1] == "relu":
-        return keras.layers.ReLU(name=op.name)
-    return keras.layers.Activation(kind[1], name=op.name)
+    fn = kind[1]
+    # the TensorFlow op on tf_keras tensors (a ``TFOpLambda``), which, like the Keras 3 op, drops
+    # the input's mask (a merge *layer* would pass it on to the next attention layer)
+    return (lambda xs: fn(xs[0], xs[1])) if kind[0] == "merge" else fn
 
 
 # -- graph -----------------------------------------------------------------------------------------
@@ -209,7 +209,8 @@ class _Rebuild:
             new = _tf_layer(op)
             self.pending.append((op, new))
         else:
-            new = _tf_op(op)
+            self.layers[key] = _tf_op(op)  # a function: tf_keras names the op layer itself
+            return self.layers[key]
         new._name = self._unique(op.name, scope)
         self.layers[key] = new
         return new
