@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 # The layer tf_keras wraps a TensorFlow op in when it is applied to a Keras tensor (``x + y``,
 # ``tf.nn.relu(x)``); not exported by tf_keras, and users' models are full of it.
-from tf_keras.src.layers.core.tf_op_layer import TFOpLambda
+from tf_keras.src.layers.core.tf_op_layer import SlicingOpLambda, TFOpLambda
 
 
 
@@ -25,4 +25,4 @@ def keras3():
     return keras_3
 
 
-__all__ = ["tf", "keras", "keras3", "TFOpLambda"]
+__all__ = ["tf", "keras", "keras3", "TFOpLambda", "SlicingOpLambda"]

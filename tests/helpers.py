@@ -107,7 +107,8 @@ def token_ids(n=64, seq_len=16, vocab=60, seed=1):
 
 
 # -- the registry against TensorFlow's profiler ------------------------------------------------
-MATMUL_OPS = {"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D"}
+MATMUL_OPS = {"MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Conv2D", "DepthwiseConv2dNative"}
+RECURRENT_TYPES = {"LSTM", "GRU", "SimpleRNN", "Bidirectional"}
 
 
 COMPARISON_OPS = {"NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual"}
@@ -153,15 +154,35 @@ def check_registry_matches_profiler(model):
     - LayerNormalization: TF decomposes it into mean, squared difference (2), variance, rsqrt and
       five broadcast products/sums (9 per element + 3 per position); the registry counts the 7
       arithmetic steps of the formula per element;
-    - comparisons (``NotEqual`` of the padding mask): 0 FLOPs by convention.
+    - comparisons (``NotEqual`` of the padding mask): 0 FLOPs by convention;
+    - BatchNormalization: TF folds ``a = gamma * rsqrt(var + eps)``, ``b = beta - mean * a`` on every
+      call (var + eps, rsqrt counted 2, the gamma product when ``scale``, mean * a, beta - or negate:
+      5 or 6 per channel); the registry folds once, so the profiler's count is its ``norm`` part
+      (``x * a + b``) plus exactly that per-channel fold;
+    - ``MaxPool``: the profiler counts ``pool_size`` per output, the registry ``pool_size - 1`` (a
+      reduction over ``pool_size`` elements); checked as exactly ``pool_size / (pool_size - 1)`` of ours;
+    - recurrent layers are compared when unrolled (``unroll=True``: every step's ops in the graph,
+      the same arithmetic); a model with a recurrent layer that is not unrolled is refused: its steps
+      run in a while loop the profiler does not enter, and every shape after it is unknown to the
+      profiler, which then counts 0 for the layers downstream too.
     """
     prof = profile_by_layer(model)
     table = count(model).table.set_index("layer")
     for name, row in table.iterrows():
         ops = prof.get(name, {})
+        layer = model.get_layer(name)
+        if row["type"] in RECURRENT_TYPES:
+            assert getattr(layer, "forward_layer", layer).unroll, f"{name}: unroll it to compare with the profiler"
         assert sum(v for k, v in ops.items() if k in MATMUL_OPS) == row["flops_matmul"], (name, ops)
         if row["type"] == "LayerNormalization":
             continue
+        if row["type"] == "BatchNormalization":
+            fold = int(layer.input_shape[-1]) * (5 + int(bool(layer.scale)))
+            assert sum(ops.values()) == row["flops_norm"] + fold, (name, ops, dict(row))
+            continue
+        if "MaxPool" in ops:
+            pool = int(layer.pool_size[0])
+            assert ops.pop("MaxPool") * (pool - 1) == row["flops_max"] * pool, (name, ops)
         other = sum(v for k, v in ops.items()
                     if k not in MATMUL_OPS and k not in COMPARISON_OPS and k != "Softmax")
         assert other == row["flops_bias"] + row["flops_elementwise"], (name, ops, dict(row))

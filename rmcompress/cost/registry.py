@@ -22,12 +22,62 @@ runs over, i.e. every input dim but the last):
 - one multiply-accumulate = 2 FLOPs (matmuls, convolutions, attention products);
 - bias add, residual add, mask multiply, scale multiply, division = 1 FLOP per output element;
   a reduction (sum, max) over ``n`` elements = ``n - 1`` FLOPs per output;
-- activations per output element: relu 1, tanh 1, sigmoid 3, swish/silu 4, gelu 8, linear 0;
+- activations per output element: linear 0; relu 1 (a max with 0); tanh 1; exponential 1 (exp);
+  leaky_relu 2 (multiply by alpha, max); relu6 2 (max with 0, min with 6); sigmoid 3 (exp, add,
+  divide); softplus 3 (exp, add, log); softsign 3 (abs, add, divide); elu 3 (exp, subtract 1,
+  select; the ``ELU`` layer adds 1 multiply per element when ``alpha != 1``); selu 4 (elu + the
+  scale multiply); swish/silu 4 (sigmoid + multiply); gelu 8; gelu_tanh 9; an activation without
+  a convention here (hard_sigmoid, mish, ...) is an error naming the layer;
 - softmax = 3 FLOPs per element (exp, sum, divide; the max-subtraction for stability is not
-  counted); LayerNormalization = 7 FLOPs per element (mean, subtract, square, variance,
-  normalise, scale, shift; the per-position epsilon add and rsqrt are not counted);
+  counted), as a ``Softmax`` layer, ``Activation("softmax")`` or any layer's ``activation``;
+  a softmax over the channel axis mixes the channels (its ``width`` role only scales FLOPs);
+- LayerNormalization = 7 FLOPs per element (mean, subtract, square, variance, normalise, scale,
+  shift; the per-position epsilon add and rsqrt are not counted); BatchNormalization (inference,
+  last axis only) = 2 FLOPs per element: ``y = x * a + b`` with ``a, b`` folded once from
+  gamma/beta/moving mean/variance (the per-channel fold is not counted);
+- Keras ``MultiHeadAttention`` with a mask (a Keras mask on its inputs, ``attention_mask`` or
+  ``use_causal_mask``): + 2 per ``[T, T]`` mask element (``1 - mask``, times the large negative)
+  + 1 per score (the add), on top of the projections, products, query scaling and softmax;
+- merge layers ``Add``/``Subtract``/``Multiply``/``Maximum``/``Minimum`` of ``n`` inputs =
+  ``n - 1`` FLOPs per output element (broadcast inputs: per *output* element); ``Average`` = ``n``
+  (``n - 1`` adds + 1 divide); ``Masking`` = 1 per element (the mask multiply);
+- pooling over time: ``AveragePooling1D`` = ``pool_size`` per output element (``pool_size - 1``
+  adds + 1 divide; the shorter edge windows of ``padding="same"`` are counted as full ones),
+  ``MaxPooling1D`` = ``pool_size - 1`` per output element; global average pooling = ``T`` per
+  channel (``T - 1`` adds + 1 divide; with an input mask: mask multiply ``T`` per channel, sum
+  ``T - 1`` per channel, mask sum ``T - 1``, divide 1 per channel), global max = ``T - 1`` per
+  channel; channels_last only;
+- convolutions: ``SeparableConv1D`` = depthwise ``2 k C m`` + pointwise ``2 C m F`` per output
+  position (``m`` = depth multiplier, ``F`` = filters), ``DepthwiseConv1D`` = ``2 k C m`` per output
+  position, each + bias and activation per output element;
+- recurrent layers (``LSTM``, ``GRU``, ``SimpleRNN``; per example, ``T`` time steps, ``i`` input
+  features, ``u`` units; every step is computed whatever ``return_sequences`` says, masked steps
+  included, the mask's select costs 0). Per step:
+
+  - ``LSTM``: matmul ``2 i 4u + 2 u 4u``; bias ``4u``; elementwise ``8u`` (the ``x W + h U`` add
+    ``4u``, ``c = f c + i g`` ``3u``, ``h = o act(c)`` ``u``); activation ``3u`` recurrent
+    activations (gates i, f, o) + ``2u`` activations (candidate, cell output);
+  - ``GRU``: matmul ``2 i 3u + 2 u 3u`` (with ``reset_after=False`` the ``h`` part of the
+    recurrent matmul runs on ``r * h``: the same count); bias ``3u``, or ``6u`` with
+    ``reset_after`` (input and recurrent biases); elementwise ``8u`` (three ``x + h`` adds, the
+    ``r *`` product, ``h = z h + (1 - z) hh`` ``4u``); activation ``2u`` recurrent activations
+    (z, r) + ``u`` activation;
+  - ``SimpleRNN``: matmul ``2 i u + 2 u u``; bias ``u``; elementwise ``u`` (the add); activation
+    ``u``;
+  - ``Bidirectional``: both directions + the merge per output element of one direction: concat 0,
+    sum 1, mul 1, ave 2 (add, divide), ``None`` 0;
+- ``TFOpLambda`` (what tf_keras makes of ``x + y``, ``tf.nn.relu(x)``, ``tf.reduce_mean(x, 1)``;
+  see :func:`tfop_kind`): add/subtract/multiply/divide/maximum/minimum/square/negative = 1 per
+  output element; activations as above; ``reduce_sum``/``reduce_mean``/``reduce_max``/
+  ``reduce_min`` over the time axis of ``[batch, T, C]`` = ``T - 1`` per output (+1 divide per
+  output for the mean); squeeze, expand_dims, reshape, transpose, concat, identity and slicing
+  (``x[:, 0]``) = 0; any other op is an error naming the layer and its op. A ``Lambda`` layer
+  (arbitrary Python) is an error: register a class instead (:func:`register`);
 - embedding lookups, index remapping, comparisons, casts, reshapes, transposes, concatenation,
-  dropout = 0 FLOPs; gate layers = 0 FLOPs and 0 params (they are removed by ``shrink``);
+  ``Permute``, ``RepeatVector``, padding, cropping, upsampling, ``Identity``, dropout and the
+  inference-time identities (``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``,
+  ``ActivityRegularization``) = 0 FLOPs; gate layers = 0 FLOPs and 0 params (they are removed by
+  ``shrink``);
 - params = every float weight, trainable or not (an int32 index table such as ``TokenRemap`` is
   data, not params; its bytes show in the file size).
 
@@ -46,7 +96,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from rmcompress._keras import TFOpLambda, keras, tf
+from rmcompress._keras import SlicingOpLambda, TFOpLambda, keras, tf
 from rmcompress.errors import ModelError
 from rmcompress.layers import compressed as C
 from rmcompress.layers import encoder as L
@@ -55,8 +105,9 @@ from rmcompress.layers import gates as G
 #: FLOP parts (see module docstring)
 PARTS = ("matmul", "bias", "elementwise", "activation", "max", "softmax", "norm")
 
-_ACT_FLOPS = {"linear": 0, None: 0, "relu": 1, "gelu": 8, "tanh": 1, "sigmoid": 3, "swish": 4, "silu": 4,
-              "gelu_tanh": 9}
+_ACT_FLOPS = {"linear": 0, None: 0, "relu": 1, "tanh": 1, "exponential": 1, "leaky_relu": 2, "relu6": 2,
+              "sigmoid": 3, "softplus": 3, "softsign": 3, "elu": 3, "softmax": 3, "selu": 4, "swish": 4,
+              "silu": 4, "gelu": 8, "gelu_tanh": 9}
 
 
 # -- small helpers that work on Python numbers and on float tensors alike -------------------------
@@ -162,6 +213,30 @@ def _activation_flops(layer, name: str | None = None) -> int:
     return _ACT_FLOPS[name]
 
 
+def _activation_parts(layer, elements, name: str | None = None) -> dict:
+    """FLOPs of ``layer``'s activation (or the one called ``name``) over ``elements`` outputs, as
+    parts: a softmax is the ``softmax`` part, everything else ``activation``."""
+    if name is None:
+        name = getattr(getattr(layer, "activation", None), "__name__", None)
+    flops = _activation_flops(layer, name) * elements
+    return {"softmax": flops} if name == "softmax" else {"activation": flops}
+
+
+def _merge(*part_dicts) -> dict:
+    out: dict = {}
+    for parts in part_dicts:
+        for k, v in parts.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _check_channels_last(layer) -> None:
+    fmt = getattr(layer, "data_format", "channels_last")
+    if fmt != "channels_last":
+        raise ModelError(f"layer {layer.name!r}: data_format={fmt!r} is not in the complexity registry "
+                         f"(only channels_last)")
+
+
 # -- the facts ----------------------------------------------------------------------------------
 RolesFn = Callable[[Any], dict]
 FlopsFn = Callable[[Any, Shapes, dict], dict]
@@ -193,6 +268,10 @@ def _zero_params(layer, s, d):
     return 0
 
 
+def _weights_params(layer, s, d):
+    return int(sum(_prod(w.shape) for w in layer.weights if w.dtype.is_floating))
+
+
 ZERO = LayerFacts(_zero_flops, _zero_params)
 
 
@@ -203,8 +282,7 @@ def _dense_roles(layer):
 
 def _dense_flops(layer, s, d):
     i, o, p = d["in"], d["out"], s.positions
-    return {"matmul": 2 * i * o * p, "bias": o * p if layer.use_bias else 0,
-            "activation": _activation_flops(layer) * o * p}
+    return {"matmul": 2 * i * o * p, "bias": o * p if layer.use_bias else 0, **_activation_parts(layer, o * p)}
 
 
 def _dense_params(layer, s, d):
@@ -217,6 +295,7 @@ DENSE = LayerFacts(_dense_flops, _dense_params, _dense_roles,
 
 # Conv1D --------------------------------------------------------------------------------------------
 def _conv_roles(layer):
+    _check_channels_last(layer)
     return {"in": int(layer.kernel.shape[1]), "out": int(layer.kernel.shape[2])}
 
 
@@ -226,7 +305,7 @@ def _conv_flops(layer, s, d):
     if int(getattr(layer, "groups", 1)) != 1:
         raise ModelError(f"layer {layer.name!r}: grouped Conv1D is not in the complexity registry")
     return {"matmul": 2 * k * i * o * t_out, "bias": o * t_out if layer.use_bias else 0,
-            "activation": _activation_flops(layer) * o * t_out}
+            **_activation_parts(layer, o * t_out)}
 
 
 def _conv_params(layer, s, d):
@@ -235,6 +314,83 @@ def _conv_params(layer, s, d):
 
 CONV1D = LayerFacts(_conv_flops, _conv_params, _conv_roles,
                     {"kernel": (("in", 1), ("out", 2)), "bias": (("out", 0),)})
+
+
+# SeparableConv1D / DepthwiseConv1D ------------------------------------------------------------------
+def _separable_flops(layer, s, d):
+    _check_channels_last(layer)
+    k, t_out, c, m = int(layer.kernel_size[0]), s.out[0], s.inp[-1], int(layer.depth_multiplier)
+    f = int(layer.filters)
+    return {"matmul": 2 * k * c * m * t_out + 2 * c * m * f * t_out,
+            "bias": f * t_out if layer.use_bias else 0, **_activation_parts(layer, f * t_out)}
+
+
+SEPARABLE_CONV1D = LayerFacts(_separable_flops, _weights_params)
+
+
+def _depthwise_roles(layer):
+    """``width`` = channels in = channels out, with a depth multiplier of 1 (else no roles)."""
+    _check_channels_last(layer)
+    return {"width": int(layer.depthwise_kernel.shape[1])} if int(layer.depth_multiplier) == 1 else {}
+
+
+def _depthwise_flops(layer, s, d):
+    k, t_out, m = int(layer.kernel_size[0]), s.out[0], int(layer.depth_multiplier)
+    n = d.get("width", s.inp[-1]) * m * t_out
+    return {"matmul": 2 * k * n, "bias": n if layer.use_bias else 0, **_activation_parts(layer, n)}
+
+
+def _depthwise_params(layer, s, d):
+    n = d.get("width", s.inp[-1]) * int(layer.depth_multiplier)
+    return int(layer.kernel_size[0]) * n + (n if layer.use_bias else 0)
+
+
+DEPTHWISE_CONV1D = LayerFacts(_depthwise_flops, _depthwise_params, _depthwise_roles,
+                              {"depthwise_kernel": (("width", 1),), "bias": (("width", 0),)})
+
+
+# recurrent layers (counted at full size; no prunable roles) ------------------------------------------
+def _rnn_step_parts(layer, n_in: int) -> dict:
+    """FLOPs of one time step of an ``LSTM``, ``GRU`` or ``SimpleRNN`` (module docstring)."""
+    cell = layer.cell
+    u, bias = int(cell.units), bool(cell.use_bias)
+    act = _activation_flops(layer, getattr(cell.activation, "__name__", None))
+    if isinstance(layer, keras.layers.SimpleRNN):
+        return {"matmul": 2 * n_in * u + 2 * u * u, "bias": u if bias else 0, "elementwise": u,
+                "activation": act * u}
+    rec = _activation_flops(layer, getattr(cell.recurrent_activation, "__name__", None))
+    if isinstance(layer, keras.layers.LSTM):
+        return {"matmul": 2 * n_in * 4 * u + 2 * u * 4 * u, "bias": 4 * u if bias else 0,
+                "elementwise": 8 * u, "activation": 3 * u * rec + 2 * u * act}
+    return {"matmul": 2 * n_in * 3 * u + 2 * u * 3 * u,
+            "bias": (6 * u if cell.reset_after else 3 * u) if bias else 0,
+            "elementwise": 8 * u, "activation": 2 * u * rec + u * act}
+
+
+def _rnn_flops(layer, s, d):
+    t = s.inp[0]
+    return {k: t * v for k, v in _rnn_step_parts(layer, s.inp[-1]).items()}
+
+
+RNN = LayerFacts(_rnn_flops, _weights_params)
+_RNN_CLASSES = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
+_BIDIRECTIONAL_MERGE = {"concat": 0, None: 0, "sum": 1, "mul": 1, "ave": 2}
+
+
+def _bidirectional_flops(layer, s, d):
+    parts: dict = {}
+    for sub in (layer.forward_layer, layer.backward_layer):
+        if type(sub) not in _RNN_CLASSES:
+            raise ModelError(f"layer {layer.name!r}: Bidirectional around {type(sub).__name__} is not in "
+                             f"the complexity registry (LSTM, GRU, SimpleRNN)")
+        parts = _merge(parts, _rnn_flops(sub, s, d))
+    fwd = layer.forward_layer
+    per_output = (s.inp[0] if fwd.return_sequences else 1) * int(fwd.units)
+    merge = _BIDIRECTIONAL_MERGE[layer.merge_mode] * per_output
+    return _merge(parts, {"elementwise": merge}) if merge else parts
+
+
+BIDIRECTIONAL = LayerFacts(_bidirectional_flops, _weights_params)
 
 
 # Embedding -----------------------------------------------------------------------------------------
@@ -261,17 +417,34 @@ LAYER_NORM = LayerFacts(
 
 # elementwise / pooling ---------------------------------------------------------------------------
 def _last_dim_roles(layer):
-    return {"width": int(_shape(layer.output_shape)[-1])}
+    """``width`` = the size of the output's last axis (none for a per-example scalar output)."""
+    out = _shape(layer.output_shape)
+    return {"width": int(out[-1])} if out else {}
 
 
-def _add_flops(layer, s, d):
-    n_inputs = len(layer.input_shape) if isinstance(layer.input_shape, list) else 2
-    return {"elementwise": (n_inputs - 1) * s.positions * d["width"]}
+def _out_elements(s: Shapes, d: dict):
+    """Output elements with the last axis at its alive ``width`` (1 for a per-example scalar)."""
+    if not s.out:
+        return 1
+    return _prod(s.out[:-1]) * d["width"]
 
 
-ADD = LayerFacts(_add_flops, _zero_params, _last_dim_roles)
+def _n_inputs(layer) -> int:
+    return len(layer.input_shape) if isinstance(layer.input_shape, list) else 2
+
+
+def _merge_flops(extra: int = 0):
+    """``n - 1`` elementwise FLOPs per output element for ``n`` inputs, + ``extra`` per element."""
+    def fn(layer, s, d):
+        return {"elementwise": (_n_inputs(layer) - 1 + extra) * _out_elements(s, d)}
+    return fn
+
+
+ADD = LayerFacts(_merge_flops(), _zero_params, _last_dim_roles)
+AVERAGE = LayerFacts(_merge_flops(extra=1), _zero_params, _last_dim_roles)
 APPLY_MASK = LayerFacts(lambda layer, s, d: {"elementwise": s.positions * d["width"]}, _zero_params,
                         _last_dim_roles)
+MASKING = LayerFacts(lambda layer, s, d: {"elementwise": _out_elements(s, d)}, _zero_params, _last_dim_roles)
 POSITION_EMBEDDING = LayerFacts(
     lambda layer, s, d: {"elementwise": s.positions * d["width"]},
     lambda layer, s, d: int(layer.max_length) * d["width"], _last_dim_roles,
@@ -295,20 +468,170 @@ MAX_POOL = LayerFacts(_max_pool_flops, _zero_params, _last_dim_roles)
 
 
 def _activation_layer_flops(layer, s, d):
-    name = "relu" if isinstance(layer, keras.layers.ReLU) else getattr(layer.activation, "__name__", None)
-    return {"activation": _activation_flops(layer, name) * s.positions * d["width"]}
+    if isinstance(layer, keras.layers.ReLU):
+        name = "relu"
+    elif isinstance(layer, keras.layers.LeakyReLU):
+        name = "leaky_relu"
+    elif isinstance(layer, keras.layers.ELU):
+        name = "elu"
+    elif isinstance(layer, keras.layers.Softmax):
+        name = "softmax"
+    else:
+        name = getattr(layer.activation, "__name__", None)
+    n = _out_elements(s, d)
+    parts = _activation_parts(layer, n, name)
+    if isinstance(layer, keras.layers.ELU) and float(layer.alpha) != 1.0:
+        parts["elementwise"] = n  # alpha * elu(x) on the negative side
+    return parts
 
 
 ACTIVATION = LayerFacts(_activation_layer_flops, _zero_params, _last_dim_roles)
 
 
+def _channels_last_roles(layer):
+    _check_channels_last(layer)
+    return _last_dim_roles(layer)
+
+
 def _global_pool_flops(kind):
     def fn(layer, s, d):
         t, w = s.inp[0], d["width"]
-        if kind == "avg":
-            return {"elementwise": (t - 1) * w + w}
-        return {"max": (t - 1) * w}
+        if kind == "max":
+            return {"max": (t - 1) * w}
+        if layer.get_input_mask_at(0) is not None:
+            # x*m (T w), sum over time ((T-1) w), sum of the mask (T-1), divide (w)
+            return {"elementwise": t * w + (t - 1) * w + (t - 1) + w}
+        return {"elementwise": (t - 1) * w + w}
     return fn
+
+
+GLOBAL_AVG_POOL = LayerFacts(_global_pool_flops("avg"), _zero_params, _channels_last_roles)
+GLOBAL_MAX_POOL = LayerFacts(_global_pool_flops("max"), _zero_params, _channels_last_roles)
+
+
+def _pool1d_flops(kind):
+    def fn(layer, s, d):
+        p, n = int(layer.pool_size[0]), _out_elements(s, d)
+        if kind == "avg":
+            return {"elementwise": p * n}  # p - 1 adds + 1 divide per output
+        return {"max": (p - 1) * n}
+    return fn
+
+
+AVG_POOL_1D = LayerFacts(_pool1d_flops("avg"), _zero_params, _channels_last_roles)
+MAX_POOL_1D = LayerFacts(_pool1d_flops("max"), _zero_params, _channels_last_roles)
+
+
+# BatchNormalization (inference: y = x * a + b per element, a and b folded per channel) -------------
+def _bn_roles(layer):
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    rank = len(layer.input_shape)
+    if len(axes) != 1 or axes[0] not in (-1, rank - 1):
+        raise ModelError(f"layer {layer.name!r}: BatchNormalization over axis {list(axes)} is not in the "
+                         f"complexity registry (only the last axis, {rank - 1})")
+    return {"width": int(layer.input_shape[-1])}
+
+
+BATCH_NORM = LayerFacts(
+    lambda layer, s, d: {"norm": 2 * s.positions * d["width"]},
+    lambda layer, s, d: d["width"] * (int(bool(layer.center)) + int(bool(layer.scale)) + 2),
+    _bn_roles, {"gamma": (("width", 0),), "beta": (("width", 0),), "moving_mean": (("width", 0),),
+                "moving_variance": (("width", 0),)})
+
+
+# TFOpLambda: TensorFlow ops called on Keras tensors (``x + y``, ``tf.nn.relu(x)``, ...) ---------------
+
+#: op symbol (``layer.symbol``) -> kind; 1 FLOP per output element for "elementwise"
+_TFOP_ELEMENTWISE = {"__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
+                     "math.divide", "math.maximum", "math.minimum", "math.square", "math.negative",
+                     "math.scalar_mul", "compat.v1.math.scalar_mul"}
+#: op symbol -> its name in the activation conventions
+_TFOP_ACTIVATIONS = {"nn.relu": "relu", "math.tanh": "tanh", "nn.tanh": "tanh", "math.sigmoid": "sigmoid",
+                     "nn.sigmoid": "sigmoid", "nn.gelu": "gelu", "nn.silu": "silu", "nn.swish": "swish",
+                     "nn.elu": "elu", "nn.selu": "selu", "math.softplus": "softplus", "nn.softplus": "softplus",
+                     "nn.softsign": "softsign", "math.softsign": "softsign", "nn.leaky_relu": "leaky_relu",
+                     "nn.relu6": "relu6", "math.exp": "exponential"}
+#: op symbol -> its part (the mean adds one divide per output)
+_TFOP_REDUCTIONS = {"math.reduce_sum": "elementwise", "math.reduce_mean": "elementwise",
+                    "math.reduce_max": "max", "math.reduce_min": "max"}
+#: ops that only move data (0 FLOPs)
+_TFOP_LAYOUT = {"compat.v1.squeeze", "squeeze", "expand_dims", "reshape", "compat.v1.transpose", "transpose",
+                "concat", "identity", "__operators__.getitem"}
+
+
+def _tfop_call(layer) -> tuple:
+    """The positional and keyword arguments of ``layer``'s first call (a TFOpLambda node)."""
+    node = layer.inbound_nodes[0]
+    return tuple(node.call_args), dict(node.call_kwargs)
+
+
+def _tfop_argument(layer, name: str, position: int, default=None):
+    args, kwargs = _tfop_call(layer)
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else default
+
+
+def _reduces_time(layer) -> bool:
+    """True when the reduction runs over axis 1 (time) of a ``[batch, T, C]`` input, only."""
+    if len(layer.input_shape) != 3:
+        return False
+    axis = _tfop_argument(layer, "axis", 1)
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    return len(axes) == 1 and isinstance(axes[0], (int, np.integer)) and int(axes[0]) in (1, -2)
+
+
+def tfop_kind(layer) -> str | None:
+    """What a ``TFOpLambda`` (or slicing) layer does to the channel axis, for structure discovery:
+
+    - ``"elementwise"``: add/subtract/multiply/divide/max/min/square/negate, broadcast per element;
+    - ``"activation"``: a unary activation per element;
+    - ``"reduce_time"``: a sum/mean/max/min over the time axis of ``[batch, T, C]`` (channels kept);
+    - ``"layout"``: squeeze, expand_dims, reshape, transpose, concat, identity or slicing (0 FLOPs;
+      the channel axis is *not* known to be kept);
+    - ``None``: any other op (the registry cannot count it; :func:`facts_for` raises).
+    """
+    symbol = getattr(layer, "symbol", None)
+    if symbol in _TFOP_ELEMENTWISE:
+        return "elementwise"
+    if symbol in _TFOP_ACTIVATIONS:
+        return "activation"
+    if symbol in _TFOP_REDUCTIONS:
+        return "reduce_time" if _reduces_time(layer) else None
+    if symbol in _TFOP_LAYOUT:
+        return "layout"
+    return None
+
+
+def _tfop_roles(layer):
+    return {} if tfop_kind(layer) == "layout" else _last_dim_roles(layer)
+
+
+def _tfop_flops(layer, s, d):
+    kind, symbol = tfop_kind(layer), layer.symbol
+    if kind == "elementwise":
+        return {"elementwise": _out_elements(s, d)}
+    if kind == "activation":
+        name = _TFOP_ACTIVATIONS[symbol]
+        if name == "gelu" and _tfop_argument(layer, "approximate", 1, False):
+            name = "gelu_tanh"
+        return _activation_parts(layer, _out_elements(s, d), name)
+    if kind == "reduce_time":
+        t, w = s.inp[0], d["width"]
+        return {_TFOP_REDUCTIONS[symbol]: (t - 1) * w + (w if symbol == "math.reduce_mean" else 0)}
+    return {}
+
+
+TF_OP = LayerFacts(_tfop_flops, _zero_params, _tfop_roles)
+
+
+def _unsupported_tfop(layer) -> ModelError:
+    symbol = getattr(layer, "symbol", None)
+    where = " (reductions only over the time axis 1 of a [batch, time, channels] tensor)" \
+        if symbol in _TFOP_REDUCTIONS else ""
+    return ModelError(f"layer {layer.name!r} runs the TensorFlow op tf.{symbol}, which the complexity registry "
+                      f"cannot count{where}; write it as a standard layer or register a class "
+                      f"(rmcompress.cost.registry.register)")
 
 
 # MultiHeadSelfAttention (ours) ----------------------------------------------------------------------
@@ -366,12 +689,7 @@ def _einsum_flops(equation: str, input_shape: tuple, kernel_shape: tuple) -> int
 def _einsum_dense_flops(layer, s, d):
     mac = _einsum_flops(layer.equation, (1,) + s.inp, tuple(int(x) for x in layer.kernel.shape))
     bias = _prod(s.out) if getattr(layer, "bias", None) is not None else 0
-    act = _activation_flops(layer) * _prod(s.out)
-    return {"matmul": mac, "bias": bias, "activation": act}
-
-
-def _weights_params(layer, s, d):
-    return int(sum(_prod(w.shape) for w in layer.weights if w.dtype.is_floating))
+    return {"matmul": mac, "bias": bias, **_activation_parts(layer, _prod(s.out))}
 
 
 EINSUM_DENSE = LayerFacts(_einsum_dense_flops, _weights_params)
@@ -386,16 +704,29 @@ def _keras_mha_dims(layer):
     return q[0], k[0], v[0], q[-1], v[-1], o
 
 
+def _keras_mha_masked(layer) -> bool:
+    """True when the attention scores get a mask: a Keras mask on query/value/key, an
+    ``attention_mask`` or ``use_causal_mask``."""
+    node = layer.inbound_nodes[0]
+    tensors = list(node.call_args) + [node.call_kwargs.get(k) for k in ("query", "value", "key")]
+    if any(getattr(x, "_keras_mask", None) is not None for x in tensors):
+        return True
+    return node.call_kwargs.get("attention_mask") is not None or bool(node.call_kwargs.get("use_causal_mask"))
+
+
 def _keras_mha_flops(layer, s, d):
     # self-attention over the query's T positions (as the registry is used); h = alive heads
     t = s.inp[0]
     h = d["heads"]
     dq, dk_in, dv_in, dk, dv, o = _keras_mha_dims(layer)
     bias = bool(layer._use_bias)
+    # a masked softmax adds (1 - mask) * -big to the scores: subtract and multiply per [T, T] mask
+    # element, add per score
+    masked = (2 * t * t + h * t * t) if _keras_mha_masked(layer) else 0
     return {"matmul": 2 * t * h * (dq * dk + dk_in * dk + dv_in * dv) + 2 * t * t * h * dk + 2 * t * t * h * dv
             + 2 * t * h * dv * o,
             "bias": (t * h * (2 * dk + dv) + t * o) if bias else 0,
-            "elementwise": t * h * dk,  # query scaling
+            "elementwise": t * h * dk + masked,  # query scaling (+ the mask)
             "softmax": 3 * h * t * t}
 
 
@@ -428,6 +759,16 @@ REGISTRY: dict[type, LayerFacts] = {
     keras.layers.Concatenate: ZERO,
     keras.layers.Flatten: ZERO,
     keras.layers.Reshape: ZERO,
+    keras.layers.Permute: ZERO,
+    keras.layers.RepeatVector: ZERO,
+    keras.layers.ZeroPadding1D: ZERO,
+    keras.layers.Cropping1D: ZERO,
+    keras.layers.UpSampling1D: ZERO,
+    keras.layers.Identity: ZERO,
+    keras.layers.SpatialDropout1D: ZERO,
+    keras.layers.GaussianNoise: ZERO,
+    keras.layers.GaussianDropout: ZERO,
+    keras.layers.ActivityRegularization: ZERO,
     keras.layers.Embedding: EMBEDDING,
     keras.layers.Dense: DENSE,
     keras.layers.EinsumDense: EINSUM_DENSE,
@@ -435,10 +776,30 @@ REGISTRY: dict[type, LayerFacts] = {
     keras.layers.Conv1D: CONV1D,
     keras.layers.LayerNormalization: LAYER_NORM,
     keras.layers.Add: ADD,
+    keras.layers.Subtract: ADD,
+    keras.layers.Multiply: ADD,
+    keras.layers.Maximum: ADD,
+    keras.layers.Minimum: ADD,
+    keras.layers.Average: AVERAGE,
+    keras.layers.Masking: MASKING,
+    keras.layers.BatchNormalization: BATCH_NORM,
+    keras.layers.SeparableConv1D: SEPARABLE_CONV1D,
+    keras.layers.DepthwiseConv1D: DEPTHWISE_CONV1D,
+    keras.layers.AveragePooling1D: AVG_POOL_1D,
+    keras.layers.MaxPooling1D: MAX_POOL_1D,
+    keras.layers.LSTM: RNN,
+    keras.layers.GRU: RNN,
+    keras.layers.SimpleRNN: RNN,
+    keras.layers.Bidirectional: BIDIRECTIONAL,
+    TFOpLambda: TF_OP,
+    SlicingOpLambda: TF_OP,
+    keras.layers.Softmax: ACTIVATION,
+    keras.layers.LeakyReLU: ACTIVATION,
+    keras.layers.ELU: ACTIVATION,
     keras.layers.ReLU: ACTIVATION,
     keras.layers.Activation: ACTIVATION,
-    keras.layers.GlobalAveragePooling1D: LayerFacts(_global_pool_flops("avg"), _zero_params, _last_dim_roles),
-    keras.layers.GlobalMaxPooling1D: LayerFacts(_global_pool_flops("max"), _zero_params, _last_dim_roles),
+    keras.layers.GlobalAveragePooling1D: GLOBAL_AVG_POOL,
+    keras.layers.GlobalMaxPooling1D: GLOBAL_MAX_POOL,
     L.PaddingMask: ZERO,
     L.PositionEmbedding: POSITION_EMBEDDING,
     L.ApplyMask: APPLY_MASK,
@@ -486,55 +847,6 @@ register_facts(C.FactorizedEmbedding, LayerFacts(
     lambda layer, s, d: {"matmul": _factorized_embedding_flops(layer, s.inp, s.out)}, _weights_params))
 
 
-_TFOP_ELEMENTWISE = {"__operators__.add", "math.add", "math.multiply", "math.subtract", "math.truediv",
-                     "__operators__.sub", "__operators__.mul"}
-_TFOP_ACTIVATION = {"nn.relu": "relu", "math.tanh": "tanh", "nn.gelu": "gelu", "math.sigmoid": "sigmoid",
-                    "nn.silu": "swish", "nn.swish": "swish"}
-_TFOP_REDUCE_TIME = {"math.reduce_mean", "math.reduce_max", "math.reduce_sum"}
-_TFOP_SHAPE = {"compat.v1.squeeze", "squeeze", "reshape", "expand_dims", "identity"}
-
-
-def tfop_kind(layer) -> str | None:
-    """What a ``TFOpLambda`` (``x + y``, ``tf.nn.relu(x)``, ...) does to the channel axis:
-    ``elementwise``, ``activation``, ``reduce_time`` (over axis 1), ``shape`` (squeeze, reshape:
-    0 FLOPs) or None (not supported)."""
-    sym = getattr(layer, "symbol", None)
-    if sym in _TFOP_ELEMENTWISE:
-        return "elementwise"
-    if sym in _TFOP_ACTIVATION:
-        return "activation"
-    if sym in _TFOP_SHAPE:
-        return "shape"
-    if sym in _TFOP_REDUCE_TIME:
-        kwargs = layer._inbound_nodes[0].call_kwargs if layer._inbound_nodes else {}
-        return "reduce_time" if kwargs.get("axis") in (1, -2) and len(layer.input_shape) == 3 else None
-    return None
-
-
-def _tfop_flops(layer, s, d):
-    kind = tfop_kind(layer)
-    if kind == "shape":
-        return {}
-    out = _prod(s.out[:-1]) * d["width"] if s.out else 1
-    if kind == "elementwise":
-        return {"elementwise": out}
-    if kind == "activation":
-        return {"activation": _ACT_FLOPS[_TFOP_ACTIVATION[layer.symbol]] * out}
-    if kind == "reduce_time":
-        t = s.inp[0]
-        return {"max" if layer.symbol.endswith("max") else "elementwise":
-                (t - 1) * d["width"] + (d["width"] if layer.symbol.endswith("mean") else 0)}
-    raise ModelError(f"layer {layer.name!r}: the TensorFlow op {layer.symbol!r} is not in the complexity registry "
-                     f"(supported: + - * / of tensors, relu/tanh/gelu/sigmoid/silu, mean/max/sum over time)")
-
-
-def _tfop_roles(layer):
-    shape = _shape(layer.output_shape)
-    return {"width": int(shape[-1])} if shape else {}
-
-
-REGISTRY[TFOpLambda] = LayerFacts(_tfop_flops, _zero_params, _tfop_roles)
-
 
 def register(layer_class: type, flops_fn, params_fn=None) -> None:
     """Teach the registry a new layer type from ``flops_fn(layer, in_shape, out_shape) -> int``
@@ -555,6 +867,12 @@ def weight_of(layer, attr: str):
 
 def facts_for(layer) -> LayerFacts:
     facts = REGISTRY.get(type(layer))
+    if facts is TF_OP and tfop_kind(layer) is None:
+        raise _unsupported_tfop(layer)
+    if facts is None and type(layer) is keras.layers.Lambda:
+        raise ModelError(f"layer {layer.name!r} is a Lambda layer; the complexity registry cannot count arbitrary "
+                         f"Python: write it as a standard layer or register a class "
+                         f"(rmcompress.cost.registry.register)")
     if facts is None:
         raise ModelError(f"layer {layer.name!r} of class {type(layer).__name__} is unknown to the "
                          f"complexity registry; register it in rmcompress.cost.registry")

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rmcompress._keras import TFOpLambda, keras, tf
+from rmcompress._keras import SlicingOpLambda, TFOpLambda, keras, tf
 from rmcompress.cost.registry import Dim, facts_for, tfop_kind
 from rmcompress.errors import ModelError
 from rmcompress.layers import encoder as L
@@ -249,7 +249,7 @@ def _visit(w: _Walk, node) -> list:
             return [w.opaque(outs[0], f"layer {layer.name!r}: concatenation of pinned tensors")]
         return [_merge(w, layer, ins, outs[0])]
     if isinstance(layer, TFOpLambda):
-        if type(layer).__name__ == "SlicingOpLambda":
+        if isinstance(layer, SlicingOpLambda):
             if _channelwise_slice(node):
                 return [x_layout]
         else:

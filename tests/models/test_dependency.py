@@ -95,18 +95,25 @@ def _hand_kim_cnn():
     return conv + pool + dense + head, params
 
 
+def _masked_mean(t, w):
+    """x * mask, sum over time, sum of the mask, divide."""
+    return t * w + (t - 1) * w + (t - 1) + w
+
+
 def _hand_dan():
     t = ZOO_SEQ
-    pool = (t - 1) * 16 + 16
+    pool = _masked_mean(t, 16)
     layers = (2 * 16 * 12 + 12 + 12) + (2 * 12 * 8 + 8 + 8) + (2 * 8 + 1)
     params = ZOO_VOCAB * 16 + 16 * 12 + 12 + 12 * 8 + 8 + 8 + 1
     return pool + layers, params
 
 
 def _hand_transformer():
+    """Only the first attention layer sees the padding mask: ``x + a`` drops it (as in Keras)."""
     t, d, h, k, f = ZOO_SEQ, 16, 4, 4, 24
     mha = (2 * t * d * h * 3 * k + 2 * t * t * h * k * 2 + 2 * t * h * k * d
            + t * h * 3 * k + t * d + t * h * k + 3 * h * t * t)
+    mask = 2 * t * t + h * t * t  # the mask on the scores
     ln = 7 * t * d
     ffn = (2 * t * d * f + t * f + 8 * t * f) + (2 * t * f * d + t * d)
     add = t * d
@@ -114,7 +121,7 @@ def _hand_transformer():
     pool = (t - 1) * d + d
     head = 2 * d + 1
     params_block = 4 * d * h * k + 3 * h * k + d + 2 * (2 * d) + d * f + f + f * d + d
-    return 2 * block + pool + head, ZOO_VOCAB * d + 2 * params_block + d + 1
+    return 2 * block + mask + pool + head, ZOO_VOCAB * d + 2 * params_block + d + 1
 
 
 @pytest.mark.parametrize("name,hand", [("kim_cnn", _hand_kim_cnn), ("dan", _hand_dan),

@@ -116,12 +116,12 @@ def _save_with(tmp_path, point_dir, name, build):
 
 
 def test_layer_unknown_to_the_registry_names_layer_and_class(cli, tmp_path, point_dir, pointwise_file):
-    d = _save_with(tmp_path, point_dir, "gru", lambda keras, x: keras.layers.GRU(4, name="my_gru")(x))
+    d = _save_with(tmp_path, point_dir, "unorm", lambda keras, x: keras.layers.UnitNormalization(name="my_norm")(x))
     for args in (("export", "--model", d, "--out", tmp_path / "e"),
                  ("evaluate", "--model", d, "--data", pointwise_file, "--latency-runs", "0")):
         rc, _, err = cli(*args)
         line = _one_line(err)
-        assert rc == 2 and str(d) in line and "layer 'my_gru' of class GRU is unknown" in line, line
+        assert rc == 2 and str(d) in line and "layer 'my_norm' of class UnitNormalization is unknown" in line, line
 
 
 def test_unregistered_custom_class_names_layer_and_class(cli, tmp_path, point_dir, pointwise_file):

@@ -20,11 +20,11 @@ def _out(model, ids):
 
 
 def _close_half(gated, seed=0):
-    """Random gate values, about half of each group closed (every group keeps one)."""
+    """Half of each group's units closed, the rest open with gate values in (0, 1]."""
     rng = np.random.RandomState(seed)
     for gate in gate_layers(gated).values():
-        la = rng.uniform(-3.0, 3.0, gate.units)
-        la[rng.randint(gate.units)] = 3.0
+        la = rng.uniform(-1.0, 3.0, gate.units)
+        la[rng.permutation(gate.units)[: gate.units // 2]] = -10.0
         gate.log_alpha.assign(la.astype(np.float32))
 
 
