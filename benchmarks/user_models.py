@@ -246,13 +246,16 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--budgets", default="0.25,0.1")
     p.add_argument("--recipe-seeds", default="0,1,2", help="seeds that also run the aggressive recipe ('' for none)")
-    p.add_argument("--train", type=int, default=12000)
-    p.add_argument("--val", type=int, default=2000)
-    p.add_argument("--test", type=int, default=4000)
+    p.add_argument("--phase", choices=("all", "train", "recipe"), default="all",
+                   help="train: dense and budget rows only; recipe: the recipe rows from a train phase's "
+                        "dense models in --out (rows added to runs.csv)")
+    p.add_argument("--train", type=int, default=8000)
+    p.add_argument("--val", type=int, default=1000)
+    p.add_argument("--test", type=int, default=3000)
     p.add_argument("--seq-len", type=int, default=48)
     p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "user_models"))
@@ -277,11 +280,13 @@ def main(argv=None) -> int:
     pd.DataFrame({"sentence": train.texts, "label": train.labels}).to_csv(args.recipe_data, sep="\t", index=False)
     tok = Tokenizer.train(train.texts, args.vocab_size, TokenizerConfig(seq_len=args.seq_len))
     enc = (encode(train, tok), encode(val, tok), encode(test, tok))
-    rows: list = []
-    recipe_seeds = {int(x) for x in args.recipe_seeds.split(",") if x}
+    rows: list = pd.read_csv(out / "runs.csv").to_dict("records") if args.phase == "recipe" else []
+    recipe_seeds = {int(x) for x in args.recipe_seeds.split(",") if x} if args.phase != "train" else set()
     for name in args.models.split(","):
         for seed in (int(x) for x in args.seeds.split(",")):
-            dense_dir = run_model(name, seed, enc, tok, args, rows, work)
+            dense_dir = work / f"{name}-s{seed}-dense"
+            if args.phase != "recipe":
+                dense_dir = run_model(name, seed, enc, tok, args, rows, work)
             if seed in recipe_seeds:
                 run_recipe(name, seed, dense_dir, enc[2], test.texts, args, rows, work)
             pd.DataFrame(rows).to_csv(out / "runs.csv", index=False)
