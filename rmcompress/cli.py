@@ -1,7 +1,8 @@
 """``rmcompress`` command line: one subcommand per pipeline stage.
 
 Exit codes: 0 on success; 2 on bad input or a path the system refuses (an ``OSError``), with one
-line on stderr that names the file, line, key or layer (no traceback unless ``--debug``); 1 on an
+line on stderr (a flag argparse refuses too: no usage block, :class:`Parser`; the numeric flags of
+every command are checked against :mod:`rmcompress.config.rules` before the command runs) that names the file, line, key or layer (no traceback unless ``--debug``); 1 on an
 unexpected internal error. TensorFlow's log noise is silenced unless ``--verbose``. Before a
 command runs, its output (``--out``) is checked against its inputs and locked for the run
 (:func:`rmcompress.ownership.claim`). Each subcommand lives in ``rmcompress.commands.<name>`` and
@@ -24,11 +25,21 @@ OUTPUT_ARGS = ("out",)
 INPUT_ARGS = ("model", "data", "val_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs", "vocab")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``rmcompress train: error: argument --arch: invalid choice ...
+    (see rmcompress train --help)``, exit 2, instead of the whole usage block (subcommand parsers
+    are of this class too)."""
+
+    def error(self, message: str):
+        line = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rmcompress", description="Train, shrink, compress and export reward models for edge devices.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--verbose", action="store_true", help="show TensorFlow's own log output")
     common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -72,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet.silence()
     from rmcompress import ownership
+    from rmcompress.config.rules import check_args
     from rmcompress.errors import RMCompressError
 
     try:
         if not args.verbose:
             _quiet.quiet_python_loggers()
+        check_args(args.command, vars(args))
         with ownership.claim([getattr(args, a, None) for a in OUTPUT_ARGS],
                              [getattr(args, a, None) for a in INPUT_ARGS]):
             return int(args._module.run(args) or 0)

@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -231,21 +232,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_default(o: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON data: numpy scalars and arrays as numbers and lists, paths as strings,
+    tuples as lists, and every non-finite float (NaN, +-inf: an undefined metric) as ``None``."""
     import numpy as np
 
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else str(k.item() if isinstance(k, np.generic) else k): json_safe(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (:func:`json_safe`; ``null``, never ``NaN`` or ``Infinity``)."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=True, allow_nan=False)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (numpy scalars and paths allowed)."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Atomically write ``obj`` as indented strict JSON (:func:`dumps_json`)."""
+    atomic_write_text(path, dumps_json(obj) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

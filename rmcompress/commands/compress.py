@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from rmcompress.commands._common import model_to_out_parser
+from rmcompress.config.rules import integer
 
 
 def add_parser(sub, parents):
@@ -17,7 +18,7 @@ def add_parser(sub, parents):
     p.add_argument("--recipe", required=True, help=f"a level ({', '.join(LEVELS)}), a shipped recipe "
                    f"({', '.join(SHIPPED)}) or a recipe YAML file")
     p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
-    p.add_argument("--latency-runs", type=int, default=None, help="timed runs (default: the recipe's; 0 skips)")
+    p.add_argument("--latency-runs", type=integer, default=None, help="timed runs (default: the recipe's; 0 skips)")
     p.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts (a text column; pairwise: pairs) the source model scores and the "
                         "budget pass distills on (recipes whose budget pass has distill > 0)")
@@ -28,10 +29,14 @@ def run(args) -> int:
     from rmcompress.compression.recipe import Recipe
     from rmcompress.data.loaders import load_for_model
     from rmcompress.models.layout import check_model_dir
+    from rmcompress.data.vocab_fit import check_vocab_fits
 
     # bad input is reported before TensorFlow loads: the recipe, the model directory, the data
     recipe = Recipe.resolve(args.recipe)
-    data = load_for_model(args.data, check_model_dir(args.model), training_columns=True)
+    metadata = check_model_dir(args.model)
+    recipe.check_model_file(args.model)
+    check_vocab_fits(args.model, metadata)
+    data = load_for_model(args.data, metadata, training_columns=True)
     from rmcompress.compression.pipeline import compress
     from rmcompress.evaluation.table import format_table
 

@@ -12,13 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+from rmcompress.config.rules import integer
+
 
 def add_parser(sub, parents):
     p = sub.add_parser("demo", parents=parents, help="run train -> export -> evaluate on generated data",
                        description="End-to-end demo on generated data; prints the result table.")
     p.add_argument("--out", default="saved_models/demo", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=integer, default=0)
     return p
 
 

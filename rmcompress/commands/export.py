@@ -1,6 +1,8 @@
 """``rmcompress export``: model directory -> SavedModel + TFLite, parity-checked and measured."""
 from __future__ import annotations
 
+from rmcompress.config.rules import integer
+
 
 def add_parser(sub, parents):
     from rmcompress.config.choices import QUANTIZE_MODES
@@ -12,14 +14,15 @@ def add_parser(sub, parents):
                             model_help="model directory (from train/compress)", out_help="export directory to write")
     p.add_argument("--format", default="savedmodel,tflite", help="comma-separated: savedmodel,tflite")
     p.add_argument("--quantize", default="none", choices=QUANTIZE_MODES)
-    p.add_argument("--latency-runs", type=int, default=200)
+    p.add_argument("--latency-runs", type=integer, default=200)
     return p
 
 
 def run(args) -> int:
     from rmcompress.models.layout import check_model_dir
+    from rmcompress.data.vocab_fit import check_vocab_fits
 
-    check_model_dir(args.model)  # bad input is reported before TensorFlow loads
+    check_vocab_fits(args.model, check_model_dir(args.model))  # bad input is reported before TensorFlow loads
     from rmcompress.evaluation.table import format_table
     from rmcompress.export.exporter import export_model
 

@@ -1,6 +1,8 @@
 """``rmcompress import``: a user's Keras model file + vocabulary -> a model directory."""
 from __future__ import annotations
 
+from rmcompress.config.rules import integer
+
 
 def add_parser(sub, parents):
     from rmcompress.config.choices import KEEP_SIDES, POINTWISE_LOSSES, TASKS, TOKENIZER_MODES
@@ -17,7 +19,7 @@ def add_parser(sub, parents):
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--seq-len", type=int, default=None,
+    p.add_argument("--seq-len", type=integer, default=None,
                    help="tokens per text (default: the model's input length; needed when that is free)")
     p.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
                    help="lowercase texts before tokenising (default: as tokenizer.json says, else yes)")

@@ -94,6 +94,7 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
                          "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
+    recipe.check_model([layer.name for layer in bundle.model.layers], str(bundle.path or "the model"))
     state = prepare_state(bundle, data, recipe.data, verbose=verbose, unlabeled=unlabeled)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")

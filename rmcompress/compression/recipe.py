@@ -25,7 +25,10 @@ a recipe before loading TensorFlow).
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,13 @@ class Recipe:
         top = validate(d, TOP_SCHEMA, source, RecipeError)
         passes = [_parse_pass(item, i, source) for i, item in enumerate(top["passes"])]
         check_order([p.name for p in passes], PASS_ORDER, source, anywhere=ANYWHERE, path="passes")
+        for i, spec in enumerate(passes):
+            for key, pattern, _ in _patterns(spec):
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise RecipeError(f"{source}: passes[{i}].{key}: {pattern!r} is not a valid regular "
+                                      f"expression ({e})") from None
         data = validate_section(top["data"], DATA_SCHEMA, "data", source)
         export = validate_section(top["export"], EXPORT_SCHEMA, "export", source)
         return cls(top["name"] or default_name, passes, top["description"], data, export, source)
@@ -135,6 +145,25 @@ class Recipe:
         raise RecipeError(f"recipe {s!r}: neither a level ({', '.join(LEVELS)}), a shipped recipe "
                           f"({', '.join(SHIPPED)}) nor a YAML file")
 
+    def check_model(self, layer_names: list[str], model: str) -> None:
+        """Every layer-name regex that selects layers (``layers.include``, ``layer_clusters``) must
+        match a layer of the model ``model`` whose top-level layers are ``layer_names``; else a
+        :class:`RecipeError` naming the recipe file, the pass and the key, before any pass runs."""
+        for i, spec in enumerate(self.passes):
+            for key, pattern, selects in _patterns(spec):
+                if selects and not any(re.search(pattern, n) for n in layer_names):
+                    shown = ", ".join(layer_names[:30]) + (", ..." if len(layer_names) > 30 else "")
+                    raise RecipeError(f"{self.source}: passes[{i}].{key}: {pattern!r} matches no layer of {model} "
+                                      f"(its layers: {shown})")
+
+    def check_model_file(self, model_dir: str | os.PathLike) -> None:
+        """:meth:`check_model` against the layers ``model_dir/model.keras`` declares (read from the
+        archive's ``config.json``, no TensorFlow; nothing is checked when that cannot be read: the
+        model loader reports it)."""
+        names = keras_layer_names(Path(model_dir) / "model.keras")
+        if names is not None:
+            self.check_model(names, str(model_dir))
+
     def pass_names(self) -> list[str]:
         return [p.name for p in self.passes]
 
@@ -157,3 +186,27 @@ def _parse_pass(item, i: int, src: str) -> PassSpec:
                           f"'NAME: {{settings}}'; allowed passes: {', '.join(SETTINGS)}")
     name = check_choice(ALIASES.get(name, name), tuple(SETTINGS), "pass", f"{src}: {where}", RecipeError)
     return PassSpec(name, SETTINGS[name].from_mapping(params, f"{where}.{name}", src))
+
+
+def _patterns(spec: PassSpec) -> list[tuple[str, str, bool]]:
+    """``(key path, regex, selects)`` of every layer-name regex of a pass; ``selects``: the regex
+    chooses layers (an ``exclude`` that matches nothing is harmless)."""
+    params = spec.params
+    out = []
+    layers = params.get("layers") or {}
+    for key in ("include", "exclude"):
+        for j, pattern in enumerate(layers.get(key) or []):
+            out.append((f"{spec.name}.layers.{key}[{j}]", str(pattern), key == "include"))
+    for pattern in params.get("layer_clusters") or {}:
+        out.append((f"{spec.name}.layer_clusters", str(pattern), True))
+    return out
+
+
+def keras_layer_names(model_file: str | os.PathLike) -> list[str] | None:
+    """Names of the top-level layers a ``.keras`` archive declares, or ``None`` when unreadable."""
+    try:
+        with zipfile.ZipFile(model_file) as z:
+            config = json.loads(z.read("config.json"))
+        return [str(layer["config"]["name"]) for layer in config["config"]["layers"]]
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None

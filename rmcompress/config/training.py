@@ -29,9 +29,17 @@ from typing import Any, Callable
 
 from rmcompress.config.choices import (ARCHITECTURES, DISTILL_LOSSES, GATE_INITS, HEAD_HIDDEN_ARCHS, KEEP_SIDES,
                                 POINTWISE_LOSSES, TASKS, gate_schedule)
-from rmcompress.errors import UsageError
+from rmcompress.config import memory
+from rmcompress.config.rules import (FRACTION, PATIENCE, SEED, Rule, above, at_least, check_value, closed,
+                                     half_open, integer, number)
 from rmcompress.config.validation import suggest
+from rmcompress.errors import UsageError
 
+#: the smallest ``vocab_size``: [PAD] and [UNK], and room for the letters, digits and punctuation that
+#: WordPiece needs before it can learn any word (below it nearly every word becomes [UNK])
+MIN_VOCAB_SIZE = 64
+#: the smallest ``seq_len`` of a pretrained backbone's tokeniser: [CLS] text [SEP]
+MIN_BACKBONE_SEQ_LEN = 3
 #: tokens per text when ``seq_len`` is not given
 DEFAULT_SEQ_LEN = {"pointwise": 64, "pairwise": 256}
 SPLIT_MODES = ("random", "disjoint", "sentences")
@@ -48,29 +56,6 @@ def int_list(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one width, e.g. 3,4,5")
     return values
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a value must be: ``ok(value)`` else ``"{flag} {value} {text}"`` (a :class:`UsageError`)."""
-
-    text: str
-    ok: Callable[[Any], bool]
-
-
-def at_least(lo) -> Rule:
-    return Rule(f"must be >= {lo}", lambda v: v >= lo)
-
-
-def above(lo) -> Rule:
-    return Rule(f"must be > {lo}", lambda v: v > lo)
-
-
-def closed(lo, hi) -> Rule:
-    return Rule(f"must be in [{lo}, {hi}]", lambda v: lo <= v <= hi)
-
-
-FRACTION = Rule("must be a fraction in (0, 1]", lambda v: 0.0 < float(v) <= 1.0)
 
 
 def option(default: Any = None, help: str = "", *, flat: str | None = None, flag: str | None = None,
@@ -106,16 +91,22 @@ def _default(f):
     return f.default_factory() if f.default is MISSING else f.default
 
 
+def numeric_kind(f) -> type | None:
+    """``int`` or ``float`` for a numeric setting (from its annotation), else ``None``."""
+    first = str(f.type).split("|")[0].strip()
+    return {"int": int, "float": float}.get(first)
+
+
 def check_field(f, value) -> None:
-    """Raise a one-line :class:`UsageError` unless ``value`` is allowed for the field ``f``."""
+    """Raise a one-line :class:`UsageError` unless ``value`` is allowed for the field ``f``: one of
+    its choices; a number of its kind, finite and within its rule (:mod:`rmcompress.config.rules`)."""
     rule, choices = f.metadata.get("rule"), f.metadata.get("choices")
     if value is None:
         return
     if choices is not None and value not in choices:
         raise UsageError(f"{flag_of(f)} {value!r} unknown; allowed: {', '.join(map(str, choices))}"
                          f"{suggest(value, choices) if isinstance(value, str) else ''}")
-    if rule is not None and not rule.ok(value):
-        raise UsageError(f"{flag_of(f)} {value} {rule.text}")
+    check_value(flag_of(f), value, rule, numeric_kind(f))
 
 
 def _check_rules(section) -> None:
@@ -134,11 +125,11 @@ class DataOptions:
     text_column: str | None = option(None, "text column", default_text="detected from the header")
     label_column: str | None = option(None, "label column", default_text="detected from the header")
     val_fraction: float = option(0.1, "share of the rows held out for validation",
-                                 rule=Rule("must be in [0, 1)", lambda v: 0.0 <= float(v) < 1.0))
+                                 rule=half_open(0, 1))
     split_mode: str = option("random", "disjoint: drop training texts contained in a validation text (SST-2 "
                              "phrases); sentences: also draw validation only from full texts (not part of another)",
                              flag="--split", choices=SPLIT_MODES)
-    seed: int = option(0, "seed of the split, the initialisation, the shuffling and the gates")
+    seed: int = option(0, "seed of the split, the initialisation, the shuffling and the gates", rule=SEED)
 
     def __post_init__(self):
         _check_rules(self)
@@ -149,10 +140,12 @@ class TokenizerOptions:
     """The WordPiece vocabulary trained on the training texts (unused with a pretrained start)."""
 
     TITLE = "tokeniser"
-    seq_len: int | None = option(None, "tokens per text", type=int, default_text="64 pointwise, 256 pairwise")
+    seq_len: int | None = option(None, "tokens per text (at most what one training step fits in this machine's "
+                                 "memory)", type=int, default_text="64 pointwise, 256 pairwise", rule=at_least(1))
     truncate: str | None = option(None, "which part of a long text to keep", choices=KEEP_SIDES,
                                   default_text="start pointwise, end pairwise")
-    vocab_size: int = option(8000, "WordPiece vocabulary size")
+    vocab_size: int = option(8000, f"WordPiece vocabulary size (>= {MIN_VOCAB_SIZE}: the special tokens and "
+                             "the characters words are spelt from)", rule=at_least(MIN_VOCAB_SIZE))
     lowercase: bool = option(True, "keep the case of the texts (the vocabulary is lowercase by default)",
                              flag="--no-lowercase", negate=True, default_text="lowercase")
 
@@ -166,20 +159,20 @@ class ArchOptions:
 
     TITLE = "architecture"
     name: str = option("transformer", "architecture", flat="arch", choices=ARCHITECTURES)
-    width: int = option(64, "embedding/model width")
-    depth: int = option(2, "transformer blocks")
-    heads: int = option(4, "attention heads per block")
-    ffn: int = option(128, "feed-forward units per block")
-    filters: int = option(64, "cnn filters per kernel size")
+    width: int = option(64, "embedding/model width", rule=at_least(1))
+    depth: int = option(2, "transformer blocks", rule=at_least(1))
+    heads: int = option(4, "attention heads per block (they divide --width)", rule=at_least(1))
+    ffn: int = option(128, "feed-forward units per block", rule=at_least(1))
+    filters: int = option(64, "cnn filters per kernel size", rule=at_least(1))
     kernel_sizes: list = option(help="cnn convolution widths, one parallel branch each (narrow widths such as "
                                 "1,2 give complexity-aware training cheaper filters to keep)",
                                 type=int_list, metavar="K,K,...", default_text="3,4,5",
                                 factory=lambda: [3, 4, 5])
-    hidden: int = option(64, "bow hidden units")
+    hidden: int = option(64, "bow hidden units", rule=at_least(1))
     head_hidden: int = option(0, "transformer/cnn: ReLU units between the pooling and the reward (gated like "
                               "any group: a pruned model can become a bag of embeddings with a hidden layer)",
                               rule=at_least(0))
-    dropout: float = option(0.1, "dropout rate")
+    dropout: float = option(0.1, "dropout rate", rule=half_open(0, 1))
 
     def __post_init__(self):
         self.kernel_sizes = list(self.kernel_sizes)
@@ -192,14 +185,14 @@ class OptimOptions:
 
     TITLE = "optimisation"
     epochs: int = option(3, "passes over the training split", rule=at_least(1))
-    max_steps: int | None = option(None, "stop after this many steps", type=int,
+    max_steps: int | None = option(None, "train exactly this many steps (in place of --epochs)", type=int,
                                    default_text="no limit", rule=at_least(1))
     batch_size: int = option(64, "examples (pairs) per step", rule=at_least(1))
     learning_rate: float | None = option(None, "peak AdamW rate after warm-up", type=float,
                                          default_text="1e-3; 3e-5 with --backbone/--init", rule=above(0))
-    warmup_fraction: float = option(0.05, "linear warm-up share of the steps")
-    weight_decay: float = option(0.01, "AdamW weight decay")
-    patience: int = option(2, "early-stopping patience in epochs (0: off)")
+    warmup_fraction: float = option(0.05, "linear warm-up share of the steps", rule=closed(0, 1))
+    weight_decay: float = option(0.01, "AdamW weight decay", rule=at_least(0))
+    patience: int = option(2, "early-stopping patience in epochs (0: off)", rule=PATIENCE)
 
     def __post_init__(self):
         _check_rules(self)
@@ -223,12 +216,12 @@ class GateOptions:
     budget_warmup: float = option(0.3, "fraction of the gated steps over which the budget target moves from "
                                   "1.0 to F", rule=closed(0, 1))
     budget_delay: float = option(0.5, "fraction of the gated steps trained dense before the target starts "
-                                 "moving (at most 1 - budget_warmup)")
+                                 "moving (at most 1 - budget_warmup)", rule=closed(0, 1))
     finetune_fraction: float | None = option(None, "fraction of all steps spent fine-tuning the shrunk model",
                                              type=float, default_text="0.3 with uniform gates, 0.8 with "
                                              "--gate-init magnitude/taylor",
-                                             rule=Rule("must be in [0, 1)", lambda v: 0.0 <= v < 1.0))
-    learning_rate: float = option(0.05, "Adam rate of the gates", flat="gate_learning_rate")
+                                             rule=half_open(0, 1))
+    learning_rate: float = option(0.05, "Adam rate of the gates", flat="gate_learning_rate", rule=above(0))
     init: str = option("uniform", "with --init/--backbone: start the gates alike (uniform) or ranked by the "
                        "starting model's unit importance, so the least important units close first",
                        flat="gate_init", choices=GATE_INITS)
@@ -237,8 +230,10 @@ class GateOptions:
                                        default_text="2 with uniform gates, 4 ranked", rule=at_least(0))
     shrink: bool = option(True, "keep the gated model (shrink it later with `rmcompress shrink`)",
                           flag="--no-shrink", negate=True, default_text="shrink")
-    multiplier_learning_rate: float = option(0.01, "SGD rate of the Lagrange multipliers", cli=False)
-    quadratic_init: float = option(10.0, "initial lambda_2 of the quadratic budget term", cli=False)
+    multiplier_learning_rate: float = option(0.01, "SGD rate of the Lagrange multipliers", cli=False,
+                                             rule=above(0))
+    quadratic_init: float = option(10.0, "initial lambda_2 of the quadratic budget term", cli=False,
+                                   rule=at_least(0))
     init_log_alpha: float = option(3.0, "initial gate log_alpha (P(open) = 0.99)", flat="gate_init_log_alpha",
                                    cli=False)
     vocab: bool | None = option(None, "gate vocabulary rows (default: when params are targeted)",
@@ -334,7 +329,8 @@ class TrainConfig:
                        choices=TASKS, required=True)
     loss: str | None = option(None, "pointwise loss", choices=POINTWISE_LOSSES,
                               default_text="bce for 0/1 labels, else mse", group="optimisation")
-    center_coefficient: float = option(0.0, "pairwise reward centering c", group="optimisation")
+    center_coefficient: float = option(0.0, "pairwise reward centering c", group="optimisation",
+                                       rule=at_least(0))
     data: DataOptions = field(default_factory=DataOptions)
     tokenizer: TokenizerOptions = field(default_factory=TokenizerOptions)
     arch: ArchOptions = field(default_factory=ArchOptions)
@@ -364,6 +360,48 @@ class TrainConfig:
         if self.distill.augment and self.task == "pairwise":
             raise UsageError("--augment is pointwise only: a pair's preference does not survive independent "
                              "word swaps")
+        self._check_consistency()
+
+    def _check_consistency(self, memory_limit: int | None = None) -> None:
+        """Settings that must agree with each other: heads divide the width, kernel widths fit the
+        sequence, a backbone's sequence holds [CLS] and [SEP], and one training step fits in
+        ``memory_limit`` bytes (default: this machine's memory, :mod:`rmcompress.config.memory`)."""
+        a, t = self.arch, self.tokenizer
+        backbone = bool(self.source.backbone)
+        seq_len = self.resolved_seq_len()
+        if backbone and seq_len < MIN_BACKBONE_SEQ_LEN:
+            raise UsageError(f"--seq-len {seq_len} must be >= {MIN_BACKBONE_SEQ_LEN} with --backbone "
+                             "([CLS] text [SEP])")
+        if backbone or self.source.init:
+            a_name = "bert" if backbone else None
+        else:
+            a_name = a.name
+        if a_name in ("transformer", "bert") and not backbone and a.width % a.heads:
+            raise UsageError(f"--heads {a.heads} must divide --width {a.width} (each head gets width / heads "
+                             f"dimensions); e.g. --heads {_divisor_near(a.width, a.heads)}")
+        if a_name == "cnn":
+            for k in a.kernel_sizes:
+                check_value("--kernel-sizes", k, at_least(1), int)
+            flag = f"--kernel-sizes {','.join(map(str, a.kernel_sizes))}: kernel_sizes={a.kernel_sizes}"
+            if max(a.kernel_sizes) > seq_len:
+                raise UsageError(f"{flag} has a width above --seq-len {seq_len} (it sees no full window)")
+            if len(set(a.kernel_sizes)) != len(a.kernel_sizes):
+                raise UsageError(f"{flag} must be distinct widths (one convolution branch per width)")
+        if a_name is None:  # --init: the starting model's sizes are not in these settings
+            return
+        sizes = dict(width=a.width, depth=a.depth, heads=a.heads, ffn=a.ffn)
+        if backbone:
+            sizes = dict(memory.BACKBONE_SIZES)
+        texts = self.optim.batch_size * (2 if self.task == "pairwise" else 1)
+        need = memory.estimate(a_name, texts, seq_len, t.vocab_size, filters=a.filters,
+                               kernel_sizes=a.kernel_sizes, hidden=a.hidden, **sizes)
+        limit = memory.physical_memory() if memory_limit is None else memory_limit
+        if limit is not None and need.total > limit:
+            flags = f"--seq-len {seq_len}, --batch-size {self.optim.batch_size}"
+            if not backbone:
+                flags += f", --width {a.width}, --vocab-size {t.vocab_size}"
+            raise UsageError(f"too large for this machine's {memory.human(limit)} of memory: one training step "
+                             f"with {flags} needs {need.explain(texts, seq_len)}; lower the largest")
 
     # -- derived settings ---------------------------------------------------------------------------
     def resolved_seq_len(self) -> int:
@@ -415,6 +453,12 @@ class TrainConfig:
         return asdict(self)
 
 
+def _divisor_near(width: int, heads: int) -> int:
+    """The divisor of ``width`` closest to ``heads`` (a suggestion for a bad ``--heads``)."""
+    top = min(heads, width)
+    return next((h for h in range(top, max(0, top - 10_000), -1) if width % h == 0), 1)
+
+
 def _all_fields():
     """``(section name or None, field)`` for every setting, top-level ones first."""
     for f in fields(TrainConfig):
@@ -449,7 +493,8 @@ def cli_fields():
                 kwargs["default"] = True
         else:
             kwargs["default"] = default
-            kwargs["type"] = m.get("type") or (str if default is None else type(default))
+            kind = m.get("type") or (str if default is None else type(default))
+            kwargs["type"] = {float: number, int: integer}.get(kind, kind)  # nan/inf refused by name
             if m.get("choices") is not None:
                 kwargs["choices"] = m["choices"]
             if m.get("metavar"):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rmcompress.data.formats import LINE_COLUMN, read_table
+from rmcompress.data.split import check_split_sizes
 from rmcompress.errors import DataError, UsageError
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "input", "comment", "utterance")
@@ -89,10 +90,15 @@ def _find_column(df: pd.DataFrame, wanted: str | None, candidates: tuple, what: 
         if wanted not in df.columns or wanted == LINE_COLUMN:
             raise DataError(f"{src}: no {what} column {wanted!r}; columns found: {cols}")
         return wanted
-    lower = {str(c).lower(): c for c in cols}
+    lower: dict[str, list] = {}
+    for c in cols:
+        lower.setdefault(str(c).lower(), []).append(c)
     for name in candidates:
         if name in lower:
-            return lower[name]
+            if len(lower[name]) > 1:
+                raise DataError(f"{src}: columns {lower[name]} differ only in case; name the {what} column "
+                                f"with --{what}-column")
+            return lower[name][0]
     raise DataError(
         f"{src}: cannot find a {what} column (tried {', '.join(candidates)}); columns found: {cols}"
         f"; name it with --{what}-column"
@@ -317,7 +323,22 @@ def load_training_data(data, cfg, validation=None):
         validation = load_data(validation, cfg.task, **columns)
     if validation is not None and validation.task != cfg.task:
         raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
+    check_learnable(data)
+    if validation is None:
+        check_split_sizes(len(data), cfg.data.val_fraction, data.source)
     return data, validation
+
+
+def check_learnable(data) -> None:
+    """Pointwise training data whose labels are all one value is an error naming the file: a model
+    cannot learn to rank from it, and its validation metrics (AUC, correlation) are undefined."""
+    if data.task != "pointwise" or len(data) == 0:
+        return
+    values = np.unique(data.labels)
+    if len(values) == 1:
+        what = ("class" if data.label_kind == "binary" else "value")
+        raise DataError(f"{data.source or 'the training data'}: every label is {values[0]:g} ({len(data)} rows): training needs more "
+                        f"than one {what}" + (" (0 and 1)" if data.label_kind == "binary" else ""))
 
 
 def infer_task(path) -> str:

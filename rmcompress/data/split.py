@@ -12,21 +12,37 @@ from __future__ import annotations
 
 import numpy as np
 
-from rmcompress.errors import UsageError
+from rmcompress.errors import DataError, UsageError
 
 SPLIT_MODES = ("random", "disjoint", "sentences")
 
 
-def split_indices(n: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Return sorted ``(train_idx, val_idx)``; ``0 <= fraction < 1``; at least one training row."""
+def validation_size(n: int, fraction: float) -> int:
+    """Rows held out of ``n`` for ``fraction``: ``round(n * fraction)``, at least 1 when
+    ``fraction > 0``."""
+    n_val = int(round(n * fraction))
+    return max(n_val, 1) if fraction > 0 else n_val
+
+
+def check_split_sizes(n: int, fraction: float, source: str = "", what: str = "rows") -> None:
+    """A :class:`DataError` naming ``source`` and the counts unless ``n`` rows leave at least one
+    for training and (``fraction > 0``) at least one for validation."""
     if not 0.0 <= fraction < 1.0:
         raise UsageError(f"validation fraction {fraction} out of range; allowed: 0 <= f < 1")
+    n_val = validation_size(n, fraction)
+    if fraction > 0 and n - n_val < 1:
+        raise DataError(f"{source or 'the data'}: {n} usable {what}: too few to hold out {fraction:g} of them for "
+                        f"validation ({n_val}) and train on the rest (0); give at least 2, --val-data FILE, "
+                        "or --val-fraction 0 (no validation metric)")
+
+
+def split_indices(n: int, fraction: float, seed: int = 0, source: str = "",
+                  what: str = "rows") -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted ``(train_idx, val_idx)``; ``0 <= fraction < 1``; at least one row on each side
+    when ``fraction > 0`` (:func:`check_split_sizes`)."""
+    check_split_sizes(n, fraction, source, what)
     perm = np.random.RandomState(seed).permutation(n)
-    n_val = int(round(n * fraction))
-    if fraction > 0 and n_val == 0 and n >= 2:
-        n_val = 1
-    if n - n_val < 1:
-        raise UsageError(f"only {n} examples: too few to keep {fraction:.0%} for validation")
+    n_val = validation_size(n, fraction)
     return np.sort(perm[: n - n_val]), np.sort(perm[n - n_val:])
 
 
@@ -58,13 +74,19 @@ def split_data(data, fraction: float, seed: int = 0, mode: str = "random"):
     if mode not in SPLIT_MODES:
         raise UsageError(f"split mode {mode!r} unknown; allowed: {', '.join(SPLIT_MODES)}")
     texts = data.texts if data.task == "pointwise" else data.chosen
+    source = getattr(data, "source", "")
     if mode == "sentences":
         roots = root_indices(texts)
-        _, va_pos = split_indices(len(roots), fraction, seed)
+        _, va_pos = split_indices(len(roots), fraction, seed, source, "full texts (not inside another text)")
         va = roots[va_pos]
         tr = np.setdiff1d(np.arange(len(data)), va)
     else:
-        tr, va = split_indices(len(data), fraction, seed)
+        tr, va = split_indices(len(data), fraction, seed, source)
     if mode in ("disjoint", "sentences") and len(va):
-        tr = drop_contained(texts, tr, va)
+        kept = drop_contained(texts, tr, va)
+        if not len(kept):
+            raise DataError(f"{source or 'the data'}: --split {mode} leaves no training rows: all {len(tr)} "
+                            f"training texts occur inside the {len(va)} validation texts (repeated texts?); "
+                            "use --split random or remove the repeats")
+        tr = kept
     return data.subset(tr), data.subset(va)

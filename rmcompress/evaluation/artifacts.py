@@ -9,6 +9,7 @@ Kinds, told apart by what is on disk:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ import numpy as np
 
 from rmcompress._keras import tf
 from rmcompress.data.tokenizer import Tokenizer
+from rmcompress.data.vocab_fit import mismatch_message, token_table_rows
 from rmcompress.errors import ModelError
 from rmcompress.models.layout import (METADATA_FILE, MODEL_FILE, VOCAB_FILE, find_beside, read_metadata,
                                       resolve_artifact)
@@ -52,7 +54,33 @@ def _complexity(meta: dict) -> dict:
 
 
 def open_artifact(path: str | os.PathLike) -> Artifact:
-    """Open ``path`` as one of the kinds in the module docstring."""
+    """Open ``path`` as one of the kinds in the module docstring, its vocabulary checked against
+    the model's token table (:func:`check_vocabulary`)."""
+    art = _open(path)
+    check_vocabulary(art)
+    return art
+
+
+def check_vocabulary(art: Artifact) -> None:
+    """A one-line :class:`ModelError` naming the vocabulary and the model unless the model can look
+    up the tokeniser's highest id (``vocab.txt`` from another model): the lookup is tried on one
+    text before any scoring, so the mismatch is not reported as a failure of the scoring op."""
+    tok = art.tokenizer
+    vocab = (find_beside(art.path, VOCAB_FILE) or art.path) / VOCAB_FILE
+    rows = token_table_rows(art.metadata)
+    if rows is not None and tok.vocab_size > rows:
+        raise ModelError(mismatch_message(vocab, tok.vocab_size, art.path, rows))
+    ids = np.zeros((1, tok.seq_len), np.int32)
+    ids[0, 0] = tok.vocab_size - 1
+    try:
+        art.score(ids)
+    except (tf.errors.InvalidArgumentError, RuntimeError, ValueError) as e:
+        bound = re.search(r"is not in \[0, (\d+)\)", str(e))  # TensorFlow states the table's rows
+        rows = bound.group(1) if bound else f"fewer than {tok.vocab_size}"
+        raise ModelError(mismatch_message(vocab, tok.vocab_size, art.path, rows)) from None
+
+
+def _open(path: str | os.PathLike) -> Artifact:
 
     kind, p, _ = resolve_artifact(path)  # the on-disk checks, shared with the CLI's preflight
     if kind == "tflite":

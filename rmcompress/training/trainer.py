@@ -21,13 +21,13 @@ computed once over the training (and ``unlabeled``) texts with the teacher's tok
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rmcompress import faults
 from rmcompress._keras import keras, tf
+from rmcompress.config.schedule import split_finetune, step_plan
 from rmcompress.config.training import DEFAULT_SEQ_LEN, TrainConfig
 from rmcompress.data.loaders import load_training_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
@@ -163,15 +163,9 @@ def _schedule(cfg: TrainConfig, n_train: int) -> Schedule:
     """Steps per epoch and epochs (``max_steps`` caps them); a gated run leaves
     ``finetune_fraction`` of the steps to fine-tuning the shrunk model."""
     o = cfg.optim
-    steps_per_epoch = max(1, math.ceil(n_train / o.batch_size))
-    epochs = o.epochs
-    if o.max_steps is not None:
-        steps_per_epoch = min(steps_per_epoch, o.max_steps)
-        epochs = max(1, math.ceil(o.max_steps / steps_per_epoch))
-    total = steps_per_epoch * epochs
-    ft_steps = cx.finetune_steps(cfg, total) if cfg.gates.active else 0
-    if ft_steps:  # the gated phase gets the rest of the steps
-        steps_per_epoch = max(1, (total - ft_steps) // epochs)
+    steps_per_epoch, epochs = step_plan(n_train, o.batch_size, o.epochs, o.max_steps)  # exactly max_steps
+    ft_steps = cx.finetune_steps(cfg, steps_per_epoch * epochs) if cfg.gates.active else 0
+    steps_per_epoch, ft_steps = split_finetune(steps_per_epoch, epochs, ft_steps)  # the gated phase: the rest
     return Schedule(steps_per_epoch, epochs, ft_steps)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -16,7 +17,10 @@ from tests.helpers import ROOT
 PROBE = r"""
 import json, sys
 from rmcompress.cli import main
-rc = main(sys.argv[1:])
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as e:  # argparse refuses a flag itself
+    rc = e.code
 print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules}))
 """
 
@@ -54,7 +58,53 @@ def cases(tmp_path, fake_model, bad_labels):
     (broken_meta / "model.keras").write_bytes(b"")
     (broken_meta / "metadata.json").write_text("{not json")
     out = tmp_path / "out"
+    one_class = tmp_path / "one_class.tsv"
+    one_class.write_text("text\tlabel\n" + "".join(f"film {i}\t1\n" for i in range(20)))
+    dup = tmp_path / "dup.tsv"
+    dup.write_text("text\ttext\tlabel\na\tb\t1\nc\td\t0\n")
+    good = tmp_path / "good.tsv"
+    good.write_text("text\tlabel\n" + "".join(f"film {i}\t{i % 2}\n" for i in range(20)))
+    big_vocab = tmp_path / "big_vocab"
+    big_vocab.mkdir()
+    (big_vocab / "model.keras").write_bytes(b"")
+    (big_vocab / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(30)))
+    (big_vocab / "metadata.json").write_text(json.dumps({"format": "rmcompress.model", "task": "pointwise",
+                                                         "loss": "bce", "arch": {"vocab_size": 20}}))
+    bad_task = tmp_path / "bad_task"
+    bad_task.mkdir()
+    (bad_task / "model.keras").write_bytes(b"")
+    (bad_task / "metadata.json").write_text(json.dumps({"format": "rmcompress.model", "task": "ranking"}))
+    bad_regex = tmp_path / "regex.yaml"
+    bad_regex.write_text("passes:\n  - prune: {sparsity: 0.5, layers: {include: ['block0_(ffn']}}\n")
+    no_layer = tmp_path / "nolayer.yaml"
+    no_layer.write_text("passes:\n  - prune: {sparsity: 0.5, layers: {include: ['^ffn_dense']}}\n")
+    with zipfile.ZipFile(fake_model / "model.keras", "w") as z:  # the layers a .keras archive declares
+        z.writestr("config.json", json.dumps({"config": {"layers": [{"config": {"name": n}} for n in
+                                                                    ("token_ids", "token_embedding", "reward")]}}))
+    t = ["train", "--task", "pointwise", "--out", out]
     return [
+        (t + ["--data", good, "--learning-rate", "nan"], "argument --learning-rate: 'nan' is not a finite number"),
+        (t + ["--data", good, "--weight-decay", "inf"], "argument --weight-decay: 'inf' is not a finite number"),
+        (t + ["--data", good, "--seq-len", "0"], "--seq-len 0 must be >= 1"),
+        (t + ["--data", good, "--seq-len", "100000"], "too large for this machine's"),
+        (t + ["--data", good, "--warmup-fraction", "2"], "--warmup-fraction 2.0 must be in [0, 1]"),
+        (t + ["--data", good, "--patience", "-1"], "--patience -1 must be >= 0"),
+        (t + ["--data", good, "--heads", "0"], "--heads 0 must be >= 1"),
+        (t + ["--data", good, "--heads", "3"], "--heads 3 must divide --width 64"),
+        (t + ["--data", good, "--vocab-size", "3"], "--vocab-size 3 must be >= 64"),
+        (t + ["--data", good, "--seed", "-1"], "--seed -1 must be in [0, 2147483647]"),
+        (t + ["--data", good, "--arch", "foo"], "argument --arch: invalid choice: 'foo'"),
+        (t + ["--data", one_class], "one_class.tsv: every label is 1 (20 rows)"),
+        (t + ["--data", dup], "dup.tsv:1: column 'text' appears twice"),
+        (["evaluate", "--model", big_vocab, "--data", good], "vocab.txt defines 30 token ids but"),
+        (["export", "--model", big_vocab, "--out", out], "has a token table of 20 rows"),
+        (["evaluate", "--model", bad_task, "--data", good], "bad_task/metadata.json: 'task' = 'ranking'"),
+        (["compress", "--model", fake_model, "--recipe", bad_regex, "--data", good, "--out", out],
+         "regex.yaml: passes[0].prune.layers.include[0]: 'block0_(ffn' is not a valid regular expression"),
+        (["compress", "--model", fake_model, "--recipe", no_layer, "--data", good, "--out", out],
+         "nolayer.yaml: passes[0].prune.layers.include[0]: '^ffn_dense' matches no layer of"),
+        (["shrink", "--model", fake_model, "--out", out, "--budget-flops", "nan"], "'nan' is not a finite number"),
+        (["evaluate", "--model", fake_model, "--data", good, "--max-examples", "0"], "--max-examples 0 must be >= 1"),
         (["evaluate", "--model", tmp_path / "nope", "--data", bad_labels], "nope: no such file or directory"),
         (["evaluate", "--model", fake_model, "--data", missing], "missing.tsv"),
         (["evaluate", "--model", fake_model, "--data", bad_labels], "bad.tsv"),
