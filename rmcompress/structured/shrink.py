@@ -10,6 +10,8 @@ rows of the embedding, the branch outputs of a block. The shrunk model is built 
 ``build_reward_model`` from a shrunk :class:`ArchConfig` (fewer heads, narrower FFN, fewer
 filters and hidden units, removed blocks, a narrower embedding, fewer vocabulary rows behind a
 ``TokenRemap``), so it loads, trains, compresses and exports like any other model.
+Any other model (groups found in its layer graph) is shrunk by re-tracing its graph with smaller
+copies of its own layers (:mod:`rmcompress.structured.shrink_graph`).
 
 :func:`shrink_model_dir` does the same for a gated model directory (``rmcompress shrink``).
 
