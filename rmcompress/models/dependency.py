@@ -286,11 +286,101 @@ class GraphStructure(Structure):
 
     head_groups: dict = field(default_factory=dict)
     pinned: list = field(default_factory=list)
+    #: attention layer -> :class:`AttentionRemoval` (how the layer goes when all its heads do)
+    removals: dict = field(default_factory=dict)
 
     def input_gates(self, layer_name: str) -> Dim | None:
         """The Dim of a consumer's input (Dense/Conv1D ``in``) when some of it is a group."""
         dim = self.dims.get(layer_name, {}).get("in")
         return dim if dim is not None and any(isinstance(s, str) for s in dim.segments) else None
+
+
+@dataclass(frozen=True)
+class AttentionRemoval:
+    """An attention layer that may lose every head: its output reaches the model only through one
+    residual add ``x + attention(...)`` (``add``), so with no head left the add is ``x + b`` (``b``
+    the output projection's bias) and ``b`` folds into ``target.attr``, the last layer to add into
+    ``x`` (a LayerNormalization's ``beta``, a linear Dense/Conv1D's ``bias`` or the embedding rows),
+    through nothing but adds and dropout that feed only this add. ``removed``: the layers that go with
+    it (the attention, a normalisation feeding only it, the add)."""
+
+    add: str
+    target: str
+    attr: str
+    removed: tuple
+
+
+_ADD_SYMBOLS = ("__operators__.add", "math.add")
+
+
+def _consumers(t) -> list:
+    """The layers whose calls read Keras tensor ``t``."""
+    layer = t._keras_history.layer
+    return [node.layer for node in layer._outbound_nodes
+            if any(x is t for x in tf.nest.flatten(node.keras_inputs))]
+
+
+def _producer(t):
+    return t._keras_history.layer
+
+
+def _is_add(layer, node) -> bool:
+    if isinstance(layer, K.Add):
+        return len(node.keras_inputs) == 2
+    return (isinstance(layer, TFOpLambda) and getattr(layer, "symbol", None) in _ADD_SYMBOLS
+            and len(node.keras_inputs) == 2)
+
+
+def _fold_target(t, allowed: set):
+    """(layer, weight attr) a constant added to ``t`` folds into, walking back through adds and
+    dropout whose outputs feed only ``allowed`` layers; None when there is none."""
+    layer = _producer(t)
+    if len(layer._inbound_nodes) != 1 or not {c.name for c in _consumers(t)} <= allowed:
+        return None
+    node = layer._inbound_nodes[0]
+    if isinstance(layer, K.LayerNormalization) and layer.center:
+        return layer, "beta"
+    if type(layer) in (K.Dense, K.Conv1D, G.InputGatedDense, G.InputGatedConv1D) and layer.use_bias and \
+            getattr(layer.activation, "__name__", "") == "linear":
+        return layer, "bias"
+    if type(layer) is K.Embedding:
+        return layer, "embeddings"
+    if isinstance(layer, K.Dropout) or _is_add(layer, node):
+        for x in node.keras_inputs:
+            found = _fold_target(x, allowed | {layer.name})
+            if found is not None:
+                return found
+    return None
+
+
+def _attention_removal(layer) -> AttentionRemoval | None:
+    """How ``layer`` (a MultiHeadAttention) can go with all its heads (see :class:`AttentionRemoval`)."""
+    if len(layer._inbound_nodes) != 1:
+        return None
+    node = layer._inbound_nodes[0]
+    out = node.outputs
+    if isinstance(out, (list, tuple)):
+        return None
+    adds = _consumers(out)
+    if len(adds) != 1 or len(adds[0]._inbound_nodes) != 1 or not _is_add(adds[0], adds[0]._inbound_nodes[0]):
+        return None
+    add = adds[0]
+    removed = {layer.name}
+    for x in node.keras_inputs:  # a normalisation that feeds only this attention goes with it
+        p = _producer(x)
+        if isinstance(p, K.LayerNormalization) and {c.name for c in _consumers(x)} <= removed \
+                and len(p._inbound_nodes) == 1:
+            removed.add(p.name)
+    others = [x for x in add._inbound_nodes[0].keras_inputs if x is not out]
+    if len(others) != 1:
+        return None
+    found = _fold_target(others[0], removed | {add.name})
+    if found is None:
+        return None
+    target, attr = found
+    if target.name in removed:
+        return None
+    return AttentionRemoval(add.name, target.name, attr, tuple(sorted(removed | {add.name})))
 
 
 def discover(model) -> GraphStructure:
@@ -333,6 +423,13 @@ def discover(model) -> GraphStructure:
             s.head_groups[layer_name] = g
             s.dims.setdefault(layer_name, {})["heads"] = Dim((g,))
     s.min_alive = {g: 1 for g in groups}
+    for layer_name, g in s.head_groups.items():
+        removal = _attention_removal(model.get_layer(layer_name))
+        if removal is not None:
+            s.removals[layer_name] = removal
+            s.min_alive[g] = 0
+            for name in removal.removed:
+                s.present[name] = Dim((1,), (g,))
     seen = set()
     for root, reasons in sp.pins.items():
         if sp.find(root) == root and reasons and root not in seen:
@@ -368,4 +465,4 @@ def replay(model, call, inputs=None):
     return inputs, [new[id(t)] for t in model.outputs]
 
 
-__all__ = ["replay", "discover", "GraphStructure", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]
+__all__ = ["replay", "discover", "GraphStructure", "AttentionRemoval", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]

@@ -9,13 +9,16 @@ cut along the axes the registry's ``LayerFacts.slices`` give its roles; the kept
 folded first into the weights that read them (a consumer's kernel rows, ``W'[f] = z_f W[f]``, exact
 because the kernel is linear in its input; an attention layer's output-projection rows of each
 head). Every other layer is a copy of itself with its per-channel weights cut (BatchNormalization).
+An attention layer left with no head goes with its residual add and the normalisation that fed
+only it; the output projection's bias it still added is folded into the layer that made the
+residual (:class:`rmcompress.models.dependency.AttentionRemoval`).
 The result is a plain model of the user's own layer classes, loadable without rmcompress.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from rmcompress._keras import keras
+from rmcompress._keras import keras, tf
 from rmcompress.cost.registry import facts_for, weight_of
 from rmcompress.errors import ModelError
 from rmcompress.layers.gates import (GATE_LAYERS, HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense,
@@ -52,12 +55,17 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
     z = {g: np.ones(n) for g, n in sizes.items()}
     z.update(deterministic_gates(model))
     keep = {g: np.nonzero(v > 0)[0] for g, v in z.items()}
+    gone = {name: r for name, r in structure.removals.items() if len(keep[structure.head_groups[name]]) == 0}
+    dropped = {n for r in gone.values() for n in r.removed if n != r.add}
+    adds = {r.add: name for name, r in gone.items()}
     made: dict = {}
 
     def call(node, args, kwargs):
         layer = node.layer
-        if isinstance(layer, GATE_LAYERS):
+        if isinstance(layer, GATE_LAYERS) or layer.name in dropped:
             return None
+        if layer.name in adds:  # x + attention(...) with no head left: x (its bias folded below)
+            return next(x for x in tf.nest.flatten((args, kwargs)) if x is not None and hasattr(x, "shape"))
         cls = _PLAIN.get(type(layer), type(layer))
         dims = structure.dims.get(layer.name, {})
         if type(layer) in (InputGatedDense, InputGatedConv1D):
@@ -78,6 +86,11 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
         return out
 
     inputs, outputs = replay(model, call)
+    for attention, r in gone.items():  # x + b: b into the last layer that adds into x
+        target = made[id(model.get_layer(r.target))]
+        bias = model.get_layer(attention)._output_dense.bias.numpy()
+        weight = getattr(target, r.attr)
+        weight.assign(weight.numpy() + bias.reshape((1,) * (weight.shape.rank - 1) + (-1,)))
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name or model.name)
 
 

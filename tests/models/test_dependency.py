@@ -184,3 +184,22 @@ def test_sequential_without_any_input_is_refused():
     m = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(1)])
     with pytest.raises(ModelError, match="no input shape"):
         discover(m)
+
+
+def test_attention_removal_folds_into_the_layer_that_makes_the_residual():
+    post = discover(zoo_model("transformer_postln"))
+    pre = discover(zoo_model("transformer_preln"))
+    assert post.removals["mha0"].attr == "embeddings" and post.removals["mha1"].attr == "beta"
+    assert pre.removals["mha1"].attr == "bias"  # the previous block's FFN output projection
+    assert any(n.startswith("layer_normalization") for n in pre.removals["mha1"].removed)
+    assert post.min_alive["mha0_heads"] == 0 and post.present["mha0"].factors == ("mha0_heads",)
+
+
+def test_attention_read_elsewhere_keeps_a_head():
+    ids = keras.Input((ZOO_SEQ,), dtype="int32")
+    x = keras.layers.Embedding(ZOO_VOCAB, 8)(ids)
+    a = keras.layers.MultiHeadAttention(2, 4, name="att")(x, x)
+    both = keras.layers.Concatenate()([x + a, a])  # the attention's output is read twice
+    m = keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(both)))
+    s = discover(m)
+    assert "att" not in s.removals and s.min_alive["att_heads"] == 1

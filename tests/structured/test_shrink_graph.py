@@ -89,3 +89,19 @@ def test_shrink_to_a_budget_lands_on_it():
     shrunk = shrink(gated, budget_flops=0.5)
     assert count(shrunk).flops <= 0.5 * count(model).flops
     assert count(shrunk).flops > 0.4 * count(model).flops  # one unit's granularity, not far below
+
+
+@pytest.mark.parametrize("name", ["transformer_postln", "transformer_preln", "keras3_transformer"])
+def test_an_attention_layer_with_no_head_left_goes_with_its_residual_add(name):
+    model = zoo_model(name)
+    ids = zoo_ids()
+    gated = gated_copy(model)
+    for group, gate in gate_layers(gated).items():
+        if group.endswith("_heads"):
+            gate.log_alpha.assign(np.full(gate.units, -10.0, np.float32))
+    promised = gated_cost(gated, "deterministic")
+    shrunk = shrink(gated)
+    assert not any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in shrunk.layers)
+    np.testing.assert_allclose(_out(shrunk, ids), _out(gated, ids), atol=1e-5)
+    report = count(shrunk)
+    assert (report.flops, report.params) == (int(promised.flops), int(promised.params))
