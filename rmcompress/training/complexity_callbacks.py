@@ -1,6 +1,8 @@
 """Keras callbacks for complexity-aware training (add them to ``fit``; ``train()`` does). Each reads
-the model's :class:`~rmcompress.training.complexity_model.ComplexityTerm`; a model without one is a
-``UsageError`` when the callback is given the model.
+the model's :class:`~rmcompress.training.complexity_model.ComplexityTerm`
+(:func:`~rmcompress.training.complexity_model.complexity_term`), so they work on any model that
+carries one (``ComplexityAwareModel`` around any supported model, or a ``RewardTrainingModel`` with
+the term); on a model without one, ``fit`` stops at ``on_train_begin`` with a ``UsageError``.
 
 - :class:`BudgetController`: holds each budget's target at ``start`` (1.0 = dense) for
   ``delay_steps``, moves it linearly to the budget over ``warmup_steps`` steps, then holds it (the Lagrange multipliers
@@ -8,6 +10,9 @@ the model's :class:`~rmcompress.training.complexity_model.ComplexityTerm`; a mod
 - :class:`ComplexityLogger`: every ``every`` steps and at each epoch end, a row of the Keras logs
   plus the model's complexity state (expected and deterministic FLOPs/params, gaps, multipliers)
   to a CSV file and/or TensorBoard scalars (``complexity/<name>``); rows are also kept in ``rows``.
+  A column has the unit of the Keras metric of the same name (counts, or ``*_fraction`` of the
+  dense model: :mod:`rmcompress.training.complexity_model`); where the state and the logs share a
+  name the row holds the state's value at that step (the logs hold the epoch's running mean).
 - :class:`BudgetEarlyStopping`: early stopping that ignores epochs whose deterministic
   (shrunk) model is over budget: they are never "best", do not use up patience, and training
   never stops before the budget is met; the best in-budget weights are restored at the end.
@@ -39,17 +44,25 @@ def _step(model) -> int:
 
 
 class _ComplexityCallback(keras.callbacks.Callback):
-    """A callback that reads the model's complexity term (``self.term``)."""
+    """A callback that reads the model's complexity term (``self.term``); a model without one is
+    a ``UsageError`` when training begins."""
 
-    term = None
+    @property
+    def term(self):
+        """The model's complexity term; a ``UsageError`` when it has none."""
+        return self._require_term()
 
-    def set_model(self, model):
-        term = complexity_term(model)
+    def _require_term(self):
+        term = complexity_term(self.model)
         if term is None:
-            raise UsageError(f"{type(self).__name__} needs a model with a complexity term (ComplexityAwareModel "
-                             "or RewardTrainingModel(terms=[ComplexityTerm(...)]))")
-        super().set_model(model)
-        self.term = term
+            model = getattr(self.model, "name", type(self.model).__name__)
+            raise UsageError(f"{type(self).__name__} needs a model with a complexity term, and model {model!r} has "
+                             "none: wrap the model in rmcompress.ComplexityAwareModel or add a ComplexityTerm "
+                             "(RewardTrainingModel(scorer, terms=[ComplexityTerm(...)]))")
+        return term
+
+    def on_train_begin(self, logs=None):
+        self._require_term()
 
 
 class BudgetController(_ComplexityCallback):
@@ -77,6 +90,7 @@ class BudgetController(_ComplexityCallback):
             var.assign(self.target(step, self.term.budgets[kind]))
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self._update()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -96,6 +110,7 @@ class ComplexityLogger(_ComplexityCallback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         if self.tensorboard_dir and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
 

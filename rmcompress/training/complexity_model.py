@@ -29,8 +29,14 @@ and multipliers are weights of the model (``model.add_weight``), its optimizers 
 ``term_optimizers["gate"]``/``["multiplier"]``, so checkpoints and ``train --resume`` keep them.
 :func:`complexity_term` finds the term on a model (the complexity callbacks use it).
 
-Logged as Keras metrics every step and epoch: ``task_loss``, ``expected_flops`` and
-``expected_params`` (fractions of dense), ``flops_gap``/``params_gap``, ``flops_target``,
+Units, one per name wherever it appears (Keras metrics, ``fit`` history, :meth:`ComplexityTerm.complexity_state`,
+the complexity logger's CSV and TensorBoard scalars): a cost named ``flops``/``params``
+(``expected_flops``, ``dense_flops``, ...) is a count per example; a fraction of the dense model
+ends in ``_fraction`` (``expected_flops_fraction``, ``flops_fraction``); ``*_target`` and ``*_gap``
+are fractions of the dense model by definition (a budget is one), ``lambda_*`` are multipliers.
+
+Logged as Keras metrics every step and epoch: ``task_loss``, ``expected_flops_fraction`` and
+``expected_params_fraction``, ``flops_gap``/``params_gap``, ``flops_target``,
 ``lambda_flops``/``lambda_flops_sq`` (and params), the loss terms, and the reward ``reward``::
 
     R = quality * discount(c),   discount(c) = 1 + reward_gamma * log2(1 / c)
@@ -121,7 +127,7 @@ class ComplexityTerm(LossTerm):
                 model.add_auxiliary_metric(f"{kind}_penalty")
             if kind in self.targets:
                 model.add_auxiliary_metric(f"{kind}_lagrangian")
-        names = ["expected_flops", "expected_params"]
+        names = ["expected_flops_fraction", "expected_params_fraction"]
         for kind in self.targets:
             names += [f"{kind}_target", f"{kind}_gap", f"lambda_{kind}", f"lambda_{kind}_sq"]
         names.append("reward")
@@ -175,7 +181,7 @@ class ComplexityTerm(LossTerm):
 
     def update_metrics(self, model, per_example, quality, aux) -> None:
         frac = self.__dict__.pop("_step_fractions", None) or self.expected_fractions()
-        values = {"expected_flops": frac["flops"], "expected_params": frac["params"],
+        values = {"expected_flops_fraction": frac["flops"], "expected_params_fraction": frac["params"],
                   "reward": self._quality(model, quality) * self.discount(frac[self.reward_kind])}
         for kind in self.targets:
             values[f"{kind}_target"] = tf.identity(self.targets[kind])
@@ -187,8 +193,8 @@ class ComplexityTerm(LossTerm):
 
     # -- eager read-outs for callbacks and reports ---------------------------------------------------
     def complexity_state(self) -> dict:
-        """Current numbers (Python floats): expected and deterministic FLOPs/params, fractions,
-        targets, gaps and multipliers."""
+        """Current numbers (Python floats): expected and deterministic FLOPs/params (counts), their
+        ``*_fraction`` of the dense model, targets, gaps and multipliers (units: module docstring)."""
 
         frac = {k: float(v.numpy()) for k, v in self.expected_fractions().items()}
         det = self.cost.evaluate(alive_counts(self.scorer, self.structure, "deterministic"))

@@ -20,13 +20,32 @@ Loss of one step, per replica under ``tf.distribute`` (gradients are summed over
     loss = sum(per_example_loss) / global_batch + sum(scalar_terms) / num_replicas
 
 so the total equals the single-device loss. Every term is also reported as a metric.
+
+Keras' ``compile`` is honoured (:meth:`RewardTrainingModel.compile`):
+
+- ``optimizer`` trains every variable that is in no term's optimizer group (the scorer's weights);
+  a term's own variables keep their optimizers (the complexity term: gates Adam, multipliers SGD);
+- ``loss``, when given, replaces the task's per-example loss by the Keras loss on the task's
+  ``(y_true, y_pred)`` (:meth:`rmcompress.training.tasks.Task.keras_targets`; pointwise
+  ``loss(y, reward)``, pairwise ``loss(ones, r_c - r_r)``), kept per example
+  (:class:`rmcompress.training.tasks.KerasLoss`) so per-example terms still compose; without it
+  the task's loss trains;
+- ``metrics`` and ``weighted_metrics`` are updated every step with the same ``(y_true, y_pred)``
+  (the labels after per-example terms, e.g. the teacher's decision where a row has no label),
+  reported under their names in ``fit``'s logs and history, and reset each epoch; a name the
+  model already reports (``loss``, ``accuracy``, ...) is refused;
+- sample weights (``fit(x, y, sample_weight=...)``, ``class_weight``, or a dataset's third
+  element) weight the per-example loss (``sum(w * l) / B``, as Keras' default reduction) and the
+  ``weighted_metrics``; the task's quality metrics and ``metrics`` stay unweighted, as in Keras;
+- ``loss_weights`` is refused (it weighs several outputs; a reward model has one).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rmcompress._keras import keras, tf
-from rmcompress.training.tasks import Task, make_task
+from rmcompress.errors import UsageError
+from rmcompress.training.tasks import KerasLoss, Task, make_task
 
 from rmcompress.config.choices import TASKS
 from rmcompress.training.interrupt import StopAtStepBoundary, interrupts_at_step_boundaries
@@ -84,7 +103,8 @@ class LossTerm:
 
 class RewardTrainingModel(keras.Model):
     """Training wrapper around ``scorer`` (see module docstring). ``task``: a task name (with
-    ``loss`` and ``center_coefficient``) or a :class:`~rmcompress.training.tasks.Task`."""
+    ``loss`` and ``center_coefficient``) or a :class:`~rmcompress.training.tasks.Task`; a loss given
+    to :meth:`compile` replaces the task's."""
 
     def __init__(self, scorer: keras.Model, task: str | Task = "pointwise", loss: str = "bce",
                  center_coefficient: float = 0.0, terms=(), **kwargs):
@@ -103,9 +123,23 @@ class RewardTrainingModel(keras.Model):
         self.quality = [keras.metrics.Mean(name=n) for n in task.quality_names]
         self._aux_trackers: dict[str, keras.metrics.Mean] = {}
         self.term_optimizers: dict = {}
+        self.keras_loss: KerasLoss | None = None
         self._terms: list = []
         for term in terms:
             self.add_term(term)
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
+                **kwargs):
+        """``keras.Model.compile``: ``optimizer`` trains the weights (each loss term's own variables
+        keep the term's optimizers, e.g. the complexity term's gates and multipliers); ``loss``
+        (a Keras loss name, function or ``Loss``) replaces the task's per-example loss;
+        ``metrics``/``weighted_metrics`` are reported in ``fit``; ``loss_weights`` is refused. See
+        the module docstring for how each sees a batch."""
+        if loss_weights is not None:
+            raise UsageError("compile(loss_weights=...) weighs the losses of several outputs; a reward model has "
+                             "one output: scale the loss itself")
+        self.keras_loss = None if loss is None else KerasLoss(loss)
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)
 
     @property
     def terms(self) -> list:
@@ -127,9 +161,15 @@ class RewardTrainingModel(keras.Model):
         return self.task_object.call(self.scorer, inputs, training)
 
     def task_losses(self, data, training: bool):
-        """Per-example losses ``[B]`` (the task's, rewritten by per-example terms) and the quality
-        values ``[B]`` of each quality metric."""
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        """Per-example losses ``[B]`` (the task's or the compiled Keras loss, rewritten by
+        per-example terms, times the sample weights) and the quality values ``[B]`` of each quality
+        metric."""
+        per_example, quality, _ = self._task_outputs(data, training)
+        return per_example, quality
+
+    def _task_outputs(self, data, training: bool):
+        """:meth:`task_losses` and ``(y_true, y_pred, sample_weight)`` for the compiled metrics."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         outputs = extra = None
         for term in self._terms:
             got = term.forward(self, x, training)
@@ -139,14 +179,20 @@ class RewardTrainingModel(keras.Model):
         if outputs is None:
             outputs = self(x, training=training)
         task = self.task_object
-        per_example = task.per_example_loss(outputs, x, y)
+        if self.keras_loss is None:
+            per_example = task.per_example_loss(outputs, x, y)
+        else:
+            per_example = self.keras_loss.per_example(*task.keras_targets(outputs, y))
         value = task.value(outputs)
         labels = y
         for term in self._terms:
             got = term.per_example(self, x, y, value, extra, per_example)
             if got is not None:
                 per_example, labels = got
-        return per_example, task.quality(value, labels)
+        if sample_weight is not None:
+            per_example = per_example * tf.reshape(tf.cast(sample_weight, per_example.dtype), [-1])
+        y_true, y_pred = task.keras_targets(outputs, labels)
+        return per_example, task.quality(value, labels), (y_true, y_pred, sample_weight)
 
     def add_auxiliary_metric(self, name: str) -> None:
         """Declare a metric (call in ``__init__``, outside any ``tf.function`` or replica context)."""
@@ -158,7 +204,9 @@ class RewardTrainingModel(keras.Model):
         return {}
 
     def _step_loss(self, data, training: bool):
-        per_example, quality = self.task_losses(data, training)
+        """``(total, per_example, quality, aux, compiled)``: the step's loss on this replica, its
+        parts, and ``(y_true, y_pred, sample_weight)`` for the compiled metrics."""
+        per_example, quality, compiled = self._task_outputs(data, training)
         task_loss = tf.nn.compute_average_loss(per_example)
         aux = dict(self.auxiliary_losses(data, training))
         for term in self._terms:
@@ -166,7 +214,7 @@ class RewardTrainingModel(keras.Model):
         total = task_loss
         for value in aux.values():
             total = total + tf.nn.scale_regularization_loss(value)
-        return total, per_example, quality, aux
+        return total, per_example, quality, aux, compiled
 
     # -- steps ------------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, **kwargs):
@@ -180,16 +228,17 @@ class RewardTrainingModel(keras.Model):
             return super().fit(x, y, batch_size, epochs, verbose, callbacks, **kwargs)
 
     def gradients(self, data):
-        """One step's ``(loss, gradients, variables, (per_example, quality, aux))`` on this replica."""
+        """One step's ``(loss, gradients, variables, (per_example, quality, aux, compiled))`` on
+        this replica (see :meth:`_step_loss`)."""
         with tf.GradientTape() as tape:
-            total, per_example, quality, aux = self._step_loss(data, training=True)
+            total, *parts = self._step_loss(data, training=True)
         variables = self.trainable_variables
-        return total, tape.gradient(total, variables), variables, (per_example, quality, aux)
+        return total, tape.gradient(total, variables), variables, tuple(parts)
 
     def train_step(self, data):
-        _, grads, variables, (per_example, quality, aux) = self.gradients(data)
+        _, grads, variables, parts = self.gradients(data)
         self.apply_gradients(grads, variables)
-        return self._update_metrics(per_example, quality, aux)
+        return self._update_metrics(*parts)
 
     def apply_gradients(self, grads, variables):
         """The terms' optimizer groups get their variables' gradients (negated for ``ascent``), in
@@ -215,10 +264,10 @@ class RewardTrainingModel(keras.Model):
                 group.optimizer.apply_gradients(pairs)
 
     def test_step(self, data):
-        _, per_example, quality, aux = self._step_loss(data, training=False)
-        return self._update_metrics(per_example, quality, aux)
+        _, *parts = self._step_loss(data, training=False)
+        return self._update_metrics(*parts)
 
-    def _update_metrics(self, per_example, quality, aux):
+    def _update_metrics(self, per_example, quality, aux, compiled=None):
         for term in self._terms:
             term.update_metrics(self, per_example, quality, aux)
         task_loss = tf.reduce_mean(per_example)
@@ -231,9 +280,22 @@ class RewardTrainingModel(keras.Model):
             if name not in self._aux_trackers:
                 raise ValueError(f"auxiliary loss {name!r} was not declared with add_auxiliary_metric")
             self._aux_trackers[name].update_state(value)
+        if compiled is not None and self.compiled_metrics is not None:
+            self.compiled_metrics.update_state(*compiled)
+            own = {m.name for m in self._own_metrics()}
+            for metric in self.compiled_metrics.metrics:
+                if metric.name in own:
+                    raise UsageError(f"compile(metrics=...): the model already reports a metric named {metric.name!r} "
+                                     "(its task's or a loss term's); drop yours or give it another name")
         return {m.name: m.result() for m in self.metrics}
+
+    def _own_metrics(self) -> list:
+        terms = [m for t in getattr(self, "_terms", []) for m in t.metrics]
+        return [self.loss_tracker, self.task_loss_tracker, *self.quality, *self._aux_trackers.values(), *terms]
 
     @property
     def metrics(self):
-        terms = [m for t in getattr(self, "_terms", []) for m in t.metrics]
-        return [self.loss_tracker, self.task_loss_tracker, *self.quality, *self._aux_trackers.values(), *terms]
+        """The model's own metrics (loss, task loss, quality, loss terms') and the compiled ones, so
+        that Keras resets them all at each epoch."""
+        compiled = getattr(self, "compiled_metrics", None)
+        return [*self._own_metrics(), *(compiled.metrics if compiled is not None else [])]

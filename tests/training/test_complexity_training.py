@@ -43,11 +43,12 @@ def test_penalty_mode_lowers_expected_flops_and_logs_metrics():
     model = _model("bow", flops_weight=2.0, gate_learning_rate=0.3)
     start = model.complexity_state()["expected_flops_fraction"]
     hist = model.fit(_ds().repeat(), epochs=2, steps_per_epoch=10, verbose=0).history
-    for key in ("task_loss", "expected_flops", "expected_params", "reward", "flops_penalty", "accuracy"):
+    for key in ("task_loss", "expected_flops_fraction", "expected_params_fraction", "reward", "flops_penalty",
+                "accuracy"):
         assert key in hist, key
-    assert hist["expected_flops"][-1] < start - 0.05
+    assert hist["expected_flops_fraction"][-1] < start - 0.05
     # penalty term = weight * E[F]/F_dense, logged as such
-    assert hist["flops_penalty"][-1] == pytest.approx(2.0 * hist["expected_flops"][-1], rel=0.1)
+    assert hist["flops_penalty"][-1] == pytest.approx(2.0 * hist["expected_flops_fraction"][-1], rel=0.1)
 
 
 def test_budget_mode_multipliers_rise_while_over_budget():
@@ -131,7 +132,7 @@ def test_budget_early_stopping_waits_for_the_budget():
 
 def test_plain_scorer_and_bad_budgets_are_rejected():
     with pytest.raises(ModelError, match="no gates"):
-        ComplexityAwareModel(build_reward_model(ArchConfig(arch="bow", **CFG)))
+        RewardTrainingModel(build_reward_model(ArchConfig(arch="bow", **CFG)), terms=[ComplexityTerm(flops_weight=1.0)])
     with pytest.raises(UsageError, match="budget-flops"):
         _model("bow", budget_flops=1.5)
 

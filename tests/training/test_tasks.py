@@ -72,7 +72,7 @@ def test_loss_is_task_plus_complexity_plus_distillation():
     teacher = np.array([0.5, -1.0, 2.0, 0.0, 1.0], np.float32)
     labeled = np.array([1, 1, 0, 1, 0], np.float32)
     x = {"ids": ids, "teacher": teacher, "labeled": labeled}
-    total, per_example, _, aux = model._step_loss((x, labels), training=False)
+    total, per_example, _, aux, _ = model._step_loss((x, labels), training=False)
 
     plain = RewardTrainingModel(scorer, task="pointwise", loss="bce")
     task_loss, _ = plain.task_losses((ids, labels), training=False)
@@ -82,7 +82,7 @@ def test_loss_is_task_plus_complexity_plus_distillation():
     assert set(aux) == {"flops_penalty"} and complexity > 0
     np.testing.assert_allclose(per_example.numpy(), distill, rtol=1e-5)
     np.testing.assert_allclose(float(total), distill.mean() + complexity, rtol=1e-5)
-    assert {"label_loss", "distill_loss", "flops_penalty", "expected_flops"} <= {m.name for m in model.metrics}
+    assert {"label_loss", "distill_loss", "flops_penalty", "expected_flops_fraction"} <= {m.name for m in model.metrics}
 
 
 def test_distillation_is_a_term_not_a_class_swap():
