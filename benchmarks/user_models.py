@@ -13,10 +13,10 @@ Per model and seed:
 
 - ``dense``: ``model.compile(loss=BinaryCrossentropy(from_logits=True))`` + ``fit`` for ``--epochs``,
   the weights of the best validation epoch kept;
-- ``budget B`` for each ``--budgets``: ``rmcompress.ComplexityAwareModel(model, budget_flops=B)`` from
-  the same initial weights, ``fit`` for ``--epochs`` with ``BudgetController`` (target 1.0 -> B over
-  the first half of the steps), ``model.shrink()`` (the units that fit the budget, exactly), then
-  ``--finetune-epochs`` of plain ``fit`` on the shrunk model (best validation epoch kept);
+- ``budget B`` for each ``--budgets``: ``rmcompress.ComplexityAwareModel(dense, budget_flops=B)`` on a
+  copy of the trained dense model, ``fit`` for ``--epochs`` with ``BudgetController`` (target 1.0 -> B
+  over the first half of the steps), ``model.shrink()`` (the units that fit the budget, exactly),
+  then ``--finetune-epochs`` of plain ``fit`` on the shrunk model (best validation epoch kept);
 - ``aggressive`` (``--recipe-seeds``): the dense model saved as ``.keras`` with its ``vocab.txt``,
   ``rmcompress import`` -> ``rmcompress compress --recipe aggressive`` (its own budget, fusion,
   factorisation, pruning, clustering and int8 QAT, exported to TFLite), the ``.tflite`` scored on the
@@ -164,8 +164,8 @@ def run_model(name, seed, enc, tok, args, rows, work):
     for budget in args.budgets:
         t0 = time.time()
         keras.utils.set_random_seed(seed)
-        start = keras.models.clone_model(initial)
-        start.set_weights(init_weights)
+        start = keras.models.clone_model(dense)
+        start.set_weights(dense.get_weights())
         model = rmcompress.ComplexityAwareModel(start, budget_flops=budget)
         model.compile(optimizer=keras.optimizers.Adam(args.lr))
         steps = args.epochs * int(np.ceil(len(train) / args.batch_size))
@@ -255,7 +255,7 @@ def parse_args(argv=None):
     p.add_argument("--seq-len", type=int, default=48)
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "user_models"))
