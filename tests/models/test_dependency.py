@@ -124,7 +124,56 @@ def _hand_transformer():
     return 2 * block + mask + pool + head, ZOO_VOCAB * d + 2 * params_block + d + 1
 
 
+def _conv(k, c_in, n, t_out, act=1):
+    """FLOPs of a Conv1D with bias and an activation of ``act`` FLOPs per output."""
+    return 2 * k * c_in * n * t_out + n * t_out + act * n * t_out
+
+
+def _dense(i, o, act=1):
+    return 2 * i * o + o + act * o
+
+
+def _hand_parallel_conv():
+    t, e = ZOO_SEQ, 16
+    convs = ((2, 6), (3, 8), (4, 5))
+    flops = sum(_conv(k, e, n, t - k + 1) + (t - k) * n for k, n in convs)  # conv + max over time
+    flops += _dense(19, 8) + _dense(8, 1, 0)
+    params = ZOO_VOCAB * e + sum(k * e * n + n for k, n in convs) + 19 * 8 + 8 + 8 + 1
+    return flops, params
+
+
+def _hand_keras3_cnn():
+    t = ZOO_SEQ - 2
+    flops = _conv(3, 12, 8, t) + (t - 1) * 8 + _dense(8, 6) + _dense(6, 1, 0)
+    return flops, ZOO_VOCAB * 12 + 3 * 12 * 8 + 8 + 8 * 6 + 6 + 6 + 1
+
+
+def _hand_pairwise_scalar():
+    t = ZOO_SEQ - 2  # the final tf.squeeze moves no data: 0 FLOPs
+    flops = _conv(3, 12, 10, t) + (t - 1) * 10 + _dense(10, 6) + _dense(6, 1, 0)
+    return flops, ZOO_VOCAB * 12 + 3 * 12 * 10 + 10 + 10 * 6 + 6 + 6 + 1
+
+
+def _hand_batchnorm_cnn():
+    t = ZOO_SEQ  # 'same' padding; BatchNormalization 2 per element, ReLU 1
+    flops = (_conv(3, 12, 10, t, 0) + 2 * t * 10 + t * 10 + _conv(3, 10, 8, t, 0) + 2 * t * 8 + t * 8
+             + (t - 1) * 8 + 8 + _dense(8, 1, 0))
+    return flops, ZOO_VOCAB * 12 + 3 * 12 * 10 + 10 + 4 * 10 + 3 * 10 * 8 + 8 + 4 * 8 + 8 + 1
+
+
+def _hand_residual_gated():
+    t, w = ZOO_SEQ, 12
+    flops = ((t - 1) * w + w + _dense(w, 16) + _dense(16, w, 0) + w  # pool, hidden, projection, x + y
+             + _dense(w, w, 3) + w + w + w + _dense(w, 1, 0))          # sigmoid gate, *, Add, relu, reward
+    params = ZOO_VOCAB * w + w * 16 + 16 + 16 * w + w + w * w + w + w + 1
+    return flops, params
+
+
 @pytest.mark.parametrize("name,hand", [("kim_cnn", _hand_kim_cnn), ("dan", _hand_dan),
+                                       ("parallel_conv", _hand_parallel_conv), ("keras3_cnn", _hand_keras3_cnn),
+                                       ("pairwise_scalar", _hand_pairwise_scalar),
+                                       ("batchnorm_cnn", _hand_batchnorm_cnn),
+                                       ("residual_gated", _hand_residual_gated),
                                        ("transformer_postln", _hand_transformer),
                                        ("transformer_preln", _hand_transformer)])
 def test_count_matches_hand_count(name, hand):
