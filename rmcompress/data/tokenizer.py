@@ -3,8 +3,12 @@
 Contract: id 0 is ``[PAD]`` and id 1 is ``[UNK]``; every text becomes exactly ``seq_len`` ids,
 padded with 0 at the end. Texts longer than ``seq_len`` tokens are truncated keeping the
 ``"start"`` (pointwise default) or the ``"end"`` (pairwise default: the final assistant turn decides).
-Saved as ``vocab.txt`` (one token a line) plus ``tokenizer.json`` (lowercase, strip_accents,
-seq_len, keep, mode). keras-nlp is Keras 3; its tokenizer is used only as a tf.data/tf.function op.
+Saved as ``vocab.txt`` (one token a line), ``tokenizer_settings.json`` (lowercase, strip_accents,
+seq_len, keep, mode: what :meth:`Tokenizer.load` reads) and ``tokenizer.json``, the same tokenizer in
+Hugging Face ``tokenizers`` format for apps (:mod:`rmcompress.data.hf_tokenizer`). A directory
+written before the settings file had its name holds the settings in ``tokenizer.json``; ``load``
+reads them there when ``tokenizer_settings.json`` is absent. keras-nlp is Keras 3; its tokenizer is
+used only as a tf.data/tf.function op.
 
 ``mode="bert"``: a pretrained backbone's own WordPiece vocabulary (``[PAD]`` must be id 0;
 ``[UNK]``, ``[CLS]``, ``[SEP]`` anywhere, e.g. 100/101/102 in BERT's). Each text becomes
@@ -24,6 +28,8 @@ from rmcompress._keras import tf
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.fileio import atomic_write_text, read_json, write_json
 
+VOCAB_FILE = "vocab.txt"
+SETTINGS_FILE = "tokenizer_settings.json"
 PAD, UNK = "[PAD]", "[UNK]"
 CLS, SEP = "[CLS]", "[SEP]"
 RESERVED = [PAD, UNK]
@@ -84,10 +90,10 @@ class Tokenizer:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Tokenizer":
         d = Path(directory)
-        vocab_path, cfg_path = d / "vocab.txt", d / "tokenizer.json"
-        for p in (vocab_path, cfg_path):
-            if not p.is_file():
-                raise ModelError(f"{d}: missing {p.name} (the tokeniser is saved beside the model)")
+        vocab_path = d / VOCAB_FILE
+        if not vocab_path.is_file():
+            raise ModelError(f"{d}: missing {VOCAB_FILE} (the tokeniser is saved beside the model)")
+        cfg_path, settings = find_settings(d)
         try:
             with open(vocab_path, encoding="utf-8", newline="") as f:  # tokens are split on \n only
                 vocab = f.read().split("\n")
@@ -96,7 +102,8 @@ class Tokenizer:
         if vocab and vocab[-1] == "":
             vocab = vocab[:-1]
         try:
-            settings = read_json(cfg_path)
+            if settings is None:
+                settings = read_json(cfg_path)
             if not isinstance(settings, dict):
                 raise ValueError("expected a JSON object")
             cfg = TokenizerConfig(**settings)
@@ -109,9 +116,13 @@ class Tokenizer:
             raise ModelError(f"{vocab_path}: {e}") from None
 
     def save(self, directory: str | os.PathLike) -> None:
+        """``vocab.txt``, ``tokenizer_settings.json`` and the Hugging Face ``tokenizer.json``."""
+        from rmcompress.data.hf_tokenizer import save_hf_tokenizer
+
         d = Path(directory)
-        atomic_write_text(d / "vocab.txt", "\n".join(self.vocabulary) + "\n")
-        write_json(d / "tokenizer.json", asdict(self.config))
+        atomic_write_text(d / VOCAB_FILE, "\n".join(self.vocabulary) + "\n")
+        write_json(d / SETTINGS_FILE, asdict(self.config))
+        save_hf_tokenizer(self, d)
 
     # -- encoding ---------------------------------------------------------------------------------
     @property
@@ -189,3 +200,22 @@ class Tokenizer:
             else:
                 words.append(tok)
         return " ".join(words)
+
+
+def find_settings(d: Path) -> tuple[Path, object]:
+    """``(path, parsed or None)`` of a directory's tokenizer settings: ``tokenizer_settings.json``,
+    else a ``tokenizer.json`` that holds the settings (not a Hugging Face tokenizer)."""
+    from rmcompress.data.hf_tokenizer import HF_TOKENIZER_FILE
+
+    path = d / SETTINGS_FILE
+    if path.is_file():
+        return path, None
+    legacy = d / HF_TOKENIZER_FILE
+    if legacy.is_file():
+        try:
+            settings = read_json(legacy)
+        except (ValueError, OSError) as e:
+            raise ModelError(f"{legacy}: invalid tokenizer settings ({str(e).splitlines()[0][:200]})") from None
+        if not (isinstance(settings, dict) and "model" in settings):
+            return legacy, settings
+    raise ModelError(f"{d}: missing {SETTINGS_FILE} (the tokeniser is saved beside the model)")

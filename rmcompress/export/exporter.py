@@ -4,7 +4,9 @@ Output directory layout::
 
     OUT/saved_model/     SavedModel (signatures ``serving_default`` over ids, ``score_text`` over strings)
     OUT/model.tflite     TFLite over int32 ``token_ids [batch, seq_len]`` -> reward ``[batch, 1]``
-    OUT/vocab.txt, OUT/tokenizer.json   the tokeniser an edge app re-implements or loads
+    OUT/tokenizer.json   the tokeniser in Hugging Face ``tokenizers`` format: an app loads it and
+                         gets the ids ``model.tflite`` takes (rmcompress.data.hf_tokenizer)
+    OUT/vocab.txt, OUT/tokenizer_settings.json   the same tokeniser as rmcompress reads it
     OUT/metadata.json    task, seq_len, lowercase, truncation side, quantize, flops/params of the model
     OUT/report.json      parity against the Keras float model, sizes, latency, flops, params
 

@@ -4,7 +4,8 @@ Layout::
 
     DIR/model.keras      the scorer (tf_keras v3 format): int32 ids [B, seq_len] -> reward [B, 1]
     DIR/vocab.txt        WordPiece vocabulary (id = line number - 1)
-    DIR/tokenizer.json   seq_len, truncation side, lowercase, strip_accents
+    DIR/tokenizer_settings.json   seq_len, truncation side, lowercase, strip_accents, mode
+    DIR/tokenizer.json   the same tokeniser in Hugging Face ``tokenizers`` format (for apps)
     DIR/metadata.json    format, task, label kind, loss, architecture config, provenance
     DIR/report.json      the measurements of the stage that wrote it
     DIR/samples.npz      up to 512 token-id rows of validation data (``validation_ids``, for parity
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from rmcompress._keras import keras
 from rmcompress._version import __version__
-from rmcompress.data.tokenizer import Tokenizer
+from rmcompress.data.tokenizer import Tokenizer, find_settings
 from rmcompress.errors import ModelError
 from rmcompress.fileio import atomic_dir, read_json, write_json
 from rmcompress.layers import compressed, encoder, gates
@@ -82,7 +83,7 @@ def load_model_dir(path: str | os.PathLike, expect_task: str | None = None) -> R
     shape = getattr(model, "input_shape", None)
     if isinstance(shape, tuple) and len(shape) == 2 and shape[1] not in (None, tokenizer.seq_len):
         raise ModelError(f"{d / MODEL_FILE}: takes inputs of shape {shape}, but the tokeniser "
-                         f"({d / 'tokenizer.json'}) makes [batch, {tokenizer.seq_len}]")
+                         f"({find_settings(d)[0]}) makes [batch, {tokenizer.seq_len}]")
     report = {}
     if (d / REPORT_FILE).is_file():
         try:

@@ -49,7 +49,7 @@ def _evaluate(cli, model, data):
 
 
 # -- incomplete directories -----------------------------------------------------------------------
-@pytest.mark.parametrize("missing", ["vocab.txt", "tokenizer.json", "metadata.json", "model.keras"])
+@pytest.mark.parametrize("missing", ["vocab.txt", "tokenizer_settings.json", "metadata.json", "model.keras"])
 def test_directory_without_a_part(cli, tmp_path, point_dir, pointwise_file, missing):
     d = _copy(point_dir, tmp_path / "m")
     os.remove(d / missing)
@@ -77,9 +77,13 @@ def test_not_a_model_at_all(cli, tmp_path, pointwise_file):
     ("tokenizer.json", '{"seq_len": 16, "keep": "middle"}', "tokenizer.json: invalid tokenizer settings"),
     ("vocab.txt", "a\nb\n", "vocab.txt: vocabulary must start with ['[PAD]', '[UNK]']"),
     ("tokenizer.json", '{"seq_len": 99}', "takes inputs of shape (None, 16), but the tokeniser"),
+    ("tokenizer_settings.json", '{"seq_len": "many"}', "tokenizer_settings.json: invalid tokenizer settings"),
+    ("tokenizer_settings.json", '{"seq_len": 99}', "but the tokeniser (" ),
 ])
 def test_damaged_side_files(cli, tmp_path, point_dir, pointwise_file, name, content, expect):
     d = _copy(point_dir, tmp_path / "m")
+    if name == "tokenizer.json":  # a directory from before tokenizer_settings.json: settings in tokenizer.json
+        os.remove(d / "tokenizer_settings.json")
     (d / name).write_text(content)
     rc, _, err = _evaluate(cli, d, pointwise_file)
     assert rc == 2 and expect in _one_line(err), err

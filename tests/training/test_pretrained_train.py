@@ -39,7 +39,7 @@ def test_finetune_pointwise_backbone_learns_and_saves(finetuned, preset):
     meta = back.metadata
     assert meta["backbone"]["family"] == "BertBackbone" and meta["arch"]["arch"] == "bert"
     assert meta["train_config"]["backbone"] == str(preset)
-    assert json.loads((r.out_dir / "tokenizer.json").read_text())["mode"] == "bert"
+    assert json.loads((r.out_dir / "tokenizer_settings.json").read_text())["mode"] == "bert"
     ids = back.tokenizer.encode(["the film is really good", "i hated this movie"])
     assert (ids[:, 0] == back.tokenizer.special_ids()["cls"]).all()
     np.testing.assert_allclose(back.model.predict(ids, verbose=0), r.bundle.model.predict(ids, verbose=0), atol=1e-6)
