@@ -11,7 +11,8 @@ pruned weights at exactly zero (sparsity-preserving clustering). After fine-tuni
 ``strip_clustering`` returns a plain model; the check: its outputs equal the clustered model's, and
 each clustered weight has at most ``clusters`` distinct values. Clustering pays off gzipped (few
 distinct values compress well) and combined with int8 (the centroids survive quantisation as
-at most ``clusters`` int8 codes).
+at most ``clusters`` int8 codes). A selected layer with fewer distinct values than its clusters (a
+tiny layer, or one mostly pruned) is left as it is and listed under ``too_few_values``.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from rmcompress.compression.fuse import max_abs_diff
 from rmcompress.layers.compressed import FactorizedEmbedding, PointwiseDense
 from rmcompress.compression.settings import ClusterSettings
 from rmcompress.compression.state import CompressState
-from rmcompress.compression.targets import copy_model, select_layers, weight_arrays
+from rmcompress.compression.targets import copy_model, keep_mask, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
 from rmcompress.layers.encoder import MultiHeadSelfAttention, PositionEmbedding
 
@@ -76,14 +77,26 @@ def cluster(model: keras.Model, state: CompressState,
     if preserve_sparsity and min(per_layer.values()) < 3:
         raise RecipeError("cluster.clusters: sparsity-preserving clustering needs clusters >= 3 "
                           f"(per layer: {per_layer})")
+    too_small = {}
+    for n in names:  # k-means needs at least as many distinct values as clusters
+        fewest = min(len(np.unique(v[v != 0] if preserve_sparsity else v))
+                     for v in weight_arrays(base.get_layer(n)).values())
+        if fewest < per_layer[n]:
+            too_small[n] = f"{fewest} distinct values for {per_layer[n]} clusters"
+    names = [n for n in names if n not in too_small]
+    if not names:
+        return base, {"layers": [], "skipped": f"no layer has enough distinct values to cluster ({too_small})",
+                      "too_few_values": too_small, "preserve_sparsity": bool(preserve_sparsity),
+                      "strip_max_abs_diff": 0.0}
     init_enum = getattr(cl.CentroidInitialization, _INIT[init])
 
     def wrap(layer):
         if layer.name not in names:
             return layer
         try:
-            return cl.cluster_weights(layer, number_of_clusters=per_layer[layer.name],
-                                      cluster_centroids_init=init_enum, preserve_sparsity=bool(preserve_sparsity))
+            return keep_mask(cl.cluster_weights(layer, number_of_clusters=per_layer[layer.name],
+                                                cluster_centroids_init=init_enum,
+                                                preserve_sparsity=bool(preserve_sparsity)), layer)
         except (ValueError, TypeError) as e:
             raise ModelError(f"cluster: layer {layer.name!r} ({type(layer).__name__}) cannot be clustered: "
                              f"{str(e).splitlines()[0][:200]}") from None
@@ -101,7 +114,7 @@ def cluster(model: keras.Model, state: CompressState,
         if worst > per_layer[n] + (1 if preserve_sparsity else 0):
             raise ModelError(f"cluster: layer {n!r} kept {worst} distinct values in a weight "
                              f"(> {per_layer[n]} clusters)")
-    note = {"layers": names, "clusters": int(clusters), "clusters_per_layer": per_layer, "init": init, "preserve_sparsity": bool(preserve_sparsity),
+    note = {"layers": names, "too_few_values": too_small, "clusters": int(clusters), "clusters_per_layer": per_layer, "init": init, "preserve_sparsity": bool(preserve_sparsity),
             "steps": steps, "steps_requested": requested, "distinct_values": distinct, "strip_max_abs_diff": diff}
     if preserve_sparsity:
         note["sparsity"] = {n: {k: float(np.mean(v == 0)) for k, v in weight_arrays(stripped.get_layer(n)).items()}
