@@ -2,7 +2,8 @@
 
 Each selected layer's kernels are replaced during training by ``centroids[index]`` with
 ``clusters`` centroids per weight tensor, or for layers whose name matches a regex of
-``layer_clusters`` (``{regex: clusters}``, first match wins) that many
+``layer_clusters`` (``{regex: clusters}``, first match wins) that many, or for the token table
+(the Embedding the ids read, whatever a user named it) ``embedding_clusters``
 (``tfmot.clustering.keras.cluster_weights``; built-in
 Dense/Conv1D/Embedding via tfmot's registry, the project's attention layers and
 ``FactorizedEmbedding`` as ``ClusterableLayer``s through their ``get_clusterable_weights``).
@@ -21,6 +22,7 @@ import re
 import numpy as np
 
 from rmcompress._keras import keras
+from rmcompress.compression.factorise import token_embedding_names
 from rmcompress.compression.finetune import capped_steps, finetune
 from rmcompress.compression.fuse import max_abs_diff
 from rmcompress.layers.compressed import FactorizedEmbedding, PointwiseDense
@@ -47,12 +49,19 @@ def distinct_values(model: keras.Model, names: list[str]) -> dict:
     return {n: {k: int(len(np.unique(v))) for k, v in weight_arrays(model.get_layer(n)).items()} for n in names}
 
 
-def clusters_per_layer(names: list[str], clusters: int, layer_clusters: dict | None = None) -> dict[str, int]:
-    """``{layer: number of clusters}``: the first ``layer_clusters`` regex that matches, else ``clusters``."""
+def clusters_per_layer(names: list[str], clusters: int, layer_clusters: dict | None = None,
+                       token_tables: tuple[str, ...] = (), embedding_clusters: int | None = None) -> dict[str, int]:
+    """``{layer: number of clusters}``: the first ``layer_clusters`` regex that matches, else
+    ``embedding_clusters`` for the token tables ``token_tables`` (when given), else ``clusters``."""
     out = {}
     for n in names:
         match = [int(k) for pat, k in (layer_clusters or {}).items() if re.search(pat, n)]
-        out[n] = match[0] if match else int(clusters)
+        if match:
+            out[n] = match[0]
+        elif n in token_tables and embedding_clusters is not None:
+            out[n] = int(embedding_clusters)
+        else:
+            out[n] = int(clusters)
     return out
 
 
@@ -73,7 +82,8 @@ def cluster(model: keras.Model, state: CompressState,
     if preserve_sparsity == "auto":
         zeros = [np.mean(v == 0) for n in names for v in weight_arrays(base.get_layer(n)).values()]
         preserve_sparsity = bool(zeros) and float(np.mean(zeros)) > 0.05
-    per_layer = clusters_per_layer(names, clusters, layer_clusters)
+    per_layer = clusters_per_layer(names, clusters, layer_clusters, tuple(token_embedding_names(base)),
+                                   s.embedding_clusters)
     if preserve_sparsity and min(per_layer.values()) < 3:
         raise RecipeError("cluster.clusters: sparsity-preserving clustering needs clusters >= 3 "
                           f"(per layer: {per_layer})")
