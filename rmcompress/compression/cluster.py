@@ -2,7 +2,8 @@
 
 Each selected layer's kernels are replaced during training by ``centroids[index]`` with
 ``clusters`` centroids per weight tensor, or for layers whose name matches a regex of
-``layer_clusters`` (``{regex: clusters}``, first match wins) that many
+``layer_clusters`` (``{regex: clusters}``, first match wins) that many, or for the token table
+(the Embedding the ids read, whatever a user named it) ``embedding_clusters``
 (``tfmot.clustering.keras.cluster_weights``; built-in
 Dense/Conv1D/Embedding via tfmot's registry, the project's attention layers and
 ``FactorizedEmbedding`` as ``ClusterableLayer``s through their ``get_clusterable_weights``).
@@ -11,7 +12,8 @@ pruned weights at exactly zero (sparsity-preserving clustering). After fine-tuni
 ``strip_clustering`` returns a plain model; the check: its outputs equal the clustered model's, and
 each clustered weight has at most ``clusters`` distinct values. Clustering pays off gzipped (few
 distinct values compress well) and combined with int8 (the centroids survive quantisation as
-at most ``clusters`` int8 codes).
+at most ``clusters`` int8 codes). A selected layer with fewer distinct values than its clusters (a
+tiny layer, or one mostly pruned) is left as it is and listed under ``too_few_values``.
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ import re
 import numpy as np
 
 from rmcompress._keras import keras
+from rmcompress.compression.factorise import token_embedding_names
 from rmcompress.compression.finetune import capped_steps, finetune
 from rmcompress.compression.fuse import max_abs_diff
 from rmcompress.layers.compressed import FactorizedEmbedding, PointwiseDense
 from rmcompress.compression.settings import ClusterSettings
 from rmcompress.compression.state import CompressState
-from rmcompress.compression.targets import copy_model, select_layers, weight_arrays
+from rmcompress.compression.targets import copy_model, keep_mask, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
 from rmcompress.layers.encoder import MultiHeadSelfAttention, PositionEmbedding
 
@@ -46,12 +49,19 @@ def distinct_values(model: keras.Model, names: list[str]) -> dict:
     return {n: {k: int(len(np.unique(v))) for k, v in weight_arrays(model.get_layer(n)).items()} for n in names}
 
 
-def clusters_per_layer(names: list[str], clusters: int, layer_clusters: dict | None = None) -> dict[str, int]:
-    """``{layer: number of clusters}``: the first ``layer_clusters`` regex that matches, else ``clusters``."""
+def clusters_per_layer(names: list[str], clusters: int, layer_clusters: dict | None = None,
+                       token_tables: tuple[str, ...] = (), embedding_clusters: int | None = None) -> dict[str, int]:
+    """``{layer: number of clusters}``: the first ``layer_clusters`` regex that matches, else
+    ``embedding_clusters`` for the token tables ``token_tables`` (when given), else ``clusters``."""
     out = {}
     for n in names:
         match = [int(k) for pat, k in (layer_clusters or {}).items() if re.search(pat, n)]
-        out[n] = match[0] if match else int(clusters)
+        if match:
+            out[n] = match[0]
+        elif n in token_tables and embedding_clusters is not None:
+            out[n] = int(embedding_clusters)
+        else:
+            out[n] = int(clusters)
     return out
 
 
@@ -72,18 +82,31 @@ def cluster(model: keras.Model, state: CompressState,
     if preserve_sparsity == "auto":
         zeros = [np.mean(v == 0) for n in names for v in weight_arrays(base.get_layer(n)).values()]
         preserve_sparsity = bool(zeros) and float(np.mean(zeros)) > 0.05
-    per_layer = clusters_per_layer(names, clusters, layer_clusters)
+    per_layer = clusters_per_layer(names, clusters, layer_clusters, tuple(token_embedding_names(base)),
+                                   s.embedding_clusters)
     if preserve_sparsity and min(per_layer.values()) < 3:
         raise RecipeError("cluster.clusters: sparsity-preserving clustering needs clusters >= 3 "
                           f"(per layer: {per_layer})")
+    too_small = {}
+    for n in names:  # k-means needs at least as many distinct values as clusters
+        fewest = min(len(np.unique(v[v != 0] if preserve_sparsity else v))
+                     for v in weight_arrays(base.get_layer(n)).values())
+        if fewest < per_layer[n]:
+            too_small[n] = f"{fewest} distinct values for {per_layer[n]} clusters"
+    names = [n for n in names if n not in too_small]
+    if not names:
+        return base, {"layers": [], "skipped": f"no layer has enough distinct values to cluster ({too_small})",
+                      "too_few_values": too_small, "preserve_sparsity": bool(preserve_sparsity),
+                      "strip_max_abs_diff": 0.0}
     init_enum = getattr(cl.CentroidInitialization, _INIT[init])
 
     def wrap(layer):
         if layer.name not in names:
             return layer
         try:
-            return cl.cluster_weights(layer, number_of_clusters=per_layer[layer.name],
-                                      cluster_centroids_init=init_enum, preserve_sparsity=bool(preserve_sparsity))
+            return keep_mask(cl.cluster_weights(layer, number_of_clusters=per_layer[layer.name],
+                                                cluster_centroids_init=init_enum,
+                                                preserve_sparsity=bool(preserve_sparsity)), layer)
         except (ValueError, TypeError) as e:
             raise ModelError(f"cluster: layer {layer.name!r} ({type(layer).__name__}) cannot be clustered: "
                              f"{str(e).splitlines()[0][:200]}") from None
@@ -101,7 +124,7 @@ def cluster(model: keras.Model, state: CompressState,
         if worst > per_layer[n] + (1 if preserve_sparsity else 0):
             raise ModelError(f"cluster: layer {n!r} kept {worst} distinct values in a weight "
                              f"(> {per_layer[n]} clusters)")
-    note = {"layers": names, "clusters": int(clusters), "clusters_per_layer": per_layer, "init": init, "preserve_sparsity": bool(preserve_sparsity),
+    note = {"layers": names, "too_few_values": too_small, "clusters": int(clusters), "clusters_per_layer": per_layer, "init": init, "preserve_sparsity": bool(preserve_sparsity),
             "steps": steps, "steps_requested": requested, "distinct_values": distinct, "strip_max_abs_diff": diff}
     if preserve_sparsity:
         note["sparsity"] = {n: {k: float(np.mean(v == 0)) for k, v in weight_arrays(stripped.get_layer(n)).items()}

@@ -30,6 +30,13 @@ Zipfian, so at the same size this leaves far less of the table's weighted error 
 compressed MiniLM's table: 0.27 with N = 1,000 at rank 173 against 0.37 at rank 192, and 1.9 points
 of validation accuracy back before any fine-tuning). The tokenizer order changes, not its
 segmentation: WordPiece depends on the set of pieces, not their ids.
+
+**Any model with one token table**: the Embedding read by the token ids (any name). Rows past the
+tokenizer's vocabulary (a user's table larger than the vocabulary) are never read and are dropped.
+With ``mask_zero`` the padding id stays 0 ([PAD] is always kept first), so pruning keeps the
+mask; the low-rank step is skipped (a factorised table carries no mask; the note says so).
+:func:`not_applicable` says why a model has no table to factorise; the recipe pass then records
+that reason and leaves the model as it is.
 """
 from __future__ import annotations
 
@@ -51,6 +58,23 @@ def token_embedding_names(model: keras.Model) -> list[str]:
     return [l.name for l in model.layers
             if isinstance(l, (keras.layers.Embedding, FactorizedEmbedding))
             and set(g.inputs_of(l.name)) <= inputs]
+
+
+def not_applicable(model: keras.Model, tokenizer: Tokenizer) -> str | None:
+    """Why :func:`factorise` cannot apply to ``model`` (``None``: it can): it needs exactly one plain
+    ``Embedding`` read by the token ids, with a row for every id of ``tokenizer``."""
+    names = token_embedding_names(model)
+    if len(names) != 1:
+        return (f"expected one token Embedding read by the token ids, found "
+                f"{', '.join(repr(n) for n in names) if names else 'none'}")
+    layer = model.get_layer(names[0])
+    if isinstance(layer, FactorizedEmbedding):
+        return f"layer {names[0]!r} is already factorised"
+    rows = int(layer.input_dim)
+    if rows < tokenizer.vocab_size:
+        return (f"embedding {names[0]!r} has {rows} rows but the tokenizer {tokenizer.vocab_size} tokens; "
+                "ids past its table cannot be remapped")
+    return None
 
 
 def token_counts(ids: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -123,22 +147,19 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts,
     vocab_prune, min_count, rank, max_error = (settings.vocab_prune, settings.min_count, settings.rank,
                                                settings.max_error)
     weighting, full_rows = settings.weighting, settings.full_rows
-    names = token_embedding_names(model)
-    if len(names) != 1:
-        raise ModelError(f"factorise: expected one token embedding fed by the ids, found {names or 'none'}")
-    name = names[0]
+    problem = not_applicable(model, tokenizer)
+    if problem:
+        raise ModelError(f"factorise: {problem}")
+    name = token_embedding_names(model)[0]
     layer = model.get_layer(name)
-    if isinstance(layer, FactorizedEmbedding):
-        raise ModelError(f"factorise: layer {name!r} is already factorised")
-    if layer.get_config().get("mask_zero"):
-        raise ModelError(f"factorise: layer {name!r} uses mask_zero; not supported")
+    masked = bool(layer.get_config().get("mask_zero"))
     E = layer.get_weights()[0]
     V, d = E.shape
-    if V != tokenizer.vocab_size:
-        raise ModelError(f"factorise: embedding {name!r} has {V} rows but the tokenizer {tokenizer.vocab_size} tokens")
     counts = full_token_counts(tokenizer, train_texts)
     note = {"layer": name, "vocab_before": int(V), "width": int(d), "params_before": int(V * d)}
-    keep = vocab_keep(counts, min_count) if vocab_prune else np.arange(V)
+    if V > tokenizer.vocab_size:  # rows no token id reaches
+        note["unreachable_rows_dropped"] = int(V - tokenizer.vocab_size)
+    keep = vocab_keep(counts, min_count) if vocab_prune else np.arange(tokenizer.vocab_size)
     specials = tokenizer.special_ids()  # bert mode: [CLS]/[SEP] are added by encode, never counted
     keep = np.union1d(keep, np.asarray(list(specials.values()), np.int64))
     full_rows = int(full_rows or 0)
@@ -158,6 +179,9 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts,
     weights = {name: [E]}
     if full_rows >= len(E):  # a small vocabulary: every kept row stays exact
         note["skipped_factorisation"] = f"full_rows {full_rows} covers all {len(E)} kept rows"
+    elif masked and (rank is not None or max_error is not None):
+        note["skipped_factorisation"] = (f"layer {name!r} has mask_zero (a padding mask for the layers after "
+                                         "it); a factorised embedding has none")
     elif rank is not None or max_error is not None:
         n = full_rows
         w = counts + 1.0 if weighting == "frequency" else np.ones(len(E))

@@ -4,8 +4,12 @@ Every structural pass (fuse, factorise, ...) works the same way: take ``model.ge
 (a list of layer entries, each with ``inbound_nodes`` naming its input layers), edit the entries
 (:class:`Graph` offers bypass/replace/insert), rebuild with :func:`rebuild`, and hand the new
 layers their weights (by default every layer keeps the weights of the old layer with the same
-name when their shapes agree). Models whose layers are called more than once (shared layers) are
-refused: the reward models never share layers, and rewiring them is ambiguous.
+name when their shapes agree). A layer's inputs are every tensor reference in its call: the first
+argument's (for ``TFOpLambda`` a single reference) and those in its keyword arguments (``y`` of
+``x + y``, ``value`` of attention), so a rewrite sees every reader of a tensor. Models whose layers
+are called more than once (shared layers) are refused: the reward models never share layers, and
+rewiring them is ambiguous; so are ``Sequential`` and nested models (a pass gets the flat
+functional form of :mod:`rmcompress.compression.functional`).
 """
 from __future__ import annotations
 
@@ -19,8 +23,25 @@ from rmcompress.errors import ModelError
 from rmcompress.models.modeldir import custom_objects as model_objects
 
 
-def _ref_name(ref) -> str:
-    return ref[0]
+def _is_ref(x, names) -> bool:
+    """A tensor reference ``[layer, node, tensor]`` (``[..., kwargs]`` as a first argument)."""
+    return (isinstance(x, list) and len(x) in (3, 4) and isinstance(x[0], str) and x[0] in names
+            and isinstance(x[1], int) and isinstance(x[2], int) and (len(x) == 3 or isinstance(x[3], dict)))
+
+
+def _walk_refs(data, names, visit) -> None:
+    """Call ``visit(container, key)`` for every tensor reference in a node's data: the first-argument
+    references (a list of ``[layer, node, tensor, kwargs]``, or one such reference for layers that keep
+    their input structure, e.g. ``TFOpLambda``) and those inside ``kwargs`` (the other arguments:
+    ``y`` of ``x + y``, ``value`` of attention)."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in list(items):
+        if _is_ref(value, names):
+            visit(data, key)
+            if len(value) == 4:
+                _walk_refs(value[3], names, visit)
+        else:
+            _walk_refs(value, names, visit)
 
 
 class Graph:
@@ -29,6 +50,9 @@ class Graph:
     def __init__(self, model: keras.Model):
         if not getattr(model, "_is_graph_network", False):
             raise ModelError(f"model {model.name!r} is not a functional tf_keras model; cannot rewrite it")
+        if isinstance(model, keras.Sequential) or any(isinstance(l, keras.Model) for l in model.layers):
+            raise ModelError(f"model {model.name!r} is a Sequential model or calls a nested model; passes "
+                             "rewrite flat functional models (rmcompress.compression.functional.flat_functional)")
         self.config = copy.deepcopy(model.get_config())
         for entry in self.config["layers"]:
             entry.pop("build_config", None)  # rebuilt from the inbound tensors instead
@@ -50,22 +74,26 @@ class Graph:
     def has(self, name: str) -> bool:
         return any(e["name"] == name for e in self.entries)
 
+    @property
+    def names(self) -> set[str]:
+        return {e["name"] for e in self.entries}
+
+    def _refs(self, entry: dict) -> list[list]:
+        found: list = []
+        _walk_refs(entry.get("inbound_nodes", []), self.names, lambda c, k: found.append(c[k]))
+        return found
+
     def inputs_of(self, name: str) -> list[str]:
-        """Names of the layers feeding ``name`` (in call order)."""
-        nodes = self.entry(name).get("inbound_nodes", [])
-        return [_ref_name(r) for r in nodes[0]] if nodes else []
+        """Names of the layers feeding ``name``: its first call argument's, then those of its other
+        arguments (``y`` of ``x + y``, ``value`` of attention), in call order."""
+        return [r[0] for r in self._refs(self.entry(name))]
 
     def consumers_of(self, name: str) -> list[str]:
-        """Names of the layers that take ``name``'s output as an input."""
-        out = []
-        for e in self.entries:
-            for node in e.get("inbound_nodes", []):
-                if any(_ref_name(r) == name for r in node):
-                    out.append(e["name"])
-        return out
+        """Names of the layers that take ``name``'s output as an input (in any argument)."""
+        return [e["name"] for e in self.entries if any(r[0] == name for r in self._refs(e))]
 
     def is_output(self, name: str) -> bool:
-        return any(_ref_name(r) == name for r in self.config["output_layers"])
+        return any(r[0] == name for r in self.config["output_layers"])
 
     def class_name(self, name: str) -> str:
         return self.entry(name)["class_name"]
@@ -75,21 +103,27 @@ class Graph:
 
     # -- edits ------------------------------------------------------------------------------------
     def _rename_refs(self, old: str, new_ref: list) -> None:
+        """Every reference to ``old``'s output (in any argument, and the model outputs) reads
+        ``new_ref`` instead; a first-argument reference keeps its own kwargs."""
+        names = self.names | {old, new_ref[0]}
+
+        def visit(container, key):
+            r = container[key]
+            if r[0] == old:
+                container[key] = [new_ref[0], new_ref[1], new_ref[2]] + ([r[3]] if len(r) == 4 else [])
+
         for e in self.entries:
-            for node in e.get("inbound_nodes", []):
-                for i, r in enumerate(node):
-                    if _ref_name(r) == old:
-                        node[i] = [new_ref[0], new_ref[1], new_ref[2], r[3] if len(r) > 3 else {}]
+            _walk_refs(e.get("inbound_nodes", []), names, visit)
         for i, r in enumerate(self.config["output_layers"]):
-            if _ref_name(r) == old:
+            if r[0] == old:
                 self.config["output_layers"][i] = list(new_ref[:3])
 
     def bypass(self, name: str) -> None:
         """Remove single-input layer ``name``; its consumers read its input instead."""
-        nodes = self.entry(name)["inbound_nodes"]
-        if not nodes or len(nodes[0]) != 1:
+        refs = self._refs(self.entry(name))
+        if len(refs) != 1:
             raise ModelError(f"layer {name!r} does not have exactly one input; cannot bypass it")
-        src = nodes[0][0]
+        src = refs[0]
         self.config["layers"] = [e for e in self.entries if e["name"] != name]
         self._rename_refs(name, src)
 

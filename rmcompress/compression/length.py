@@ -15,6 +15,12 @@ at full length), so for the CNN the cut must be ``L >= real length + k - 1`` (``
 
 :func:`latency_at_lengths` measures p50/p90 over the validation texts at their real lengths (each
 padded to its bucket, or cut to its length in dynamic mode), next to the p50 at ``seq_len``.
+
+A model whose reward depends on the padding (a user's model without a padding mask: an average
+over every position, a recurrent layer reading the padded steps), or that cannot take a free
+length (``Flatten``, a recurrent layer, which TFLite runs unrolled over the fixed length), keeps its
+fixed length: :func:`fixed_length_reason` says why, checked on the Keras model before anything is
+planned, and the recipe's ``length`` pass records that reason instead of a plan.
 """
 from __future__ import annotations
 
@@ -75,6 +81,40 @@ def dynamic_length_model(model: keras.Model, custom_objects: dict | None = None)
             shape = list(e["config"]["batch_input_shape"])
             e["config"]["batch_input_shape"] = [shape[0], None] + shape[2:]
     return rebuild(model, g, name=model.name, custom_objects=custom_objects)
+
+
+#: largest reward change allowed when a row is cut to its bucket (float rounding only)
+TRIM_TOLERANCE = 1e-5
+
+
+def fixed_length_reason(model: keras.Model, ids: np.ndarray, buckets: list[int] | None, margin: int) -> str | None:
+    """Why ``model`` must keep its fixed sequence length (module docstring), or ``None`` when scoring
+    ``ids`` cut to their buckets gives the full-length rewards within :data:`TRIM_TOLERANCE`."""
+    from rmcompress.errors import ModelError
+
+    rnn = [l.name for l in model.layers if isinstance(l, (keras.layers.RNN, keras.layers.Bidirectional))]
+    if rnn:
+        return (f"recurrent layer {rnn[0]!r}: TFLite runs it unrolled over the fixed sequence length "
+                f"({model.input_shape[1]})")
+    try:
+        dynamic = dynamic_length_model(model)
+    except ModelError as e:
+        return f"the model does not take a free sequence length ({e})"
+    ids = np.asarray(ids, np.int32)
+    if not len(ids):
+        return None
+
+    def score(m):
+        return lambda x: m.predict(np.asarray(x, np.int32), batch_size=256, verbose=0).reshape(-1)
+
+    try:
+        diff = check_trim_parity(score(model), score(dynamic), ids, parity_buckets(buckets, ids.shape[1]), margin)
+    except Exception as e:  # a layer that needs the full length at run time (e.g. a fixed Reshape)
+        return f"the model does not run at a shorter length ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+    if diff > TRIM_TOLERANCE:
+        return (f"the reward depends on the padding: a text cut to its length scores up to {diff:.3g} "
+                "differently (no padding mask before a pooling or recurrence?)")
+    return None
 
 
 def parity_buckets(buckets: list[int] | None, seq_len: int) -> list[int]:

@@ -20,10 +20,10 @@ import numpy as np
 from rmcompress.compression.budget import BudgetPass
 from rmcompress.compression.cluster import cluster
 from rmcompress.compression.exportplan import LengthPlan
-from rmcompress.compression.factorise import check_tokenizer_remap, factorise
+from rmcompress.compression.factorise import check_tokenizer_remap, factorise, not_applicable
 from rmcompress.compression.finetune import capped_steps, finetune, self_distillation_rows
 from rmcompress.compression.fuse import fuse
-from rmcompress.compression.length import choose_buckets, min_length
+from rmcompress.compression.length import choose_buckets, fixed_length_reason, min_length
 from rmcompress.compression.passbase import Pass, PassResult
 from rmcompress.compression.prune import prune
 from rmcompress.compression.quantise import QuantisePass
@@ -58,6 +58,9 @@ class FactorisePass(Pass):
 
     def run(self, state: CompressState, s: FactoriseSettings) -> PassResult:
         old_model, old_tok = state.model, state.tokenizer
+        reason = not_applicable(old_model, old_tok)
+        if reason:
+            return PassResult(state, {"skipped": reason})
         rows = self_distillation_rows(state) if (s.distill and s.steps) else None
         train_ids = state.train_ids()
         # rows the kept vocabulary must cover: the training texts and the ``compress --unlabeled`` texts
@@ -115,7 +118,9 @@ class ClusterPass(Pass):
 
 
 class LengthPass(Pass):
-    """Plan a dynamic sequence length for the export (checked there on the TFLite file)."""
+    """Plan a dynamic sequence length for the export (checked there on the TFLite file); a model that
+    must keep its fixed length is left so, with the reason
+    (:func:`rmcompress.compression.length.fixed_length_reason`)."""
 
     name = "length"
     Settings = LengthSettings
@@ -129,6 +134,9 @@ class LengthPass(Pass):
                 buckets = choose_buckets(state.train_ids(), seq_len, s.quantiles, margin=margin)
             else:
                 buckets = sorted({min(seq_len, max(margin + 1, int(b))) for b in s.buckets} | {seq_len})
+        reason = fixed_length_reason(state.model, state.val_ids(256), buckets, margin)
+        if reason:
+            return PassResult(state, {"mode": s.mode, "skipped": f"{reason}; the export keeps length {seq_len}"})
         plan = LengthPlan(s.mode, buckets, margin)
         state.export = dataclasses.replace(state.export, length=plan)
         return PassResult(state, plan.as_dict())

@@ -28,7 +28,7 @@ from rmcompress.compression.finetune import capped_steps, finetune
 from rmcompress.compression.fuse import max_abs_diff
 from rmcompress.compression.settings import PruneSettings
 from rmcompress.compression.state import CompressState
-from rmcompress.compression.targets import copy_model, select_layers, weight_arrays
+from rmcompress.compression.targets import copy_model, keep_mask, select_layers, weight_arrays
 from rmcompress.errors import ModelError, RecipeError
 
 
@@ -83,7 +83,7 @@ def prune(model: keras.Model, state: CompressState,
                 mbn = tuple(m_by_n)
                 m_by_n_layers.append(layer.name)
         try:
-            return sp.prune_low_magnitude(layer, pruning_schedule=sched, sparsity_m_by_n=mbn)
+            return keep_mask(sp.prune_low_magnitude(layer, pruning_schedule=sched, sparsity_m_by_n=mbn), layer)
         except ValueError as e:
             raise ModelError(f"prune: layer {layer.name!r} ({type(layer).__name__}) cannot be pruned: "
                              f"{str(e).splitlines()[0][:200]}") from None

@@ -22,7 +22,9 @@ This module closes those holes with tfmot's own extension points:
 What stays float in the TFLite file: LayerNormalization's internal statistics (mean, variance,
 rsqrt), the attention mask, scale and softmax, the padding mask, the masked pooling (and the output
 of a LayerNormalization that only the pooling reads).
-Everything with weights (embedding tables, all matmuls) is int8.
+Everything with weights (embedding tables, all matmuls) is int8. In a user's model, layers tfmot's
+wrapper cannot call (an op layer such as ``x + y``, Keras ``MultiHeadAttention`` called with a
+separate ``value``) stay float; the converter puts (de)quantise ops around them.
 """
 from __future__ import annotations
 
@@ -300,7 +302,7 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
     base = _rebuild_partial(model, g)
 
     def annotate(layer):
-        if isinstance(layer, keras.layers.InputLayer):
+        if isinstance(layer, keras.layers.InputLayer) or not _wrappable(layer):
             return layer
         keep = preserve if preserve_layers is None or layer.name in preserve_layers else "none"
         return qk.quantize_annotate_layer(layer, quantize_config_for(layer, keep))
@@ -313,6 +315,18 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
         warnings.simplefilter("ignore", UserWarning)
         annotated = keras.models.clone_model(base, clone_function=annotate)
         return qk.quantize_apply(annotated, scheme=_scheme_class()())
+
+
+def _wrappable(layer) -> bool:
+    """Whether tfmot's wrapper can call ``layer``: it passes one input, so a layer called with more
+    tensors (``x + y``, Keras attention's ``value``) or an op layer (``TFOpLambda``) stays float."""
+    if type(layer).__name__ in ("TFOpLambda", "SlicingOpLambda"):
+        return False
+    for node in layer._inbound_nodes:  # noqa: SLF001
+        extra = list(node.call_args[1:]) + list(node.call_kwargs.values())
+        if any(hasattr(t, "_keras_history") for t in tf.nest.flatten(extra)):
+            return False
+    return True
 
 
 def _rebuild_partial(model: keras.Model, g: Graph) -> keras.Model:

@@ -149,6 +149,9 @@ class PruneSettings(PassSettings):
 @dataclass(frozen=True)
 class ClusterSettings(PassSettings):
     clusters: int = setting(16, min=2)
+    embedding_clusters: int | None = setting(None, min=2, help="clusters of the token table (the "
+                                             "Embedding the token ids read, whatever its name); "
+                                             "null: clusters")
     layer_clusters: dict | None = setting(None, check=_layer_clusters, help="per-layer counts: "
                                           "{layer-name regex: clusters}, first match wins")
     init: str = setting("kmeans++", choices=("kmeans++", "linear", "density", "random"))

@@ -10,6 +10,10 @@ Data: the file given to ``compress`` is split deterministically like training di
 ``train_config``: ``val_fraction``, ``seed``, ``split_mode``; a recipe's ``data`` section overrides
 them), so the validation rows are ones the model was not trained on when the file is its training
 file. Fine-tuning and int8 calibration use the training part; parity and evaluation the validation part.
+
+Model: a user's ``Sequential`` (or nested) model enters as its flat functional form, checked on the
+validation ids (:mod:`rmcompress.compression.functional`; the first note says so), since every pass
+rewrites functional configs.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.compression.exportplan import ExportPlan
+from rmcompress.compression.functional import flat_functional
 from rmcompress.data.loaders import PairwiseData, PointwiseData, load_for_model
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
@@ -126,7 +131,9 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
     if unlabeled is not None:
         tc = bundle.metadata.get("train_config") or {}
         extra = load_unlabeled(unlabeled, task, tc.get("text_column") if task == "pointwise" else None)
-    return CompressState(bundle.model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,
-                         val_raw, encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer),
-                         seed=int(s["seed"]), verbose=verbose, unlabeled_raw=extra,
-                         unlabeled=None if extra is None else encode(extra, bundle.tokenizer))
+    train, val = encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer)
+    model, flattened = flat_functional(bundle.model, all_ids(val)[:256])
+    return CompressState(model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,
+                         val_raw, train, val, seed=int(s["seed"]), verbose=verbose, unlabeled_raw=extra,
+                         unlabeled=None if extra is None else encode(extra, bundle.tokenizer),
+                         notes=[flattened] if flattened else [])

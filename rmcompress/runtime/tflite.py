@@ -38,17 +38,77 @@ def serving_function(model: keras.Model, seq_len: int | None = None):
     return score
 
 
+def _attention_mask_for_tflite(layer):
+    """Keras ``MultiHeadAttention``'s mask from its inputs' padding masks, built with ``expand_dims``
+    instead of the boolean ``mask[:, None, :]`` strided slice that TFLite's built-in ops lack (the
+    same values: ``[B, T, 1] & [B, 1, S]``)."""
+
+    def compute(query, value, key=None, attention_mask=None, use_causal_mask=False):
+        auto = None
+        for t, axis in ((query, 2), (value, 1), (key, 1)):
+            m = getattr(t, "_keras_mask", None)
+            if m is None:
+                continue
+            m = tf.expand_dims(tf.cast(m, tf.bool), axis)
+            auto = m if auto is None else tf.logical_and(auto, m)
+        if use_causal_mask:
+            causal = layer._compute_causal_mask(query, value)  # noqa: SLF001
+            auto = causal if auto is None else tf.logical_and(auto, causal)
+        if auto is not None:
+            attention_mask = auto if attention_mask is None else tf.logical_and(tf.cast(attention_mask, tf.bool), auto)
+        return attention_mask
+
+    return compute
+
+
+def _rnn_layers(model: keras.Model) -> list:
+    return [m for m in model.submodules if isinstance(m, keras.layers.RNN)]
+
+
 def tflite_concrete_function(model: keras.Model, seq_len: int | None = None):
-    """The concrete serving function of ``model`` traced for a TFLite converter: layers with an
-    ``export_trace`` attribute (``MultiHeadSelfAttention``) are traced with it set, then reset."""
+    """The concrete serving function of ``model`` traced for a TFLite converter, with the export form
+    of layers whose usual trace TFLite's built-in ops cannot run (the parity checks verify each):
+
+    - layers with an ``export_trace`` attribute (``MultiHeadSelfAttention``) are traced with it set;
+    - Keras ``MultiHeadAttention`` builds its padding mask with ``expand_dims``
+      (:func:`_attention_mask_for_tflite`);
+    - recurrent layers (LSTM, GRU, ``Bidirectional``) are traced unrolled over the fixed sequence
+      length (a ``while`` loop over a tensor list does not convert); refused with a one-line
+      :class:`ExportError` when the length is free or a padding mask reaches them (tf_keras computes
+      masked steps differently when unrolled)."""
+    length = seq_len if seq_len is not None else model.input_shape[1]
+    for layer in [l for l in model.layers if isinstance(l, (keras.layers.RNN, keras.layers.Bidirectional))]:
+        masked = any(getattr(n, "_keras_mask", None) is not None
+                     for node in layer._inbound_nodes for n in tf.nest.flatten(node.input_tensors))  # noqa: SLF001
+        if masked:
+            raise ExportError(f"layer {layer.name!r} ({type(layer).__name__}) is recurrent and reads a padding "
+                              "mask (mask_zero=True upstream): TFLite's built-in ops run it only unrolled, which "
+                              "tf_keras computes differently for masked steps; drop mask_zero to export it")
+        if length is None:
+            raise ExportError(f"layer {layer.name!r} ({type(layer).__name__}) is recurrent: TFLite runs it "
+                              "unrolled, which needs a fixed sequence length")
     layers = [m for m in model.submodules if hasattr(m, "export_trace")]
+    attention = [m for m in model.submodules if type(m) is keras.layers.MultiHeadAttention]
     for layer in layers:
         layer.export_trace = True
+    for layer in attention:
+        layer._compute_attention_mask = _attention_mask_for_tflite(layer)  # noqa: SLF001
+    unrolled = [(layer, layer.unroll, getattr(layer, "_could_use_gpu_kernel", None)) for layer in _rnn_layers(model)]
+    for layer, _, _ in unrolled:
+        layer.unroll = True
+        if hasattr(layer, "_could_use_gpu_kernel"):
+            layer._could_use_gpu_kernel = False  # noqa: SLF001  (the fused kernel is never unrolled)
     try:
         return serving_function(model, seq_len).get_concrete_function()
     finally:
         for layer in layers:
             layer.export_trace = False
+        for layer in attention:
+            del layer._compute_attention_mask  # noqa: SLF001
+        for layer, was, kernel in unrolled:
+            layer.unroll = was
+            if kernel is not None:
+                layer._could_use_gpu_kernel = kernel  # noqa: SLF001
 
 
 def convert(model: keras.Model, quantize: str = "none", representative_ids: np.ndarray | None = None,
