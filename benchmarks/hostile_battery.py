@@ -6,7 +6,7 @@ that must survive. Every case must end with exit 0 (a model it wrote has finite 
 with exactly one line on stderr; exit 1, a traceback, a NaN model or a deleted file of the user's is
 a failure. Prints a markdown table and the counts; exits 1 when a case fails.
 
-    python benchmarks/hostile_battery.py [--only SUBSTRING] [--keep DIR]
+    python benchmarks/hostile_battery.py [--only SUBSTRING ...] [--keep DIR]
 
 Placeholders in arguments and file specs: ``{c}`` the case's folder, ``{data}`` a 200-row
 pointwise TSV, ``{pairs}`` a pairwise JSON lines file, ``{model}`` a tiny trained transformer,
@@ -279,8 +279,9 @@ def cases() -> list[Case]:
                                                     "{c}/m/vocab.txt", "--task", "pointwise", "--out", "{c}/m",
                                                     "--overwrite"], {"m": ("copy", "{model}")},
              keep=("m/model.keras", "m/vocab.txt")),
-        Case("report --out a file", ["report", "--out", "{c}/f"], {"f": "mine\n"}, keep=("f",)),
-        Case("report --out a user folder --overwrite", ["report", "--out", "{c}/r", "--overwrite"],
+        Case("report on a data file", ["report", "{data}", "--out", "{c}/r"]),
+        Case("report --out a file", ["report", "{model}", "--out", "{c}/f"], {"f": "mine\n"}, keep=("f",)),
+        Case("report --out a user folder --overwrite", ["report", "{model}", "--out", "{c}/r", "--overwrite"],
              {"r/thesis.md": "# mine\n"}, keep=("r/thesis.md",)),
         Case("demo --out a user folder --overwrite", ["demo", "--out", "{c}/r", "--overwrite"],
              {"r/notes.txt": "mine\n"}, keep=("r/notes.txt",)),
@@ -459,14 +460,15 @@ def setup(work: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="", help="run the cases whose name contains this text")
+    ap.add_argument("--only", action="append", default=[],
+                    help="run the cases whose name contains this text (repeatable)")
     ap.add_argument("--keep", default=None, help="work in this folder and keep it (default: a temporary one)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per case")
     args = ap.parse_args(argv)
     work = Path(args.keep or tempfile.mkdtemp(prefix="rmc-battery-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     where = setup(work)
-    selected = [c for c in cases() if args.only in c.name]
+    selected = [c for c in cases() if not args.only or any(o in c.name for o in args.only)]
     rows, failed = [], 0
     print(f"{len(selected)} cases; workspace {work}", file=sys.stderr)
     for i, case in enumerate(selected):
