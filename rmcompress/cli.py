@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command is None:
         parser.print_help()
+        print(f"rmcompress: error: no command given; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     from rmcompress import _quiet
 

@@ -105,6 +105,9 @@ def check_destination(dest: str | os.PathLike, overwrite: bool = False, inputs=(
     so a run does not fail at its end."""
     dest = Path(dest)
     if os.path.lexists(dest) and not overwrite:
+        if not dest.is_dir() or dest.is_symlink():  # --overwrite would not replace it either
+            raise UsageError(f"{dest}: exists and is not a directory; not replacing it (remove it or choose "
+                             "another output path)")
         raise UsageError(f"{dest}: already exists; pass --overwrite (overwrite=True) to replace it")
     ownership.check_separate(dest, inputs)
     if not os.path.lexists(dest):

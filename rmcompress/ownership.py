@@ -280,8 +280,14 @@ def destination_lock(dest: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def claim(outputs: Iterable, inputs: Iterable = ()) -> Iterator[None]:
-    """Before a command's work: refuse outputs that overlap an input (rule 2), then hold the lock of
-    every output (rule 3) until the block ends."""
+    """Before a command's work: refuse an empty output path (it would mean the current folder) and
+    outputs that overlap an input (rule 2), then hold the lock of every output (rule 3) until the
+    block ends."""
+    outputs = list(outputs)
+    for out in outputs:
+        if isinstance(out, (str, os.PathLike)) and not str(out).strip():
+            raise OutputError(f"output path {str(out)!r} is empty (an unset shell variable?): name the "
+                              f"folder to write")
     outs = list(_paths(outputs))
     ins = list(_paths(inputs))
     for out in outs:

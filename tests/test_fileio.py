@@ -188,3 +188,19 @@ def test_export_sigkilled_while_writing(tmp_path, trained_models, cli):
     assert rc == 0, err
     assert (out / "model.tflite").is_file() and not (out / "saved_model").exists()
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_file_or_link_at_the_destination_is_not_offered_overwrite(tmp_path, overwrite):
+    from rmcompress.errors import UsageError
+    from rmcompress.fileio import check_destination
+
+    notes = tmp_path / "notes"
+    notes.write_text("mine\n")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    for dest in (notes, tmp_path / "link"):
+        with pytest.raises(UsageError, match=rf"^{dest}: exists and is not a directory; not replacing it"):
+            check_destination(dest, overwrite=overwrite)
+    assert notes.read_text() == "mine\n" and (tmp_path / "link").is_symlink()
+    with pytest.raises(UsageError, match="already exists; pass --overwrite"):
+        check_destination(tmp_path, overwrite=False)

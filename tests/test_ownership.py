@@ -194,6 +194,18 @@ def test_output_inside_or_around_an_input_is_refused(cli, tmp_path, model_dir, p
     assert data.read_bytes() == pointwise_file.read_bytes()
 
 
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_output_path_is_refused_before_any_work(tmp_path, out):
+    from rmcompress.errors import OutputError
+    from rmcompress.ownership import claim
+
+    with pytest.raises(OutputError, match=r"^output path '\s*' is empty \(an unset shell variable\?\)"):
+        with claim([out], [tmp_path]):
+            pytest.fail("the block ran")
+    with claim([tmp_path / "out"], [tmp_path / "data.tsv"]):
+        assert (tmp_path / "out.rmc-lock").exists()
+
+
 def test_library_export_onto_its_own_source_is_refused(model_dir):
     from rmcompress.errors import OutputError
     from rmcompress.export.exporter import export_model

@@ -143,7 +143,8 @@ def _parquet(p: Path, source) -> pd.DataFrame:
     try:
         df = pd.read_parquet(source)
     except Exception as e:  # pyarrow raises many types for corrupt files
-        raise DataError(f"{p}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+        reason = " ".join(str(e).split())  # pyarrow's messages can end in a newline
+        raise DataError(f"{p}: not a readable Parquet file ({type(e).__name__}: {reason})") from None
     _check_unique_columns(p, [str(c) for c in df.columns], "")
     df = df.reset_index(drop=True)
     df[LINE_COLUMN] = range(1, len(df) + 1)  # Parquet has no lines: row numbers, 1-based

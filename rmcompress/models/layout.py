@@ -29,9 +29,14 @@ FORMAT_VERSION = 1
 TFLITE_MAGIC = b"TFL3"
 
 
+#: metadata sections read as JSON objects (absent or ``null`` is fine)
+OBJECT_KEYS = ("arch", "complexity", "train_config")
+
+
 def read_metadata(path: Path, model_dir: bool = False) -> dict:
     """``metadata.json`` at ``path`` as a dict with a ``task`` (and, for a model directory, the
-    rmcompress ``format``); one-line errors naming the file."""
+    rmcompress ``format``), its :data:`OBJECT_KEYS` objects and ``loss`` a name; one-line errors
+    naming the file."""
     try:
         metadata = read_json(path)
     except ValueError as e:
@@ -44,6 +49,11 @@ def read_metadata(path: Path, model_dir: bool = False) -> dict:
         raise ModelError(f"{path}: not rmcompress model metadata (no 'task')")
     if metadata["task"] not in ("pointwise", "pairwise"):
         raise ModelError(f"{path}: 'task' = {metadata['task']!r}; allowed: pointwise, pairwise")
+    for key in OBJECT_KEYS:
+        if metadata.get(key) is not None and not isinstance(metadata[key], dict):
+            raise ModelError(f"{path}: {key!r} = {str(metadata[key])[:60]!r}; expected a JSON object")
+    if metadata.get("loss") is not None and not isinstance(metadata["loss"], str):
+        raise ModelError(f"{path}: 'loss' = {str(metadata['loss'])[:60]!r}; expected a loss name")
     return metadata
 
 

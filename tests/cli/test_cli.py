@@ -31,6 +31,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert "Traceback" not in err[0]
 
 
+def test_no_command_is_one_error_line_after_the_help(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert "usage: rmcompress" in out
+    assert err.strip() == ("rmcompress: error: no command given; choose one of train, import, shrink, compress, "
+                           "export, evaluate, report, demo")
+
+
 def test_existing_output_needs_overwrite(tmp_path, pointwise_file, capsys):
     (tmp_path / "m").mkdir()
     rc = main(["train", "--data", str(pointwise_file), "--task", "pointwise", "--out", str(tmp_path / "m"), *TINY])

@@ -74,6 +74,16 @@ def cases(tmp_path, fake_model, bad_labels):
     bad_task.mkdir()
     (bad_task / "model.keras").write_bytes(b"")
     (bad_task / "metadata.json").write_text(json.dumps({"format": "rmcompress.model", "task": "ranking"}))
+    bad_arch = tmp_path / "bad_arch"
+    bad_arch.mkdir()
+    (bad_arch / "model.keras").write_bytes(b"")
+    (bad_arch / "metadata.json").write_text(json.dumps({"format": "rmcompress.model", "task": "pointwise",
+                                                        "arch": "big", "loss": ["bce"]}))
+    bad_loss = tmp_path / "bad_loss"
+    bad_loss.mkdir()
+    (bad_loss / "model.keras").write_bytes(b"")
+    (bad_loss / "metadata.json").write_text(json.dumps({"format": "rmcompress.model", "task": "pointwise",
+                                                        "loss": 3, "complexity": None}))
     bad_regex = tmp_path / "regex.yaml"
     bad_regex.write_text("passes:\n  - prune: {sparsity: 0.5, layers: {include: ['block0_(ffn']}}\n")
     no_layer = tmp_path / "nolayer.yaml"
@@ -99,6 +109,10 @@ def cases(tmp_path, fake_model, bad_labels):
         (["evaluate", "--model", big_vocab, "--data", good], "vocab.txt defines 30 token ids but"),
         (["export", "--model", big_vocab, "--out", out], "has a token table of 20 rows"),
         (["evaluate", "--model", bad_task, "--data", good], "bad_task/metadata.json: 'task' = 'ranking'"),
+        (["evaluate", "--model", bad_arch, "--data", good], "bad_arch/metadata.json: 'arch' = 'big'; expected a JSON object"),
+        (["compress", "--model", bad_arch, "--recipe", "light", "--data", good, "--out", out],
+         "bad_arch/metadata.json: 'arch' = 'big'"),
+        (["export", "--model", bad_loss, "--out", out], "bad_loss/metadata.json: 'loss' = '3'; expected a loss name"),
         (["compress", "--model", fake_model, "--recipe", bad_regex, "--data", good, "--out", out],
          "regex.yaml: passes[0].prune.layers.include[0]: 'block0_(ffn' is not a valid regular expression"),
         (["compress", "--model", fake_model, "--recipe", no_layer, "--data", good, "--out", out],
@@ -117,6 +131,9 @@ def cases(tmp_path, fake_model, bad_labels):
         (["compress", "--model", fake_model, "--recipe", "light", "--data", bad_labels, "--out", out], "bad.tsv"),
         (["export", "--model", tmp_path / "nope", "--out", out], "no such model directory"),
         (["shrink", "--model", broken_meta, "--out", out], "metadata.json: invalid JSON"),
+        (["train", "--task", "pointwise", "--data", good, "--out", "", "--overwrite"],
+         "output path '' is empty (an unset shell variable?)"),
+        (["export", "--model", fake_model, "--out", "", "--overwrite"], "output path '' is empty"),
         (["train", "--task", "pointwise", "--data", missing, "--out", out], "missing.tsv"),
         (["train", "--task", "pairwise", "--data", bad_labels, "--out", out], "bad.tsv"),
         (["train", "--task", "pointwise", "--loss", "bce", "--data", bad_labels, "--out", out], "bad.tsv"),

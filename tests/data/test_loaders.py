@@ -110,3 +110,12 @@ def test_long_texts_are_truncated_on_the_right_side(tmp_path):
     assert len(d.chosen[0]) == 1000 and d.chosen[0].endswith("END")
     d = load_pointwise(write(pd.DataFrame({"text": ["START " + long], "label": [1]}), tmp_path / "t.csv"), max_chars=1000)
     assert d.texts[0].startswith("START") and len(d.texts[0]) == 1000
+
+
+def test_a_truncated_parquet_file_is_one_line_naming_it(tmp_path):
+    p = tmp_path / "t.parquet"
+    p.write_bytes(b"PAR1\x15\x04\x15\x00" + b"\x00" * 40 + b"PAR1")  # magic numbers around no metadata
+    with pytest.raises(DataError) as e:
+        load_pointwise(p)
+    assert str(e.value).startswith(f"{p}: not a readable Parquet file (")
+    assert len(str(e.value).splitlines()) == 1 and str(e.value) == str(e.value).strip()
