@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress._keras import keras, tf
+from rmcompress.compression.graph import Graph, rebuild
 from rmcompress.errors import ModelError
 
 TOLERANCE = 1e-5
@@ -82,8 +83,6 @@ def _copy(model: keras.Model) -> keras.Model:
 def flat_functional(model: keras.Model, ids: np.ndarray | None = None) -> tuple[keras.Model, dict | None]:
     """``(model, note)``: ``model`` itself and ``None`` when it is already a flat functional model,
     else the equivalent flat functional model and a note (what it was, ``max_abs_diff`` on ``ids``)."""
-    from rmcompress.compression.graph import Graph, rebuild
-
     if not needs_flattening(model):
         return model, None
     source = _copy(model)

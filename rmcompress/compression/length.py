@@ -30,6 +30,7 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.compression.graph import Graph, rebuild
+from rmcompress.errors import ModelError
 
 
 def real_lengths(ids: np.ndarray) -> np.ndarray:
@@ -90,8 +91,6 @@ TRIM_TOLERANCE = 1e-5
 def fixed_length_reason(model: keras.Model, ids: np.ndarray, buckets: list[int] | None, margin: int) -> str | None:
     """Why ``model`` must keep its fixed sequence length (module docstring), or ``None`` when scoring
     ``ids`` cut to their buckets gives the full-length rewards within :data:`TRIM_TOLERANCE`."""
-    from rmcompress.errors import ModelError
-
     rnn = [l.name for l in model.layers if isinstance(l, (keras.layers.RNN, keras.layers.Bidirectional))]
     if rnn:
         return (f"recurrent layer {rnn[0]!r}: TFLite runs it unrolled over the fixed sequence length "

@@ -31,8 +31,6 @@ DEFAULT_EXCLUDE = ["^reward$"]
 def head_layer(model: keras.Model) -> str | None:
     """The weight layer that computes the model's output, following weightless layers (a
     ``Reshape``, a squeeze) back from the output; ``None`` when there is none."""
-    from rmcompress.compression.graph import Graph
-
     g = Graph(model)
     name = g.config["output_layers"][0][0]
     while True:

@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 
 from rmcompress.errors import ModelError
+from rmcompress.fileio import atomic_write_text
 
 HF_TOKENIZER_FILE = "tokenizer.json"
 
@@ -73,8 +74,6 @@ def hf_tokenizer(tok):
 
 def save_hf_tokenizer(tok, directory: str | os.PathLike) -> Path:
     """Write ``DIR/tokenizer.json`` (Hugging Face format) atomically; returns its path."""
-    from rmcompress.fileio import atomic_write_text
-
     path = Path(directory) / HF_TOKENIZER_FILE
     atomic_write_text(path, hf_tokenizer(tok).to_str(pretty=True))
     return path

@@ -27,6 +27,7 @@ import numpy as np
 from rmcompress._keras import tf
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.fileio import atomic_write_text, read_json, write_json
+from rmcompress.data.hf_tokenizer import HF_TOKENIZER_FILE, save_hf_tokenizer
 
 VOCAB_FILE = "vocab.txt"
 SETTINGS_FILE = "tokenizer_settings.json"
@@ -117,8 +118,6 @@ class Tokenizer:
 
     def save(self, directory: str | os.PathLike) -> None:
         """``vocab.txt``, ``tokenizer_settings.json`` and the Hugging Face ``tokenizer.json``."""
-        from rmcompress.data.hf_tokenizer import save_hf_tokenizer
-
         d = Path(directory)
         atomic_write_text(d / VOCAB_FILE, "\n".join(self.vocabulary) + "\n")
         write_json(d / SETTINGS_FILE, asdict(self.config))
@@ -205,8 +204,6 @@ class Tokenizer:
 def find_settings(d: Path) -> tuple[Path, object]:
     """``(path, parsed or None)`` of a directory's tokenizer settings: ``tokenizer_settings.json``,
     else a ``tokenizer.json`` that holds the settings (not a Hugging Face tokenizer)."""
-    from rmcompress.data.hf_tokenizer import HF_TOKENIZER_FILE
-
     path = d / SETTINGS_FILE
     if path.is_file():
         return path, None

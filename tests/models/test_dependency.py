@@ -61,7 +61,6 @@ def test_residual_stream_without_norm_is_one_coupled_group():
     for name in width12:  # every producer into the stream shares the embedding's group
         assert _segments(s, name, "out") == (emb,)
         assert name not in s.groups
-    head = m.layers[-1].name if isinstance(m.layers[-1], keras.layers.Dense) else None
     readers = [n for n, d in s.dims.items() if d.get("in") is not None and d["in"].segments == (emb,)]
     assert len(readers) >= 2, readers  # the hidden layer, the sigmoid gate and the reward head read it
 
