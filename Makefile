@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/rmcompress demo --out $(DEMO_OUT) --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # docs/cli.md from the argparse definitions (tests/test_clidoc.py checks it is current)
 docs: $(STAMP)
