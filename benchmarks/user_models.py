@@ -190,13 +190,17 @@ def rmc(*argv):
     return out.stdout
 
 
-def interleaved_ratio(base: Path, other: Path, rounds: int = 3, runs: int = 300) -> float:
+def interleaved_ratio(base: Path, other: Path, seq_len: int, rounds: int = 3, runs: int = 300) -> float:
     """p50 latency of ``base`` / ``other`` (batch 1, one thread, random ids at each file's input
-    length), the two files timed in turn within each round, median of the rounds' ratios."""
+    length; ``seq_len`` for a file with a free length), the two files timed in turn within each
+    round, median of the rounds' ratios."""
     from ai_edge_litert.interpreter import Interpreter
 
     def p50(path):
         it = Interpreter(model_path=str(path), num_threads=1)
+        inp = it.get_input_details()[0]
+        if any(d < 0 for d in inp["shape_signature"]):  # a file with a free length: the full length
+            it.resize_tensor_input(inp["index"], [1, seq_len])
         it.allocate_tensors()
         inp = it.get_input_details()[0]
         ids = np.random.RandomState(0).randint(1, 100, size=tuple(inp["shape"])).astype(inp["dtype"])
@@ -222,21 +226,23 @@ def run_recipe(name, seed, dense_dir, test, test_texts, args, rows, work):
 
     imported, compressed, float32 = (work / f"{name}-s{seed}-{k}" for k in ("imported", "aggressive", "float32"))
     t0 = time.time()
-    rmc("import", "--model", str(dense_dir / "model.keras"), "--vocab", str(dense_dir / "vocab.txt"),
-        "--task", "pointwise", "--out", str(imported), "--overwrite", "--seq-len", str(args.seq_len))
-    rmc("export", "--model", str(imported), "--out", str(float32), "--format", "tflite", "--overwrite")
-    rmc("compress", "--model", str(imported), "--recipe", "aggressive", "--data", str(args.recipe_data),
-        "--out", str(compressed), "--overwrite")
+    if not (compressed / "report.json").is_file():  # a finished step is not redone
+        rmc("import", "--model", str(dense_dir / "model.keras"), "--vocab", str(dense_dir / "vocab.txt"),
+            "--task", "pointwise", "--out", str(imported), "--overwrite", "--seq-len", str(args.seq_len))
+        rmc("export", "--model", str(imported), "--out", str(float32), "--format", "tflite", "--overwrite")
+        rmc("compress", "--model", str(imported), "--recipe", "aggressive", "--data", str(args.recipe_data),
+            "--out", str(compressed), "--overwrite")
     tfl = sorted(compressed.rglob("*.tflite"))[-1]
     base = sorted(float32.rglob("*.tflite"))[-1]
     scores = artifact_scores(tfl, test_texts)
     report = json.loads((compressed / "report.json").read_text()) if (compressed / "report.json").is_file() else {}
     rows.append({"model": name, "variant": "aggressive", "budget": None, "seed": seed,
                  "flops": report.get("flops"), "params": report.get("params"),
-                 "flops_fraction": report.get("flops_fraction"),
+                 "flops_fraction": report["flops"] / next(r["flops"] for r in rows if r["model"] == name
+                                                           and r["variant"] == "dense") if report.get("flops") else None,
                  "test_accuracy": float(np.mean((scores > 0) == (test.labels > 0.5))),
                  "tflite_gz_bytes": gz_size(tfl), "float32_gz_bytes": gz_size(base),
-                 "speedup_vs_float32": interleaved_ratio(base, tfl), "seconds": time.time() - t0})
+                 "speedup_vs_float32": interleaved_ratio(base, tfl, args.seq_len), "seconds": time.time() - t0})
     print(rows[-1], flush=True)
 
 

@@ -138,10 +138,17 @@ def read_manifest(root: str | os.PathLike) -> tuple[dict | None, str]:
 
 def foreign_files(root: str | os.PathLike, manifest: dict) -> list[str]:
     """Entries under ``root`` that ``manifest`` does not vouch for: unlisted, changed (marked
-    ``(changed)``), links and special files. Files the manifest lists but that are gone are fine."""
+    ``(changed)``), links and special files, and folders that hold none of the listed files (an
+    empty folder of the user's, ``name/``). Files the manifest lists but that are gone are fine."""
     root = Path(root)
     listed = {e["path"]: e for e in manifest["files"]}
+    folders = {parent.as_posix() for rel in listed for parent in Path(rel).parents if parent.as_posix() != "."}
     bad = []
+    for dirpath, dirnames, _ in os.walk(root):  # a folder holding none of the listed files is not ours
+        for name in sorted(dirnames):
+            rel = (Path(dirpath) / name).relative_to(root).as_posix()
+            if rel not in folders and not os.path.islink(Path(dirpath) / name):  # links: entries below
+                bad.append(f"{rel}/")
     for rel, st in _entries(root):
         if rel == MANIFEST:
             continue

@@ -88,6 +88,17 @@ def test_a_foreign_file_blocks_the_overwrite_and_is_named(tmp_path):
     assert _snapshot(dest) == before
 
 
+def test_an_empty_folder_of_the_users_inside_an_artifact_blocks_the_overwrite(tmp_path):
+    from rmcompress.errors import OutputError
+
+    dest = tmp_path / "a"
+    _write(dest, {"v.txt": "1", "model/w.txt": "2"})
+    (dest / "drafts").mkdir()
+    with pytest.raises(OutputError, match=r"drafts/"):
+        _write(dest, {"v.txt": "2"}, overwrite=True)
+    assert (dest / "drafts").is_dir() and (dest / "v.txt").read_text() == "1"
+
+
 def test_a_changed_file_blocks_the_overwrite(tmp_path):
     from rmcompress.errors import OutputError
 

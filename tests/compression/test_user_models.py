@@ -20,8 +20,6 @@ from rmcompress.errors import ExportError, ModelError
 from tests.helpers import ZOO, ZOO_VOCAB, rmcompress_subprocess, zoo_model
 
 #: errors that name facts another part of the code supplies: (message part, xfail reason)
-PENDING = (("unknown to the complexity registry", "registry facts on branch registry"),
-           ("not an rmcompress architecture", "gates on user models: structure discovery on another branch"))
 #: the zoo entry whose export is refused by design (TFLite runs a recurrent layer only unrolled,
 #: which tf_keras computes differently for masked steps)
 MASKED_RNN = "bilstm"
@@ -84,14 +82,8 @@ def tiny_recipe(level: str, budget: bool = True) -> dict:
 
 
 def run(name, recipe, imported, data, out):
-    """``compress`` on the imported zoo model; xfail on a :data:`PENDING` error only."""
-    try:
-        return compress(imported(name), recipe, data, out, latency_runs=0)
-    except ModelError as e:
-        for part, reason in PENDING:
-            if part in str(e):
-                pytest.xfail(f"{reason}: {e}")
-        raise
+    """``compress`` on the imported zoo model."""
+    return compress(imported(name), recipe, data, out, latency_runs=0)
 
 
 def data_for(name, pointwise_file, pairwise_file):
@@ -142,6 +134,16 @@ def test_light_recipe_on_user_models(name, imported, pointwise_file, pairwise_fi
         assert report["length_trim_max_abs_diff"] <= 1e-4
     fuse = next(n for n in report["passes"] if n["pass"] == "fuse")
     assert fuse["max_abs_diff"] <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kim_cnn", "transformer_preln", "keras3_transformer"])
+def test_medium_recipe_on_user_models(name, imported, pointwise_file, pairwise_file, tmp_path):
+    """budget, fuse, factorise, length and int8 with calibration, to a parity-checked TFLite file."""
+    data = data_for(name, pointwise_file, pairwise_file)
+    report = run(name, tiny_recipe("medium"), imported, data, tmp_path / "o")
+    names = check_artifact(report, tmp_path / "o", name)
+    assert names[names.index("budget"):][:2] == ["budget", "fuse"] and report["quantize"] == "int8"
 
 
 #: the models the default suite runs the aggressive level on (a Sequential, a Concatenate graph, a
