@@ -359,3 +359,25 @@ def zoo_model(name: str, seed: int = 0):
 
 def zoo_ids(n=32, seed=1):
     return token_ids(n, ZOO_SEQ, ZOO_VOCAB, seed)
+
+
+# -- the CLI in a fresh interpreter, reporting whether TensorFlow was imported ----------------------
+CLI_PROBE = r"""
+import json, sys
+from rmcompress.cli import main
+try:
+    rc = main(sys.argv[1:])
+except SystemExit as e:  # argparse refuses a flag itself
+    rc = e.code
+print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def run_cli_probe(*args, cwd):
+    """``(exit status, whether tensorflow was imported, stderr)`` of the CLI in a fresh interpreter."""
+    import json
+
+    p = subprocess.run([sys.executable, "-c", CLI_PROBE, *map(str, args)], cwd=str(cwd), capture_output=True,
+                       text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    return result["rc"], result["tensorflow"], p.stderr.strip()

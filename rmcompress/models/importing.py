@@ -39,7 +39,7 @@ from rmcompress.data.tokenizer import CLS, PAD, SEP, UNK, RESERVED, Tokenizer, T
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.fileio import check_destination, write_json
 from rmcompress.models.convert import check_ids, embedded_vocab_size, from_keras
-from rmcompress.models.modeldir import SAMPLE_ROWS, count_model, load_keras_model, save_model_dir
+from rmcompress.models.modeldir import SAMPLE_ROWS, config_layers, count_model, load_keras_model, save_model_dir
 from rmcompress.sizes import file_sizes
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -52,29 +52,14 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
-def _config_layers(config, found=None) -> list:
-    """Every ``(layer name, class name, module)`` in a saved Keras model config (nested too)."""
-    found = [] if found is None else found
-    if isinstance(config, dict):
-        cfg = config.get("config")
-        if "class_name" in config and isinstance(cfg, dict) and "name" in cfg:
-            found.append((str(cfg["name"]), str(config["class_name"]), str(config.get("module") or "")))
-        for v in config.values():
-            _config_layers(v, found)
-    elif isinstance(config, list):
-        for v in config:
-            _config_layers(v, found)
-    return found
-
-
 def _check_config(path: Path, config, k3: bool) -> None:
     """Refuse ``Lambda`` and classes Keras does not build in, naming the layer (before loading)."""
     layers_module = keras3().layers if k3 else keras.layers
-    for name, cls, module in _config_layers(config):
+    for name, cls, module in config_layers(config, layers_only=False):
         if cls == "Lambda":
             raise ModelError(f"{path}: layer {name!r} is a Lambda layer (arbitrary Python code); refused: "
                              "write it with built-in layers")
-    for name, cls, module in _config_layers(config):
+    for name, cls, module in config_layers(config, layers_only=False):
         if cls in CONTAINERS:
             continue
         if module and not module.startswith(("keras", "tf_keras")):

@@ -93,19 +93,23 @@ def load_model_dir(path: str | os.PathLike, expect_task: str | None = None) -> R
     return RewardModelBundle(model, tokenizer, metadata, d, report)
 
 
-def _config_layers(config, found=None) -> list[tuple[str, str, str]]:
-    """Every ``(layer name, class name, module)`` in a Keras v3 ``config.json`` (nested models too)."""
+def config_layers(config, found=None, layers_only: bool = True) -> list[tuple[str, str, str]]:
+    """Every ``(layer name, class name, module)`` in a saved Keras model config (nested models too).
+
+    ``layers_only``: only entries a Keras v3 ``config.json`` marks as layers (with a ``module`` or
+    ``registered_name``, or nested ``layers``); ``False``: every ``class_name`` with a named
+    ``config`` (a legacy ``.h5`` config carries no module)."""
     found = [] if found is None else found
     if isinstance(config, dict):
-        if "class_name" in config and isinstance(config.get("config"), dict):
-            cfg = config["config"]
-            if "name" in cfg and ("layers" in cfg or "module" in config or "registered_name" in config):
-                found.append((str(cfg.get("name")), str(config["class_name"]), str(config.get("module") or "")))
+        cfg = config.get("config")
+        if "class_name" in config and isinstance(cfg, dict) and "name" in cfg and (
+                not layers_only or "layers" in cfg or "module" in config or "registered_name" in config):
+            found.append((str(cfg.get("name")), str(config["class_name"]), str(config.get("module") or "")))
         for v in config.values():
-            _config_layers(v, found)
+            config_layers(v, found, layers_only)
     elif isinstance(config, list):
         for v in config:
-            _config_layers(v, found)
+            config_layers(v, found, layers_only)
     return found
 
 
@@ -119,7 +123,7 @@ def _explain_load_failure(path: Path, error: Exception) -> str:
             config = json.loads(z.read("config.json"))
     except Exception:
         config = None
-    layers = _config_layers(config) if config is not None else []
+    layers = config_layers(config) if config is not None else []
     known = set(custom_objects())
     for name, cls, module in layers:
         if cls == "Lambda":

@@ -12,24 +12,9 @@ import zipfile
 
 import pytest
 
+from tests.helpers import run_cli_probe as run_cli
 from tests.helpers import ROOT
 
-PROBE = r"""
-import json, sys
-from rmcompress.cli import main
-try:
-    rc = main(sys.argv[1:])
-except SystemExit as e:  # argparse refuses a flag itself
-    rc = e.code
-print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules}))
-"""
-
-
-def run_cli(*args, cwd):
-    p = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=str(cwd), capture_output=True,
-                       text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    result = json.loads(p.stdout.strip().splitlines()[-1])
-    return result["rc"], result["tensorflow"], p.stderr.strip()
 
 
 @pytest.fixture

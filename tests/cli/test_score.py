@@ -9,28 +9,9 @@ import pytest
 from rmcompress.data.loaders import load_pairwise, load_texts
 from rmcompress.models.modeldir import load_model_dir
 
+from tests.helpers import run_cli_probe as run_cli
 from tests.helpers import ROOT, tiny_config
 
-PROBE = r"""
-import json, sys
-from rmcompress.cli import main
-try:
-    rc = main(sys.argv[1:])
-except SystemExit as e:  # argparse refuses a flag itself
-    rc = e.code
-print(json.dumps({"rc": rc, "tensorflow": "tensorflow" in sys.modules}))
-"""
-
-
-def run_cli(*args, cwd):
-    """``(exit status, whether tensorflow was imported, stderr)`` of the CLI in a fresh interpreter."""
-    import subprocess
-    import sys
-
-    p = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], cwd=str(cwd), capture_output=True,
-                       text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    result = json.loads(p.stdout.strip().splitlines()[-1])
-    return result["rc"], result["tensorflow"], p.stderr.strip()
 
 
 @pytest.fixture(scope="module")
