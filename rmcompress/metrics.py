@@ -1,48 +1,33 @@
-"""Quality metrics from raw reward scores (numpy; the same for every artifact kind).
+"""Quality metrics from raw reward scores (numpy, scipy.stats; the same for every artifact kind).
 
-- pointwise, binary labels: ``accuracy`` = mean(1[r > 0] == y), plus ``auc`` (rank-based);
-- pointwise, real labels: ``mae``, ``rmse``, ``spearman``;
+- pointwise, binary labels: ``accuracy`` = mean(1[r > 0] == y), plus ``auc`` (Mann-Whitney U / (n_pos n_neg));
+- pointwise, real labels: ``mae``, ``rmse``, ``spearman`` (rank correlation);
 - pairwise: ``pairwise_accuracy`` = mean(1[r_c > r_r]) and ``mean_margin`` = mean(r_c - r_r).
 """
 from __future__ import annotations
 
 import numpy as np
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), np.float64)
-    ranks[order] = np.arange(len(x))
-    # average ties
-    xs = x[order]
-    i = 0
-    while i < len(xs):
-        j = i
-        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
-            j += 1
-        if j > i:
-            ranks[order[i:j + 1]] = (i + j) / 2.0
-        i = j + 1
-    return ranks
+from scipy import stats
 
 
 def spearman(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 2:
+    """Spearman's rank correlation (ties share their average rank): ``scipy.stats.spearmanr``; NaN
+    for fewer than two values or a constant input (no ranking to correlate)."""
+    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    ra, rb = _ranks(a), _ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def auc(scores, labels) -> float:
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0.5
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
+    """ROC AUC = P(score of a positive > score of a negative) + P(tie) / 2, the Mann-Whitney U of
+    the positives' scores divided by ``n_pos * n_neg`` (``scipy.stats.mannwhitneyu``); NaN when
+    one class is absent."""
+    scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels).reshape(-1) > 0.5
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    r = _ranks(scores) + 1
-    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
 
 
 def quality_metrics(task: str, scores, labels=None, loss: str = "bce") -> dict:

@@ -3,7 +3,7 @@
 Layers, bottom first (a module may import its own layer and the layers below, never above):
 
  1. core         ``_keras`` (the one Keras import), ``_quiet``, ``_version``, ``errors``, ``fileio``,
-                 ``faults``, ``metrics`` (quality metrics from raw scores, numpy only) and ``sizes``
+                 ``faults``, ``metrics`` (quality metrics from raw scores, numpy and scipy.stats) and ``sizes``
                  (file sizes): training, export and evaluation all measure with them
  2. config       ``config``: the choices of every setting, the validation of settings files
  3. layers, data two independent siblings (neither imports the other): every custom Keras layer;

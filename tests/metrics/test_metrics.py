@@ -1,0 +1,43 @@
+"""Rank statistics agree with their definitions on tied scores: AUC as the share of (positive,
+negative) pairs ordered right (ties count half), Spearman as Pearson's correlation of average
+ranks (and as ``scipy.stats.spearmanr``)."""
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from rmcompress.metrics import auc, quality_metrics, spearman
+
+TIED_SCORES = np.array([0.2, 0.2, 0.5, 0.5, 0.5, 0.9, -0.1, 0.2, 0.9, 0.0])
+TIED_LABELS = np.array([0, 1, 1, 0, 1, 1, 0, 0, 1, 0])
+
+
+def _auc_by_pairs(scores, labels):
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    wins = [1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg)]
+    return sum(wins) / len(wins)
+
+
+def _average_ranks(x):
+    return np.array([np.sum(x < v) + (np.sum(x == v) + 1) / 2 for v in x])
+
+
+def test_auc_counts_tied_pairs_as_half():
+    expected = _auc_by_pairs(TIED_SCORES, TIED_LABELS)
+    assert expected not in (0.0, 0.5, 1.0)  # the ties matter: a pair-order AUC of 0.5 would hide a bug
+    assert auc(TIED_SCORES, TIED_LABELS) == pytest.approx(expected, abs=1e-12)
+    assert quality_metrics("pointwise", TIED_SCORES, TIED_LABELS)["auc"] == pytest.approx(expected, abs=1e-12)
+    assert auc([0.3, 0.3, 0.3], [0, 1, 1]) == pytest.approx(0.5)
+    assert np.isnan(auc([0.1, 0.2], [1, 1]))
+
+
+def test_spearman_on_ties_is_pearson_of_average_ranks():
+    b = np.array([3.0, 1.0, 1.0, 2.0, 5.0, 5.0, 0.0, 1.0, 4.0, 2.0])
+    ra, rb = _average_ranks(TIED_SCORES), _average_ranks(b)
+    expected = np.corrcoef(ra, rb)[0, 1]
+    assert spearman(TIED_SCORES, b) == pytest.approx(expected, abs=1e-12)
+    assert spearman(TIED_SCORES, b) == pytest.approx(stats.spearmanr(TIED_SCORES, b).statistic, abs=1e-12)
+    assert spearman([1, 2, 3], [10, 20, 15]) == pytest.approx(0.5)
+    assert np.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # a constant ranks nothing
+    assert np.isnan(spearman([1.0], [2.0]))
