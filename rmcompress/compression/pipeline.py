@@ -13,10 +13,12 @@ The row: ``task``, ``n_examples`` (validation rows), the quality metric of the T
 the validation split, ``flops``, ``params``, ``size_bytes``/``size_gzip_bytes`` (model.tflite),
 ``latency_ms_p50`` (LiteRT, batch 1, one thread, at ``seq_len``; with a ``length`` pass also
 ``latency_ms_p50_real_length`` over the validation texts at their real lengths),
-``parity_max_abs_diff`` (TFLite vs the Keras model it was converted from; the quantised bar is on
-decision agreement -- for pairwise models the order of each pair -- and rank correlation), ``recipe``; and against
-the *source* model: ``source_*`` (its accuracy and its dense float32 TFLite size and latency),
-``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same validation texts, each model
+``tflite_precision`` / ``savedmodel_precision`` (``OUT/saved_model`` is the compressed float model,
+not the quantised one: rmcompress.export.exporter), ``parity_max_abs_diff`` (TFLite vs the Keras
+model it was converted from; the quantised bar is on decision agreement -- for pairwise models the
+order of each pair -- and rank correlation), ``recipe``; and against the *source* model
+(``source_model``, its directory): ``source_*`` (its accuracy and its dense float32 TFLite size and
+latency), ``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same validation texts, each model
 with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_speedup`` and
 ``accuracy_drop_points``.
 """
@@ -104,6 +106,7 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
         report["seconds"] = round(time.time() - t_start, 1)
+        report["source_model"] = str(bundle.path) if bundle.path else None
         write_json(tmp / "report.json", report)
         _write_recipe(recipe, tmp / "recipe.yaml")
     return report
@@ -167,7 +170,8 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
               **_quality(state.task, state.loss, scores, state.val),
               **{k: exp[k] for k in ("flops", "params", "size_bytes", "size_gzip_bytes", "latency_ms_p50",
                                      "latency_ms_p90", "parity_max_abs_diff", "parity_decision_agreement",
-                                     "parity_spearman", "savedmodel_size_bytes") if k in exp}}
+                                     "parity_spearman", "savedmodel_size_bytes", "kind", "tflite_precision",
+                                     "savedmodel_precision") if k in exp}}
     a = np.concatenate([np.asarray(s).reshape(-1) for s in scores])
     b = np.concatenate([np.asarray(s).reshape(-1) for s in source["scores"]])
     if state.task == "pairwise":  # the decision is the pair's order

@@ -3,7 +3,9 @@
 Report keys (ARCHITECTURE.md): ``task``, ``n_examples``, ``accuracy`` (pointwise, binary) or
 ``pairwise_accuracy`` (pairwise), ``flops``, ``params``, ``size_bytes``, ``size_gzip_bytes``,
 ``latency_ms_p50``/``latency_ms_p90`` (batch 1, one thread, LiteRT interpreter; Keras and SavedModel
-artifacts are converted to float TFLite for this), plus ``artifact`` and ``kind``.
+artifacts are converted to float TFLite for this), plus ``artifact`` and ``kind``; for an exported
+file also ``precision`` (its ``tflite_precision`` / ``savedmodel_precision`` in ``metadata.json``)
+and, for a TFLite file, ``quantize``.
 """
 from __future__ import annotations
 
@@ -48,8 +50,10 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, latency_runs: in
         report["skipped_rows"] = dict(ds.skipped)
     if ds.truncated:
         report["truncated_texts"] = int(ds.truncated)
-    if art.metadata.get("quantize"):
+    if art.kind == "tflite" and art.metadata.get("quantize"):  # a SavedModel beside it is not quantised
         report["quantize"] = art.metadata["quantize"]
+    if art.metadata.get(f"{art.kind}_precision"):
+        report["precision"] = art.metadata[f"{art.kind}_precision"]
     if latency_runs:
         report.update(measure_latency(art.tflite_model(), sample[:256], runs=latency_runs))
     return report

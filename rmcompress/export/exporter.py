@@ -7,8 +7,15 @@ Output directory layout::
     OUT/tokenizer.json   the tokeniser in Hugging Face ``tokenizers`` format: an app loads it and
                          gets the ids ``model.tflite`` takes (rmcompress.data.hf_tokenizer)
     OUT/vocab.txt, OUT/tokenizer_settings.json   the same tokeniser as rmcompress reads it
-    OUT/metadata.json    task, seq_len, lowercase, truncation side, quantize, flops/params of the model
-    OUT/report.json      parity against the Keras float model, sizes, latency, flops, params
+    OUT/metadata.json    task, seq_len, lowercase, truncation side, quantize, flops/params of the model,
+                         ``tflite_precision`` / ``savedmodel_precision`` of each file written
+    OUT/report.json      parity against the Keras float model, sizes, latency, flops, params, the two
+                         precisions, ``kind`` (the file ``size_bytes`` and ``latency_ms_p50`` measure)
+
+Precision: the SavedModel is always the Keras model as it is (float32 weights and activations for
+every model rmcompress builds); ``--quantize`` and a recipe's ``quantise`` pass change only the
+TFLite file (:data:`TFLITE_PRECISION`). A quantised export therefore holds two models that differ
+by the quantisation error, and both precisions are written down.
 
 The TFLite file is run with the LiteRT interpreter on the validation sample stored in the model
 directory (or ``parity_ids``) and compared with the Keras model; a float export that differs by
@@ -36,6 +43,25 @@ from rmcompress.config.choices import EXPORT_FORMATS as FORMATS
 TFLITE_FILE = "model.tflite"
 SAVEDMODEL_DIR = "saved_model"
 EXPORT_FORMAT = "rmcompress.export"
+#: quantize mode (``--quantize``, or a recipe's ``quantise`` mode) -> the TFLite file's precision
+TFLITE_PRECISION = {"none": "float32", "float16": "float16", "dynamic": "dynamic-range int8", "int8": "int8",
+                    "int16x8": "int16x8", "qat": "int8 (QAT)"}
+
+
+def weights_precision(model) -> str:
+    """The dtype(s) of a Keras model's floating-point weights, e.g. ``float32``."""
+    names = sorted({v.dtype.name for v in model.weights if v.dtype.is_floating})
+    return "/".join(names) or "float32"
+
+
+def precisions(model, formats, quantize: str) -> dict:
+    """``tflite_precision`` / ``savedmodel_precision`` of the files ``formats`` writes."""
+    out = {}
+    if "tflite" in formats:
+        out["tflite_precision"] = TFLITE_PRECISION.get(quantize, quantize)
+    if "savedmodel" in formats:
+        out["savedmodel_precision"] = weights_precision(model)
+    return out
 
 
 def parse_formats(formats) -> list[str]:
@@ -93,7 +119,9 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
     complexity = count_model(bundle.model, bundle.path or "model").as_dict()
     reference = bundle.model.predict(parity_ids, batch_size=256, verbose=0).reshape(-1)
     tflite_reference = reference if reference_scores is None else np.asarray(reference_scores).reshape(-1)
-    report = {"task": bundle.task, "stage": "export", "quantize": quantize, "formats": formats, **complexity}
+    precision = precisions(bundle.model, formats, quantize)
+    report = {"task": bundle.task, "stage": "export", "kind": "tflite" if "tflite" in formats else "savedmodel",
+              "quantize": quantize, "formats": formats, **precision, **complexity}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         if "tflite" in formats:
             flat = tflite_model if tflite_model is not None else \
@@ -120,7 +148,8 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                 report["parity_max_abs_diff"] = sm_metrics["parity_max_abs_diff"]
                 report.update(file_sizes(tmp / SAVEDMODEL_DIR))
         bundle.tokenizer.save(tmp)
-        write_json(tmp / "metadata.json", {**export_metadata(bundle, quantize, complexity), **(metadata_extra or {})})
+        write_json(tmp / "metadata.json", {**export_metadata(bundle, quantize, complexity), **precision,
+                                           **(metadata_extra or {})})
         if extra_report:
             report.update(extra_report)
         write_json(tmp / "report.json", report)

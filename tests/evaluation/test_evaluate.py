@@ -31,6 +31,8 @@ def test_three_artifact_kinds_agree(trained_models, exported, request, name, dat
         assert rep[key] == pytest.approx(reports["keras"][key], abs=1e-9)
         assert rep["flops"] == reports["keras"]["flops"] and rep["params"] == reports["keras"]["params"]
     assert reports["tflite"]["size_bytes"] < reports["savedmodel"]["size_bytes"]
+    assert reports["tflite"]["precision"] == reports["savedmodel"]["precision"] == "float32"
+    assert reports["tflite"]["quantize"] == "none" and "quantize" not in reports["savedmodel"]
 
 
 def test_export_directory_resolves_to_tflite(exported, pointwise_file):

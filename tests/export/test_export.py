@@ -55,3 +55,18 @@ def test_export_formats_and_quantized_variants(trained_models, tmp_path):
                        latency_runs=0)
     assert (tmp_path / "tfl" / "model.tflite").is_file() and not (tmp_path / "tfl" / "saved_model").exists()
     assert rep["quantize"] == "dynamic" and rep["parity_decision_agreement"] >= 0.95
+
+
+def test_quantised_export_labels_its_float_savedmodel(trained_models, tmp_path):
+    bundle = trained_models["bow"].bundle
+    rep = export_model(trained_models["bow"].out_dir, tmp_path / "q", quantize="dynamic", latency_runs=0)
+    meta = json.loads((tmp_path / "q" / "metadata.json").read_text())
+    saved = json.loads((tmp_path / "q" / "report.json").read_text())
+    for d in (rep, meta, saved):
+        assert d["tflite_precision"] == "dynamic-range int8" and d["savedmodel_precision"] == "float32", d
+    assert saved["kind"] == "tflite"
+    # the labels are true: the SavedModel reproduces the float Keras model, the TFLite file does not
+    ids = load_samples(trained_models["bow"].out_dir)["validation_ids"]
+    keras_out = bundle.model.predict(ids, verbose=0).reshape(-1)
+    np.testing.assert_allclose(SavedModelRunner(tmp_path / "q" / "saved_model").score(ids), keras_out, atol=1e-5)
+    assert np.abs(TFLiteRunner(tmp_path / "q" / "model.tflite").score(ids) - keras_out).max() > 1e-5
