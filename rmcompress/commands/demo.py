@@ -76,11 +76,11 @@ def run_demo(out: Path, seed: int = 0, log=print) -> list[dict]:
                      "parity_max_abs_diff": comp.get("parity_max_abs_diff"), "recipe": level,
                      "seconds": round(time.time() - t0, 1)})
     write_json(out / "report.json", {"rows": rows})
-    from rmcompress.evaluation.table import rows_to_frame
+    from rmcompress.evaluation.table import humanize, rows_to_frame
 
     df = rows_to_frame(rows)
     atomic_write_text(out / "report.csv", df.to_csv(index=False))
-    atomic_write_text(out / "report.md", df.to_markdown(index=False))
+    atomic_write_text(out / "report.md", humanize(df).to_markdown(index=False, disable_numparse=True))
     return rows
 
 

@@ -6,7 +6,10 @@ def add_parser(sub, parents):
     p = sub.add_parser("report", parents=parents, help="one table (CSV, markdown) and Pareto plots from many runs",
                        description="Gather report.json rows from directories written by train/export/compress "
                                    "into one table; with --out also write report.csv, report.md and "
-                                   "accuracy-vs-size / accuracy-vs-latency Pareto plots (PNG).")
+                                   "accuracy-vs-size / accuracy-vs-latency Pareto plots (PNG) of the TFLite "
+                                   "files that have an accuracy (a float export takes its model directory's; "
+                                   "a compress run adds the float32 TFLite of its source), labelled by run "
+                                   "directory.")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="directories holding report.json")
     p.add_argument("--out", default=None, help="directory to write with report.csv, report.md, pareto_*.png")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

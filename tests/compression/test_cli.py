@@ -32,7 +32,12 @@ def test_cli_compress_and_report(model_dir, pointwise_file, tmp_path, capfd):
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "rep" / "report.csv")
-    assert list(df["name"]) == ["mine", "m"] and df.loc[0, "quantize"] == "int8"
+    assert list(df["name"]) == ["mine", "m", "float32"] and df.loc[0, "quantize"] == "int8"
+    # the compress run, the model directory (model.keras) and the float32 TFLite the run measured of it
+    assert list(df["run"]) == ["c", "m", "m"] and list(df["kind"]) == ["tflite", "keras", "tflite"]
+    assert df.loc[0, "tflite_precision"] == "int8" and df.loc[0, "savedmodel_precision"] == "float32"
+    assert df.loc[2, "size_bytes"] == df.loc[0, "source_size_bytes"] and df.loc[2, "accuracy"] == df.loc[0, "source_accuracy"]
+    assert "nan" not in (tmp_path / "rep" / "report.md").read_text()
     assert main(["report", "--verbose", str(tmp_path / "nothing")]) == 2
 
 
