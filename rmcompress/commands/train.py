@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = train_config_from_args(args)  # settings and data are checked before TensorFlow loads
     data, validation = load_training_data(args.data, cfg, args.val_data)
+    if validation is None and cfg.data.val_fraction:
+        from rmcompress.data.split import resolve_mode
+
+        note = resolve_mode(data, cfg.data.split_mode)[1]
+        if note:
+            print(f"rmcompress train: note: {note}", file=sys.stderr)
     from rmcompress.evaluation.table import format_table
     from rmcompress.training.trainer import train
 

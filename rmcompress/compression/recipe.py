@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmcompress.config.choices import EXPORT_FORMATS
+from rmcompress.config.choices import EXPORT_FORMATS, SPLIT_MODES
 from rmcompress.compression.passbase import PassSettings
 from rmcompress.compression.settings import PASS_RANK, SETTINGS
 from rmcompress.errors import RecipeError
@@ -48,12 +48,11 @@ SHIPPED = ("pretrained-aggressive",)
 PASS_ORDER = tuple(tuple(n for n, r in PASS_RANK.items() if r == rank)
                    for rank in sorted({r for r in PASS_RANK.values() if r is not None}))
 ANYWHERE = tuple(n for n, r in PASS_RANK.items() if r is None)
-SPLITS = ("random", "disjoint")
 
 ALIASES = {"quantize": "quantise", "factorize": "factorise"}
 DATA_SCHEMA = {"val_fraction": Field(float, None, nullable=True, min=0, max=1, max_exclusive=True),
                "seed": Field(int, None, nullable=True),
-               "split": Field(str, None, nullable=True, choices=SPLITS),
+               "split": Field(str, None, nullable=True, choices=SPLIT_MODES),
                "max_train_examples": Field(int, None, nullable=True, min=1)}
 EXPORT_SCHEMA = {"formats": Field(list, list(EXPORT_FORMATS), min_items=1, items=Field(str, choices=EXPORT_FORMATS),
                                   help=f"export formats: {', '.join(EXPORT_FORMATS)}"),

@@ -6,6 +6,8 @@ QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
 EXPORT_FORMATS = ("savedmodel", "tflite")
 POINTWISE_LOSSES = ("bce", "mse", "mae")
 KEEP_SIDES = ("start", "end")
+#: how validation rows are split off a data file (rmcompress.data.split)
+SPLIT_MODES = ("auto", "random", "disjoint", "sentences")
 DISTILL_LOSSES = ("mse", "ce")
 TOKENIZER_MODES = ("wordpiece", "bert")
 #: how the ``budget`` pass reaches its budget: gated training, or importance pruning + fine-tuning

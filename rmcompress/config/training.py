@@ -28,7 +28,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Callable
 
 from rmcompress.config.choices import (ARCHITECTURES, DISTILL_LOSSES, GATE_INITS, HEAD_HIDDEN_ARCHS, KEEP_SIDES,
-                                POINTWISE_LOSSES, TASKS, gate_schedule)
+                                      POINTWISE_LOSSES, SPLIT_MODES, TASKS, gate_schedule)
 from rmcompress.config import memory
 from rmcompress.config.rules import (FRACTION, PATIENCE, SEED, Rule, above, at_least, check_value, closed,
                                      half_open, integer, number)
@@ -42,7 +42,6 @@ MIN_VOCAB_SIZE = 64
 MIN_BACKBONE_SEQ_LEN = 3
 #: tokens per text when ``seq_len`` is not given
 DEFAULT_SEQ_LEN = {"pointwise": 64, "pairwise": 256}
-SPLIT_MODES = ("random", "disjoint", "sentences")
 BACKBONE_MATCHES = ("source", "keras")
 
 
@@ -126,8 +125,9 @@ class DataOptions:
     label_column: str | None = option(None, "label column", default_text="detected from the header")
     val_fraction: float = option(0.1, "share of the rows held out for validation",
                                  rule=half_open(0, 1))
-    split_mode: str = option("random", "disjoint: drop training texts contained in a validation text (SST-2 "
-                             "phrases); sentences: also draw validation only from full texts (not part of another)",
+    split_mode: str = option("auto", "disjoint: drop training texts contained in a validation text (SST-2 "
+                             "phrases); sentences: also draw validation only from full texts (not part of another); "
+                             "auto: sentences when some texts occur inside others (or twice), else random",
                              flag="--split", choices=SPLIT_MODES)
     seed: int = option(0, "seed of the split, the initialisation, the shuffling and the gates", rule=SEED)
 

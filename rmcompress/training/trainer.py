@@ -31,7 +31,7 @@ from rmcompress.config.schedule import split_finetune, step_plan
 from rmcompress.config.training import DEFAULT_SEQ_LEN, TrainConfig
 from rmcompress.data.loaders import load_training_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
-from rmcompress.data.split import split_data
+from rmcompress.data.split import resolve_mode, split_data
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
 from rmcompress.errors import UsageError
 from rmcompress.fileio import check_destination, write_json
@@ -270,13 +270,19 @@ def _shrink_if_gated(model, cfg: TrainConfig, task: Task, arch, enc_val, ds_trai
 
 
 def _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, history, fit_seconds,
-            schedule, cx_info, bk, distill) -> dict:
-    """``report.json``: what was trained, on what, for how long, and how well."""
+            schedule, cx_info, bk, distill, val_given: bool) -> dict:
+    """``report.json``: what was trained, on what, for how long, and how well. ``split``: how the
+    validation rows were chosen (``given``: a validation file; ``none``: no validation rows)."""
+    if val_given or not cfg.data.val_fraction:
+        split = "given" if val_given else "none"
+    else:
+        split = resolve_mode(data, cfg.data.split_mode)[0]
     epochs_run = len(next(iter(history.values()))) if history else 0
     report = {"task": cfg.task, "stage": "train", "arch": arch_dict.get("arch", cfg.arch.name), "loss": task.loss,
               "n_train": len(enc_train), "n_examples": len(enc_val),
               "train_seconds": round(fit_seconds, 2), "epochs_run": epochs_run,
               "steps": epochs_run * schedule.steps_per_epoch, "skipped_rows": data.skipped,
+              "split": split,
               "truncated_texts": int(getattr(data, "truncated", 0)),
               "vocab_size": tokenizer.vocab_size, "seq_len": tokenizer.seq_len}
     if len(enc_val):
@@ -369,7 +375,7 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
                                              strategy, verbose)
     arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
     report = _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, history, fit_seconds,
-                     schedule, cx_info, bk, distill)
+                     schedule, cx_info, bk, distill, validation is not None)
     metadata = _metadata(cfg, task, data, val_data, arch_dict, source, distill, validation is not None,
                          metadata_extra)
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)

@@ -62,7 +62,7 @@ def test_user_file_with_defaults_filled_in(tmp_path):
     ({"passes": [{"quantise": {"mode": "dynamic", "keep_float_ops": ["SOFTMAX"]}}]}, "apply to mode int8 or int16x8 only"),
     ({"passes": [{"prune": {"steps": True}}]}, "'passes[0].prune.steps' must be an integer, got bool True"),
     ({"passes": ["fuse"], "export": {"formats": ["onnx"]}}, "'export.formats[0]' = 'onnx' is not allowed; allowed values: savedmodel, tflite"),
-    ({"passes": ["fuse"], "data": {"split": "odd"}}, "'data.split' = 'odd' is not allowed; allowed values: random, disjoint"),
+    ({"passes": ["fuse"], "data": {"split": "odd"}}, "'data.split' = 'odd' is not allowed; allowed values: auto, random, disjoint, sentences"),
     ({"passes": [{"length": {"buckets": [0, 16]}}]}, "'passes[0].length.buckets[0]' = 0 is out of range; allowed: 1 <= buckets[0]"),
     ({"passes": [{"length": {"buckets": "fast"}}]}, "'passes[0].length.buckets' must be 'auto' or a list of positive lengths"),
     ({"passes": [{"cluster": {"preserve_sparsity": "yes"}}]}, "'passes[0].cluster.preserve_sparsity' = 'yes' is not allowed; allowed values: true, false, auto"),

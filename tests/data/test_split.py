@@ -21,3 +21,35 @@ def test_sentences_mode_holds_out_full_sentences_and_their_phrases():
         tr, va = split_data(data, 0.34, seed, mode="sentences")
         assert len(va) == 1 and va.texts[0] in ("a truly great film", "a dull plot", "plot twists galore")
         assert all(t not in va.texts[0] for t in tr.texts)
+
+
+def test_auto_mode_keeps_contained_texts_apart_and_says_why():
+    from rmcompress.data.loaders import PairwiseData
+    from rmcompress.data.split import resolve_mode
+
+    nested = PointwiseData(["a truly great film", "truly great", "a dull plot", "dull", "fine"] * 1,
+                           np.ones(5, np.float32), "binary", source="s.tsv")
+    mode, note = resolve_mode(nested, "auto")
+    assert mode == "sentences" and note.startswith("s.tsv: 2 of 5 texts occur inside another text")
+    tr_auto, va_auto = split_data(nested, 0.34, 1)
+    tr_s, va_s = split_data(nested, 0.34, 1, mode="sentences")
+    assert va_auto.texts == va_s.texts and tr_auto.texts == tr_s.texts
+    # a repeated text is the same leak: one copy would train, the other validate
+    repeats = PointwiseData(["good", "bad", "good"], np.ones(3, np.float32), "binary")
+    assert resolve_mode(repeats, "auto")[0] == "sentences"
+    flat = PointwiseData(["alpha", "beta", "gamma", "delta"], np.ones(4, np.float32), "binary")
+    assert resolve_mode(flat, "auto") == ("random", "")
+    for seed in range(3):
+        assert split_data(flat, 0.25, seed)[1].texts == split_data(flat, 0.25, seed, mode="random")[1].texts
+    pairs = PairwiseData(["a b", "a"], ["c", "c d"], np.zeros(2, np.float32))
+    assert resolve_mode(pairs, "auto") == ("random", "")
+    assert resolve_mode(nested, "disjoint") == ("disjoint", "")
+
+
+def test_auto_mode_skips_the_check_on_huge_files_and_says_so(monkeypatch):
+    import rmcompress.data.split as split
+
+    monkeypatch.setattr(split, "AUTO_CHECK_CHARS", 10)
+    data = PointwiseData(["a truly great film", "truly great"], np.ones(2, np.float32), "binary", source="big.tsv")
+    mode, note = split.resolve_mode(data, "auto")
+    assert mode == "random" and "big.tsv" in note and "--split sentences" in note
