@@ -35,6 +35,7 @@ _API = {
     "evaluate": "rmcompress.evaluation.evaluate",
     "compress": "rmcompress.compression.pipeline",
     "Recipe": "rmcompress.compression.recipe",
+    "sensitivity": "rmcompress.compression.sensitivity",
     "count": "rmcompress.models.structure",
     "shrink": "rmcompress.structured.shrink",
     "gated_copy": "rmcompress.structured.gating",

@@ -1,0 +1,55 @@
+"""``rmcompress sensitivity``: which layers and groups a model can lose to int8 or pruning."""
+from __future__ import annotations
+
+from rmcompress.config.rules import integer
+
+
+def add_parser(sub, parents):
+    p = sub.add_parser("sensitivity", parents=parents,
+                       help="validation drop per layer made int8 alone and per group pruned 50% alone",
+                       description="For every layer, the validation drop (and decision agreement with the "
+                                   "float model) when only that layer is int8; for every prunable group, "
+                                   "when only half of its units (the smallest weights) are removed. Prints "
+                                   "the table, worst first; with --out also writes sensitivity.csv, "
+                                   "sensitivity.md, sensitivity.png and report.json.")
+    p.add_argument("--model", required=True, help="model directory (from train, import or compress)")
+    p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
+    p.add_argument("--out", default=None, help="directory to write with the table and the bar chart")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--max-examples", type=integer, default=1000, metavar="N",
+                   help="validation rows (pairs) scored per variant")
+    p.add_argument("--calibration-samples", type=integer, default=200, metavar="N",
+                   help="training rows that calibrate the int8 ranges")
+    p.add_argument("--only", choices=("int8", "prune"), default=None,
+                   help="measure only one kind [default: both]")
+    return p
+
+
+def run(args) -> int:
+    from rmcompress.data.loaders import load_for_model
+    from rmcompress.data.vocab_fit import check_vocab_fits
+    from rmcompress.models.layout import check_model_dir
+
+    metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
+    check_vocab_fits(args.model, metadata)
+    data = load_for_model(args.data, metadata, training_columns=True)
+    if args.out:
+        from rmcompress.fileio import check_destination
+
+        check_destination(args.out, args.overwrite, inputs=[args.model, args.data])
+    from rmcompress.compression.sensitivity import sensitivity, text_table, write
+
+    df = sensitivity(args.model, data, args.max_examples, args.calibration_samples,
+                     int8=args.only in (None, "int8"), prune=args.only in (None, "prune"))
+    print(text_table(df))
+    if args.out:
+        from pathlib import Path
+
+        from rmcompress.fileio import atomic_dir
+
+        meta = {"model": str(args.model), "data": str(args.data)}
+        with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+            written = write(df, tmp, meta)
+        for path in written:
+            print(f"wrote {Path(args.out) / path.relative_to(tmp)}")
+    return 0
