@@ -73,6 +73,9 @@ def split_data(data, fraction: float, seed: int = 0, mode: str = "random"):
     """Split a :class:`PointwiseData`/:class:`PairwiseData` into ``(train, validation)``."""
     if mode not in SPLIT_MODES:
         raise UsageError(f"split mode {mode!r} unknown; allowed: {', '.join(SPLIT_MODES)}")
+    if not callable(getattr(data, "subset", None)) or getattr(data, "task", None) not in ("pointwise", "pairwise"):
+        raise UsageError(f"split_data: data is a {type(data).__name__}; pass loaded data "
+                         "(load_data(data, task) reads a file, a DataFrame or a datasets.Dataset)")
     texts = data.texts if data.task == "pointwise" else data.chosen
     source = getattr(data, "source", "")
     if mode == "sentences":
