@@ -11,3 +11,21 @@ def model_to_out_parser(sub, parents, name: str, *, help: str, description: str,
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return p
+
+
+def add_column_flags(p, names=None, title: str = "data columns"):
+    """The flags naming the data's columns (``--text-column``, ``--chosen-column``, ...), declared
+    once with the training settings (:func:`rmcompress.config.training.column_fields`), in the
+    help group ``title``."""
+    from rmcompress.config.training import COLUMN_SETTINGS, column_fields
+
+    group = p.add_argument_group(title)
+    for flag, kwargs in column_fields(names or COLUMN_SETTINGS):
+        group.add_argument(flag, **kwargs)
+
+
+def columns_of(args) -> dict:
+    """``{setting: column}`` of the column flags given on the command line."""
+    from rmcompress.config.training import COLUMN_SETTINGS
+
+    return {k: getattr(args, k) for k in COLUMN_SETTINGS if getattr(args, k, None) is not None}

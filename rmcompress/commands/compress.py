@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from rmcompress.commands._common import model_to_out_parser
+from rmcompress.commands._common import add_column_flags, columns_of, model_to_out_parser
 from rmcompress.config.rules import integer
 
 
@@ -22,6 +22,7 @@ def add_parser(sub, parents):
     p.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts (a text column; pairwise: pairs) the source model scores and the "
                         "budget pass distills on (recipes whose budget pass has distill > 0)")
+    add_column_flags(p, title="data columns (a column not named here: as the model's training run named it)")
     return p
 
 
@@ -36,7 +37,7 @@ def run(args) -> int:
     metadata = check_model_dir(args.model)
     recipe.check_model_file(args.model)
     check_vocab_fits(args.model, metadata)
-    data = load_for_model(args.data, metadata, training_columns=True)
+    data = load_for_model(args.data, metadata, training_columns=True, columns=columns_of(args))
     from rmcompress.compression.pipeline import compress
     from rmcompress.evaluation.table import format_table
 

@@ -1,6 +1,7 @@
 """``rmcompress evaluate``: accuracy, size, FLOPs, params, latency of any artifact on a data file."""
 from __future__ import annotations
 
+from rmcompress.commands._common import add_column_flags, columns_of
 from rmcompress.config.rules import integer
 
 
@@ -12,6 +13,7 @@ def add_parser(sub, parents):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--latency-runs", type=integer, default=200, help="timed runs (0: skip latency)")
     p.add_argument("--max-examples", type=integer, default=None, help="evaluate a seeded random subset")
+    add_column_flags(p)
     return p
 
 
@@ -25,7 +27,7 @@ def run(args) -> int:
     kind, path, metadata = resolve_artifact(args.model)  # bad input is reported before TensorFlow loads
     if kind == "keras":
         check_vocab_fits(path, metadata)
-    data = load_for_model(args.data, metadata, where=path)
+    data = load_for_model(args.data, metadata, where=path, columns=columns_of(args))
     from rmcompress.evaluation.evaluate import evaluate
     from rmcompress.evaluation.table import format_table
     from rmcompress.fileio import dumps_json

@@ -3,6 +3,8 @@ their margin) of a data file or stdin, by any artifact, as JSON lines or CSV
 (:mod:`rmcompress.evaluation.per_text`)."""
 from __future__ import annotations
 
+from rmcompress.commands._common import add_column_flags, columns_of
+
 FORMATS = ("jsonl", "csv")
 STDIN = "-"
 
@@ -16,6 +18,7 @@ def add_parser(sub, parents):
                    help="texts to score: a data file (a text column; pairwise: chosen and rejected) or - for stdin")
     p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format")
     p.add_argument("--out", default=None, help="write the rows to this file (default: stdout)")
+    add_column_flags(p, ("text_column", "prompt_column", "chosen_column", "rejected_column"))
     return p
 
 
@@ -30,12 +33,14 @@ def run(args) -> int:
     if kind == "keras":
         check_vocab_fits(path, metadata)
     source = "/dev/stdin" if args.data == STDIN else args.data
+    columns = columns_of(args)
     if metadata["task"] == "pairwise":
-        data = load_pairwise(source, task_hint=f"{path} is a pairwise model")
+        pair_columns = {k: v for k, v in columns.items() if k != "text_column"}
+        data = load_pairwise(source, task_hint=f"{path} is a pairwise model", **pair_columns)
         for note in data_notes(source, data.skipped, data.truncated):
             print(f"rmcompress score: note: {note}", file=sys.stderr)
     else:
-        data = load_texts(source)
+        data = load_texts(source, columns.get("text_column"))
     from rmcompress.evaluation.artifacts import open_artifact
     from rmcompress.evaluation.per_text import reward_rows
 

@@ -45,11 +45,26 @@ def train_config_from_args(args):
     return TrainConfig.from_flat(**{k: v for k, v in vars(args).items() if k in index})
 
 
+def _infer_task(args):
+    """The table of ``--data``, ``args.task`` set from its columns (or the column flags given)."""
+    from rmcompress.commands._common import columns_of
+    from rmcompress.data.loaders import infer_task
+    from rmcompress.data.tables import as_table
+
+    table = as_table(args.data)
+    args.task = infer_task(table, **columns_of(args))
+    print(f"rmcompress train: note: {args.data}: task {args.task}, told from its columns", file=sys.stderr)
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     from rmcompress.data.loaders import data_notes, load_training_data
 
+    data = args.data
+    if args.task is None:  # told from the columns; the file is read once
+        data = _infer_task(args)
     cfg = train_config_from_args(args)  # settings and data are checked before TensorFlow loads
-    data, validation = load_training_data(args.data, cfg, args.val_data)
+    data, validation = load_training_data(data, cfg, args.val_data)
     if validation is None and cfg.data.val_fraction:
         from rmcompress.data.split import resolve_mode
 

@@ -1,6 +1,10 @@
 """Allowed values shared by the CLI and the library (no heavy imports here: the CLI reads these
 before TensorFlow is imported, so its log noise can be silenced first)."""
 TASKS = ("pointwise", "pairwise")
+#: the settings naming a data table's columns, by the task whose loader reads them (``--...-column``)
+TASK_COLUMNS = {"pointwise": ("text_column", "label_column"),
+                "pairwise": ("prompt_column", "chosen_column", "rejected_column")}
+COLUMN_SETTINGS = TASK_COLUMNS["pointwise"] + TASK_COLUMNS["pairwise"]
 ARCHITECTURES = ("transformer", "cnn", "bow", "bert")
 QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
 EXPORT_FORMATS = ("savedmodel", "tflite")

@@ -27,8 +27,9 @@ import argparse
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Callable
 
-from rmcompress.config.choices import (ARCHITECTURES, DISTILL_LOSSES, GATE_INITS, HEAD_HIDDEN_ARCHS, KEEP_SIDES,
-                                      POINTWISE_LOSSES, SPLIT_MODES, TASKS, gate_schedule)
+from rmcompress.config.choices import (ARCHITECTURES, COLUMN_SETTINGS, DISTILL_LOSSES, GATE_INITS,
+                                       HEAD_HIDDEN_ARCHS, KEEP_SIDES, POINTWISE_LOSSES, SPLIT_MODES, TASKS,
+                                       gate_schedule)
 from rmcompress.config import memory
 from rmcompress.config.rules import (FRACTION, PATIENCE, SEED, Rule, above, at_least, check_value, closed,
                                      half_open, integer, number)
@@ -61,7 +62,7 @@ def option(default: Any = None, help: str = "", *, flat: str | None = None, flag
            type: Callable | None = None, choices: tuple | None = None, metavar: str | None = None,
            default_text: str | None = None, rule: Rule | None = None, cli: bool = True,
            negate: bool = False, required: bool = False, group: str | None = None,
-           factory: Callable | None = None):
+           factory: Callable | None = None, from_data: bool = False):
     """A config field with its CLI metadata.
 
     ``flat``: the flat name (default: the field name); ``flag``: the CLI flag (default
@@ -69,10 +70,11 @@ def option(default: Any = None, help: str = "", *, flat: str | None = None, flag
     are switches (``negate``: the flag turns the default ``True`` off, ``--no-...``);
     ``default_text``: how ``--help`` names a default that depends on other settings; ``rule``:
     the value's check (``None`` always passes); ``cli=False``: Python only; ``group``: the help
-    group (default: the section's ``TITLE``)."""
+    group (default: the section's ``TITLE``); ``from_data``: the flag's default is ``None``, and
+    the command tells the value from the data when it is not given."""
     meta = {"flat": flat, "flag": flag, "help": help, "type": type, "choices": choices, "metavar": metavar,
             "default_text": default_text, "rule": rule, "cli": cli, "negate": negate,
-            "required": required, "group": group}
+            "required": required, "group": group, "from_data": from_data}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -121,8 +123,12 @@ class DataOptions:
     """Which columns to read and how to split off the validation rows."""
 
     TITLE = "data"
-    text_column: str | None = option(None, "text column", default_text="detected from the header")
-    label_column: str | None = option(None, "label column", default_text="detected from the header")
+    text_column: str | None = option(None, "pointwise: the text column", default_text="detected from the header")
+    label_column: str | None = option(None, "pointwise: the label column", default_text="detected from the header")
+    prompt_column: str | None = option(None, "pairwise: the prompt column (optional; prepended to both texts)",
+                                       default_text="prompt, if present")
+    chosen_column: str | None = option(None, "pairwise: the column of the preferred texts", default_text="chosen")
+    rejected_column: str | None = option(None, "pairwise: the column of the other texts", default_text="rejected")
     val_fraction: float = option(0.1, "share of the rows held out for validation",
                                  rule=half_open(0, 1))
     split_mode: str = option("auto", "disjoint: drop training texts contained in a validation text (SST-2 "
@@ -133,6 +139,10 @@ class DataOptions:
 
     def __post_init__(self):
         _check_rules(self)
+        for name in COLUMN_SETTINGS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise UsageError(f"--{name.replace('_', '-')} {value!r}: expected a column name (a non-empty string)")
 
 
 @dataclass
@@ -326,7 +336,9 @@ class TrainConfig:
     """Every setting of a training run (module docstring)."""
 
     task: str = option("pointwise", "pointwise: one score per text; pairwise: chosen > rejected",
-                       choices=TASKS, required=True)
+                       choices=TASKS, from_data=True,
+                       default_text="told from the data's columns: chosen and rejected pairwise, a text and "
+                                    "a label column pointwise")
     loss: str | None = option(None, "pointwise loss", choices=POINTWISE_LOSSES,
                               default_text="bce for 0/1 labels, else mse", group="optimisation")
     center_coefficient: float = option(0.0, "pairwise reward centering c", group="optimisation",
@@ -343,6 +355,9 @@ class TrainConfig:
         for name, cls in SECTIONS.items():
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, cls(**getattr(self, name)))
+        if self.task is None:
+            raise UsageError(f"TrainConfig: task is needed ({' or '.join(TASKS)}); load_data(data).task tells it "
+                             "from the data's columns")
         _check_rules(self)
         pretrained = self.source.pretrained
         if self.optim.learning_rate is None:  # fine-tuning a pretrained start wants a small rate
@@ -492,7 +507,7 @@ def cli_fields():
             if m.get("negate"):
                 kwargs["default"] = True
         else:
-            kwargs["default"] = default
+            kwargs["default"] = None if m.get("from_data") else default
             kind = m.get("type") or (str if default is None else type(default))
             kwargs["type"] = {float: number, int: integer}.get(kind, kind)  # nan/inf refused by name
             if m.get("choices") is not None:
@@ -506,3 +521,12 @@ def cli_fields():
         else:
             kwargs["help"] = f"{m['help']} [default: {shown}]".replace("%", "%%")
         yield title, flag_of(f), kwargs
+
+
+def column_fields(names=COLUMN_SETTINGS):
+    """``(flag, argparse keyword arguments)`` of the column settings ``names``, as ``train`` declares
+    them (:func:`cli_fields`), for the other commands that read data."""
+    wanted = {"--" + n.replace("_", "-") for n in names}
+    for title, flag, kwargs in cli_fields():
+        if title == DataOptions.TITLE and flag in wanted:
+            yield flag, kwargs

@@ -6,8 +6,15 @@ Contracts
   *binary* task trained with binary cross-entropy on the reward logit; other numbers make a *real*
   task trained with MSE or MAE.
 - Pairwise: ``chosen`` and ``rejected`` (Anthropic HH-RLHF), or ``prompt``, ``chosen``,
-  ``rejected`` (TRL's format; the prompt is prepended to both). An optional numeric ``margin``
-  column is the per-pair margin of the loss ``-log sigmoid(r_c - r_r - margin)``.
+  ``rejected`` (TRL's format; the prompt is prepended to both), each column found by its name in
+  any case or named by the caller (``prompt_column``, ``chosen_column``, ``rejected_column``). A
+  cell may hold a conversation (TRL's conversational format: a list of ``{"role", "content"}``
+  messages), written as plain text by :mod:`rmcompress.data.conversation`. An optional numeric
+  ``margin`` column is the per-pair margin of the loss ``-log sigmoid(r_c - r_r - margin)``.
+- The data is anything :func:`rmcompress.data.tables.as_table` reads: a file, a pandas
+  ``DataFrame``, a ``datasets.Dataset``, a list of dicts. :func:`infer_task` tells the task from
+  the columns (chosen + rejected: pairwise; a text and a label column: pointwise); both or neither
+  is an error naming the source and the columns.
 - Rows with empty/whitespace-only text and pairs whose chosen equals rejected are skipped and
   counted (``skipped``); if nothing is left, :class:`DataError`. NaN or non-numeric labels are
   errors naming the file and line. Texts longer than ``max_chars`` characters are cut (keeping the
@@ -19,21 +26,23 @@ Contracts
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from rmcompress.data.formats import LINE_COLUMN, read_table
+from rmcompress.config.choices import COLUMN_SETTINGS, TASK_COLUMNS, TASKS
+from rmcompress.config.validation import suggest
+from rmcompress.data.conversation import is_conversation, render
+from rmcompress.data.formats import LINE_COLUMN
 from rmcompress.data.split import check_split_sizes
+from rmcompress.data.tables import ACCEPTED, Table, as_table, is_table_like
 from rmcompress.errors import DataError, UsageError
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "input", "comment", "utterance")
 LABEL_COLUMNS = ("label", "labels", "score", "reward", "rating", "target", "y")
 PAIR_COLUMNS = ("chosen", "rejected")
 MAX_CHARS = 20_000
-from rmcompress.config.choices import TASKS
 
 
 @dataclass
@@ -105,15 +114,63 @@ def _find_column(df: pd.DataFrame, wanted: str | None, candidates: tuple, what: 
     )
 
 
-def detect_task(df: pd.DataFrame) -> str | None:
-    """``"pairwise"`` if the frame has chosen/rejected columns, ``"pointwise"`` if it has a text
-    and a label column, else ``None``."""
+def fitting_tasks(df: pd.DataFrame) -> list[str]:
+    """The tasks whose columns the frame has by their usual names: ``pairwise`` (chosen and
+    rejected), ``pointwise`` (a text and a label column)."""
     lower = {str(c).lower() for c in df.columns}
+    found = []
     if all(c in lower for c in PAIR_COLUMNS):
-        return "pairwise"
+        found.append("pairwise")
     if any(c in lower for c in TEXT_COLUMNS) and any(c in lower for c in LABEL_COLUMNS):
-        return "pointwise"
-    return None
+        found.append("pointwise")
+    return found
+
+
+def detect_task(df: pd.DataFrame) -> str | None:
+    """The one task the frame's columns fit (:func:`fitting_tasks`), else ``None``."""
+    found = fitting_tasks(df)
+    return found[0] if len(found) == 1 else None
+
+
+def infer_task(data, **columns) -> str:
+    """The task of ``data`` (anything :func:`~rmcompress.data.tables.as_table` reads) told from its
+    columns: the task whose columns are named in ``columns`` (``text_column``, ``chosen_column``,
+    ...), else the one task its column names fit. Columns that fit both tasks or neither: a
+    :class:`DataError` naming the source and the columns found; columns named for both tasks: a
+    :class:`UsageError`."""
+    _check_column_arguments("infer_task", columns)
+    table = as_table(data)
+    named = [task for task, names in TASK_COLUMNS.items() if any(columns.get(n) is not None for n in names)]
+    if len(named) == 2:
+        flags = [_flag(n) for n in COLUMN_SETTINGS if columns.get(n) is not None]
+        raise UsageError(f"{table.source}: {', '.join(flags)} name columns of both tasks; pass --task, or "
+                         "name only one task's columns")
+    if named:
+        return named[0]
+    found = fitting_tasks(table.frame)
+    if len(found) == 1:
+        return found[0]
+    cols = table.columns
+    if found:
+        raise DataError(f"{table.source}: the columns {cols} fit both tasks (pairwise: chosen and rejected; "
+                        "pointwise: a text and a label column); pass --task pointwise or --task pairwise")
+    raise DataError(f"{table.source}: cannot tell the task from the columns {cols}: pairwise needs chosen and "
+                    "rejected, pointwise a text and a label column; pass --task, or name the columns with "
+                    "--chosen-column/--rejected-column or --text-column/--label-column")
+
+
+def _flag(argument: str) -> str:
+    return "--" + argument.replace("_", "-")
+
+
+def _check_column_arguments(function: str, columns: dict) -> None:
+    """Unknown column arguments, or names that are not strings: one :class:`UsageError` line."""
+    for name, value in columns.items():
+        if name not in COLUMN_SETTINGS:
+            raise UsageError(f"{function}: unknown argument {name!r}{suggest(name, COLUMN_SETTINGS)}; allowed: "
+                             f"{', '.join(COLUMN_SETTINGS)}")
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{function}: {name} is a {type(value).__name__}, expected a column name (a string)")
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -128,7 +185,10 @@ class _Cleaner:
         self.src, self.max_chars, self.truncated = src, int(max_chars), 0
 
     def text(self, value, line: int, keep: str, what: str = "text") -> str | None:
-        """The text, cut to ``max_chars`` (keeping the ``keep`` side), or ``None`` when empty."""
+        """The text, cut to ``max_chars`` (keeping the ``keep`` side), or ``None`` when empty. A
+        conversation (a list of messages) is written as text first (:mod:`rmcompress.data.conversation`)."""
+        if is_conversation(value):
+            value = render(value, f"{self.src}:{line}: {what}")
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
         if not isinstance(value, str):
@@ -182,22 +242,23 @@ class _Cleaner:
 
 def _mismatch(df: pd.DataFrame, task: str, src: str, hint: str | None = None) -> None:
     found = detect_task(df)
-    if found is not None and found != task:
+    if found is not None and found != task:  # data that fits both tasks is loaded as told
         cols = [c for c in df.columns if c != LINE_COLUMN]
         hint = hint or f"the task is {task}; use --task {found}"
         raise DataError(f"{src}: this looks like {found} data (columns {cols}) but {hint}")
 
 
-def load_pointwise(path, text_column: str | None = None, label_column: str | None = None,
+def load_pointwise(data, text_column: str | None = None, label_column: str | None = None,
                    label_kind: str | None = None, max_chars: int = MAX_CHARS,
                    task_hint: str | None = None) -> PointwiseData:
-    """Load a pointwise file (see module docstring). ``label_kind`` forces ``binary``/``real``;
-    with ``binary``, labels outside {0, 1} are errors naming the line. ``task_hint`` replaces the
-    advice given when the file looks like pairwise data."""
+    """Load pointwise data: a file or a table (see module docstring). ``label_kind`` forces
+    ``binary``/``real``; with ``binary``, labels outside {0, 1} are errors naming the line.
+    ``task_hint`` replaces the advice given when the data looks like pairwise data."""
     if label_kind not in (None, "binary", "real"):
         raise DataError(f"label kind {label_kind!r} unknown; allowed: binary, real")
-    df = read_table(path)
-    src = str(path)
+    _check_column_arguments("load_pointwise", {"text_column": text_column, "label_column": label_column})
+    table = as_table(data)
+    df, src = table.frame, table.source
     if text_column is None and label_column is None:
         _mismatch(df, "pointwise", src, task_hint)
     tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
@@ -234,23 +295,35 @@ def _join_prompt(prompt: str | None, response: str) -> str:
     return prompt + "\n" + response
 
 
-def load_pairwise(path, max_chars: int = MAX_CHARS, task_hint: str | None = None) -> PairwiseData:
-    """Load a pairwise file (see module docstring)."""
-    df = read_table(path)
-    src = str(path)
-    _mismatch(df, "pairwise", src, task_hint)
+def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None,
+                  prompt_column: str | None = None, chosen_column: str | None = None,
+                  rejected_column: str | None = None) -> PairwiseData:
+    """Load pairwise data: a file or a table (see module docstring); the ``..._column`` arguments
+    name columns that are not called ``prompt``, ``chosen`` and ``rejected``."""
+    named = {"prompt_column": prompt_column, "chosen_column": chosen_column, "rejected_column": rejected_column}
+    _check_column_arguments("load_pairwise", named)
+    table = as_table(data)
+    df, src = table.frame, table.source
+    if chosen_column is None and rejected_column is None:
+        _mismatch(df, "pairwise", src, task_hint)
     lower = {str(c).lower(): c for c in df.columns}
-    missing = [c for c in PAIR_COLUMNS if c not in lower]
+    missing = [c for c, given in zip(PAIR_COLUMNS, (chosen_column, rejected_column))
+               if given is None and c not in lower]
     if missing:
-        cols = [c for c in df.columns if c != LINE_COLUMN]
         raise DataError(f"{src}: pairwise data needs columns chosen and rejected; missing {missing}; "
-                        f"columns found: {cols}")
-    prompts = df[lower["prompt"]].tolist() if "prompt" in lower else [None] * len(df)
+                        f"columns found: {table.columns}; name them with --chosen-column/--rejected-column")
+    ccol = _find_column(df, chosen_column, ("chosen",), "chosen", src)
+    rcol = _find_column(df, rejected_column, ("rejected",), "rejected", src)
+    pcol = (_find_column(df, prompt_column, ("prompt",), "prompt", src)
+            if prompt_column is not None or "prompt" in lower else None)
+    if ccol == rcol:
+        raise DataError(f"{src}: the chosen and rejected columns are both {ccol!r}")
+    prompts = df[pcol].tolist() if pcol is not None else [None] * len(df)
     margins = df[lower["margin"]].tolist() if "margin" in lower else [0.0] * len(df)
     clean = _Cleaner(src, max_chars)
     chosen, rejected, margin = [], [], []
     empty = same = 0
-    rows = zip(prompts, df[lower["chosen"]].tolist(), df[lower["rejected"]].tolist(), margins,
+    rows = zip(prompts, df[ccol].tolist(), df[rcol].tolist(), margins,
                df[LINE_COLUMN].tolist())
     for p, c, r, m, line in rows:
         prompt = clean.text(p, line, "end", "prompt") if p is not None else None
@@ -274,33 +347,63 @@ def load_pairwise(path, max_chars: int = MAX_CHARS, task_hint: str | None = None
                         truncated=clean.truncated)
 
 
-def load_data(path, task: str, **kwargs) -> PointwiseData | PairwiseData:
-    """Load ``path`` for ``task`` (``pointwise`` or ``pairwise``); keyword args go to the loader
-    (pointwise-only ones are ignored for pairwise)."""
-    if task == "pointwise":
-        return load_pointwise(path, **kwargs)
-    if task == "pairwise":
-        kwargs = {k: v for k, v in kwargs.items() if k in ("max_chars", "task_hint")}
-        return load_pairwise(path, **kwargs)
-    raise DataError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+#: the keyword arguments of :func:`load_data` besides the columns, and the task they apply to
+LOAD_OPTIONS = {"label_kind": "pointwise", "max_chars": None, "task_hint": None}
 
 
-def load_for_model(data, metadata: dict, where=None, training_columns: bool = False):
-    """``data`` (a path, or data already loaded) for a model whose ``metadata.json`` is ``metadata``:
-    the model's task; labels must be 0/1 for a pointwise model trained with binary cross-entropy
-    (a line with another value is named); with ``training_columns``, the text and label columns its
-    training run used. Needs no TensorFlow, so the CLI checks data before TensorFlow loads."""
+def load_data(data, task: str | None = None, **kwargs) -> PointwiseData | PairwiseData:
+    """Load ``data`` (a file path, a pandas ``DataFrame``, a ``datasets.Dataset``, a list of dicts:
+    :func:`rmcompress.data.tables.as_table`) for ``task`` (``pointwise`` or ``pairwise``; ``None``:
+    told from the columns, :func:`infer_task`). Keyword args go to the task's loader
+    (``text_column``, ``label_column``, ``label_kind`` pointwise; ``prompt_column``,
+    ``chosen_column``, ``rejected_column`` pairwise; ``max_chars``, ``task_hint`` both); those of
+    the other task are ignored."""
+    unknown = [k for k in kwargs if k not in COLUMN_SETTINGS and k not in LOAD_OPTIONS]
+    if unknown:
+        allowed = list(COLUMN_SETTINGS) + list(LOAD_OPTIONS)
+        raise UsageError(f"load_data: unknown argument {unknown[0]!r}{suggest(unknown[0], allowed)}; allowed: "
+                         f"{', '.join(allowed)}")
+    if task is not None and task not in TASKS:
+        raise UsageError(f"load_data: task {task!r} unknown; allowed: {', '.join(TASKS)}{suggest(task, TASKS)}")
+    columns = {k: v for k, v in kwargs.items() if k in COLUMN_SETTINGS}
+    _check_column_arguments("load_data", columns)
+    if isinstance(data, (PointwiseData, PairwiseData)):
+        if task is not None and data.task != task:
+            raise UsageError(f"load_data: data is already loaded as {data.task} data, but the task is {task}")
+        return data
+    if not is_table_like(data):
+        raise UsageError(f"load_data: data is a {type(data).__name__}; pass {ACCEPTED}")
+    table = as_table(data)
+    if task is None:
+        task = infer_task(table, **columns)
+    kwargs = {k: v for k, v in kwargs.items()
+              if k in TASK_COLUMNS[task] or LOAD_OPTIONS.get(k, "") in (None, task)}
+    return load_pointwise(table, **kwargs) if task == "pointwise" else load_pairwise(table, **kwargs)
+
+
+def _columns(source: dict) -> dict:
+    """The column arguments held by ``source`` (settings, a saved train config): those not None."""
+    return {k: source.get(k) for k in COLUMN_SETTINGS if source.get(k) is not None}
+
+
+def load_for_model(data, metadata: dict, where=None, training_columns: bool = False,
+                   columns: dict | None = None):
+    """``data`` (a path, a table :func:`~rmcompress.data.tables.as_table` reads, or data already
+    loaded) for a model whose ``metadata.json`` is ``metadata``: the model's task; labels must be
+    0/1 for a pointwise model trained with binary cross-entropy (a line with another value is
+    named); the columns named in ``columns`` (``text_column``, ``chosen_column``, ...), the others
+    (with ``training_columns``) as its training run named them. Needs no TensorFlow, so the CLI
+    checks data before TensorFlow loads."""
     task = metadata["task"]
     if isinstance(data, (PointwiseData, PairwiseData)):
         loaded = data
     else:
         kwargs = {"task_hint": f"{where} is a {task} model"} if where else {}
-        if task == "pointwise":
-            if (metadata.get("loss") or "bce") == "bce":
-                kwargs["label_kind"] = "binary"
-            if training_columns:
-                tc = metadata.get("train_config") or {}
-                kwargs.update(text_column=tc.get("text_column"), label_column=tc.get("label_column"))
+        if task == "pointwise" and (metadata.get("loss") or "bce") == "bce":
+            kwargs["label_kind"] = "binary"
+        if training_columns:
+            kwargs.update(_columns(metadata.get("train_config") or {}))
+        kwargs.update(_columns(columns or {}))
         loaded = load_data(data, task, **kwargs)
     if loaded.task != task:
         raise DataError(f"{loaded.source}: {loaded.task} data, but the model is {task}")
@@ -313,20 +416,27 @@ def load_training_data(data, cfg, validation=None):
     (0/1 labels required when its loss is ``bce``), loaded data passed through; both checked against
     its task. ``validation`` stays None when not given. Needs no TensorFlow, so the CLI checks the
     data before TensorFlow loads."""
-    columns = {"text_column": cfg.data.text_column, "label_column": cfg.data.label_column}
-    if isinstance(data, (str, os.PathLike)):
+    columns = _columns(vars(cfg.data))
+    if not isinstance(data, (PointwiseData, PairwiseData)):
         kwargs = {"label_kind": "binary"} if cfg.task == "pointwise" and cfg.loss == "bce" else {}
-        data = load_data(data, cfg.task, **columns, **kwargs)
+        data = load_data(_table(data, "data"), cfg.task, **columns, **kwargs)
     if data.task != cfg.task:
         raise UsageError(f"data is {data.task} but the task is {cfg.task}")
-    if isinstance(validation, (str, os.PathLike)):
-        validation = load_data(validation, cfg.task, **columns)
+    if validation is not None and not isinstance(validation, (PointwiseData, PairwiseData)):
+        validation = load_data(_table(validation, "validation"), cfg.task, **columns)
     if validation is not None and validation.task != cfg.task:
         raise UsageError(f"validation data is {validation.task} but the task is {cfg.task}")
     check_learnable(data)
     if validation is None:
         check_split_sizes(len(data), cfg.data.val_fraction, data.source)
     return data, validation
+
+
+def _table(data, argument: str) -> Table:
+    """``data`` as a table, a wrong type named as ``argument`` of ``train``."""
+    if not is_table_like(data):
+        raise UsageError(f"train: {argument} is a {type(data).__name__}; pass {ACCEPTED} (or data from load_data)")
+    return as_table(data, argument)
 
 
 def check_learnable(data) -> None:
@@ -339,14 +449,6 @@ def check_learnable(data) -> None:
         what = ("class" if data.label_kind == "binary" else "value")
         raise DataError(f"{data.source or 'the training data'}: every label is {values[0]:g} ({len(data)} rows): training needs more "
                         f"than one {what}" + (" (0 and 1)" if data.label_kind == "binary" else ""))
-
-
-def infer_task(path) -> str:
-    """Guess the task of a data file from its columns (used by ``evaluate`` when no model says)."""
-    task = detect_task(read_table(path))
-    if task is None:
-        raise DataError(f"{path}: cannot tell the task from its columns; pass --task")
-    return task
 
 
 SKIP_REASONS = {"empty_text": "with empty or whitespace-only text",
@@ -365,11 +467,12 @@ def data_notes(source, skipped: dict | None, truncated: int = 0) -> list[str]:
     return notes
 
 
-def load_texts(path, text_column: str | None = None, max_chars: int = MAX_CHARS) -> list[str]:
-    """Unlabeled texts (for distillation): the text column of a table; any label column is ignored.
-    Empty texts are skipped; none left is a :class:`DataError`."""
-    df = read_table(path)
-    src = str(path)
+def load_texts(data, text_column: str | None = None, max_chars: int = MAX_CHARS) -> list[str]:
+    """Unlabeled texts (for distillation, scoring): the text column of a file or table; any label
+    column is ignored. Empty texts are skipped; none left is a :class:`DataError`."""
+    _check_column_arguments("load_texts", {"text_column": text_column})
+    table = as_table(data)
+    df, src = table.frame, table.source
     tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
     clean = _Cleaner(src, max_chars)
     texts = [t for t in (clean.text(v, line, "start")

@@ -113,6 +113,11 @@ def resolve_mode(data, mode: str) -> tuple[str, str]:
 
 def split_data(data, fraction: float, seed: int = 0, mode: str = "auto"):
     """Split a :class:`PointwiseData`/:class:`PairwiseData` into ``(train, validation)``."""
+    if not callable(getattr(data, "subset", None)) or getattr(data, "task", None) not in ("pointwise", "pairwise"):
+        raise UsageError(f"split_data: data is a {type(data).__name__}; pass loaded data "
+                         "(load_data(data, task) reads a file, a DataFrame or a datasets.Dataset)")
+    if mode not in SPLIT_MODES:
+        raise UsageError(f"split mode {mode!r} unknown; allowed: {', '.join(SPLIT_MODES)}")
     mode = resolve_mode(data, mode)[0] if fraction > 0 else "random"
     texts = data.texts if data.task == "pointwise" else data.chosen
     source = getattr(data, "source", "")

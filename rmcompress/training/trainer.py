@@ -336,7 +336,10 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
           callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
           build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
           backup: bool = True, validation=None, tokenizer: Tokenizer | None = None) -> TrainResult:
-    """Train a reward model on ``data`` (a path or loaded data) and optionally save it to ``out_dir``.
+    """Train a reward model on ``data`` and optionally save it to ``out_dir``. ``data`` (and
+    ``validation``) is a file path, a pandas ``DataFrame``, a ``datasets.Dataset``, a list of dicts
+    (:func:`rmcompress.data.tables.as_table`) or data from ``load_data``; ``cfg`` a
+    :class:`TrainConfig` whose task and columns say how to read it.
 
     ``build_training_model(scorer, cfg, loss)`` may replace the default training wrapper (used by
     complexity-aware and distillation training). With ``out_dir`` and ``backup``, progress is backed
@@ -344,6 +347,9 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
     ``data`` trains. Returns the bundle, history and report.
     """
+    if not isinstance(cfg, TrainConfig):
+        raise UsageError(f"train: cfg is a {type(cfg).__name__}, expected a TrainConfig "
+                         "(e.g. TrainConfig.from_flat(task='pairwise', epochs=2))")
     strategy = strategy or tf.distribute.get_strategy()
     use_backup = _prepare_output(out_dir, overwrite, resume, backup, strategy,
                                  [data, validation, cfg.source.init, cfg.source.backbone, cfg.distill.teacher,
