@@ -24,6 +24,7 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.compression.exportplan import ExportPlan
+from rmcompress.config.choices import COLUMN_SETTINGS
 from rmcompress.compression.functional import flat_functional
 from rmcompress.data.loaders import PairwiseData, PointwiseData, load_for_model
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
@@ -130,7 +131,7 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
     extra = None
     if unlabeled is not None:
         tc = bundle.metadata.get("train_config") or {}
-        extra = load_unlabeled(unlabeled, task, tc.get("text_column") if task == "pointwise" else None)
+        extra = load_unlabeled(unlabeled, task, {k: tc.get(k) for k in COLUMN_SETTINGS})
     train, val = encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer)
     model, flattened = flat_functional(bundle.model, all_ids(val)[:256])
     return CompressState(model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,

@@ -298,13 +298,16 @@ def teacher_targets(bundle, data, batch_size: int = 128) -> np.ndarray:
     return teacher_rewards(bundle, data.texts, batch_size)
 
 
-def load_unlabeled(path, task: str, text_column: str | None = None):
+def load_unlabeled(path, task: str, columns: dict | None = None):
     """Unlabeled data: pointwise a text column (labels ignored, set to 0); pairwise chosen/rejected
-    columns whose order carries no preference (only the teacher's margin is used)."""
-
+    columns whose order carries no preference (only the teacher's margin is used). ``columns``:
+    ``{setting: column}`` of the column settings (``text_column``, ``prompt_column``,
+    ``chosen_column``, ``rejected_column``) the training data was read with; missing ones default."""
+    columns = columns or {}
     if task == "pairwise":
-        return load_pairwise(path)
-    texts = load_texts(path, text_column)
+        return load_pairwise(path, **{k: columns.get(k) for k in ("prompt_column", "chosen_column",
+                                                                   "rejected_column")})
+    texts = load_texts(path, columns.get("text_column"))
     return PointwiseData(texts, np.zeros(len(texts), np.float32), "binary", str(path))
 
 
@@ -347,10 +350,11 @@ class DistillationPlan:
     @classmethod
     def prepare(cls, teacher: str, task: str, loss: str, train_data, val_data=None,
                 settings: DistillSettings | None = None, unlabeled: str | None = None,
-                text_column: str | None = None, batch_size: int = 128,
+                columns: dict | None = None, batch_size: int = 128,
                 split_settings: tuple | None = None) -> "DistillationPlan":
         """Load the teacher directory, check it fits the task, score train/val/unlabeled texts.
 
+        ``columns``: the column settings the training data was read with (:func:`load_unlabeled`).
         ``split_settings`` = the student's ``(val_fraction, seed, split_mode)`` (None: its split
         was given explicitly), compared with the teacher's to flag possible validation leakage."""
         settings = settings or DistillSettings()
@@ -362,7 +366,7 @@ class DistillationPlan:
             if t_loss is not None and t_loss != loss:
                 raise UsageError(f"{teacher}: teacher trained with {t_loss} but the student uses {loss}; "
                                  "their rewards are on different scales")
-        extra = load_unlabeled(unlabeled, task, text_column) if unlabeled else None
+        extra = load_unlabeled(unlabeled, task, columns) if unlabeled else None
         n_augmented = 0
         if settings.augment:
             if task != "pointwise":

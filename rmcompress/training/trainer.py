@@ -27,6 +27,7 @@ from pathlib import Path
 
 from rmcompress import faults
 from rmcompress._keras import keras, tf
+from rmcompress.config.choices import COLUMN_SETTINGS
 from rmcompress.config.schedule import split_finetune, step_plan
 from rmcompress.config.training import DEFAULT_SEQ_LEN, TrainConfig
 from rmcompress.data.loaders import load_training_data
@@ -141,7 +142,7 @@ def _teacher_plan(cfg: TrainConfig, task: Task, train_data, val_data, split_give
     return DistillationPlan.prepare(
         dc.teacher, cfg.task, task.loss, train_data, val_data,
         DistillSettings(dc.weight, dc.loss, dc.temperature, dc.features, augment=dc.augment),
-        dc.unlabeled, d.text_column,
+        dc.unlabeled, {k: getattr(d, k) for k in COLUMN_SETTINGS},
         split_settings=None if split_given else (d.val_fraction, d.seed, d.split_mode))
 
 

@@ -116,7 +116,7 @@ def test_teacher_scores_use_the_teachers_tokenizer_and_unlabeled_rows_join(point
     tr, va = split_data(data, 0.1, 0)
     pd.DataFrame({"text": ["a truly superb film", "utterly tedious plot", " "]}).to_csv(tmp_path / "u.csv", index=False)
     plan = DistillationPlan.prepare(str(teachers["pointwise"].out_dir), "pointwise", "bce", tr, va,
-                                    unlabeled=str(tmp_path / "u.csv"), split_settings=(0.1, 0, "random"))
+                                    unlabeled=str(tmp_path / "u.csv"), split_settings=(0.1, 0, "auto"))
     expect = teacher.model.predict(teacher.tokenizer.encode(tr.texts), verbose=0).reshape(-1)
     np.testing.assert_allclose(plan.train_targets, expect, atol=1e-6)
     assert plan.info["n_unlabeled"] == 2 and plan.info["teacher_same_split"] is True
@@ -304,3 +304,17 @@ def test_train_with_distill_features_from_a_teacher_copy(pointwise_file, teacher
         train(pointwise_file, tiny(width=8, hidden=8, teacher=t, distill_features=1.0), verbose=0)
     with pytest.raises(UsageError, match="--distill-features needs --teacher"):
         tiny(distill_features=1.0)
+
+
+def test_unlabeled_rows_are_read_with_the_training_column_names(tmp_path):
+    import pandas as pd
+
+    from rmcompress.training.distill import load_unlabeled
+
+    pd.DataFrame({"q": ["hi?", "ok?"], "good": ["yes", "sure"], "bad": ["no", "nope"]}).to_json(
+        tmp_path / "u.jsonl", orient="records", lines=True)
+    pairs = load_unlabeled(tmp_path / "u.jsonl", "pairwise",
+                           {"prompt_column": "q", "chosen_column": "good", "rejected_column": "bad", "text_column": None})
+    assert len(pairs) == 2 and pairs.chosen[0].startswith("hi?") and pairs.chosen[0].endswith("yes")
+    pd.DataFrame({"body": ["a film", "a plot"]}).to_csv(tmp_path / "u.csv", index=False)
+    assert load_unlabeled(tmp_path / "u.csv", "pointwise", {"text_column": "body"}).texts == ["a film", "a plot"]
