@@ -36,6 +36,7 @@ _API = {
     "compress": "rmcompress.compression.pipeline",
     "Recipe": "rmcompress.compression.recipe",
     "sensitivity": "rmcompress.compression.sensitivity",
+    "search": "rmcompress.compression.search",
     "count": "rmcompress.models.structure",
     "shrink": "rmcompress.structured.shrink",
     "gated_copy": "rmcompress.structured.gating",

@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 
-COMMANDS = ["train", "import", "shrink", "compress", "sensitivity", "export", "evaluate", "score", "report", "demo"]
+COMMANDS = ["train", "import", "shrink", "compress", "search", "sensitivity", "export", "evaluate", "score", "report", "demo"]
 #: subcommands whose module name differs from the command (a Python keyword)
 MODULES = {"import": "import_"}
 #: flags (argparse ``dest``) naming what a command writes, and what it reads (see ``rmcompress.ownership``)

@@ -6,7 +6,8 @@ commit (``fileio.atomic_dir``):
 1. **Manifest.** Every directory rmcompress commits holds ``.rmcompress-manifest.json``, written
    into the temporary folder as its last file, just before the rename: format, artifact kind,
    rmcompress version, creation time and, for every file, its relative path, size, sha256 and
-   mtime. ``signature`` is the sha256 of the canonical JSON (sorted keys, no spaces) of everything
+   mtime; and every folder it wrote that holds no file (a SavedModel's empty ``assets/``).
+   ``signature`` is the sha256 of the canonical JSON (sorted keys, no spaces) of everything
    else, so a manifest edited by hand no longer matches itself (a content check, not a secret).
    An existing directory may be replaced only when it holds no file, or when its manifest is
    intact and every file on disk is listed with the same size and sha256 (a file whose size and
@@ -101,10 +102,12 @@ def write_manifest(root: str | os.PathLike, kind: str | None = None) -> Path:
     root = Path(root)
     files = [{"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(root / rel)}
              for rel, st in _entries(root) if rel != MANIFEST and stat.S_ISREG(st.st_mode)]
+    empty = sorted(Path(d).relative_to(root).as_posix() for d, dirs, names in os.walk(root)
+                   if not dirs and not names and Path(d) != root)
     body = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "kind": kind or _kind(root),
             "rmcompress_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "files": files}
+            "files": files, "folders": empty}
     path = root / MANIFEST
     with open(path, "w", encoding="utf-8") as f:
         json.dump({**body, "signature": _signature(body)}, f, indent=1, sort_keys=True)
@@ -138,11 +141,12 @@ def read_manifest(root: str | os.PathLike) -> tuple[dict | None, str]:
 
 def foreign_files(root: str | os.PathLike, manifest: dict) -> list[str]:
     """Entries under ``root`` that ``manifest`` does not vouch for: unlisted, changed (marked
-    ``(changed)``), links and special files, and folders that hold none of the listed files (an
-    empty folder of the user's, ``name/``). Files the manifest lists but that are gone are fine."""
+    ``(changed)``), links and special files, and folders that hold none of the listed files and
+    are not listed empty folders (an empty folder of the user's, ``name/``). Files the manifest lists but that are gone are fine."""
     root = Path(root)
     listed = {e["path"]: e for e in manifest["files"]}
-    folders = {parent.as_posix() for rel in listed for parent in Path(rel).parents if parent.as_posix() != "."}
+    ours = list(listed) + [f"{d}/_" for d in manifest.get("folders", []) if isinstance(d, str)]
+    folders = {parent.as_posix() for rel in ours for parent in Path(rel).parents if parent.as_posix() != "."}
     bad = []
     for dirpath, dirnames, _ in os.walk(root):  # a folder holding none of the listed files is not ours
         for name in sorted(dirnames):

@@ -346,3 +346,15 @@ def test_an_output_under_a_file_is_a_one_line_error(cli, tmp_path, model_dir, po
     assert rc == 2
     assert _one_line(err) == f"rmcompress {command}: error: {out}: cannot write {notes / 'sub'}: Not a directory"
     assert notes.read_text() == "keep me"
+
+
+def test_empty_folders_rmcompress_wrote_are_its_own(tmp_path):
+    from rmcompress.ownership import foreign_files, read_manifest, write_manifest
+
+    (tmp_path / "saved_model" / "assets").mkdir(parents=True)  # what a SavedModel export leaves
+    (tmp_path / "saved_model" / "saved_model.pb").write_bytes(b"pb")
+    write_manifest(tmp_path)
+    manifest, _ = read_manifest(tmp_path)
+    assert manifest["folders"] == ["saved_model/assets"] and foreign_files(tmp_path, manifest) == []
+    (tmp_path / "notes").mkdir()  # a user's empty folder still is not
+    assert foreign_files(tmp_path, manifest) == ["notes/"]

@@ -12,7 +12,7 @@ PUBLIC = ["TrainConfig", "train", "ArchConfig", "build_reward_model", "from_kera
           "load_model_dir", "save_model_dir",
           "RewardTrainingModel", "ComplexityAwareModel", "ComplexityTerm", "BudgetController",
           "BudgetEarlyStopping", "ComplexityLogger", "Tokenizer", "load_data", "split_data",
-          "export_model", "evaluate", "compress", "Recipe", "sensitivity", "count", "shrink", "gated_copy", "structure_of",
+          "export_model", "evaluate", "compress", "Recipe", "sensitivity", "search", "count", "shrink", "gated_copy", "structure_of",
           "budget_compress", "RMCompressError"]
 SUBPACKAGES = ["config", "layers", "data", "cost", "models", "runtime", "structured", "training", "evaluation",
                "export", "compression", "commands"]

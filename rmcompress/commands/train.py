@@ -65,18 +65,17 @@ def run(args: argparse.Namespace) -> int:
         data = _infer_task(args)
     cfg = train_config_from_args(args)  # settings and data are checked before TensorFlow loads
     data, validation = load_training_data(data, cfg, args.val_data)
-    if validation is None and cfg.data.val_fraction:
-        from rmcompress.data.split import resolve_mode
-
-        note = resolve_mode(data, cfg.data.split_mode)[1]
-        if note:
-            print(f"rmcompress train: note: {note}", file=sys.stderr)
     from rmcompress.evaluation.table import format_table
     from rmcompress.training.trainer import train
 
     result = train(data, cfg, args.out, overwrite=args.overwrite,
                    verbose=1 if sys.stdout.isatty() else 2, resume=args.resume, validation=validation)
-    for note in data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0)):
+    notes = data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0))
+    if validation is None and cfg.data.val_fraction:
+        from rmcompress.data.split import resolve_mode
+
+        notes.append(resolve_mode(data, cfg.data.split_mode)[1])
+    for note in filter(None, notes):
         print(f"rmcompress train: note: {note}", file=sys.stderr)
     print(format_table([{"name": str(args.out), **result.report}]))
     print(f"wrote {args.out}")

@@ -24,15 +24,14 @@ def test_train_export_evaluate(tmp_path, pointwise_file, capsys):
     assert report["kind"] == "tflite" and 0 <= report["accuracy"] <= 1 and report["latency_runs"] == 200
 
 
-def test_train_keeps_phrases_of_validation_sentences_out_of_training_and_says_so(tmp_path, capsys):
+def test_train_keeps_phrases_of_validation_sentences_out_of_training_and_says_so(tmp_path, cli):
     sentences = [f"the {a} film was {b}" for a in ("long", "short", "odd", "new", "old") for b in ("good", "bad", "fine")]
     rows = sentences + [s.split(" was ")[0] for s in sentences[::3]]  # phrases inside the sentences
     data = tmp_path / "phrases.tsv"
     data.write_text("text\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(rows)))
-    capsys.readouterr()
-    assert main(["train", "--data", str(data), "--task", "pointwise", "--out", str(tmp_path / "m"), *TINY,
-                 "--val-fraction", "0.2"]) == 0
-    err = capsys.readouterr().err
+    rc, _, err = cli("train", "--data", data, "--task", "pointwise", "--out", tmp_path / "m", *TINY,
+                     "--val-fraction", "0.2")
+    assert rc == 0, err
     assert f"note: {data}: 5 of 20 texts occur inside another text" in err and "split sentences" in err
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["split"] == "sentences" and report["n_examples"] == 3  # 0.2 of the 15 full sentences

@@ -1,0 +1,85 @@
+"""``rmcompress search``: the best recipe on an objective within a validation accuracy drop."""
+from __future__ import annotations
+
+import sys
+
+from rmcompress.config.rules import integer, number
+
+
+def _list(kind):
+    def parse(text: str):
+        return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+def _onoff(v: str) -> bool:
+    if v not in ("on", "off"):
+        raise ValueError(v)
+    return v == "on"
+
+
+def add_parser(sub, parents):
+    p = sub.add_parser("search", parents=parents,
+                       help="search recipes for the best model within an accuracy drop",
+                       description="Search the recipe space (FLOPs budget, factorisation, pruning + "
+                                   "clustering, precision) with successive halving: the best model on "
+                                   "--objective whose validation accuracy drop is at most --max-drop. "
+                                   "Writes every run, the Pareto set (CSV, PNG), best/ and best.yaml; the "
+                                   "same command resumes an interrupted search.")
+    p.add_argument("--model", required=True, help="model directory (from train or import)")
+    p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
+    p.add_argument("--out", required=True, help="search directory (created; an interrupted one is resumed)")
+    p.add_argument("--max-drop", type=number, default=0.5, metavar="POINTS",
+                   help="largest validation accuracy drop allowed, in points")
+    p.add_argument("--objective", choices=("latency", "size", "flops", "reward"), default="latency",
+                   help="what the chosen model is best at")
+    p.add_argument("--time-budget", default=None, metavar="DURATION",
+                   help="start no run after this long (90s, 60m, 1.5h) [default: no limit]")
+    p.add_argument("--test-data", default=None, metavar="FILE",
+                   help="also evaluate the Pareto set on this file (reported, never chosen on)")
+    g = p.add_argument_group("space")
+    g.add_argument("--budgets", type=_list(float), default=(1.0, 0.5, 0.25, 0.1), metavar="F,F,...",
+                   help="FLOPs fractions of the budget pass (1: none)")
+    g.add_argument("--factorise", type=_list(_onoff), default=(False, True), metavar="off,on",
+                   help="factorise the embedding (and drop unused vocabulary rows)")
+    g.add_argument("--sparsity", type=_list(float), default=(0.0, 0.5), metavar="S,S,...",
+                   help="magnitude pruning sparsity, then 16 clusters (0: neither)")
+    g.add_argument("--precisions", type=_list(str), default=("dynamic", "int8", "qat"), metavar="P,P,...",
+                   help="float16, dynamic, int8, qat")
+    s = p.add_argument_group("schedule")
+    s.add_argument("--eta", type=integer, default=3, help="successive halving: keep 1/eta of a rung")
+    s.add_argument("--rungs", type=integer, default=2, help="rungs; the last trains at the recipes' full steps")
+    s.add_argument("--reward-gamma", type=number, default=0.01,
+                   help="objective reward: quality * (1 + gamma * log2(source FLOPs / FLOPs))")
+    s.add_argument("--latency-runs", type=integer, default=200, help="timed runs per candidate")
+    return p
+
+
+def run(args) -> int:
+    from rmcompress.data.loaders import load_for_model
+    from rmcompress.data.vocab_fit import check_vocab_fits
+    from rmcompress.models.layout import check_model_dir
+
+    from rmcompress.compression.search import Settings, Space, parse_duration
+
+    settings = Settings(max_drop=args.max_drop, objective=args.objective, reward_gamma=args.reward_gamma,
+                        eta=args.eta, rungs=args.rungs, latency_runs=args.latency_runs,
+                        time_budget=parse_duration(args.time_budget) if args.time_budget else None,
+                        space=Space(args.budgets, args.factorise, args.sparsity, args.precisions))
+    metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
+    check_vocab_fits(args.model, metadata)
+    data = load_for_model(args.data, metadata, training_columns=True)
+    from rmcompress.compression.search import search
+
+    report = search(args.model, data, args.out, settings, test_data=args.test_data,
+                    log=lambda m: print(f"rmcompress search: {m}", file=sys.stderr))
+    b = report["best"]
+    status = "within" if report["feasible"] else "NOT within (none was; the smallest drop)"
+    line = (f"best: {b['candidate']} ({status} {settings.max_drop:g} points): drop {b['accuracy_drop_points']:+.2f} "
+            f"points, {b.get('size_ratio', float('nan')):.1f}x smaller, {b.get('latency_speedup', float('nan')):.1f}x faster")
+    if "test_drop" in b:
+        line += f"; test drop {b['test_drop']:+.2f} points"
+    print(line)
+    print(f"wrote {args.out} (best/, best.yaml, search.csv, pareto.csv, pareto.png, report.json)")
+    return 0

@@ -1,0 +1,318 @@
+"""Accuracy-aware recipe search: the best model on an objective within a validation accuracy drop.
+
+**Space.** A candidate is one recipe, the product of four choices (:class:`Space`):
+
+- ``budget``: the FLOPs fraction of a ``budget`` pass (gated training + shrink); 1 = no budget pass;
+- ``factorise``: ``on`` drops unused vocabulary rows and factorises the embedding (``max_error`` 0.35);
+- ``sparsity``: > 0 magnitude-prunes to that sparsity, then clusters to 16 values (sparsity kept);
+- ``precision``: ``float16``, ``dynamic``, ``int8`` (``keep_float_ops: auto``) or ``qat``.
+
+Every candidate runs ``[budget] fuse [factorise] [prune cluster] length(buckets) quantise``
+through :func:`rmcompress.compression.pipeline.compress`, so it is checked and measured like any
+recipe (parity, validation quality, size, latency ratio against the source's float32 TFLite file
+timed in the same process).
+
+**Successive halving** (Jamieson & Talwalkar, 2016): rung ``r`` of ``R`` runs its candidates with
+every training pass's ``steps`` scaled by ``eta ** (r - R + 1)``; the best ``1 / eta`` (at least
+one) go on to the next rung, the last at full steps. Candidates rank by :func:`rank_key`: those
+within ``max_drop`` points (validation) by the objective, then the others by their drop. A short
+rung over-states the drop of candidates that train, so promotion keeps ``1 / eta`` of them, not
+only the feasible ones. Whole compress runs report no intermediate values, which is what
+library schedulers (optuna's pruners, keras-tuner's Hyperband) need, so the few lines of the
+schedule live here.
+
+**Objectives** (all from the candidate's ``report.json``): ``latency`` = ``latency_speedup``
+(higher is better), ``size`` = ``size_bytes``, ``flops`` = ``flops`` (lower is better), ``reward`` =
+``quality * (1 + reward_gamma * log2(source_flops / flops))``, the structure reward training logs
+(:mod:`rmcompress.training.complexity_model`), ``reward_gamma`` settable.
+
+**Cache and resume.** Each run writes ``OUT/candidates/<name>-r<rung>/`` atomically and is reused
+when its ``report.json`` exists; the same command after an interruption continues where it
+stopped. ``OUT/search.json`` holds the settings; another search into the same ``OUT`` is refused.
+**Time budget**: no new run starts after ``time_budget`` seconds; the result is what finished.
+
+**Outputs**: ``search.csv`` (every run), ``pareto.csv`` and ``pareto.png`` (the last rung's
+non-dominated runs on drop vs objective), ``best/`` (the chosen run's directory), ``best.yaml``
+(the recipe that reproduces it at full steps), ``report.json``. With ``test_data`` the Pareto runs'
+TFLite files are also evaluated on it (``test_quality``, ``test_drop`` against the source model's
+float32 TFLite on the same rows); nothing is chosen on it.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from rmcompress.compression.pipeline import compress
+from rmcompress.compression.recipe import Recipe
+from rmcompress.errors import UsageError
+from rmcompress.evaluation.evaluate import evaluate
+from rmcompress.export.exporter import export_model
+from rmcompress.fileio import atomic_dir, atomic_write_text, read_json, write_json
+
+OBJECTIVES = {"latency": ("latency_speedup", "max"), "size": ("size_bytes", "min"),
+              "flops": ("flops", "min"), "reward": ("reward", "max")}
+PRECISIONS = ("float16", "dynamic", "int8", "qat")
+
+
+@dataclass(frozen=True)
+class Space:
+    """The choices a candidate combines (module docstring)."""
+
+    budgets: tuple = (1.0, 0.5, 0.25, 0.1)
+    factorise: tuple = (False, True)
+    sparsity: tuple = (0.0, 0.5)
+    precisions: tuple = ("dynamic", "int8", "qat")
+
+    def __post_init__(self):
+        for b in self.budgets:
+            if not 0 < b <= 1:
+                raise UsageError(f"search: budget {b} must be a FLOPs fraction in (0, 1]")
+        for s in self.sparsity:
+            if not 0 <= s < 1:
+                raise UsageError(f"search: sparsity {s} must be in [0, 1)")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise UsageError(f"search: precision {p!r} unknown; allowed: {', '.join(PRECISIONS)}")
+        if not (self.budgets and self.factorise and self.sparsity and self.precisions):
+            raise UsageError("search: every choice of the space needs at least one value")
+
+    def candidates(self) -> list["Candidate"]:
+        return [Candidate(*c) for c in itertools.product(self.budgets, self.factorise, self.sparsity,
+                                                         self.precisions)]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    budget: float
+    factorise: bool
+    sparsity: float
+    precision: str
+
+    @property
+    def name(self) -> str:
+        return (f"b{self.budget:g}-{'f' if self.factorise else 'nof'}-s{self.sparsity:g}-{self.precision}")
+
+    def recipe(self, step_scale: float = 1.0) -> dict:
+        """The recipe dict, every training pass's ``steps`` times ``step_scale`` (at least 1)."""
+        def steps(n: int) -> int:
+            return max(1, int(round(n * step_scale)))
+
+        passes: list = []
+        if self.budget < 1:
+            passes.append({"budget": {"flops_fraction": self.budget, "steps": steps(1000)}})
+        passes.append("fuse")
+        if self.factorise:
+            passes.append({"factorise": {"vocab_prune": True, "max_error": 0.35, "steps": steps(200)}})
+        if self.sparsity > 0:
+            passes.append({"prune": {"sparsity": self.sparsity, "schedule": "polynomial", "steps": steps(300)}})
+            passes.append({"cluster": {"clusters": 16, "steps": steps(200)}})
+        passes.append({"length": {"mode": "buckets"}})
+        q = {"mode": self.precision}
+        if self.precision == "int8":
+            q.update(keep_float_ops="auto", max_layer_error=1.5)
+        elif self.precision == "qat":
+            q["steps"] = steps(300)
+        passes.append({"quantise": q})
+        return {"name": f"search-{self.name}", "description": f"found by rmcompress search ({self.name})",
+                "passes": passes}
+
+
+@dataclass
+class Settings:
+    max_drop: float = 0.5
+    objective: str = "latency"
+    reward_gamma: float = 0.01
+    eta: int = 3
+    rungs: int = 2
+    time_budget: float | None = None
+    latency_runs: int = 200
+    space: Space = field(default_factory=Space)
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"search: objective {self.objective!r} unknown; allowed: {', '.join(OBJECTIVES)}")
+        if self.max_drop < 0:
+            raise UsageError(f"search: max_drop {self.max_drop} must be >= 0 (accuracy points)")
+        if self.eta < 2 or self.rungs < 1:
+            raise UsageError(f"search: eta {self.eta} must be >= 2 and rungs {self.rungs} >= 1")
+        if self.latency_runs < 1 and self.objective == "latency":
+            raise UsageError("search: the latency objective needs latency_runs >= 1")
+
+    def identity(self) -> dict:
+        """What makes two searches the same (the time budget may change between resumes)."""
+        d = asdict(self)
+        d.pop("time_budget")
+        d["space"] = {k: list(v) for k, v in d["space"].items()}
+        return d
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``90s``, ``60m``, ``1.5h`` or a plain number of seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise UsageError(f"--time-budget {text!r}: expected a duration like 90s, 60m or 1.5h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def objective_value(row: dict, settings: Settings) -> float:
+    """The candidate's objective (module docstring); ``nan`` when its run did not measure it."""
+    if settings.objective == "reward":
+        q = row.get("accuracy", row.get("pairwise_accuracy"))
+        if q is None or not row.get("flops") or not row.get("source_flops"):
+            return math.nan
+        return float(q) * (1 + settings.reward_gamma * math.log2(row["source_flops"] / row["flops"]))
+    v = row.get(OBJECTIVES[settings.objective][0])
+    return math.nan if v is None else float(v)
+
+
+def rank_key(row: dict, settings: Settings) -> tuple:
+    """Sort key, best first: within ``max_drop`` before outside; then the objective (feasible) or
+    the drop (infeasible)."""
+    drop = row.get("accuracy_drop_points", math.inf)
+    value = objective_value(row, settings)
+    sign = -1 if OBJECTIVES[settings.objective][1] == "max" else 1
+    if drop <= settings.max_drop and not math.isnan(value):
+        return (0, sign * value)
+    return (1, drop)
+
+
+def pareto(df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Rows no other row beats on both drop (lower) and objective (its direction)."""
+    sign = -1 if OBJECTIVES[settings.objective][1] == "max" else 1
+    pts = np.stack([df["accuracy_drop_points"].to_numpy(float), sign * df["objective"].to_numpy(float)], 1)
+    keep = [not any((pts[j] <= pts[i]).all() and (pts[j] < pts[i]).any() for j in range(len(pts)) if j != i)
+            for i in range(len(pts))]
+    return df[np.asarray(keep, bool)]
+
+
+def _open_out(out: Path, settings: Settings) -> None:
+    """Create ``out`` for this search, or check that it holds this search (to resume it)."""
+    marker = out / "search.json"
+    if out.exists() and not marker.is_file():
+        raise UsageError(f"{out}: exists and holds no rmcompress search (search.json); give a new --out")
+    if marker.is_file():
+        before = read_json(marker)
+        diff = [k for k in settings.identity() if before.get(k) != settings.identity()[k]]
+        if diff:
+            raise UsageError(f"{out}: holds a search with other settings ({', '.join(diff)}); give a new --out "
+                             "or the same settings to resume it")
+        return
+    out.mkdir(parents=True)
+    write_json(marker, settings.identity())
+
+
+def search(model, data, out, settings: Settings | None = None, test_data=None, log=None) -> dict:
+    """Run the search (module docstring) of ``model`` (a model directory) on ``data``; write ``out``;
+    return the report (``best``: the chosen run's row, ``runs``: how many, ``pareto``: the set)."""
+    settings = settings or Settings()
+    log = log or (lambda msg: None)
+    out = Path(out)
+    _open_out(out, settings)
+    t0 = time.time()
+    cands = settings.space.candidates()
+    rows: list[dict] = []
+    stopped = False
+    for rung in range(settings.rungs):
+        scale = float(settings.eta) ** (rung - settings.rungs + 1)
+        results = []
+        for c in cands:
+            run_dir = out / "candidates" / f"{c.name}-r{rung}"
+            if (run_dir / "report.json").is_file():
+                report = read_json(run_dir / "report.json")
+            elif settings.time_budget is not None and time.time() - t0 >= settings.time_budget:
+                stopped = True
+                continue
+            else:
+                log(f"rung {rung + 1}/{settings.rungs} (steps x{scale:.3g}): {c.name}")
+                report = compress(model, c.recipe(scale), data, run_dir, latency_runs=settings.latency_runs)
+            row = {"candidate": c.name, "rung": rung, "step_scale": scale, "dir": str(run_dir),
+                   **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
+            row["objective"] = objective_value(row, settings)
+            results.append((c, row))
+        rows += [r for _, r in results]
+        if not results:
+            break
+        results.sort(key=lambda cr: rank_key(cr[1], settings))
+        if rung < settings.rungs - 1:
+            cands = [c for c, _ in results[:max(1, len(results) // settings.eta)]]
+    final = pd.DataFrame([r for r in rows if r["rung"] == max(r["rung"] for r in rows)]) if rows else pd.DataFrame()
+    table = pd.DataFrame(rows)
+    if not len(final):
+        raise UsageError(f"search: no candidate finished within the time budget ({settings.time_budget:g} s)")
+    final = final.assign(feasible=final["accuracy_drop_points"] <= settings.max_drop)
+    best = min(final.to_dict(orient="records"), key=lambda r: rank_key(r, settings))
+    front = pareto(final, settings)
+    if test_data is not None:
+        front = _with_test(front, model, test_data)
+        best = front[front["candidate"] == best["candidate"]].to_dict(orient="records")[0] \
+            if best["candidate"] in set(front["candidate"]) else best
+    table.to_csv(out / "search.csv", index=False)
+    front.to_csv(out / "pareto.csv", index=False)
+    _plot(final, front, best, settings, out / "pareto.png")
+    best_c = next(c for c in settings.space.candidates() if c.name == best["candidate"])
+    with atomic_dir(out / "best", overwrite=True) as tmp:
+        shutil.copytree(best["dir"], tmp, dirs_exist_ok=True)
+    atomic_write_text(out / "best.yaml", _yaml(best_c.recipe()))
+    report = {"stage": "search", "objective": settings.objective, "max_drop": settings.max_drop,
+              "best": best, "feasible": bool(best["accuracy_drop_points"] <= settings.max_drop),
+              "runs": len(table), "final_rung_runs": len(final), "pareto": front.to_dict(orient="records"),
+              "stopped_by_time_budget": stopped, "seconds": round(time.time() - t0, 1)}
+    write_json(out / "report.json", report)
+    return report
+
+
+def _with_test(front: pd.DataFrame, model, test_data) -> pd.DataFrame:
+    """``test_quality`` of each run's TFLite file on ``test_data`` and ``test_drop`` (points) against
+    the source model's float32 TFLite on the same rows."""
+    src_dir = Path(front["dir"].iloc[0]).parent.parent / "source-float32"
+    if not (src_dir / "model.tflite").is_file():
+        export_model(model, src_dir, formats=("tflite",), latency_runs=0, overwrite=True)
+    key = "pairwise_accuracy" if "pairwise_accuracy" in front else "accuracy"
+    base = evaluate(src_dir / "model.tflite", test_data, latency_runs=0)[key]
+    q = [evaluate(Path(d) / "model.tflite", test_data, latency_runs=0)[key] for d in front["dir"]]
+    return front.assign(test_quality=q, test_drop=[100.0 * (base - v) for v in q])
+
+
+def _yaml(recipe: dict) -> str:
+    Recipe.resolve(recipe)  # the file must load as a recipe
+    return yaml.safe_dump(recipe, sort_keys=False)
+
+
+def _plot(final: pd.DataFrame, front: pd.DataFrame, best: dict, settings: Settings, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    col, direction = OBJECTIVES[settings.objective]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(final["accuracy_drop_points"], final["objective"], color="0.6", label="last rung")
+    f = front.sort_values("accuracy_drop_points")
+    ax.plot(f["accuracy_drop_points"], f["objective"], "o-", color="tab:blue", label="Pareto set")
+    ax.scatter([best["accuracy_drop_points"]], [best["objective"]], s=120, facecolors="none",
+               edgecolors="tab:red", linewidths=2, label=f"chosen: {best['candidate']}")
+    ax.axvline(settings.max_drop, color="tab:red", linestyle="--", linewidth=1)
+    for _, r in f.iterrows():
+        ax.annotate(r["candidate"], (r["accuracy_drop_points"], r["objective"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    unit = {"latency": "x faster than float32", "size": "bytes", "flops": "FLOPs per example",
+            "reward": "quality x discount"}[settings.objective]
+    ax.set_xlabel("validation accuracy drop (points)")
+    ax.set_ylabel(f"{settings.objective} ({unit}; {'higher' if direction == 'max' else 'lower'} is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["search", "Settings", "Space", "Candidate", "parse_duration", "objective_value", "rank_key",
+           "pareto", "OBJECTIVES", "PRECISIONS"]

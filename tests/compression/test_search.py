@@ -1,0 +1,116 @@
+"""Recipe search: the space, successive halving, the choice within the drop, Pareto set, cache/resume."""
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from rmcompress.compression import search as search_mod
+from rmcompress.compression.recipe import Recipe
+from rmcompress.compression.search import (Candidate, Settings, Space, pareto, parse_duration, rank_key,
+                                           search)
+from rmcompress.errors import UsageError
+
+
+def test_every_candidate_is_a_valid_recipe_with_scaled_steps():
+    cands = Space().candidates()
+    assert len(cands) == 4 * 2 * 2 * 3 and len({c.name for c in cands}) == len(cands)
+    for c in cands:
+        Recipe.resolve(c.recipe(1 / 9))
+    c = Candidate(0.25, True, 0.5, "qat")
+    full, short = c.recipe(), c.recipe(1 / 3)
+    names = [next(iter(p)) if isinstance(p, dict) else p for p in full["passes"]]
+    assert names == ["budget", "fuse", "factorise", "prune", "cluster", "length", "quantise"]
+    steps = [next(iter(p.values())).get("steps") for p in full["passes"] if isinstance(p, dict)]
+    short_steps = [next(iter(p.values())).get("steps") for p in short["passes"] if isinstance(p, dict)]
+    assert steps == [1000, 200, 300, 200, None, 300]
+    assert short_steps == [333, 67, 100, 67, None, 100]
+    plain = Candidate(1.0, False, 0.0, "int8").recipe()
+    assert [next(iter(p)) if isinstance(p, dict) else p for p in plain["passes"]] == ["fuse", "length", "quantise"]
+    assert plain["passes"][-1]["quantise"]["keep_float_ops"] == "auto"
+
+
+def test_ranking_puts_feasible_runs_first_by_objective_then_the_rest_by_drop():
+    s = Settings(max_drop=0.5, objective="latency")
+    rows = [{"accuracy_drop_points": 0.2, "latency_speedup": 3.0}, {"accuracy_drop_points": 0.4, "latency_speedup": 5.0},
+            {"accuracy_drop_points": 2.0, "latency_speedup": 9.0}, {"accuracy_drop_points": 0.9, "latency_speedup": 1.0}]
+    order = sorted(range(4), key=lambda i: rank_key(rows[i], s))
+    assert order == [1, 0, 3, 2]
+    size = Settings(objective="size")
+    assert rank_key({"accuracy_drop_points": 0.0, "size_bytes": 10}, size) < rank_key(
+        {"accuracy_drop_points": 0.0, "size_bytes": 20}, size)
+    reward = Settings(objective="reward", reward_gamma=0.1)
+    row = {"accuracy": 0.8, "flops": 25.0, "source_flops": 100.0}
+    assert search_mod.objective_value(row, reward) == pytest.approx(0.8 * 1.2)
+
+
+def test_pareto_set_keeps_only_undominated_runs():
+    df = pd.DataFrame({"candidate": list("abcd"), "accuracy_drop_points": [0.1, 0.3, 0.2, 0.5],
+                       "objective": [2.0, 5.0, 1.5, 4.0]})
+    assert list(pareto(df, Settings(objective="latency"))["candidate"]) == ["a", "b"]
+    assert list(pareto(df, Settings(objective="size"))["candidate"]) == ["a", "c"]
+
+
+def test_settings_and_durations_are_checked():
+    assert parse_duration("60m") == 3600 and parse_duration("1.5h") == 5400 and parse_duration("90") == 90
+    with pytest.raises(UsageError, match="--time-budget 'soon'"):
+        parse_duration("soon")
+    with pytest.raises(UsageError, match="objective 'speed' unknown"):
+        Settings(objective="speed")
+    with pytest.raises(UsageError, match="precision 'int4' unknown"):
+        Space(precisions=("int4",))
+    with pytest.raises(UsageError, match="budget 0 must be"):
+        Space(budgets=(0,))
+
+
+def test_search_runs_the_rungs_chooses_writes_and_resumes(tmp_path, trained_models, pointwise_file, monkeypatch):
+    model = trained_models["cnn"].out_dir
+    s = Settings(max_drop=100.0, objective="size", eta=2, rungs=2, latency_runs=5,
+                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
+    out = tmp_path / "s"
+    report = search(model, pointwise_file, out, s, test_data=pointwise_file)
+    runs = pd.read_csv(out / "search.csv")
+    assert list(runs["rung"]) == [0, 0, 1] and report["runs"] == 3 and report["final_rung_runs"] == 1
+    # the smaller file of rung 0 goes on, and is chosen
+    first = runs[runs["rung"] == 0].sort_values("size_bytes")
+    assert first["size_bytes"].iloc[0] < first["size_bytes"].iloc[1]
+    smallest = first["candidate"].iloc[0]
+    assert runs.loc[runs["rung"] == 1, "candidate"].item() == smallest
+    best = report["best"]
+    assert best["candidate"] == smallest and report["feasible"] and not math.isnan(best["test_drop"])
+    assert (out / "best" / "model.tflite").is_file() and (out / "pareto.png").stat().st_size > 5000
+    precision = smallest.rsplit("-", 1)[1]
+    assert yaml.safe_load((out / "best.yaml").read_text()) == Candidate(1.0, False, 0.0, precision).recipe()
+    Recipe.resolve(out / "best.yaml")
+
+    def no_compress(*a, **k):
+        raise AssertionError("a cached run was run again")
+
+    monkeypatch.setattr(search_mod, "compress", no_compress)
+    again = search(model, pointwise_file, out, s)
+    assert again["best"]["candidate"] == best["candidate"] and again["runs"] == 3
+    with pytest.raises(UsageError, match=r"holds a search with other settings \(max_drop\)"):
+        search(model, pointwise_file, out, Settings(max_drop=1.0, objective="size", eta=2, rungs=2, latency_runs=5,
+                                                    space=s.space))
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(UsageError, match="exists and holds no rmcompress search"):
+        search(model, pointwise_file, tmp_path / "mine", s)
+
+
+def test_time_budget_stops_new_runs(tmp_path, trained_models, pointwise_file):
+    s = Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5, time_budget=0.0,
+                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
+    with pytest.raises(UsageError, match="no candidate finished within the time budget"):
+        search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
+
+
+def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file):
+    rc, out, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
+                       "--out", tmp_path / "s", "--objective", "size", "--max-drop", "100", "--budgets", "1",
+                       "--factorise", "off", "--sparsity", "0", "--precisions", "dynamic", "--rungs", "1",
+                       "--latency-runs", "5")
+    assert rc == 0, err
+    assert out.splitlines()[0].startswith("best: b1-nof-s0-dynamic (within 100 points)")
+    rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
+                     "--out", tmp_path / "t", "--precisions", "int4")
+    assert rc == 2 and "precision 'int4' unknown" in err
