@@ -22,7 +22,7 @@ COMMANDS = ["train", "import", "shrink", "compress", "search", "sensitivity", "e
 MODULES = {"import": "import_"}
 #: flags (argparse ``dest``) naming what a command writes, and what it reads (see ``rmcompress.ownership``)
 OUTPUT_ARGS = ("out",)
-INPUT_ARGS = ("model", "data", "val_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs", "vocab")
+INPUT_ARGS = ("model", "data", "val_data", "test_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs", "vocab")
 
 
 class Parser(argparse.ArgumentParser):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from rmcompress.config.choices import SEARCH_DEFAULTS, SEARCH_OBJECTIVES, SEARCH_SPACE
 from rmcompress.config.rules import integer, number
 
 
@@ -19,6 +20,12 @@ def _onoff(v: str) -> bool:
     return v == "on"
 
 
+def _shown(values) -> str:
+    """A default of the space as it is typed: ``1,0.5``, ``off,on``."""
+    return ",".join(("on" if v else "off") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+                    for v in values)
+
+
 def add_parser(sub, parents):
     p = sub.add_parser("search", parents=parents,
                        help="search recipes for the best model within an accuracy drop",
@@ -30,29 +37,31 @@ def add_parser(sub, parents):
     p.add_argument("--model", required=True, help="model directory (from train or import)")
     p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
     p.add_argument("--out", required=True, help="search directory (created; an interrupted one is resumed)")
-    p.add_argument("--max-drop", type=number, default=0.5, metavar="POINTS",
+    p.add_argument("--max-drop", type=number, default=SEARCH_DEFAULTS["max_drop"], metavar="POINTS",
                    help="largest validation accuracy drop allowed, in points")
-    p.add_argument("--objective", choices=("latency", "size", "flops", "reward"), default="latency",
+    p.add_argument("--objective", choices=SEARCH_OBJECTIVES, default=SEARCH_DEFAULTS["objective"],
                    help="what the chosen model is best at")
     p.add_argument("--time-budget", default=None, metavar="DURATION",
                    help="start no run after this long (90s, 60m, 1.5h) [default: no limit]")
     p.add_argument("--test-data", default=None, metavar="FILE",
                    help="also evaluate the Pareto set on this file (reported, never chosen on)")
     g = p.add_argument_group("space")
-    g.add_argument("--budgets", type=_list(float), default=(1.0, 0.5, 0.25, 0.1), metavar="F,F,...",
+    g.add_argument("--budgets", type=_list(float), default=_shown(SEARCH_SPACE["budgets"]), metavar="F,F,...",
                    help="FLOPs fractions of the budget pass (1: none)")
-    g.add_argument("--factorise", type=_list(_onoff), default=(False, True), metavar="off,on",
+    g.add_argument("--factorise", type=_list(_onoff), default=_shown(SEARCH_SPACE["factorise"]), metavar="off,on",
                    help="factorise the embedding (and drop unused vocabulary rows)")
-    g.add_argument("--sparsity", type=_list(float), default=(0.0, 0.5), metavar="S,S,...",
+    g.add_argument("--sparsity", type=_list(float), default=_shown(SEARCH_SPACE["sparsity"]), metavar="S,S,...",
                    help="magnitude pruning sparsity, then 16 clusters (0: neither)")
-    g.add_argument("--precisions", type=_list(str), default=("dynamic", "int8", "qat"), metavar="P,P,...",
+    g.add_argument("--precisions", type=_list(str), default=_shown(SEARCH_SPACE["precisions"]), metavar="P,P,...",
                    help="float16, dynamic, int8, qat")
     s = p.add_argument_group("schedule")
-    s.add_argument("--eta", type=integer, default=3, help="successive halving: keep 1/eta of a rung")
-    s.add_argument("--rungs", type=integer, default=2, help="rungs; the last trains at the recipes' full steps")
-    s.add_argument("--reward-gamma", type=number, default=0.01,
+    s.add_argument("--eta", type=integer, default=SEARCH_DEFAULTS["eta"], help="successive halving: keep 1/eta of a rung")
+    s.add_argument("--rungs", type=integer, default=SEARCH_DEFAULTS["rungs"],
+                   help="rungs; the last trains at the recipes' full steps")
+    s.add_argument("--reward-gamma", type=number, default=SEARCH_DEFAULTS["reward_gamma"],
                    help="objective reward: quality * (1 + gamma * log2(source FLOPs / FLOPs))")
-    s.add_argument("--latency-runs", type=integer, default=200, help="timed runs per candidate")
+    s.add_argument("--latency-runs", type=integer, default=SEARCH_DEFAULTS["latency_runs"],
+                   help="timed runs per candidate")
     return p
 
 
@@ -70,9 +79,10 @@ def run(args) -> int:
     metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
     check_vocab_fits(args.model, metadata)
     data = load_for_model(args.data, metadata, training_columns=True)
+    test = load_for_model(args.test_data, metadata, training_columns=True) if args.test_data else None
     from rmcompress.compression.search import search
 
-    report = search(args.model, data, args.out, settings, test_data=args.test_data,
+    report = search(args.model, data, args.out, settings, test_data=test,
                     log=lambda m: print(f"rmcompress search: {m}", file=sys.stderr))
     b = report["best"]
     status = "within" if report["feasible"] else "NOT within (none was; the smallest drop)"

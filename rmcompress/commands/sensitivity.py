@@ -1,6 +1,7 @@
 """``rmcompress sensitivity``: which layers and groups a model can lose to int8 or pruning."""
 from __future__ import annotations
 
+from rmcompress.config.choices import SENSITIVITY_DEFAULTS
 from rmcompress.config.rules import integer
 
 
@@ -16,9 +17,10 @@ def add_parser(sub, parents):
     p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
     p.add_argument("--out", default=None, help="directory to write with the table and the bar chart")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--max-examples", type=integer, default=1000, metavar="N",
+    p.add_argument("--max-examples", type=integer, default=SENSITIVITY_DEFAULTS["max_examples"], metavar="N",
                    help="validation rows (pairs) scored per variant")
-    p.add_argument("--calibration-samples", type=integer, default=200, metavar="N",
+    p.add_argument("--calibration-samples", type=integer, default=SENSITIVITY_DEFAULTS["calibration_samples"],
+                   metavar="N",
                    help="training rows that calibrate the int8 ranges")
     p.add_argument("--only", choices=("int8", "prune"), default=None,
                    help="measure only one kind [default: both]")

@@ -53,26 +53,36 @@ import yaml
 
 from rmcompress.compression.pipeline import compress
 from rmcompress.compression.recipe import Recipe
-from rmcompress.errors import UsageError
+from rmcompress.config.choices import SEARCH_DEFAULTS, SEARCH_OBJECTIVES, SEARCH_PRECISIONS, SEARCH_SPACE
+from rmcompress.data.loaders import load_for_model
+from rmcompress.errors import RMCompressError, UsageError
+from rmcompress.metrics import quality_key
+from rmcompress.models.layout import check_model_dir
+from rmcompress.ownership import read_manifest
+from rmcompress.training.resume import data_fingerprint
 from rmcompress.evaluation.evaluate import evaluate
 from rmcompress.export.exporter import export_model
 from rmcompress.fileio import atomic_dir, atomic_write_text, read_json, write_json
 
-OBJECTIVES = {"latency": ("latency_speedup", "max"), "size": ("size_bytes", "min"),
-              "flops": ("flops", "min"), "reward": ("reward", "max")}
-PRECISIONS = ("float16", "dynamic", "int8", "qat")
+#: objective -> (report key, direction); the names are :data:`SEARCH_OBJECTIVES`
+OBJECTIVES = dict(zip(SEARCH_OBJECTIVES, (("latency_speedup", "max"), ("size_bytes", "min"), ("flops", "min"),
+                                          ("reward", "max"))))
+PRECISIONS = SEARCH_PRECISIONS
 
 
 @dataclass(frozen=True)
 class Space:
     """The choices a candidate combines (module docstring)."""
 
-    budgets: tuple = (1.0, 0.5, 0.25, 0.1)
-    factorise: tuple = (False, True)
-    sparsity: tuple = (0.0, 0.5)
-    precisions: tuple = ("dynamic", "int8", "qat")
+    budgets: tuple = SEARCH_SPACE["budgets"]
+    factorise: tuple = SEARCH_SPACE["factorise"]
+    sparsity: tuple = SEARCH_SPACE["sparsity"]
+    precisions: tuple = SEARCH_SPACE["precisions"]
 
     def __post_init__(self):
+        for f in self.factorise:
+            if not isinstance(f, bool):
+                raise UsageError(f"search: factorise {f!r} must be on/off (True/False)")
         for b in self.budgets:
             if not 0 < b <= 1:
                 raise UsageError(f"search: budget {b} must be a FLOPs fraction in (0, 1]")
@@ -128,13 +138,13 @@ class Candidate:
 
 @dataclass
 class Settings:
-    max_drop: float = 0.5
-    objective: str = "latency"
-    reward_gamma: float = 0.01
-    eta: int = 3
-    rungs: int = 2
+    max_drop: float = SEARCH_DEFAULTS["max_drop"]
+    objective: str = SEARCH_DEFAULTS["objective"]
+    reward_gamma: float = SEARCH_DEFAULTS["reward_gamma"]
+    eta: int = SEARCH_DEFAULTS["eta"]
+    rungs: int = SEARCH_DEFAULTS["rungs"]
     time_budget: float | None = None
-    latency_runs: int = 200
+    latency_runs: int = SEARCH_DEFAULTS["latency_runs"]
     space: Space = field(default_factory=Space)
 
     def __post_init__(self):
@@ -142,6 +152,10 @@ class Settings:
             raise UsageError(f"search: objective {self.objective!r} unknown; allowed: {', '.join(OBJECTIVES)}")
         if self.max_drop < 0:
             raise UsageError(f"search: max_drop {self.max_drop} must be >= 0 (accuracy points)")
+        if not isinstance(self.eta, int) or not isinstance(self.rungs, int):
+            raise UsageError(f"search: eta {self.eta!r} and rungs {self.rungs!r} must be integers")
+        if self.reward_gamma < 0:
+            raise UsageError(f"search: reward_gamma {self.reward_gamma} must be >= 0")
         if self.eta < 2 or self.rungs < 1:
             raise UsageError(f"search: eta {self.eta} must be >= 2 and rungs {self.rungs} >= 1")
         if self.latency_runs < 1 and self.objective == "latency":
@@ -174,15 +188,21 @@ def objective_value(row: dict, settings: Settings) -> float:
     return math.nan if v is None else float(v)
 
 
+def _drop(row: dict) -> float:
+    """The run's accuracy drop in points; infinite for a run that failed or measured none."""
+    d = row.get("accuracy_drop_points")
+    return math.inf if d is None or (isinstance(d, float) and math.isnan(d)) else float(d)
+
+
 def rank_key(row: dict, settings: Settings) -> tuple:
-    """Sort key, best first: within ``max_drop`` before outside; then the objective (feasible) or
-    the drop (infeasible)."""
-    drop = row.get("accuracy_drop_points", math.inf)
+    """Sort key, best first: within ``max_drop`` before outside; then the objective and, on a tie,
+    the drop (feasible), or the drop (infeasible). A failed run's drop is infinite."""
+    drop = _drop(row)
     value = objective_value(row, settings)
     sign = -1 if OBJECTIVES[settings.objective][1] == "max" else 1
     if drop <= settings.max_drop and not math.isnan(value):
-        return (0, sign * value)
-    return (1, drop)
+        return (0, sign * value, drop)
+    return (1, drop, 0.0)
 
 
 def pareto(df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -194,20 +214,32 @@ def pareto(df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return df[np.asarray(keep, bool)]
 
 
-def _open_out(out: Path, settings: Settings) -> None:
+def _identity(settings: Settings, model, data) -> dict:
+    """What a resumed search must share with the one in ``OUT``: the settings, the model (its path
+    and the signature of its manifest) and the data (its rows' fingerprint)."""
+    manifest, _ = read_manifest(model)
+    return {**settings.identity(), "model": str(Path(model).resolve()),
+            "model_signature": (manifest or {}).get("signature"), "data": data_fingerprint(data)}
+
+
+def _open_out(out: Path, identity: dict) -> None:
     """Create ``out`` for this search, or check that it holds this search (to resume it)."""
     marker = out / "search.json"
     if out.exists() and not marker.is_file():
         raise UsageError(f"{out}: exists and holds no rmcompress search (search.json); give a new --out")
     if marker.is_file():
         before = read_json(marker)
-        diff = [k for k in settings.identity() if before.get(k) != settings.identity()[k]]
+        diff = [k for k in identity if before.get(k) != identity[k]]
         if diff:
-            raise UsageError(f"{out}: holds a search with other settings ({', '.join(diff)}); give a new --out "
-                             "or the same settings to resume it")
+            raise UsageError(f"{out}: holds a search with another {', '.join(diff)}; give a new --out "
+                             "or the same model, data and settings to resume it")
         return
     out.mkdir(parents=True)
-    write_json(marker, settings.identity())
+    write_json(marker, identity)
+
+
+def _failed(path: Path) -> dict | None:
+    return read_json(path) if path.is_file() else None
 
 
 def search(model, data, out, settings: Settings | None = None, test_data=None, log=None) -> dict:
@@ -216,7 +248,15 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     settings = settings or Settings()
     log = log or (lambda msg: None)
     out = Path(out)
-    _open_out(out, settings)
+    metadata = check_model_dir(model)
+    task, loss = metadata.get("task", "pointwise"), metadata.get("loss") or "bce"
+    if quality_key(task, loss) == "mae":
+        raise UsageError(f"search: {model} is a {loss} regression model; the accuracy drop the search bounds "
+                         "needs a bce or pairwise model")
+    data = load_for_model(data, metadata, training_columns=True)
+    if test_data is not None:
+        test_data = load_for_model(test_data, metadata, training_columns=True)
+    _open_out(out, _identity(settings, model, data))
     t0 = time.time()
     cands = settings.space.candidates()
     rows: list[dict] = []
@@ -226,17 +266,26 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
         results = []
         for c in cands:
             run_dir = out / "candidates" / f"{c.name}-r{rung}"
+            failure = run_dir.with_name(run_dir.name + ".failed.json")
             if (run_dir / "report.json").is_file():
                 report = read_json(run_dir / "report.json")
+            elif failure.is_file():
+                report = read_json(failure)
             elif settings.time_budget is not None and time.time() - t0 >= settings.time_budget:
                 stopped = True
                 continue
             else:
                 log(f"rung {rung + 1}/{settings.rungs} (steps x{scale:.3g}): {c.name}")
-                report = compress(model, c.recipe(scale), data, run_dir, latency_runs=settings.latency_runs)
+                try:
+                    report = compress(model, c.recipe(scale), data, run_dir, latency_runs=settings.latency_runs)
+                except RMCompressError as e:  # a candidate that cannot be built is a result, not the end
+                    report = {"error": str(e).splitlines()[0][:300], "accuracy_drop_points": math.inf}
+                    write_json(failure, report)
+                    log(f"{c.name}: failed: {report['error']}")
             row = {"candidate": c.name, "rung": rung, "step_scale": scale, "dir": str(run_dir),
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
             row["objective"] = objective_value(row, settings)
+            row["accuracy_drop_points"] = _drop(row)
             results.append((c, row))
         rows += [r for _, r in results]
         if not results:
@@ -249,15 +298,18 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     if not len(final):
         raise UsageError(f"search: no candidate finished within the time budget ({settings.time_budget:g} s)")
     final = final.assign(feasible=final["accuracy_drop_points"] <= settings.max_drop)
-    best = min(final.to_dict(orient="records"), key=lambda r: rank_key(r, settings))
-    front = pareto(final, settings)
+    built = final[np.isfinite(final["accuracy_drop_points"].astype(float))]
+    if not len(built):
+        raise UsageError(f"search: every candidate of the last rung failed (see {out / 'search.csv'}, column error)")
+    best = min(built.to_dict(orient="records"), key=lambda r: rank_key(r, settings))
+    front = pareto(built, settings)
     if test_data is not None:
         front = _with_test(front, model, test_data)
         best = front[front["candidate"] == best["candidate"]].to_dict(orient="records")[0] \
             if best["candidate"] in set(front["candidate"]) else best
-    table.to_csv(out / "search.csv", index=False)
-    front.to_csv(out / "pareto.csv", index=False)
-    _plot(final, front, best, settings, out / "pareto.png")
+    atomic_write_text(out / "search.csv", table.to_csv(index=False))
+    atomic_write_text(out / "pareto.csv", front.to_csv(index=False))
+    _plot(built, front, best, settings, out / "pareto.png")
     best_c = next(c for c in settings.space.candidates() if c.name == best["candidate"])
     with atomic_dir(out / "best", overwrite=True) as tmp:
         shutil.copytree(best["dir"], tmp, dirs_exist_ok=True)
@@ -276,7 +328,7 @@ def _with_test(front: pd.DataFrame, model, test_data) -> pd.DataFrame:
     src_dir = Path(front["dir"].iloc[0]).parent.parent / "source-float32"
     if not (src_dir / "model.tflite").is_file():
         export_model(model, src_dir, formats=("tflite",), latency_runs=0, overwrite=True)
-    key = "pairwise_accuracy" if "pairwise_accuracy" in front else "accuracy"
+    key = "pairwise_accuracy" if test_data.task == "pairwise" else "accuracy"
     base = evaluate(src_dir / "model.tflite", test_data, latency_runs=0)[key]
     q = [evaluate(Path(d) / "model.tflite", test_data, latency_runs=0)[key] for d in front["dir"]]
     return front.assign(test_quality=q, test_drop=[100.0 * (base - v) for v in q])

@@ -30,6 +30,7 @@ import pandas as pd
 
 from rmcompress.compression.quantise import calibrate, layer_errors, quantize_calibrated
 from rmcompress.compression.state import CompressState, prepare_state
+from rmcompress.config.choices import SENSITIVITY_DEFAULTS
 from rmcompress.errors import ModelError
 from rmcompress.export.parity import parity_metrics
 from rmcompress.fileio import atomic_write_text, write_json
@@ -127,9 +128,9 @@ def prune_rows(scorer: Scorer, fraction: float = 0.5) -> list[dict]:
     dense_flops = gated_cost(gated, "full").flops
     rows = []
     for group, s in scores.items():
-        if group not in gates:
-            continue
         n = len(s)
+        if group not in gates or n < 2:
+            continue
         drop = min(n - 1, math.floor(n * fraction))
         for gate in gates.values():
             gate.log_alpha.assign(np.full(gate.units, OPEN, np.float32))
@@ -142,7 +143,8 @@ def prune_rows(scorer: Scorer, fraction: float = 0.5) -> list[dict]:
     return rows
 
 
-def sensitivity(model, data, max_examples: int | None = 1000, calibration_samples: int = 200,
+def sensitivity(model, data, max_examples: int | None = SENSITIVITY_DEFAULTS["max_examples"],
+                calibration_samples: int = SENSITIVITY_DEFAULTS["calibration_samples"],
                 int8: bool = True, prune: bool = True) -> pd.DataFrame:
     """The sensitivity table (module docstring) of ``model`` (a model directory or a loaded
     :class:`RewardModelBundle`) on the validation split of ``data`` (a path or loaded data of the
@@ -151,7 +153,8 @@ def sensitivity(model, data, max_examples: int | None = 1000, calibration_sample
     return sensitivity_table(prepare_state(bundle, data), max_examples, calibration_samples, int8, prune)
 
 
-def sensitivity_table(state: CompressState, max_examples: int | None = 1000, calibration_samples: int = 200,
+def sensitivity_table(state: CompressState, max_examples: int | None = SENSITIVITY_DEFAULTS["max_examples"],
+                      calibration_samples: int = SENSITIVITY_DEFAULTS["calibration_samples"],
                       int8: bool = True, prune: bool = True) -> pd.DataFrame:
     """The sensitivity table of ``state``'s model on its validation split (module docstring);
     ``attrs``: ``metric``, ``reference`` (the float Keras model's quality), ``n_examples``."""
@@ -163,6 +166,9 @@ def sensitivity_table(state: CompressState, max_examples: int | None = 1000, cal
         rows += int8_rows(scorer, state.calibration_ids(calibration_samples))
     if prune:
         rows += prune_rows(scorer)
+    if not rows:
+        raise ModelError("sensitivity: nothing to measure: the model has "
+                         + ("no prunable group of more than one unit" if prune and not int8 else "no quantisable layer"))
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)
     df.insert(3, "metric", scorer.key)
     df = df.sort_values("drop", ascending=False, kind="stable").reset_index(drop=True)

@@ -36,3 +36,13 @@ def gate_schedule(gate_init: str, spread: float | None = None,
     default_spread, default_fraction = GATE_SCHEDULES.get(gate_init, GATE_SCHEDULES["uniform"])
     return (float(default_spread if spread is None else spread),
             float(default_fraction if finetune_fraction is None else finetune_fraction))
+
+#: ``rmcompress search``: objectives, precisions, the default space and schedule
+SEARCH_OBJECTIVES = ("latency", "size", "flops", "reward")
+SEARCH_PRECISIONS = ("float16", "dynamic", "int8", "qat")
+SEARCH_SPACE = {"budgets": (1.0, 0.5, 0.25, 0.1), "factorise": (False, True), "sparsity": (0.0, 0.5),
+                "precisions": ("dynamic", "int8", "qat")}
+SEARCH_DEFAULTS = {"max_drop": 0.5, "objective": "latency", "reward_gamma": 0.01, "eta": 3, "rungs": 2,
+                   "latency_runs": 200}
+#: ``rmcompress sensitivity``: validation rows scored per variant, training rows calibrating int8
+SENSITIVITY_DEFAULTS = {"max_examples": 1000, "calibration_samples": 200}

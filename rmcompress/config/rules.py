@@ -106,6 +106,9 @@ COMMAND_RULES: dict[str, dict[str, tuple[Rule | None, type]]] = {
     "evaluate": {"latency_runs": (at_least(0), int), "max_examples": (at_least(1), int)},
     "import": {"seq_len": (at_least(1), int)},
     "demo": {"seed": (SEED, int)},
+    "search": {"max_drop": (at_least(0), float), "reward_gamma": (at_least(0), float), "eta": (at_least(2), int),
+               "rungs": (at_least(1), int), "latency_runs": (at_least(1), int)},
+    "sensitivity": {"max_examples": (at_least(1), int), "calibration_samples": (at_least(1), int)},
 }
 
 

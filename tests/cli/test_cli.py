@@ -49,7 +49,7 @@ def test_no_command_is_one_error_line_after_the_help(capsys):
     out, err = capsys.readouterr()
     assert "usage: rmcompress" in out
     assert err.strip() == ("rmcompress: error: no command given; choose one of train, import, shrink, compress, "
-                           "export, evaluate, score, report, demo")
+                           "search, sensitivity, export, evaluate, score, report, demo")
 
 
 def test_existing_output_needs_overwrite(tmp_path, pointwise_file, capsys):

@@ -36,6 +36,10 @@ def test_ranking_puts_feasible_runs_first_by_objective_then_the_rest_by_drop():
             {"accuracy_drop_points": 2.0, "latency_speedup": 9.0}, {"accuracy_drop_points": 0.9, "latency_speedup": 1.0}]
     order = sorted(range(4), key=lambda i: rank_key(rows[i], s))
     assert order == [1, 0, 3, 2]
+    flops = Settings(objective="flops")  # equal FLOPs: the smaller drop first
+    assert rank_key({"accuracy_drop_points": 0.1, "flops": 5}, flops) < rank_key(
+        {"accuracy_drop_points": 0.3, "flops": 5}, flops)
+    assert rank_key({"accuracy_drop_points": math.inf}, flops)[0] == 1  # a failed run
     size = Settings(objective="size")
     assert rank_key({"accuracy_drop_points": 0.0, "size_bytes": 10}, size) < rank_key(
         {"accuracy_drop_points": 0.0, "size_bytes": 20}, size)
@@ -89,9 +93,11 @@ def test_search_runs_the_rungs_chooses_writes_and_resumes(tmp_path, trained_mode
     monkeypatch.setattr(search_mod, "compress", no_compress)
     again = search(model, pointwise_file, out, s)
     assert again["best"]["candidate"] == best["candidate"] and again["runs"] == 3
-    with pytest.raises(UsageError, match=r"holds a search with other settings \(max_drop\)"):
+    with pytest.raises(UsageError, match=r"holds a search with another max_drop;"):
         search(model, pointwise_file, out, Settings(max_drop=1.0, objective="size", eta=2, rungs=2, latency_runs=5,
                                                     space=s.space))
+    with pytest.raises(UsageError, match=r"holds a search with another model, model_signature;"):
+        search(trained_models["bow"].out_dir, pointwise_file, out, s)
     (tmp_path / "mine").mkdir()
     with pytest.raises(UsageError, match="exists and holds no rmcompress search"):
         search(model, pointwise_file, tmp_path / "mine", s)
@@ -114,3 +120,40 @@ def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file
     rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
                      "--out", tmp_path / "t", "--precisions", "int4")
     assert rc == 2 and "precision 'int4' unknown" in err
+
+
+def test_a_failing_candidate_is_recorded_and_skipped_on_resume(tmp_path, trained_models, pointwise_file, monkeypatch):
+    real = search_mod.compress
+    calls = []
+
+    def flaky(model, recipe, data, out, **kw):
+        calls.append(recipe["name"])
+        if "float16" in recipe["name"]:
+            raise UsageError("parity: float16 file disagrees")
+        return real(model, recipe, data, out, **kw)
+
+    monkeypatch.setattr(search_mod, "compress", flaky)
+    s = Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5,
+                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
+    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
+    runs = pd.read_csv(tmp_path / "s" / "search.csv")
+    failed = runs[runs["candidate"] == "b1-nof-s0-float16"].iloc[0]
+    assert failed["error"] == "parity: float16 file disagrees" and failed["accuracy_drop_points"] == math.inf
+    assert report["best"]["candidate"] == "b1-nof-s0-dynamic"
+    n = len(calls)
+    search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
+    assert len(calls) == n  # neither the failure nor the success runs again
+
+
+def test_a_regression_model_is_refused_before_any_run(tmp_path):
+    from rmcompress.data.synthetic import pointwise_frame
+    from rmcompress.training.trainer import train
+    from tests.helpers import tiny_config
+
+    df = pointwise_frame(80, seed=3)
+    df["label"] = df["label"] * 0.5 + 0.1
+    df.to_csv(tmp_path / "r.tsv", sep="\t", index=False)
+    train(tmp_path / "r.tsv", tiny_config(arch="bow", loss="mse", max_steps=2), tmp_path / "m", verbose=0)
+    with pytest.raises(UsageError, match="mse regression model; the accuracy drop"):
+        search(tmp_path / "m", tmp_path / "r.tsv", tmp_path / "s", Settings())
+    assert not (tmp_path / "s").exists()
