@@ -11,3 +11,22 @@ def model_to_out_parser(sub, parents, name: str, *, help: str, description: str,
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     return p
+
+
+def add_progress_args(p) -> None:
+    """``--quiet`` and ``--tensorboard DIR`` of a command that trains (what it shows and logs:
+    :mod:`rmcompress.config.progress`)."""
+    p.add_argument("--quiet", action="store_true",
+                   help="show no progress: no Keras progress bar (on a terminal) or line per epoch (otherwise), "
+                        "no pass lines; results, notes and errors still print")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard logs of every training pass to DIR (a new directory per run; "
+                        "--overwrite replaces one rmcompress wrote); view with: tensorboard --logdir DIR")
+
+
+def progress_of(args) -> dict:
+    """``verbose`` and ``tensorboard`` for ``train()`` / ``compress()`` from the flags of
+    :func:`add_progress_args`."""
+    from rmcompress.config.progress import fit_verbosity
+
+    return {"verbose": fit_verbosity(args.quiet), "tensorboard": args.tensorboard}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from rmcompress.commands._common import model_to_out_parser
+from rmcompress.commands._common import add_progress_args, model_to_out_parser, progress_of
 from rmcompress.config.rules import integer
 
 
@@ -22,6 +22,7 @@ def add_parser(sub, parents):
     p.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts (a text column; pairwise: pairs) the source model scores and the "
                         "budget pass distills on (recipes whose budget pass has distill > 0)")
+    add_progress_args(p)
     return p
 
 
@@ -41,8 +42,8 @@ def run(args) -> int:
     from rmcompress.evaluation.table import format_table
 
     report = compress(args.model, recipe, data, args.out, overwrite=args.overwrite,
-                      latency_runs=args.latency_runs, log=lambda m: print(m, file=sys.stderr),
-                      unlabeled=args.unlabeled)
+                      latency_runs=args.latency_runs, log=None if args.quiet else lambda m: print(m, file=sys.stderr),
+                      unlabeled=args.unlabeled, **progress_of(args))
     print(format_table([report]))
     extras = []
     for key, fmt in (("size_ratio", "{:.1f}x smaller"), ("gzip_ratio", "{:.1f}x smaller gzipped"),
