@@ -21,7 +21,7 @@ COMMANDS = ["train", "import", "shrink", "compress", "search", "sensitivity", "e
 #: subcommands whose module name differs from the command (a Python keyword)
 MODULES = {"import": "import_"}
 #: flags (argparse ``dest``) naming what a command writes, and what it reads (see ``rmcompress.ownership``)
-OUTPUT_ARGS = ("out",)
+OUTPUT_ARGS = ("out", "tensorboard")
 INPUT_ARGS = ("model", "data", "val_data", "test_data", "unlabeled", "init", "teacher", "backbone", "recipe", "dirs", "vocab")
 
 

@@ -18,6 +18,10 @@ An existing destination is replaced only with ``overwrite=True`` (the CLI's ``--
 when rmcompress provably wrote it, never an unrelated folder or file given by mistake: every
 committed directory carries a manifest of its files, the writer holds the destination's lock, and
 an output overlapping an input is refused (:mod:`rmcompress.ownership`).
+
+The one output written in place is a *live* directory (:func:`live_dir`: TensorBoard logs, which
+must be readable while the run trains): same ownership rules, its manifest written when the run
+ends, however it ends.
 """
 from __future__ import annotations
 
@@ -164,6 +168,52 @@ def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+@contextlib.contextmanager
+def live_dir(dest: str | os.PathLike | None, overwrite: bool = False, inputs=(), outputs=(),
+             keep: bool = False, kind: str = "live") -> Iterator[Path | None]:
+    """Yield ``dest`` (created) for the ``with`` block to write in place, holding its lock
+    (:func:`ownership.destination_lock`); afterwards, also after an error, write its manifest
+    (:func:`ownership.write_manifest`, artifact ``kind``), so a later ``overwrite`` may replace it;
+    a block that wrote no file leaves no trace (a folder made for it is removed). ``None``: yields
+    None.
+
+    Checked up front: never an existing path of ``inputs`` (or inside / around one), never one of
+    the run's ``outputs`` (or inside / around one). An existing directory holding files is refused
+    unless rmcompress wrote it and it is unchanged (:func:`ownership.check_replaceable`) and
+    ``overwrite`` (it is replaced: removed, then written anew) or ``keep`` (a resumed run adds to it).
+    """
+    if dest is None:
+        yield None
+        return
+    dest = Path(dest)
+    ownership.check_apart(dest, outputs)
+    ownership.check_separate(dest, inputs)
+    if os.path.lexists(dest) and (not dest.is_dir() or dest.is_symlink()):
+        raise UsageError(f"{dest}: exists and is not a directory; not replacing it (remove it or choose "
+                         "another path)")
+    with ownership.destination_lock(dest):
+        if os.path.lexists(dest) and any(True for _ in dest.iterdir()):
+            if not (overwrite or keep):
+                raise UsageError(f"{dest}: already exists; pass --overwrite (overwrite=True) to replace it, "
+                                 "or choose a new directory")
+            ownership.check_replaceable(dest)
+            if not keep:
+                shutil.rmtree(dest)
+        made = not os.path.lexists(dest)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ownership.os_error(dest, e) from e
+        try:
+            yield dest
+        finally:
+            with contextlib.suppress(OSError):  # without a manifest a later --overwrite refuses, naming why
+                if any(files for _, _, files in os.walk(dest)):
+                    ownership.write_manifest(dest, kind=kind)
+                elif made:  # a run that failed before writing: nothing to keep
+                    shutil.rmtree(dest)
 
 
 _RENAME_EXCHANGE = 2

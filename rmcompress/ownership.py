@@ -15,7 +15,8 @@ commit (``fileio.atomic_dir``):
    a changed file, a link or a special file: refused, one line naming the directory and the first
    few such files, and nothing is deleted.
 2. **Separate paths.** An output that is an existing input, lies inside one or contains one is
-   refused (writing it would replace the input).
+   refused (writing it would replace the input); so is an output that is, holds or lies inside
+   another output of the same run, existing or not (one would replace or block the other).
 3. **Lock.** A writer holds ``OUT.rmc-lock`` (beside ``OUT``: ``flock`` on an open descriptor, the
    holder's pid inside) while it may write ``OUT``; a second writer fails at once, naming the lock
    and the pid. The kernel drops the lock when the holder exits however it exits (exception,
@@ -212,6 +213,16 @@ def check_separate(out: str | os.PathLike, inputs: Iterable) -> None:
                               "input); choose another output path")
 
 
+def check_apart(out: str | os.PathLike, others: Iterable) -> None:
+    """Raise :class:`OutputError` if ``out`` is, holds or lies inside one of ``others`` (the same
+    run's other outputs: paths, lists of paths, existing or not; anything else is skipped) (rule 2)."""
+    o = Path(os.path.realpath(out))
+    for other in _paths(others):
+        p = Path(os.path.realpath(other))
+        if o == p or o.is_relative_to(p) or p.is_relative_to(o):
+            raise OutputError(f"{out}: overlaps the output {other} of the same run; choose a path beside it")
+
+
 # -- lock -----------------------------------------------------------------------------------------
 _held: dict[str, list] = {}   # lock path -> [fd, depth]
 
@@ -291,9 +302,9 @@ def destination_lock(dest: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def claim(outputs: Iterable, inputs: Iterable = ()) -> Iterator[None]:
-    """Before a command's work: refuse an empty output path (it would mean the current folder) and
-    outputs that overlap an input (rule 2), then hold the lock of every output (rule 3) until the
-    block ends."""
+    """Before a command's work: refuse an empty output path (it would mean the current folder),
+    outputs that overlap an input or each other (rule 2), then hold the lock of every output
+    (rule 3) until the block ends."""
     outputs = list(outputs)
     for out in outputs:
         if isinstance(out, (str, os.PathLike)) and not str(out).strip():
@@ -301,8 +312,9 @@ def claim(outputs: Iterable, inputs: Iterable = ()) -> Iterator[None]:
                               f"folder to write")
     outs = list(_paths(outputs))
     ins = list(_paths(inputs))
-    for out in outs:
+    for i, out in enumerate(outs):
         check_separate(out, ins)
+        check_apart(out, outs[i + 1:])
     with contextlib.ExitStack() as stack:
         for out in outs:
             stack.enter_context(destination_lock(out))

@@ -77,6 +77,18 @@ def run_pass(name: str, state, **settings):
     return result.state, result.notes
 
 
+def event_tags(root) -> dict:
+    """``{run: {tag: number of values}}`` of every TensorBoard event file under ``root`` (``run``:
+    the file's folder relative to ``root``, as TensorBoard names it)."""
+    out: dict = {}
+    for f in sorted(Path(root).rglob("events.out.tfevents.*")):
+        run = out.setdefault(f.parent.relative_to(root).as_posix(), {})
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            for value in event.summary.value:
+                run[value.tag] = run.get(value.tag, 0) + 1
+    return out
+
+
 # -- small models and token ids (compression and registry tests) ------------------------------
 SMALL = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=32, filters=8, hidden=16,
              dropout=0.1)

@@ -204,3 +204,79 @@ def test_a_file_or_link_at_the_destination_is_not_offered_overwrite(tmp_path, ov
     assert notes.read_text() == "mine\n" and (tmp_path / "link").is_symlink()
     with pytest.raises(UsageError, match="already exists; pass --overwrite"):
         check_destination(tmp_path, overwrite=False)
+
+
+# -- a live directory (TensorBoard logs written while the run trains) ----------------------------
+def test_live_dir_is_created_written_in_place_and_gets_a_manifest_even_after_an_error(tmp_path):
+    from rmcompress.fileio import live_dir
+    from rmcompress.ownership import MANIFEST, read_manifest
+
+    dest = tmp_path / "tb"
+    with live_dir(None) as nothing:
+        assert nothing is None
+    with pytest.raises(RuntimeError):  # a run that fails before logging anything leaves no trace
+        with live_dir(dest) as d:
+            (d / "train").mkdir()
+            raise RuntimeError("bad input")
+    assert not dest.exists()
+    mine = tmp_path / "empty"
+    mine.mkdir()
+    with live_dir(mine):
+        pass
+    assert mine.is_dir() and list(mine.iterdir()) == []  # the user's own empty folder stays as it was
+    with pytest.raises(RuntimeError):
+        with live_dir(dest, kind="tensorboard") as d:
+            (d / "train").mkdir()
+            (d / "train" / "events.1").write_text("a")
+            assert (d / "train" / "events.1").is_file() and not (d / MANIFEST).exists()  # in place, no tmp
+            raise RuntimeError("the run failed")
+    manifest, _ = read_manifest(dest)
+    assert manifest["kind"] == "tensorboard" and [e["path"] for e in manifest["files"]] == ["train/events.1"]
+
+
+def test_an_existing_live_dir_needs_overwrite_and_is_replaced_only_when_rmcompress_wrote_it(tmp_path):
+    from rmcompress.errors import OutputError, UsageError
+    from rmcompress.fileio import live_dir
+
+    dest = tmp_path / "tb"
+    with live_dir(dest) as d:
+        (d / "old").write_text("a")
+    with pytest.raises(UsageError, match=rf"^{dest}: already exists; pass --overwrite"):
+        with live_dir(dest):
+            pass
+    with live_dir(dest, keep=True) as d:  # a resumed run adds to its logs
+        (d / "more").write_text("b")
+    assert (dest / "old").is_file() and (dest / "more").is_file()
+    with live_dir(dest, overwrite=True) as d:
+        assert sorted(p.name for p in d.iterdir()) == []
+        (d / "new").write_text("c")
+    (dest / "mine.txt").write_text("the user's")
+    for flags in ({"overwrite": True}, {"keep": True}):
+        with pytest.raises(OutputError, match="holds 1 file rmcompress did not write"):
+            with live_dir(dest, **flags):
+                pass
+    assert (dest / "mine.txt").read_text() == "the user's" and (dest / "new").is_file()
+    user = tmp_path / "logs"
+    user.mkdir()
+    (user / "notes").write_text("x")
+    with pytest.raises(OutputError, match="does not look like an rmcompress output"):
+        with live_dir(user, overwrite=True):
+            pass
+    assert (user / "notes").is_file()
+
+
+def test_a_live_dir_never_overlaps_the_run_s_inputs_or_outputs(tmp_path):
+    from rmcompress.errors import OutputError
+    from rmcompress.fileio import live_dir
+
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "model"  # not written yet: still refused, the run writes it whole at its end
+    for dest in (out, out / "tb", tmp_path):
+        with pytest.raises(OutputError, match="overlaps the output"):
+            with live_dir(dest, outputs=[out]):
+                pass
+    with pytest.raises(OutputError, match="lies inside the input"):
+        with live_dir(data / "tb", inputs=[data]):
+            pass
+    assert not (data / "tb").exists() and not out.exists()

@@ -217,6 +217,20 @@ def test_an_empty_output_path_is_refused_before_any_work(tmp_path, out):
         assert (tmp_path / "out.rmc-lock").exists()
 
 
+def test_outputs_of_one_run_that_overlap_are_refused_before_anything_is_created(tmp_path):
+    from rmcompress.errors import OutputError
+    from rmcompress.ownership import claim
+
+    out = tmp_path / "model"
+    for second in (out / "tb", out, tmp_path):
+        with pytest.raises(OutputError, match=rf"^{out}: overlaps the output {second} of the same run"):
+            with claim([out, second]):
+                pytest.fail("the block ran")
+    assert list(tmp_path.iterdir()) == []  # no folder and no lock made for the lock files
+    with claim([out, tmp_path / "tb"]):
+        assert (tmp_path / "model.rmc-lock").exists() and (tmp_path / "tb.rmc-lock").exists()
+
+
 def test_library_export_onto_its_own_source_is_refused(model_dir):
     from rmcompress.errors import OutputError
     from rmcompress.export.exporter import export_model

@@ -29,3 +29,22 @@ def columns_of(args) -> dict:
     from rmcompress.config.training import COLUMN_SETTINGS
 
     return {k: getattr(args, k) for k in COLUMN_SETTINGS if getattr(args, k, None) is not None}
+
+
+def add_progress_args(p) -> None:
+    """``--quiet`` and ``--tensorboard DIR`` of a command that trains (what it shows and logs:
+    :mod:`rmcompress.config.progress`)."""
+    p.add_argument("--quiet", action="store_true",
+                   help="show no progress: no Keras progress bar (on a terminal) or line per epoch (otherwise), "
+                        "no pass lines; results, notes and errors still print")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard logs of every training pass to DIR (a new directory per run; "
+                        "--overwrite replaces one rmcompress wrote); view with: tensorboard --logdir DIR")
+
+
+def progress_of(args) -> dict:
+    """``verbose`` and ``tensorboard`` for ``train()`` / ``compress()`` from the flags of
+    :func:`add_progress_args`."""
+    from rmcompress.config.progress import fit_verbosity
+
+    return {"verbose": fit_verbosity(args.quiet), "tensorboard": args.tensorboard}

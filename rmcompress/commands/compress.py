@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from rmcompress.commands._common import add_column_flags, columns_of, model_to_out_parser
+from rmcompress.commands._common import (add_column_flags, add_progress_args, columns_of, model_to_out_parser,
+                                         progress_of)
 from rmcompress.config.rules import integer
 
 
@@ -23,6 +24,7 @@ def add_parser(sub, parents):
                    help="extra texts (a text column; pairwise: pairs) the source model scores and the "
                         "budget pass distills on (recipes whose budget pass has distill > 0)")
     add_column_flags(p, title="data columns (a column not named here: as the model's training run named it)")
+    add_progress_args(p)
     return p
 
 
@@ -42,8 +44,8 @@ def run(args) -> int:
     from rmcompress.evaluation.table import format_table
 
     report = compress(args.model, recipe, data, args.out, overwrite=args.overwrite,
-                      latency_runs=args.latency_runs, log=lambda m: print(m, file=sys.stderr),
-                      unlabeled=args.unlabeled)
+                      latency_runs=args.latency_runs, log=None if args.quiet else lambda m: print(m, file=sys.stderr),
+                      unlabeled=args.unlabeled, **progress_of(args))
     print(format_table([report]))
     extras = []
     for key, fmt in (("size_ratio", "{:.1f}x smaller"), ("gzip_ratio", "{:.1f}x smaller gzipped"),

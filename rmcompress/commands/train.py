@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rmcompress.commands._common import add_progress_args, progress_of
 from rmcompress.config.training import cli_fields, flat_index
 
 
@@ -20,6 +21,7 @@ def add_parser(sub, parents):
                    help="continue an interrupted run from its last completed epoch (backup in OUT.rmc-backup)")
     p.add_argument("--val-data", default=None,
                    help="validation file (replaces the split of --data) [default: split off --data]")
+    add_progress_args(p)
     groups = {None: p}
     for title, flag, kwargs in cli_fields():
         if title not in groups:
@@ -68,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from rmcompress.evaluation.table import format_table
     from rmcompress.training.trainer import train
 
-    result = train(data, cfg, args.out, overwrite=args.overwrite,
-                   verbose=1 if sys.stdout.isatty() else 2, resume=args.resume, validation=validation)
+    result = train(data, cfg, args.out, overwrite=args.overwrite, resume=args.resume, validation=validation,
+                   **progress_of(args))
     notes = data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0))
     if validation is None and cfg.data.val_fraction:
         from rmcompress.data.split import resolve_mode

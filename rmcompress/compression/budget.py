@@ -99,7 +99,8 @@ class BudgetPass(Pass):
         bundle = RewardModelBundle(state.model, state.tokenizer, state.metadata)
         new = budget_compress(bundle, state.train, state.val, flops_fraction=s.flops_fraction,
                               params_fraction=s.params_fraction, steps=steps, seed=state.seed,
-                              learning_rate=learning_rate, batch_size=s.batch_size, verbose=state.verbose,
+                              learning_rate=learning_rate, batch_size=s.batch_size,
+                              verbose=state.progress.verbose, tensorboard=state.progress.tensorboard,
                               distill_weight=s.distill, method=s.method, stages=s.stages, gate_init=s.gate_init,
                               finetune_fraction=s.finetune_fraction, final_steps=final_steps,
                               unlabeled=unlabeled, distill_features=s.distill_features)

@@ -3,7 +3,8 @@
 The passes' adapter of the one training loop (:func:`rmcompress.training.finetune.finetune`,
 same losses as training) with Adam at a small constant
 learning rate, ``steps`` batches from the training split (shuffled, seeded, repeated), and any
-callbacks a pass needs (``UpdatePruningStep``, ...). Returns the per-step history.
+callbacks a pass needs (``UpdatePruningStep``, ...), showing and logging ``state.progress``. Returns
+the per-step history.
 
 ``distill`` ``a`` > 0 with ``data`` from :func:`self_distillation_rows`: the loss is
 ``(1 - a) * task + a * (s - t)^2`` over those rows (``t``: the reward -- pairwise, the margin -- of the
@@ -58,7 +59,7 @@ def finetune(scorer: keras.Model, state: CompressState, steps: int, learning_rat
     ds = data.dataset(batch_size, shuffle=True, seed=state.seed, repeat=True)
     _, history = train_steps(scorer, make_task(state.task, state.loss), ds, int(steps), learning_rate=learning_rate,
                              schedule="constant", distill=settings, callbacks=callbacks,
-                             verbose=2 if state.verbose else 0)
+                             progress=state.progress)
     return history
 
 

@@ -21,6 +21,14 @@ order of each pair -- and rank correlation), ``recipe``; and against the *source
 latency), ``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same validation texts, each model
 with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_speedup`` and
 ``accuracy_drop_points``.
+
+Progress: ``log`` gets a line as each step starts and, after each pass, ``pass NAME: S s`` (its wall
+time); ``verbose`` is Keras' for every training pass (0 none, 1 a bar, 2 a line per epoch);
+``tensorboard=DIR`` gives every pass that trains a TensorBoard run of its own, ``DIR/NN-NAME/`` (``NN``
+its place in the recipe; the budget pass: ``gated/``, ``gated/complexity/``, ``finetune/`` inside it,
+:mod:`rmcompress.training.budget`). ``DIR`` is written in place while the passes train
+(:func:`rmcompress.fileio.live_dir`: never an input or ``out``; an existing one needs ``overwrite``
+and rmcompress having written it).
 """
 from __future__ import annotations
 
@@ -33,10 +41,11 @@ import numpy as np
 from rmcompress.compression.passes import PASSES
 from rmcompress.compression.recipe import PassSpec, Recipe
 from rmcompress.compression.state import CompressState, prepare_state
+from rmcompress.config.progress import Progress
 from rmcompress.errors import UsageError
 from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export.exporter import export_model
-from rmcompress.fileio import atomic_dir, atomic_write_text, check_destination, write_json
+from rmcompress.fileio import atomic_dir, atomic_write_text, check_destination, live_dir, write_json
 from rmcompress.metrics import quality_metrics, spearman
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
 from rmcompress.models.structure import count
@@ -80,24 +89,34 @@ def _source_baseline(state: CompressState, latency_runs: int) -> dict:
 
 
 def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = False, verbose: int = 0,
-             latency_runs: int | None = None, log=None, unlabeled=None) -> dict:
+             latency_runs: int | None = None, log=None, unlabeled=None, tensorboard=None) -> dict:
     """Run ``recipe`` (a level name, YAML path, dict or :class:`Recipe`) on ``model`` (a model
     directory or a loaded bundle) with ``data`` (a file of the model's task, or loaded data); write
     ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
-    ``budget`` pass distills on (needs ``distill`` > 0 there)."""
+    ``budget`` pass distills on (needs ``distill`` > 0 there). ``verbose``, ``log``,
+    ``tensorboard``: what the run shows and logs (module docstring)."""
 
-    log = log or (lambda msg: None)
-    t_start = time.time()
+    progress = Progress(verbose, tensorboard)
     recipe = Recipe.resolve(recipe)
     out = Path(out)
-    check_destination(out, overwrite, inputs=[getattr(model, "path", model), data, unlabeled])
+    inputs = [getattr(model, "path", model), data, unlabeled]
+    check_destination(out, overwrite, inputs=inputs)
     if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.settings.distill
                                          for p in recipe.passes):
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
                          "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
+    with live_dir(tensorboard, overwrite, inputs=inputs, outputs=[out], kind="tensorboard"):
+        return _compress(model, recipe, data, out, overwrite, progress, latency_runs, log, unlabeled)
+
+
+def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress: Progress, latency_runs,
+              log, unlabeled) -> dict:
+    """:func:`compress` with the recipe resolved, ``out`` checked and the run's ``progress``."""
+    log = log or (lambda msg: None)
+    t_start = time.time()
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
     recipe.check_model([layer.name for layer in bundle.model.layers], str(bundle.path or "the model"))
-    state = prepare_state(bundle, data, recipe.data, verbose=verbose, unlabeled=unlabeled)
+    state = prepare_state(bundle, data, recipe.data, progress=progress, unlabeled=unlabeled)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)
@@ -113,15 +132,24 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
 
 
 def run_passes(state: CompressState, specs: list[PassSpec], log=None) -> CompressState:
-    """Run the recipe items ``specs`` in order (each looked up in the pass registry); append each
-    pass's notes, with the seconds it took, to ``state.notes``; return the final state."""
+    """Run the recipe items ``specs`` in order (each looked up in the pass registry), each with its
+    own TensorBoard run (``NN-NAME`` under ``state.progress``'s directory); append each pass's notes,
+    with the seconds it took, to ``state.notes`` and log that time; return the final state."""
     log = log or (lambda msg: None)
-    for spec in specs:
+    progress = state.progress
+    for i, spec in enumerate(specs, 1):
         log(f"pass {spec.name} {spec.params}")
         t0 = time.time()
-        result = PASSES[spec.name]()(state, spec.settings)
+        state.progress = progress.child(f"{i:02d}-{spec.name}")
+        try:
+            result = PASSES[spec.name]()(state, spec.settings)
+        finally:
+            state.progress = progress
         state = result.state
-        state.notes.append({"pass": spec.name, "seconds": round(time.time() - t0, 2), **result.notes})
+        state.progress = progress
+        seconds = time.time() - t0
+        state.notes.append({"pass": spec.name, "seconds": round(seconds, 2), **result.notes})
+        log(f"pass {spec.name}: {seconds:.1f} s")
     return state
 
 

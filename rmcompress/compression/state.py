@@ -26,6 +26,7 @@ from rmcompress._keras import keras
 from rmcompress.compression.exportplan import ExportPlan
 from rmcompress.config.choices import COLUMN_SETTINGS
 from rmcompress.compression.functional import flat_functional
+from rmcompress.config.progress import Progress
 from rmcompress.data.loaders import PairwiseData, PointwiseData, load_for_model
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import split_data
@@ -68,7 +69,8 @@ class CompressState:
     train: EncodedData
     val: EncodedData
     seed: int = 0
-    verbose: int = 0
+    #: what training shows and where it logs; the pipeline gives each pass its own TensorBoard run
+    progress: Progress = field(default_factory=Progress)
     export: ExportPlan = field(default_factory=ExportPlan)            # set by quantise and length
     structure: WeightStructure = field(default_factory=WeightStructure)  # set by prune and cluster
     notes: list = field(default_factory=list)     # one dict per pass, for the report only
@@ -112,10 +114,11 @@ def split_settings(metadata: dict, overrides: dict) -> dict:
 
 
 def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = None,
-                  verbose: int = 0, unlabeled=None) -> CompressState:
+                  progress: Progress | None = None, unlabeled=None) -> CompressState:
     """Load ``data`` for the bundle's task, split it, encode it with the bundle's tokenizer.
     ``unlabeled``: a file of extra texts (pairwise: pairs whose order carries no preference) that
-    passes which distill from the source model train on with the distillation term only."""
+    passes which distill from the source model train on with the distillation term only. ``progress``:
+    what the passes' training shows and logs (default: nothing)."""
     task = bundle.task
     data = load_for_model(data, bundle.metadata, training_columns=True)
     s = split_settings(bundle.metadata, data_settings or {})
@@ -135,6 +138,7 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
     train, val = encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer)
     model, flattened = flat_functional(bundle.model, all_ids(val)[:256])
     return CompressState(model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,
-                         val_raw, train, val, seed=int(s["seed"]), verbose=verbose, unlabeled_raw=extra,
+                         val_raw, train, val, seed=int(s["seed"]), progress=progress or Progress(),
+                         unlabeled_raw=extra,
                          unlabeled=None if extra is None else encode(extra, bundle.tokenizer),
                          notes=[flattened] if flattened else [])

@@ -5,6 +5,11 @@ and/or params budget (gate, train with the budget held by Lagrange multipliers, 
 deterministic units, shrink, fine-tune; or ``method="taylor"``: prune by unit importance in
 stages, fine-tuning between them). Shrinking a gated model directory without training is
 :func:`rmcompress.structured.shrink.shrink_model_dir`.
+
+Progress (:class:`rmcompress.config.progress.Progress`): ``verbose`` is Keras' for every ``fit``;
+``tensorboard=DIR`` gives each one a TensorBoard run of its own: ``gated/`` (with ``gated/complexity/``,
+the complexity logger's values at each step) and ``finetune/``; ``taylor``/``magnitude``:
+``stage1/``, ``stage2/``, ... and ``final/``. Files are added to ``DIR``, nothing in it is removed.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 
 from rmcompress._keras import keras
 from rmcompress.config.choices import GATE_INITS, gate_schedule
+from rmcompress.config.progress import Progress
 from rmcompress.data.pipeline import EncodedData, all_ids
 from rmcompress.errors import UsageError
 from rmcompress.layers.gates import DEFAULT_INIT_LOG_ALPHA
@@ -39,7 +45,8 @@ WARMUP_FRACTION = 0.5
 def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params_fraction=None,
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
                     method="gates", stages=1, importance_batches=32, unlabeled=None, gate_init="uniform",
-                    gate_init_spread=None, finetune_fraction=None, final_steps=0, distill_features=0.0):
+                    gate_init_spread=None, finetune_fraction=None, final_steps=0, distill_features=0.0,
+                    tensorboard=None):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -75,7 +82,11 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     ``steps / stages`` steps (distilled as above). With ``stages`` = k the budget is reached
     geometrically, stage ``i`` pruning to ``budget ** (i / k)`` of the dense cost, so later stages
     score units on a model that has already adapted (and trains faster, being smaller).
+
+    ``verbose`` (Keras' progress: 0 none, 1 a bar, 2 a line per epoch) and ``tensorboard`` (a
+    directory): module docstring.
     """
+    progress = Progress(verbose, tensorboard)
 
     if flops_fraction is None and params_fraction is None:
         raise UsageError("budget_compress needs flops_fraction and/or params_fraction")
@@ -97,7 +108,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         train_data, settings = with_teacher(bundle.model, train_data, unlabeled, settings)
     if method != "gates":
         return _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps,
-                                    seed, learning_rate, batch_size, verbose, settings, method,
+                                    seed, learning_rate, batch_size, progress, settings, method,
                                     stages, importance_batches, task, loss, int(final_steps))
     gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
     if gate_init != "uniform":
@@ -112,14 +123,16 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                                  terms=[DistillationTerm(settings)] if settings is not None else ())
     model.compile(optimizer=make_optimizer(learning_rate, gated_steps, "cosine", 0.05, 0.004))
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
-    logger = ComplexityLogger(every=max(1, gated_steps // 50))
+    gated_progress = progress.child("gated")
+    logger = ComplexityLogger(tensorboard_dir=gated_progress.child("complexity").tensorboard,
+                              every=max(1, gated_steps // 50))
     fit_model(model, ds, gated_steps, 1, callbacks=[BudgetController(int(math.ceil(WARMUP_FRACTION * gated_steps))),
-                                                    logger], verbose=verbose)
+                                                    logger], progress=gated_progress)
     check = all_ids(val_data) if len(val_data) else None
     scorer, info = finish_gated(model, check)
     if ft_steps:
         scorer, _ = finetune(scorer, make_task(task, loss), ds, ft_steps, learning_rate=learning_rate,
-                             distill=settings, verbose=verbose, copy=True)
+                             distill=settings, progress=progress.child("finetune"), copy=True)
     info.update({"steps": steps, "gated_steps": gated_steps, "finetune_steps": ft_steps,
                  "gate_init": gate_init, "gate_init_spread": gate_init_spread if gate_init != "uniform" else None,
                  "finetune_fraction": finetune_fraction,
@@ -156,7 +169,7 @@ def with_teacher(teacher, train_data, unlabeled, settings):
 
 
 def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps, seed,
-                         learning_rate, batch_size, verbose, settings, method, stages,
+                         learning_rate, batch_size, progress, settings, method, stages,
                          importance_batches, task, loss, final_steps=0):
     """``budget_compress`` with ``method`` taylor/magnitude (see its docstring); ``train_data``
     already carries the teacher's targets when ``settings`` (distillation) is given."""
@@ -171,9 +184,9 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
     def build(m):
         return RewardTrainingModel(m, objective, terms=[DistillationTerm(settings)] if settings is not None else ())
 
-    def tune(scorer, n):
-        return finetune(scorer, objective, ds, n, learning_rate=learning_rate, distill=settings, verbose=verbose,
-                        copy=True)[0]
+    def tune(scorer, n, run):
+        return finetune(scorer, objective, ds, n, learning_rate=learning_rate, distill=settings,
+                        progress=progress.child(run), copy=True)[0]
     dense = count(bundle.model)
     ds = train_data.dataset(batch_size, shuffle=True, seed=seed, repeat=True)
     scorer, per_stage = bundle.model, []
@@ -188,11 +201,11 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
                                   build=build)
         pruned = count(scorer)
         if stage_steps[i]:
-            scorer = tune(scorer, stage_steps[i])
+            scorer = tune(scorer, stage_steps[i], f"stage{i + 1}")
         per_stage.append({"flops_fraction": round(pruned.flops / dense.flops, 5),
                           "params_fraction": round(pruned.params / dense.params, 5), "steps": stage_steps[i]})
     if final_steps:
-        scorer = tune(scorer, final_steps)
+        scorer = tune(scorer, final_steps, "final")
     achieved = count(scorer)
     info = {"method": method, "stages": stages, "per_stage": per_stage,
             "dense_flops": int(dense.flops), "dense_params": int(dense.params),

@@ -145,6 +145,9 @@ class ComplexityLogger(_ComplexityCallback):
 
     def on_train_end(self, logs=None):
         self.write()
+        if self._writer is not None:  # the event file is complete when fit returns
+            self._writer.close()
+            self._writer = None
 
     def write(self, path=None):
         """Write every row so far to ``path`` (default ``csv_path``) as CSV."""

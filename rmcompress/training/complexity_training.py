@@ -53,14 +53,16 @@ def make_complexity_model(scorer, cfg, loss: str) -> ComplexityAwareModel:
         multiplier_learning_rate=g.multiplier_learning_rate, quadratic_init=g.quadratic_init)
 
 
-def complexity_callbacks(cfg, total_steps: int, monitor: str | None, mode: str, log_every: int = 10):
-    """``(callbacks, logger)``: controller (budget mode), logger, budget-aware early stopping (when
-    ``monitor`` is given and ``cfg.patience > 0``)."""
+def complexity_callbacks(cfg, total_steps: int, monitor: str | None, mode: str, log_every: int = 10,
+                         tensorboard_dir=None):
+    """``(callbacks, logger)``: controller (budget mode), logger (also to TensorBoard in
+    ``tensorboard_dir``), budget-aware early stopping (when ``monitor`` is given and
+    ``cfg.patience > 0``)."""
     cbs, g = [], cfg.gates
     if g.budgeted:
         cbs.append(BudgetController(int(round(g.budget_warmup * total_steps)),
                                     delay_steps=int(round(g.budget_delay * total_steps))))
-    logger = ComplexityLogger(every=log_every)
+    logger = ComplexityLogger(tensorboard_dir=tensorboard_dir, every=log_every)
     cbs.append(logger)
     if monitor is not None and cfg.optim.patience > 0:
         cbs.append(BudgetEarlyStopping(monitor=monitor, mode=mode, patience=cfg.optim.patience))

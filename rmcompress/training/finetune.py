@@ -8,10 +8,18 @@ Optimisers: ``schedule="cosine"``: AdamW (``weight_decay``) with linear warm-up 
 
 ``distill`` (:class:`rmcompress.training.distill.DistillSettings`): the training model gets a
 :class:`~rmcompress.training.distill.DistillationTerm`; the batches then carry teacher targets.
+
+Progress (:class:`rmcompress.config.progress.Progress`): every ``fit`` shows Keras' progress at the
+run's verbosity and, with a TensorBoard directory, gets Keras' own ``TensorBoard`` callback writing
+there (:func:`tensorboard_callback`): every metric of the training model, so the complexity ones
+(expected FLOPs/params fractions, budget gaps, multipliers) too, as ``epoch_<name>`` and, about
+:data:`TENSORBOARD_POINTS` times per ``fit``, ``batch_<name>`` (Keras' running mean over the epoch so
+far) scalars, with the learning rate and steps per second.
 """
 from __future__ import annotations
 
 from rmcompress._keras import keras, tf
+from rmcompress.config.progress import Progress
 from rmcompress.models.structure import infer_arch_config, is_architecture
 from rmcompress.models.architectures import build_reward_model
 from rmcompress.training.distill import DistillationTerm
@@ -19,6 +27,8 @@ from rmcompress.training.model import RewardTrainingModel
 from rmcompress.training.tasks import Task
 
 SCHEDULES = ("cosine", "constant")
+#: batch-level TensorBoard points per ``fit`` (the write interval is the steps divided by this)
+TENSORBOARD_POINTS = 200
 
 
 def warmup_cosine(learning_rate: float, total_steps: int, warmup_fraction: float):
@@ -39,21 +49,33 @@ def make_optimizer(learning_rate: float, total_steps: int, schedule: str = "cosi
                                   weight_decay=weight_decay)
 
 
+def tensorboard_callback(log_dir, total_steps: int):
+    """Keras' ``TensorBoard`` callback writing to ``log_dir`` (``train/``, ``validation/``) for a
+    ``fit`` of ``total_steps`` steps: epoch scalars, and batch scalars every
+    ``total_steps / TENSORBOARD_POINTS`` steps (module docstring)."""
+    return keras.callbacks.TensorBoard(str(log_dir), update_freq=max(1, int(total_steps) // TENSORBOARD_POINTS),
+                                       write_steps_per_second=True)
+
+
 def fit_model(model: RewardTrainingModel, ds, steps_per_epoch: int, epochs: int = 1, validation_data=None,
-              callbacks=(), verbose=0) -> dict:
+              callbacks=(), progress: Progress = Progress()) -> dict:
     """``model.fit`` (compiled) over ``epochs`` x ``steps_per_epoch`` batches of the repeated
-    stream ``ds``; returns ``{metric: [float per epoch]}``."""
+    stream ``ds``, showing and logging ``progress`` (module docstring); returns
+    ``{metric: [float per epoch]}``."""
+    callbacks = list(callbacks)
+    if progress.tensorboard is not None:
+        callbacks.append(tensorboard_callback(progress.tensorboard, int(steps_per_epoch) * int(epochs)))
     hist = model.fit(ds, validation_data=validation_data, epochs=epochs, steps_per_epoch=int(steps_per_epoch),
-                     callbacks=list(callbacks), verbose=verbose)
+                     callbacks=callbacks, verbose=progress.verbose)
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
 
 
 def finetune(scorer: keras.Model, task: Task, ds, steps: int, *, learning_rate: float, schedule: str = "cosine",
              warmup_fraction: float = 0.05, weight_decay: float = 0.01, distill=None, callbacks=(),
-             verbose=0, copy: bool = False, strategy: tf.distribute.Strategy | None = None):
-    """Train ``scorer`` ``steps`` batches of ``ds`` on ``task``'s loss (plus ``distill``'s term);
-    returns ``(scorer, history)``. ``copy``: train a copy rebuilt under ``strategy`` (a shrunk
-    model leaving the gated run's scope), else ``scorer`` itself in place."""
+             progress: Progress = Progress(), copy: bool = False, strategy: tf.distribute.Strategy | None = None):
+    """Train ``scorer`` ``steps`` batches of ``ds`` on ``task``'s loss (plus ``distill``'s term),
+    showing and logging ``progress``; returns ``(scorer, history)``. ``copy``: train a copy rebuilt
+    under ``strategy`` (a shrunk model leaving the gated run's scope), else ``scorer`` itself in place."""
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         if copy:
@@ -63,5 +85,5 @@ def finetune(scorer: keras.Model, task: Task, ds, steps: int, *, learning_rate: 
             scorer = model
         wrapper = RewardTrainingModel(scorer, task, terms=[DistillationTerm(distill)] if distill else ())
         wrapper.compile(optimizer=make_optimizer(learning_rate, steps, schedule, warmup_fraction, weight_decay))
-    history = fit_model(wrapper, ds, steps, 1, callbacks=callbacks, verbose=verbose)
+    history = fit_model(wrapper, ds, steps, 1, callbacks=callbacks, progress=progress)
     return wrapper.scorer, history

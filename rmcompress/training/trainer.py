@@ -14,6 +14,13 @@ With an output directory, training keeps a backup beside it (``OUT.rmc-backup``,
 :mod:`rmcompress.training.resume`) that ``resume=True`` continues from after an interruption; it is
 removed once ``OUT`` is complete.
 
+Progress (:mod:`rmcompress.config.progress`): ``verbose`` is Keras' (0 by default: nothing shown);
+``tensorboard=DIR`` logs the fit with Keras' ``TensorBoard`` callback in ``DIR`` (``train/``,
+``validation/``; a gated run also ``complexity/``, the complexity logger's values at each step, and
+the shrunk model's fine-tuning in ``finetune/``). ``DIR`` is written in place while the run trains
+(:func:`rmcompress.fileio.live_dir`: never an input or ``OUT``; an existing one needs ``overwrite``,
+or ``resume``, and rmcompress having written it).
+
 Pretrained starts (``rmcompress.training.sources``): ``backbone`` bridges a keras-nlp backbone
 (its vocabulary replaces the trained one, its weights the random init); ``init`` copies a model
 directory. ``teacher`` adds distillation (``rmcompress.training.distill``): teacher rewards are
@@ -28,6 +35,7 @@ from pathlib import Path
 from rmcompress import faults
 from rmcompress._keras import keras, tf
 from rmcompress.config.choices import COLUMN_SETTINGS
+from rmcompress.config.progress import Progress
 from rmcompress.config.schedule import split_finetune, step_plan
 from rmcompress.config.training import DEFAULT_SEQ_LEN, TrainConfig
 from rmcompress.data.loaders import load_training_data
@@ -35,7 +43,7 @@ from rmcompress.data.pipeline import EncodedData, all_ids, encode
 from rmcompress.data.split import resolve_mode, split_data
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
 from rmcompress.errors import UsageError
-from rmcompress.fileio import check_destination, write_json
+from rmcompress.fileio import check_destination, live_dir, write_json
 from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.models.modeldir import RewardModelBundle, save_model_dir, save_samples
 from rmcompress.models.structure import count, infer_arch_config
@@ -205,14 +213,16 @@ def _build(model, enc: EncodedData) -> None:
         model(model.task_object.first_example(enc.inputs()), training=False)
 
 
-def _callbacks(cfg: TrainConfig, task: Task, model, enc_train, has_val: bool, schedule: Schedule, bk, given):
+def _callbacks(cfg: TrainConfig, task: Task, model, enc_train, has_val: bool, schedule: Schedule, bk, given,
+               progress: Progress):
     """``(callbacks, complexity logger or None)``: the caller's, the complexity ones (gated) or
     early stopping, and the backup's (in the order they must run)."""
     cbs = list(given)
     monitor, mode = task.monitor()
     early = cx_logger = None
     if cfg.gates.active:  # budget-aware early stopping etc. come with the complexity callbacks
-        cx_cbs, cx_logger = cx.complexity_callbacks(cfg, schedule.total_steps, monitor if has_val else None, mode)
+        cx_cbs, cx_logger = cx.complexity_callbacks(cfg, schedule.total_steps, monitor if has_val else None, mode,
+                                                    tensorboard_dir=progress.child("complexity").tensorboard)
         cbs.extend(cx_cbs)
     elif has_val and cfg.optim.patience > 0:
         early = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=cfg.optim.patience,
@@ -225,7 +235,7 @@ def _callbacks(cfg: TrainConfig, task: Task, model, enc_train, has_val: bool, sc
     return cbs, cx_logger
 
 
-def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callbacks, bk, verbose):
+def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callbacks, bk, progress: Progress):
     """``(ds_train, history, seconds)``: fit over the shuffled, repeated training stream (after a
     resume: from where the interrupted run stopped)."""
     ds_train = enc_train.dataset(cfg.optim.batch_size, shuffle=True, seed=cfg.data.seed, repeat=True)
@@ -238,7 +248,7 @@ def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callba
     ds_val = enc_val.dataset(256) if len(enc_val) else None
     t = time.time()
     try:
-        history = fit_model(model, ds_train, schedule.steps_per_epoch, fit_epochs, ds_val, callbacks, verbose)
+        history = fit_model(model, ds_train, schedule.steps_per_epoch, fit_epochs, ds_val, callbacks, progress)
     except BaseException:
         if bk is not None:
             bk.discard_if_empty()  # nothing to resume before the first completed epoch
@@ -251,7 +261,7 @@ def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callba
 
 
 def _shrink_if_gated(model, cfg: TrainConfig, task: Task, arch, enc_val, ds_train, schedule: Schedule,
-                     distill, strategy, verbose):
+                     distill, strategy, progress: Progress):
     """``(scorer, arch, report entries)``: a gated run's model with the budget held, shrunk and
     fine-tuned ``schedule.finetune_steps`` (distilled like the gated phase); others unchanged."""
     if not cfg.gates.active:
@@ -264,7 +274,8 @@ def _shrink_if_gated(model, cfg: TrainConfig, task: Task, arch, enc_val, ds_trai
         o = cfg.optim
         scorer, _ = finetune(scorer, task, ds_train, schedule.finetune_steps, learning_rate=o.learning_rate,
                              warmup_fraction=o.warmup_fraction, weight_decay=o.weight_decay,
-                             distill=distill.settings if distill is not None else None, verbose=verbose,
+                             distill=distill.settings if distill is not None else None,
+                             progress=progress.child("finetune"),
                              copy=True, strategy=strategy)
         info["finetune_steps"] = schedule.finetune_steps
     return scorer, arch, info
@@ -334,9 +345,10 @@ def _save(out_dir, bundle, report, history, cx_logger, enc_train, enc_val, cfg, 
 
 
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
-          callbacks=(), verbose: int = 1, strategy: tf.distribute.Strategy | None = None,
+          callbacks=(), verbose: int = 0, strategy: tf.distribute.Strategy | None = None,
           build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
-          backup: bool = True, validation=None, tokenizer: Tokenizer | None = None) -> TrainResult:
+          backup: bool = True, validation=None, tokenizer: Tokenizer | None = None,
+          tensorboard: str | Path | None = None) -> TrainResult:
     """Train a reward model on ``data`` and optionally save it to ``out_dir``. ``data`` (and
     ``validation``) is a file path, a pandas ``DataFrame``, a ``datasets.Dataset``, a list of dicts
     (:func:`rmcompress.data.tables.as_table`) or data from ``load_data``; ``cfg`` a
@@ -346,15 +358,28 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     complexity-aware and distillation training). With ``out_dir`` and ``backup``, progress is backed
     up after every epoch and ``resume=True`` continues an interrupted run (module docstring).
     ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
-    ``data`` trains. Returns the bundle, history and report.
+    ``data`` trains. ``verbose``: Keras' progress (0 none, 1 a bar, 2 a line per epoch);
+    ``tensorboard``: a directory for TensorBoard logs (module docstring). Returns the bundle,
+    history and report.
     """
     if not isinstance(cfg, TrainConfig):
         raise UsageError(f"train: cfg is a {type(cfg).__name__}, expected a TrainConfig "
                          "(e.g. TrainConfig.from_flat(task='pairwise', epochs=2))")
+    progress = Progress(verbose, tensorboard)
+    inputs = [data, validation, cfg.source.init, cfg.source.backbone, cfg.distill.teacher, cfg.distill.unlabeled]
+    if tensorboard is not None and out_dir is not None:  # OUT is checked before old logs are replaced
+        check_destination(out_dir, overwrite, inputs=inputs)
+    with live_dir(tensorboard, overwrite, inputs=inputs, outputs=[out_dir], keep=resume, kind="tensorboard"):
+        return _train(data, cfg, out_dir, overwrite, callbacks, progress, strategy, build_training_model,
+                      metadata_extra, resume, backup, validation, tokenizer, inputs)
+
+
+def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress: Progress, strategy,
+           build_training_model, metadata_extra, resume: bool, backup: bool, validation, tokenizer,
+           inputs) -> TrainResult:
+    """:func:`train` (its arguments, the run's ``progress`` and the ``inputs`` its outputs must avoid)."""
     strategy = strategy or tf.distribute.get_strategy()
-    use_backup = _prepare_output(out_dir, overwrite, resume, backup, strategy,
-                                 [data, validation, cfg.source.init, cfg.source.backbone, cfg.distill.teacher,
-                                  cfg.distill.unlabeled])
+    use_backup = _prepare_output(out_dir, overwrite, resume, backup, strategy, inputs)
     t0 = time.time()
     data, train_data, val_data = _load_and_split(data, cfg, validation)
     task = _task_for(cfg, data)
@@ -374,12 +399,12 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     with strategy.scope():
         scorer = _build_scorer(cfg, task, source, arch, enc_train)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)
-    cbs, cx_logger = _callbacks(cfg, task, model, enc_train, len(enc_val) > 0, schedule, bk, callbacks)
+    cbs, cx_logger = _callbacks(cfg, task, model, enc_train, len(enc_val) > 0, schedule, bk, callbacks, progress)
     if bk is not None:  # only now: a run that fails to start leaves no backup
         bk.start(tokenizer, settings, fingerprint, str(data.source))
-    ds_train, history, fit_seconds = _fit(model, cfg, enc_train, enc_val, schedule, cbs, bk, verbose)
+    ds_train, history, fit_seconds = _fit(model, cfg, enc_train, enc_val, schedule, cbs, bk, progress)
     scorer, arch, cx_info = _shrink_if_gated(model, cfg, task, arch, enc_val, ds_train, schedule, distill,
-                                             strategy, verbose)
+                                             strategy, progress)
     arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
     report = _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, history, fit_seconds,
                      schedule, cx_info, bk, distill, validation is not None)

@@ -95,3 +95,20 @@ def test_a_name_has_one_unit_in_the_csv_log_and_the_history(tmp_path):
                                rtol=1e-5)
     assert (epochs["expected_flops"] > 1.0).all() and "expected_flops" not in hist
     np.testing.assert_allclose(epochs["flops_fraction"], epochs["flops"] / epochs["dense_flops"], rtol=1e-5)
+
+
+def test_keras_tensorboard_callback_in_the_user_s_own_fit_logs_the_complexity_scalars(tmp_path):
+    """``keras.callbacks.TensorBoard`` beside the complexity callbacks on a wrapped user model: the
+    expected FLOPs, the budget gap and the multipliers are TensorBoard scalars like any metric."""
+    from tests.helpers import event_tags
+
+    ids, y = _data()
+    model = _user_model()
+    model.fit(ids, y, batch_size=16, epochs=2, validation_data=(ids[:16], y[:16]), verbose=0,
+              callbacks=[BudgetController(warmup_steps=4), ComplexityLogger(tensorboard_dir=tmp_path / "tb" / "cx", every=2),
+                         keras.callbacks.TensorBoard(str(tmp_path / "tb"), update_freq=1)])
+    runs = event_tags(tmp_path / "tb")
+    for tag in ("expected_flops_fraction", "flops_gap", "lambda_flops", "lambda_flops_sq", "auc"):
+        assert runs["train"][f"epoch_{tag}"] == 2 and runs["train"][f"batch_{tag}"] == 8, tag
+        assert runs["validation"][f"epoch_{tag}"] == 2, tag
+    assert {"complexity/expected_flops", "complexity/flops_gap", "complexity/lambda_flops"} <= set(runs["cx"])

@@ -103,6 +103,7 @@ def test_one_fit_loop_serves_every_caller(monkeypatch, trained_models):
     from rmcompress.training.budget import budget_compress
     from rmcompress.compression.finetune import finetune as pass_finetune
     from rmcompress.compression.state import CompressState  # noqa: F401
+    from rmcompress.config.progress import Progress
 
     calls = []
     real = loop.fit_model
@@ -114,7 +115,8 @@ def test_one_fit_loop_serves_every_caller(monkeypatch, trained_models):
     monkeypatch.setattr(loop, "fit_model", spy)
     monkeypatch.setattr(budget_module, "fit_model", spy)  # bound at import there
     res = trained_models["bow"]
-    state = type("S", (), {"seed": 0, "train": res.train_data, "task": "pointwise", "loss": "bce", "verbose": False})()
+    state = type("S", (), {"seed": 0, "train": res.train_data, "task": "pointwise", "loss": "bce",
+                           "progress": Progress()})()
     clone = keras.models.clone_model(res.bundle.model)
     clone.set_weights(res.bundle.model.get_weights())
     history = pass_finetune(clone, state, 2, 1e-3, 16)

@@ -71,3 +71,24 @@ def test_head_hidden_reaches_the_architecture_and_is_refused_elsewhere():
         TrainConfig.from_flat(arch="bow", head_hidden=8)
     with pytest.raises(UsageError, match="--head-hidden"):
         TrainConfig.from_flat(arch="transformer", head_hidden=-1)
+
+
+def test_a_budget_run_shows_nothing_by_default_and_logs_its_fits_to_tensorboard(tmp_path, pointwise_file, capfd):
+    from rmcompress.errors import UsageError
+    from rmcompress.ownership import MANIFEST
+    from tests.helpers import event_tags
+
+    tb = tmp_path / "tb"
+    train(pointwise_file, tiny_config(arch="bow", budget_flops=0.5), tmp_path / "m", tensorboard=tb)
+    assert "loss:" not in capfd.readouterr().out  # the Python API prints no progress unless asked
+    runs = event_tags(tb)
+    assert {"train", "validation", "complexity", "finetune/train"} <= set(runs)
+    for tag in ("expected_flops_fraction", "flops_gap", "lambda_flops", "lambda_flops_sq"):
+        assert runs["train"].get(f"epoch_{tag}", 0) >= 1 and runs["train"].get(f"batch_{tag}", 0) >= 1, tag
+        assert runs["complexity"].get(f"complexity_epoch/{tag}", 0) >= 1, tag
+    assert runs["finetune/train"]["epoch_loss"] == 1 and (tb / MANIFEST).is_file()
+    with pytest.raises(UsageError, match=rf"^{tb}: already exists; pass --overwrite"):
+        train(pointwise_file, tiny_config(arch="bow"), tmp_path / "m2", tensorboard=tb)
+    assert not (tmp_path / "m2").exists()
+    train(pointwise_file, tiny_config(arch="bow"), tmp_path / "m2", tensorboard=tb, overwrite=True)
+    assert "complexity" not in event_tags(tb)  # replaced: the ungated run's logs only
