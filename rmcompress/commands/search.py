@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from rmcompress.commands._common import add_column_flags, columns_of
 from rmcompress.config.choices import SEARCH_DEFAULTS, SEARCH_OBJECTIVES, SEARCH_SPACE
 from rmcompress.config.rules import integer, number
 
@@ -62,6 +63,7 @@ def add_parser(sub, parents):
                    help="objective reward: quality * (1 + gamma * log2(source FLOPs / FLOPs))")
     s.add_argument("--latency-runs", type=integer, default=SEARCH_DEFAULTS["latency_runs"],
                    help="timed runs per candidate")
+    add_column_flags(p, title="data columns (a column not named here: as the model's training run named it)")
     return p
 
 
@@ -78,8 +80,9 @@ def run(args) -> int:
                         space=Space(args.budgets, args.factorise, args.sparsity, args.precisions))
     metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
     check_vocab_fits(args.model, metadata)
-    data = load_for_model(args.data, metadata, training_columns=True)
-    test = load_for_model(args.test_data, metadata, training_columns=True) if args.test_data else None
+    data = load_for_model(args.data, metadata, training_columns=True, columns=columns_of(args))
+    test = (load_for_model(args.test_data, metadata, training_columns=True, columns=columns_of(args))
+            if args.test_data else None)
     from rmcompress.compression.search import search
 
     report = search(args.model, data, args.out, settings, test_data=test,

@@ -1,6 +1,7 @@
 """``rmcompress sensitivity``: which layers and groups a model can lose to int8 or pruning."""
 from __future__ import annotations
 
+from rmcompress.commands._common import add_column_flags, columns_of
 from rmcompress.config.choices import SENSITIVITY_DEFAULTS
 from rmcompress.config.rules import integer
 
@@ -24,6 +25,7 @@ def add_parser(sub, parents):
                    help="training rows that calibrate the int8 ranges")
     p.add_argument("--only", choices=("int8", "prune"), default=None,
                    help="measure only one kind [default: both]")
+    add_column_flags(p, title="data columns (a column not named here: as the model's training run named it)")
     return p
 
 
@@ -34,7 +36,7 @@ def run(args) -> int:
 
     metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
     check_vocab_fits(args.model, metadata)
-    data = load_for_model(args.data, metadata, training_columns=True)
+    data = load_for_model(args.data, metadata, training_columns=True, columns=columns_of(args))
     if args.out:
         from rmcompress.fileio import check_destination
 

@@ -48,23 +48,23 @@ def train_config_from_args(args):
 
 
 def _infer_task(args):
-    """The table of ``--data``, ``args.task`` set from its columns (or the column flags given)."""
+    """``(table of --data, note)``: ``args.task`` set from its columns (or the column flags given);
+    the note saying so is printed after the run, so bad input stays one line."""
     from rmcompress.commands._common import columns_of
     from rmcompress.data.loaders import infer_task
     from rmcompress.data.tables import as_table
 
     table = as_table(args.data)
     args.task = infer_task(table, **columns_of(args))
-    print(f"rmcompress train: note: {args.data}: task {args.task}, told from its columns", file=sys.stderr)
-    return table
+    return table, f"{args.data}: task {args.task}, told from its columns"
 
 
 def run(args: argparse.Namespace) -> int:
     from rmcompress.data.loaders import data_notes, load_training_data
 
-    data = args.data
+    data, task_note = args.data, None
     if args.task is None:  # told from the columns; the file is read once
-        data = _infer_task(args)
+        data, task_note = _infer_task(args)
     cfg = train_config_from_args(args)  # settings and data are checked before TensorFlow loads
     data, validation = load_training_data(data, cfg, args.val_data)
     from rmcompress.evaluation.table import format_table
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(data, cfg, args.out, overwrite=args.overwrite, resume=args.resume, validation=validation,
                    **progress_of(args))
-    notes = data_notes(args.data, result.report.get("skipped_rows"), result.report.get("truncated_texts", 0))
+    notes = [task_note] + data_notes(args.data, result.report.get("skipped_rows"),
+                                     result.report.get("truncated_texts", 0))
     if validation is None and cfg.data.val_fraction:
         from rmcompress.data.split import resolve_mode
 

@@ -125,7 +125,7 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
         report["seconds"] = round(time.time() - t_start, 1)
-        report["source_model"] = str(bundle.path) if bundle.path else None
+        report["source_model"] = str(Path(bundle.path).resolve()) if bundle.path else None
         write_json(tmp / "report.json", report)
         _write_recipe(recipe, tmp / "recipe.yaml")
     return report

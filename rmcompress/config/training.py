@@ -129,7 +129,8 @@ class DataOptions:
                                        default_text="prompt, if present")
     chosen_column: str | None = option(None, "pairwise: the column of the preferred texts", default_text="chosen")
     rejected_column: str | None = option(None, "pairwise: the column of the other texts", default_text="rejected")
-    val_fraction: float = option(0.1, "share of the rows held out for validation",
+    val_fraction: float = option(0.1, "share of the rows held out for validation (split sentences: of the "
+                                      "full texts)",
                                  rule=half_open(0, 1))
     split_mode: str = option("auto", "disjoint: drop training texts contained in a validation text (SST-2 "
                              "phrases); sentences: also draw validation only from full texts (not part of another); "

@@ -287,10 +287,12 @@ def load_pointwise(data, text_column: str | None = None, label_column: str | Non
                          truncated=clean.truncated)
 
 
-def _join_prompt(prompt: str | None, response: str) -> str:
+def _join_prompt(prompt: str | None, response: str, conversation: bool = False) -> str:
+    """The prompt, then the response: joined by a newline, unless plain text already has white
+    space at the seam; rendered conversations always by a newline (their template)."""
     if not prompt:
         return response
-    if prompt[-1:].isspace() or response[:1].isspace():
+    if not conversation and (prompt[-1:].isspace() or response[:1].isspace()):
         return prompt + response
     return prompt + "\n" + response
 
@@ -326,6 +328,7 @@ def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None
     rows = zip(prompts, df[ccol].tolist(), df[rcol].tolist(), margins,
                df[LINE_COLUMN].tolist())
     for p, c, r, m, line in rows:
+        conv = any(is_conversation(v) for v in (p, c, r))
         prompt = clean.text(p, line, "end", "prompt") if p is not None else None
         c = clean.text(c, line, "end", "chosen text")
         r = clean.text(r, line, "end", "rejected text")
@@ -336,8 +339,8 @@ def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None
             same += 1
             continue
         before = clean.truncated
-        chosen.append(clean.text(_join_prompt(prompt, c), line, "end"))
-        rejected.append(clean.text(_join_prompt(prompt, r), line, "end"))
+        chosen.append(clean.text(_join_prompt(prompt, c, conv), line, "end"))
+        rejected.append(clean.text(_join_prompt(prompt, r, conv), line, "end"))
         clean.truncated = before + (clean.truncated > before)  # count each pair once
         margin.append(clean.number(m, line, "margin"))
     skipped = {k: v for k, v in (("empty_text", empty), ("chosen_equals_rejected", same)) if v}

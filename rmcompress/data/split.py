@@ -10,9 +10,11 @@ set of full-length sentences like GLUE's dev set, with none of their phrases in 
 ``auto`` (the default): ``sentences`` when some text of a pointwise file occurs inside another (or
 twice), else ``random``; pairs (pairwise files) are split ``random``. A random split of a file whose
 texts contain one another puts a validation sentence's phrases (or its copy) in training, and the
-validation figure overstates what held-out text gets. The containment check reads every text once
-per text (about 20 s for SST-2's 67k rows, 3.6M characters); above :data:`AUTO_CHECK_CHARS`
-characters it is skipped, ``random`` is used and :func:`resolve_mode` says so.
+validation figure overstates what held-out text gets. The containment check scans the text of
+the file once per row, so its cost grows as rows x characters (about 20 s for SST-2's 67k rows x
+3.6M characters); above :data:`AUTO_CHECK_WORK` it is skipped, ``random`` is used and
+:func:`resolve_mode` says so. With ``sentences``, ``fraction`` is a share of the full texts, not
+of the rows.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ import numpy as np
 from rmcompress.config.choices import SPLIT_MODES
 from rmcompress.errors import DataError, UsageError
 
-#: above this many characters of text, ``auto`` does not look for texts inside others
-AUTO_CHECK_CHARS = 20_000_000
+#: above this many rows x characters of text, ``auto`` does not look for texts inside others
+AUTO_CHECK_WORK = 3e11
 
 
 def validation_size(n: int, fraction: float) -> int:
@@ -71,7 +73,7 @@ def root_indices(texts: list[str]) -> np.ndarray:
     return _roots(tuple(texts))
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def _roots(texts: tuple[str, ...]) -> np.ndarray:
     """:func:`root_indices`, cached: ``auto`` and the ``sentences`` split it picks read them once."""
     norm = [t.strip().lower() for t in texts]
@@ -98,10 +100,10 @@ def resolve_mode(data, mode: str) -> tuple[str, str]:
         return "random", ""
     source = getattr(data, "source", "") or "the data"
     chars = sum(len(t) for t in data.texts)
-    if chars > AUTO_CHECK_CHARS:
-        return "random", (f"{source}: {chars:,} characters of text: not checked for texts inside other texts "
-                          "(split random); if some are, use --split sentences so none of a validation "
-                          "text's phrases train")
+    if len(data) * chars > AUTO_CHECK_WORK:
+        return "random", (f"{source}: {len(data):,} rows, {chars:,} characters: too large to check for texts "
+                          "inside other texts (split random); if some are, use --split sentences so none of a "
+                          "validation text's phrases train")
     roots = root_indices(data.texts)
     inside = len(data) - len(roots)
     if not inside or len(roots) < 2:

@@ -135,6 +135,12 @@ def gather(dirs) -> pd.DataFrame:
             raise UsageError(f"{p}: no report.json (give directories written by train/export/compress)")
         run_dir = p if p.is_dir() else p.parent
         data = _read(f)
+        stage = data.get("stage") if isinstance(data, dict) else None
+        if stage == "sensitivity":
+            raise UsageError(f"{f}: a sensitivity table (a row per layer), not a model's result; read "
+                             f"{run_dir / 'sensitivity.md'}")
+        if stage == "search" and (run_dir / "best" / "report.json").is_file():  # a search: its chosen run
+            data = _read(run_dir / "best" / "report.json")
         items = data.get("rows") if isinstance(data, dict) and isinstance(data.get("rows"), list) else [data]
         for r in items:
             if not isinstance(r, dict):

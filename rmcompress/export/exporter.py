@@ -82,7 +82,7 @@ def export_metadata(bundle: RewardModelBundle, quantize: str, complexity: dict) 
             "input": {"name": "token_ids", "dtype": "int32", "shape": [-1, int(tok.seq_len)],
                       "padding_id": 0},
             "output": {"name": "reward", "dtype": "float32", "shape": [-1, 1]},
-            "source_model": str(bundle.path) if bundle.path else None, **complexity}
+            "source_model": str(Path(bundle.path).resolve()) if bundle.path else None, **complexity}
 
 
 def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: str = "none",

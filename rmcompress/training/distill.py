@@ -444,8 +444,8 @@ def _same_split(meta: dict, source, split_settings) -> bool | None:
     tc = meta.get("train_config") or {}
     if not source or not tdata or split_settings is None or meta.get("validation"):
         return None
-    try:
-        if Path(source).resolve() != Path(tdata).resolve():
+    try:  # in-memory data (a DataFrame, a Dataset) has a name, not a file to compare
+        if not Path(source).is_file() or Path(source).resolve() != Path(tdata).resolve():
             return None
     except OSError:
         return None

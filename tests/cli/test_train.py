@@ -76,3 +76,14 @@ def test_the_column_flags_choose_the_task(tmp_path, cli):
                      "--label-column", "stars", *TINY_TRAIN_FLAGS)
     assert rc == 0 and "task pointwise, told from its columns" in err
     assert json.loads((tmp_path / "m" / "report.json").read_text())["task"] == "pointwise"
+
+
+def test_bad_input_is_one_line_when_the_task_is_told_from_the_columns(tmp_path, cli):
+    data = _conversations(tmp_path / "prefs.jsonl")
+    cols = ["--prompt-column", "question", "--chosen-column", "better", "--rejected-column", "worse"]
+    rc, _, err = cli("train", "--data", data, "--out", tmp_path / "m", *cols, "--epochs", "-1")
+    assert rc == 2 and "--epochs -1 must be >= 1" in _one_line(err)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "mine.txt").write_text("keep")
+    rc, _, err = cli("train", "--data", data, "--out", tmp_path / "m", *cols, *TINY_TRAIN_FLAGS)
+    assert rc == 2 and "--overwrite" in _one_line(err)

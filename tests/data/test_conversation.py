@@ -45,6 +45,14 @@ def test_conversational_pairs_with_and_without_prompt(tmp_path):
         assert d.chosen == [render(PROMPT + CHOSEN)] and d.rejected == [render(PROMPT + REJECTED)]
 
 
+def test_prompt_and_completion_join_by_the_template_whatever_their_white_space(tmp_path):
+    for content in ("hi ", "hi\n", " hi"):
+        prompt = [{"role": "user", "content": content}]
+        path = _jsonl(tmp_path / "w.jsonl", [{"prompt": prompt, "chosen": CHOSEN, "rejected": REJECTED}])
+        d = load_data(path)
+        assert d.chosen == [render(prompt + CHOSEN)] and d.rejected == [render(prompt + REJECTED)], content
+
+
 def test_standard_pairs_and_parquet_conversations(tmp_path):
     d = load_data(pd.DataFrame({"prompt": ["Q?"], "chosen": ["yes"], "rejected": ["no"]}))
     assert d.chosen == ["Q?\nyes"] and d.rejected == ["Q?\nno"]

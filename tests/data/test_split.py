@@ -49,7 +49,7 @@ def test_auto_mode_keeps_contained_texts_apart_and_says_why():
 def test_auto_mode_skips_the_check_on_huge_files_and_says_so(monkeypatch):
     import rmcompress.data.split as split
 
-    monkeypatch.setattr(split, "AUTO_CHECK_CHARS", 10)
+    monkeypatch.setattr(split, "AUTO_CHECK_WORK", 10)
     data = PointwiseData(["a truly great film", "truly great"], np.ones(2, np.float32), "binary", source="big.tsv")
     mode, note = split.resolve_mode(data, "auto")
     assert mode == "random" and "big.tsv" in note and "--split sentences" in note

@@ -154,3 +154,16 @@ def test_markdown_and_csv_leave_missing_figures_blank(runs, tmp_path):
     assert (csv.loc[csv["run"] == "pairs-int8", "pairwise_accuracy"] == "").all()
     assert not (csv == "nan").any().any()
     assert {"pareto_size.png", "pareto_latency.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
+
+
+def test_a_search_reports_its_chosen_run_and_a_sensitivity_table_is_refused(runs, tmp_path):
+    from rmcompress.errors import UsageError
+
+    search = _write(tmp_path / "rm-search", {"stage": "search", "best": {"candidate": "b1-nof-s0-int8"}})
+    best = json.loads((runs[2] / "report.json").read_text())
+    _write(search / "best", best)
+    df = gather([search])
+    assert df["run"].iloc[0] == "rm-search" and df["accuracy"].iloc[0] == best["accuracy"]  # then its source
+    sens = _write(tmp_path / "rm-sens", {"stage": "sensitivity", "rows": [{"kind": "int8", "target": "dense"}]})
+    with pytest.raises(UsageError, match=r"rm-sens/report.json: a sensitivity table \(a row per layer\)"):
+        gather([sens])
