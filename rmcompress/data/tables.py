@@ -7,15 +7,17 @@
 - a pandas ``DataFrame``;
 - anything with a ``to_pandas()`` method: a Hugging Face ``datasets.Dataset`` (one split of a
   ``DatasetDict``, e.g. ``dd["train"]``), a polars frame;
-- a list (or tuple) of dicts, one dict a row; or a dict of columns (``{"text": [...], ...}``);
+- a list (or tuple) of dicts, one dict a row; a dict of columns (``{"text": [...], ...}``); or a
+  dict of single values, one row (``{"text": "...", "label": 1}``);
 - a :class:`Table` (returned as is);
 
 and returns a :class:`Table`: a pandas frame with a ``__line__`` column and the source's name. In
 memory, rows are numbered from 1 (as Parquet rows are), so ``DataFrame:3`` names ``df.iloc[2]``;
 the source is ``DataFrame``, ``Dataset`` (``Dataset[train]`` when the split is known), ``rows``
-(a list of dicts) or ``columns`` (a dict of columns). The caller's frame is never modified.
+(a list of dicts), ``columns`` (a dict of columns) or ``row``. Column names are strings (a frame's
+column ``0`` is named ``'0'``). The caller's frame is never modified.
 
-A ``DatasetDict`` (several splits), anything else, an empty table or a column name given twice is
+A ``DatasetDict`` or a dict of frames (several splits), anything else, an empty table or a column name given twice is
 a one-line :class:`~rmcompress.errors.RMCompressError` naming the argument (``data``,
 ``validation``, ...) or the source.
 """
@@ -25,6 +27,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from rmcompress.data.formats import LINE_COLUMN, read_table
@@ -61,10 +64,12 @@ def as_table(data, argument: str = "data") -> Table:
     if isinstance(data, pd.DataFrame):
         return _from_frame(data, "DataFrame")
     if isinstance(data, Mapping):
-        splits = [k for k, v in data.items() if _has_to_pandas(v)]
+        splits = [k for k, v in data.items() if _has_to_pandas(v) or isinstance(v, pd.DataFrame)]
         if splits:
             raise UsageError(f"{argument}: a dataset with splits {list(data)}; pass one split, e.g. "
                              f"{argument}[{splits[0]!r}]")
+        if not any(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in data.values()):
+            return _from_frame(pd.DataFrame([dict(data)]), "row")  # one row: {'text': ..., 'label': ...}
         try:
             frame = pd.DataFrame({k: list(v) if not isinstance(v, str) else [v] for k, v in data.items()})
         except (TypeError, ValueError) as e:
@@ -109,5 +114,6 @@ def _from_frame(frame: pd.DataFrame, source: str) -> Table:
     if not names:
         raise DataError(f"{source}: no columns")
     out = frame.reset_index(drop=True)  # a new frame: the caller's stays as it was
+    out.columns = [c if c == LINE_COLUMN else str(c) for c in out.columns]  # integer names can be named
     out[LINE_COLUMN] = range(1, len(out) + 1)
     return Table(out, source)

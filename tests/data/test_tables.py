@@ -129,3 +129,11 @@ def test_evaluate_and_compress_take_a_dataframe(tmp_path):
 def test_a_table_is_a_frozen_pair():
     t = Table(pd.DataFrame({"a": [1], LINE_COLUMN: [1]}), "x")
     assert t.columns == ["a"] and t.source == "x"
+
+
+def test_one_row_integer_column_names_and_a_dict_of_frames():
+    one = as_table({"text": "a fine film", "label": 1})
+    assert one.source == "row" and one.frame[["text", "label"]].values.tolist() == [["a fine film", 1]]
+    assert as_table(pd.DataFrame({0: ["a", "b"], 1: [0, 1]})).columns == ["0", "1"]
+    with pytest.raises(UsageError, match=r"^data: a dataset with splits \['train'\]; pass one split"):
+        as_table({"train": pd.DataFrame(ROWS)})
