@@ -321,3 +321,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def relative_source(source, out_dir) -> str | None:
+    """``source`` relative to the directory ``out_dir`` will be, so a tree moved or written through
+    a temporary folder (the demo's) still finds it; ``None`` across drives or without a source."""
+    if not source:
+        return None
+    try:
+        return os.path.relpath(Path(source).resolve(), Path(out_dir).resolve())
+    except ValueError:
+        return None

@@ -45,7 +45,8 @@ from rmcompress.config.progress import Progress
 from rmcompress.errors import UsageError
 from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export.exporter import export_model
-from rmcompress.fileio import atomic_dir, atomic_write_text, check_destination, live_dir, write_json
+from rmcompress.fileio import (atomic_dir, atomic_write_text, check_destination, live_dir, relative_source,
+                               write_json)
 from rmcompress.metrics import quality_metrics, spearman
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
 from rmcompress.models.structure import count
@@ -126,6 +127,7 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
         report = _export(state, recipe, tmp, source, runs)
         report["seconds"] = round(time.time() - t_start, 1)
         report["source_model"] = str(Path(bundle.path).resolve()) if bundle.path else None
+        report["source_model_relative"] = relative_source(bundle.path, out)
         write_json(tmp / "report.json", report)
         _write_recipe(recipe, tmp / "recipe.yaml")
     return report

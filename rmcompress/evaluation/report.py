@@ -79,10 +79,19 @@ def _read(path: Path) -> dict:
         raise UsageError(f"{path}: invalid JSON ({e})") from None
 
 
+def source_of(run_dir: Path, record: dict) -> str | None:
+    """The model directory a run was made from: ``source_model_relative`` (to the run directory)
+    when it exists there, else ``source_model``."""
+    rel = record.get("source_model_relative")
+    if rel and (Path(run_dir) / rel).is_dir():
+        return str((Path(run_dir) / rel).resolve())
+    return record.get("source_model")
+
+
 def _source_quality(run_dir: Path) -> dict:
     """Quality of the model directory a float export was made from, or ``{}``."""
     meta = run_dir / "metadata.json"
-    src = _read(meta).get("source_model") if meta.is_file() else None
+    src = source_of(run_dir, _read(meta)) if meta.is_file() else None
     if not src or not (Path(src) / "report.json").is_file():
         return {}
     rep = _read(Path(src) / "report.json")
@@ -106,7 +115,7 @@ def _source_rows(rows: list[dict]) -> list[dict]:
         quality = {k: r[f"source_{k}"] for k in QUALITY_KEYS if isinstance(r.get(f"source_{k}"), (int, float))}
         if r["kind"] != "tflite" or not r.get("source_size_bytes") or not quality:
             continue
-        src = r.get("source_model")
+        src = r.get("source_dir")
         same = (r.get("task"), r["source_size_bytes"], r.get("source_flops"), r.get("source_params"),
                 tuple(sorted(quality.items())))  # the figures of one float model, when its path is not known
         if not src and any(o.get("_figures") == same for o in out):
@@ -155,12 +164,14 @@ def gather(dirs) -> pd.DataFrame:
                 flat.update(_source_quality(run_dir))
             if r.get("stage") == "export":
                 meta = run_dir / "metadata.json"
-                flat["source_dir"] = _read(meta).get("source_model") if meta.is_file() else None
+                flat["source_dir"] = source_of(run_dir, _read(meta)) if meta.is_file() else None
+            elif r.get("source_model") or r.get("source_model_relative"):
+                flat["source_dir"] = source_of(run_dir, r)
             rows.append(flat)
     if not rows:
         raise UsageError("no rows to report")
     rows += _source_rows(rows)
-    df = pd.DataFrame(rows).drop(columns=["source_dir", "_figures"], errors="ignore")
+    df = pd.DataFrame(rows).drop(columns=["source_dir", "_figures", "source_model_relative"], errors="ignore")
     cols = [c for c in HEADLINE if c in df.columns]
     return df[cols + [c for c in df.columns if c not in cols]]
 

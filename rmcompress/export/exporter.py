@@ -33,7 +33,7 @@ from rmcompress.errors import ExportError, UsageError
 from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export import savedmodel
 from rmcompress.export.parity import check_parity, parity_metrics
-from rmcompress.fileio import atomic_dir, check_destination, write_json
+from rmcompress.fileio import atomic_dir, check_destination, relative_source, write_json
 from rmcompress.models.modeldir import RewardModelBundle, count_model, load_model_dir, load_samples
 from rmcompress.runtime import tflite
 from rmcompress.runtime.savedmodel import SavedModelRunner
@@ -149,6 +149,7 @@ def export_model(model, out_dir: str | os.PathLike, formats=FORMATS, quantize: s
                 report.update(file_sizes(tmp / SAVEDMODEL_DIR))
         bundle.tokenizer.save(tmp)
         write_json(tmp / "metadata.json", {**export_metadata(bundle, quantize, complexity), **precision,
+                                           "source_model_relative": relative_source(bundle.path, out_dir),
                                            **(metadata_extra or {})})
         if extra_report:
             report.update(extra_report)

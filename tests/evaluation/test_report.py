@@ -167,3 +167,17 @@ def test_a_search_reports_its_chosen_run_and_a_sensitivity_table_is_refused(runs
     sens = _write(tmp_path / "rm-sens", {"stage": "sensitivity", "rows": [{"kind": "int8", "target": "dense"}]})
     with pytest.raises(UsageError, match=r"rm-sens/report.json: a sensitivity table \(a row per layer\)"):
         gather([sens])
+
+
+def test_a_moved_tree_still_finds_the_source_of_a_float_export(tmp_path):
+    """The demo writes through a temporary folder: the absolute source path is gone, the relative one holds."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    rm = _write(tree / "rm", {"stage": "train", "task": "pointwise", "accuracy": 0.84, "n_examples": 30,
+                              "size_bytes": 1000})
+    _write(tree / "rm-export", {"stage": "export", "task": "pointwise", "kind": "tflite", "quantize": "none",
+                                "size_bytes": 900, "parity_max_abs_diff": 1e-7},
+           {"task": "pointwise", "quantize": "none", "source_model": str(tmp_path / "gone" / "rm"),
+            "source_model_relative": "../rm"})
+    df = gather([rm, tree / "rm-export"]).set_index("run")
+    assert df.loc["rm-export", "accuracy"] == 0.84 and df.loc["rm-export", "figures_from"] == str(rm.resolve())
