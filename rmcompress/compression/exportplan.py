@@ -41,6 +41,7 @@ class ExportPlan:
     calibration_samples: int = QuantiseSettings.calibration_samples
     keep_float_ops: list[str] | str | None = None
     max_layer_error: float | None = None
+    min_layer_agreement: float | None = None
     debug_samples: int = QuantiseSettings.debug_samples
     length: LengthPlan | None = None
 

@@ -15,6 +15,11 @@ Modes (the TFLite file's precision):
     against float (``rmse / scale``: 0.29 is pure rounding noise); tensors above the bound stay
     float (``denylisted_nodes``) and are listed in the report as kept in higher precision.
 
+  * ``min_layer_agreement``: each Keras layer is made int8 alone (the others float, as
+    ``rmcompress sensitivity`` does) and scored on the debug rows; a layer whose file orders the
+    rows' rewards like the float file for fewer than this share of row pairs (``(1 + Kendall's
+    tau) / 2``: label-free, the decision a pairwise comparison makes) stays float.
+
   The debugger's per-tensor errors (top 10) are always reported for int8.
 - ``int16x8``: int16 activations / int8 weights. The TF 2.21 converter fails on these models (the
   int32 ids input has no calibration range: tensorflow/tensorflow#60799); reported as an error.
@@ -32,6 +37,7 @@ import io
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau
 
 from rmcompress._keras import keras, tf
 from rmcompress.compression import qat
@@ -42,7 +48,7 @@ from rmcompress.compression.settings import QuantiseSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.errors import ExportError
 from rmcompress.evaluation.op_profile import profile_ops
-from rmcompress.runtime.tflite import tflite_concrete_function, convert
+from rmcompress.runtime.tflite import TFLiteRunner, convert, tflite_concrete_function
 from rmcompress.compression.targets import select_layers, weight_arrays
 
 INT16_ERROR = ("quantise mode int16x8: the TFLite converter (TF 2.21) cannot quantise these models "
@@ -59,6 +65,7 @@ class QuantisePass(Pass):
     def run(self, state: CompressState, s: QuantiseSettings) -> PassResult:
         state.export = dataclasses.replace(state.export, quantize=s.mode, calibration_samples=s.calibration_samples,
                                            keep_float_ops=s.keep_float_ops, max_layer_error=s.max_layer_error,
+                                           min_layer_agreement=s.min_layer_agreement,
                                            debug_samples=s.debug_samples)
         note = {"mode": s.mode}
         if s.mode == "int16x8":
@@ -150,6 +157,62 @@ def layer_errors(model: keras.Model, calibration_ids: np.ndarray, debug_ids: np.
     return df.sort_values("rmse/scale", ascending=False).reset_index(drop=True)
 
 
+def tensor_layer(tensor_name: str, layer_names: set) -> str | None:
+    """The Keras layer a TFLite tensor belongs to: the first path component of its name (any of the
+    ``;``-joined names of a fused op) that is a layer name."""
+    for part in str(tensor_name).split(";"):
+        for component in part.split("/"):
+            if component in layer_names:
+                return component
+    return None
+
+
+def only_int8(calibrated: bytes, tensors, keep) -> bytes:
+    """The int8 file of a calibrated model with only the tensors in ``keep`` quantised: every other
+    quantisable tensor (``tensors``) is a denylisted node and stays float."""
+    keep = set(keep)
+    return quantize_calibrated(calibrated, denylisted_nodes=[t for t in tensors if t not in keep])
+
+
+#: the name :func:`layer_tensors` gives tensors no layer name matches (the op writing the output)
+OUTPUT_OP = "(model output)"
+
+
+def layer_tensors(model: keras.Model, errors: pd.DataFrame) -> dict:
+    """``{layer name: [its quantisable tensor names]}`` from :func:`layer_errors`' table; tensors
+    named after no layer (the op that writes the model's output takes the output's name) are
+    :data:`OUTPUT_OP`'s."""
+    names = {layer.name for layer in model.layers}
+    out: dict = {}
+    for t in errors["tensor_name"]:
+        if isinstance(t, str):
+            out.setdefault(tensor_layer(t, names) or OUTPUT_OP, []).append(t)
+    return out
+
+
+def order_agreement(reference, candidate) -> float:
+    """Share of row pairs two reward vectors order alike: ``(1 + Kendall's tau) / 2`` (label-free:
+    the decision a pairwise comparison makes; 1.0 when there are fewer than two rows)."""
+    r, c = np.asarray(reference, np.float64).ravel(), np.asarray(candidate, np.float64).ravel()
+    if len(r) < 2:
+        return 1.0
+    tau = kendalltau(r, c).statistic
+    return 1.0 if np.isnan(tau) else float((1.0 + tau) / 2.0)
+
+
+def disagreeing_layers(model: keras.Model, calibrated: bytes, errors: pd.DataFrame, debug_ids: np.ndarray,
+                       min_agreement: float) -> tuple[list, dict]:
+    """``(layers, {layer: agreement})``: each layer made int8 alone (:func:`only_int8`), the share of
+    debug-row pairs its file orders like the float file (:func:`order_agreement`); the layers below
+    ``min_agreement``."""
+    reference = TFLiteRunner(convert(model)).score(debug_ids)
+    by_layer = layer_tensors(model, errors)
+    tensors = [t for ts in by_layer.values() for t in ts]
+    agree = {layer: order_agreement(reference, TFLiteRunner(only_int8(calibrated, tensors, own)).score(debug_ids))
+             for layer, own in by_layer.items()}
+    return sorted(k for k, v in agree.items() if v < min_agreement), agree
+
+
 def slow_int8_ops(int8_bytes: bytes, float_bytes: bytes, ids: np.ndarray, margin: float = 1.5,
                   min_us: float = 2.0) -> tuple[list, pd.DataFrame]:
     """Op types whose int8 kernels are slower than their float kernels, summed over the model: more
@@ -167,7 +230,8 @@ def slow_int8_ops(int8_bytes: bytes, float_bytes: bytes, ids: np.ndarray, margin
 
 def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | None = None,
                  keep_float_ops=None, max_layer_error: float | None = None, debug_ids=None,
-                 qat_model: keras.Model | None = None) -> tuple[bytes, dict]:
+                 qat_model: keras.Model | None = None,
+                 min_layer_agreement: float | None = None) -> tuple[bytes, dict]:
     """The TFLite flatbuffer of ``mode`` (``none`` = float32) and a note of what was kept in float."""
 
     note: dict = {}
@@ -192,6 +256,11 @@ def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | No
     nodes = []
     if max_layer_error is not None:
         nodes = [n for n in errors.loc[errors["rmse/scale"] > max_layer_error, "tensor_name"] if isinstance(n, str)]
+    if min_layer_agreement is not None:
+        layers, agree = disagreeing_layers(model, calibrated, errors, debug_ids, min_layer_agreement)
+        by_layer = layer_tensors(model, errors)
+        nodes += [t for layer in layers for t in by_layer[layer] if t not in nodes]
+        note.update(kept_float_layers=layers, int8_layer_agreement={k: round(v, 4) for k, v in agree.items()})
     flat = quantize_calibrated(calibrated, ops, nodes)
     cols = [c for c in ("op_name", "tensor_name", "scale", "rmse/scale", "max_abs_error") if c in errors]
     note.update(kept_float_ops=ops, kept_float_tensors=nodes,

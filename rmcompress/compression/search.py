@@ -5,7 +5,8 @@
 - ``budget``: the FLOPs fraction of a ``budget`` pass (gated training + shrink); 1 = no budget pass;
 - ``factorise``: ``on`` drops unused vocabulary rows and factorises the embedding (``max_error`` 0.35);
 - ``sparsity``: > 0 magnitude-prunes to that sparsity, then clusters to 16 values (sparsity kept);
-- ``precision``: ``float16``, ``dynamic``, ``int8`` (``keep_float_ops: auto``) or ``qat``.
+- ``precision``: ``float16``, ``dynamic``, ``int8`` (``keep_float_ops: auto``; a layer whose int8
+  alone reorders more than 2% of row pairs stays float: ``min_layer_agreement``) or ``qat``.
 
 Every candidate runs ``[budget] fuse [factorise] [prune cluster] length(buckets) quantise``
 through :func:`rmcompress.compression.pipeline.compress`, so it is checked and measured like any
@@ -68,6 +69,9 @@ from rmcompress.fileio import atomic_dir, atomic_write_text, read_json, write_js
 OBJECTIVES = dict(zip(SEARCH_OBJECTIVES, (("latency_speedup", "max"), ("size_bytes", "min"), ("flops", "min"),
                                           ("reward", "max"))))
 PRECISIONS = SEARCH_PRECISIONS
+#: int8 candidates keep float every layer whose int8 alone reorders more than 2% of row pairs
+#: (``quantise``'s ``min_layer_agreement``, the int8 rows of ``rmcompress sensitivity``)
+MIN_LAYER_AGREEMENT = 0.98
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class Candidate:
         passes.append({"length": {"mode": "buckets"}})
         q = {"mode": self.precision}
         if self.precision == "int8":
-            q.update(keep_float_ops="auto", max_layer_error=1.5)
+            q.update(keep_float_ops="auto", max_layer_error=1.5, min_layer_agreement=MIN_LAYER_AGREEMENT)
         elif self.precision == "qat":
             q["steps"] = steps(300)
         passes.append({"quantise": q})

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rmcompress.compression.quantise import calibrate, layer_errors, quantize_calibrated
+from rmcompress.compression.quantise import calibrate, layer_errors, layer_tensors, only_int8, quantize_calibrated
 from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.config.choices import SENSITIVITY_DEFAULTS
 from rmcompress.errors import ModelError
@@ -80,39 +80,23 @@ class Scorer:
         return {"kind": kind, "target": target, "quality": q, "drop": drop, "agreement": agree, **extra}
 
 
-def tensor_layer(tensor_name: str, layer_names: set) -> str | None:
-    """The Keras layer a TFLite tensor belongs to: the first path component of its name (any of the
-    ``;``-joined names of a fused op) that is a layer name."""
-    for part in str(tensor_name).split(";"):
-        for component in part.split("/"):
-            if component in layer_names:
-                return component
-    return None
-
-
-def only_int8(calibrated: bytes, tensors, keep) -> bytes:
-    """The int8 file of a calibrated model with only the tensors in ``keep`` quantised: every other
-    quantisable tensor (``tensors``) is a denylisted node and stays float."""
-    return quantize_calibrated(calibrated, denylisted_nodes=[t for t in tensors if t not in set(keep)])
-
-
 def int8_rows(scorer: Scorer, calibration_ids: np.ndarray) -> list[dict]:
-    """One row per layer with quantised tensors, plus the full int8 file (module docstring)."""
+    """One row per layer with quantised tensors (:func:`layer_tensors`; the op writing the output is
+    ``(model output)``), plus the full int8 file (module docstring)."""
     model = scorer.state.model
     reference = TFLiteRunner(convert(model)).score(scorer.ids)
     calibrated = calibrate(model, calibration_ids)
     errors = layer_errors(model, calibration_ids, scorer.ids[:64])
-    names = {layer.name for layer in model.layers}
-    errors["layer"] = [tensor_layer(t, names) for t in errors["tensor_name"]]
-    tensors = [t for t in errors["tensor_name"] if isinstance(t, str)]
+    worst = errors.set_index("tensor_name")["rmse/scale"]
+    by_layer = layer_tensors(model, errors)
+    tensors = [t for ts in by_layer.values() for t in ts]
     full = TFLiteRunner(quantize_calibrated(calibrated)).score(scorer.ids)
     rows = [scorer.row("int8", "(all layers)", full, reference, units=len(tensors),
                        **{"rmse/scale": float(errors["rmse/scale"].max())})]
-    for layer, own in errors.dropna(subset=["layer"]).groupby("layer", sort=False):
-        keep = set(own["tensor_name"])
-        flat = only_int8(calibrated, tensors, keep)
-        rows.append(scorer.row("int8", layer, TFLiteRunner(flat).score(scorer.ids), reference, units=len(keep),
-                               **{"rmse/scale": float(own["rmse/scale"].max())}))
+    for layer, own in by_layer.items():
+        flat = only_int8(calibrated, tensors, own)
+        rows.append(scorer.row("int8", layer, TFLiteRunner(flat).score(scorer.ids), reference, units=len(own),
+                               **{"rmse/scale": float(worst.loc[own].max())}))
     return rows
 
 
@@ -234,4 +218,4 @@ def write(df: pd.DataFrame, out_dir, meta: dict) -> list:
     return [out / n for n in ("sensitivity.csv", "sensitivity.md", "sensitivity.png", "report.json")]
 
 
-__all__ = ["sensitivity", "sensitivity_table", "plot", "write", "text_table", "tensor_layer", "only_int8", "int8_rows", "prune_rows", "COLUMNS"]
+__all__ = ["sensitivity", "sensitivity_table", "plot", "write", "text_table", "int8_rows", "prune_rows", "COLUMNS"]

@@ -170,6 +170,9 @@ class QuantiseSettings(PassSettings):
     keep_float_ops: list | str | None = setting(None, items=Field(str), check=_auto_or_list(
         "a list of TFLite op names, e.g. [BATCH_MATMUL, SOFTMAX]"))
     max_layer_error: float | None = setting(None, min=0, min_exclusive=True)
+    min_layer_agreement: float | None = setting(None, min=0, max=1, help="int8: a layer whose int8 alone "
+                                                "orders the debug rows' rewards like the float file for fewer "
+                                                "than this share of row pairs stays float (null: none)")
     debug_samples: int = setting(64, min=1)
     steps: int = setting(300, min=0)
     learning_rate: float = setting(1e-4, **_RATE)
@@ -177,8 +180,9 @@ class QuantiseSettings(PassSettings):
 
     def problem(self):
         if self.mode not in ("int8", "int16x8") and (self.keep_float_ops is not None
-                                                     or self.max_layer_error is not None):
-            return "", "keep_float_ops/max_layer_error apply to mode int8 or int16x8 only"
+                                                     or self.max_layer_error is not None
+                                                     or self.min_layer_agreement is not None):
+            return "", "keep_float_ops/max_layer_error/min_layer_agreement apply to mode int8 or int16x8 only"
         return None
 
 

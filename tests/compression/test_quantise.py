@@ -37,6 +37,23 @@ def test_selective_int8_keeps_chosen_ops_float_and_reports_layer_error(state):
     assert note2["kept_float_tensors"] and len(flat2) > 0
 
 
+def test_layers_whose_int8_alone_reorders_rewards_stay_float(state):
+    from rmcompress.compression.quantise import order_agreement
+
+    assert order_agreement([1, 2, 3], [1, 2, 3]) == 1.0 and order_agreement([1, 2, 3], [3, 2, 1]) == 0.0
+    assert order_agreement([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx((1 + 4 / 6) / 2)
+    model, _ = fuse(state.model, state.val_ids(32))
+    cal = state.calibration_ids(64)
+    _, none_kept = build_tflite(model, "int8", cal, debug_ids=cal[:32], min_layer_agreement=0.0)
+    agree = none_kept["int8_layer_agreement"]
+    assert none_kept["kept_float_layers"] == [] and {"block0_ffn_in", "block0_attn"} <= set(agree)
+    assert all(0.0 <= v <= 1.0 for v in agree.values())
+    # a bar above every layer's agreement keeps every layer float: no int8 FULLY_CONNECTED is left
+    flat, all_kept = build_tflite(model, "int8", cal, debug_ids=cal[:32], min_layer_agreement=1.01)
+    assert sorted(all_kept["kept_float_layers"]) == sorted(agree)
+    assert {d for o, d in op_dtypes(flat) if o == "FULLY_CONNECTED"} == {"float32"}
+
+
 def test_int16x8_fails_with_a_clear_message(state):
     with pytest.raises(ExportError, match="int16x8: the TFLite converter .* cannot quantise"):
         build_tflite(state.model, "int16x8", state.calibration_ids(8))

@@ -28,6 +28,7 @@ def test_every_candidate_is_a_valid_recipe_with_scaled_steps():
     plain = Candidate(1.0, False, 0.0, "int8").recipe()
     assert [next(iter(p)) if isinstance(p, dict) else p for p in plain["passes"]] == ["fuse", "length", "quantise"]
     assert plain["passes"][-1]["quantise"]["keep_float_ops"] == "auto"
+    assert plain["passes"][-1]["quantise"]["min_layer_agreement"] == search_mod.MIN_LAYER_AGREEMENT
 
 
 def test_ranking_puts_feasible_runs_first_by_objective_then_the_rest_by_drop():

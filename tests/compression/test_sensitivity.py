@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmcompress.compression.sensitivity import only_int8, sensitivity, sensitivity_table, tensor_layer
+from rmcompress.compression.quantise import only_int8, tensor_layer
+from rmcompress.compression.sensitivity import sensitivity, sensitivity_table
 from tests.helpers import tiny_config, token_ids
 
 
