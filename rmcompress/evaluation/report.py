@@ -268,19 +268,22 @@ def pareto_figure(df: pd.DataFrame, xcol: str, xlabel: str, fmt):
         scale, limits, ticks = axis_ticks(x)
         ax.set_xscale(scale)
         ax.set_xlim(*limits)
-        to_axes = ax.transScale + ax.transLimits  # data -> [0, 1] across the axes
-        order = sorted(range(len(x)), key=lambda i: (x[i], y[i]))
-        for rank, i in enumerate(order):  # alternate above / below so neighbours' labels part;
-            right = to_axes.transform((x[i], y[i]))[0] > 0.75  # near the right edge: label on the left
+        ylo, yhi = min(y), max(y)
+        pad = max(0.08 * (yhi - ylo), 0.01)
+        ax.set_ylim(ylo - pad, yhi + pad)  # before the labels: their placement reads the limits
+        pos = [(ax.transScale + ax.transLimits).transform((x[i], y[i])) for i in range(len(x))]  # in [0, 1]
+        for i in range(len(x)):  # the label of the lower of two close points goes below it, others above
+            right = pos[i][0] > 0.75  # near the right edge: label on the left
+            near = [j for j in range(len(x)) if j != i and abs(pos[j][0] - pos[i][0]) < 0.15
+                    and abs(pos[j][1] - pos[i][1]) < 0.15]
+            below = any(pos[j][1] > pos[i][1] for j in near)
             ax.annotate(str(sub.loc[i, "run"]), (x[i], y[i]), fontsize=7, textcoords="offset points",
-                        xytext=(-4 if right else 4, 5 if rank % 2 == 0 else -11),
-                        ha="right" if right else "left")
+                        xytext=(-4 if right else 4, -11 if below else 5),
+                        ha="right" if right else "left",  # a leader line: a moved label still shows its point
+                        arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.5, "shrinkA": 1, "shrinkB": 3})
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_major_formatter(FixedFormatter(_tick_labels(ticks, fmt)))
         ax.xaxis.set_minor_locator(NullLocator())
-        ylo, yhi = min(y), max(y)
-        pad = max(0.08 * (yhi - ylo), 0.01)
-        ax.set_ylim(ylo - pad, yhi + pad)
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=NICE_STEPS))
         if len(front) > 1:
             ax.legend(fontsize=7, loc="best")
@@ -298,6 +301,7 @@ def pareto_figure(df: pd.DataFrame, xcol: str, xlabel: str, fmt):
 def _part_labels(fig, ax, step: float = 9.0, tries: int = 12) -> None:
     """Move each point label that overlaps an earlier label, a point or the legend away from it,
     alternately down and up in steps of ``step`` points, until it overlaps none (or ``tries`` ran out)."""
+    from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
     renderer = fig.canvas.get_renderer()
@@ -309,12 +313,12 @@ def _part_labels(fig, ax, step: float = 9.0, tries: int = 12) -> None:
     for text in ax.texts:
         x0, y0 = text.xyann
         for k in range(tries + 1):
-            box = text.get_window_extent(renderer)
+            box = Text.get_window_extent(text, renderer)  # the words, not the leader line
             if not any(box.overlaps(b) for b in placed):
                 break
             shift = step * (k // 2 + 1) * (-1 if k % 2 == 0 else 1)
             text.xyann = (x0, y0 + shift)
-        placed.append(text.get_window_extent(renderer))
+        placed.append(Text.get_window_extent(text, renderer))
 
 
 def plot_pareto(df: pd.DataFrame, xcol: str, xlabel: str, fmt) -> bytes | None:

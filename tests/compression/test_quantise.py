@@ -2,7 +2,6 @@
 reports per-tensor error and tensors above a bound stay float; int16x8 fails clearly."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from tests.helpers import transformer_state

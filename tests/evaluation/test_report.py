@@ -80,7 +80,10 @@ def _drawn_tick_labels(fig, ax):
 
 
 def _overlaps(fig, labels):
-    boxes = [t.get_window_extent(fig.canvas.get_renderer()) for t in labels]
+    """Pairs of labels whose words overlap (a point label's leader line is not its words)."""
+    from matplotlib.text import Text
+
+    boxes = [Text.get_window_extent(t, fig.canvas.get_renderer()) for t in labels]
     return [(a.get_text(), b.get_text()) for (a, ba), (b, bb) in combinations(zip(labels, boxes), 2)
             if ba.overlaps(bb)]
 
@@ -129,6 +132,10 @@ def test_labels_of_close_points_do_not_overlap():
     fig.canvas.draw()
     assert {t.get_text() for t in fig.axes[0].texts} == set(df["run"])
     assert not _overlaps(fig, list(fig.axes[0].texts))
+    # each label is tied to its own point by a leader line
+    for t in fig.axes[0].texts:
+        assert t.arrow_patch is not None and tuple(t.xy) in set(zip(df["size_bytes"], df["accuracy"]))
+        assert df.set_index("run").loc[t.get_text(), "size_bytes"] == t.xy[0]
 
 
 def test_nothing_to_plot_writes_tables_only(runs, tmp_path):
