@@ -11,6 +11,7 @@ report.json) and prints each table.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from common import RESULTS, SST2, require
@@ -24,9 +25,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-examples", default="1000")
     p.add_argument("--out", default="docs/sensitivity")
     args = p.parse_args(argv)
-    data = require(SST2)
+    data = Path(os.path.relpath(require(SST2)))
     for arch in args.archs.split(","):
-        model = RESULTS / "sensitivity" / f"{arch}-model"
+        model = Path(os.path.relpath(RESULTS / "sensitivity" / f"{arch}-model"))  # as the table names it
         rmc("train", "--data", str(data), "--task", "pointwise", "--arch", arch, "--epochs", args.epochs,
             "--out", str(model), "--quiet", "--overwrite")
         print(rmc("sensitivity", "--model", str(model), "--data", str(data), "--max-examples", args.max_examples,
