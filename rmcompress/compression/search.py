@@ -308,7 +308,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     best = min(built.to_dict(orient="records"), key=lambda r: rank_key(r, settings))
     front = pareto(built, settings)
     if test_data is not None:
-        front = _with_test(front, model, test_data)
+        front = _with_test(front, model, test_data, out)
         best = front[front["candidate"] == best["candidate"]].to_dict(orient="records")[0] \
             if best["candidate"] in set(front["candidate"]) else best
     atomic_write_text(out / "search.csv", table.to_csv(index=False))
@@ -326,10 +326,10 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     return report
 
 
-def _with_test(front: pd.DataFrame, model, test_data) -> pd.DataFrame:
+def _with_test(front: pd.DataFrame, model, test_data, out: Path) -> pd.DataFrame:
     """``test_quality`` of each run's TFLite file on ``test_data`` and ``test_drop`` (points) against
-    the source model's float32 TFLite on the same rows."""
-    src_dir = Path(front["dir"].iloc[0]).parent.parent / "source-float32"
+    the source model's float32 TFLite (exported once to ``OUT/source-float32``) on the same rows."""
+    src_dir = out / "source-float32"
     if not (src_dir / "model.tflite").is_file():
         export_model(model, src_dir, formats=("tflite",), latency_runs=0, overwrite=True)
     key = "pairwise_accuracy" if test_data.task == "pairwise" else "accuracy"

@@ -219,6 +219,7 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
 
     from rmcompress.compression import budget as budget_mod
     from rmcompress.compression.settings import BudgetSettings
+    from rmcompress.config.progress import Progress
 
     seen = {}
 
@@ -229,7 +230,7 @@ def test_budget_pass_caps_steps_and_final_steps_together(monkeypatch):
     monkeypatch.setattr(budget_mod, "budget_compress", fake_budget_compress)
     model = _model()
     state = SimpleNamespace(model=model, tokenizer=SimpleNamespace(vocabulary=["a"]), metadata={},
-                            train=_data(64), val=_data(8), unlabeled=_data(64, seed=1), seed=0, verbose=0)
+                            train=_data(64), val=_data(8), unlabeled=_data(64, seed=1), seed=0, progress=Progress())
     # 64 + 64 rows / batch 32 = 4 steps per epoch; max_epochs 10 -> 40 of the 100 asked
     note = budget_mod.BudgetPass()(state, BudgetSettings(flops_fraction=0.5, steps=60, final_steps=40, batch_size=32,
                                                          distill=0.5, max_epochs=10.0, method="taylor")).notes
