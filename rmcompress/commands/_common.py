@@ -48,3 +48,27 @@ def progress_of(args) -> dict:
     from rmcompress.config.progress import fit_verbosity
 
     return {"verbose": fit_verbosity(args.quiet), "tensorboard": args.tensorboard}
+
+
+def model_data_parser(sub, parents, name: str, *, help: str, description: str, model_help: str):
+    """A subcommand that reads a model directory ``--model`` and a data file ``--data`` of its task
+    (split as its training run split it); returns the parser for the command's own options."""
+    p = sub.add_parser(name, parents=parents, help=help, description=description)
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
+    return p
+
+
+def read_model_data(args, path=None):
+    """``(metadata, data)``: the model directory ``args.model`` checked and ``path`` (default
+    ``args.data``) read with its training run's columns (a column flag names another), before
+    TensorFlow loads."""
+    from rmcompress.data.loaders import load_for_model
+    from rmcompress.data.vocab_fit import check_vocab_fits
+    from rmcompress.models.layout import check_model_dir
+
+    metadata = check_model_dir(args.model)
+    check_vocab_fits(args.model, metadata)
+    data = load_for_model(args.data if path is None else path, metadata, training_columns=True,
+                          columns=columns_of(args))
+    return metadata, data

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from rmcompress.commands._common import add_column_flags, columns_of
+from rmcompress.commands._common import add_column_flags, model_data_parser, read_model_data
 from rmcompress.config.choices import SEARCH_DEFAULTS, SEARCH_OBJECTIVES, SEARCH_SPACE
 from rmcompress.config.rules import integer, number
 
@@ -28,15 +28,14 @@ def _shown(values) -> str:
 
 
 def add_parser(sub, parents):
-    p = sub.add_parser("search", parents=parents,
-                       help="search recipes for the best model within an accuracy drop",
-                       description="Search the recipe space (FLOPs budget, factorisation, pruning + "
-                                   "clustering, precision) with successive halving: the best model on "
-                                   "--objective whose validation accuracy drop is at most --max-drop. "
-                                   "Writes every run, the Pareto set (CSV, PNG), best/ and best.yaml; the "
-                                   "same command resumes an interrupted search.")
-    p.add_argument("--model", required=True, help="model directory (from train or import)")
-    p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
+    p = model_data_parser(sub, parents, "search",
+                          help="search recipes for the best model within an accuracy drop",
+                          model_help="model directory (from train or import)",
+                          description="Search the recipe space (FLOPs budget, factorisation, pruning + "
+                                      "clustering, precision) with successive halving: the best model on "
+                                      "--objective whose validation accuracy drop is at most --max-drop. "
+                                      "Writes every run, the Pareto set (CSV, PNG), best/ and best.yaml; the "
+                                      "same command resumes an interrupted search.")
     p.add_argument("--out", required=True, help="search directory (created; an interrupted one is resumed)")
     p.add_argument("--max-drop", type=number, default=SEARCH_DEFAULTS["max_drop"], metavar="POINTS",
                    help="largest validation accuracy drop allowed, in points")
@@ -68,21 +67,14 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
-    from rmcompress.data.loaders import load_for_model
-    from rmcompress.data.vocab_fit import check_vocab_fits
-    from rmcompress.models.layout import check_model_dir
-
     from rmcompress.compression.search import Settings, Space, parse_duration
 
     settings = Settings(max_drop=args.max_drop, objective=args.objective, reward_gamma=args.reward_gamma,
                         eta=args.eta, rungs=args.rungs, latency_runs=args.latency_runs,
                         time_budget=parse_duration(args.time_budget) if args.time_budget else None,
                         space=Space(args.budgets, args.factorise, args.sparsity, args.precisions))
-    metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
-    check_vocab_fits(args.model, metadata)
-    data = load_for_model(args.data, metadata, training_columns=True, columns=columns_of(args))
-    test = (load_for_model(args.test_data, metadata, training_columns=True, columns=columns_of(args))
-            if args.test_data else None)
+    _, data = read_model_data(args)
+    test = read_model_data(args, args.test_data)[1] if args.test_data else None
     from rmcompress.compression.search import search
 
     report = search(args.model, data, args.out, settings, test_data=test,

@@ -1,21 +1,20 @@
 """``rmcompress sensitivity``: which layers and groups a model can lose to int8 or pruning."""
 from __future__ import annotations
 
-from rmcompress.commands._common import add_column_flags, columns_of
+from rmcompress.commands._common import add_column_flags, model_data_parser, read_model_data
 from rmcompress.config.choices import SENSITIVITY_DEFAULTS
 from rmcompress.config.rules import integer
 
 
 def add_parser(sub, parents):
-    p = sub.add_parser("sensitivity", parents=parents,
-                       help="validation drop per layer made int8 alone and per group pruned 50% alone",
-                       description="For every layer, the validation drop (and decision agreement with the "
-                                   "float model) when only that layer is int8; for every prunable group, "
-                                   "when only half of its units (the smallest weights) are removed. Prints "
-                                   "the table, worst first; with --out also writes sensitivity.csv, "
-                                   "sensitivity.md, sensitivity.png and report.json.")
-    p.add_argument("--model", required=True, help="model directory (from train, import or compress)")
-    p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
+    p = model_data_parser(sub, parents, "sensitivity",
+                          help="validation drop per layer made int8 alone and per group pruned 50% alone",
+                          model_help="model directory (from train, import or compress)",
+                          description="For every layer, the validation drop (and decision agreement with the "
+                                      "float model) when only that layer is int8; for every prunable group, "
+                                      "when only half of its units (the smallest weights) are removed. Prints "
+                                      "the table, worst first; with --out also writes sensitivity.csv, "
+                                      "sensitivity.md, sensitivity.png and report.json.")
     p.add_argument("--out", default=None, help="directory to write with the table and the bar chart")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--max-examples", type=integer, default=SENSITIVITY_DEFAULTS["max_examples"], metavar="N",
@@ -30,13 +29,7 @@ def add_parser(sub, parents):
 
 
 def run(args) -> int:
-    from rmcompress.data.loaders import load_for_model
-    from rmcompress.data.vocab_fit import check_vocab_fits
-    from rmcompress.models.layout import check_model_dir
-
-    metadata = check_model_dir(args.model)  # bad input is reported before TensorFlow loads
-    check_vocab_fits(args.model, metadata)
-    data = load_for_model(args.data, metadata, training_columns=True, columns=columns_of(args))
+    _, data = read_model_data(args)  # bad input is reported before TensorFlow loads
     if args.out:
         from rmcompress.fileio import check_destination
 
