@@ -279,8 +279,54 @@ def _scheme_class():
     return RewardQuantizeScheme
 
 
+def _make_wrapper_class():
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapperV2
+
+    class _MaskingQuantizeWrapper(QuantizeWrapperV2):
+        """tfmot's ``QuantizeWrapperV2`` that passes Keras masks like the layer it wraps: the mask
+        an ``Embedding(mask_zero=True)`` makes reaches attention and pooling in the QAT model as in
+        the float one (tfmot's wrapper computes no mask, so every layer after a wrapped one would
+        see the padding as tokens)."""
+
+        def __init__(self, layer, quantize_config, **kwargs):
+            super().__init__(layer, quantize_config, **kwargs)
+            self._init_masking()
+
+        def _init_masking(self):
+            self.supports_masking = bool(getattr(self.layer, "supports_masking", False))
+            self._layer_takes_mask = "mask" in tf_inspect_args(self.layer.call)
+
+        def compute_mask(self, inputs, mask=None):
+            return self.layer.compute_mask(inputs, mask)
+
+        def call(self, inputs, training=None, mask=None, **kwargs):
+            if mask is not None and self._layer_takes_mask:
+                kwargs["mask"] = mask
+            return super().call(inputs, training=training, **kwargs)
+
+    _MaskingQuantizeWrapper.__name__ = "MaskingQuantizeWrapper"
+    return _MaskingQuantizeWrapper
+
+
+def tf_inspect_args(fn) -> list:
+    import inspect
+
+    return list(inspect.signature(fn).parameters)
+
+
+_WRAPPER_CLASS = None
+
+
+def wrapper_class():
+    global _WRAPPER_CLASS
+    if _WRAPPER_CLASS is None:
+        _WRAPPER_CLASS = _make_wrapper_class()
+    return _WRAPPER_CLASS
+
+
 def custom_objects() -> dict:
-    return {**model_objects(), **QAT_LAYERS, "LayerQuantizeConfig": config_class()}
+    return {**model_objects(), **QAT_LAYERS, "LayerQuantizeConfig": config_class(),
+            "MaskingQuantizeWrapper": wrapper_class()}
 
 
 def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=None) -> keras.Model:
@@ -314,7 +360,22 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
         # quantizers warn "too many centroids" for those. The returned model is checked instead.
         warnings.simplefilter("ignore", UserWarning)
         annotated = keras.models.clone_model(base, clone_function=annotate)
-        return qk.quantize_apply(annotated, scheme=_scheme_class()())
+        return _passing_masks(qk.quantize_apply(annotated, scheme=_scheme_class()()))
+
+
+def _passing_masks(model: keras.Model) -> keras.Model:
+    """``model`` (a QAT model) with its tfmot wrappers turned into :func:`wrapper_class` ones, which
+    pass Keras masks; in place (the wrappers keep their variables and quantizers, e.g. the
+    cluster-preserving quantizers' centroids derived from the weights when they were built).
+    Masks travel with the tensors at every call, so the graph needs no rebuilding."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapperV2
+
+    cls = wrapper_class()
+    for layer in model.layers:
+        if type(layer) is QuantizeWrapperV2:
+            layer.__class__ = cls
+            layer._init_masking()
+    return model
 
 
 def _wrappable(layer) -> bool:
@@ -341,18 +402,38 @@ def _rebuild_partial(model: keras.Model, g: Graph) -> keras.Model:
     return new
 
 
-def _short(w) -> str:
-    return w.name.split("/")[-1].split(":")[0]
+def _relative(w, layer) -> str:
+    """``w``'s name inside ``layer`` (``query/kernel`` of ``attn/query/kernel:0``; a quantize
+    wrapper's inner layer's prefix is dropped too), so nested weights of one layer stay apart."""
+    name = w.name.split(":")[0]
+    for prefix in (layer.name, getattr(getattr(layer, "layer", None), "name", None)):
+        if prefix and name.startswith(prefix + "/"):
+            return name[len(prefix) + 1:]
+    return name
+
+
+def _weight_map(layer) -> dict:
+    """``{name inside layer: weight}``; a name under an unexpected prefix is also reachable by
+    its last part when that is unique in the layer."""
+    out, last = {}, {}
+    for w in layer.weights:
+        rel = _relative(w, layer)
+        out.setdefault(rel, w)
+        last.setdefault(rel.split("/")[-1], []).append(w)
+    for k, ws in last.items():
+        if len(ws) == 1:
+            out.setdefault(k, ws[0])
+    return out
 
 
 def copy_weights_by_name(src_layer, dst_layer) -> None:
-    """Assign every weight of ``dst_layer`` that ``src_layer`` has under the same short name."""
-    src = {}
-    for w in src_layer.weights:
-        src.setdefault(_short(w), w)
+    """Assign every weight of ``dst_layer`` that ``src_layer`` has under the same name inside the
+    layer (:func:`_relative`) and shape."""
+    src = _weight_map(src_layer)
     for w in dst_layer.weights:
-        if _short(w) in src and tuple(src[_short(w)].shape) == tuple(w.shape):
-            w.assign(src[_short(w)])
+        v = src.get(_relative(w, dst_layer))
+        if v is not None and tuple(v.shape) == tuple(w.shape):
+            w.assign(v)
 
 
 def float_model_from_qat(qat_model: keras.Model, float_model: keras.Model) -> keras.Model:
@@ -365,7 +446,7 @@ def float_model_from_qat(qat_model: keras.Model, float_model: keras.Model) -> ke
     for layer in out.layers:
         if layer.name in wrappers and layer.weights:
             copy_weights_by_name(wrappers[layer.name], layer)
-            missing = {_short(w) for w in layer.weights} - {_short(w) for w in wrappers[layer.name].weights}
+            missing = {_relative(w, layer) for w in layer.weights} - set(_weight_map(wrappers[layer.name]))
             if missing:
                 raise ModelError(f"QAT model lacks weights {sorted(missing)} of layer {layer.name!r}")
     return out

@@ -155,3 +155,54 @@ def test_qat_fake_quantises_the_exact_rows_of_a_two_tier_table(state):
     flat = qat.convert_qat(q, st.tokenizer.seq_len)
     m = parity_metrics(q.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
     assert m["parity_decision_agreement"] >= 0.9
+
+
+def user_attention_model(seed: int = 0):
+    """A user's functional model: ``Embedding(mask_zero=True)`` -> Keras ``MultiHeadAttention``
+    (its mask from the embedding) -> ``x + y`` -> LayerNormalization -> mean pooling -> Dense."""
+    from rmcompress._keras import keras
+
+    keras.utils.set_random_seed(seed)
+    ids = keras.Input((12,), dtype="int32")
+    x = keras.layers.Embedding(40, 16, mask_zero=True)(ids)
+    a = keras.layers.MultiHeadAttention(2, 8)(x, x)
+    x = keras.layers.LayerNormalization()(x + a)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(ids, keras.layers.Dense(1)(x))
+
+
+def test_qat_keeps_the_weights_of_keras_attention_apart():
+    """Keras ``MultiHeadAttention`` holds four ``kernel`` variables (query, key, value, output): each
+    keeps its own values in the QAT model and back in the float model after QAT."""
+    from rmcompress.compression.qat import float_model_from_qat, quantize_model
+
+    model = user_attention_model()
+    qat = quantize_model(model)
+    src, dst = model.get_layer("multi_head_attention"), qat.get_layer("multi_head_attention")
+    for a, b in zip(src.weights, dst.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    back = float_model_from_qat(qat, model)
+    for a, b in zip(src.weights, back.get_layer("multi_head_attention").weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
+def test_qat_model_passes_keras_masks_like_the_float_model():
+    """tfmot's wrapper drops Keras masks; the QAT model's wrapped embedding hands its padding mask
+    to the attention as the float model's does. The embedding output is not fake-quantised, so the
+    attention outputs of the two models match to float error (attending to the padding: 1e-2)."""
+    from rmcompress._keras import keras
+    from rmcompress.compression.qat import quantize_model
+
+    def attention_output(m):
+        layer = next(x for x in m.layers if isinstance(x, keras.layers.MultiHeadAttention))
+        return keras.Model(m.inputs, layer.get_output_at(-1))
+
+    model = user_attention_model()
+    qat = quantize_model(model)
+    ids = np.random.default_rng(0).integers(1, 40, size=(32, 12)).astype("int32")
+    ids[:, 5:] = 0
+    ref = attention_output(model)(ids, training=True).numpy()
+    out = attention_output(qat)(ids, training=True).numpy()
+    assert np.abs(out - ref).max() < 1e-3 * np.abs(ref).max() * 10, np.abs(out - ref).max()
+    emb = next(layer for layer in qat.layers if isinstance(getattr(layer, "layer", None), keras.layers.Embedding))
+    assert emb.compute_mask(ids) is not None
