@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int4_weights"))
+    p.add_argument("--reuse", action="store_true", help="use the models a previous run trained in OUT/work")
     args = p.parse_args(argv)
 
     from rmcompress import _quiet
@@ -98,6 +99,7 @@ def main(argv=None) -> int:
     from rmcompress.compression.fuse import fuse
     from rmcompress.compression.state import prepare_state
     from rmcompress.data.loaders import load_data
+    from rmcompress.models.modeldir import load_model_dir
     from rmcompress.runtime.int4 import weight_bits
     from rmcompress.runtime.tflite import TFLiteRunner
 
@@ -107,9 +109,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
     rows = []
     for width in [int(w) for w in args.widths.split(",")]:
-        log(f"width {width}: training")
-        result = train_model(data, width, args.seed, out / "work" / f"w{width}", args)
-        state = prepare_state(result.bundle, data)
+        work = out / "work" / f"w{width}"
+        if args.reuse and (work / "model.keras").exists():
+            bundle = load_model_dir(work)
+        else:
+            log(f"width {width}: training")
+            bundle = train_model(data, width, args.seed, work, args).bundle
+        state = prepare_state(bundle, data)
         model, _ = fuse(state.model, state.val_ids(256))
         log(f"width {width}: converting")
         files, notes = files_of(model, state, args.agreement)

@@ -238,7 +238,8 @@ def slow_int8_ops(int8_bytes: bytes, float_bytes: bytes, ids: np.ndarray, margin
 
 def build_int4(model: keras.Model, debug_ids=None, min_layer_agreement: float | None = None) -> tuple[bytes, dict]:
     """The ``int4`` file (module docstring) and a note: ``int4_tensors`` / ``int8_tensors`` (the weight
-    tensors at each width; a tensor whose last dimension is odd stays int8) and, with
+    tensors at each width; a tensor whose last dimension is odd stays int8), ``dynamic_bytes`` (the
+    size of the all-int8 ``dynamic`` file it started from) and, with
     ``min_layer_agreement``, ``int8_layers`` (kept at 8 bits by the check) and
     ``int4_layer_agreement`` (each layer's 4-bit-alone agreement with the float file)."""
     if min_layer_agreement is not None and (debug_ids is None or len(debug_ids) == 0):
@@ -258,7 +259,8 @@ def build_int4(model: keras.Model, debug_ids=None, min_layer_agreement: float | 
         kept = sorted(k for k, v in agree.items() if v < min_layer_agreement)
         four = [t for t in four if not any(t in by_layer[k] for k in kept)]
         note.update(int8_layers=kept, int4_layer_agreement={k: round(v, 4) for k, v in agree.items()})
-    note.update(int4_tensors=four, int8_tensors=[w.name for w in weights if w.name not in four])
+    note.update(int4_tensors=four, int8_tensors=[w.name for w in weights if w.name not in four],
+                dynamic_bytes=len(dynamic))
     return to_int4(dynamic, float32, four), note
 
 
