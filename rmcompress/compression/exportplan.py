@@ -47,5 +47,6 @@ class ExportPlan:
 
     @property
     def needs_calibration(self) -> bool:
-        """Whether conversion needs representative data (activation ranges)."""
-        return self.quantize in CALIBRATED_MODES
+        """Whether conversion needs representative (training) rows: activation ranges, or the rows
+        ``int4``'s per-layer agreement check scores."""
+        return self.quantize in CALIBRATED_MODES or (self.quantize == "int4" and self.min_layer_agreement is not None)

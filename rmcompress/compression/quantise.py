@@ -3,6 +3,13 @@
 Modes (the TFLite file's precision):
 
 - ``float16`` / ``dynamic``: :func:`rmcompress.runtime.tflite.convert` (weights only);
+- ``int4``: the ``dynamic`` file with the fully-connected weights (Dense, EinsumDense) and embedding
+  tables in 4 bits, float activations (:mod:`rmcompress.runtime.int4`: per-channel symmetric, the
+  layout LiteRT's XNNPACK runs as dynamically quantised fully-connected layers). With
+  ``min_layer_agreement`` the choice is per Keras layer: each layer's weights are made 4-bit alone
+  (every other weight int8, as in ``dynamic``) and scored on the debug rows; a layer whose file
+  orders the rows' rewards like the float file for fewer than this share of row pairs keeps int8
+  weights (mixed 4/8-bit, :func:`build_int4`);
 - ``int8``: full-integer post-training quantisation calibrated on ``calibration_samples`` rows of
   the *training* split. The model is calibrated once; then
 
@@ -48,6 +55,7 @@ from rmcompress.compression.settings import QuantiseSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.errors import ExportError
 from rmcompress.evaluation.op_profile import profile_ops
+from rmcompress.runtime.int4 import int4_candidates, to_int4
 from rmcompress.runtime.tflite import TFLiteRunner, convert, tflite_concrete_function
 from rmcompress.compression.targets import select_layers, weight_arrays
 
@@ -228,6 +236,34 @@ def slow_int8_ops(int8_bytes: bytes, float_bytes: bytes, ids: np.ndarray, margin
     return slow, table.reset_index(names="op")
 
 
+def build_int4(model: keras.Model, debug_ids=None, min_layer_agreement: float | None = None) -> tuple[bytes, dict]:
+    """The ``int4`` file (module docstring) and a note: ``int4_tensors`` / ``int8_tensors`` (the weight
+    tensors at each width; a tensor whose last dimension is odd stays int8), ``dynamic_bytes`` (the
+    size of the all-int8 ``dynamic`` file it started from) and, with
+    ``min_layer_agreement``, ``int8_layers`` (kept at 8 bits by the check) and
+    ``int4_layer_agreement`` (each layer's 4-bit-alone agreement with the float file)."""
+    if min_layer_agreement is not None and (debug_ids is None or len(debug_ids) == 0):
+        raise ExportError("int4 with min_layer_agreement needs debug rows")
+    dynamic, float32 = convert(model, "dynamic"), convert(model)
+    weights = int4_candidates(dynamic)
+    four = [w.name for w in weights if w.packable]
+    note: dict = {}
+    if min_layer_agreement is not None:
+        names = {layer.name for layer in model.layers}
+        by_layer: dict = {}
+        for t in four:
+            by_layer.setdefault(tensor_layer(t, names) or OUTPUT_OP, []).append(t)
+        reference = TFLiteRunner(float32).score(debug_ids)
+        agree = {layer: order_agreement(reference, TFLiteRunner(to_int4(dynamic, float32, own)).score(debug_ids))
+                 for layer, own in by_layer.items()}
+        kept = sorted(k for k, v in agree.items() if v < min_layer_agreement)
+        four = [t for t in four if not any(t in by_layer[k] for k in kept)]
+        note.update(int8_layers=kept, int4_layer_agreement={k: round(v, 4) for k, v in agree.items()})
+    note.update(int4_tensors=four, int8_tensors=[w.name for w in weights if w.name not in four],
+                dynamic_bytes=len(dynamic))
+    return to_int4(dynamic, float32, four), note
+
+
 def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | None = None,
                  keep_float_ops=None, max_layer_error: float | None = None, debug_ids=None,
                  qat_model: keras.Model | None = None,
@@ -239,6 +275,8 @@ def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | No
         return qat.convert_qat(qat_model, model.input_shape[1]), note
     if mode in ("none", "float16", "dynamic"):
         return convert(model, mode), note
+    if mode == "int4":
+        return build_int4(model, debug_ids, min_layer_agreement)
     if mode == "int16x8":
         raise ExportError(INT16_ERROR)
     if calibration_ids is None or len(calibration_ids) == 0:

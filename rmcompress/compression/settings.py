@@ -13,7 +13,7 @@ from rmcompress.config.choices import BUDGET_METHODS, GATE_INITS
 from rmcompress.compression.passbase import PassSettings, setting
 from rmcompress.config.validation import Field
 
-QUANT_MODES = ("float16", "dynamic", "int8", "int16x8", "qat")
+QUANT_MODES = ("float16", "dynamic", "int4", "int8", "int16x8", "qat")
 #: bounds of every fine-tuning learning rate (the default differs per pass)
 _RATE = dict(min=0, min_exclusive=True)
 _FRACTION = dict(min=0, max=1, min_exclusive=True)
@@ -172,7 +172,8 @@ class QuantiseSettings(PassSettings):
     max_layer_error: float | None = setting(None, min=0, min_exclusive=True)
     min_layer_agreement: float | None = setting(None, min=0, max=1, help="int8: a layer whose int8 alone "
                                                 "orders the debug rows' rewards like the float file for fewer "
-                                                "than this share of row pairs stays float (null: none)")
+                                                "than this share of row pairs stays float; int4: a layer whose "
+                                                "4-bit weights alone do so keeps int8 weights (null: none)")
     debug_samples: int = setting(64, min=1)
     steps: int = setting(300, min=0)
     learning_rate: float = setting(1e-4, **_RATE)
@@ -180,9 +181,10 @@ class QuantiseSettings(PassSettings):
 
     def problem(self):
         if self.mode not in ("int8", "int16x8") and (self.keep_float_ops is not None
-                                                     or self.max_layer_error is not None
-                                                     or self.min_layer_agreement is not None):
-            return "", "keep_float_ops/max_layer_error/min_layer_agreement apply to mode int8 or int16x8 only"
+                                                     or self.max_layer_error is not None):
+            return "", "keep_float_ops/max_layer_error apply to mode int8 or int16x8 only"
+        if self.mode not in ("int8", "int16x8", "int4") and self.min_layer_agreement is not None:
+            return "min_layer_agreement", "applies to mode int8, int16x8 or int4 only"
         return None
 
 

@@ -6,7 +6,8 @@ TASK_COLUMNS = {"pointwise": ("text_column", "label_column"),
                 "pairwise": ("prompt_column", "chosen_column", "rejected_column")}
 COLUMN_SETTINGS = TASK_COLUMNS["pointwise"] + TASK_COLUMNS["pairwise"]
 ARCHITECTURES = ("transformer", "cnn", "bow", "bert")
-QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
+#: ``int4``: 4-bit Dense/EinsumDense weights and embedding tables, float activations (rmcompress.runtime.int4)
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int4", "int8", "int16x8")
 EXPORT_FORMATS = ("savedmodel", "tflite")
 POINTWISE_LOSSES = ("bce", "mse", "mae")
 KEEP_SIDES = ("start", "end")

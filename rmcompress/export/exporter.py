@@ -44,7 +44,8 @@ TFLITE_FILE = "model.tflite"
 SAVEDMODEL_DIR = "saved_model"
 EXPORT_FORMAT = "rmcompress.export"
 #: quantize mode (``--quantize``, or a recipe's ``quantise`` mode) -> the TFLite file's precision
-TFLITE_PRECISION = {"none": "float32", "float16": "float16", "dynamic": "dynamic-range int8", "int8": "int8",
+TFLITE_PRECISION = {"none": "float32", "float16": "float16", "dynamic": "dynamic-range int8",
+                    "int4": "dynamic-range int4/int8", "int8": "int8",
                     "int16x8": "int16x8", "qat": "int8 (QAT)"}
 
 

@@ -15,7 +15,7 @@ from rmcompress.metrics import spearman
 
 FLOAT_TOLERANCE = 1e-4
 #: quantize mode -> (min decision agreement, min spearman); float16 gets a loose absolute bound too
-QUANT_THRESHOLDS = {"float16": (0.98, 0.99), "dynamic": (0.95, 0.97), "int8": (0.90, 0.90),
+QUANT_THRESHOLDS = {"float16": (0.98, 0.99), "dynamic": (0.95, 0.97), "int4": (0.90, 0.90), "int8": (0.90, 0.90),
                     "int16x8": (0.95, 0.97)}
 
 

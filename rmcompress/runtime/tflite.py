@@ -5,6 +5,8 @@ returns the reward ``[batch, 1]`` float32. ``quantize``:
 
 - ``none``: float32;  ``float16``: float16 weights (dequantised at load);
 - ``dynamic``: int8 weights, float activations (dynamic-range quantisation);
+- ``int4``: the ``dynamic`` file with every fully-connected weight and embedding table in 4 bits
+  (:mod:`rmcompress.runtime.int4`);
 - ``int8``: int8 weights and activations calibrated on ``representative_ids`` (integer kernels; the
   int32 ids input and float reward output stay as they are);
 - ``int16x8``: int16 activations, int8 weights (more precise activations than ``int8``).
@@ -23,6 +25,7 @@ import numpy as np
 
 from rmcompress._keras import keras, tf
 from rmcompress.errors import ExportError, ModelError
+from rmcompress.runtime.int4 import to_int4
 
 from rmcompress.config.choices import QUANTIZE_MODES
 
@@ -116,6 +119,8 @@ def convert(model: keras.Model, quantize: str = "none", representative_ids: np.n
     """Convert ``model`` to a TFLite flatbuffer (see module docstring for ``quantize``)."""
     if quantize not in QUANTIZE_MODES:
         raise ExportError(f"quantize mode {quantize!r} unknown; allowed: {', '.join(QUANTIZE_MODES)}")
+    if quantize == "int4":
+        return to_int4(convert(model, "dynamic", seq_len=seq_len), convert(model, "none", seq_len=seq_len))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([tflite_concrete_function(model, seq_len)], model)
     if quantize == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -1,5 +1,6 @@
 """quantise (post-training): selective int8 keeps the chosen ops float; the quantisation debugger
-reports per-tensor error and tensors above a bound stay float; int16x8 fails clearly."""
+reports per-tensor error and tensors above a bound stay float; int16x8 fails clearly; int4 weights
+are smaller than dynamic int8, pass the parity bar, and the per-layer check keeps int8 where asked."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,8 @@ from rmcompress.compression.fuse import fuse
 from rmcompress.compression.quantise import build_tflite, layer_errors
 from rmcompress.errors import ExportError
 from rmcompress.evaluation.op_profile import op_dtypes
-from rmcompress.export.parity import parity_metrics
+from rmcompress.export.parity import check_parity, parity_metrics
+from rmcompress.runtime.int4 import weight_bits
 from rmcompress.runtime.tflite import TFLiteRunner
 
 
@@ -56,3 +58,25 @@ def test_layers_whose_int8_alone_reorders_rewards_stay_float(state):
 def test_int16x8_fails_with_a_clear_message(state):
     with pytest.raises(ExportError, match="int16x8: the TFLite converter .* cannot quantise"):
         build_tflite(state.model, "int16x8", state.calibration_ids(8))
+
+
+def test_int4_file_is_smaller_than_dynamic_and_agrees_with_the_float_model(state):
+    model, _ = fuse(state.model, state.val_ids(32))
+    flat, note = build_tflite(model, "int4")
+    assert note["int4_tensors"] and set(weight_bits(flat).values()) == {4} and len(flat) < note["dynamic_bytes"]
+    ids = state.val_ids()
+    m = parity_metrics(model.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
+    check_parity(m, "int4")
+    assert m["parity_decision_agreement"] >= 0.9 and m["parity_max_abs_diff"] > 0
+
+
+def test_int4_layers_whose_4bit_alone_reorders_rewards_keep_int8(state):
+    model, _ = fuse(state.model, state.val_ids(32))
+    with pytest.raises(ExportError, match="needs debug rows"):
+        build_tflite(model, "int4", min_layer_agreement=0.9)
+    # a bar above every layer's agreement keeps every layer's weights int8 (the plain int4 file, above, has none)
+    flat, all_kept = build_tflite(model, "int4", debug_ids=state.calibration_ids(32), min_layer_agreement=1.01)
+    agree = all_kept["int4_layer_agreement"]
+    assert "token_embedding" in agree and all(0.0 <= v <= 1.0 for v in agree.values())
+    assert sorted(all_kept["int8_layers"]) == sorted(agree) and all_kept["int4_tensors"] == []
+    assert set(weight_bits(flat).values()) == {8}
