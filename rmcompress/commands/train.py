@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from rmcompress.commands._common import add_progress_args, progress_of
+from rmcompress.config.streaming import STREAM_FILE_BYTES
 from rmcompress.config.training import cli_fields, flat_index
 
 
@@ -13,7 +14,9 @@ def add_parser(sub, parents):
     from its declaration (:func:`rmcompress.config.training.cli_fields`: flag, default, help)."""
     p = sub.add_parser("train", parents=parents, help="train a reward model on a data file",
                        description="Train a reward model; writes a model directory with report.json.")
-    p.add_argument("--data", required=True, help="CSV, TSV, JSONL or Parquet file (optionally .gz)")
+    p.add_argument("--data", required=True,
+                   help="CSV, TSV, JSONL or Parquet file (optionally .gz); a directory or a glob of shards (also "
+                        f"TFRecord), or a file over {STREAM_FILE_BYTES // 2 ** 20} MiB, is streamed (docs/data.md)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists (and discard an interrupted run's backup)")
@@ -52,8 +55,14 @@ def _infer_task(args):
     the note saying so is printed after the run, so bad input stays one line."""
     from rmcompress.commands._common import columns_of
     from rmcompress.data.loaders import infer_task
+    from rmcompress.data.shards import is_streamed
     from rmcompress.data.tables import as_table
 
+    if is_streamed(args.data):  # told from the first rows; the shards are read while training
+        from rmcompress.data.stream import first_table
+
+        args.task = infer_task(first_table(args.data), **columns_of(args))
+        return args.data, f"{args.data}: task {args.task}, told from the columns of its first rows"
     table = as_table(args.data)
     args.task = infer_task(table, **columns_of(args))
     return table, f"{args.data}: task {args.task}, told from its columns"

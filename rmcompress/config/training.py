@@ -134,7 +134,8 @@ class DataOptions:
                                  rule=half_open(0, 1))
     split_mode: str = option("auto", "disjoint: drop training texts contained in a validation text (SST-2 "
                              "phrases); sentences: also draw validation only from full texts (not part of another); "
-                             "auto: sentences when some texts occur inside others (or twice), else random",
+                             "hash: by a stable hash of the text (streamed data); auto: hash for streamed data, "
+                             "else sentences when some texts occur inside others (or twice), else random",
                              flag="--split", choices=SPLIT_MODES)
     seed: int = option(0, "seed of the split, the initialisation, the shuffling and the gates", rule=SEED)
 

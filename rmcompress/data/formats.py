@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -145,13 +146,13 @@ def _parquet(p: Path, source) -> pd.DataFrame:
     except Exception as e:  # pyarrow raises many types for corrupt files
         reason = " ".join(str(e).split())  # pyarrow's messages can end in a newline
         raise DataError(f"{p}: not a readable Parquet file ({type(e).__name__}: {reason})") from None
-    _check_unique_columns(p, [str(c) for c in df.columns], "")
+    check_unique_columns(p, [str(c) for c in df.columns], "")
     df = df.reset_index(drop=True)
     df[LINE_COLUMN] = range(1, len(df) + 1)  # Parquet has no lines: row numbers, 1-based
     return _nonempty(p, df)
 
 
-def _check_unique_columns(p: Path, names: list[str], where: str = ":1") -> None:
+def check_unique_columns(p: Path, names: list[str], where: str = ":1") -> None:
     """A column name given twice is an error naming it (pandas would silently rename the second)."""
     seen: dict[str, int] = {}
     for i, name in enumerate(names, start=1):
@@ -207,10 +208,19 @@ def _loads(text: str, p: Path, decode_message, other_prefix: str, where: str):
         raise DataError(f"{other_prefix} ({_short(e)})") from None
 
 
-def _read_jsonl(p: Path, text: str) -> pd.DataFrame:
+def parse_text_block(p: Path, text: str, fmt: str, line_offset: int = 0) -> pd.DataFrame:
+    """A block of a CSV/TSV/JSON-lines file (CSV/TSV: the header line, then whole records) as a
+    frame with ``__line__`` (possibly no rows): the block's line numbers plus ``line_offset``, so
+    rows and errors are named by their line in the whole file."""
+    if fmt in (".jsonl", ".json"):
+        return _read_jsonl(p, text, line_offset)
+    return _read_delimited(p, text, fmt, line_offset)
+
+
+def _read_jsonl(p: Path, text: str, line_offset: int = 0) -> pd.DataFrame:
     rows, lines = [], []
     stripped = text.lstrip()
-    if stripped.startswith("["):  # a single JSON array is accepted too
+    if stripped.startswith("[") and not line_offset:  # a single JSON array is accepted too
         data = _loads(text, p, lambda e: f"{p}:{e.lineno}: malformed JSON ({e.msg})", f"{p}: malformed JSON",
                       str(p))
         if not isinstance(data, list):
@@ -219,7 +229,7 @@ def _read_jsonl(p: Path, text: str) -> pd.DataFrame:
             if not isinstance(obj, dict):
                 raise DataError(f"{p}: element {i} of the JSON array is not an object")
         return _frame(p, data, list(range(1, len(data) + 1)), "element")
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1 + line_offset):
         if not line.strip():
             continue
         obj = _loads(line, p, lambda e: f"{p}:{lineno}: malformed JSON line ({e.msg})",
@@ -251,7 +261,7 @@ def _frame(p: Path, rows: list[dict], lines: list[int], unit: str = "line") -> p
     return df
 
 
-def _read_delimited(p: Path, text: str, fmt: str) -> pd.DataFrame:
+def _read_delimited(p: Path, text: str, fmt: str, line_offset: int = 0) -> pd.DataFrame:
     sep = "\t" if fmt == ".tsv" else ","
     # TSV as GLUE writes it: no quoting, so quote characters are text. CSV: standard quoting.
     quoting = csv.QUOTE_NONE if fmt == ".tsv" else csv.QUOTE_MINIMAL
@@ -259,21 +269,22 @@ def _read_delimited(p: Path, text: str, fmt: str) -> pd.DataFrame:
         header = next((row for row in csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting) if row), [])
     except csv.Error:
         header = []  # pandas names the problem below
-    _check_unique_columns(p, header)
+    check_unique_columns(p, header)
     try:
         df = pd.read_csv(
             io.StringIO(text), sep=sep, quoting=quoting, dtype=str, keep_default_na=False,
             na_values=[], skip_blank_lines=True, engine="c",
         )
     except pd.errors.ParserError as e:
-        raise DataError(f"{p}: malformed {fmt[1:].upper()} ({str(e).strip()})") from None
+        why = re.sub(r"line (\d+)", lambda m: f"line {int(m[1]) + line_offset}", str(e).strip())
+        raise DataError(f"{p}: malformed {fmt[1:].upper()} ({why})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{p}: file has no data") from None
     # Line numbers: header is line 1. Without embedded newlines, row i is line i + 2 + blanks
     # before it; count the non-blank physical lines to map precisely.
     phys = [i for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     if len(phys) == len(df) + 1:
-        df[LINE_COLUMN] = phys[1:]
+        df[LINE_COLUMN] = [line + line_offset for line in phys[1:]]
     else:  # quoted fields spanning lines: fall back to record numbers (+1 for the header)
-        df[LINE_COLUMN] = range(2, len(df) + 2)
+        df[LINE_COLUMN] = range(2 + line_offset, len(df) + 2 + line_offset)
     return df

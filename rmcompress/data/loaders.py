@@ -35,6 +35,7 @@ from rmcompress.config.choices import COLUMN_SETTINGS, TASK_COLUMNS, TASKS
 from rmcompress.config.validation import suggest
 from rmcompress.data.conversation import is_conversation, render
 from rmcompress.data.formats import LINE_COLUMN
+from rmcompress.data.shards import is_streamed, resolve
 from rmcompress.data.split import check_split_sizes
 from rmcompress.data.tables import ACCEPTED, Table, as_table, is_table_like
 from rmcompress.errors import DataError, UsageError
@@ -176,7 +177,7 @@ def _check_column_arguments(function: str, columns: dict) -> None:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class _Cleaner:
+class Cleaner:
     """Per-file text and number checks; counts the texts it truncates."""
 
     def __init__(self, src: str, max_chars: int):
@@ -248,6 +249,47 @@ def _mismatch(df: pd.DataFrame, task: str, src: str, hint: str | None = None) ->
         raise DataError(f"{src}: this looks like {found} data (columns {cols}) but {hint}")
 
 
+def pointwise_columns(table: Table, text_column: str | None = None, label_column: str | None = None,
+                      task_hint: str | None = None) -> tuple[str, str]:
+    """``(text column, label column)`` of a pointwise table (found by name or as given), after
+    checking that the table does not look like pairwise data."""
+    df, src = table.frame, table.source
+    if text_column is None and label_column is None:
+        _mismatch(df, "pointwise", src, task_hint)
+    tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
+    lcol = _find_column(df, label_column, LABEL_COLUMNS, "label", src)
+    if tcol == lcol:
+        raise DataError(f"{src}: the text and label columns are both {tcol!r}")
+    return tcol, lcol
+
+
+def pointwise_rows(df: pd.DataFrame, tcol: str, lcol: str, clean: "Cleaner") -> tuple[list, list, int]:
+    """``(texts, [(label, line)], empty)``: the rows of ``df`` checked by ``clean``; rows with empty
+    text are left out and counted."""
+    texts, labels, empty = [], [], 0
+    for t, y, line in zip(df[tcol].tolist(), df[lcol].tolist(), df[LINE_COLUMN].tolist()):
+        text = clean.text(t, line, "start")
+        if text is None:
+            empty += 1
+            continue
+        texts.append(text)
+        labels.append((clean.number(y, line, "label"), line))
+    return texts, labels, empty
+
+
+def check_label_kind(labels: list, label_kind: str | None, src: str) -> str:
+    """The label kind of ``[(label, line)]``: ``label_kind`` when given, else ``binary`` when every
+    label is 0 or 1, else ``real``; a ``binary`` kind with another value is an error naming its line."""
+    values = np.array([v for v, _ in labels], dtype=np.float32)
+    is_binary = bool(np.all((values == 0) | (values == 1)))
+    if label_kind is None:
+        label_kind = "binary" if is_binary else "real"
+    if label_kind == "binary" and not is_binary:
+        bad, value = next((line, v) for v, line in labels if v not in (0.0, 1.0))
+        raise DataError(f"{src}:{bad}: label {value:g} is out of range for a binary task (0 or 1)")
+    return label_kind
+
+
 def load_pointwise(data, text_column: str | None = None, label_column: str | None = None,
                    label_kind: str | None = None, max_chars: int = MAX_CHARS,
                    task_hint: str | None = None) -> PointwiseData:
@@ -259,30 +301,13 @@ def load_pointwise(data, text_column: str | None = None, label_column: str | Non
     _check_column_arguments("load_pointwise", {"text_column": text_column, "label_column": label_column})
     table = as_table(data)
     df, src = table.frame, table.source
-    if text_column is None and label_column is None:
-        _mismatch(df, "pointwise", src, task_hint)
-    tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
-    lcol = _find_column(df, label_column, LABEL_COLUMNS, "label", src)
-    if tcol == lcol:
-        raise DataError(f"{src}: the text and label columns are both {tcol!r}")
-    clean = _Cleaner(src, max_chars)
-    texts, labels, empty = [], [], 0
-    for t, y, line in zip(df[tcol].tolist(), df[lcol].tolist(), df[LINE_COLUMN].tolist()):
-        text = clean.text(t, line, "start")
-        if text is None:
-            empty += 1
-            continue
-        texts.append(text)
-        labels.append((clean.number(y, line, "label"), line))
+    tcol, lcol = pointwise_columns(table, text_column, label_column, task_hint)
+    clean = Cleaner(src, max_chars)
+    texts, labels, empty = pointwise_rows(df, tcol, lcol, clean)
     if not texts:
         raise DataError(f"{src}: all {empty} texts are empty or whitespace")
     values = np.array([v for v, _ in labels], dtype=np.float32)
-    is_binary = bool(np.all((values == 0) | (values == 1)))
-    if label_kind is None:
-        label_kind = "binary" if is_binary else "real"
-    if label_kind == "binary" and not is_binary:
-        bad, value = next((line, v) for v, line in labels if v not in (0.0, 1.0))
-        raise DataError(f"{src}:{bad}: label {value:g} is out of range for a binary task (0 or 1)")
+    label_kind = check_label_kind(labels, label_kind, src)
     return PointwiseData(texts, values, label_kind, src, {"empty_text": empty} if empty else {},
                          truncated=clean.truncated)
 
@@ -297,14 +322,10 @@ def _join_prompt(prompt: str | None, response: str, conversation: bool = False) 
     return prompt + "\n" + response
 
 
-def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None,
-                  prompt_column: str | None = None, chosen_column: str | None = None,
-                  rejected_column: str | None = None) -> PairwiseData:
-    """Load pairwise data: a file or a table (see module docstring); the ``..._column`` arguments
-    name columns that are not called ``prompt``, ``chosen`` and ``rejected``."""
-    named = {"prompt_column": prompt_column, "chosen_column": chosen_column, "rejected_column": rejected_column}
-    _check_column_arguments("load_pairwise", named)
-    table = as_table(data)
+def pairwise_columns(table: Table, task_hint: str | None = None, prompt_column: str | None = None,
+                     chosen_column: str | None = None, rejected_column: str | None = None) -> dict:
+    """``{"prompt", "chosen", "rejected", "margin"}``: the columns of a pairwise table (prompt and
+    margin ``None`` when absent), after checking that it does not look like pointwise data."""
     df, src = table.frame, table.source
     if chosen_column is None and rejected_column is None:
         _mismatch(df, "pairwise", src, task_hint)
@@ -320,9 +341,16 @@ def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None
             if prompt_column is not None or "prompt" in lower else None)
     if ccol == rcol:
         raise DataError(f"{src}: the chosen and rejected columns are both {ccol!r}")
+    return {"prompt": pcol, "chosen": ccol, "rejected": rcol, "margin": lower.get("margin")}
+
+
+def pairwise_rows(df: pd.DataFrame, columns: dict, clean: "Cleaner") -> tuple[list, list, list, dict]:
+    """``(chosen, rejected, margins, skipped)``: the pairs of ``df`` (``columns`` from
+    :func:`pairwise_columns`) checked by ``clean``, the prompt joined to both texts; pairs with an
+    empty text or chosen equal to rejected are left out and counted in ``skipped``."""
+    pcol, ccol, rcol, mcol = (columns[k] for k in ("prompt", "chosen", "rejected", "margin"))
     prompts = df[pcol].tolist() if pcol is not None else [None] * len(df)
-    margins = df[lower["margin"]].tolist() if "margin" in lower else [0.0] * len(df)
-    clean = _Cleaner(src, max_chars)
+    margins = df[mcol].tolist() if mcol is not None else [0.0] * len(df)
     chosen, rejected, margin = [], [], []
     empty = same = 0
     rows = zip(prompts, df[ccol].tolist(), df[rcol].tolist(), margins,
@@ -344,7 +372,23 @@ def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None
         clean.truncated = before + (clean.truncated > before)  # count each pair once
         margin.append(clean.number(m, line, "margin"))
     skipped = {k: v for k, v in (("empty_text", empty), ("chosen_equals_rejected", same)) if v}
+    return chosen, rejected, margin, skipped
+
+
+def load_pairwise(data, max_chars: int = MAX_CHARS, task_hint: str | None = None,
+                  prompt_column: str | None = None, chosen_column: str | None = None,
+                  rejected_column: str | None = None) -> PairwiseData:
+    """Load pairwise data: a file or a table (see module docstring); the ``..._column`` arguments
+    name columns that are not called ``prompt``, ``chosen`` and ``rejected``."""
+    named = {"prompt_column": prompt_column, "chosen_column": chosen_column, "rejected_column": rejected_column}
+    _check_column_arguments("load_pairwise", named)
+    table = as_table(data)
+    src = table.source
+    columns = pairwise_columns(table, task_hint, prompt_column, chosen_column, rejected_column)
+    clean = Cleaner(src, max_chars)
+    chosen, rejected, margin, skipped = pairwise_rows(table.frame, columns, clean)
     if not chosen:
+        empty, same = skipped.get("empty_text", 0), skipped.get("chosen_equals_rejected", 0)
         raise DataError(f"{src}: no usable pairs ({empty} with empty text, {same} with chosen == rejected)")
     return PairwiseData(chosen, rejected, np.asarray(margin, np.float32), src, skipped,
                         truncated=clean.truncated)
@@ -418,8 +462,16 @@ def load_training_data(data, cfg, validation=None):
     :class:`~rmcompress.config.training.TrainConfig`): paths loaded with its text and label columns
     (0/1 labels required when its loss is ``bce``), loaded data passed through; both checked against
     its task. ``validation`` stays None when not given. Needs no TensorFlow, so the CLI checks the
-    data before TensorFlow loads."""
+    data before TensorFlow loads. Streamed data (:func:`rmcompress.data.shards.is_streamed`) comes
+    back as its :class:`~rmcompress.data.shards.Shards`, checked to exist with known formats; its
+    rows are read and checked while training (:mod:`rmcompress.data.stream`)."""
     columns = _columns(vars(cfg.data))
+    if is_streamed(data):
+        if validation is not None and is_streamed(validation):
+            validation = resolve(validation)
+        elif validation is not None and not isinstance(validation, (PointwiseData, PairwiseData)):
+            validation = load_data(_table(validation, "validation"), cfg.task, **columns)
+        return resolve(data), validation
     if not isinstance(data, (PointwiseData, PairwiseData)):
         kwargs = {"label_kind": "binary"} if cfg.task == "pointwise" and cfg.loss == "bce" else {}
         data = load_data(_table(data, "data"), cfg.task, **columns, **kwargs)
@@ -447,11 +499,15 @@ def check_learnable(data) -> None:
     cannot learn to rank from it, and its validation metrics (AUC, correlation) are undefined."""
     if data.task != "pointwise" or len(data) == 0:
         return
-    values = np.unique(data.labels)
+    check_label_values(np.unique(data.labels), len(data), data.label_kind, data.source)
+
+
+def check_label_values(values, n_rows: int, label_kind: str, source: str) -> None:
+    """:func:`check_learnable` from the distinct label ``values`` seen in ``n_rows`` rows."""
     if len(values) == 1:
-        what = ("class" if data.label_kind == "binary" else "value")
-        raise DataError(f"{data.source or 'the training data'}: every label is {values[0]:g} ({len(data)} rows): training needs more "
-                        f"than one {what}" + (" (0 and 1)" if data.label_kind == "binary" else ""))
+        what = ("class" if label_kind == "binary" else "value")
+        raise DataError(f"{source or 'the training data'}: every label is {values[0]:g} ({n_rows} rows): training needs more "
+                        f"than one {what}" + (" (0 and 1)" if label_kind == "binary" else ""))
 
 
 SKIP_REASONS = {"empty_text": "with empty or whitespace-only text",
@@ -477,7 +533,7 @@ def load_texts(data, text_column: str | None = None, max_chars: int = MAX_CHARS)
     table = as_table(data)
     df, src = table.frame, table.source
     tcol = _find_column(df, text_column, TEXT_COLUMNS, "text", src)
-    clean = _Cleaner(src, max_chars)
+    clean = Cleaner(src, max_chars)
     texts = [t for t in (clean.text(v, line, "start")
                          for v, line in zip(df[tcol].tolist(), df[LINE_COLUMN].tolist())) if t is not None]
     if not texts:

@@ -7,22 +7,29 @@ a random split leaks validation sentences into training through their phrases.
 ``sentences``: validation rows are drawn only from *root* texts (texts not contained in any other
 text: SST-2's full sentences), ``fraction`` of them; then as ``disjoint``. This gives a validation
 set of full-length sentences like GLUE's dev set, with none of their phrases in training.
-``auto`` (the default): ``sentences`` when some text of a pointwise file occurs inside another (or
+``hash``: a row is validation when ``crc32(key) % HASH_BUCKETS < fraction * HASH_BUCKETS``
+(:mod:`rmcompress.config.streaming`), the key the UTF-8 text (a pair: chosen, NUL, rejected): the
+same rows every run and on every machine, decided row by row, so streamed data is split without
+loading it; the share held out is ``fraction`` on average, not exactly.
+``auto`` (the default): ``hash`` for streamed data (:mod:`rmcompress.data.shards`); else ``sentences`` when some text of a pointwise file occurs inside another (or
 twice), else ``random``; pairs (pairwise files) are split ``random``. A random split of a file whose
 texts contain one another puts a validation sentence's phrases (or its copy) in training, and the
 validation figure overstates what held-out text gets. The containment check scans the text of
 the file once per row, so its cost grows as rows x characters (about 20 s for SST-2's 67k rows x
 3.6M characters); above :data:`AUTO_CHECK_WORK` it is skipped, ``random`` is used and
 :func:`resolve_mode` says so. With ``sentences``, ``fraction`` is a share of the full texts, not
-of the rows.
+of the rows. ``random``, ``disjoint`` and ``sentences`` need every row in memory: on streamed
+data they are a :class:`UsageError`.
 """
 from __future__ import annotations
 
 import functools
+import zlib
 
 import numpy as np
 
-from rmcompress.config.choices import SPLIT_MODES
+from rmcompress.config.choices import IN_MEMORY_SPLIT_MODES, SPLIT_MODES
+from rmcompress.config.streaming import HASH_BUCKETS
 from rmcompress.errors import DataError, UsageError
 
 #: above this many rows x characters of text, ``auto`` does not look for texts inside others
@@ -89,11 +96,38 @@ def _roots(texts: tuple[str, ...]) -> np.ndarray:
     return roots
 
 
+def pair_key(chosen: str, rejected: str) -> str:
+    """The hash key of a pair: its chosen and rejected texts joined by a NUL."""
+    return chosen + "\x00" + rejected
+
+
+def hash_validation(keys, fraction: float) -> np.ndarray:
+    """Boolean mask: which of ``keys`` (texts, or :func:`pair_key` of pairs) are validation rows
+    under the ``hash`` split of ``fraction`` (module docstring)."""
+    cut = fraction * HASH_BUCKETS
+    return np.fromiter((zlib.crc32(k.encode("utf-8")) % HASH_BUCKETS < cut for k in keys), bool, len(keys))
+
+
+def streamed_mode(mode: str, source: str) -> tuple[str, str]:
+    """``(mode, note)`` of a split of streamed data: ``hash`` (with a note when ``auto`` chose
+    it); a mode that needs the rows in memory is a :class:`UsageError` naming ``source``."""
+    if mode not in SPLIT_MODES:
+        raise UsageError(f"split mode {mode!r} unknown; allowed: {', '.join(SPLIT_MODES)}")
+    if mode in IN_MEMORY_SPLIT_MODES:
+        raise UsageError(f"{source}: --split {mode} needs the data in memory, and this data is streamed (a "
+                         "directory, a glob or a large file); use --split hash (or auto), or --val-data FILE")
+    note = "" if mode == "hash" else (f"{source}: streamed; validation rows chosen by a hash of their text "
+                                      "(split hash)")
+    return "hash", note
+
+
 def resolve_mode(data, mode: str) -> tuple[str, str]:
     """``(mode, note)``: the split ``mode`` stands for on ``data`` (``auto`` resolved, module
     docstring) and a one-line note saying why when ``auto`` chose, else ``""``."""
     if mode not in SPLIT_MODES:
         raise UsageError(f"split mode {mode!r} unknown; allowed: {', '.join(SPLIT_MODES)}")
+    if getattr(data, "streamed", False):
+        return streamed_mode(mode, str(getattr(data, "source", "") or "the data"))
     if mode != "auto":
         return mode, ""
     if data.task != "pointwise":
@@ -123,7 +157,10 @@ def split_data(data, fraction: float, seed: int = 0, mode: str = "auto"):
     mode = resolve_mode(data, mode)[0] if fraction > 0 else "random"
     texts = data.texts if data.task == "pointwise" else data.chosen
     source = getattr(data, "source", "")
-    if mode == "sentences":
+    if mode == "hash":
+        keys = texts if data.task == "pointwise" else [pair_key(c, r) for c, r in zip(data.chosen, data.rejected)]
+        tr, va = _hash_indices(keys, fraction, source)
+    elif mode == "sentences":
         roots = root_indices(texts)
         _, va_pos = split_indices(len(roots), fraction, seed, source, "full texts (not inside another text)")
         va = roots[va_pos]
@@ -138,3 +175,14 @@ def split_data(data, fraction: float, seed: int = 0, mode: str = "auto"):
                             "use --split random or remove the repeats")
         tr = kept
     return data.subset(tr), data.subset(va)
+
+
+def _hash_indices(keys: list[str], fraction: float, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_idx, val_idx)`` of the ``hash`` split; a :class:`DataError` when a side is empty."""
+    check_split_sizes(len(keys), fraction, source)
+    mask = hash_validation(keys, fraction)
+    va, tr = np.flatnonzero(mask), np.flatnonzero(~mask)
+    if fraction > 0 and (not len(va) or not len(tr)):
+        raise DataError(f"{source or 'the data'}: --split hash puts {len(va)} of {len(keys)} rows in validation "
+                        f"at fraction {fraction:g}; give more rows, --split random or --val-data FILE")
+    return tr, va

@@ -40,7 +40,9 @@ from rmcompress.config.schedule import split_finetune, step_plan
 from rmcompress.config.training import DEFAULT_SEQ_LEN, TrainConfig
 from rmcompress.data.loaders import load_training_data
 from rmcompress.data.pipeline import EncodedData, all_ids, encode
+from rmcompress.data.shards import is_streamed
 from rmcompress.data.split import resolve_mode, split_data
+from rmcompress.data.stream import split_streamed
 from rmcompress.data.tokenizer import Tokenizer, TokenizerConfig
 from rmcompress.errors import UsageError
 from rmcompress.fileio import check_destination, live_dir, write_json
@@ -125,8 +127,12 @@ def _prepare_output(out_dir, overwrite: bool, resume: bool, backup: bool, strate
 
 def _load_and_split(data, cfg: TrainConfig, validation):
     """``(data, train_data, val_data)``: ``data`` loaded (a path) and checked against the task,
-    its validation rows split off, or ``validation`` (a path or data) used instead."""
+    its validation rows split off, or ``validation`` (a path or data) used instead. Streamed data
+    (a directory, a glob, a large file) is scanned once; ``data`` and ``train_data`` are then its
+    :class:`~rmcompress.data.stream.StreamedData` (:func:`_encode` reads it)."""
     data, validation = load_training_data(data, cfg, validation)
+    if is_streamed(data):
+        return split_streamed(data, cfg, validation)
     if validation is None:
         d = cfg.data
         return (data, *split_data(data, d.val_fraction, d.seed, d.split_mode))
@@ -164,8 +170,17 @@ def _fit_tokenizer(cfg: TrainConfig, train_data, distill, source, bk, given: Tok
     if source is not None:
         return source.tokenizer
     t = cfg.tokenizer
-    return Tokenizer.train(train_data.all_texts + (distill.extra_texts if distill else []), t.vocab_size,
+    texts = train_data.vocab_sample if is_streamed(train_data) else train_data.all_texts  # streamed: a sample
+    return Tokenizer.train(texts + (distill.extra_texts if distill else []), t.vocab_size,
                            TokenizerConfig(cfg.resolved_seq_len(), cfg.resolved_truncate(), t.lowercase))
+
+
+def _encode(train_data, val_data, tokenizer: Tokenizer) -> tuple[EncodedData, EncodedData]:
+    """``(enc_train, enc_val)``: token ids of both splits. Streamed training rows stay a stream:
+    a :class:`~rmcompress.data.stream.StreamedEncoded` (``len``: every training row; ``dataset``:
+    the tokenised ``tf.data`` stream :func:`_fit` fits on; arrays: a sample of the first rows)."""
+    enc_train = train_data.encode(tokenizer) if is_streamed(train_data) else encode(train_data, tokenizer)
+    return enc_train, encode(val_data, tokenizer)
 
 
 def _schedule(cfg: TrainConfig, n_train: int) -> Schedule:
@@ -299,6 +314,7 @@ def _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, h
               "vocab_size": tokenizer.vocab_size, "seq_len": tokenizer.seq_len}
     if len(enc_val):
         report.update(evaluate_encoded(scorer, enc_val, cfg.task, task.loss))
+    report.update(getattr(data, "report", {}))  # streamed data: its shards and row counts
     report.update(count(scorer).as_dict())
     report.update(cx_info)
     if bk is not None and bk.resumed:
@@ -388,10 +404,10 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
     distill = _teacher_plan(cfg, task, train_data, val_data, validation is not None)
     settings = {**cfg.flat_dict(), "metadata_extra": metadata_extra or {},
                 "training_model": getattr(build_training_model, "__qualname__", None)}
-    fingerprint = data_fingerprint(data) if use_backup else None
+    fingerprint = (data.fingerprint if is_streamed(data) else data_fingerprint(data)) if use_backup else None
     bk = Backup.open(out_dir, settings, fingerprint, resume) if use_backup else None
     tokenizer = _fit_tokenizer(cfg, train_data, distill, source, bk, tokenizer)
-    enc_train, enc_val = encode(train_data, tokenizer), encode(val_data, tokenizer)
+    enc_train, enc_val = _encode(train_data, val_data, tokenizer)
     if distill is not None:
         enc_train, enc_val = distill.attach(enc_train, tokenizer, "train"), distill.attach(enc_val, tokenizer, "val")
     arch = source.arch if source is not None else arch_config(cfg, tokenizer.vocab_size)

@@ -12,6 +12,7 @@ import tracemalloc
 
 import pytest
 
+from rmcompress.errors import DataError
 from tests.helpers import TINY_TRAIN_FLAGS, rmcompress_subprocess
 
 
@@ -59,9 +60,13 @@ def test_header_only_and_blank_file(cli, tmp_path):
 
 
 def test_directory_instead_of_file(cli, tmp_path):
+    from rmcompress.data.loaders import load_data
+
     (tmp_path / "d.tsv").mkdir()
-    rc, _, err = _train(cli, tmp_path / "d.tsv", tmp_path / "m")
-    assert rc == 2 and "d.tsv: is a directory, expected a data file" in _one_line(err)
+    with pytest.raises(DataError, match="d.tsv: is a directory, expected a data file"):
+        load_data(tmp_path / "d.tsv")  # a loader reads one file
+    rc, _, err = _train(cli, tmp_path / "d.tsv", tmp_path / "m")  # train streams a directory's shards
+    assert rc == 2 and "d.tsv: directory holds no data files (.csv, .tsv, .jsonl" in _one_line(err)
 
 
 def test_unknown_extension(cli, tmp_path):

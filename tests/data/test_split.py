@@ -53,3 +53,17 @@ def test_auto_mode_skips_the_check_on_huge_files_and_says_so(monkeypatch):
     data = PointwiseData(["a truly great film", "truly great"], np.ones(2, np.float32), "binary", source="big.tsv")
     mode, note = split.resolve_mode(data, "auto")
     assert mode == "random" and "big.tsv" in note and "--split sentences" in note
+
+
+def test_hash_mode_splits_by_the_text_whatever_the_order():
+    from rmcompress.data.loaders import PairwiseData
+
+    texts = [f"text number {i}" for i in range(300)]
+    data = PointwiseData(texts, np.arange(300, dtype=np.float32) % 2, "binary")
+    tr, va = split_data(data, 0.2, seed=1, mode="hash")
+    assert 30 < len(va) < 90 and not set(tr.texts) & set(va.texts) and len(tr) + len(va) == 300
+    shuffled = PointwiseData(texts[::-1], data.labels[::-1], "binary")
+    assert sorted(split_data(shuffled, 0.2, seed=7, mode="hash")[1].texts) == sorted(va.texts)  # no seed, no order
+    pairs = PairwiseData(texts, texts[::-1], np.zeros(300, np.float32))
+    _, pva = split_data(pairs, 0.2, mode="hash")
+    assert pva.chosen != va.texts  # a pair hashes its two texts together
