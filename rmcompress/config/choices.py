@@ -13,6 +13,8 @@ KEEP_SIDES = ("start", "end")
 #: how validation rows are split off a data file (rmcompress.data.split)
 SPLIT_MODES = ("auto", "random", "disjoint", "sentences")
 DISTILL_LOSSES = ("mse", "ce")
+#: ``train --strategy``: how training is distributed (rmcompress.training.strategy)
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 TOKENIZER_MODES = ("wordpiece", "bert")
 #: how the ``budget`` pass reaches its budget: gated training, or importance pruning + fine-tuning
 BUDGET_METHODS = ("gates", "taylor", "magnitude")
