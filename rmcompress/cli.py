@@ -5,7 +5,8 @@ line on stderr (a flag argparse refuses too: no usage block, :class:`Parser`; th
 every command are checked against :mod:`rmcompress.config.rules` before the command runs) that names the file, line, key or layer (no traceback unless ``--debug``); 1 on an
 unexpected internal error. TensorFlow's log noise is silenced unless ``--verbose``. Before a
 command runs, its output (``--out``) is checked against its inputs and locked for the run
-(:func:`rmcompress.ownership.claim`). Each subcommand lives in ``rmcompress.commands.<name>`` and
+(:func:`rmcompress.ownership.claim`), unless the command's ``writes_outputs(args)`` says this
+process writes none (a non-chief worker of a multi-worker ``train``). Each subcommand lives in ``rmcompress.commands.<name>`` and
 provides ``add_parser(subparsers)`` and ``run(args) -> int`` (``import``, a Python keyword, lives
 in ``rmcompress.commands.import_``).
 """
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.verbose:
             _quiet.quiet_python_loggers()
         check_args(args.command, vars(args))
-        with ownership.claim([getattr(args, a, None) for a in OUTPUT_ARGS],
+        writes = getattr(args._module, "writes_outputs", lambda a: True)(args)  # a non-chief worker does not
+        with ownership.claim([getattr(args, a, None) for a in OUTPUT_ARGS] if writes else [],
                              [getattr(args, a, None) for a in INPUT_ARGS]):
             return int(args._module.run(args) or 0)
     except (RMCompressError, OSError) as e:  # an OSError names the path the system refused

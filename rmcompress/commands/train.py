@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from rmcompress.commands._common import add_progress_args, progress_of
+from rmcompress.config.choices import STRATEGIES
 from rmcompress.config.streaming import STREAM_FILE_BYTES
 from rmcompress.config.training import cli_fields, flat_index
 
@@ -24,6 +25,11 @@ def add_parser(sub, parents):
                    help="continue an interrupted run from its last completed epoch (backup in OUT.rmc-backup)")
     p.add_argument("--val-data", default=None,
                    help="validation file (replaces the split of --data) [default: split off --data]")
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                   help="tf.distribute strategy: none (one device, a GPU when present), mirrored (the local "
+                        "GPUs), multiworker (the cluster of TF_CONFIG; --batch-size stays the global batch), "
+                        "auto: multiworker when TF_CONFIG names several workers, mirrored with several GPUs, "
+                        "else none [default: auto]")
     add_progress_args(p)
     groups = {None: p}
     for title, flag, kwargs in cli_fields():
@@ -31,6 +37,14 @@ def add_parser(sub, parents):
             groups[title] = p.add_argument_group(title)
         groups[title].add_argument(flag, **kwargs)
     return p
+
+
+def writes_outputs(args) -> bool:
+    """Whether this process writes ``--out`` (and so locks it): not a non-chief worker of a
+    multi-worker run (:func:`rmcompress.config.cluster.writes_artifacts`)."""
+    from rmcompress.config.cluster import writes_artifacts
+
+    return writes_artifacts(args.strategy)
 
 
 def interrupt_hint(args) -> str | None:
@@ -69,18 +83,24 @@ def _infer_task(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from rmcompress.config.cluster import read_cluster
     from rmcompress.data.loaders import data_notes, load_training_data
 
+    read_cluster()  # a bad TF_CONFIG is one line, before anything loads
     data, task_note = args.data, None
     if args.task is None:  # told from the columns; the file is read once
         data, task_note = _infer_task(args)
     cfg = train_config_from_args(args)  # settings and data are checked before TensorFlow loads
     data, validation = load_training_data(data, cfg, args.val_data)
     from rmcompress.evaluation.table import format_table
+    from rmcompress.training.strategy import make_strategy
     from rmcompress.training.trainer import train
 
+    strategy = make_strategy(args.strategy)  # before TensorFlow runs anything (multiworker needs it)
     result = train(data, cfg, args.out, overwrite=args.overwrite, resume=args.resume, validation=validation,
-                   **progress_of(args))
+                   strategy=strategy, **progress_of(args))
+    if result.out_dir is None:  # a worker of a multi-worker run: the chief writes and reports
+        return 0
     notes = [task_note] + data_notes(args.data, result.report.get("skipped_rows"),
                                      result.report.get("truncated_texts", 0))
     if validation is None and cfg.data.val_fraction:

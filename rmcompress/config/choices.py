@@ -16,6 +16,8 @@ SPLIT_MODES = ("auto", "random", "disjoint", "sentences", "hash")
 #: the split modes that need every row in memory (not possible on streamed data)
 IN_MEMORY_SPLIT_MODES = ("random", "disjoint", "sentences")
 DISTILL_LOSSES = ("mse", "ce")
+#: ``train --strategy``: how training is distributed (rmcompress.training.strategy)
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 TOKENIZER_MODES = ("wordpiece", "bert")
 #: how the ``budget`` pass reaches its budget: gated training, or importance pruning + fine-tuning
 BUDGET_METHODS = ("gates", "taylor", "magnitude")

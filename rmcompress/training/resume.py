@@ -26,6 +26,13 @@ to discard it); ``--resume`` with different settings or data is an error naming 
 without a completed epoch (its run was killed in the first epoch) is discarded as if absent. A
 folder at the backup's path that holds anything a backup does not is never removed (an error
 names it).
+
+Multi-worker runs (:mod:`rmcompress.training.strategy`): the backup lies on storage every worker
+sees, and only the chief (``writer``) writes, discards or removes the folder and its files;
+every worker reads it to resume. Keras' ``BackupAndRestore`` saves on every worker (its variables
+are synchronised while saving): the chief into ``keras/chief``, every other worker into a
+worker-specific temporary folder inside it (``keras/chief/workertemp_<index>``) that Keras removes
+after each save. A job that lost a worker is restarted as a whole, every worker with ``--resume``.
 """
 from __future__ import annotations
 
@@ -55,7 +62,8 @@ FORMAT = "rmcompress.train-backup"
 
 
 def backup_supported(strategy) -> bool:
-    """Keras ``BackupAndRestore`` works with no strategy and the mirrored/TPU ones only."""
+    """Keras ``BackupAndRestore`` works with no strategy and the mirrored, multi-worker mirrored
+    and TPU ones only."""
     if strategy is None or type(strategy).__name__ == "_DefaultDistributionStrategy":
         return True
     return isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
@@ -87,39 +95,48 @@ class Backup:
     tokenizer: Tokenizer | None = None
     state: dict = field(default_factory=dict)   # of the last completed epoch: history, early stopping
     resumed: bool = False
+    #: whether this process writes the folder (the chief of a multi-worker run; module docstring)
+    writer: bool = True
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
-    def check(cls, out_dir, resume: bool, overwrite: bool) -> Path:
-        """Before loading data: refuse a leftover backup unless ``resume`` or ``overwrite``."""
+    def check(cls, out_dir, resume: bool, overwrite: bool, writer: bool = True) -> Path:
+        """Before loading data: refuse a leftover backup unless ``resume`` or ``overwrite``
+        (a ``writer`` discards the one that is not continued)."""
         path = backup_dir_for(out_dir)
         if os.path.lexists(path) and not resume:
             if not overwrite and (path / MANIFEST).is_file() and _has_progress(path):
                 raise UsageError(f"{path}: an interrupted training run of {out_dir} left this backup; "
                                  "pass --resume to continue it or --overwrite to start over")
-            _discard(path)  # with --overwrite, or killed before an epoch completed: nothing to keep
+            if writer:
+                _discard(path)  # with --overwrite, or killed before an epoch completed: nothing to keep
         return path
 
     @classmethod
-    def open(cls, out_dir, settings: dict, fingerprint: str, resume: bool, log=None) -> "Backup":
-        """The backup to continue (``resume`` and a complete one exists) or a fresh, empty one."""
+    def open(cls, out_dir, settings: dict, fingerprint: str, resume: bool, log=None,
+             writer: bool = True) -> "Backup":
+        """The backup to continue (``resume`` and a complete one exists) or a fresh, empty one
+        (which only a ``writer`` will write)."""
         path = backup_dir_for(out_dir)
         log = log or (lambda m: print(m, file=sys.stderr))
         manifest = None
+        if not writer and not resume:
+            return cls(path, writer=False)  # the chief discards whatever is there
         if os.path.lexists(path):
             try:
                 manifest = read_json(path / MANIFEST)
             except (OSError, ValueError):
                 manifest = None
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                _discard(path)  # incomplete: killed while it was being created
+                if writer:
+                    _discard(path)  # incomplete: killed while it was being created
                 manifest = None
         if manifest is None:
-            if resume:
+            if resume and writer:
                 log(f"note: no interrupted run to resume at {path}; training from scratch")
-            return cls(path)
+            return cls(path, writer=writer)
         cls._compare(path, manifest, _canonical(settings), fingerprint)
-        backup = cls(path, resumed=True)
+        backup = cls(path, resumed=True, writer=writer)
         backup.tokenizer = Tokenizer.load(path / TOKENIZER_DIR)
         done = backup._completed_epochs()
         if done:
@@ -129,7 +146,8 @@ class Backup:
                                  "the backup is inconsistent, start over with --overwrite")
             backup.state = read_json(state_file)
         backup.initial_epoch = done
-        log(f"note: resuming {out_dir} after epoch {done} (backup {path})")
+        if writer:
+            log(f"note: resuming {out_dir} after epoch {done} (backup {path})")
         return backup
 
     @staticmethod
@@ -154,7 +172,7 @@ class Backup:
     # -- writing ------------------------------------------------------------------------------------
     def start(self, tokenizer: Tokenizer, settings: dict, fingerprint: str, source: str) -> None:
         """Save the tokenizer, then the manifest (which marks the backup complete)."""
-        if self.resumed:
+        if self.resumed or not self.writer:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         tokenizer.save(self.path / TOKENIZER_DIR)
@@ -168,7 +186,8 @@ class Backup:
             early_stopping.restore_state = self.state.get("early_stopping")
             early_stopping.state_dir = self.path
             cbs.append(early_stopping)
-        cbs.append(EpochState(self.path, self.state.get("history", []), early_stopping))
+        if self.writer:
+            cbs.append(EpochState(self.path, self.state.get("history", []), early_stopping))
         cbs.append(keras.callbacks.BackupAndRestore(str(self.path / KERAS_DIR), save_freq="epoch",
                                                     delete_checkpoint=False))
         cbs.append(FaultPoints())
@@ -182,11 +201,12 @@ class Backup:
                 for row in self.state.get("history", [])]
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def discard_if_empty(self) -> None:
         """Remove the backup unless an epoch has completed (then it is what ``--resume`` continues)."""
-        if self.path.is_dir() and not _has_progress(self.path):
+        if self.writer and self.path.is_dir() and not _has_progress(self.path):
             _discard(self.path)
 
 

@@ -21,6 +21,11 @@ the shrunk model's fine-tuning in ``finetune/``). ``DIR`` is written in place wh
 (:func:`rmcompress.fileio.live_dir`: never an input or ``OUT``; an existing one needs ``overwrite``,
 or ``resume``, and rmcompress having written it).
 
+Distribution (:mod:`rmcompress.training.strategy`): ``strategy`` is a choice of
+``none``/``mirrored``/``multiworker``/``auto`` or a ``tf.distribute.Strategy``; the global batch is
+``batch_size`` whatever the number of workers. Every worker of a multi-worker run computes the
+same run; only the chief writes ``OUT``, its backup and the TensorBoard logs.
+
 Pretrained starts (``rmcompress.training.sources``): ``backbone`` bridges a keras-nlp backbone
 (its vocabulary replaces the trained one, its weights the random init); ``init`` copies a model
 directory. ``teacher`` adds distillation (``rmcompress.training.distill``): teacher rewards are
@@ -58,6 +63,7 @@ from rmcompress.training.model import RewardTrainingModel
 from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
 from rmcompress.training.scoring import evaluate_encoded
 from rmcompress.training.sources import scorer_source
+from rmcompress.training.strategy import is_chief, make_strategy, replica_batch, shard_by_data
 from rmcompress.training.tasks import Task, make_task
 
 __all__ = ["TrainConfig", "TrainResult", "train", "arch_config", "evaluate_encoded", "warmup_cosine",
@@ -119,9 +125,9 @@ def _prepare_output(out_dir, overwrite: bool, resume: bool, backup: bool, strate
     use_backup = out_dir is not None and backup and backup_supported(strategy)
     if resume and not use_backup:
         raise UsageError(f"--resume needs an output directory and a strategy Keras can back up "
-                         f"(none, mirrored or TPU); got {type(strategy).__name__}")
+                         f"(none, mirrored, multiworker or TPU); got {type(strategy).__name__}")
     if use_backup:
-        Backup.check(out_dir, resume, overwrite)
+        Backup.check(out_dir, resume, overwrite, writer=is_chief(strategy))
     return use_backup
 
 
@@ -252,7 +258,7 @@ def _callbacks(cfg: TrainConfig, task: Task, model, enc_train, has_val: bool, sc
 
 def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callbacks, bk, progress: Progress):
     """``(ds_train, history, seconds)``: fit over the shuffled, repeated training stream (after a
-    resume: from where the interrupted run stopped)."""
+    resume: from where the interrupted run stopped), each global batch shared out by element."""
     ds_train = enc_train.dataset(cfg.optim.batch_size, shuffle=True, seed=cfg.data.seed, repeat=True)
     fit_epochs = schedule.epochs
     if bk is not None and bk.initial_epoch:
@@ -260,7 +266,8 @@ def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callba
         ds_train = ds_train.skip(bk.initial_epoch * schedule.steps_per_epoch)
         if bk.state.get("early_stopping", {}).get("stopped_epoch"):
             fit_epochs = bk.initial_epoch  # it had stopped early: nothing left to run
-    ds_val = enc_val.dataset(256) if len(enc_val) else None
+    ds_train = shard_by_data(ds_train)
+    ds_val = shard_by_data(enc_val.dataset(256)) if len(enc_val) else None
     t = time.time()
     try:
         history = fit_model(model, ds_train, schedule.steps_per_epoch, fit_epochs, ds_val, callbacks, progress)
@@ -338,10 +345,13 @@ def _metadata(cfg, task, data, val_data, arch_dict, source, distill, validation_
             **(extra or {})}
 
 
-def _save(out_dir, bundle, report, history, cx_logger, enc_train, enc_val, cfg, overwrite, t0, bk) -> Path:
+def _save(out_dir, bundle, report, history, cx_logger, enc_train, enc_val, cfg, overwrite, t0, bk,
+          chief: bool = True) -> Path | None:
     """Write the model directory (atomically) with history, complexity log, samples and
-    ``report.json``; then drop the backup."""
+    ``report.json``; then drop the backup. A non-chief worker writes nothing (None)."""
     report["total_seconds"] = round(time.time() - t0, 2)
+    if not chief:
+        return None
 
     def extra(tmp: Path):
         import pandas as pd
@@ -361,7 +371,7 @@ def _save(out_dir, bundle, report, history, cx_logger, enc_train, enc_val, cfg, 
 
 
 def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: bool = False,
-          callbacks=(), verbose: int = 0, strategy: tf.distribute.Strategy | None = None,
+          callbacks=(), verbose: int = 0, strategy: str | tf.distribute.Strategy | None = None,
           build_training_model=None, metadata_extra: dict | None = None, resume: bool = False,
           backup: bool = True, validation=None, tokenizer: Tokenizer | None = None,
           tensorboard: str | Path | None = None) -> TrainResult:
@@ -375,12 +385,17 @@ def train(data, cfg: TrainConfig, out_dir: str | Path | None = None, overwrite: 
     up after every epoch and ``resume=True`` continues an interrupted run (module docstring).
     ``validation`` (a path or loaded data of the same task) replaces the split of ``data``: all of
     ``data`` trains. ``verbose``: Keras' progress (0 none, 1 a bar, 2 a line per epoch);
-    ``tensorboard``: a directory for TensorBoard logs (module docstring). Returns the bundle,
-    history and report.
+    ``tensorboard``: a directory for TensorBoard logs (module docstring). ``strategy``: ``"auto"``,
+    ``"none"``, ``"mirrored"``, ``"multiworker"`` or a ``tf.distribute.Strategy`` (None: the one in
+    scope; :mod:`rmcompress.training.strategy`); under a multi-worker strategy only the chief writes
+    (the others' ``out_dir`` is None in the result). Returns the bundle, history and report.
     """
     if not isinstance(cfg, TrainConfig):
         raise UsageError(f"train: cfg is a {type(cfg).__name__}, expected a TrainConfig "
                          "(e.g. TrainConfig.from_flat(task='pairwise', epochs=2))")
+    strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    if not is_chief(strategy):  # the chief alone logs
+        tensorboard = None
     progress = Progress(verbose, tensorboard)
     inputs = [data, validation, cfg.source.init, cfg.source.backbone, cfg.distill.teacher, cfg.distill.unlabeled]
     if tensorboard is not None and out_dir is not None:  # OUT is checked before old logs are replaced
@@ -405,13 +420,15 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
     settings = {**cfg.flat_dict(), "metadata_extra": metadata_extra or {},
                 "training_model": getattr(build_training_model, "__qualname__", None)}
     fingerprint = (data.fingerprint if is_streamed(data) else data_fingerprint(data)) if use_backup else None
-    bk = Backup.open(out_dir, settings, fingerprint, resume) if use_backup else None
+    chief = is_chief(strategy)
+    bk = Backup.open(out_dir, settings, fingerprint, resume, writer=chief) if use_backup else None
     tokenizer = _fit_tokenizer(cfg, train_data, distill, source, bk, tokenizer)
     enc_train, enc_val = _encode(train_data, val_data, tokenizer)
     if distill is not None:
         enc_train, enc_val = distill.attach(enc_train, tokenizer, "train"), distill.attach(enc_val, tokenizer, "val")
     arch = source.arch if source is not None else arch_config(cfg, tokenizer.vocab_size)
     schedule = _schedule(cfg, len(enc_train))
+    replica_batch(cfg.optim.batch_size, strategy)
     with strategy.scope():
         scorer = _build_scorer(cfg, task, source, arch, enc_train)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)
@@ -428,6 +445,7 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
                          metadata_extra)
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)
     if out_dir is not None:
-        bundle.path = _save(out_dir, bundle, report, history, cx_logger, enc_train, enc_val, cfg, overwrite, t0, bk)
+        bundle.path = _save(out_dir, bundle, report, history, cx_logger, enc_train, enc_val, cfg, overwrite, t0, bk,
+                            chief)
     return TrainResult(bundle, model, history, report, enc_train, enc_val, bundle.path,
                        {"complexity_log": cx_logger.rows} if cx_logger is not None else {})
