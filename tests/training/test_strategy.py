@@ -173,16 +173,28 @@ SETTINGS = dict(arch="bow", width=16, hidden=16, seq_len=16, vocab_size=300, epo
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, pointwise_file):
+def pair_shards(tmp_path_factory, pairwise_file) -> Path:
+    """The pairwise demo rows as a directory of three JSON-lines shards (streamed by ``train``)."""
+    d = tmp_path_factory.mktemp("pair-shards")
+    lines = pairwise_file.read_text().splitlines()
+    for i in range(3):
+        (d / f"part-{i}.jsonl").write_text("\n".join(lines[i::3]) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, pointwise_file, pair_shards):
     """``{name: model directory}``: two workers and one (this process, on one device, while the
-    workers run), plain and at a FLOPs budget."""
+    workers run): ``plain`` on an in-memory pointwise file, ``budget`` at a FLOPs budget on a
+    directory of pairwise shards read as a stream."""
     root = tmp_path_factory.mktemp("multiworker")
     out = {}
-    for name, extra, budget in (("plain", [], {}), ("budget", BUDGET, {"budget_flops": 0.5})):
+    for name, data, extra, over in (("plain", pointwise_file, [], {}),
+                                    ("budget", pair_shards, BUDGET, {"budget_flops": 0.5, "task": "pairwise"})):
         one, two = root / f"{name}-1", root / f"{name}-2"
-        procs, logs = run_workers(two, pointwise_file, extra, workers=2)
+        procs, logs = run_workers(two, data, extra, workers=2)
         try:
-            train(pointwise_file, tiny_config(**SETTINGS, **budget), one, strategy="none")
+            train(data, tiny_config(**SETTINGS, **over), one, strategy="none")
         finally:
             _wait(procs, logs)
         out[f"{name}-1"], out[f"{name}-2"] = one, two
@@ -208,9 +220,11 @@ def test_two_workers_at_a_budget_keep_the_gates_and_flops_of_one(runs):
 
 
 @pytest.mark.multiworker
-def test_a_job_that_lost_a_worker_resumes_to_the_same_model(tmp_path, pointwise_file, runs):
+def test_a_job_that_lost_a_worker_resumes_to_the_same_model(tmp_path, pair_shards, runs):
+    """Pairwise shards streamed to two workers at a budget; one is killed, the job resumes to the
+    one-worker model."""
     out = tmp_path / "m"
-    procs, logs = run_workers(out, pointwise_file, BUDGET, kill_at={1: "train:epoch_end:1"})
+    procs, logs = run_workers(out, pair_shards, BUDGET, kill_at={1: "train:epoch_end:1"})
     chief, worker = procs
     try:
         worker.wait(timeout=WORKER_TIMEOUT)
@@ -229,7 +243,7 @@ def test_a_job_that_lost_a_worker_resumes_to_the_same_model(tmp_path, pointwise_
     assert not out.exists()
     assert (Path(f"{out}.rmc-backup") / "state-0.json").is_file()  # the chief's epoch state
 
-    procs, logs = run_workers(out, pointwise_file, BUDGET, resume=True)
+    procs, logs = run_workers(out, pair_shards, BUDGET, resume=True)
     _wait(procs, logs)
     report = json.loads((out / "report.json").read_text())
     assert report["resumed_after_epoch"] == 1
