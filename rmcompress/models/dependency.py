@@ -17,7 +17,9 @@ BatchNormalization, pooling over time,  (BatchNormalization's) belong to the spa
 Add, Subtract, Multiply, Average,       *couple* their inputs: the spaces, segment by segment,
 Maximum, Minimum, ``x + y``, ``x * y``  become one (a removed channel goes from every member)
 Concatenate (last axis)                 output layout = the inputs' segments in order
-MultiHeadAttention                      its heads are a group of their own (``<layer>_heads``);
+MultiHeadAttention, rmcompress's         its heads are a group of their own (``<layer>_heads``);
+MultiHeadSelfAttention (ungated or gated
+by heads only)
                                         its input and output widths are *pinned*
 LayerNormalization, recurrent layers,   *pin* the spaces they read (kept whole; the reason is
 reshapes, Softmax, EinsumDense,         recorded) and produce pinned spaces
@@ -28,8 +30,18 @@ Every space that is not pinned is a *group*, named after its first producer. Rem
 group is exact: the only layers that mix channels and read the space are its consumers (Dense and
 Conv1D kernel rows), so gating the channels at the consumers' inputs (:mod:`rmcompress.structured.gating`)
 and dropping them from every member (:mod:`rmcompress.structured.shrink`) compute the same function.
-Every group keeps at least one unit. A layer the complexity registry does not know is an error
-naming the layer and its class; a subclassed model is refused with a pointer to the functional API.
+Every group keeps at least one unit, but for a residual branch that can go whole
+(:class:`BranchRemoval`): an attention layer's heads, or the units of a feed-forward pair
+``Dense(f, act) -> Dense(d)`` no other layer reads, whose output reaches the model only through one
+residual add. With no unit left the branch adds a constant (its output bias), which folds into the
+layer that made the residual; the branch, a normalisation feeding only it and the add then go, and
+the registry counts them with the group's presence factor. An attention branch and the
+feed-forward branch right after it on the residual stream make a *block*: a one-unit group
+(``<attention layer>_block``) whose closed gate closes both branches' units (every layer of both
+carries its presence factor too).
+
+A layer the complexity registry does not know is an error naming the layer and its class; a
+subclassed model is refused with a pointer to the functional API.
 """
 from __future__ import annotations
 
@@ -49,9 +61,26 @@ CHANNELWISE = (K.Dropout, K.SpatialDropout1D, K.GaussianNoise, K.GaussianDropout
                K.GlobalMaxPooling1D, K.AveragePooling1D, K.MaxPooling1D, L.ApplyMask, L.MaskedMeanPooling,
                L.MaskedMaxPooling, L.PositionEmbedding)
 MERGES = (K.Add, K.Subtract, K.Multiply, K.Average, K.Maximum, K.Minimum)
+#: attention layers whose heads are a group (rmcompress's own only without a block scale input)
+_MHA = (K.MultiHeadAttention, L.MultiHeadSelfAttention)
 #: layers with a prunable output (and, but for Embedding, a prunable input)
 PRODUCERS = (K.Dense, K.Conv1D, K.Embedding)
 _NO_CHANNELS = (K.InputLayer, L.PaddingMask)
+
+
+def _num_heads(layer) -> int:
+    """Heads of an attention layer; 1 (no group) for a block-scaled ``MultiHeadSelfAttention``."""
+    if isinstance(layer, L.MultiHeadSelfAttention):
+        return 1 if layer.output_scale else int(layer.num_heads)
+    return int(layer._num_heads)
+
+
+def _output_bias(layer) -> str | None:
+    """The weight attribute (for :func:`rmcompress.cost.registry.weight_of`) of an attention
+    layer's output bias; None without one."""
+    if isinstance(layer, L.MultiHeadSelfAttention):
+        return None if layer.output_scale else "output_bias"
+    return "_output_dense.bias" if layer._use_bias else None
 
 
 def _pin_reason(layer) -> str:
@@ -60,7 +89,7 @@ def _pin_reason(layer) -> str:
         return "LayerNormalization normalises over the whole width"
     if isinstance(layer, (K.RNN, K.Bidirectional)):
         return f"{kind} is counted, not pruned"
-    if isinstance(layer, (K.MultiHeadAttention,)):
+    if isinstance(layer, _MHA):
         return "attention input and output widths are kept (its heads are pruned)"
     if isinstance(layer, (K.Reshape, K.Flatten, K.Permute, K.RepeatVector)):
         return f"{kind} reshapes the channel axis"
@@ -214,10 +243,10 @@ def _visit(w: _Walk, node) -> list:
         return [None if not t.dtype.is_floating else w.opaque(t, "model input") for t in outs]
     x = ins[0] if ins else None
     x_layout = w.layout(x) if x is not None else None
-    if isinstance(layer, K.MultiHeadAttention):
+    if isinstance(layer, _MHA):
         for t in ins:
             w.pin_layout(w.layout(t), f"layer {layer.name!r}: {_pin_reason(layer)}")
-        w.heads[layer.name] = int(layer._num_heads)
+        w.heads[layer.name] = _num_heads(layer)
         return [w.opaque(t, f"layer {layer.name!r}: {_pin_reason(layer)}") for t in outs]
     if _is_producer(layer):
         if not isinstance(layer, K.Embedding):
@@ -259,6 +288,8 @@ def _visit(w: _Walk, node) -> list:
             if kind in ("elementwise", "activation", "reduce_time"):
                 w.role(layer, "width", x_layout)
                 return [x_layout]
+            if getattr(layer, "symbol", None) == "identity":
+                return [x_layout]
     # everything else the registry counts: pin what it reads, produce pinned spaces
     reason = f"layer {layer.name!r}: {_pin_reason(layer)}"
     for t in ins:
@@ -286,8 +317,12 @@ class GraphStructure(Structure):
 
     head_groups: dict = field(default_factory=dict)
     pinned: list = field(default_factory=list)
-    #: attention layer -> :class:`AttentionRemoval` (how the layer goes when all its heads do)
+    #: attention layer or feed-forward group -> :class:`BranchRemoval` (how the branch goes when
+    #: every unit of its group does)
     removals: dict = field(default_factory=dict)
+    #: block group (one unit) -> the groups of its branches (an attention branch and the
+    #: feed-forward branch that follows it); a closed block gate closes every unit of them
+    blocks: dict = field(default_factory=dict)
 
     def input_gates(self, layer_name: str) -> Dim | None:
         """The Dim of a consumer's input (Dense/Conv1D ``in``) when some of it is a group."""
@@ -296,21 +331,29 @@ class GraphStructure(Structure):
 
 
 @dataclass(frozen=True)
-class AttentionRemoval:
-    """An attention layer that may lose every head: its output reaches the model only through one
-    residual add ``x + attention(...)`` (``add``), so with no head left the add is ``x + b`` (``b``
-    the output projection's bias) and ``b`` folds into ``target.attr``, the last layer to add into
-    ``x`` (a LayerNormalization's ``beta``, a linear Dense/Conv1D's ``bias`` or the embedding rows),
-    through nothing but adds and dropout that feed only this add. ``removed``: the layers that go with
-    it (the attention, a normalisation feeding only it, the add)."""
+class BranchRemoval:
+    """A residual branch that may lose every unit of its group ``group``: an attention layer (its
+    heads) or a feed-forward pair ``Dense(f, act) -> Dense(d)`` (the first one's units). Its output
+    reaches the model only through one residual add ``x + branch(...)`` (``add``, through dropout at
+    most), so with no unit left the branch is the constant ``b`` (``bias``: the output projection's
+    bias as ``(layer, weight)``, None without one) and the add is ``x + b``; ``b`` folds into
+    ``target.attr``, the last layer to add into ``x`` (a LayerNormalization's ``beta``, a linear
+    Dense/Conv1D's ``bias``, an attention layer's output bias, the embedding or position rows), through nothing
+    but adds and dropout that feed only this add. ``removed``: the layers that go with it (the
+    branch, a normalisation feeding only it, the dropout after it, the add)."""
 
+    group: str
     add: str
-    target: str
-    attr: str
+    target: str | None
+    attr: str | None
+    bias: tuple | None
     removed: tuple
 
 
 _ADD_SYMBOLS = ("__operators__.add", "math.add")
+#: layers a feed-forward branch may pass through between its two Dense layers and after the second
+_BRANCH_CHANNELWISE = (K.Dropout, K.Activation, K.ReLU, K.LeakyReLU, K.ELU)
+_DENSE = (K.Dense, G.InputGatedDense)
 
 
 def _consumers(t) -> list:
@@ -324,11 +367,32 @@ def _producer(t):
     return t._keras_history.layer
 
 
+def _single_node(layer):
+    return layer._inbound_nodes[0] if len(layer._inbound_nodes) == 1 else None
+
+
+def _output(layer):
+    """The one output tensor of a layer called once (None otherwise)."""
+    node = _single_node(layer)
+    if node is None or isinstance(node.outputs, (list, tuple)):
+        return None
+    return node.outputs
+
+
 def _is_add(layer, node) -> bool:
     if isinstance(layer, K.Add):
         return len(node.keras_inputs) == 2
     return (isinstance(layer, TFOpLambda) and getattr(layer, "symbol", None) in _ADD_SYMBOLS
             and len(node.keras_inputs) == 2)
+
+
+def _is_identity(layer) -> bool:
+    """``tf.identity(x)`` (what a shrunk model has where an add that dropped a Keras mask went)."""
+    return isinstance(layer, TFOpLambda) and getattr(layer, "symbol", None) == "identity"
+
+
+def _linear(layer) -> bool:
+    return getattr(layer.activation, "__name__", "") == "linear"
 
 
 def _fold_target(t, allowed: set):
@@ -341,11 +405,15 @@ def _fold_target(t, allowed: set):
     if isinstance(layer, K.LayerNormalization) and layer.center:
         return layer, "beta"
     if type(layer) in (K.Dense, K.Conv1D, G.InputGatedDense, G.InputGatedConv1D) and layer.use_bias and \
-            getattr(layer.activation, "__name__", "") == "linear":
+            _linear(layer):
         return layer, "bias"
+    if isinstance(layer, _MHA) and _output_bias(layer) is not None:
+        return layer, _output_bias(layer)
     if type(layer) is K.Embedding:
         return layer, "embeddings"
-    if isinstance(layer, K.Dropout) or _is_add(layer, node):
+    if isinstance(layer, L.PositionEmbedding):
+        return layer, "position_embeddings"
+    if isinstance(layer, K.Dropout) or _is_add(layer, node) or _is_identity(layer):
         for x in node.keras_inputs:
             found = _fold_target(x, allowed | {layer.name})
             if found is not None:
@@ -353,34 +421,128 @@ def _fold_target(t, allowed: set):
     return None
 
 
-def _attention_removal(layer) -> AttentionRemoval | None:
-    """How ``layer`` (a MultiHeadAttention) can go with all its heads (see :class:`AttentionRemoval`)."""
-    if len(layer._inbound_nodes) != 1:
-        return None
-    node = layer._inbound_nodes[0]
-    out = node.outputs
-    if isinstance(out, (list, tuple)):
-        return None
-    adds = _consumers(out)
-    if len(adds) != 1 or len(adds[0]._inbound_nodes) != 1 or not _is_add(adds[0], adds[0]._inbound_nodes[0]):
-        return None
-    add = adds[0]
-    removed = {layer.name}
-    for x in node.keras_inputs:  # a normalisation that feeds only this attention goes with it
+def _feeding_norms(node, removed: set) -> set:
+    """The LayerNormalizations whose output only ``node``'s layer (and ``removed``) reads."""
+    out = set()
+    for x in node.keras_inputs:
         p = _producer(x)
-        if isinstance(p, K.LayerNormalization) and {c.name for c in _consumers(x)} <= removed \
+        if isinstance(p, K.LayerNormalization) and {c.name for c in _consumers(x)} <= removed | {node.layer.name} \
                 and len(p._inbound_nodes) == 1:
-            removed.add(p.name)
-    others = [x for x in add._inbound_nodes[0].keras_inputs if x is not out]
-    if len(others) != 1:
-        return None
-    found = _fold_target(others[0], removed | {add.name})
+            out.add(p.name)
+    return out
+
+
+def _into_add(out, removed: set):
+    """``(add, removed)``: the residual add ``out`` reaches through dropout read by nothing else
+    (``removed`` grows by the dropout), or None."""
+    removed = set(removed)
+    while True:
+        readers = _consumers(out)
+        if len(readers) != 1 or _single_node(readers[0]) is None:
+            return None
+        reader = readers[0]
+        if isinstance(reader, K.Dropout):
+            removed.add(reader.name)
+            out = _output(reader)
+            if out is None:
+                return None
+            continue
+        if not _is_add(reader, _single_node(reader)):
+            return None
+        return reader, out, removed
+
+
+def _removal(group: str, out, removed: set, bias) -> BranchRemoval | None:
+    """The :class:`BranchRemoval` of a branch whose output is ``out`` (``removed``: its layers)."""
+    found = _into_add(out, removed)
     if found is None:
         return None
-    target, attr = found
-    if target.name in removed:
+    add, last, removed = found
+    others = [x for x in _single_node(add).keras_inputs if x is not last]
+    if len(others) != 1:
         return None
-    return AttentionRemoval(add.name, target.name, attr, tuple(sorted(removed | {add.name})))
+    target = attr = None
+    if bias is not None:
+        fold = _fold_target(others[0], removed | {add.name})
+        if fold is None or fold[0].name in removed:
+            return None
+        target, attr = fold[0].name, fold[1]
+    return BranchRemoval(group, add.name, target, attr, bias, tuple(sorted(removed | {add.name})))
+
+
+def _residual(model, r: BranchRemoval):
+    """The tensor ``x`` that the add of branch ``r`` adds the branch to."""
+    return next(x for x in _single_node(model.get_layer(r.add)).keras_inputs
+                if _producer(x).name not in r.removed)
+
+
+def _blocks(model, removals: dict, taken: set) -> dict:
+    """``{block group: (attention group, feed-forward group)}``: an attention branch and the
+    feed-forward branch whose residual is the attention's add, directly (pre-LN) or through the
+    LayerNormalization after it (post-LN). Named ``<attention layer>_block``."""
+    ffn = [r for key, r in removals.items() if r.group == key]
+    out = {}
+    for key, att in removals.items():
+        if att.group == key:
+            continue
+        after = _output(model.get_layer(att.add))
+        for r in ffn:
+            x = _residual(model, r)
+            p = _producer(x)
+            if x is after or (isinstance(p, K.LayerNormalization) and _single_node(p) is not None
+                              and _single_node(p).keras_inputs[0] is after):
+                name = f"{key}_block"
+                if name not in taken:
+                    out[name] = (att.group, r.group)
+                break
+    return out
+
+
+def _attention_removal(layer, group: str) -> BranchRemoval | None:
+    """How ``layer`` (an attention layer) can go with all its heads (see :class:`BranchRemoval`)."""
+    out = _output(layer)
+    if out is None:
+        return None
+    removed = {layer.name}
+    removed |= _feeding_norms(_single_node(layer), removed)
+    attr = _output_bias(layer)
+    if isinstance(layer, L.MultiHeadSelfAttention) and layer.output_scale:
+        return None
+    return _removal(group, out, removed, (layer.name, attr) if attr else None)
+
+
+def _ffn_removal(layer, group: str, readers: set) -> BranchRemoval | None:
+    """How the feed-forward branch whose first Dense ``layer`` produces ``group`` can go with all its
+    units: its output reaches, through activations and dropout only, one linear Dense (the output
+    projection), and no other layer reads ``group`` (``readers``: the layers whose roles name it)."""
+    out = _output(layer)
+    if out is None or not isinstance(layer, _DENSE):
+        return None
+    removed = {layer.name}
+    removed |= _feeding_norms(_single_node(layer), removed)
+    while True:
+        nxt = _consumers(out)
+        if len(nxt) != 1 or _single_node(nxt[0]) is None:
+            return None
+        reader = nxt[0]
+        if isinstance(reader, _BRANCH_CHANNELWISE) and not (isinstance(reader, K.Activation) and
+                                                           getattr(reader.activation, "__name__", "") == "softmax"):
+            removed.add(reader.name)
+            out = _output(reader)
+            if out is None:
+                return None
+            continue
+        break
+    if type(reader) not in (K.Dense, G.InputGatedDense) or not _linear(reader) or \
+            _single_node(reader).keras_inputs[0] is not out:
+        return None
+    removed.add(reader.name)
+    if not readers <= removed:
+        return None
+    out = _output(reader)
+    if out is None:
+        return None
+    return _removal(group, out, removed, (reader.name, "bias") if reader.use_bias else None)
 
 
 def discover(model) -> GraphStructure:
@@ -423,13 +585,30 @@ def discover(model) -> GraphStructure:
             s.head_groups[layer_name] = g
             s.dims.setdefault(layer_name, {})["heads"] = Dim((g,))
     s.min_alive = {g: 1 for g in groups}
-    for layer_name, g in s.head_groups.items():
-        removal = _attention_removal(model.get_layer(layer_name))
-        if removal is not None:
-            s.removals[layer_name] = removal
-            s.min_alive[g] = 0
-            for name in removal.removed:
-                s.present[name] = Dim((1,), (g,))
+    readers: dict = {}  # group -> layers whose roles name it
+    for layer_name, roles in s.dims.items():
+        for dim in roles.values():
+            for seg in dim.segments:
+                if isinstance(seg, str):
+                    readers.setdefault(seg, set()).add(layer_name)
+    found = [(name, _attention_removal(model.get_layer(name), g)) for name, g in s.head_groups.items()]
+    found += [(g, _ffn_removal(model.get_layer(g), g, readers[g])) for g in groups
+              if g in w.produced and g not in s.head_groups.values()]
+    for key, removal in found:
+        if removal is None or any(set(removal.removed) & set(r.removed) for r in s.removals.values()):
+            continue
+        s.removals[key] = removal
+        s.min_alive[removal.group] = 0
+        for name in removal.removed:
+            s.present[name] = Dim((1,), (removal.group,))
+    for block, members in _blocks(model, s.removals, taken | set(groups)).items():
+        groups[block] = 1
+        s.min_alive[block] = 0
+        s.blocks[block] = members
+        for r in s.removals.values():
+            if r.group in members:
+                for name in r.removed:
+                    s.present[name] = Dim((1,), (r.group, block))
     seen = set()
     for root, reasons in sp.pins.items():
         if sp.find(root) == root and reasons and root not in seen:
@@ -465,4 +644,4 @@ def replay(model, call, inputs=None):
     return inputs, [new[id(t)] for t in model.outputs]
 
 
-__all__ = ["replay", "discover", "GraphStructure", "AttentionRemoval", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]
+__all__ = ["replay", "discover", "GraphStructure", "BranchRemoval", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]

@@ -8,13 +8,17 @@ copied, every gate open (so the gated model computes exactly what the plain one 
   each consumer ``Dense``/``Conv1D`` becomes ``InputGatedDense``/``InputGatedConv1D`` on
   ``[x, z]`` (``z`` through its kernel rows; a concatenated input reads a ``GateConcat`` vector)
   and each ``MultiHeadAttention`` with a heads group becomes ``HeadGatedMultiHeadAttention`` with
-  ``head_gates=z``. Every other layer is a fresh copy of itself (from its config, same weights).
+  ``head_gates=z`` (rmcompress's ``MultiHeadSelfAttention`` reads ``z`` as its third input).
+  A block group's gate multiplies the gates of its branches' groups (``GateMultiply``), so a closed
+  block closes every unit of both. Every other layer is a fresh copy of itself (from its config,
+  same weights).
 """
 from __future__ import annotations
 
 from rmcompress._keras import keras
 from rmcompress.errors import ModelError
-from rmcompress.layers.gates import (DEFAULT_INIT_LOG_ALPHA, GateConcat, HeadGatedMultiHeadAttention,
+from rmcompress.layers.encoder import MultiHeadSelfAttention
+from rmcompress.layers.gates import (DEFAULT_INIT_LOG_ALPHA, GateConcat, GateMultiply, HeadGatedMultiHeadAttention,
                                      InputGatedConv1D, InputGatedDense, L0Gate)
 from rmcompress.models.architectures import build_reward_model
 from rmcompress.models.dependency import replay
@@ -56,16 +60,28 @@ def _gated_graph_copy(model, groups, init_log_alpha, seed):
         raise ModelError(f"cannot gate {unknown}: the groups of model {model.name!r} are {sorted(structure.groups)}")
     names = {layer.name for layer in model.layers}
     clash = [gate_name(g) for g in groups if gate_name(g) in names]
+    clash += [f"{gate_name(g)}_times_block" for b, m in structure.blocks.items() if b in groups for g in m
+              if f"{gate_name(g)}_times_block" in names]
     if clash:
         raise ModelError(f"model {model.name!r} already has a layer named {clash[0]!r}; rename it")
     made: dict = {}     # id(source layer) -> new layer (shared layers stay shared)
     state: dict = {}    # the gate tensors, made on the first input
+
+    blocks = {b: m for b, m in structure.blocks.items() if b in groups}
+    for b, members in blocks.items():
+        missing = [g for g in members if g not in groups]
+        if missing:
+            raise ModelError(f"cannot gate block {b!r} without its branches' groups {missing}")
 
     def gates():
         if not state:
             anchor = new_inputs[0]
             for g in groups:
                 state[g] = L0Gate(structure.groups[g], init_log_alpha, gate_seed(seed, g), name=gate_name(g))(anchor)
+            for b, members in blocks.items():  # a branch's units read their gate times the block's
+                for g in members:
+                    state[g] = GateMultiply(("units", "scalar"), name=f"{gate_name(g)}_times_block")(
+                        [state[g], state[b]])
         return state
 
     def input_gate(layer):
@@ -90,6 +106,9 @@ def _gated_graph_copy(model, groups, init_log_alpha, seed):
         elif type(layer) is keras.layers.MultiHeadAttention and structure.head_groups.get(layer.name) in groups:
             new = made.get(id(layer)) or HeadGatedMultiHeadAttention.from_config(cfg)
             out = new(*args, head_gates=gates()[structure.head_groups[layer.name]], **kwargs)
+        elif type(layer) is MultiHeadSelfAttention and structure.head_groups.get(layer.name) in groups:
+            new = made.get(id(layer)) or MultiHeadSelfAttention.from_config(cfg)
+            out = new(list(args[0][:2]) + [gates()[structure.head_groups[layer.name]]], *args[1:], **kwargs)
         else:
             new = made.get(id(layer)) or type(layer).from_config(cfg)
             out = new(*args, **kwargs)

@@ -9,9 +9,11 @@ cut along the axes the registry's ``LayerFacts.slices`` give its roles; the kept
 folded first into the weights that read them (a consumer's kernel rows, ``W'[f] = z_f W[f]``, exact
 because the kernel is linear in its input; an attention layer's output-projection rows of each
 head). Every other layer is a copy of itself with its per-channel weights cut (BatchNormalization).
-An attention layer left with no head goes with its residual add and the normalisation that fed
-only it; the output projection's bias it still added is folded into the layer that made the
-residual (:class:`rmcompress.models.dependency.AttentionRemoval`).
+A residual branch left with no unit (an attention layer with no head, a feed-forward pair with no
+unit) goes with its residual add and the normalisation that fed only it; the output projection's
+bias it still added is folded into the layer that made the residual
+(:class:`rmcompress.models.dependency.BranchRemoval`), later branches first, so a bias folded into a
+branch that goes too travels on with that branch's own.
 The result is a plain model of the user's own layer classes, loadable without rmcompress.
 """
 from __future__ import annotations
@@ -21,9 +23,10 @@ import numpy as np
 from rmcompress._keras import keras, tf
 from rmcompress.cost.registry import facts_for, weight_of
 from rmcompress.errors import ModelError
+from rmcompress.layers.encoder import MultiHeadSelfAttention
 from rmcompress.layers.gates import (GATE_LAYERS, HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense,
                                      deterministic_gates)
-from rmcompress.models.dependency import GraphStructure, replay
+from rmcompress.models.dependency import GraphStructure, graph_nodes, replay
 from rmcompress.structured.gating import layer_config
 
 #: the gated stand-in -> the class it stands for
@@ -31,16 +34,18 @@ _PLAIN = {InputGatedDense: keras.layers.Dense, InputGatedConv1D: keras.layers.Co
           HeadGatedMultiHeadAttention: keras.layers.MultiHeadAttention}
 #: class -> (config key, role) of the size a shrunk copy is built with
 _SIZE_KEYS = {keras.layers.Dense: ("units", "out"), keras.layers.Conv1D: ("filters", "out"),
-              keras.layers.Embedding: ("output_dim", "width"), keras.layers.MultiHeadAttention: ("num_heads", "heads")}
+              keras.layers.Embedding: ("output_dim", "width"), keras.layers.MultiHeadAttention: ("num_heads", "heads"),
+              MultiHeadSelfAttention: ("num_heads", "heads")}
 
 
-def _index(dim, keep: dict, sizes: dict) -> np.ndarray:
-    """Indices kept along an axis laid out as ``dim.segments``."""
+def _index(dim, keep: dict, sizes: dict, unit: int = 1) -> np.ndarray:
+    """Indices kept along an axis laid out as ``dim.segments`` (each unit spans ``unit`` elements)."""
     out, offset = [], 0
     for seg in dim.segments:
         n = seg if isinstance(seg, int) else sizes[seg]
-        out.append(offset + (np.arange(n) if isinstance(seg, int) else keep[seg]))
-        offset += n
+        idx = np.arange(n) if isinstance(seg, int) else keep[seg]
+        out.append(offset + (idx[:, None] * unit + np.arange(unit)[None, :]).reshape(-1))
+        offset += n * unit
     return np.concatenate(out).astype(np.int64)
 
 
@@ -54,22 +59,31 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
     sizes = structure.groups
     z = {g: np.ones(n) for g, n in sizes.items()}
     z.update(deterministic_gates(model))
+    for block, members in structure.blocks.items():  # a branch's units read their gate times the block's
+        for g in members:
+            z[g] = z[g] * z[block].reshape(-1)[0]
     keep = {g: np.nonzero(v > 0)[0] for g, v in z.items()}
-    gone = {name: r for name, r in structure.removals.items() if len(keep[structure.head_groups[name]]) == 0}
+    gone = {name: r for name, r in structure.removals.items() if len(keep[r.group]) == 0}
     dropped = {n for r in gone.values() for n in r.removed if n != r.add}
     adds = {r.add: name for name, r in gone.items()}
+    folds = _bias_folds(model, gone)
     made: dict = {}
 
     def call(node, args, kwargs):
         layer = node.layer
         if isinstance(layer, GATE_LAYERS) or layer.name in dropped:
             return None
-        if layer.name in adds:  # x + attention(...) with no head left: x (its bias folded below)
-            return next(x for x in tf.nest.flatten((args, kwargs)) if x is not None and hasattr(x, "shape"))
+        if layer.name in adds:  # x + branch(...) with no unit left: x (its bias folded below)
+            x = next(x for x in tf.nest.flatten((args, kwargs)) if x is not None and hasattr(x, "shape"))
+            if getattr(x, "_keras_mask", None) is not None and getattr(node.outputs, "_keras_mask", None) is None:
+                return tf.identity(x)  # the add dropped the Keras mask x carries; so does this
+            return x
         cls = _PLAIN.get(type(layer), type(layer))
         dims = structure.dims.get(layer.name, {})
         if type(layer) in (InputGatedDense, InputGatedConv1D):
             args = (args[0][0],) + tuple(args[1:])
+        if type(layer) is MultiHeadSelfAttention:  # [x, mask, head gates]: [x, mask]
+            args = (list(args[0][:2]),) + tuple(args[1:])
         kwargs = {k: v for k, v in kwargs.items() if k != "head_gates"}
         new = made.get(id(layer))
         if new is None:
@@ -86,12 +100,29 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
         return out
 
     inputs, outputs = replay(model, call)
-    for attention, r in gone.items():  # x + b: b into the last layer that adds into x
-        target = made[id(model.get_layer(r.target))]
-        bias = model.get_layer(attention)._output_dense.bias.numpy()
-        weight = getattr(target, r.attr)
+    for (target, attr), bias in folds.items():  # x + b: b into the last layer that adds into x
+        weight = weight_of(made[id(model.get_layer(target))], attr)
         weight.assign(weight.numpy() + bias.reshape((1,) * (weight.shape.rank - 1) + (-1,)))
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name or model.name)
+
+
+def _bias_folds(model, gone: dict) -> dict:
+    """``{(target layer, weight attr): bias}`` of the removed branches ``gone``: each one's constant
+    output (its own bias plus what later removed branches folded into it), added to the layer that
+    made its residual. Later branches go first (a target always precedes its add)."""
+    order = {node.layer.name: i for i, node in enumerate(graph_nodes(model))}
+    extra: dict = {}   # (layer, attr) -> sum of biases folded into it so far
+    out: dict = {}
+    for r in sorted(gone.values(), key=lambda r: -order[r.add]):
+        if r.bias is None:
+            continue
+        bias = weight_of(model.get_layer(r.bias[0]), r.bias[1]).numpy().astype(np.float64)
+        bias = bias + extra.pop(tuple(r.bias), 0.0)
+        key = (r.target, r.attr)
+        extra[key] = extra.get(key, 0.0) + bias
+    for key, bias in extra.items():
+        out[key] = np.asarray(bias, np.float64).astype(np.float32)
+    return out
 
 
 def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
@@ -106,7 +137,9 @@ def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
         except AttributeError:
             continue
     fold_in = structure.input_gates(src.name) if type(src) in (InputGatedDense, InputGatedConv1D) else None
-    heads = structure.head_groups.get(src.name) if isinstance(src, HeadGatedMultiHeadAttention) else None
+    heads = structure.head_groups.get(src.name) if isinstance(src, (HeadGatedMultiHeadAttention,
+                                                                     MultiHeadSelfAttention)) else None
+    units = facts.units(src)
     values = []
     for w, target in zip(src.weights, new.weights):
         value = w.numpy().astype(np.float64)
@@ -116,11 +149,12 @@ def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
             shape = [1] * value.ndim
             shape[axes["in"]] = -1
             value = value * _vector(fold_in, z, sizes).reshape(shape)
-        if heads is not None and attr == "_output_dense.kernel":
-            value = value * z[heads].reshape([-1] + [1] * (value.ndim - 1))
+        if heads is not None and attr in ("_output_dense.kernel", "output_kernel"):
+            per_row = np.repeat(z[heads], units.get("heads", 1))  # Wo: [H, dh, d] or [H*dh, d]
+            value = value * per_row.reshape([-1] + [1] * (value.ndim - 1))
         for role, axis in axes.items():
             if role in dims:
-                value = np.take(value, _index(dims[role], keep, sizes), axis=axis)
+                value = np.take(value, _index(dims[role], keep, sizes, units.get(role, 1)), axis=axis)
         if tuple(value.shape) != tuple(target.shape):
             raise ModelError(f"shrink: weight {w.name!r} of layer {src.name!r} has shape {value.shape} after "
                              f"cutting; the shrunk layer wants {tuple(target.shape)} (a role the complexity "

@@ -74,14 +74,28 @@ def test_recurrent_layers_pin_what_they_read():
 
 
 def test_shipped_architectures_are_read_from_their_graph_alike():
+    """Discovery finds every group of the architectures' own descriptions but the vocabulary rows,
+    at the same sizes; the attention and feed-forward branches of the transformer and the post-LN
+    bert can go whole, and each pair of them is a block."""
     from rmcompress.models.architectures import build_reward_model
-    for arch in ("cnn", "bow"):
-        model = build_reward_model(ArchConfig(arch=arch, **{k: v for k, v in SMALL.items()
-                                                            if k in ArchConfig.__dataclass_fields__}))
+    for arch in ("cnn", "bow", "transformer", "bert"):
+        cfg = {k: v for k, v in SMALL.items() if k in ArchConfig.__dataclass_fields__}
+        if arch == "transformer":
+            cfg["head_hidden"] = 12
+        model = build_reward_model(ArchConfig(arch=arch, **cfg))
         found = discover(model)
         own = structure_of(model)
         assert own.config is not None and found.config is None
-        assert sorted(found.groups.values()) == sorted(n for g, n in own.groups.items() if g != "vocab")
+        assert sorted(found.groups.values()) == sorted(n for g, n in own.groups.items() if g != "vocab"), arch
+        if arch in ("transformer", "bert"):
+            for i in range(SMALL["depth"]):
+                assert found.groups[f"block{i}_attn_heads"] == own.groups[f"block{i}_heads"]
+                assert found.groups[f"block{i}_ffn_in"] == own.groups[f"block{i}_ffn"]
+                assert found.removals[f"block{i}_attn"].group == f"block{i}_attn_heads"
+                assert found.blocks[f"block{i}_attn_block"] == (f"block{i}_attn_heads", f"block{i}_ffn_in")
+                assert found.removals[f"block{i}_ffn_in"].removed == tuple(sorted(
+                    {f"block{i}_ffn_in", f"block{i}_ffn_out", f"block{i}_ffn_dropout", f"block{i}_ffn_residual"}
+                    | ({f"block{i}_ffn_norm"} if arch == "transformer" else set())))
 
 
 def _hand_kim_cnn():
@@ -240,7 +254,7 @@ def test_attention_removal_folds_into_the_layer_that_makes_the_residual():
     assert post.removals["mha0"].attr == "embeddings" and post.removals["mha1"].attr == "beta"
     assert pre.removals["mha1"].attr == "bias"  # the previous block's FFN output projection
     assert any(n.startswith("layer_normalization") for n in pre.removals["mha1"].removed)
-    assert post.min_alive["mha0_heads"] == 0 and post.present["mha0"].factors == ("mha0_heads",)
+    assert post.min_alive["mha0_heads"] == 0 and post.present["mha0"].factors == ("mha0_heads", "mha0_block")
 
 
 def test_attention_read_elsewhere_keeps_a_head():
@@ -251,3 +265,44 @@ def test_attention_read_elsewhere_keeps_a_head():
     m = keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(both)))
     s = discover(m)
     assert "att" not in s.removals and s.min_alive["att_heads"] == 1
+
+
+def test_feed_forward_removal_folds_its_output_bias_like_attention():
+    post = discover(zoo_model("transformer_postln"))
+    pre = discover(zoo_model("transformer_preln"))
+    ffn = [g for g in post.groups if not g.endswith(("_heads", "_block"))]
+    assert len(ffn) == 2 and all(post.min_alive[g] == 0 for g in ffn)
+    r = post.removals[ffn[0]]
+    assert r.group == ffn[0] and r.attr == "beta" and r.bias[1] == "bias" and r.bias[0] in r.removed
+    assert ffn[0] in r.removed and any(n.startswith("dropout") for n in r.removed)
+    assert all(post.present[n].factors == (ffn[0], "mha0_block") for n in r.removed)
+    first = [g for g in pre.groups if not g.endswith(("_heads", "_block"))][0]
+    assert pre.removals[first].target == "mha0" and pre.removals[first].attr == "_output_dense.bias"
+    assert any(n.startswith("layer_normalization") for n in pre.removals[first].removed)
+
+
+def test_feed_forward_units_read_elsewhere_keep_one():
+    ids = keras.Input((ZOO_SEQ,), dtype="int32")
+    x = keras.layers.LayerNormalization()(keras.layers.Embedding(ZOO_VOCAB, 8)(ids))
+    h = keras.layers.Dense(12, activation="relu", name="ffn_in")(x)
+    x = x + keras.layers.Dense(8, name="ffn_out")(h)
+    pooled = keras.layers.Concatenate()([keras.layers.GlobalMaxPooling1D()(x), keras.layers.GlobalMaxPooling1D()(h)])
+    m = keras.Model(ids, keras.layers.Dense(1)(pooled))
+    s = discover(m)
+    assert "ffn_in" not in s.removals and s.min_alive["ffn_in"] == 1
+
+
+def test_an_attention_and_the_feed_forward_after_it_make_a_block():
+    for name in ("transformer_postln", "transformer_preln"):
+        s = discover(zoo_model(name))
+        assert set(s.blocks) == {"mha0_block", "mha1_block"}
+        for i in range(2):
+            heads, ffn = s.blocks[f"mha{i}_block"]
+            assert heads == f"mha{i}_heads" and s.removals[ffn].group == ffn
+            assert s.groups[f"mha{i}_block"] == 1 and s.min_alive[f"mha{i}_block"] == 0
+            assert s.present[f"mha{i}"].factors == (heads, f"mha{i}_block")
+    ids = keras.Input((ZOO_SEQ,), dtype="int32")
+    x = keras.layers.Embedding(ZOO_VOCAB, 8)(ids)
+    x = keras.layers.LayerNormalization()(x + keras.layers.MultiHeadAttention(2, 4, name="att")(x, x))
+    m = keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(x)))
+    assert discover(m).blocks == {}  # no feed-forward branch after it

@@ -12,7 +12,7 @@ from rmcompress.layers.gates import gate_layers
 from rmcompress.models.structure import count, gated_cost, structure_of
 from rmcompress.structured.gating import gated_copy
 from rmcompress.structured.shrink import shrink
-from tests.helpers import ZOO, zoo_ids, zoo_model
+from tests.helpers import ZOO, ZOO_SEQ, ZOO_VOCAB, randomize, zoo_ids, zoo_model
 
 
 def _out(model, ids):
@@ -102,6 +102,86 @@ def test_an_attention_layer_with_no_head_left_goes_with_its_residual_add(name):
     promised = gated_cost(gated, "deterministic")
     shrunk = shrink(gated)
     assert not any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in shrunk.layers)
+    np.testing.assert_allclose(_out(shrunk, ids), _out(gated, ids), atol=1e-5)
+    report = count(shrunk)
+    assert (report.flops, report.params) == (int(promised.flops), int(promised.params))
+
+
+@pytest.mark.parametrize("name", ["transformer_postln", "transformer_preln", "keras3_transformer"])
+@pytest.mark.parametrize("closed", ["ffn", "all"])
+def test_a_feed_forward_branch_with_no_unit_left_goes_with_its_residual_add(name, closed):
+    """``all``: heads and units of every branch closed, so biases fold through removed branches."""
+    model = zoo_model(name)
+    ids = zoo_ids()
+    gated = gated_copy(model)
+    structure = structure_of(gated)
+    for group, gate in gate_layers(gated).items():
+        branch = group in {r.group for r in structure.removals.values()} or group in structure.blocks
+        if branch and (closed == "all" or not group.endswith(("_heads", "_block"))):
+            gate.log_alpha.assign(np.full(gate.units, -10.0, np.float32))
+    promised = gated_cost(gated, "deterministic")
+    shrunk = shrink(gated)
+    dense = [layer for layer in shrunk.layers if isinstance(layer, keras.layers.Dense)]
+    assert len(dense) == 1  # only the reward layer is left
+    assert any(isinstance(layer, keras.layers.MultiHeadAttention) for layer in shrunk.layers) == (closed == "ffn")
+    np.testing.assert_allclose(_out(shrunk, ids), _out(gated, ids), atol=1e-5)
+    report = count(shrunk)
+    assert (report.flops, report.params) == (int(promised.flops), int(promised.params))
+
+
+def _own_attention_model():
+    """A functional model of rmcompress's own attention, pooling and mask layers (not one of the
+    shipped architectures): pre-LN attention and feed-forward branches."""
+    from rmcompress.layers import encoder as L
+    ids = keras.Input((ZOO_SEQ,), dtype="int32")
+    mask = L.PaddingMask()(ids)
+    x = keras.layers.Embedding(ZOO_VOCAB, 16)(ids)
+    for i in range(2):
+        a = L.MultiHeadSelfAttention(4, 4, name=f"att{i}")([keras.layers.LayerNormalization()(x), mask])
+        x = keras.layers.Add()([x, a])
+        f = keras.layers.Dense(24, activation="relu", name=f"up{i}")(keras.layers.LayerNormalization()(x))
+        x = keras.layers.Add()([x, keras.layers.Dense(16, name=f"down{i}")(f)])
+    pooled = L.MaskedMeanPooling()([keras.layers.LayerNormalization()(x), mask])
+    return randomize(keras.Model(ids, keras.layers.Dense(1)(pooled), name="own_attention"))
+
+
+@pytest.mark.parametrize("closed", ["half", "att0", "all"])
+def test_own_attention_heads_are_gated_and_shrunk_exactly(closed):
+    model = _own_attention_model()
+    ids = zoo_ids()
+    gated = gated_copy(model)
+    assert set(structure_of(gated).groups) == {"att0_heads", "att1_heads", "up0", "up1", "att0_block", "att1_block"}
+    np.testing.assert_allclose(_out(gated, ids), _out(model, ids), atol=1e-6)
+    _close_half(gated)
+    for group, gate in gate_layers(gated).items():
+        if closed == "all" or group == closed + "_heads":
+            gate.log_alpha.assign(np.full(gate.units, -10.0, np.float32))
+    promised = gated_cost(gated, "deterministic")
+    shrunk = shrink(gated)
+    heads = {layer.name: layer.num_heads for layer in shrunk.layers if hasattr(layer, "num_heads")}
+    assert heads == ({} if closed == "all" else {"att0": 2, "att1": 2} if closed == "half" else {"att1": 2})
+    np.testing.assert_allclose(_out(shrunk, ids), _out(gated, ids), atol=1e-5)
+    report = count(shrunk)
+    assert (report.flops, report.params) == (int(promised.flops), int(promised.params))
+
+
+@pytest.mark.parametrize("name", ["transformer_postln", "transformer_preln", "keras3_transformer"])
+def test_a_closed_block_gate_removes_both_branches(name):
+    model = zoo_model(name)
+    ids = zoo_ids()
+    gated = gated_copy(model)
+    np.testing.assert_allclose(_out(gated, ids), _out(model, ids), atol=1e-6)
+    structure = structure_of(gated)
+    block = sorted(structure.blocks)[0]
+    _close_half(gated)
+    gates = gate_layers(gated)
+    gates[block].log_alpha.assign(np.full(1, -10.0, np.float32))
+    for g in structure.blocks[block]:  # the branches' own gates stay partly open
+        assert gates[g].deterministic_open() > 0
+    promised = gated_cost(gated, "deterministic")
+    shrunk = shrink(gated)
+    removed = {n for r in structure.removals.values() if r.group in structure.blocks[block] for n in r.removed}
+    assert removed and not removed & {layer.name for layer in shrunk.layers}
     np.testing.assert_allclose(_out(shrunk, ids), _out(gated, ids), atol=1e-5)
     report = count(shrunk)
     assert (report.flops, report.params) == (int(promised.flops), int(promised.params))
