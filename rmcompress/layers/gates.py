@@ -85,10 +85,15 @@ class L0Gate(_GateLayer):
     ``binary``: the deterministic value is ``1`` where the median is non-zero (``P(open) > 1/2``)
     and ``0`` elsewhere, never in between (the block gates of a post-LN encoder, whose mixing
     :class:`BlockMix` cannot be folded into weights; training samples as usual).
+
+    Always a float32 layer (``log_alpha``, the noise and the gate values), whatever the dtype policy:
+    under mixed precision the layers it feeds cast its gates to their compute dtype, and the
+    complexity term computed from ``log_alpha`` stays float32.
     """
 
     def __init__(self, units: int, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA, seed: int = 0,
                  binary: bool = False, **kwargs):
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.units = int(units)
         self.init_log_alpha = float(init_log_alpha)
@@ -228,6 +233,13 @@ class BlockMix(_GateLayer):
         return z * x_out + (1.0 - z) * x_in
 
 
+def _x_shape(input_shape):
+    """The shape of ``x`` from ``[x shape, z shape(, s shape)]`` (or from ``x``'s shape alone)."""
+    if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
+        return input_shape[0]
+    return input_shape
+
+
 class _InputGated:
     """Mixin for a weight layer called on ``[x, z]`` that applies ``z`` through its kernel
     (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output.
@@ -241,13 +253,12 @@ class _InputGated:
         self.input_spec = None  # the base layer's spec describes one input; this layer takes [x, z]
 
     def build(self, input_shape):
-        super().build(input_shape[0])
+        super().build(_x_shape(input_shape))
+        self._build_input_shape = input_shape  # all inputs' shapes: a rebuilt copy builds from them again
         self.input_spec = None
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
-            input_shape = input_shape[0]  # [x shape, z shape(, s shape)]
-        return super().compute_output_shape(input_shape)
+        return super().compute_output_shape(_x_shape(input_shape))
 
     def call(self, inputs):
         x, z = inputs[0], inputs[1]

@@ -19,7 +19,9 @@ Loss of one step, per replica under ``tf.distribute`` (gradients are summed over
 
     loss = sum(per_example_loss) / global_batch + sum(scalar_terms) / num_replicas
 
-so the total equals the single-device loss. Every term is also reported as a metric.
+so the total equals the single-device loss. Every term is also reported as a metric. The losses
+are computed from the scorer's outputs cast to float32 (a mixed-precision scorer's are bfloat16,
+:mod:`rmcompress.training.precision`).
 
 Keras' ``compile`` is honoured (:meth:`RewardTrainingModel.compile`):
 
@@ -49,6 +51,7 @@ from rmcompress.training.tasks import KerasLoss, Task, make_task
 
 from rmcompress.config.choices import TASKS
 from rmcompress.training.interrupt import StopAtStepBoundary, interrupts_at_step_boundaries
+from rmcompress.training.precision import float32_outputs
 
 
 def monitor_metric(task: str, loss: str) -> tuple[str, str]:
@@ -178,6 +181,7 @@ class RewardTrainingModel(keras.Model):
                 break
         if outputs is None:
             outputs = self(x, training=training)
+        outputs, extra = float32_outputs(outputs), float32_outputs(extra)  # bfloat16 under mixed precision
         task = self.task_object
         if self.keras_loss is None:
             per_example = task.per_example_loss(outputs, x, y)

@@ -26,6 +26,12 @@ Distribution (:mod:`rmcompress.training.strategy`): ``strategy`` is a choice of
 ``batch_size`` whatever the number of workers. Every worker of a multi-worker run computes the
 same run; only the chief writes ``OUT``, its backup and the TensorBoard logs.
 
+Mixed precision (``cfg.optim.mixed_precision``, :mod:`rmcompress.training.precision`): the scorer
+and training model are built under Keras' ``mixed_bfloat16`` policy (the global policy is restored
+right after), the shrunk model's fine-tuning too; the trained scorer is then rebuilt as a float32
+model with the same weights, which the report measures and ``OUT`` holds (``report.json``:
+``"mixed_precision": true``).
+
 Pretrained starts (``rmcompress.training.sources``): ``backbone`` bridges a keras-nlp backbone
 (its vocabulary replaces the trained one, its weights the random init); ``init`` copies a model
 directory. ``teacher`` adds distillation (``rmcompress.training.distill``): teacher rewards are
@@ -60,6 +66,7 @@ from rmcompress.training import complexity_training as cx
 from rmcompress.training.distill import DistillationPlan, DistillSettings
 from rmcompress.training.finetune import finetune, fit_model, make_optimizer, warmup_cosine
 from rmcompress.training.model import RewardTrainingModel
+from rmcompress.training.precision import FLOAT32, MIXED, is_mixed, policy_scope, recast
 from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
 from rmcompress.training.scoring import evaluate_encoded
 from rmcompress.training.sources import scorer_source
@@ -328,6 +335,8 @@ def _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, h
         report["resumed_after_epoch"] = bk.initial_epoch
     if distill is not None:
         report.update({k: v for k, v in distill.info.items() if k != "teacher"})
+    if cfg.optim.mixed_precision:
+        report["mixed_precision"] = True
     return report
 
 
@@ -429,15 +438,21 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
     arch = source.arch if source is not None else arch_config(cfg, tokenizer.vocab_size)
     schedule = _schedule(cfg, len(enc_train))
     replica_batch(cfg.optim.batch_size, strategy)
-    with strategy.scope():
+    mixed = cfg.optim.mixed_precision
+    with strategy.scope(), policy_scope(mixed):
         scorer = _build_scorer(cfg, task, source, arch, enc_train)
+        if mixed and not is_mixed(scorer):  # a start copied from a float32 model directory
+            scorer = recast(scorer, MIXED)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)
     cbs, cx_logger = _callbacks(cfg, task, model, enc_train, len(enc_val) > 0, schedule, bk, callbacks, progress)
     if bk is not None:  # only now: a run that fails to start leaves no backup
         bk.start(tokenizer, settings, fingerprint, str(data.source))
     ds_train, history, fit_seconds = _fit(model, cfg, enc_train, enc_val, schedule, cbs, bk, progress)
-    scorer, arch, cx_info = _shrink_if_gated(model, cfg, task, arch, enc_val, ds_train, schedule, distill,
-                                             strategy, progress)
+    with policy_scope(mixed):  # the shrunk model's fine-tuning trains in mixed precision too
+        scorer, arch, cx_info = _shrink_if_gated(model, cfg, task, arch, enc_val, ds_train, schedule, distill,
+                                                 strategy, progress)
+    if mixed:  # measured and saved as a float32 model, the same weights
+        scorer = recast(scorer, FLOAT32)
     arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
     report = _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, history, fit_seconds,
                      schedule, cx_info, bk, distill, validation is not None)
