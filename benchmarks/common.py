@@ -65,3 +65,43 @@ def artifact_scores(path, texts: list[str], batch_size: int = 64):
     ids = art.tokenizer.encode(texts)
     return np.concatenate([np.asarray(art.score(ids[i:i + batch_size])).ravel()
                            for i in range(0, len(ids), batch_size)])
+
+
+#: the benchmark protocol's split of each task's data (:func:`protocol_splits`): shares and mode
+PROTOCOL = {"sst2": {"path": SST2, "kind": "pointwise", "mode": "sentences", "test": 0.15, "val": 0.15},
+            "hh": {"path": HH, "kind": "pairwise", "mode": "random", "test": 0.15, "val": 0.15 / 0.85}}
+
+
+class Protocol:
+    """One task's data split once: ``train``, ``val``, ``test`` (loaded data); ``rest`` = what is
+    not test (``train`` + ``val``, which a recipe splits back with ``data_settings``)."""
+
+    def __init__(self, task, rest, train, val, test, data_settings):
+        self.task, self.rest, self.train, self.val, self.test = task, rest, train, val, test
+        self.data_settings = data_settings
+
+    def sizes(self) -> dict:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def protocol_splits(task: str, seed: int = 0, path=None) -> Protocol:
+    """Split ``task``'s shared data once into train / validation / test (the rule in
+    docs/benchmarks.md, "Protocol").
+
+    SST-2 (``sentences``): test = 15% of the full sentences (texts inside no other text), every
+    text contained in a test sentence removed from the rest; validation = 15% of the full sentences
+    of the rest, the same way; train = what remains. HH-RLHF harmless (``random``): a seeded
+    permutation of the pairs, 15% test, then 15% of all (15/85 of the rest) validation, 70% train.
+    ``data_settings`` is the recipe ``data`` section (and search's ``Settings.data``) that splits
+    ``rest`` back into exactly ``train`` / ``val``: every choice a recipe or search makes sees
+    validation only, and nothing sees test.
+    """
+    from rmcompress.data.loaders import load_data
+    from rmcompress.data.split import split_data
+
+    p = PROTOCOL[task]
+    data = load_data(require(Path(path or p["path"])), p["kind"])
+    rest, test = split_data(data, p["test"], seed, p["mode"])
+    train, val = split_data(rest, p["val"], seed, p["mode"])
+    settings = {"val_fraction": p["val"], "seed": seed, "split": p["mode"]}
+    return Protocol(task, rest, train, val, test, settings)

@@ -1,24 +1,37 @@
-"""Benchmark: every compression level against the dense float32 TFLite model and the by-hand routes.
+"""Benchmark: every compression level and the recipe search against the dense float32 TFLite model
+and the by-hand routes, under the benchmark protocol (docs/benchmarks.md, "Protocol").
 
-For each task (SST-2 pointwise with its own disjoint validation split; HH-RLHF harmless pairs) and
-seed: train the dense transformer (2 blocks, width 64, FFN 128), then
+Data: each task split once by :func:`benchmarks.common.protocol_splits` into train / validation /
+test. For each task (SST-2 pointwise; HH-RLHF harmless pairs) and seed: train the dense transformer
+(2 blocks, width 64, FFN 128; the seed is its training seed, the split stays) on train with
+validation given, then
 
 - by-hand routes on that model (what a tfmot/TFLite user does today): float32 TFLite, dynamic-range
   TFLite, full int8 PTQ (300 calibration rows), tfmot 80% magnitude pruning + dynamic range, and
   ``tfmot.quantization.keras.quantize_model`` (QAT) straight on the model;
 - the recipe levels (``lossless``, ``light``, ``medium``, ``aggressive``) through
-  ``rmcompress.compression.pipeline.compress``. ``medium``/``aggressive`` start with the ``budget`` pass
-  (complexity-aware training);
-- ``int8-ours``: fuse + full int8 with slow-in-int8 ops kept float (no length buckets), the answer to
-  "full int8 of the dense model is slower than float32"; its op-by-op timing next to plain int8 and
-  float32 is printed and saved (``op_profile_*.csv``).
+  ``rmcompress.compression.pipeline.compress``, their ``data`` section set to the protocol's split
+  (fine-tuning and calibration on train; parity and every recipe-internal choice on validation);
+- ``int8-ours``: fuse + full int8 with slow-in-int8 ops kept float (no length buckets); its op-by-op
+  timing next to plain int8 and float32 is saved for the first seed (``op_profile_*.csv|md``);
+- ``search``: :func:`rmcompress.compression.search.search` on the dense model, objective latency,
+  ``--max-drop`` points on validation, ``--search-budget`` seconds (no run starts after it), the space
+  ``--search-budgets`` x factorised embedding x ``--search-precisions`` (successive halving,
+  ``--search-eta``, 2 rungs); its chosen model is scored like every row.
 
-Every row: validation quality of the TFLite artifact, raw/gzip bytes, LiteRT p50 latency (batch 1,
-one thread) at the maximum length and, with length buckets, at the validation texts' real lengths.
-Seeds > 1 give mean and sd. Writes ``OUT/rows.csv``, ``OUT/summary.md``, ``OUT/report.csv|md``,
-``OUT/pareto_size.png``, ``OUT/pareto_latency.png``.
+Every row: quality of the TFLite artifact on **test** (``accuracy`` / ``pairwise_accuracy``; the
+validation figure beside it as ``val_quality``), raw/gzip bytes and p50 latency (LiteRT, batch 1,
+one thread, at the maximum length, on test texts tokenised by the artifact's tokenizer): all
+TFLite files of one task and seed are timed in ``--latency-rounds`` interleaved rounds in one
+process, median of the rounds' p50. ``speedup_real_length``: the recipe's own ratio at the
+validation texts' real lengths (length buckets). Drops and ratios are per seed against that seed's
+float32 TFLite, then mean +- sd over seeds. Resumable: each finished (task, seed) is
+``OUT/rows/TASK-sSEED.csv`` (``OUT/rows.csv`` is all of them) and is skipped when the same command
+runs again; the dense model, each level and the search are also reused from ``OUT/work``.
+Writes ``OUT/rows.csv``, ``OUT/summary.md`` (tables, the search verdict, CPU), ``OUT/report.csv|md``,
+``OUT/pareto_*.png`` (first seed), ``OUT/search_TASK-sSEED_pareto.png|csv``.
 
-    PYTHONPATH=. python benchmarks/compress_levels.py --sst-examples 15000 --epochs 2 --seeds 0
+    PYTHONPATH=. python benchmarks/compress_levels.py --tasks sst2,hh --seeds 0,1,2 --out OUT
 """
 from __future__ import annotations
 
@@ -26,6 +39,7 @@ import argparse
 import gzip
 import json
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,77 +48,173 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data").resolve()
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import protocol_splits  # noqa: E402
+
 LEVELS = ["lossless", "light", "medium", "aggressive"]
 INT8_OURS = {"name": "int8-ours", "passes": ["fuse", {"quantise": {"mode": "int8", "keep_float_ops": "auto"}}]}
+SEARCH = "search"
 
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def load_task(task: str, args):
-    from rmcompress.data.loaders import load_data
+def cpu() -> str:
+    """The CPU model and its AVX-512 / VNNI flags, from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU not readable"
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    simd = sorted(f for f in flags if f.startswith("avx512") or "vnni" in f)
+    return f"{model} ({', '.join(simd) or 'no AVX-512/VNNI'})"
 
-    if task == "sst2":
-        d = load_data(Path(args.sst), "pointwise")
-        if args.sst_examples and len(d) > args.sst_examples:
-            d = d.subset(np.sort(np.random.RandomState(0).choice(len(d), args.sst_examples, replace=False)))
-        return d
-    return load_data(Path(args.hh), "pairwise")
 
-
-def train_dense(task, data, seed, out, args):
+def train_dense(proto, seed, out, args):
+    from rmcompress.models.modeldir import load_model_dir
     from rmcompress.training.trainer import TrainConfig, train
 
+    if (out / "report.json").is_file():
+        return load_model_dir(out), json.loads((out / "report.json").read_text())
+    task = proto.task
     cfg = TrainConfig.from_flat(task="pointwise" if task == "sst2" else "pairwise", arch="transformer", width=64,
-                      depth=2, heads=4, ffn=128, epochs=args.epochs, seed=seed,
-                      split_mode="disjoint" if task == "sst2" else "random",
-                      seq_len=64 if task == "sst2" else args.hh_seq_len)
-    return train(data, cfg, out, overwrite=True, verbose=0)
+                                depth=2, heads=4, ffn=128, epochs=args.epochs, seed=seed,
+                                seq_len=64 if task == "sst2" else args.hh_seq_len)
+    res = train(proto.train, cfg, out, overwrite=True, verbose=0, validation=proto.val)
+    return res.bundle, res.report
 
 
-def tflite_row(name, flat, state, runs, quality_fn):
-    from rmcompress.evaluation.latency import measure_latency
-    from rmcompress.runtime.tflite import TFLiteRunner
-
-    runner = TFLiteRunner(flat)
-    row = {"name": name, **quality_fn(runner.score), "size_bytes": len(flat),
-           "size_gzip_bytes": len(gzip.compress(flat, 9, mtime=0))}
-    if runs:
-        row["latency_ms_p50"] = measure_latency(flat, state.val_ids(256), runs=runs)["latency_ms_p50"]
-    return row
-
-
-def by_hand(bundle, state, runs):
-    """The hand-built routes (tfmot and TFLite calls without recipes), on the same model and validation split."""
+def quality_of(task, loss, score, enc) -> dict:
     from rmcompress.compression.pipeline import _quality, _scores
-    from rmcompress.compression.prune import prune
-    from rmcompress.runtime.tflite import convert
 
-    def quality(score):
-        return _quality(state.task, state.loss, _scores(score, state.val), state.val)
+    return _quality(task, loss, _scores(score, enc), enc)
+
+
+def by_hand(bundle, state, test_enc, work):
+    """The hand-built routes (tfmot and TFLite calls without recipes) on the same model; each file is
+    written to ``work/by-hand`` (for the interleaved timing) and scored on test and validation."""
+    from rmcompress.compression.prune import prune
+    from rmcompress.compression.settings import PruneSettings
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
 
     cal = state.calibration_ids(300)
+    files = {}
+    (work / "by-hand").mkdir(parents=True, exist_ok=True)
+
+    def row(name, flat, slug):
+        path = work / "by-hand" / f"{slug}.tflite"
+        path.write_bytes(flat)
+        files[name] = path
+        runner = TFLiteRunner(flat)
+        q = quality_of(state.task, state.loss, runner.score, test_enc)
+        v = quality_of(state.task, state.loss, runner.score, state.val)
+        return {"name": name, "kind": "by hand", **q, "val_quality": next(iter(v.values())),
+                "size_bytes": len(flat), "size_gzip_bytes": len(gzip.compress(flat, 9, mtime=0))}
+
     rows = []
-    for name, mode in (("float32 TFLite", "none"), ("dynamic-range TFLite", "dynamic"),
-                       ("full int8 PTQ (300 cal.)", "int8")):
+    for name, mode, slug in (("float32 TFLite", "none", "float32"), ("dynamic-range TFLite", "dynamic", "dynamic"),
+                             ("full int8 PTQ (300 cal.)", "int8", "int8")):
         t = time.time()
-        rows.append(tflite_row(name, convert(bundle.model, mode, cal), state, runs, quality))
+        rows.append(row(name, convert(bundle.model, mode, cal), slug))
         log(f"  {name}: {time.time() - t:.0f}s")
     t = time.time()
-    pruned, note = prune(bundle.model, state, sparsity=0.8, steps=200, learning_rate=1e-4)
-    rows.append(tflite_row("tfmot 80% pruning + dynamic", convert(pruned, "dynamic"), state, runs, quality))
+    pruned, note = prune(bundle.model, state, PruneSettings.from_mapping(
+        {"sparsity": 0.8, "steps": 200, "learning_rate": 1e-4}, "prune", "by hand"))
+    rows.append(row("tfmot 80% pruning + dynamic", convert(pruned, "dynamic"), "pruned-dynamic"))
     log(f"  pruning: {time.time() - t:.0f}s (sparsity {note['overall_sparsity']:.2f})")
     try:
         import tensorflow_model_optimization as tfmot
 
         tfmot.quantization.keras.quantize_model(bundle.model)
-        rows.append({"name": "tfmot quantize_model (QAT)", "note": "ran"})
+        rows.append({"name": "tfmot quantize_model (QAT)", "kind": "by hand", "note": "ran"})
     except Exception as e:  # the point of the row: it does not work on these models
-        rows.append({"name": "tfmot quantize_model (QAT)", "note": f"fails: {type(e).__name__}: "
-                                                                   f"{str(e).splitlines()[0][:120]}"})
-    return rows
+        rows.append({"name": "tfmot quantize_model (QAT)", "kind": "by hand",
+                     "note": f"fails: {type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+    return rows, files
+
+
+def artifact_row(name, kind, report, model_dir, proto):
+    """A recipe or search result: its TFLite file scored on test; validation figures from its report."""
+    from rmcompress.evaluation.evaluate import evaluate
+
+    ev = evaluate(Path(model_dir) / "model.tflite", proto.test, latency_runs=0)
+    key = "pairwise_accuracy" if proto.task == "hh" else "accuracy"
+    row = {"name": name, "kind": kind, key: ev[key], "val_quality": report.get(key),
+           "val_drop_points": report.get("accuracy_drop_points"), "n_val": report.get("n_examples")}
+    for k in ("size_bytes", "size_gzip_bytes", "flops", "params", "latency_speedup_real_length", "tflite_precision"):
+        if report.get(k) is not None:
+            row[k] = report[k]
+    row["speedup_real_length"] = row.pop("latency_speedup_real_length", np.nan)
+    return row
+
+
+def level_rows(proto, dense_dir, work, args):
+    from rmcompress.compression.pipeline import compress
+    from rmcompress.compression.recipe import Recipe
+
+    rows, files = [], {}
+    for recipe in [*args.levels.split(","), INT8_OURS]:
+        name = recipe if isinstance(recipe, str) else recipe["name"]
+        d = work / name
+        if not (d / "report.json").is_file():
+            spec = {**Recipe.resolve(recipe).to_dict(), "data": dict(proto.data_settings)}
+            t = time.time()
+            try:
+                compress(dense_dir, spec, proto.rest, d, overwrite=True, latency_runs=args.latency_runs)
+            except Exception as e:  # a failing level is a result too
+                rows.append({"name": name, "kind": "recipe", "note": f"fails: {str(e).splitlines()[0][:200]}"})
+                log(f"  {name}: FAILED {e}")
+                continue
+            log(f"  {name}: {time.time() - t:.0f}s")
+        report = json.loads((d / "report.json").read_text())
+        if report["n_examples"] != len(proto.val):
+            raise SystemExit(f"{name}: validated on {report['n_examples']} rows, the protocol's validation has "
+                             f"{len(proto.val)}")
+        rows.append(artifact_row(name, "recipe", report, d, proto))
+        files[name] = d / "model.tflite"
+    return rows, files
+
+
+def search_row(proto, dense_dir, work, seed, out, args):
+    from rmcompress.compression.search import Settings, Space, search
+
+    settings = Settings(max_drop=args.max_drop, objective="latency", eta=args.search_eta, rungs=2,
+                        latency_runs=args.latency_runs, time_budget=args.search_budget,
+                        space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",")),
+                                    factorise=(True,), sparsity=(0.0,),
+                                    precisions=tuple(args.search_precisions.split(","))),
+                        data=dict(proto.data_settings))
+    d = work / SEARCH
+    t = time.time()
+    report = search(dense_dir, proto.rest, d, settings, log=lambda m: log(f"  search: {m}"))
+    best = report["best"]
+    log(f"  search: {time.time() - t:.0f}s, {report['runs']} runs, chose {best['candidate']} "
+        f"(validation drop {best['accuracy_drop_points']:.2f})")
+    for f in ("pareto.png", "pareto.csv", "search.csv"):
+        shutil.copyfile(d / f, out / f"search_{proto.task}-s{seed}_{f}")
+    row = artifact_row(SEARCH, "search", json.loads((d / "best" / "report.json").read_text()), d / "best", proto)
+    row.update(candidate=best["candidate"], max_drop=args.max_drop, feasible_on_val=report["feasible"], search_runs=report["runs"],
+               search_seconds=report["seconds"], stopped_by_time_budget=report["stopped_by_time_budget"])
+    return row, d / "best" / "model.tflite"
+
+
+def interleaved_latency(files: dict, proto, dense_tokenizer, args) -> dict:
+    """p50 (ms) of every file, timed in rounds over all files in one process; median of the rounds."""
+    from rmcompress.evaluation.artifacts import open_artifact
+    from rmcompress.evaluation.latency import measure_latency
+
+    texts = list(proto.test.texts if proto.task == "sst2" else proto.test.chosen)[:256]
+    inputs = {}
+    for name, path in files.items():
+        tok = dense_tokenizer if "by-hand" in Path(path).parts else open_artifact(path).tokenizer
+        inputs[name] = (Path(path).read_bytes(), np.asarray(tok.encode(texts), np.int32))
+    p50 = {name: [] for name in files}
+    for _ in range(args.latency_rounds):
+        for name, (flat, ids) in inputs.items():
+            p50[name].append(measure_latency(flat, ids, runs=args.latency_runs)["latency_ms_p50"])
+    return {name: statistics.median(v) for name, v in p50.items()}
 
 
 def op_profiles(bundle, state, out_dir, task):
@@ -134,164 +244,206 @@ def op_profiles(bundle, state, out_dir, task):
     return merged.round(1), note.get("kept_float_ops", [])
 
 
+def run_seed(proto, seed, out, args) -> list[dict]:
+    """Every row of one task and seed (module docstring)."""
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.data.pipeline import encode
+
+    work = out / "work" / f"{proto.task}-s{seed}"
+    t = time.time()
+    bundle, report = train_dense(proto, seed, work / "dense", args)
+    log(f"{proto.task} seed {seed}: dense model ready in {time.time() - t:.0f}s")
+    state = prepare_state(bundle, proto.rest, proto.data_settings)
+    if len(state.val) != len(proto.val):
+        raise SystemExit(f"the recipes' split of {proto.task} gives {len(state.val)} validation rows, "
+                         f"the protocol {len(proto.val)}")
+    test_enc = encode(proto.test, bundle.tokenizer)
+    rows, files = [], {}
+    if not args.no_by_hand:
+        r, f = by_hand(bundle, state, test_enc, work)
+        rows += r
+        files.update(f)
+    r, f = level_rows(proto, work / "dense", work, args)
+    rows += r
+    files.update(f)
+    if args.search_budget > 0:
+        r, f = search_row(proto, work / "dense", work, seed, out, args)
+        rows.append(r)
+        files[SEARCH] = f
+    t = time.time()
+    lat = interleaved_latency(files, proto, bundle.tokenizer, args)
+    log(f"  interleaved latency of {len(files)} files: {time.time() - t:.0f}s")
+    for r in rows:
+        if r["name"] in lat:
+            r["latency_ms_p50"] = lat[r["name"]]
+    if seed == args.profile_seed and not (out / f"op_profile_{proto.task}.md").is_file():
+        prof, kept = op_profiles(bundle, state, out, proto.task)
+        (out / f"op_profile_{proto.task}.md").write_text(
+            f"kept float by int8-ours (auto): {', '.join(kept)}\n\n" + prof.to_markdown() + "\n")
+    common = {"task_name": proto.task, "seed": seed, "n_train": len(proto.train), "n_val": len(proto.val),
+              "n_test": len(proto.test), "dense_val_quality": report.get("accuracy", report.get("pairwise_accuracy"))}
+    return [{**common, **r} for r in rows]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default="sst2,hh")
     p.add_argument("--levels", default=",".join(LEVELS))
-    p.add_argument("--sst", default=str(DATA / "sst2" / "train.tsv"))
-    p.add_argument("--hh", default=str(DATA / "hh-rlhf-harmless" / "pairs.jsonl.gz"))
-    p.add_argument("--sst-examples", type=int, default=0, help="SST-2 subset size (0: all 67k rows)")
     p.add_argument("--hh-seq-len", type=int, default=128)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds of the dense model (the split stays)")
     p.add_argument("--latency-runs", type=int, default=200)
+    p.add_argument("--latency-rounds", type=int, default=3)
+    p.add_argument("--max-drop", type=float, default=0.5, help="search: validation drop allowed (points)")
+    p.add_argument("--search-budget", type=float, default=480, help="search: seconds per task and seed (0: no search)")
+    p.add_argument("--search-budgets", default="1,0.5,0.25,0.1", help="search: FLOPs fractions (1: no budget pass)")
+    p.add_argument("--search-eta", type=int, default=2, help="search: successive halving keeps 1/eta of rung 1")
+    p.add_argument("--search-precisions", default="int8", help="search: precisions")
+    p.add_argument("--profile-seed", type=int, default=0, help="seed whose op-by-op profile is written")
     p.add_argument("--no-by-hand", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compress_levels"))
-    p.add_argument("--table-from", metavar="ROWS_CSV", help="no run: print the README table of an earlier rows.csv")
+    p.add_argument("--table-from", metavar="ROWS_CSV", help="no run: print the tables of an earlier rows.csv")
     args = p.parse_args(argv)
     if args.table_from:
-        print(readme_table(pd.read_csv(args.table_from)))
+        print(tables(pd.read_csv(args.table_from)))
         return 0
     from rmcompress import _quiet
 
     _quiet.silence()
-    from rmcompress.compression.pipeline import compress
-    from rmcompress.compression.state import prepare_state
     from rmcompress.evaluation.report import write_report
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows").mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = []
+    tasks = args.tasks.split(",")
     t0 = time.time()
-    for task in args.tasks.split(","):
-        data = load_task(task, args)
-        log(f"{task}: {len(data)} rows")
-        for seed in seeds:
+    protos = {}
+    for seed in seeds:  # seed-major: an interrupted run has every task at the seeds it finished
+        for task in tasks:
+            done = out / "rows" / f"{task}-s{seed}.csv"
+            if done.is_file():
+                log(f"{task} seed {seed}: done ({done})")
+                continue
+            if task not in protos:
+                protos[task] = protocol_splits(task)
+                log(f"{task}: protocol split {protos[task].sizes()}")
             t = time.time()
-            res = train_dense(task, data, seed, out / "work" / f"{task}-s{seed}" / "dense", args)
-            log(f"{task} seed {seed}: dense model trained in {time.time() - t:.0f}s ({res.report})")
-            bundle = res.bundle
-            state = prepare_state(bundle, data)
-            common = {"task_name": task, "seed": seed, "n_train": len(state.train), "n_examples": len(state.val)}
-            if not args.no_by_hand:
-                for r in by_hand(bundle, state, args.latency_runs):
-                    rows.append({**common, "kind": "by hand", **r})
-            recipes = [*args.levels.split(","), INT8_OURS]
-            for recipe in recipes:
-                name = recipe if isinstance(recipe, str) else recipe["name"]
-                t = time.time()
-                try:
-                    r = compress(res.out_dir, recipe, data, out / "work" / f"{task}-s{seed}" / name, overwrite=True,
-                                 latency_runs=args.latency_runs)
-                except Exception as e:  # a failing level is a result too
-                    rows.append({**common, "kind": "recipe", "name": name, "note": f"fails: {e}"})
-                    log(f"  {name}: FAILED {e}")
-                    continue
-                log(f"  {name}: {time.time() - t:.0f}s")
-                keep = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
-                rows.append({**common, "kind": "recipe", **keep})
-            if seed == seeds[0]:
-                prof, kept = op_profiles(bundle, state, out, task)
-                (out / f"op_profile_{task}.md").write_text(
-                    f"kept float by int8-ours (auto): {', '.join(kept)}\n\n" + prof.to_markdown() + "\n")
-                log(f"{task} op profile:\n{prof.to_string()}")
-    df = pd.DataFrame(rows)
+            rows = run_seed(protos[task], seed, out, args)
+            pd.DataFrame(rows).to_csv(done, index=False)
+            log(f"{task} seed {seed}: {time.time() - t:.0f}s")
+    df = pd.concat([pd.read_csv(f) for f in sorted((out / "rows").glob("*.csv"))], ignore_index=True)
     df.to_csv(out / "rows.csv", index=False)
-    summary = summarise_rows(df)
-    text = summary.to_markdown(index=False, floatfmt=".4g")
-    meta = {"tasks": args.tasks, "seeds": seeds, "epochs": args.epochs, "sst_examples": args.sst_examples,
-            "hh_seq_len": args.hh_seq_len,
-            "wall_seconds": round(time.time() - t0)}
+    meta = {"tasks": args.tasks, "seeds": sorted(df["seed"].unique().tolist()), "epochs": args.epochs,
+            "hh_seq_len": args.hh_seq_len, "search_budget_s": args.search_budget, "max_drop": args.max_drop,
+            "search_budgets": args.search_budgets, "search_precisions": args.search_precisions,
+            "search_eta": args.search_eta,
+            "latency": f"{args.latency_rounds} interleaved rounds x {args.latency_runs} runs",
+            "cpu": cpu(), "wall_seconds_this_call": round(time.time() - t0)}
+    text = tables(df)
     (out / "summary.md").write_text(f"{json.dumps(meta)}\n\n{text}\n")
-    first = df[df["seed"] == seeds[0]].copy()
+    first = df[df["seed"] == df["seed"].min()].copy()
     first["task"] = np.where(first["task_name"] == "sst2", "pointwise", "pairwise")
     write_report(first[first["size_bytes"].notna()], out)
     print(text)
     print(json.dumps(meta))
-    table = readme_table(df)
-    (out / "readme_table.md").write_text(table + "\n")
-    print(table)
-    shutil.rmtree(out / "work" / "tmp", ignore_errors=True)
     return 0
 
 
-def summarise_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean (and sd over seeds when > 1) per task and row name, with ratios to float32 TFLite."""
-    q = "quality"
-    df = df.copy()
-    df[q] = df["accuracy"] if "accuracy" in df else np.nan
-    if "pairwise_accuracy" in df:
-        df[q] = df[q].fillna(df["pairwise_accuracy"])
-    cols = [c for c in (q, "size_bytes", "size_gzip_bytes", "latency_ms_p50", "latency_ms_p50_real_length")
-            if c in df]
-    out = []
-    for (task, name), g in df.groupby(["task_name", "name"], sort=False):
-        row = {"task": task, "name": name, "kind": g["kind"].iloc[0], "seeds": len(g)}
-        for c in cols:
-            v = g[c].astype(float)
-            row[c] = v.mean()
-            if len(g) > 1:
-                row[f"{c}_sd"] = v.std(ddof=1)
-        if "note" in g and g["note"].notna().any():
-            row["note"] = g["note"].dropna().iloc[0]
-        out.append(row)
-    s = pd.DataFrame(out)
-    for task in s["task"].unique():
-        base = s[(s["task"] == task) & (s["name"] == "float32 TFLite")]
-        if len(base):
-            b = base.iloc[0]
-            m = s["task"] == task
-            s.loc[m, "size_x"] = b["size_bytes"] / s.loc[m, "size_bytes"]
-            s.loc[m, "gzip_x"] = b["size_gzip_bytes"] / s.loc[m, "size_gzip_bytes"]
-            if "latency_ms_p50" in s:
-                s.loc[m, "speed_x"] = b["latency_ms_p50"] / s.loc[m, "latency_ms_p50"]
-                if "latency_ms_p50_real_length" in s:
-                    s.loc[m, "speed_x_real_len"] = b["latency_ms_p50"] / s.loc[m, "latency_ms_p50_real_length"]
-            s.loc[m, "drop_points"] = 100 * (b[q] - s.loc[m, q])
-    return s
+def _quality(df: pd.DataFrame) -> pd.Series:
+    q = df["accuracy"] if "accuracy" in df else pd.Series(np.nan, index=df.index)
+    return q.fillna(df["pairwise_accuracy"]) if "pairwise_accuracy" in df else q
 
 
-def readme_table(df: pd.DataFrame) -> str:
-    """Per task and row: quality and its drop against the same seed's float32 TFLite (mean +- sd over
-    seeds), raw and gzip size with the ratios, p50 latency at the maximum length and at the texts'
-    real lengths with the speed-ups (ratios per seed, then averaged)."""
+def per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """Each row with its test ``drop`` and ``val_drop`` (points), ``smaller``, ``gzip_smaller``,
+    ``faster`` against the same task and seed's float32 TFLite."""
     df = df.copy()
-    df["quality"] = df["accuracy"] if "accuracy" in df else np.nan
-    if "pairwise_accuracy" in df:
-        df["quality"] = df["quality"].fillna(df["pairwise_accuracy"])
-    if "latency_ms_p50_real_length" not in df:
-        df["latency_ms_p50_real_length"] = np.nan
+    df["quality"] = _quality(df)
+    base = df[df["name"] == "float32 TFLite"].set_index(["task_name", "seed"])
+    b = base.reindex(pd.MultiIndex.from_frame(df[["task_name", "seed"]]))
+    df["drop"] = 100 * (b["quality"].to_numpy() - df["quality"].to_numpy())
+    df["val_drop"] = 100 * (b["val_quality"].to_numpy() - df["val_quality"].to_numpy())
+    df["smaller"] = b["size_bytes"].to_numpy() / df["size_bytes"].to_numpy()
+    df["gzip_smaller"] = b["size_gzip_bytes"].to_numpy() / df["size_gzip_bytes"].to_numpy()
+    df["faster"] = b["latency_ms_p50"].to_numpy() / df["latency_ms_p50"].to_numpy()
+    return df
+
+
+def _ms(v, fmt="{:.3f}") -> str:
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return ""
+    return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
+
+
+def verdict(t: pd.DataFrame, levels=LEVELS) -> list[str]:
+    """The search row against every level (means over seeds): a level *dominates* the search when it
+    loses at most as much on test and is at least as fast (and better in one); the search dominates or
+    matches every level on latency at equal or smaller drop when no level dominates it. It beats ``aggressive`` on latency at equal drop when it is faster and its mean test drop is
+    at most ``aggressive``'s or within the pooled seed sd of the two."""
+    s = t[t["name"] == SEARCH]
+    if not len(s):
+        return []
+    sd, sf = s["drop"].mean(), s["faster"].mean()
+    feasible = s["feasible_on_val"].astype(str).str.lower().eq("true").sum() if "feasible_on_val" in s else 0
+    out = [f"search (chosen per seed: {', '.join(s['candidate'].astype(str))}; within {s['max_drop'].iloc[0]:g} "
+           f"points on validation in {feasible} of {len(s)} seeds, on test in "
+           f"{int((s['drop'] <= s['max_drop']).sum())}): test drop {_ms(s['drop'], '{:.2f}')}, "
+           f"{_ms(s['faster'], '{:.2f}')}x faster than float32.", ""]
+    ok = []
+    for name in levels:
+        g = t[t["name"] == name]
+        if not len(g):
+            continue
+        ld, lf = g["drop"].mean(), g["faster"].mean()
+        if ld <= sd and lf >= sf and (ld < sd or lf > sf):
+            word, good = "is dominated by it", False
+        elif sd <= ld and sf >= lf:
+            word, good = ("dominates it" if (sd < ld or sf > lf) else "matches it"), True
+        elif sf > lf:
+            word, good = "is faster and loses more", True
+        else:
+            word, good = "loses less and is slower", True
+        ok.append(good)
+        out.append(f"- vs `{name}` (test drop {ld:.2f} points, {lf:.2f}x): search {word}")
+    out.append(f"- dominates or matches every level on latency at equal or smaller test drop (no level loses at "
+               f"most as much and is faster): {'yes' if ok and all(ok) else 'no'}")
+    a = t[t["name"] == "aggressive"]
+    if len(a):
+        ad, af = a["drop"].mean(), a["faster"].mean()
+        pooled = float(np.sqrt((s["drop"].var(ddof=1) + a["drop"].var(ddof=1)) / 2)) if len(s) > 1 else 0.0
+        equal = sd <= ad or abs(sd - ad) <= pooled
+        out.append(f"- beats `aggressive` on latency at equal drop: {'yes' if sf > af and equal else 'no'} "
+                   f"({sf:.2f}x vs {af:.2f}x; test drop {sd:.2f} vs {ad:.2f} points, pooled seed sd {pooled:.2f})")
+    return out
+
+
+def tables(df: pd.DataFrame) -> str:
+    """Per task and row: test quality and its drop against the same seed's float32 TFLite (mean ± sd
+    over seeds), raw and gzip size with the ratios, p50 latency with the speed-up (interleaved), the
+    recipe's own speed-up at the validation texts' real lengths; then the search verdict."""
+    df = per_seed(df)
     lines = []
     for task, t in df.groupby("task_name", sort=False):
-        base = t[t["name"] == "float32 TFLite"].set_index("seed")
-        lines += [f"**{task}**", "",
-                  "| route | seeds | quality | drop (points) | raw size | smaller | gzip smaller | p50 | faster | faster at real length |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        n_test = int(t["n_test"].iloc[0]) if "n_test" in t else 0
+        lines += [f"**{task}** (test: {n_test} {'sentences' if task == 'sst2' else 'pairs'}; "
+                  f"seeds {', '.join(str(s) for s in sorted(t['seed'].unique()))})", "",
+                  "| route | seeds | test quality | drop (points) | validation drop | raw size | smaller | gzip smaller "
+                  "| p50 | faster | faster at real length |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for name, g in t.groupby("name", sort=False):
             if g["size_bytes"].isna().all():
                 note = g["note"].dropna().iloc[0] if "note" in g and g["note"].notna().any() else ""
-                lines.append(f"| {name} | {len(g)} | {note} | | | | | | | |")
+                lines.append(f"| {name} | {len(g)} | {note} | | | | | | | | |")
                 continue
-            b = base.reindex(g["seed"])
-
-            def ms(v, fmt="{:.3f}"):
-                v = np.asarray(v, float)
-                v = v[np.isfinite(v)]
-                if not len(v):
-                    return ""
-                return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
-
-            drop = 100 * (b["quality"].to_numpy() - g["quality"].to_numpy())
-            size_x = b["size_bytes"].to_numpy() / g["size_bytes"].to_numpy()
-            gz_x = b["size_gzip_bytes"].to_numpy() / g["size_gzip_bytes"].to_numpy()
-            sp = b["latency_ms_p50"].to_numpy() / g["latency_ms_p50"].to_numpy()
-            sp_real = b["latency_ms_p50"].to_numpy() / g["latency_ms_p50_real_length"].to_numpy()
-            lines.append(f"| {name} | {len(g)} | {ms(g['quality'])} | {ms(drop, '{:.2f}')} | "
-                         f"{g['size_bytes'].mean() / 1e3:.0f} kB | {ms(size_x, '{:.1f}')}x | {ms(gz_x, '{:.1f}')}x | "
-                         f"{g['latency_ms_p50'].mean():.3f} ms | {ms(sp, '{:.2f}')}x | "
-                         f"{(ms(sp_real, '{:.1f}') + 'x') if np.isfinite(sp_real).any() else ''} |")
-        lines.append("")
+            real = g["speedup_real_length"] if "speedup_real_length" in g else pd.Series(dtype=float)
+            lines.append(f"| {name} | {len(g)} | {_ms(g['quality'])} | {_ms(g['drop'], '{:.2f}')} | "
+                         f"{_ms(g['val_drop'], '{:.2f}')} | {g['size_bytes'].mean() / 1e3:.0f} kB | "
+                         f"{_ms(g['smaller'], '{:.1f}')}x | {_ms(g['gzip_smaller'], '{:.1f}')}x | "
+                         f"{g['latency_ms_p50'].mean():.3f} ms | {_ms(g['faster'], '{:.2f}')}x | "
+                         f"{(_ms(real, '{:.1f}') + 'x') if np.isfinite(real.astype(float)).any() else ''} |")
+        lines += ["", *verdict(t), ""]
     return "\n".join(lines)
 
 

@@ -22,6 +22,11 @@ only the feasible ones. Whole compress runs report no intermediate values, which
 library schedulers (optuna's pruners, keras-tuner's Hyperband) need, so the few lines of the
 schedule live here.
 
+**Data.** ``Settings.data`` is the recipe ``data`` section every candidate runs with (``val_fraction``,
+``seed``, ``split``: :func:`rmcompress.compression.state.split_settings`); unset, each run splits
+``data`` as the model's training run did. A benchmark that fixed its validation rows apart from the
+training seed passes the split that reproduces them.
+
 **Objectives** (all from the candidate's ``report.json``): ``latency`` = ``latency_speedup``
 (higher is better), ``size`` = ``size_bytes``, ``flops`` = ``flops`` (lower is better), ``reward`` =
 ``quality * (1 + reward_gamma * log2(source_flops / flops))``, the structure reward training logs
@@ -115,8 +120,9 @@ class Candidate:
     def name(self) -> str:
         return (f"b{self.budget:g}-{'f' if self.factorise else 'nof'}-s{self.sparsity:g}-{self.precision}")
 
-    def recipe(self, step_scale: float = 1.0) -> dict:
-        """The recipe dict, every training pass's ``steps`` times ``step_scale`` (at least 1)."""
+    def recipe(self, step_scale: float = 1.0, data: dict | None = None) -> dict:
+        """The recipe dict, every training pass's ``steps`` times ``step_scale`` (at least 1), with
+        ``data`` as its ``data`` section when given."""
         def steps(n: int) -> int:
             return max(1, int(round(n * step_scale)))
 
@@ -136,8 +142,11 @@ class Candidate:
         elif self.precision == "qat":
             q["steps"] = steps(300)
         passes.append({"quantise": q})
-        return {"name": f"search-{self.name}", "description": f"found by rmcompress search ({self.name})",
-                "passes": passes}
+        recipe = {"name": f"search-{self.name}", "description": f"found by rmcompress search ({self.name})",
+                  "passes": passes}
+        if data:
+            recipe["data"] = dict(data)
+        return recipe
 
 
 @dataclass
@@ -150,6 +159,8 @@ class Settings:
     time_budget: float | None = None
     latency_runs: int = SEARCH_DEFAULTS["latency_runs"]
     space: Space = field(default_factory=Space)
+    #: the recipe ``data`` section of every candidate (module docstring); None: the model's split
+    data: dict | None = None
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -164,11 +175,14 @@ class Settings:
             raise UsageError(f"search: eta {self.eta} must be >= 2 and rungs {self.rungs} >= 1")
         if self.latency_runs < 1 and self.objective == "latency":
             raise UsageError("search: the latency objective needs latency_runs >= 1")
+        if self.data:
+            Recipe.from_dict({"name": "search", "passes": ["fuse"], "data": dict(self.data)}, "search: data")
 
     def identity(self) -> dict:
         """What makes two searches the same (the time budget may change between resumes)."""
         d = asdict(self)
         d.pop("time_budget")
+        d["recipe_data"] = d.pop("data")  # "data" of a search's identity is its rows' fingerprint
         d["space"] = {k: list(v) for k, v in d["space"].items()}
         return d
 
@@ -281,7 +295,8 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
             else:
                 log(f"rung {rung + 1}/{settings.rungs} (steps x{scale:.3g}): {c.name}")
                 try:
-                    report = compress(model, c.recipe(scale), data, run_dir, latency_runs=settings.latency_runs)
+                    report = compress(model, c.recipe(scale, settings.data), data, run_dir,
+                                      latency_runs=settings.latency_runs)
                 except RMCompressError as e:  # a candidate that cannot be built is a result, not the end
                     report = {"error": str(e).splitlines()[0][:300], "accuracy_drop_points": math.inf}
                     write_json(failure, report)
@@ -317,7 +332,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     best_c = next(c for c in settings.space.candidates() if c.name == best["candidate"])
     with atomic_dir(out / "best", overwrite=True) as tmp:
         shutil.copytree(best["dir"], tmp, dirs_exist_ok=True)
-    atomic_write_text(out / "best.yaml", _yaml(best_c.recipe()))
+    atomic_write_text(out / "best.yaml", _yaml(best_c.recipe(data=settings.data)))
     report = {"stage": "search", "objective": settings.objective, "max_drop": settings.max_drop,
               "best": best, "feasible": bool(best["accuracy_drop_points"] <= settings.max_drop),
               "runs": len(table), "final_rung_runs": len(final), "pareto": front.to_dict(orient="records"),

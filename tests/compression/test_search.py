@@ -146,6 +146,27 @@ def test_a_failing_candidate_is_recorded_and_skipped_on_resume(tmp_path, trained
     assert len(calls) == n  # neither the failure nor the success runs again
 
 
+def test_a_data_section_sets_every_candidates_split(tmp_path, trained_models, pointwise_file):
+    from rmcompress.data.loaders import load_data
+    from rmcompress.data.split import split_data
+    from rmcompress.errors import RecipeError
+
+    assert Candidate(1.0, False, 0.0, "dynamic").recipe(data={"seed": 3})["data"] == {"seed": 3}
+    assert "data" not in Candidate(1.0, False, 0.0, "dynamic").recipe()
+    with pytest.raises(RecipeError, match="split"):
+        Settings(data={"split": "halves"})
+    split = {"val_fraction": 0.3, "seed": 5, "split": "random"}
+    s = Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5, data=split,
+                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16",)))
+    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
+    val = split_data(load_data(pointwise_file, "pointwise"), 0.3, 5, "random")[1]
+    assert report["best"]["n_examples"] == len(val)
+    assert yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())["data"] == split
+    with pytest.raises(UsageError, match=r"holds a search with another recipe_data;"):
+        search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s",
+               Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5, space=s.space))
+
+
 def test_a_regression_model_is_refused_before_any_run(tmp_path):
     from rmcompress.data.synthetic import pointwise_frame
     from rmcompress.training.trainer import train
