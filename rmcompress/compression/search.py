@@ -22,6 +22,11 @@ only the feasible ones. Whole compress runs report no intermediate values, which
 library schedulers (optuna's pruners, keras-tuner's Hyperband) need, so the few lines of the
 schedule live here.
 
+**Choice.** Every run of every rung is a model built and measured like a recipe's, so the chosen
+one is the best of all of them by :func:`rank_key` (on a tie, the run with more steps): a
+candidate that meets ``max_drop`` at half steps and drifts past it at full steps is returned at
+half steps, and ``best.yaml`` has its steps.
+
 **Data.** ``Settings.data`` is the recipe ``data`` section every candidate runs with (``val_fraction``,
 ``seed``, ``split``: :func:`rmcompress.compression.state.split_settings`); unset, each run splits
 ``data`` as the model's training run did. A benchmark that fixed its validation rows apart from the
@@ -37,9 +42,9 @@ when its ``report.json`` exists; the same command after an interruption continue
 stopped. ``OUT/search.json`` holds the settings; another search into the same ``OUT`` is refused.
 **Time budget**: no new run starts after ``time_budget`` seconds; the result is what finished.
 
-**Outputs**: ``search.csv`` (every run), ``pareto.csv`` and ``pareto.png`` (the last rung's
-non-dominated runs on drop vs objective), ``best/`` (the chosen run's directory), ``best.yaml``
-(the recipe that reproduces it at full steps), ``report.json``. With ``test_data`` the Pareto runs'
+**Outputs**: ``search.csv`` (every run), ``pareto.csv`` and ``pareto.png`` (the non-dominated
+runs on drop vs objective), ``best/`` (the chosen run's directory), ``best.yaml`` (the recipe that
+reproduces it, at its rung's steps), ``report.json``. With ``test_data`` the Pareto runs'
 TFLite files are also evaluated on it (``test_quality``, ``test_drop`` against the source model's
 float32 TFLite on the same rows); nothing is chosen on it.
 """
@@ -316,23 +321,24 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     table = pd.DataFrame(rows)
     if not len(final):
         raise UsageError(f"search: no candidate finished within the time budget ({settings.time_budget:g} s)")
-    final = final.assign(feasible=final["accuracy_drop_points"] <= settings.max_drop)
-    built = final[np.isfinite(final["accuracy_drop_points"].astype(float))]
+    table = table.assign(feasible=table["accuracy_drop_points"] <= settings.max_drop)
+    built = table[np.isfinite(table["accuracy_drop_points"].astype(float))]
     if not len(built):
-        raise UsageError(f"search: every candidate of the last rung failed (see {out / 'search.csv'}, column error)")
-    best = min(built.to_dict(orient="records"), key=lambda r: rank_key(r, settings))
+        raise UsageError(f"search: every candidate failed (see {out / 'search.csv'}, column error)")
+    # every built run is a candidate model: on a tie the run with more training steps
+    best = min(built.to_dict(orient="records"), key=lambda r: (*rank_key(r, settings), -r["rung"]))
     front = pareto(built, settings)
     if test_data is not None:
         front = _with_test(front, model, test_data, out)
-        best = front[front["candidate"] == best["candidate"]].to_dict(orient="records")[0] \
-            if best["candidate"] in set(front["candidate"]) else best
+        best = front[front["dir"] == best["dir"]].to_dict(orient="records")[0] \
+            if best["dir"] in set(front["dir"]) else best
     atomic_write_text(out / "search.csv", table.to_csv(index=False))
     atomic_write_text(out / "pareto.csv", front.to_csv(index=False))
     _plot(built, front, best, settings, out / "pareto.png")
     best_c = next(c for c in settings.space.candidates() if c.name == best["candidate"])
     with atomic_dir(out / "best", overwrite=True) as tmp:
         shutil.copytree(best["dir"], tmp, dirs_exist_ok=True)
-    atomic_write_text(out / "best.yaml", _yaml(best_c.recipe(data=settings.data)))
+    atomic_write_text(out / "best.yaml", _yaml(best_c.recipe(best["step_scale"], data=settings.data)))
     report = {"stage": "search", "objective": settings.objective, "max_drop": settings.max_drop,
               "best": best, "feasible": bool(best["accuracy_drop_points"] <= settings.max_drop),
               "runs": len(table), "final_rung_runs": len(final), "pareto": front.to_dict(orient="records"),
@@ -366,14 +372,14 @@ def _plot(final: pd.DataFrame, front: pd.DataFrame, best: dict, settings: Settin
 
     col, direction = OBJECTIVES[settings.objective]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(final["accuracy_drop_points"], final["objective"], color="0.6", label="last rung")
+    ax.scatter(final["accuracy_drop_points"], final["objective"], color="0.6", label="every run")
     f = front.sort_values("accuracy_drop_points")
     ax.plot(f["accuracy_drop_points"], f["objective"], "o-", color="tab:blue", label="Pareto set")
     ax.scatter([best["accuracy_drop_points"]], [best["objective"]], s=120, facecolors="none",
-               edgecolors="tab:red", linewidths=2, label=f"chosen: {best['candidate']}")
+               edgecolors="tab:red", linewidths=2, label=f"chosen: {best['candidate']} r{int(best['rung'])}")
     ax.axvline(settings.max_drop, color="tab:red", linestyle="--", linewidth=1)
     for _, r in f.iterrows():
-        ax.annotate(r["candidate"], (r["accuracy_drop_points"], r["objective"]), fontsize=7,
+        ax.annotate(f"{r['candidate']} r{int(r['rung'])}", (r["accuracy_drop_points"], r["objective"]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     unit = {"latency": "x faster than float32", "size": "bytes", "flops": "FLOPs per example",
             "reward": "quality x discount"}[settings.objective]

@@ -1,5 +1,6 @@
 """Recipe search: the space, successive halving, the choice within the drop, Pareto set, cache/resume."""
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ from rmcompress.compression.recipe import Recipe
 from rmcompress.compression.search import (Candidate, Settings, Space, pareto, parse_duration, rank_key,
                                            search)
 from rmcompress.errors import UsageError
+from rmcompress.fileio import write_json
 
 
 def test_every_candidate_is_a_valid_recipe_with_scaled_steps():
@@ -179,3 +181,29 @@ def test_a_regression_model_is_refused_before_any_run(tmp_path):
     with pytest.raises(UsageError, match="mse regression model; the accuracy drop"):
         search(tmp_path / "m", tmp_path / "r.tsv", tmp_path / "s", Settings())
     assert not (tmp_path / "s").exists()
+
+
+def test_a_run_of_a_short_rung_within_the_drop_is_chosen_over_full_runs_past_it(tmp_path, trained_models,
+                                                                                 pointwise_file, monkeypatch):
+    """A candidate within ``max_drop`` at the short rung that drifts past it at full steps is
+    returned as the short run, and ``best.yaml`` reproduces that run's steps."""
+    import rmcompress.compression.search as S
+
+    real = S.compress
+
+    def drifting(model, recipe, data, out, **kw):  # full-step runs lose 5 points more
+        report = real(model, recipe, data, out, **kw)
+        if str(out).endswith("-r1"):
+            report["accuracy_drop_points"] = report.get("accuracy_drop_points", 0.0) + 5.0
+            write_json(Path(out) / "report.json", report)
+        return report
+
+    monkeypatch.setattr(S, "compress", drifting)
+    s = Settings(max_drop=2.0, objective="size", eta=2, rungs=2, latency_runs=5,
+                 space=Space(budgets=(1.0,), factorise=(True,), sparsity=(0.0,), precisions=("float16",)))
+    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
+    best = report["best"]
+    assert best["rung"] == 0 and best["step_scale"] == 0.5 and report["feasible"], best
+    recipe = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
+    assert recipe == Candidate(1.0, True, 0.0, "float16").recipe(0.5)
+    assert recipe["passes"][1]["factorise"]["steps"] == 100
