@@ -28,6 +28,9 @@ separate ``value``) stay float; the converter puts (de)quantise ops around them.
 """
 from __future__ import annotations
 
+import inspect
+import types
+
 from rmcompress._keras import keras, tf
 from rmcompress.compression.graph import Graph, layer_entry
 from rmcompress.layers.compressed import FactorizedEmbedding, FusedQKVSelfAttention
@@ -279,54 +282,8 @@ def _scheme_class():
     return RewardQuantizeScheme
 
 
-def _make_wrapper_class():
-    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapperV2
-
-    class _MaskingQuantizeWrapper(QuantizeWrapperV2):
-        """tfmot's ``QuantizeWrapperV2`` that passes Keras masks like the layer it wraps: the mask
-        an ``Embedding(mask_zero=True)`` makes reaches attention and pooling in the QAT model as in
-        the float one (tfmot's wrapper computes no mask, so every layer after a wrapped one would
-        see the padding as tokens)."""
-
-        def __init__(self, layer, quantize_config, **kwargs):
-            super().__init__(layer, quantize_config, **kwargs)
-            self._init_masking()
-
-        def _init_masking(self):
-            self.supports_masking = bool(getattr(self.layer, "supports_masking", False))
-            self._layer_takes_mask = "mask" in tf_inspect_args(self.layer.call)
-
-        def compute_mask(self, inputs, mask=None):
-            return self.layer.compute_mask(inputs, mask)
-
-        def call(self, inputs, training=None, mask=None, **kwargs):
-            if mask is not None and self._layer_takes_mask:
-                kwargs["mask"] = mask
-            return super().call(inputs, training=training, **kwargs)
-
-    _MaskingQuantizeWrapper.__name__ = "MaskingQuantizeWrapper"
-    return _MaskingQuantizeWrapper
-
-
-def tf_inspect_args(fn) -> list:
-    import inspect
-
-    return list(inspect.signature(fn).parameters)
-
-
-_WRAPPER_CLASS = None
-
-
-def wrapper_class():
-    global _WRAPPER_CLASS
-    if _WRAPPER_CLASS is None:
-        _WRAPPER_CLASS = _make_wrapper_class()
-    return _WRAPPER_CLASS
-
-
 def custom_objects() -> dict:
-    return {**model_objects(), **QAT_LAYERS, "LayerQuantizeConfig": config_class(),
-            "MaskingQuantizeWrapper": wrapper_class()}
+    return {**model_objects(), **QAT_LAYERS, "LayerQuantizeConfig": config_class()}
 
 
 def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=None) -> keras.Model:
@@ -364,18 +321,34 @@ def quantize_model(model: keras.Model, preserve: str = "none", preserve_layers=N
 
 
 def _passing_masks(model: keras.Model) -> keras.Model:
-    """``model`` (a QAT model) with its tfmot wrappers turned into :func:`wrapper_class` ones, which
-    pass Keras masks; in place (the wrappers keep their variables and quantizers, e.g. the
-    cluster-preserving quantizers' centroids derived from the weights when they were built).
-    Masks travel with the tensors at every call, so the graph needs no rebuilding."""
+    """``model`` (a QAT model) with its quantize wrappers passing Keras masks like the layers they
+    wrap: tfmot's ``QuantizeWrapperV2`` computes no mask, so after a wrapped
+    ``Embedding(mask_zero=True)`` attention and pooling would see the padding as tokens. The
+    wrappers are kept (their quantizers hold what they derived from the weights when built, e.g.
+    the cluster-preserving centroids); each gets the mask methods below. Masks travel with the
+    tensors at every call, so the graph needs no rebuilding."""
     from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapperV2
 
-    cls = wrapper_class()
     for layer in model.layers:
-        if type(layer) is QuantizeWrapperV2:
-            layer.__class__ = cls
-            layer._init_masking()
+        if isinstance(layer, QuantizeWrapperV2):
+            layer.supports_masking = bool(getattr(layer.layer, "supports_masking", False))
+            layer.compute_mask = types.MethodType(_wrapper_compute_mask, layer)
+            layer.call = types.MethodType(_wrapper_call, layer)
     return model
+
+
+def _wrapper_compute_mask(wrapper, inputs, mask=None):
+    """A quantize wrapper's output mask: the wrapped layer's."""
+    return wrapper.layer.compute_mask(inputs, mask)
+
+
+def _wrapper_call(wrapper, inputs, training=None, mask=None, **kwargs):
+    """tfmot's wrapper call, handing ``mask`` on only to a wrapped layer whose call takes one."""
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import QuantizeWrapperV2
+
+    if mask is not None and "mask" in inspect.signature(wrapper.layer.call).parameters:
+        kwargs["mask"] = mask
+    return QuantizeWrapperV2.call(wrapper, inputs, training=training, **kwargs)
 
 
 def _wrappable(layer) -> bool:

@@ -75,7 +75,7 @@ def tiny_recipe(level: str, budget: bool = True) -> dict:
             continue
         settings = {k: (2 if k in ("steps", "final_steps") and v else v) for k, v in settings.items()}
         if name == "quantise":
-            settings["calibration_samples"] = 16
+            settings["calibration_samples"] = 64
         passes.append({name: settings})
     return {**r, "passes": passes, "data": {**r["data"], "max_train_examples": 64},
             "export": {**r["export"], "latency_runs": 0}}
