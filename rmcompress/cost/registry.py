@@ -13,8 +13,8 @@ One set of formulas serves four users:
 
 A *role* is a layer-local dimension (``in``/``out`` of a Dense, ``heads`` of an attention layer,
 ``rows``/``width`` of an embedding). The mapping of roles onto the model's prunable groups (which
-gate controls which dimension) is architecture knowledge and lives in
-``rmcompress.models.groups``.
+gate controls which dimension) is found in the model's layer graph by
+``rmcompress.models.dependency``.
 
 Convention (per example, at the model's sequence length ``T``; ``P`` = positions a per-vector op
 runs over, i.e. every input dim but the last):
@@ -745,7 +745,7 @@ KERAS_MHA = LayerFacts(
      "_value_dense.kernel": (("heads", 1),), "_value_dense.bias": (("heads", 0),),
      "_output_dense.kernel": (("heads", 0),)})
 
-# BiasAdd (what a post-LN sub-layer with no units left adds): one add per element, width params.
+# BiasAdd (a learned bias add): one add per element, width params.
 BIAS_ADD = LayerFacts(lambda layer, s, d: {"bias": s.positions * d["width"]},
                       lambda layer, s, d: d["width"], _last_dim_roles, {"bias": (("width", 0),)})
 

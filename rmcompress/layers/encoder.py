@@ -120,9 +120,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     Prunable unit groups: heads (slices of Wq, Wk, Wv columns and Wo rows). ``head_gate`` (optional
     third input ``[H]``, gated training) scales head h's rows of ``Wo`` by ``z_h``, which equals
     multiplying each head's context before ``Wo`` (``(c z_h) Wo_h = c (z_h Wo_h)``) at ``H dh d``
-    multiplies a step instead of ``B H T dh``. ``output_scale=True``: the last input is a scalar
-    ``s [1]`` (a transformer branch's block gate, ``BranchScale``) applied as ``Wo s`` and ``bo s``,
-    which equals multiplying the output by ``s``.
+    multiplies a step instead of ``B H T dh``.
 
     ``export_trace`` (set only while a TFLite converter traces the model, by
     :func:`rmcompress.runtime.tflite.tflite_concrete_function`): with one head the same math runs on
@@ -135,9 +133,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def __init__(self, num_heads: int, head_dim: int, output_dim: int | None = None,
                  mask_bound: float = 30.0, kernel_initializer="glorot_uniform", scale_scores: bool = True,
-                 output_scale: bool = False, **kwargs):
+                 **kwargs):
+        kwargs.pop("output_scale", None)  # configs saved with the former block-scale input
         super().__init__(**kwargs)
-        self.output_scale = bool(output_scale)
         self.scale_scores = bool(scale_scores)
         self.num_heads = int(num_heads)
         self.head_dim = int(head_dim)
@@ -194,9 +192,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, length, self.num_heads * self.head_dim])
 
     def call(self, inputs):
-        x, mask, extra = inputs[0], inputs[1], list(inputs[2:])
-        scale = extra.pop() if self.output_scale else None
-        head_gate = extra[0] if extra else None
+        x, mask = inputs[0], inputs[1]
+        head_gate = inputs[2] if len(inputs) > 2 else None
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         q, k, v = self._qkv(x, batch, length)
         scores = self._raw_scores(q, k)
@@ -213,9 +210,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         kernel, bias = self.output_kernel, self.output_bias
         if head_gate is not None:  # (c z_h) Wo_h = c (z_h Wo_h): scale Wo's rows, not the context
             kernel = kernel * tf.expand_dims(tf.repeat(head_gate, self.head_dim), -1)
-        if scale is not None:  # (c Wo + bo) s = c (Wo s) + bo s
-            s = tf.reshape(scale, [])
-            kernel, bias = kernel * s, bias * s
         return self._project(context, kernel, bias)
 
     def _raw_scores(self, q, k):
@@ -242,7 +236,6 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
                 "output_dim": self.output_dim, "mask_bound": self.mask_bound, "scale_scores": self.scale_scores,
-                "output_scale": self.output_scale,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 
@@ -276,8 +269,8 @@ class TokenRemap(keras.layers.Layer):
 class BiasAdd(keras.layers.Layer):
     """``x [..., d]`` -> ``x + b`` with a learned bias ``b [d]``.
 
-    What a post-LN block's sub-layer leaves when all its units are pruned: an attention layer with
-    0 heads (or a feed-forward layer with 0 units) still adds its output bias before the LayerNorm.
+    A model file that holds one loads, counts and compresses like any other layer; ``shrink`` never
+    makes one (the bias a removed branch still adds is folded into the layer before it).
     """
 
     def build(self, input_shape):

@@ -20,18 +20,13 @@ distributed step equals a single-device step.
 
 Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
 :class:`L0Gate` (anchor -> gate vector ``[units]``; ``binary=True``: deterministic value 0 or 1),
-:class:`GateMultiply` (scales a tensor by gates), :class:`BranchScale` (a transformer branch's block
-gate times ``any`` of its unit gates, as one scalar its sub-layer applies through its output kernel
-and bias), :class:`RowGate` (scales embedding rows by the
-gates of their token ids), :class:`BlockMix` (``z * block(x) + (1 - z) * x`` around a post-LN block),
-:class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution / dense layer whose inputs are
-gated through its kernel: exact, and cheaper per step than scaling the activations),
-:class:`HeadGatedMultiHeadAttention` (Keras' attention with gated heads) and :class:`GateConcat`
-(the gate vector of a concatenated input), the last three used on models the user wrote
-(:mod:`rmcompress.structured.gating`).
-The hooks ``build_reward_model(config, gated=True)`` calls at each prunable group are
-:class:`rmcompress.models.gating.GateBuilder`; their FLOPs/params facts are registered in
-:mod:`rmcompress.cost.registry`.
+:class:`GateMultiply` (scales a tensor by gates), :class:`RowGate` (scales embedding rows by the
+gates of their token ids), :class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution /
+dense layer whose inputs are gated through its kernel: exact, and cheaper per step than scaling
+the activations), :class:`HeadGatedMultiHeadAttention` (Keras' attention with gated heads) and
+:class:`GateConcat` (the gate vector of a concatenated input). Where they go in a model is
+:mod:`rmcompress.structured.gating`'s business (one path for every model); their FLOPs/params
+facts are registered in :mod:`rmcompress.cost.registry`.
 """
 from __future__ import annotations
 
@@ -83,8 +78,7 @@ class L0Gate(_GateLayer):
 
     See the module docstring for the sampling (``training=True``) and the deterministic value.
     ``binary``: the deterministic value is ``1`` where the median is non-zero (``P(open) > 1/2``)
-    and ``0`` elsewhere, never in between (the block gates of a post-LN encoder, whose mixing
-    :class:`BlockMix` cannot be folded into weights; training samples as usual).
+    and ``0`` elsewhere, never in between (training samples as usual).
 
     Always a float32 layer (``log_alpha``, the noise and the gate values), whatever the dtype policy:
     under mixed precision the layers it feeds cast its gates to their compute dtype, and the
@@ -185,31 +179,6 @@ class GateMultiply(_GateLayer):
 
 
 @register
-class BranchScale(_GateLayer):
-    """``[z_1, ...]`` -> ``[1]``: the scalar a transformer sub-layer's output is multiplied by, the
-    block gate times ``any`` of the sub-layer's unit gates (modes ``scalar`` / ``any`` as in
-    :class:`GateMultiply`). The sub-layer applies it through its output kernel and bias
-    (``(h W + b) g = h (W g) + b g``), so no ``[B, T, d]`` tensor is multiplied for it."""
-
-    def __init__(self, modes=("scalar", "any"), **kwargs):
-        super().__init__(**kwargs)
-        self.modes = tuple(modes)
-        bad = [m for m in self.modes if m not in ("scalar", "any")]
-        if bad or not self.modes:
-            raise ValueError(f"BranchScale modes {list(self.modes)}: each must be 'scalar' or 'any'")
-
-    def call(self, inputs):
-        gates = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        return tf.reshape(gate_product(self.modes, gates, gates[0].dtype), [1])
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape([1])
-
-    def get_config(self):
-        return {**super().get_config(), "modes": list(self.modes)}
-
-
-@register
 class RowGate(_GateLayer):
     """``[x [B, T, d], ids [B, T], z [V - 1]]`` -> ``x * g[ids]`` with ``g = [1, z]`` (row 0, padding,
     is never gated: it is masked out downstream and becomes the shared zero row after shrinking)."""
@@ -220,21 +189,8 @@ class RowGate(_GateLayer):
         return x * tf.expand_dims(tf.gather(g, tf.cast(ids, tf.int32)), -1)
 
 
-@register
-class BlockMix(_GateLayer):
-    """``[x_in, x_out, z [1]]`` -> ``z * x_out + (1 - z) * x_in``: a gate around a whole post-LN block
-    (``bert``), so ``z = 0`` is exactly the identity (the block removed, LayerNorms included) and
-    ``z = 1`` exactly the block. With a ``binary`` :class:`L0Gate` the deterministic ``z`` is 0 or 1,
-    so ``shrink`` either drops the block or drops this layer; nothing is left to fold."""
-
-    def call(self, inputs):
-        x_in, x_out, z = inputs
-        z = tf.reshape(z, [])
-        return z * x_out + (1.0 - z) * x_in
-
-
 def _x_shape(input_shape):
-    """The shape of ``x`` from ``[x shape, z shape(, s shape)]`` (or from ``x``'s shape alone)."""
+    """The shape of ``x`` from ``[x shape, z shape]`` (or from ``x``'s shape alone)."""
     if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
         return input_shape[0]
     return input_shape
@@ -242,14 +198,10 @@ def _x_shape(input_shape):
 
 class _InputGated:
     """Mixin for a weight layer called on ``[x, z]`` that applies ``z`` through its kernel
-    (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output.
-    ``output_scale=True``: called on ``[x, z, s]`` with a scalar ``s [1]`` that scales the output
-    before the activation, applied as ``W s`` and ``b s`` (a transformer branch's
-    :class:`BranchScale`)."""
+    (``_gated_kernel``): one input spec, the shapes of ``x``, and the layer's own output."""
 
-    def __init__(self, *args, output_scale: bool = False, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.output_scale = bool(output_scale)
         self.input_spec = None  # the base layer's spec describes one input; this layer takes [x, z]
 
     def build(self, input_shape):
@@ -264,17 +216,10 @@ class _InputGated:
         x, z = inputs[0], inputs[1]
         kernel = self._gated_kernel(tf.cast(z, self.kernel.dtype))
         bias = self.bias if self.use_bias else None
-        if self.output_scale:
-            s = tf.reshape(tf.cast(inputs[2], self.kernel.dtype), [])
-            kernel = kernel * s
-            bias = None if bias is None else bias * s
         y = self._apply(x, kernel)
         if bias is not None:
             y = tf.nn.bias_add(y, bias)
         return y if self.activation is None else self.activation(y)
-
-    def get_config(self):
-        return {**super().get_config(), "output_scale": self.output_scale}
 
 
 @register
@@ -361,7 +306,7 @@ class HeadGatedMultiHeadAttention(keras.layers.MultiHeadAttention):
         return out, scores
 
 
-GATE_LAYERS = (L0Gate, GateMultiply, BranchScale, RowGate, BlockMix, GateConcat)
+GATE_LAYERS = (L0Gate, GateMultiply, RowGate, GateConcat)
 INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense, HeadGatedMultiHeadAttention)
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, *INPUT_GATED_LAYERS)}
 
@@ -393,7 +338,7 @@ def deterministic_gates(model) -> dict:
     return {g: layer.deterministic_values() for g, layer in gate_layers(model).items()}
 
 
-__all__ = ["L0Gate", "GateMultiply", "BranchScale", "RowGate", "BlockMix", "GateConcat", "InputGatedConv1D",
+__all__ = ["L0Gate", "GateMultiply", "RowGate", "GateConcat", "InputGatedConv1D",
            "InputGatedDense", "HeadGatedMultiHeadAttention", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

@@ -18,8 +18,7 @@ Add, Subtract, Multiply, Average,       *couple* their inputs: the spaces, segme
 Maximum, Minimum, ``x + y``, ``x * y``  become one (a removed channel goes from every member)
 Concatenate (last axis)                 output layout = the inputs' segments in order
 MultiHeadAttention, rmcompress's         its heads are a group of their own (``<layer>_heads``);
-MultiHeadSelfAttention (ungated or gated
-by heads only)
+MultiHeadSelfAttention
                                         its input and output widths are *pinned*
 LayerNormalization, recurrent layers,   *pin* the spaces they read (kept whole; the reason is
 reshapes, Softmax, EinsumDense,         recorded) and produce pinned spaces
@@ -38,7 +37,14 @@ layer that made the residual; the branch, a normalisation feeding only it and th
 the registry counts them with the group's presence factor. An attention branch and the
 feed-forward branch right after it on the residual stream make a *block*: a one-unit group
 (``<attention layer>_block``) whose closed gate closes both branches' units (every layer of both
-carries its presence factor too).
+carries its presence factor too). The rows of the embedding that reads the token ids are the
+``vocab`` group (row 0, padding, stays) when the model masks padding by id (a ``PaddingMask`` on
+the same ids): a removed token then reads the shared all-zero row 0 through a ``TokenRemap``.
+
+Every model goes this way, rmcompress's shipped architectures too: their groups are
+``block{i}_attn_heads`` (heads), ``block{i}_ffn_in`` (feed-forward units), ``block{i}_attn_block``
+(the whole block), ``conv{k}`` (filters), ``token_embedding`` (embedding columns, cnn and bow),
+``hidden`` (the reward head's hidden units) and ``vocab``.
 
 A layer the complexity registry does not know is an error naming the layer and its class; a
 subclassed model is refused with a pointer to the functional API.
@@ -52,7 +58,6 @@ from rmcompress.cost.registry import Dim, facts_for, tfop_kind
 from rmcompress.errors import ModelError
 from rmcompress.layers import encoder as L
 from rmcompress.layers import gates as G
-from rmcompress.models.groups import Structure
 
 K = keras.layers
 #: layers whose output keeps the input's channels one for one
@@ -61,7 +66,7 @@ CHANNELWISE = (K.Dropout, K.SpatialDropout1D, K.GaussianNoise, K.GaussianDropout
                K.GlobalMaxPooling1D, K.AveragePooling1D, K.MaxPooling1D, L.ApplyMask, L.MaskedMeanPooling,
                L.MaskedMaxPooling, L.PositionEmbedding)
 MERGES = (K.Add, K.Subtract, K.Multiply, K.Average, K.Maximum, K.Minimum)
-#: attention layers whose heads are a group (rmcompress's own only without a block scale input)
+#: attention layers whose heads are a group
 _MHA = (K.MultiHeadAttention, L.MultiHeadSelfAttention)
 #: layers with a prunable output (and, but for Embedding, a prunable input)
 PRODUCERS = (K.Dense, K.Conv1D, K.Embedding)
@@ -69,9 +74,9 @@ _NO_CHANNELS = (K.InputLayer, L.PaddingMask)
 
 
 def _num_heads(layer) -> int:
-    """Heads of an attention layer; 1 (no group) for a block-scaled ``MultiHeadSelfAttention``."""
+    """Heads of an attention layer."""
     if isinstance(layer, L.MultiHeadSelfAttention):
-        return 1 if layer.output_scale else int(layer.num_heads)
+        return int(layer.num_heads)
     return int(layer._num_heads)
 
 
@@ -79,7 +84,7 @@ def _output_bias(layer) -> str | None:
     """The weight attribute (for :func:`rmcompress.cost.registry.weight_of`) of an attention
     layer's output bias; None without one."""
     if isinstance(layer, L.MultiHeadSelfAttention):
-        return None if layer.output_scale else "output_bias"
+        return "output_bias"
     return "_output_dense.bias" if layer._use_bias else None
 
 
@@ -236,6 +241,8 @@ def _visit(w: _Walk, node) -> list:
     layer = node.layer
     outs = tf.nest.flatten(node.outputs)
     ins = keras_inputs(node)
+    if isinstance(layer, G.RowGate):  # x * g[ids]: the channels of x
+        return [w.layout(ins[0])]
     if isinstance(layer, G.GATE_LAYERS):
         return [None] * len(outs)
     facts = facts_for(layer)  # unknown layers: one error naming the layer and its class
@@ -309,12 +316,22 @@ def _merge(w: _Walk, layer, ins, out):
     return layout
 
 
-@dataclass
-class GraphStructure(Structure):
-    """A :class:`Structure` found in a model's graph (``config`` is None): the groups, the role
-    wiring of every layer (``dims``), each attention layer's heads group (``head_groups``) and why
-    each kept width is kept (``pinned``: one line per reason)."""
+#: the group of an embedding's vocabulary rows (row 0, padding, stays)
+VOCAB = "vocab"
 
+
+@dataclass
+class Structure:
+    """The prunable groups of a model found in its layer graph: ``groups`` (name -> units), the role
+    wiring of every layer (``dims``: layer -> {role: Dim}), the layers that go with a group
+    (``present``: layer -> Dim of presence factors), the units each group must keep
+    (``min_alive``), each attention layer's heads group (``head_groups``) and why each kept width is
+    kept (``pinned``: one line per reason)."""
+
+    groups: dict
+    dims: dict = field(default_factory=dict)
+    present: dict = field(default_factory=dict)
+    min_alive: dict = field(default_factory=dict)
     head_groups: dict = field(default_factory=dict)
     pinned: list = field(default_factory=list)
     #: attention layer or feed-forward group -> :class:`BranchRemoval` (how the branch goes when
@@ -323,6 +340,15 @@ class GraphStructure(Structure):
     #: block group (one unit) -> the groups of its branches (an attention branch and the
     #: feed-forward branch that follows it); a closed block gate closes every unit of them
     blocks: dict = field(default_factory=dict)
+    #: the embedding whose vocabulary rows are the ``vocab`` group (None: no such group)
+    vocab_embedding: str | None = None
+
+    def full_alive(self) -> dict:
+        return dict(self.groups)
+
+    def default_gate_groups(self, vocab: bool = False) -> list:
+        """Every group (the vocabulary rows only when ``vocab``)."""
+        return [g for g in self.groups if vocab or g != VOCAB]
 
     def input_gates(self, layer_name: str) -> Dim | None:
         """The Dim of a consumer's input (Dense/Conv1D ``in``) when some of it is a group."""
@@ -506,8 +532,6 @@ def _attention_removal(layer, group: str) -> BranchRemoval | None:
     removed = {layer.name}
     removed |= _feeding_norms(_single_node(layer), removed)
     attr = _output_bias(layer)
-    if isinstance(layer, L.MultiHeadSelfAttention) and layer.output_scale:
-        return None
     return _removal(group, out, removed, (layer.name, attr) if attr else None)
 
 
@@ -545,7 +569,28 @@ def _ffn_removal(layer, group: str, readers: set) -> BranchRemoval | None:
     return _removal(group, out, removed, (reader.name, "bias") if reader.use_bias else None)
 
 
-def discover(model) -> GraphStructure:
+def _vocab_embedding(model):
+    """The Embedding whose rows can be removed: it reads the token ids (directly or through a
+    ``TokenRemap``), it is called once, and a ``PaddingMask`` reads the same ids, so padding is
+    masked by id and row 0 can be the shared all-zero row of removed tokens (``mask_zero`` would
+    mask removed tokens too). None when there is not exactly one."""
+    found = []
+    for layer in model.layers:
+        if type(layer) is not K.Embedding or getattr(layer, "mask_zero", False) or _single_node(layer) is None:
+            continue
+        ids = _single_node(layer).keras_inputs[0]
+        src = _producer(ids)
+        if isinstance(src, L.TokenRemap) and _single_node(src) is not None:
+            ids = _single_node(src).keras_inputs[0]
+            src = _producer(ids)
+        if not isinstance(src, K.InputLayer) or ids.dtype.is_floating:
+            continue
+        if any(isinstance(c, L.PaddingMask) for c in _consumers(ids)):
+            found.append(layer)
+    return found[0] if len(found) == 1 else None
+
+
+def discover(model) -> Structure:
     """The prunable groups of any supported functional or Sequential tf_keras model (module
     docstring). Raises :class:`ModelError` naming the first layer it cannot read."""
     w = _Walk()
@@ -570,14 +615,14 @@ def discover(model) -> GraphStructure:
             if root not in names and not sp.pinned(root):
                 names[root] = layer_name
                 groups[layer_name] = sp.size[root]
-    s = GraphStructure(None, groups, {}, {}, [])
+    s = Structure(groups)
     for layer_name, roles in w.roles.items():
         for role, layout in roles.items():
             segs = tuple(names.get(sp.find(i), sp.size[sp.find(i)]) for i in layout)
             if any(isinstance(x, str) for x in segs):
                 s.dims.setdefault(layer_name, {})[role] = Dim(segs)
     for layer_name, h in w.heads.items():
-        if h > 1:
+        if h >= 1:  # one head: a group only when the branch can go whole (below)
             g = f"{layer_name}_heads"
             if g in taken or g in groups:
                 raise ModelError(f"layer {layer_name!r}: its heads group {g!r} clashes with a layer or group name")
@@ -601,6 +646,11 @@ def discover(model) -> GraphStructure:
         s.min_alive[removal.group] = 0
         for name in removal.removed:
             s.present[name] = Dim((1,), (removal.group,))
+    for layer_name, g in list(s.head_groups.items()):
+        if groups[g] == 1 and layer_name not in s.removals:
+            del groups[g], s.head_groups[layer_name], s.dims[layer_name]["heads"], s.min_alive[g]
+            if not s.dims[layer_name]:
+                del s.dims[layer_name]
     for block, members in _blocks(model, s.removals, taken | set(groups)).items():
         groups[block] = 1
         s.min_alive[block] = 0
@@ -609,6 +659,11 @@ def discover(model) -> GraphStructure:
             if r.group in members:
                 for name in r.removed:
                     s.present[name] = Dim((1,), (r.group, block))
+    vocab = _vocab_embedding(model)
+    if vocab is not None and int(vocab.input_dim) > 1 and VOCAB not in taken | set(groups):
+        groups[VOCAB] = int(vocab.input_dim) - 1
+        s.vocab_embedding = vocab.name
+        s.dims.setdefault(vocab.name, {})["rows"] = Dim((1, VOCAB))
     seen = set()
     for root, reasons in sp.pins.items():
         if sp.find(root) == root and reasons and root not in seen:
@@ -644,4 +699,4 @@ def replay(model, call, inputs=None):
     return inputs, [new[id(t)] for t in model.outputs]
 
 
-__all__ = ["replay", "discover", "GraphStructure", "BranchRemoval", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]
+__all__ = ["replay", "discover", "Structure", "VOCAB", "BranchRemoval", "graph_nodes", "keras_inputs", "CHANNELWISE", "MERGES", "PRODUCERS"]

@@ -1,9 +1,8 @@
 """What a built scorer is, read back from its layers: the :class:`ArchConfig` an rmcompress scorer
 was built from (:func:`infer_arch_config`, checked against a fresh build), the prunable groups of
-any scorer (:func:`structure_of`: an rmcompress architecture's own description in
-:mod:`rmcompress.models.groups`, any other model's from its layer graph in
-:mod:`rmcompress.models.dependency`), its cost model wired to those groups (:func:`cost_model`,
-:func:`gated_cost`) and its exact count (:func:`count`).
+any scorer (:func:`structure_of`: found in its layer graph by
+:func:`rmcompress.models.dependency.discover`, the shipped architectures included), its cost model
+wired to those groups (:func:`cost_model`, :func:`gated_cost`) and its exact count (:func:`count`).
 """
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from rmcompress.errors import ModelError
 from rmcompress.layers.gates import alive_counts
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
-from rmcompress.models.dependency import discover
-from rmcompress.models.groups import Structure, structure_for
+from rmcompress.models.dependency import Structure, discover
 
 
 def is_architecture(model) -> bool:
@@ -38,11 +36,8 @@ def with_arch(metadata: dict, model) -> dict:
 
 
 def structure_of(model) -> Structure:
-    """The prunable groups of ``model``: its architecture's description when rmcompress built it,
-    else the groups found in its layer graph (:func:`rmcompress.models.dependency.discover`)."""
-    names = {layer.name for layer in model.layers}
-    if {"token_embedding", "reward"} <= names and is_architecture(model):
-        return structure_for(infer_arch_config(model))
+    """The prunable groups of ``model`` (plain or gated), found in its layer graph
+    (:func:`rmcompress.models.dependency.discover`)."""
     return discover(model)
 
 

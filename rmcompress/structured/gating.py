@@ -1,60 +1,51 @@
 """A gated version of a plain scorer: hard-concrete gates on every prunable group, every weight
 copied, every gate open (so the gated model computes exactly what the plain one does).
 
-- an rmcompress architecture is rebuilt with its gates (:class:`rmcompress.models.gating.GateBuilder`);
-- any other functional/Sequential model is re-traced through its layer graph
-  (:func:`rmcompress.models.dependency.replay`) with one ``L0Gate`` per group found by
-  :func:`rmcompress.models.dependency.discover`, applied where the group's channels are read:
-  each consumer ``Dense``/``Conv1D`` becomes ``InputGatedDense``/``InputGatedConv1D`` on
-  ``[x, z]`` (``z`` through its kernel rows; a concatenated input reads a ``GateConcat`` vector)
-  and each ``MultiHeadAttention`` with a heads group becomes ``HeadGatedMultiHeadAttention`` with
-  ``head_gates=z`` (rmcompress's ``MultiHeadSelfAttention`` reads ``z`` as its third input).
-  A block group's gate multiplies the gates of its branches' groups (``GateMultiply``), so a closed
-  block closes every unit of both. Every other layer is a fresh copy of itself (from its config,
-  same weights).
+The model (an rmcompress architecture or any other functional/Sequential model: one path) is
+re-traced through its layer graph (:func:`rmcompress.models.dependency.replay`) with one
+``L0Gate`` per group found by :func:`rmcompress.models.dependency.discover`, applied where the
+group's channels are read: each consumer ``Dense``/``Conv1D`` becomes
+``InputGatedDense``/``InputGatedConv1D`` on ``[x, z]`` (``z`` through its kernel rows; a
+concatenated input reads a ``GateConcat`` vector) and each ``MultiHeadAttention`` with a heads
+group becomes ``HeadGatedMultiHeadAttention`` with ``head_gates=z`` (rmcompress's
+``MultiHeadSelfAttention`` reads ``z`` as its third input). A block group's gate multiplies the
+gates of its branches' groups (``GateMultiply``), so a closed block closes every unit of both. The
+``vocab`` group (only when asked for: rows cost params, not FLOPs) scales the embedding's output by
+its row's gate (``RowGate``, row 0 never gated). Every other layer is a fresh copy of itself (from
+its config, same weights). Gate ``g`` is the layer ``gate_<g>``, its noise seeded by
+:func:`gate_seed`.
 """
 from __future__ import annotations
+
+import zlib
 
 from rmcompress._keras import keras
 from rmcompress.errors import ModelError
 from rmcompress.layers.encoder import MultiHeadSelfAttention
 from rmcompress.layers.gates import (DEFAULT_INIT_LOG_ALPHA, GateConcat, GateMultiply, HeadGatedMultiHeadAttention,
-                                     InputGatedConv1D, InputGatedDense, L0Gate)
-from rmcompress.models.architectures import build_reward_model
-from rmcompress.models.dependency import replay
-from rmcompress.models.gating import gate_name, gate_seed
-from rmcompress.models.structure import infer_arch_config, is_architecture, structure_of
+                                     InputGatedConv1D, InputGatedDense, L0Gate, RowGate)
+from rmcompress.models.dependency import VOCAB, replay
+from rmcompress.models.structure import structure_of
+
+
+def gate_name(group: str) -> str:
+    return f"gate_{group}"
+
+
+def gate_seed(base: int, group: str) -> int:
+    return (int(base) * 1_000_003 + zlib.crc32(group.encode())) % (2 ** 31 - 1)
 
 
 def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA,
                seed: int = 0) -> keras.Model:
     """A gated version of a plain scorer with the same weights (all gates open).
 
-    ``groups``: the groups to gate (default: all; ``gate_vocab`` adds the vocabulary rows of an
-    rmcompress architecture)."""
-    if not is_architecture(model):
-        return _gated_graph_copy(model, groups, init_log_alpha, seed)
-    cfg = infer_arch_config(model)
-    gated = build_reward_model(cfg, gated=True, gate_groups=groups,
-                               gate_options={"gate_vocab": gate_vocab, "init_log_alpha": init_log_alpha,
-                                             "seed": seed})
-    for layer in model.layers:
-        if layer.weights:
-            gated.get_layer(layer.name).set_weights(layer.get_weights())
-    return gated
-
-
-def layer_config(layer) -> dict:
-    """``layer.get_config()`` without the input-shape keys a Sequential's first layer carries."""
-    cfg = dict(layer.get_config())
-    for key in ("batch_input_shape", "input_shape", "batch_size"):
-        cfg.pop(key, None)
-    return cfg
-
-
-def _gated_graph_copy(model, groups, init_log_alpha, seed):
+    ``groups``: the groups to gate (default: all but ``vocab``; ``gate_vocab`` adds the vocabulary
+    rows when the model has that group)."""
     structure = structure_of(model)
-    groups = list(structure.groups) if groups is None else list(groups)
+    if groups is None:
+        groups = structure.default_gate_groups(vocab=gate_vocab)
+    groups = list(groups)
     unknown = [g for g in groups if g not in structure.groups]
     if unknown:
         raise ModelError(f"cannot gate {unknown}: the groups of model {model.name!r} are {sorted(structure.groups)}")
@@ -62,6 +53,7 @@ def _gated_graph_copy(model, groups, init_log_alpha, seed):
     clash = [gate_name(g) for g in groups if gate_name(g) in names]
     clash += [f"{gate_name(g)}_times_block" for b, m in structure.blocks.items() if b in groups for g in m
               if f"{gate_name(g)}_times_block" in names]
+    clash += [f"{VOCAB}_gating"] if VOCAB in groups and f"{VOCAB}_gating" in names else []
     if clash:
         raise ModelError(f"model {model.name!r} already has a layer named {clash[0]!r}; rename it")
     made: dict = {}     # id(source layer) -> new layer (shared layers stay shared)
@@ -112,6 +104,8 @@ def _gated_graph_copy(model, groups, init_log_alpha, seed):
         else:
             new = made.get(id(layer)) or type(layer).from_config(cfg)
             out = new(*args, **kwargs)
+            if layer.name == structure.vocab_embedding and VOCAB in groups:
+                out = RowGate(name=f"{VOCAB}_gating")([out, args[0], gates()[VOCAB]])
         if id(layer) not in made:
             made[id(layer)] = new
             new.set_weights(layer.get_weights())
@@ -123,4 +117,12 @@ def _gated_graph_copy(model, groups, init_log_alpha, seed):
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
-__all__ = ["gated_copy", "layer_config"]
+def layer_config(layer) -> dict:
+    """``layer.get_config()`` without the input-shape keys a Sequential's first layer carries."""
+    cfg = dict(layer.get_config())
+    for key in ("batch_input_shape", "input_shape", "batch_size"):
+        cfg.pop(key, None)
+    return cfg
+
+
+__all__ = ["gated_copy", "layer_config", "gate_name", "gate_seed"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from rmcompress.cost.registry import facts_for, weight_of
-from rmcompress.models.groups import Structure
+from rmcompress.models.dependency import Structure
 from rmcompress.models.structure import structure_of
 from rmcompress.structured.importance import prune_to_budget
 

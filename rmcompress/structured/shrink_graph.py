@@ -9,6 +9,9 @@ cut along the axes the registry's ``LayerFacts.slices`` give its roles; the kept
 folded first into the weights that read them (a consumer's kernel rows, ``W'[f] = z_f W[f]``, exact
 because the kernel is linear in its input; an attention layer's output-projection rows of each
 head). Every other layer is a copy of itself with its per-channel weights cut (BatchNormalization).
+Vocabulary rows (the ``vocab`` group) leave the embedding; a ``TokenRemap`` (``token_remap``,
+made or updated) sends every removed token id to row 0, which becomes all-zero (what ``RowGate``
+gave a closed row; padding is masked by id before the remap).
 A residual branch left with no unit (an attention layer with no head, a feed-forward pair with no
 unit) goes with its residual add and the normalisation that fed only it; the output projection's
 bias it still added is folded into the layer that made the residual
@@ -23,10 +26,10 @@ import numpy as np
 from rmcompress._keras import keras, tf
 from rmcompress.cost.registry import facts_for, weight_of
 from rmcompress.errors import ModelError
-from rmcompress.layers.encoder import MultiHeadSelfAttention
+from rmcompress.layers.encoder import MultiHeadSelfAttention, TokenRemap
 from rmcompress.layers.gates import (GATE_LAYERS, HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense,
-                                     deterministic_gates)
-from rmcompress.models.dependency import GraphStructure, graph_nodes, replay
+                                     RowGate, deterministic_gates)
+from rmcompress.models.dependency import VOCAB, Structure, graph_nodes, replay
 from rmcompress.structured.gating import layer_config
 
 #: the gated stand-in -> the class it stands for
@@ -54,7 +57,7 @@ def _vector(dim, z: dict, sizes: dict) -> np.ndarray:
     return np.concatenate([np.ones(s) if isinstance(s, int) else z.get(s, np.ones(sizes[s])) for s in dim.segments])
 
 
-def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> keras.Model:
+def shrink_graph(model, structure: Structure, name: str | None = None) -> keras.Model:
     """The plain model ``model``'s deterministic gates describe (module docstring)."""
     sizes = structure.groups
     z = {g: np.ones(n) for g, n in sizes.items()}
@@ -69,8 +72,12 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
     folds = _bias_folds(model, gone)
     made: dict = {}
 
+    vocab_cut = VOCAB in keep and len(keep[VOCAB]) < sizes[VOCAB]
+
     def call(node, args, kwargs):
         layer = node.layer
+        if isinstance(layer, RowGate):  # x * g[ids]: x (closed rows leave, kept values are folded)
+            return args[0][0]
         if isinstance(layer, GATE_LAYERS) or layer.name in dropped:
             return None
         if layer.name in adds:  # x + branch(...) with no unit left: x (its bias folded below)
@@ -88,11 +95,14 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
         new = made.get(id(layer))
         if new is None:
             cfg = layer_config(layer)
-            cfg.pop("output_scale", None)
             key = _SIZE_KEYS.get(cls)
             if key is not None and key[1] in dims:
                 cfg[key[0]] = int(len(_index(dims[key[1]], keep, sizes)))
+            if layer.name == structure.vocab_embedding:
+                cfg["input_dim"] = int(len(_index(dims["rows"], keep, sizes)))
             new = cls.from_config(cfg)
+        if layer.name == structure.vocab_embedding and vocab_cut:
+            args = (_remap(model, layer, args[0], keep[VOCAB], made),) + tuple(args[1:])
         out = new(*args, **kwargs)
         if id(layer) not in made:
             made[id(layer)] = new
@@ -104,6 +114,28 @@ def shrink_graph(model, structure: GraphStructure, name: str | None = None) -> k
         weight = weight_of(made[id(model.get_layer(target))], attr)
         weight.assign(weight.numpy() + bias.reshape((1,) * (weight.shape.rank - 1) + (-1,)))
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name or model.name)
+
+
+def _remap(model, embedding, ids, kept, made):
+    """The token rows the shrunk ``embedding`` reads: ``ids`` through a ``TokenRemap`` sending kept
+    row ``kept[i] + 1`` to ``i + 1`` and every removed row to 0 (the source's own remap, composed, or
+    a new ``token_remap``)."""
+    rows = int(embedding.input_dim)
+    row_map = np.zeros(rows, np.int32)
+    row_map[np.asarray(kept) + 1] = np.arange(1, len(kept) + 1)
+    source = ids._keras_history.layer
+    if isinstance(source, TokenRemap):  # already re-traced: compose its table with this one
+        if np.any(embedding.embeddings.numpy()[0] != 0):
+            raise ModelError(f"shrink: model {model.name!r} already had vocabulary rows removed and its shared "
+                             "row 0 was trained since; its rows cannot be cut again")
+        source.table.assign(row_map[source.table.numpy()])
+        return ids
+    names = {layer.name for layer in model.layers}
+    remap = TokenRemap(rows, name="token_remap" if "token_remap" not in names else f"{embedding.name}_remap")
+    out = remap(ids)
+    remap.table.assign(row_map)
+    made[id(remap)] = remap
+    return out
 
 
 def _bias_folds(model, gone: dict) -> dict:
@@ -149,6 +181,10 @@ def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
             shape = [1] * value.ndim
             shape[axes["in"]] = -1
             value = value * _vector(fold_in, z, sizes).reshape(shape)
+        if src.name == structure.vocab_embedding and attr == "embeddings":
+            value = value * _vector(dims["rows"], z, sizes)[:, None]
+            if len(keep.get(VOCAB, ())) < sizes.get(VOCAB, 0):
+                value[0] = 0.0  # the shared row of removed tokens
         if heads is not None and attr in ("_output_dense.kernel", "output_kernel"):
             per_row = np.repeat(z[heads], units.get("heads", 1))  # Wo: [H, dh, d] or [H*dh, d]
             value = value * per_row.reshape([-1] + [1] * (value.ndim - 1))

@@ -1,8 +1,8 @@
 """Complexity-aware training inside ``train()`` (and ``budget_compress``): the pieces the trainer
 hooks call when a run is gated (``--gated``, a penalty weight or a budget).
 
-- :func:`gate_options`: ``build_reward_model`` keyword arguments for the gated scorer (vocabulary
-  rows are gated only when params are targeted: they cost params, not FLOPs);
+- :func:`gate_options`: ``gated_copy`` keyword arguments for the gated scorer (vocabulary rows are
+  gated only when params are targeted: they cost params, not FLOPs);
 - :func:`make_complexity_model`: the ``ComplexityAwareModel`` for a ``TrainConfig``;
 - :func:`finetune_steps`: the steps left to fine-tune the shrunk model (its loop is
   :func:`rmcompress.training.finetune.finetune`);
@@ -35,13 +35,10 @@ def targets_params(cfg) -> bool:
 
 
 def gate_options(cfg) -> dict:
-    """Keyword arguments of ``build_reward_model`` for ``cfg`` (empty when not gated)."""
+    """Keyword arguments of :func:`rmcompress.structured.gating.gated_copy` for a gated ``cfg``."""
     g = cfg.gates
-    if not g.active:
-        return {}
     vocab = g.vocab if g.vocab is not None else g.targets_params
-    return {"gated": True, "gate_options": {"gate_vocab": bool(vocab), "seed": int(cfg.data.seed),
-                                            "init_log_alpha": float(g.init_log_alpha)}}
+    return {"gate_vocab": bool(vocab), "seed": int(cfg.data.seed), "init_log_alpha": float(g.init_log_alpha)}
 
 
 def make_complexity_model(scorer, cfg, loss: str) -> ComplexityAwareModel:

@@ -59,7 +59,7 @@ from rmcompress.errors import UsageError
 from rmcompress.fileio import check_destination, live_dir, write_json
 from rmcompress.models.architectures import ArchConfig, build_reward_model
 from rmcompress.models.modeldir import RewardModelBundle, save_model_dir, save_samples
-from rmcompress.models.structure import count, infer_arch_config
+from rmcompress.models.structure import count, infer_arch_config, is_architecture
 from rmcompress.sizes import file_sizes
 from rmcompress.structured.gating import gated_copy
 from rmcompress.training import complexity_training as cx
@@ -209,15 +209,11 @@ def _schedule(cfg: TrainConfig, n_train: int) -> Schedule:
 def _build_scorer(cfg: TrainConfig, task: Task, source, arch, enc_train: EncodedData):
     """The scorer (call in the strategy's scope): the source's copy or a fresh ``arch``; gated when
     the run is (gates on a copied start open, optionally ranked by unit importance)."""
-    if source is None:
-        return build_reward_model(arch, **cx.gate_options(cfg))
-    scorer = source.build()
+    scorer = build_reward_model(arch) if source is None else source.build()
     if not cfg.gates.active:
         return scorer
-
-    opts = cx.gate_options(cfg)["gate_options"]
-    gated = gated_copy(scorer, gate_vocab=opts["gate_vocab"], seed=opts["seed"], init_log_alpha=opts["init_log_alpha"])
-    if cfg.gates.init != "uniform":
+    gated = gated_copy(scorer, **cx.gate_options(cfg))
+    if source is not None and cfg.gates.init != "uniform":
         cx.rank_gates(gated, scorer, cfg, enc_train, task.loss)
     return gated
 
@@ -298,7 +294,7 @@ def _shrink_if_gated(model, cfg: TrainConfig, task: Task, arch, enc_val, ds_trai
     scorer, info = cx.finish_gated(model, all_ids(enc_val) if len(enc_val) else None, cfg.gates.shrink)
     if cfg.gates.shrink:
 
-        arch = infer_arch_config(scorer)
+        arch = infer_arch_config(scorer) if is_architecture(scorer) else {}
     if schedule.finetune_steps:
         o = cfg.optim
         scorer, _ = finetune(scorer, task, ds_train, schedule.finetune_steps, learning_rate=o.learning_rate,

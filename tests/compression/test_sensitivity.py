@@ -51,8 +51,8 @@ def test_table_has_a_row_per_layer_and_group_with_consistent_drops(state):
     int8 = df[df["kind"] == "int8"].set_index("target")
     assert {"(all layers)", "block0_ffn_in", "block0_ffn_out", "block0_attn", "token_embedding"} <= set(int8.index)
     prune = df[df["kind"] == "prune50"].set_index("target")
-    assert set(prune.index) == {"block0_heads", "block0_ffn"}
-    assert prune.loc["block0_heads", "units"] == "2->1" and prune.loc["block0_ffn", "units"] == "32->16"
+    assert set(prune.index) == {"block0_attn_heads", "block0_ffn_in"}
+    assert prune.loc["block0_attn_heads", "units"] == "2->1" and prune.loc["block0_ffn_in", "units"] == "32->16"
     assert (prune["flops"] < 1).all() and (prune["flops"] > 0).all() and prune["rmse/scale"].isna().all()
     ref = df.attrs["reference"]
     assert df.attrs["metric"] == "accuracy" and df.attrs["n_examples"] == min(40, len(state.val))

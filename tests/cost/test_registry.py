@@ -12,6 +12,7 @@ from rmcompress.errors import ModelError
 from rmcompress.layers import encoder as L
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
+from rmcompress.structured.gating import gated_copy
 from tests.helpers import MATMUL_OPS, check_registry_matches_profiler, profile_by_layer
 
 
@@ -226,13 +227,12 @@ def test_compiled_polynomial_equals_per_layer_evaluation(arch):
     """The training graph's compiled E[FLOPs]/E[params] equals the per-layer registry evaluation
     at arbitrary (fractional) alive counts, and the exact count at integer ones."""
     from rmcompress.cost.registry import CompiledCost
-    from rmcompress.models.structure import cost_model
-    from rmcompress.models.groups import structure_for
+    from rmcompress.models.structure import cost_model, structure_of
 
     cfg = ArchConfig(arch=arch, vocab_size=50, seq_len=12, width=16, depth=2, heads=2, head_dim=8, ffn=12,
                      filters=[4, 5, 3], hidden=10)
-    structure = structure_for(cfg)
-    model = build_reward_model(cfg, gated=True, gate_options={"gate_vocab": True})
+    model = gated_copy(build_reward_model(cfg), gate_vocab=True)
+    structure = structure_of(model)
     cm = cost_model(model, structure)
     compiled = CompiledCost(cm, list(structure.groups))
     rng = np.random.RandomState(0)

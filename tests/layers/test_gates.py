@@ -9,8 +9,7 @@ from rmcompress.models.structure import count
 from rmcompress.layers.gates import (BETA, GAMMA, ZETA, L0Gate, OPEN_THRESHOLD, alive_counts, gate_layers,
                                      median_gate, open_probability)
 from rmcompress.structured.gating import gated_copy
-from rmcompress.models.structure import gated_cost, infer_arch_config
-from rmcompress.models.groups import structure_for
+from rmcompress.models.structure import gated_cost, infer_arch_config, structure_of
 from rmcompress.errors import ModelError
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
@@ -19,9 +18,9 @@ from rmcompress.models.modeldir import custom_objects
 CFG = dict(vocab_size=60, seq_len=16, width=16, depth=2, heads=2, head_dim=8, ffn=12, filters=[4, 5, 3],
            hidden=10, dropout=0.0)
 EXPECTED_GROUPS = {
-    "transformer": {"block0", "block0_heads", "block0_ffn", "block1", "block1_heads", "block1_ffn"},
-    "cnn": {"embed", "conv3", "conv4", "conv5"},
-    "bow": {"embed", "hidden"},
+    "transformer": {"block0_attn_block", "block0_attn_heads", "block0_ffn_in", "block1_attn_block", "block1_attn_heads", "block1_ffn_in"},
+    "cnn": {"token_embedding", "conv3", "conv4", "conv5"},
+    "bow": {"token_embedding", "hidden"},
 }
 
 
@@ -65,10 +64,10 @@ def test_noise_is_one_vector_per_step_and_seeded():
 
 @pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
 def test_every_prunable_group_is_gated_and_no_lambda(arch):
-    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch=arch, **CFG)))
     assert set(gate_layers(g)) == EXPECTED_GROUPS[arch]
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in g.layers)
-    g_vocab = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    g_vocab = gated_copy(build_reward_model(ArchConfig(arch=arch, **CFG)), gate_vocab=True)
     assert set(gate_layers(g_vocab)) == EXPECTED_GROUPS[arch] | {"vocab"}
 
 
@@ -101,7 +100,7 @@ def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
         lw, lg = tf.reduce_sum(want ** 2), tf.reduce_sum(got ** 2)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tape.gradient(lg, z).numpy(), tape.gradient(lw, z).numpy(), rtol=1e-4, atol=1e-5)
-    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="cnn", **CFG)))
     assert {type(layer).__name__ for layer in g.layers if layer.name.startswith("conv") and
             not layer.name.endswith("gating")} == {"InputGatedConv1D"}
     assert "embed_gating" not in {layer.name for layer in g.layers}
@@ -140,7 +139,7 @@ def test_head_gate_through_the_output_kernel_equals_gating_each_heads_context():
 
 @pytest.mark.parametrize("arch", ["transformer", "cnn"])
 def test_gated_model_saves_and_loads_in_safe_mode(tmp_path, arch):
-    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    g = gated_copy(build_reward_model(ArchConfig(arch=arch, **CFG)), gate_vocab=True)
     for gate in gate_layers(g).values():
         gate.log_alpha.assign(np.random.RandomState(0).normal(0, 3, gate.log_alpha.shape))
     g.save(tmp_path / "g.keras")
@@ -154,27 +153,27 @@ def test_expected_cost_uses_registry_formulas():
     """Expected FLOPs = registry at expected alive counts; all gates wide open -> dense FLOPs;
     the expected count matches the deterministic count when gates are saturated."""
     cfg = ArchConfig(arch="transformer", **CFG)
-    g = build_reward_model(cfg, gated=True)
+    g = gated_copy(build_reward_model(cfg))
     dense = count(build_reward_model(cfg)).flops
     assert gated_cost(g, "full").flops == dense
     for gate in gate_layers(g).values():
         gate.log_alpha.assign(np.full(gate.units, 20.0))
     assert float(gated_cost(g, "expected").flops.numpy()) == pytest.approx(dense, rel=1e-5)
     la = gate_layers(g)
-    la["block0"].log_alpha.assign([-20.0])          # block 0 closed
-    la["block1_heads"].log_alpha.assign([20.0, -20.0])  # one head of block 1 closed
+    la["block0_attn_block"].log_alpha.assign([-20.0])          # block 0 closed
+    la["block1_attn_heads"].log_alpha.assign([20.0, -20.0])  # one head of block 1 closed
     det = gated_cost(g, "deterministic")
     exp = gated_cost(g, "expected")
     assert float(exp.flops.numpy()) == pytest.approx(det.flops, rel=1e-5)
-    alive = alive_counts(g, structure_for(cfg), "deterministic")
-    assert alive["block0"] == 0 and alive["block1_heads"] == 1 and alive["block1_ffn"] == 12
+    alive = alive_counts(g, structure_of(g), "deterministic")
+    assert alive["block0_attn_block"] == 0 and alive["block1_attn_heads"] == 1 and alive["block1_ffn_in"] == 12
     assert det.flops < dense
 
 
 def test_expected_cost_gradient_prefers_expensive_units():
-    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="cnn", **CFG)))
     gates = gate_layers(g)
-    structure = structure_for(infer_arch_config(g))
+    structure = structure_of(g)
     from rmcompress.models.structure import cost_model
 
     cm = cost_model(g, structure)
@@ -189,7 +188,7 @@ def test_expected_cost_gradient_prefers_expensive_units():
 
 def test_unknown_gate_group_is_an_error():
     with pytest.raises(ModelError, match="cannot gate"):
-        build_reward_model(ArchConfig(arch="bow", **CFG), gated=True, gate_groups=["heads"])
+        gated_copy(build_reward_model(ArchConfig(arch="bow", **CFG)), groups=["heads"])
 
 
 def test_infer_arch_config_rejects_foreign_models():
@@ -198,62 +197,19 @@ def test_infer_arch_config_rejects_foreign_models():
         infer_arch_config(keras.Model(x, keras.layers.Dense(1)(x)))
 
 
-def test_branch_scale_through_the_output_kernels_equals_scaling_the_branch():
-    """A transformer branch's block gate (times ``any`` of its unit gates) is applied through the
-    sub-layer's output kernel and bias: equal, in value and in the gradient w.r.t. the block gate,
-    to multiplying the ``[B, T, d]`` output; all units closed -> the branch adds nothing, bias
-    included. No ``[B, T, d]`` multiply is left in the gated graph."""
-    from rmcompress.layers.gates import BranchScale, GateMultiply, InputGatedDense
-    from rmcompress.layers.encoder import MultiHeadSelfAttention
-
-    rng = np.random.RandomState(2)
-    x = tf.constant(rng.normal(size=(2, 5, 6)).astype(np.float32))
-    mask = tf.ones((2, 5))
-    zb = tf.Variable([0.6], dtype=tf.float32)
-    for zh_value in ([0.5, 1.0], [0.0, 0.0]):
-        zh = tf.constant(zh_value, tf.float32)
-        scaled = MultiHeadSelfAttention(2, 3, output_scale=True)
-        plain = MultiHeadSelfAttention(2, 3)
-        scaled([x, mask, zh, tf.ones([1])])
-        plain([x, mask, zh])
-        plain.set_weights([w + 0.1 for w in scaled.get_weights()])  # non-zero biases
-        scaled.set_weights(plain.get_weights())
-        dense_s, dense_p = InputGatedDense(4, output_scale=True), InputGatedDense(4)
-        dense_s([x, tf.ones([6]), tf.ones([1])])
-        dense_p([x, tf.ones([6])])
-        dense_p.set_weights([w + 0.1 for w in dense_s.get_weights()])
-        dense_s.set_weights(dense_p.get_weights())
-        with tf.GradientTape(persistent=True) as tape:
-            g = BranchScale(("scalar", "any"))([zb, zh])
-            got = [scaled([x, mask, zh, g]), dense_s([x, tf.ones([6]), g])]
-            want = [GateMultiply(("scalar", "any"))([plain([x, mask, zh]), zb, zh]),
-                    GateMultiply(("scalar", "any"))([dense_p([x, tf.ones([6])]), zb, zh])]
-            losses = [tf.reduce_sum(t ** 3) for t in got + want]
-        for a, b in zip(got, want):
-            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
-        for i in range(2):
-            np.testing.assert_allclose(tape.gradient(losses[i], zb).numpy(),
-                                       tape.gradient(losses[i + 2], zb).numpy(), rtol=1e-4, atol=1e-6)
-        if not any(zh_value):
-            assert all(float(tf.reduce_max(tf.abs(t))) == 0.0 for t in got)
-    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True)
-    assert not [layer.name for layer in g.layers if isinstance(layer, GateMultiply)]
-    assert {layer.name for layer in g.layers if isinstance(layer, BranchScale)} == {
-        f"block{i}_{part}_gating" for i in range(2) for part in ("attn", "ffn")}
-
-
-def test_block_gates_without_unit_gates_still_scale_the_branches():
-    """``gate_groups`` with the block gates only: the FFN output is a plain Dense scaled by the block
-    gate; a closed block leaves exactly the residual stream."""
+def test_a_block_gate_needs_its_branches_gates():
+    """A block gate multiplies the gates of its attention heads and feed-forward units: gating the
+    block alone is refused, naming the missing groups; with them, a closed block leaves exactly the
+    residual stream's constant (the shrunk model has no layer of the block)."""
     cfg = ArchConfig(arch="transformer", **CFG)
-    g = build_reward_model(cfg, gated=True, gate_groups=["block0", "block1"])
     plain = build_reward_model(cfg)
-    names = {layer.name for layer in g.layers}
-    assert {"block0_ffn_out_scale", "block1_ffn_out_scale"} <= names
-    for layer in gate_layers(g).values():
-        layer.log_alpha.assign(np.full(layer.log_alpha.shape, 10.0, np.float32))
-    copy = {w.name: w for w in plain.weights}
-    for w in g.weights:
-        if w.name in copy:
-            copy[w.name].assign(w)
-    np.testing.assert_allclose(g(_ids()).numpy(), plain(_ids()).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError, match=r"cannot gate block 'block0_attn_block' without .*block0_attn_heads"):
+        gated_copy(plain, groups=["block0_attn_block"])
+    g = gated_copy(plain, groups=["block0_attn_block", "block0_attn_heads", "block0_ffn_in"])
+    assert set(gate_layers(g)) == {"block0_attn_block", "block0_attn_heads", "block0_ffn_in"}
+    gate_layers(g)["block0_attn_block"].log_alpha.assign([-20.0])
+    from rmcompress.structured.shrink import shrink
+
+    shrunk = shrink(g)
+    assert not {n for n in (layer.name for layer in shrunk.layers) if n.startswith("block0_")}
+    np.testing.assert_allclose(shrunk(_ids()).numpy(), g(_ids()).numpy(), atol=1e-5)

@@ -1,5 +1,5 @@
 """Gates, budget training and shrink on the bridged post-LN ``bert`` encoder (tiny random backbone):
-heads, FFN units and whole blocks (``BlockMix``), exact registry counts, shrink equivalence,
+heads, FFN units and whole blocks (both branches), exact registry counts, shrink equivalence,
 TFLite export, the CLI and the ``budget`` recipe pass, QAT."""
 from __future__ import annotations
 
@@ -48,11 +48,10 @@ def _set(gate, values):
 
 def test_gated_bert_builds_and_all_open_gates_cost_the_dense_count(bridged):
     from rmcompress.models.structure import count
-    from rmcompress.layers.gates import BlockMix, gate_layers
+    from rmcompress.layers.gates import gate_layers
     from rmcompress.structured.gating import gated_copy
     from rmcompress.cost.registry import CompiledCost
-    from rmcompress.models.structure import cost_model, gated_cost, infer_arch_config
-    from rmcompress.models.groups import structure_for
+    from rmcompress.models.structure import cost_model, gated_cost, infer_arch_config, structure_of
     from rmcompress._keras import tf
 
     ps, scorer, ids = bridged
@@ -61,9 +60,7 @@ def test_gated_bert_builds_and_all_open_gates_cost_the_dense_count(bridged):
     assert infer_arch_config(scorer) == replace(ps.arch, block_present=[True] * 3)
     gated = gated_copy(scorer)
     gates = gate_layers(gated)
-    assert sorted(gates) == sorted([f"block{i}{s}" for i in range(3) for s in ("", "_heads", "_ffn")])
-    assert gates["block0"].binary and not gates["block0_heads"].binary
-    assert sum(isinstance(layer, BlockMix) for layer in gated.layers) == 3
+    assert sorted(gates) == sorted([f"block{i}_{s}" for i in range(3) for s in ("attn_block", "attn_heads", "ffn_in")])
     np.testing.assert_allclose(gated.predict(ids, verbose=0), scorer.predict(ids, verbose=0), atol=1e-5)
     dense = count(scorer)
     assert dense.params == scorer.count_params()
@@ -74,7 +71,7 @@ def test_gated_bert_builds_and_all_open_gates_cost_the_dense_count(bridged):
     expected = gated_cost(gated, "expected")
     assert float(expected.flops) == pytest.approx(dense.flops, rel=1e-6)
     assert float(expected.params) == pytest.approx(dense.params, rel=1e-6)
-    structure = structure_for(infer_arch_config(gated))
+    structure = structure_of(gated)
     compiled = CompiledCost(cost_model(gated, structure), list(structure.groups))
     f, p = compiled({g: tf.constant(float(n)) for g, n in structure.groups.items()})
     assert float(f) == pytest.approx(dense.flops, rel=1e-6) and float(p) == pytest.approx(dense.params, rel=1e-6)
@@ -106,12 +103,12 @@ def _close_some(gated, soft: bool = True):
 
     g = gate_layers(gated)
     a, b = (0.5, 0.3) if soft else (30.0, 30.0)
-    _set(g["block0_heads"], [-30.0] * 4)
-    _set(g["block1_heads"], [30.0, -30.0, a, 30.0])
-    _set(g["block1_ffn"], [-30.0] * 10 + [b] * 5 + [30.0] * 17)
-    _set(g["block2_ffn"], [-30.0] * 32)
-    _set(g["block2"], [-30.0])
-    for name in ("block0", "block1", "block0_ffn", "block2_heads"):
+    _set(g["block0_attn_heads"], [-30.0] * 4)
+    _set(g["block1_attn_heads"], [30.0, -30.0, a, 30.0])
+    _set(g["block1_ffn_in"], [-30.0] * 10 + [b] * 5 + [30.0] * 17)
+    _set(g["block2_ffn_in"], [-30.0] * 32)
+    _set(g["block2_attn_block"], [-30.0])
+    for name in ("block0_attn_block", "block1_attn_block", "block0_ffn_in", "block2_attn_heads"):
         _set(g[name], np.full(g[name].units, 30.0))
     return g
 
@@ -136,51 +133,58 @@ def test_shrink_equals_gated_model_and_its_expected_cost(bridged, tmp_path):
     small = shrink(gated)
     assert not is_gated(small)
     cfg = infer_arch_config(small)
-    # (a removed last block leaves no layer behind, so the inferred depth is 2)
-    assert cfg.heads == [0, 3] and cfg.ffn == [32, 22] and cfg.block_present == [True, True]
+    # a closed block loses both branches (their biases folded into the LayerNorm before) and keeps
+    # its LayerNorms
+    assert cfg.heads == [0, 3, 0] and cfg.ffn == [32, 22, 0] and cfg.block_present == [True] * 3
     names = {layer.name for layer in small.layers}
-    assert "block0_attn_bias" in names and "block0_attn" not in names and "block2_ffn_norm" not in names
+    assert "block0_attn" not in names and "block2_ffn_in" not in names and "block2_ffn_norm" in names
+    assert not any(type(layer).__name__ == "BiasAdd" for layer in small.layers)
     diff = np.abs(small.predict(ids, verbose=0) - gated.predict(ids, verbose=0)).max()
     assert diff <= 1e-5
     rep = count(small)
     assert (rep.flops, rep.params) == (det.flops, det.params) and rep.params == small.count_params()
     assert (rep.flops, rep.params) == (hard.flops, hard.params)
     assert rep.flops < 0.7 * count(scorer).flops
-    # a shrunk bert is a plain bert again: gate it, close more (a BiasAdd block too), shrink again
+    # a shrunk bert is a plain bert again: gate it, close more (the whole of block 1), shrink again
     again = gated_copy(small)
     from rmcompress.layers.gates import gate_layers
 
     g2 = gate_layers(again)
-    assert "block0_heads" not in g2 and "block2" not in g2
-    _set(g2["block1_heads"], [30.0, -30.0, -30.0])
-    _set(g2["block0"], [-30.0])
+    assert "block0_attn_heads" not in g2 and "block0_attn_block" not in g2 and "block2_attn_block" not in g2
+    _set(g2["block1_attn_heads"], [30.0, -30.0, -30.0])
+    _set(g2["block1_attn_block"], [-30.0])
     smaller = shrink(again)
-    assert infer_arch_config(smaller).block_present == [False, True]
+    assert infer_arch_config(smaller).heads == [0, 0, 0] and infer_arch_config(smaller).ffn == [32, 0, 0]
     assert np.abs(smaller.predict(ids, verbose=0) - again.predict(ids, verbose=0)).max() <= 1e-5
     assert count(smaller).flops == gated_cost(again, "deterministic").flops
-    # a gated bert round-trips through a model directory (BlockMix, binary gates)
+    # a gated bert round-trips through a model directory
     save_model_dir(tmp_path / "g", gated, ps.tokenizer, {"task": "pointwise", "arch": ps.arch.to_dict()})
     back = load_model_dir(tmp_path / "g").model
     np.testing.assert_allclose(back.predict(ids, verbose=0), gated.predict(ids, verbose=0), atol=1e-6)
 
 
-def test_block_gate_mixes_exactly(bridged):
-    """z = 0: the block is the identity; a training draw mixes block and input linearly."""
-    from rmcompress._keras import keras
-    from rmcompress.layers.gates import BlockMix, gate_layers
+def test_a_closed_block_gate_closes_both_branches(bridged):
+    """A block gate multiplies its branches' gates: closed, no head and no FFN unit of the block
+    is deterministically open, whatever their own gates say, and the deterministic cost drops by
+    both branches."""
+    from rmcompress.layers.gates import gate_layers
+    from rmcompress.models.structure import gated_cost
     from rmcompress.structured.gating import gated_copy
+    from rmcompress.structured.shrink import shrink
 
     ps, scorer, ids = bridged
     gated = gated_copy(scorer)
     g = gate_layers(gated)
-    _set(g["block1"], [-30.0])
-    mix = gated.get_layer("block1_mix")
-    probe = keras.Model(gated.input, [mix.input[0], mix.output])
-    x_in, x_out = probe.predict(ids, verbose=0)
-    np.testing.assert_array_equal(x_in, x_out)
-    a, b = np.random.RandomState(0).normal(size=(2, 3, 5)).astype("float32")
-    np.testing.assert_allclose(BlockMix()([a, b, np.array([0.25], np.float32)]).numpy(), 0.25 * b + 0.75 * a,
-                               atol=1e-6)
+    for gate in g.values():
+        _set(gate, np.full(gate.units, 30.0))
+    full = gated_cost(gated, "deterministic").flops
+    _set(g["block1_attn_block"], [-30.0])
+    assert gated_cost(gated, "deterministic").flops < full
+    small = shrink(gated)
+    names = {layer.name for layer in small.layers}
+    assert not {"block1_attn", "block1_ffn_in", "block1_ffn_out"} & names
+    assert {"block1_attn_norm", "block1_ffn_norm", "block0_attn", "block2_ffn_in"} <= names
+    np.testing.assert_allclose(small.predict(ids, verbose=0), gated.predict(ids, verbose=0), atol=1e-5)
 
 
 def test_shrunk_bert_exports_to_tflite_with_parity(bridged):
@@ -250,7 +254,7 @@ def test_budget_training_of_a_copy_distilled_from_the_fine_tuned_model(finetuned
     if gate_init == "uniform":
         assert ranked == []
     else:
-        heads = ranked[0]["block0_heads"]
+        heads = ranked[0]["block0_attn_heads"]
         # a ranked start's default spread is 4: log_alpha in [3 - 4, 3 + 4)
         assert len(set(np.round(heads, 6))) == len(heads) and -1.0 <= heads.min() and heads.max() < 7.0
     assert r.report["flops_fraction"] <= 0.5 and r.report["finetune_steps"] > 0

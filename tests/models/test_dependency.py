@@ -73,29 +73,66 @@ def test_recurrent_layers_pin_what_they_read():
     assert any("GRU is counted, not pruned" in p for p in s.pinned)
 
 
-def test_shipped_architectures_are_read_from_their_graph_alike():
-    """Discovery finds every group of the architectures' own descriptions but the vocabulary rows,
-    at the same sizes; the attention and feed-forward branches of the transformer and the post-LN
-    bert can go whole, and each pair of them is a block."""
+def _hand_groups(cfg: ArchConfig) -> dict:
+    """The prunable groups of a shipped architecture, written out by hand from its definition
+    (``rmcompress.models.architectures``): what discovery must find in its graph."""
+    groups = {"vocab": cfg.vocab_size - 1}
+    if cfg.arch in ("transformer", "bert"):
+        for i in range(cfg.depth):
+            groups.update({f"block{i}_attn_heads": cfg.heads, f"block{i}_ffn_in": cfg.ffn,
+                           f"block{i}_attn_block": 1})
+    else:
+        groups["token_embedding"] = cfg.width
+    if cfg.arch == "cnn":
+        groups.update({f"conv{k}": n for k, n in zip(cfg.kernel_sizes, cfg.per_conv())})
+    if cfg.head_hidden or (cfg.arch == "bow" and cfg.hidden):
+        groups["hidden"] = cfg.head_hidden or cfg.hidden
+    return groups
+
+
+@pytest.mark.parametrize("arch", ["cnn", "bow", "transformer", "bert"])
+def test_shipped_architectures_are_read_from_their_graph(arch):
+    """The shipped architectures take the path every model takes: their groups are the ones their
+    definition implies (a hand-written cross-check), wired to the layers that read them; the
+    attention and feed-forward branches of the pre-LN transformer and the post-LN bert can go
+    whole, and each pair of them is a block."""
     from rmcompress.models.architectures import build_reward_model
-    for arch in ("cnn", "bow", "transformer", "bert"):
-        cfg = {k: v for k, v in SMALL.items() if k in ArchConfig.__dataclass_fields__}
-        if arch == "transformer":
-            cfg["head_hidden"] = 12
-        model = build_reward_model(ArchConfig(arch=arch, **cfg))
-        found = discover(model)
-        own = structure_of(model)
-        assert own.config is not None and found.config is None
-        assert sorted(found.groups.values()) == sorted(n for g, n in own.groups.items() if g != "vocab"), arch
-        if arch in ("transformer", "bert"):
-            for i in range(SMALL["depth"]):
-                assert found.groups[f"block{i}_attn_heads"] == own.groups[f"block{i}_heads"]
-                assert found.groups[f"block{i}_ffn_in"] == own.groups[f"block{i}_ffn"]
-                assert found.removals[f"block{i}_attn"].group == f"block{i}_attn_heads"
-                assert found.blocks[f"block{i}_attn_block"] == (f"block{i}_attn_heads", f"block{i}_ffn_in")
-                assert found.removals[f"block{i}_ffn_in"].removed == tuple(sorted(
-                    {f"block{i}_ffn_in", f"block{i}_ffn_out", f"block{i}_ffn_dropout", f"block{i}_ffn_residual"}
-                    | ({f"block{i}_ffn_norm"} if arch == "transformer" else set())))
+    cfg = {k: v for k, v in SMALL.items() if k in ArchConfig.__dataclass_fields__}
+    if arch == "transformer":
+        cfg["head_hidden"] = 12
+    cfg = ArchConfig(arch=arch, **cfg)
+    model = build_reward_model(cfg)
+    found = structure_of(model)
+    assert found.groups == _hand_groups(cfg)
+    assert found.vocab_embedding == "token_embedding"
+    assert found.dims["token_embedding"]["rows"].segments == (1, "vocab")
+    assert found.min_alive.get("vocab", 0) == 0
+    if arch == "cnn":
+        convs = tuple(f"conv{k}" for k in cfg.kernel_sizes)
+        reader = "hidden" if cfg.head_hidden else "reward"
+        assert sorted(found.dims[reader]["in"].segments) == sorted(convs)
+        assert all(found.dims[c]["in"].segments == ("token_embedding",) for c in convs)
+    if arch == "bow":
+        assert found.dims["hidden" if cfg.hidden else "reward"]["in"].segments == ("token_embedding",)
+    if arch in ("transformer", "bert"):
+        assert "token_embedding" not in found.groups  # LayerNormalization pins the residual width
+        for i in range(cfg.depth):
+            assert found.removals[f"block{i}_attn"].group == f"block{i}_attn_heads"
+            assert found.blocks[f"block{i}_attn_block"] == (f"block{i}_attn_heads", f"block{i}_ffn_in")
+            assert found.removals[f"block{i}_ffn_in"].removed == tuple(sorted(
+                {f"block{i}_ffn_in", f"block{i}_ffn_out", f"block{i}_ffn_dropout", f"block{i}_ffn_residual"}
+                | ({f"block{i}_ffn_norm"} if arch == "transformer" else set())))
+
+
+def test_vocab_rows_are_a_group_only_where_padding_is_masked_by_id():
+    """An embedding whose padding mask comes from the embedding itself (``mask_zero``) would mask
+    every removed token too: its rows are no group."""
+    ids = keras.Input((8,), dtype="int32")
+    x = keras.layers.Embedding(30, 8, mask_zero=True)(ids)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(ids, keras.layers.Dense(1)(x))
+    s = discover(model)
+    assert "vocab" not in s.groups and s.vocab_embedding is None
 
 
 def _hand_kim_cnn():

@@ -168,31 +168,32 @@ def test_bert_architecture_layer_names_registry_and_roundtrip(presets, tmp_path)
     assert back.tokenizer.mode == "bert" and back.tokenizer.vocabulary == ps.tokenizer.vocabulary
 
 
-def test_zero_heads_or_ffn_units_keep_the_output_bias(presets):
-    """A post-LN block with every head (or FFN unit) pruned still adds that sub-layer's bias."""
-    from dataclasses import replace
-
-    from rmcompress.models.structure import count
-    from rmcompress.models.architectures import build_reward_model
+def test_zero_heads_or_ffn_units_fold_the_output_bias_into_the_norm_before(presets):
+    """A post-LN block with every head (or FFN unit) pruned still adds that sub-layer's bias:
+    ``shrink`` folds it into the LayerNorm before the branch, and the shrunk model is a ``bert``
+    with 0 heads (0 FFN units) there, equal to the model it came from."""
+    from rmcompress.layers.gates import gate_layers
     from rmcompress.models.backbones import load_pretrained
+    from rmcompress.models.structure import count, infer_arch_config
+    from rmcompress.structured.gating import gated_copy
+    from rmcompress.structured.shrink import shrink
 
     ps = load_pretrained(presets["bert"], seq_len=16, dropout=0.0)
     full = ps.build()
     attn = full.get_layer("block0_attn")
     w = attn.get_weights()
     w[6] = np.zeros_like(w[6])  # output kernel 0: the attention output is its bias alone
+    w[7] = np.linspace(-1, 1, w[7].size).astype("float32")
     attn.set_weights(w)
     ffn_out = full.get_layer("block1_ffn_out")
-    ffn_out.set_weights([np.zeros_like(ffn_out.get_weights()[0]), ffn_out.get_weights()[1]])
-
-    small = build_reward_model(replace(ps.arch, heads=[0, 2], ffn=[32, 0]))
-    for layer in small.layers:
-        if layer.name == "block0_attn_bias":
-            layer.set_weights([w[7]])
-        elif layer.name == "block1_ffn_bias":
-            layer.set_weights([ffn_out.get_weights()[1]])
-        elif layer.weights:
-            layer.set_weights(full.get_layer(layer.name).get_weights())
+    ffn_out.set_weights([np.zeros_like(ffn_out.get_weights()[0]), np.full_like(ffn_out.get_weights()[1], 0.3)])
+    gated = gated_copy(full)
+    gates = gate_layers(gated)
+    gates["block0_attn_heads"].log_alpha.assign(np.full(gates["block0_attn_heads"].units, -30.0, np.float32))
+    gates["block1_ffn_in"].log_alpha.assign(np.full(gates["block1_ffn_in"].units, -30.0, np.float32))
+    small = shrink(gated)
+    cfg = infer_arch_config(small)
+    assert cfg.heads[0] == 0 and cfg.ffn[1] == 0 and cfg.heads[1] > 0 and cfg.ffn[0] > 0
     ids = ps.tokenizer.encode(TEXTS)
     np.testing.assert_allclose(small.predict(ids, verbose=0), full.predict(ids, verbose=0), atol=1e-5)
     assert count(small).flops < count(full).flops

@@ -35,12 +35,12 @@ def test_taylor_score_is_zero_for_a_unit_that_cannot_change_the_output():
     k[[3, 7]] = 0.0  # FFN units 3 and 7 feed nothing
     out.kernel.assign(k)
     scores = taylor_scores(model, _data(), "pointwise", "bce", batches=4, batch_size=16)
-    assert set(scores) == {"block0_heads", "block0_ffn"}
-    ffn = scores["block0_ffn"]
+    assert set(scores) == {"block0_attn_heads", "block0_ffn_in"}
+    ffn = scores["block0_ffn_in"]
     assert ffn.shape == (24,) and np.all(np.isfinite(ffn))
     assert ffn[3] == 0.0 and ffn[7] == 0.0
     assert np.all(np.delete(ffn, [3, 7]) > 0)
-    assert np.all(scores["block0_heads"] > 0)
+    assert np.all(scores["block0_attn_heads"] > 0)
 
 
 def test_taylor_score_matches_the_loss_change_of_scaling_a_unit():
@@ -64,14 +64,14 @@ def test_taylor_score_matches_the_loss_change_of_scaling_a_unit():
         k = k0.copy()
         k[unit] *= 1.0 - eps
         out.kernel.assign(k)
-        assert abs(base - loss()) / eps == pytest.approx(scores["block0_ffn"][unit], rel=0.05, abs=1e-5)
+        assert abs(base - loss()) / eps == pytest.approx(scores["block0_ffn_in"][unit], rel=0.05, abs=1e-5)
     out.kernel.assign(k0)
 
 
 def test_prune_to_budget_keeps_the_highest_scored_units_unchanged():
     model = _model()
     dense = count(model).flops
-    scores = {"block0_ffn": np.arange(24, dtype=float), "block0_heads": np.array([100.0, 200.0])}
+    scores = {"block0_ffn_in": np.arange(24, dtype=float), "block0_attn_heads": np.array([100.0, 200.0])}
     small = prune_to_budget(model, scores, flops_fraction=0.9)
     assert 0.85 * dense < count(small).flops <= 0.9 * dense
     assert small.get_layer("block0_attn").get_config()["num_heads"] == 2
@@ -114,16 +114,16 @@ def test_ranked_log_alpha_follows_the_scores_across_groups():
     from rmcompress.structured.importance import global_ranks, set_ranked_log_alpha
 
     gated = gated_copy(_model())
-    scores = {"block0_heads": np.array([5.0, 1.0]), "block0_ffn": np.arange(24, dtype=float)}
+    scores = {"block0_attn_heads": np.array([5.0, 1.0]), "block0_ffn_in": np.arange(24, dtype=float)}
     ranks = global_ranks(gate_layers(gated), scores)
-    assert ranks["block0_heads"][1] == 1 / 26 and ranks["block0_heads"][0] == 6 / 26  # 1 < 0,1,2,3,4 < 5
+    assert ranks["block0_attn_heads"][1] == 1 / 26 and ranks["block0_attn_heads"][0] == 6 / 26  # 1 < 0,1,2,3,4 < 5
     set_ranked_log_alpha(gated, scores, low=1.0, high=5.0)
     gates = gate_layers(gated)
-    heads, ffn = gates["block0_heads"].log_alpha.numpy(), gates["block0_ffn"].log_alpha.numpy()
+    heads, ffn = gates["block0_attn_heads"].log_alpha.numpy(), gates["block0_ffn_in"].log_alpha.numpy()
     assert np.all(np.diff(ffn) > 0) and heads[0] > heads[1]
     flat = np.concatenate([heads, ffn])
     assert flat.min() == pytest.approx(1.0) and flat.max() < 5.0
-    assert np.allclose(gates["block0"].log_alpha.numpy(), 3.0)  # unscored (the block) untouched
+    assert np.allclose(gates["block0_attn_block"].log_alpha.numpy(), 3.0)  # unscored (the block) untouched
 
 
 def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkeypatch):
@@ -145,7 +145,7 @@ def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkey
     out = api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
                               batch_size=32, gate_init="magnitude", gate_init_spread=1.5)
     scores = {g: s for g, s in normalised_scores(src.bundle.model).items() if g in seen}  # no vocab gates
-    assert {"block0_heads", "block0_ffn"} <= set(scores)
+    assert {"block0_attn_heads", "block0_ffn_in"} <= set(scores)
     for group, s in scores.items():
         order_scores, order_alpha = np.argsort(s, kind="stable"), np.argsort(seen[group], kind="stable")
         assert np.array_equal(order_scores, order_alpha), group

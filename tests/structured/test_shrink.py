@@ -50,7 +50,7 @@ def _check(gated, ids):
 @pytest.mark.parametrize("arch", ["transformer", "cnn", "bow"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_shrink_equals_gated_deterministic_outputs(arch, seed):
-    g = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True, gate_options={"gate_vocab": True})
+    g = gated_copy(build_reward_model(ArchConfig(arch=arch, **CFG)), gate_vocab=True)
     _randomise(g, seed)
     shrunk = _check(g, _ids(seed=seed))
     assert count(shrunk).flops < gated_cost(g, "full").flops
@@ -58,15 +58,15 @@ def test_shrink_equals_gated_deterministic_outputs(arch, seed):
 
 
 def test_shrink_removes_blocks_heads_and_ffn_sublayers():
-    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="transformer", **CFG)))
     _randomise(g)
     gates = gate_layers(g)
-    gates["block0"].log_alpha.assign([CLOSED_LOG_ALPHA])              # whole block 0 closed
-    gates["block1_heads"].log_alpha.assign([CLOSED_LOG_ALPHA] * 2)    # block 1: attention removed
-    gates["block1_ffn"].log_alpha.assign([5.0] * 3 + [CLOSED_LOG_ALPHA] * 9)
-    gates["block2"].log_alpha.assign([5.0])
-    gates["block2_heads"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA])
-    gates["block2_ffn"].log_alpha.assign([CLOSED_LOG_ALPHA] * 12)   # block 2: FFN removed
+    gates["block0_attn_block"].log_alpha.assign([CLOSED_LOG_ALPHA])              # whole block 0 closed
+    gates["block1_attn_heads"].log_alpha.assign([CLOSED_LOG_ALPHA] * 2)    # block 1: attention removed
+    gates["block1_ffn_in"].log_alpha.assign([5.0] * 3 + [CLOSED_LOG_ALPHA] * 9)
+    gates["block2_attn_block"].log_alpha.assign([5.0])
+    gates["block2_attn_heads"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA])
+    gates["block2_ffn_in"].log_alpha.assign([CLOSED_LOG_ALPHA] * 12)   # block 2: FFN removed
     shrunk = _check(g, _ids())
     cfg = infer_arch_config(shrunk)
     names = {layer.name for layer in shrunk.layers}
@@ -78,7 +78,7 @@ def test_shrink_removes_blocks_heads_and_ffn_sublayers():
 
 
 def test_shrink_narrows_embedding_and_cuts_vocabulary_rows():
-    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True, gate_options={"gate_vocab": True})
+    g = gated_copy(build_reward_model(ArchConfig(arch="cnn", **CFG)), gate_vocab=True)
     _randomise(g, 3)
     gates = gate_layers(g)
     la = gates["vocab"].log_alpha.numpy()
@@ -103,7 +103,7 @@ def test_shrink_narrows_embedding_and_cuts_vocabulary_rows():
 def test_shrunk_model_exports_to_tflite():
     from rmcompress.runtime.tflite import TFLiteRunner, convert
 
-    g = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True, gate_options={"gate_vocab": True})
+    g = gated_copy(build_reward_model(ArchConfig(arch="transformer", **CFG)), gate_vocab=True)
     _randomise(g, 5)
     gate_layers(g)["vocab"].log_alpha.assign(np.r_[np.full(20, CLOSED_LOG_ALPHA), np.full(39, 3.0)])
     shrunk = shrink(g)
@@ -113,18 +113,18 @@ def test_shrunk_model_exports_to_tflite():
 
 
 def test_ensure_feasible_keeps_a_unit_where_the_graph_needs_one():
-    g = build_reward_model(ArchConfig(arch="bow", **CFG), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="bow", **CFG)))
     _randomise(g)
     for gate in gate_layers(g).values():
         gate.log_alpha.assign(np.full(gate.units, CLOSED_LOG_ALPHA))
-    assert set(ensure_feasible(g)) == {"embed", "hidden"}
+    assert set(ensure_feasible(g)) == {"token_embedding", "hidden"}
     shrunk = _check(g, _ids())
     assert infer_arch_config(shrunk).width == 1 and infer_arch_config(shrunk).hidden == 1
 
 
 @pytest.mark.parametrize("budget", [0.5, 0.2, 0.05])
 def test_project_to_budget_lands_on_the_budget(budget):
-    g = build_reward_model(ArchConfig(arch="transformer", **{**CFG, "ffn": 48}), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="transformer", **{**CFG, "ffn": 48})))
     _randomise(g, 7, spread=1.0)
     dense = gated_cost(g, "full").flops
     out = project_to_budget(g, budget_flops=budget)
@@ -135,7 +135,7 @@ def test_project_to_budget_lands_on_the_budget(budget):
 
 
 def test_project_to_budget_params_with_vocabulary():
-    g = build_reward_model(ArchConfig(arch="bow", **CFG), gated=True, gate_options={"gate_vocab": True})
+    g = gated_copy(build_reward_model(ArchConfig(arch="bow", **CFG)), gate_vocab=True)
     _randomise(g, 2, spread=0.5)
     dense = gated_cost(g, "full").params
     project_to_budget(g, budget_params=0.3)
@@ -149,7 +149,7 @@ def test_shrink_of_a_plain_model_is_an_error():
 
 
 def test_shrunk_model_is_an_ordinary_model(tmp_path):
-    g = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="cnn", **CFG)))
     _randomise(g, 4)
     shrunk = shrink(g)
     shrunk.save(tmp_path / "s.keras")
@@ -171,7 +171,7 @@ def test_magnitude_prune_removes_the_smallest_units_to_the_budget():
     ffn_in.kernel.assign(k_in)
     ffn_out.kernel.assign(k_out)
     scores = unit_scores(model)
-    assert set(np.argsort(scores["block0_ffn"])[:10]) == set(range(10))
+    assert set(np.argsort(scores["block0_ffn_in"])[:10]) == set(range(10))
     dense = count(model).flops
     small = magnitude_prune(model, flops_fraction=0.6)
     assert count(small).flops <= 0.6 * dense
@@ -196,12 +196,12 @@ def test_transformer_head_hidden_is_a_group_and_prunes_to_a_bag_with_a_hidden_la
     assert table.loc["hidden", "flops"] == 2 * 16 * 6 + 6 + 6 and table.loc["hidden", "params"] == 16 * 6 + 6
     assert table.loc["reward", "flops"] == 2 * 6 + 1 and table.loc["reward", "params"] == 7
     assert infer_arch_config(plain).head_hidden == 6
-    g = build_reward_model(cfg, gated=True)
+    g = gated_copy(build_reward_model(cfg))
     _randomise(g, 4)
     gates = gate_layers(g)
     assert gates["hidden"].units == 6
     for i in range(3):
-        gates[f"block{i}"].log_alpha.assign([CLOSED_LOG_ALPHA])
+        gates[f"block{i}_attn_block"].log_alpha.assign([CLOSED_LOG_ALPHA])
     gates["hidden"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA, 5.0, 5.0, CLOSED_LOG_ALPHA, 0.5])
     shrunk = _check(g, _ids())
     c = infer_arch_config(shrunk)
@@ -234,7 +234,7 @@ def test_head_hidden_in_magnitude_pruning_and_fuse():
 def test_cnn_head_hidden_shrinks_exactly(seed):
     """The cnn's ``head_hidden`` layer reads the pooled filters: closed filters remove its input
     rows, closed hidden units its columns; shrink == gated and the counts agree."""
-    g = build_reward_model(ArchConfig(arch="cnn", **{**CFG, "head_hidden": 7}), gated=True)
+    g = gated_copy(build_reward_model(ArchConfig(arch="cnn", **{**CFG, "head_hidden": 7})))
     _randomise(g, seed)
     gates = gate_layers(g)
     gates["hidden"].log_alpha.assign([5.0, CLOSED_LOG_ALPHA, 5.0, 0.5, CLOSED_LOG_ALPHA, 5.0, 5.0])
@@ -248,8 +248,8 @@ def test_cnn_with_narrow_kernel_widths_shrinks_exactly():
     """``kernel_sizes`` 1 and 2 (cheaper filters for small budgets): gated, shrunk, equal outputs and
     FLOPs; the widths survive shrinking and a width-1 filter costs 2 (T) E FLOPs."""
     cfg = ArchConfig(arch="cnn", **{**CFG, "kernel_sizes": [1, 2, 5], "head_hidden": 4})
-    g = build_reward_model(cfg, gated=True)
-    assert set(gate_layers(g)) == {"embed", "conv1", "conv2", "conv5", "hidden"}
+    g = gated_copy(build_reward_model(cfg))
+    assert set(gate_layers(g)) == {"token_embedding", "conv1", "conv2", "conv5", "hidden"}
     _randomise(g, seed=3, spread=1.5)
     shrunk = _check(g, _ids(seed=3))
     assert infer_arch_config(shrunk).kernel_sizes == [1, 2, 5]

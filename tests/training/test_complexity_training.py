@@ -10,6 +10,7 @@ from rmcompress.layers.gates import gate_layers
 from rmcompress.errors import ModelError, UsageError
 from rmcompress.models.archconfig import ArchConfig
 from rmcompress.models.architectures import build_reward_model
+from rmcompress.structured.gating import gated_copy
 from rmcompress.training.complexity_callbacks import BudgetController, BudgetEarlyStopping, ComplexityLogger
 from rmcompress.training.complexity_model import ComplexityAwareModel, ComplexityTerm, complexity_term
 from rmcompress.training.model import RewardTrainingModel
@@ -33,7 +34,7 @@ def _ds(batch=16, n=64):
 
 def _model(arch="transformer", **kw):
     keras.utils.set_random_seed(0)
-    scorer = build_reward_model(ArchConfig(arch=arch, **CFG), gated=True)
+    scorer = gated_copy(build_reward_model(ArchConfig(arch=arch, **CFG)))
     model = ComplexityAwareModel(scorer, **kw)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     return model
@@ -147,7 +148,7 @@ def test_mirrored_step_equals_single_device_step():
     def build(strategy):
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            scorer = build_reward_model(ArchConfig(arch="transformer", **CFG), gated=True)
+            scorer = gated_copy(build_reward_model(ArchConfig(arch="transformer", **CFG)))
             m = ComplexityAwareModel(scorer, **kw)
             m.compile(optimizer=keras.optimizers.SGD(0.1))
         return m
@@ -184,7 +185,7 @@ def test_complexity_term_composes_on_a_plain_training_model():
     kw = dict(budget_flops=0.4, flops_weight=0.5, gate_learning_rate=0.2, multiplier_learning_rate=0.5)
     aware = _model("cnn", **kw)
     keras.utils.set_random_seed(0)
-    scorer = build_reward_model(ArchConfig(arch="cnn", **CFG), gated=True)
+    scorer = gated_copy(build_reward_model(ArchConfig(arch="cnn", **CFG)))
     plain = RewardTrainingModel(scorer, terms=[ComplexityTerm(**kw)])
     plain.compile(optimizer=keras.optimizers.Adam(1e-2))
     runs = [m.fit(_ds().repeat(), epochs=1, steps_per_epoch=4, verbose=0, callbacks=[BudgetController(2)]).history

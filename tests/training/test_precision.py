@@ -8,6 +8,7 @@ import pytest
 from rmcompress._keras import keras, tf
 from rmcompress.layers.gates import L0Gate
 from rmcompress.models.architectures import ArchConfig, build_reward_model
+from rmcompress.structured.gating import gated_copy
 from rmcompress.models.modeldir import load_model_dir, load_samples
 from rmcompress.training.complexity_model import complexity_term
 from rmcompress.training.precision import MIXED, float32_outputs, is_mixed, policy_scope, recast
@@ -34,7 +35,7 @@ def test_policy_scope_restores_the_policy_also_after_an_error():
 
 def test_recast_round_trip_keeps_the_weights_bit_for_bit():
     arch = ArchConfig(arch="transformer", vocab_size=50, seq_len=8, width=16, depth=1, heads=2, head_dim=8, ffn=32)
-    model = build_reward_model(arch, gated=True)
+    model = gated_copy(build_reward_model(arch))
     mixed = recast(model, MIXED)
     assert is_mixed(mixed) and not is_mixed(model)
     assert "bfloat16" in _compute_dtypes(mixed)

@@ -58,12 +58,13 @@ def test_loss_is_task_plus_complexity_plus_distillation():
     """One model with the complexity term (penalty mode) and the distillation term: the step's loss
     is the mean of ``(1 - a) * labeled * task + a * d`` plus ``w * E[FLOPs] / FLOPs_dense``."""
     from rmcompress.models.architectures import ArchConfig, build_reward_model
+    from rmcompress.structured.gating import gated_copy
     from rmcompress.training.complexity_model import ComplexityAwareModel
     from rmcompress.training.distill import DistillationTerm, DistillSettings
     from rmcompress.training.model import RewardTrainingModel
 
     keras.utils.set_random_seed(0)
-    scorer = build_reward_model(ArchConfig(arch="bow", vocab_size=40, seq_len=6, width=8, hidden=8), gated=True)
+    scorer = gated_copy(build_reward_model(ArchConfig(arch="bow", vocab_size=40, seq_len=6, width=8, hidden=8)))
     a, w = 0.3, 0.7
     model = ComplexityAwareModel(scorer, task="pointwise", loss="bce", flops_weight=w,
                                  terms=[DistillationTerm(DistillSettings(a, "mse"))])
