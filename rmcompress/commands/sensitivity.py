@@ -8,10 +8,11 @@ from rmcompress.config.rules import integer
 
 def add_parser(sub, parents):
     p = model_data_parser(sub, parents, "sensitivity",
-                          help="validation drop per layer made int8 alone and per group pruned 50% alone",
+                          help="validation drop per layer made int8 (or 4-bit) alone and per group pruned 50% alone",
                           model_help="model directory (from train, import or compress)",
                           description="For every layer, the validation drop (and decision agreement with the "
-                                      "float model) when only that layer is int8; for every prunable group, "
+                                      "float model) when only that layer is int8, and (against the "
+                                      "dynamic-range file) when only its weights are 4-bit; for every prunable group, "
                                       "when only half of its units (the smallest weights) are removed. Prints "
                                       "the table, worst first; with --out also writes sensitivity.csv, "
                                       "sensitivity.md, sensitivity.png and report.json.")
@@ -22,8 +23,8 @@ def add_parser(sub, parents):
     p.add_argument("--calibration-samples", type=integer, default=SENSITIVITY_DEFAULTS["calibration_samples"],
                    metavar="N",
                    help="training rows that calibrate the int8 ranges")
-    p.add_argument("--only", choices=("int8", "prune"), default=None,
-                   help="measure only one kind [default: both]")
+    p.add_argument("--only", choices=("int8", "int4", "prune"), default=None,
+                   help="measure only one kind [default: all three]")
     add_column_flags(p, title="data columns (a column not named here: as the model's training run named it)")
     return p
 
@@ -37,7 +38,8 @@ def run(args) -> int:
     from rmcompress.compression.sensitivity import sensitivity, text_table, write
 
     df = sensitivity(args.model, data, args.max_examples, args.calibration_samples,
-                     int8=args.only in (None, "int8"), prune=args.only in (None, "prune"))
+                     int8=args.only in (None, "int8"), prune=args.only in (None, "prune"),
+                     int4=args.only in (None, "int4"))
     print(text_table(df))
     if args.out:
         from pathlib import Path

@@ -236,6 +236,18 @@ def slow_int8_ops(int8_bytes: bytes, float_bytes: bytes, ids: np.ndarray, margin
     return slow, table.reset_index(names="op")
 
 
+def int4_layers(model: keras.Model, dynamic: bytes) -> dict:
+    """``{layer: [tensor names]}``: the weight tensors of the ``dynamic`` file that can hold 4-bit
+    values (:func:`rmcompress.runtime.int4.int4_candidates`, even last dimension), by the Keras layer
+    they belong to (:func:`tensor_layer`; ``(model output)`` for the op writing the output)."""
+    names = {layer.name for layer in model.layers}
+    by_layer: dict = {}
+    for w in int4_candidates(dynamic):
+        if w.packable:
+            by_layer.setdefault(tensor_layer(w.name, names) or OUTPUT_OP, []).append(w.name)
+    return by_layer
+
+
 def build_int4(model: keras.Model, debug_ids=None, min_layer_agreement: float | None = None) -> tuple[bytes, dict]:
     """The ``int4`` file (module docstring) and a note: ``int4_tensors`` / ``int8_tensors`` (the weight
     tensors at each width; a tensor whose last dimension is odd stays int8), ``dynamic_bytes`` (the
@@ -246,13 +258,10 @@ def build_int4(model: keras.Model, debug_ids=None, min_layer_agreement: float | 
         raise ExportError("int4 with min_layer_agreement needs debug rows")
     dynamic, float32 = convert(model, "dynamic"), convert(model)
     weights = int4_candidates(dynamic)
-    four = [w.name for w in weights if w.packable]
+    by_layer = int4_layers(model, dynamic)
+    four = [t for ts in by_layer.values() for t in ts]
     note: dict = {}
     if min_layer_agreement is not None:
-        names = {layer.name for layer in model.layers}
-        by_layer: dict = {}
-        for t in four:
-            by_layer.setdefault(tensor_layer(t, names) or OUTPUT_OP, []).append(t)
         reference = TFLiteRunner(float32).score(debug_ids)
         agree = {layer: order_agreement(reference, TFLiteRunner(to_int4(dynamic, float32, own)).score(debug_ids))
                  for layer, own in by_layer.items()}

@@ -6,7 +6,8 @@
 - ``factorise``: ``on`` drops unused vocabulary rows and factorises the embedding (``max_error`` 0.35);
 - ``sparsity``: > 0 magnitude-prunes to that sparsity, then clusters to 16 values (sparsity kept);
 - ``precision``: ``float16``, ``dynamic``, ``int8`` (``keep_float_ops: auto``; a layer whose int8
-  alone reorders more than 2% of row pairs stays float: ``min_layer_agreement``) or ``qat``.
+  alone reorders more than 2% of row pairs stays float: ``min_layer_agreement``), ``int4`` (4-bit
+  weights; a layer whose 4 bits alone reorder more than 2% of row pairs keeps 8) or ``qat``.
 
 Every candidate runs ``[budget] fuse [factorise] [prune cluster] length(buckets) quantise``
 through :func:`rmcompress.compression.pipeline.compress`, so it is checked and measured like any
@@ -144,6 +145,8 @@ class Candidate:
         q = {"mode": self.precision}
         if self.precision == "int8":
             q.update(keep_float_ops="auto", max_layer_error=1.5, min_layer_agreement=MIN_LAYER_AGREEMENT)
+        elif self.precision == "int4":
+            q["min_layer_agreement"] = MIN_LAYER_AGREEMENT
         elif self.precision == "qat":
             q["steps"] = steps(300)
         passes.append({"quantise": q})

@@ -1,4 +1,4 @@
-"""Sensitivity: the validation drop when only one layer is int8, or only one group is pruned.
+"""Sensitivity: the validation drop when only one layer is int8 (or 4-bit), or only one group is pruned.
 
 One row per thing compressed *alone*, everything else left as it is:
 
@@ -7,6 +7,11 @@ One row per thing compressed *alone*, everything else left as it is:
   float (the TFLite quantiser's ``denylisted_nodes``). Compared with the float TFLite file. The
   ``int8 (all layers)`` row is the full int8 file. ``rmse/scale`` is the quantisation debugger's
   worst error of the layer's tensors (0.29 = rounding noise alone).
+- ``int4 <layer>``: the dynamic-range file (int8 weights, float activations) with only that layer's
+  weights in 4 bits (:mod:`rmcompress.runtime.int4`), compared with the dynamic-range file, so the
+  row is what 4 bits cost on top of 8; ``int4 (all layers)`` has every such weight in 4 bits. The
+  per-layer files are those ``quantise: {mode: int4, min_layer_agreement}`` checks
+  (:func:`rmcompress.compression.quantise.int4_layers`).
 - ``prune50 <group>``: the half of the group's units with the smallest weights (magnitude scores,
   :func:`rmcompress.structured.magnitude.unit_scores`) removed through the gated copy, every other
   gate open. Compared with the dense Keras model. ``flops`` is the model's FLOPs fraction left.
@@ -28,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rmcompress.compression.quantise import calibrate, layer_errors, layer_tensors, only_int8, quantize_calibrated
+from rmcompress.compression.quantise import (calibrate, int4_layers, layer_errors, layer_tensors, only_int8,
+                                             quantize_calibrated)
 from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.config.choices import SENSITIVITY_DEFAULTS
 from rmcompress.errors import ModelError
@@ -38,6 +44,7 @@ from rmcompress.layers.gates import gate_layers
 from rmcompress.metrics import quality_key, quality_metrics
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir
 from rmcompress.models.structure import gated_cost, structure_of
+from rmcompress.runtime.int4 import to_int4
 from rmcompress.runtime.tflite import TFLiteRunner, convert
 from rmcompress.structured.gating import gated_copy
 from rmcompress.structured.magnitude import unit_scores
@@ -100,6 +107,25 @@ def int8_rows(scorer: Scorer, calibration_ids: np.ndarray) -> list[dict]:
     return rows
 
 
+def int4_rows(scorer: Scorer) -> list[dict]:
+    """One row per layer with weights that can hold 4 bits (:func:`int4_layers`), plus the file with
+    all of them in 4 bits, each against the dynamic-range file (module docstring); none when the
+    model has no such weight."""
+    model = scorer.state.model
+    dynamic, float32 = convert(model, "dynamic"), convert(model)
+    by_layer = int4_layers(model, dynamic)
+    if not by_layer:
+        return []
+    reference = TFLiteRunner(dynamic).score(scorer.ids)
+    every = [t for ts in by_layer.values() for t in ts]
+    rows = [scorer.row("int4", "(all layers)", TFLiteRunner(to_int4(dynamic, float32, every)).score(scorer.ids),
+                       reference, units=len(every))]
+    for layer, own in by_layer.items():
+        rows.append(scorer.row("int4", layer, TFLiteRunner(to_int4(dynamic, float32, own)).score(scorer.ids),
+                               reference, units=len(own)))
+    return rows
+
+
 def prune_rows(scorer: Scorer, fraction: float = 0.5) -> list[dict]:
     """One row per prunable group of more than one unit: its ``fraction`` lowest-magnitude units
     removed, every other unit kept (module docstring)."""
@@ -129,17 +155,17 @@ def prune_rows(scorer: Scorer, fraction: float = 0.5) -> list[dict]:
 
 def sensitivity(model, data, max_examples: int | None = SENSITIVITY_DEFAULTS["max_examples"],
                 calibration_samples: int = SENSITIVITY_DEFAULTS["calibration_samples"],
-                int8: bool = True, prune: bool = True) -> pd.DataFrame:
+                int8: bool = True, prune: bool = True, int4: bool = True) -> pd.DataFrame:
     """The sensitivity table (module docstring) of ``model`` (a model directory or a loaded
     :class:`RewardModelBundle`) on the validation split of ``data`` (a path or loaded data of the
-    model's task, split as the model's training split it)."""
+    model's task, split as the model's training split it); ``int8``/``int4``/``prune``: which rows."""
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
-    return sensitivity_table(prepare_state(bundle, data), max_examples, calibration_samples, int8, prune)
+    return sensitivity_table(prepare_state(bundle, data), max_examples, calibration_samples, int8, prune, int4)
 
 
 def sensitivity_table(state: CompressState, max_examples: int | None = SENSITIVITY_DEFAULTS["max_examples"],
                       calibration_samples: int = SENSITIVITY_DEFAULTS["calibration_samples"],
-                      int8: bool = True, prune: bool = True) -> pd.DataFrame:
+                      int8: bool = True, prune: bool = True, int4: bool = True) -> pd.DataFrame:
     """The sensitivity table of ``state``'s model on its validation split (module docstring);
     ``attrs``: ``metric``, ``reference`` (the float Keras model's quality), ``n_examples``."""
     if len(state.val) == 0:
@@ -148,11 +174,14 @@ def sensitivity_table(state: CompressState, max_examples: int | None = SENSITIVI
     rows = []
     if int8:
         rows += int8_rows(scorer, state.calibration_ids(calibration_samples))
+    if int4:
+        rows += int4_rows(scorer)
     if prune:
         rows += prune_rows(scorer)
     if not rows:
         raise ModelError("sensitivity: nothing to measure: the model has "
-                         + ("no prunable group of more than one unit" if prune and not int8 else "no quantisable layer"))
+                         + ("no prunable group of more than one unit" if prune and not (int8 or int4)
+                            else "no quantisable layer"))
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)
     df.insert(3, "metric", scorer.key)
     df = df.sort_values("drop", ascending=False, kind="stable").reset_index(drop=True)
@@ -186,7 +215,8 @@ def plot(df: pd.DataFrame, path) -> None:
             ax.text(max(d, 0) + 0.01 * (hi - lo), y, f"{d:+.2f}  (agrees {a:.0%})", va="center", fontsize=7)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlim(lo - 0.05 * (hi - lo), hi + pad)
-        ax.set_title(f"{kind}: validation drop when only this is compressed", fontsize=10)
+        ax.set_title(f"{kind}: validation drop when only this is compressed"
+                     + (" (against the int8-weight file)" if kind == "int4" else ""), fontsize=10)
         ax.set_xlabel(f"drop of {metric} ({unit}; > 0 is worse)", fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
@@ -210,7 +240,9 @@ def write(df: pd.DataFrame, out_dir, meta: dict) -> list:
     meta = {**meta, **df.attrs}
     df.to_csv(out / "sensitivity.csv", index=False)
     head = (f"Validation {meta['metric']} of `{meta['model']}`: {meta['reference']:.4f} (float), "
-            f"{meta['n_examples']} examples. `drop` > 0 is worse.\n\n")
+            f"{meta['n_examples']} examples. `drop` > 0 is worse."
+            + (" `int4` rows: against the dynamic-range (int8-weight) file." if (df["kind"] == "int4").any() else "")
+            + "\n\n")
     body = df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt=".4g", missingval="")
     atomic_write_text(out / "sensitivity.md", head + body + "\n")
     plot(df, out / "sensitivity.png")
@@ -218,4 +250,4 @@ def write(df: pd.DataFrame, out_dir, meta: dict) -> list:
     return [out / n for n in ("sensitivity.csv", "sensitivity.md", "sensitivity.png", "report.json")]
 
 
-__all__ = ["sensitivity", "sensitivity_table", "plot", "write", "text_table", "int8_rows", "prune_rows", "COLUMNS"]
+__all__ = ["sensitivity", "sensitivity_table", "plot", "write", "text_table", "int8_rows", "int4_rows", "prune_rows", "COLUMNS"]

@@ -44,7 +44,7 @@ def gate_schedule(gate_init: str, spread: float | None = None,
 
 #: ``rmcompress search``: objectives, precisions, the default space and schedule
 SEARCH_OBJECTIVES = ("latency", "size", "flops", "reward")
-SEARCH_PRECISIONS = ("float16", "dynamic", "int8", "qat")
+SEARCH_PRECISIONS = ("float16", "dynamic", "int8", "int4", "qat")
 SEARCH_SPACE = {"budgets": (1.0, 0.5, 0.25, 0.1), "factorise": (False, True), "sparsity": (0.0, 0.5),
                 "precisions": ("dynamic", "int8", "qat")}
 SEARCH_DEFAULTS = {"max_drop": 0.5, "objective": "latency", "reward_gamma": 0.01, "eta": 3, "rungs": 2,

@@ -58,14 +58,27 @@ def test_pareto_set_keeps_only_undominated_runs():
     assert list(pareto(df, Settings(objective="size"))["candidate"]) == ["a", "c"]
 
 
+def test_an_int4_candidate_keeps_8_bits_where_4_reorder_rewards():
+    """``int4`` is a precision of the space: its recipe is the int4 quantise pass with the per-layer
+    agreement check (mixed 4/8-bit weights)."""
+    from rmcompress.compression.search import MIN_LAYER_AGREEMENT, Candidate
+
+    recipe = Candidate(1.0, False, 0.0, "int4").recipe(1.0)
+    quantise = recipe["passes"][-1]["quantise"]
+    assert quantise == {"mode": "int4", "min_layer_agreement": MIN_LAYER_AGREEMENT}
+    from rmcompress.compression.recipe import Recipe
+
+    Recipe.from_dict(recipe)  # a valid recipe
+
+
 def test_settings_and_durations_are_checked():
     assert parse_duration("60m") == 3600 and parse_duration("1.5h") == 5400 and parse_duration("90") == 90
     with pytest.raises(UsageError, match="--time-budget 'soon'"):
         parse_duration("soon")
     with pytest.raises(UsageError, match="objective 'speed' unknown"):
         Settings(objective="speed")
-    with pytest.raises(UsageError, match="precision 'int4' unknown"):
-        Space(precisions=("int4",))
+    with pytest.raises(UsageError, match="precision 'int2' unknown"):
+        Space(precisions=("int2",))
     with pytest.raises(UsageError, match="budget 0 must be"):
         Space(budgets=(0,))
 
@@ -121,8 +134,8 @@ def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file
     assert rc == 0, err
     assert out.splitlines()[0].startswith("best: b1-nof-s0-dynamic (within 100 points)")
     rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
-                     "--out", tmp_path / "t", "--precisions", "int4")
-    assert rc == 2 and "precision 'int4' unknown" in err
+                     "--out", tmp_path / "t", "--precisions", "int2")
+    assert rc == 2 and "precision 'int2' unknown" in err
 
 
 def test_a_failing_candidate_is_recorded_and_skipped_on_resume(tmp_path, trained_models, pointwise_file, monkeypatch):

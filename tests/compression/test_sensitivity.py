@@ -61,13 +61,38 @@ def test_table_has_a_row_per_layer_and_group_with_consistent_drops(state):
     assert df["drop"].is_monotonic_decreasing and df["agreement"].between(0, 1).all()
     # the full int8 file's error bounds every single layer's
     assert int8.loc["(all layers)", "rmse/scale"] >= int8.drop("(all layers)")["rmse/scale"].max() - 1e-9
+    int4 = df[df["kind"] == "int4"].set_index("target")
+    # the dynamic-range file keeps tensors under 1,024 values float: here only the token table is 8-bit
+    assert set(int4.index) == {"(all layers)", "token_embedding"}
+    assert int4.loc["(all layers)", "units"] == int4.drop("(all layers)")["units"].sum()
+    assert int4["rmse/scale"].isna().all() and int4["flops"].isna().all()
+
+
+def test_int4_rows_are_measured_against_the_dynamic_range_file(state):
+    """An int4 row's agreement is with the dynamic-range file: a token table whose values are -m, 0
+    or m (exact at 8 bits and at 4) loses nothing to 4 bits, so its row agrees fully and drops 0;
+    with its trained values it is a real 4-bit table."""
+    from rmcompress.compression.sensitivity import Scorer, int4_rows
+
+    layer = state.model.get_layer("token_embedding")
+    original = layer.get_weights()
+    scorer = Scorer.of(state, 40)
+    trained = {r["target"]: r for r in int4_rows(scorer)}
+    try:
+        e = original[0]
+        layer.set_weights([np.sign(e) * np.abs(e).max() * (np.abs(e) > np.median(np.abs(e), axis=0, keepdims=True))])
+        ternary = {r["target"]: r for r in int4_rows(scorer)}
+    finally:
+        layer.set_weights(original)
+    assert ternary["token_embedding"]["agreement"] == 1.0 and ternary["token_embedding"]["drop"] == 0.0
+    assert trained["token_embedding"]["units"] == 1 and 0.0 <= trained["token_embedding"]["agreement"] <= 1.0
 
 
 def test_pairwise_rows_measure_pair_order(tmp_path, pairwise_file):
     from rmcompress.training.trainer import train
 
     train(pairwise_file, tiny_config(task="pairwise", arch="cnn", max_steps=10), tmp_path / "m", verbose=0)
-    df = sensitivity(tmp_path / "m", pairwise_file, max_examples=16, int8=False)
+    df = sensitivity(tmp_path / "m", pairwise_file, max_examples=16, int8=False, int4=False)
     assert set(df["kind"]) == {"prune50"} and df.attrs["metric"] == "pairwise_accuracy"
     assert df.attrs["n_examples"] == 16
 
