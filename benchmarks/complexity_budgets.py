@@ -270,7 +270,7 @@ def step_time_ratio(arch, args, ids, labels, rounds):
 
     def make(gated):
         keras.utils.set_random_seed(0)
-        scorer = build_reward_model(cfg, gated=gated)
+        scorer = build_reward_model(cfg)  # ComplexityAwareModel gates a plain scorer itself
         model = ComplexityAwareModel(scorer, budget_flops=0.25) if gated else RewardTrainingModel(scorer)
         model.compile(optimizer=keras.optimizers.AdamW(1e-3))
         fn, it = model.make_train_function(), iter(ds)

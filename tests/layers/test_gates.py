@@ -103,7 +103,10 @@ def test_input_gated_conv_equals_the_convolution_of_the_gated_input():
     g = gated_copy(build_reward_model(ArchConfig(arch="cnn", **CFG)))
     assert {type(layer).__name__ for layer in g.layers if layer.name.startswith("conv") and
             not layer.name.endswith("gating")} == {"InputGatedConv1D"}
-    assert "embed_gating" not in {layer.name for layer in g.layers}
+    # the filters' gates act through the rows of the layer reading the pooled features; no gate
+    # multiplies an activation
+    assert type(g.get_layer("reward")).__name__ == "InputGatedDense"
+    assert not any(type(layer).__name__ == "GateMultiply" for layer in g.layers)
 
 
 
