@@ -103,7 +103,7 @@ class BudgetPass(Pass):
                               verbose=state.progress.verbose, tensorboard=state.progress.tensorboard,
                               distill_weight=s.distill, method=s.method, stages=s.stages, gate_init=s.gate_init,
                               finetune_fraction=s.finetune_fraction, final_steps=final_steps,
-                              unlabeled=unlabeled, distill_features=s.distill_features)
+                              unlabeled=unlabeled, distill_features=s.distill_features, width=s.width)
         after = count(new.model).as_dict()
         state.model = new.model
         if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:

@@ -65,6 +65,9 @@ class BudgetSettings(PassSettings):
     augment_replace: float = setting(0.3, min=0, max=1, min_exclusive=True,
                                      help="probability that a word is replaced by an embedding neighbour")
     augment_min_words: int = setting(10, min=1, help="only texts this long are varied")
+    width: bool = setting(False, help="prune the residual width too (a transformer's embedding columns, every "
+                                      "norm and branch output; norms then run over the kept channels), "
+                                      "chosen against heads, FFN units and blocks by cost")
     gate_init: str = setting("uniform", choices=GATE_INITS,
                              help="gates: start every gate alike, or ranked by the source model's "
                                   "unit importance (the least important close first)")
@@ -79,6 +82,9 @@ class BudgetSettings(PassSettings):
     def problem(self):
         if self.flops_fraction is None and self.params_fraction is None:
             return "", "needs flops_fraction or params_fraction (a fraction 0 < f <= 1)"
+        if self.width and self.distill_features:
+            return "width", ("narrows the pooled features that distill_features compares channel by channel "
+                             "with the source model's; use one of them")
         if self.augment and not (self.distill or self.distill_features):
             return "augment", ("augmented texts carry no labels, only the source model's scores; "
                                "set distill > 0 too")

@@ -253,6 +253,9 @@ class GateOptions:
                                    cli=False)
     vocab: bool | None = option(None, "gate vocabulary rows (default: when params are targeted)",
                                 flat="gate_vocab", cli=False)
+    width: bool = option(False, "gate the residual width too (a transformer's embedding columns, every norm "
+                         "and branch output: LayerNorm over the kept channels), chosen against heads, FFN "
+                         "units and blocks by cost", flat="gate_width")
 
     def __post_init__(self):
         _check_rules(self)
@@ -377,6 +380,9 @@ class TrainConfig:
         if a.head_hidden and (a.name not in HEAD_HIDDEN_ARCHS or self.source.backbone):
             raise UsageError(f"--head-hidden is for --arch transformer or cnn (got --arch {a.name}"
                              f"{' with --backbone' if self.source.backbone else ''}); a bow has --hidden")
+        if g.width and self.distill.features:
+            raise UsageError("--gate-width narrows the pooled features that --distill-features compares channel "
+                             "by channel with the teacher's; use one of them")
         if self.distill.augment and self.task == "pairwise":
             raise UsageError("--augment is pointwise only: a pair's preference does not survive independent "
                              "word swaps")

@@ -403,10 +403,11 @@ EMBEDDING = LayerFacts(
 # LayerNormalization ------------------------------------------------------------------------------
 def _ln_roles(layer):
     axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-    if len(axes) != 1 or axes[0] not in (-1, len(layer.input_shape) - 1):
+    shape = layer.input_shape[0] if isinstance(layer.input_shape, list) else layer.input_shape  # [x, z]: x
+    if len(axes) != 1 or axes[0] not in (-1, len(shape) - 1):
         raise ModelError(f"layer {layer.name!r}: LayerNormalization over axes {axes} is not in the "
                          f"complexity registry (only the last axis)")
-    return {"width": int(layer.input_shape[-1])}
+    return {"width": int(shape[-1])}
 
 
 LAYER_NORM = LayerFacts(
@@ -714,11 +715,42 @@ def _keras_mha_masked(layer) -> bool:
     return node.call_kwargs.get("attention_mask") is not None or bool(node.call_kwargs.get("use_causal_mask"))
 
 
+def keras_mha_is_self(layer) -> bool:
+    """True when a Keras ``MultiHeadAttention`` layer is called once with query, value and key one
+    tensor (self-attention): its input width is then one role, ``width``."""
+    nodes = layer.inbound_nodes
+    if len(nodes) != 1:
+        return False
+    args, kwargs = list(nodes[0].call_args), nodes[0].call_kwargs
+    query = args[0] if args else kwargs.get("query")
+    value = args[1] if len(args) > 1 else kwargs.get("value")
+    key = args[2] if len(args) > 2 else kwargs.get("key")
+    return (query is not None and value is query and (key is None or key is query)
+            and not kwargs.get("return_attention_scores"))
+
+
+def _keras_mha_roles(layer):
+    dq, _, _, _, _, o = _keras_mha_dims(layer)
+    roles = {"heads": int(layer._num_heads), "out": o}
+    if keras_mha_is_self(layer):
+        roles["width"] = dq
+    return roles
+
+
+def _keras_mha_widths(layer, d):
+    """(query, key, value input widths, output width) at the alive sizes in ``d``."""
+    dq, dk_in, dv_in, _, _, o = _keras_mha_dims(layer)
+    if "width" in d:
+        dq = dk_in = dv_in = d["width"]
+    return dq, dk_in, dv_in, d.get("out", o)
+
+
 def _keras_mha_flops(layer, s, d):
     # self-attention over the query's T positions (as the registry is used); h = alive heads
     t = s.inp[0]
     h = d["heads"]
-    dq, dk_in, dv_in, dk, dv, o = _keras_mha_dims(layer)
+    _, _, _, dk, dv, _ = _keras_mha_dims(layer)
+    dq, dk_in, dv_in, o = _keras_mha_widths(layer, d)
     bias = bool(layer._use_bias)
     # a masked softmax adds (1 - mask) * -big to the scores: subtract and multiply per [T, T] mask
     # element, add per score
@@ -732,18 +764,21 @@ def _keras_mha_flops(layer, s, d):
 
 def _keras_mha_params(layer, s, d):
     h = d["heads"]
-    dq, dk_in, dv_in, dk, dv, o = _keras_mha_dims(layer)
+    _, _, _, dk, dv, _ = _keras_mha_dims(layer)
+    dq, dk_in, dv_in, o = _keras_mha_widths(layer, d)
     bias = bool(layer._use_bias)
     return h * (dq * dk + dk_in * dk + dv_in * dv + dv * o) + ((h * (2 * dk + dv) + o) if bias else 0)
 
 
-#: Keras' MultiHeadAttention: role ``heads`` (the weights live on its projection sub-layers)
+#: Keras' MultiHeadAttention: roles ``heads``, ``out`` (the output projection's columns) and, for
+#: self-attention, ``width`` (the input rows of the query, key and value projections); the weights
+#: live on its projection sub-layers
 KERAS_MHA = LayerFacts(
-    _keras_mha_flops, _keras_mha_params, lambda layer: {"heads": int(layer._num_heads)},
-    {"_query_dense.kernel": (("heads", 1),), "_query_dense.bias": (("heads", 0),),
-     "_key_dense.kernel": (("heads", 1),), "_key_dense.bias": (("heads", 0),),
-     "_value_dense.kernel": (("heads", 1),), "_value_dense.bias": (("heads", 0),),
-     "_output_dense.kernel": (("heads", 0),)})
+    _keras_mha_flops, _keras_mha_params, _keras_mha_roles,
+    {"_query_dense.kernel": (("width", 0), ("heads", 1)), "_query_dense.bias": (("heads", 0),),
+     "_key_dense.kernel": (("width", 0), ("heads", 1)), "_key_dense.bias": (("heads", 0),),
+     "_value_dense.kernel": (("width", 0), ("heads", 1)), "_value_dense.bias": (("heads", 0),),
+     "_output_dense.kernel": (("heads", 0), ("out", 2)), "_output_dense.bias": (("out", 0),)})
 
 # BiasAdd (a learned bias add): one add per element, width params.
 BIAS_ADD = LayerFacts(lambda layer, s, d: {"bias": s.positions * d["width"]},
@@ -824,6 +859,8 @@ for _cls in G.GATE_LAYERS:
 register_facts(G.InputGatedConv1D, CONV1D)
 register_facts(G.InputGatedDense, DENSE)
 register_facts(G.HeadGatedMultiHeadAttention, KERAS_MHA)
+register_facts(G.GatedLayerNormalization, LAYER_NORM)
+register_facts(G.GatedPositionEmbedding, POSITION_EMBEDDING)
 
 
 def _factorized_embedding_flops(layer, in_shape, out_shape):

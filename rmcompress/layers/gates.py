@@ -23,8 +23,12 @@ Layers (all serialisable, registered as ``rmcompress>...``, no ``Lambda``):
 :class:`GateMultiply` (scales a tensor by gates), :class:`RowGate` (scales embedding rows by the
 gates of their token ids), :class:`InputGatedConv1D` / :class:`InputGatedDense` (a convolution /
 dense layer whose inputs are gated through its kernel: exact, and cheaper per step than scaling
-the activations), :class:`HeadGatedMultiHeadAttention` (Keras' attention with gated heads) and
-:class:`GateConcat` (the gate vector of a concatenated input). Where they go in a model is
+the activations), :class:`HeadGatedMultiHeadAttention` (Keras' attention with gated heads),
+:class:`GateConcat` (the gate vector of a concatenated input), and for a *stream* group (a width
+that a normalisation or an attention layer reads, such as a transformer's residual width: gated
+where it is written, see :mod:`rmcompress.models.dependency`) :class:`WidthGate` (scales a
+writer's output channels), :class:`GatedLayerNormalization` (normalises over the open channels
+only) and :class:`GatedPositionEmbedding` (adds the position table through the gates). Where they go in a model is
 :mod:`rmcompress.structured.gating`'s business (one path for every model); their FLOPs/params
 facts are registered in :mod:`rmcompress.cost.registry`.
 """
@@ -36,7 +40,7 @@ import numpy as np
 
 from rmcompress._keras import keras, tf
 from rmcompress.errors import ModelError
-from rmcompress.layers.encoder import PACKAGE
+from rmcompress.layers.encoder import PACKAGE, PositionEmbedding
 
 register = keras.utils.register_keras_serializable(package=PACKAGE)
 
@@ -306,8 +310,85 @@ class HeadGatedMultiHeadAttention(keras.layers.MultiHeadAttention):
         return out, scores
 
 
-GATE_LAYERS = (L0Gate, GateMultiply, RowGate, GateConcat)
-INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense, HeadGatedMultiHeadAttention)
+class _GatedStream:
+    """Mixin for a layer called on ``[x, z]`` whose base layer takes ``x``: built from ``x``'s shape,
+    ``x``'s Keras mask passed on."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_spec = None
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        super().build(_x_shape(input_shape))
+        self._build_input_shape = input_shape
+        self.input_spec = None
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(_x_shape(input_shape))
+
+    def compute_mask(self, inputs, mask=None):
+        return mask[0] if isinstance(mask, (list, tuple)) else mask
+
+
+@register
+class WidthGate(_GatedStream, _GateLayer):
+    """``[x [..., d], z [d]]`` -> ``x * z``: the output channels of a layer that writes a stream group
+    (a producer's output, e.g. the embedding or a branch's output projection). ``shrink`` folds
+    ``z`` into the writer's output weights (``W'[:, c] = z_c W[:, c]``, ``b'_c = z_c b_c``: exact) and
+    removes the closed channels from every layer of the group."""
+
+    def call(self, inputs):
+        x, z = inputs[0], inputs[1]
+        return x * tf.cast(z, x.dtype)
+
+
+@register
+class GatedLayerNormalization(_GatedStream, keras.layers.LayerNormalization):
+    """``[x [..., d], z [d]]`` -> ``z * (gamma * (x - mu) / sqrt(var + eps) + beta)`` over the open
+    channels ``m = [z > 0]`` only::
+
+        mu = sum_c m_c x_c / n,   var = sum_c m_c (x_c - mu)^2 / n,   n = max(sum_c m_c, 1)
+
+    (last axis only). With every gate open this is the ``LayerNormalization`` it stands for; with
+    channels closed it is that layer applied to the kept channels alone, which is what the shrunk
+    model computes (``z`` folds into ``gamma`` and ``beta``). Not exact in the sense of the other
+    gates (removing a channel changes the statistics of the others), so the network is trained
+    through it. Statistics in float32 whatever the dtype policy."""
+
+    def call(self, inputs):
+        x, z = inputs[0], inputs[1]
+        x32 = tf.cast(x, tf.float32)
+        z = tf.cast(z, tf.float32)
+        m = tf.cast(z > 0, tf.float32)
+        n = tf.maximum(tf.reduce_sum(m), 1.0)
+        mean = tf.reduce_sum(x32 * m, axis=-1, keepdims=True) / n
+        centred = (x32 - mean) * m
+        var = tf.reduce_sum(centred * centred, axis=-1, keepdims=True) / n
+        y = centred * tf.math.rsqrt(var + self.epsilon)
+        if self.scale:
+            y = y * tf.cast(self.gamma, tf.float32)
+        if self.center:
+            y = y + tf.cast(self.beta, tf.float32)
+        return tf.cast(y * z, x.dtype)
+
+
+@register
+class GatedPositionEmbedding(_GatedStream, PositionEmbedding):
+    """``[x [B, T, d], z [d]]`` -> ``x + z * P[t]``: the position table written into a stream group
+    through its gates (``shrink`` folds ``z`` into the table's columns)."""
+
+    def call(self, inputs):
+        x, z = inputs[0], inputs[1]
+        length = tf.shape(x)[1]
+        table = self.position_embeddings[:length] * tf.cast(z, self.position_embeddings.dtype)
+        return x + tf.expand_dims(tf.cast(table, x.dtype), 0)
+
+
+GATE_LAYERS = (L0Gate, GateMultiply, RowGate, GateConcat, WidthGate)
+#: layers standing for a plain layer with gates applied inside (shrink turns each back into it)
+INPUT_GATED_LAYERS = (InputGatedConv1D, InputGatedDense, HeadGatedMultiHeadAttention, GatedLayerNormalization,
+                      GatedPositionEmbedding)
 CUSTOM_LAYERS = {cls.__name__: cls for cls in (*GATE_LAYERS, *INPUT_GATED_LAYERS)}
 
 
@@ -338,7 +419,8 @@ def deterministic_gates(model) -> dict:
     return {g: layer.deterministic_values() for g, layer in gate_layers(model).items()}
 
 
-__all__ = ["L0Gate", "GateMultiply", "RowGate", "GateConcat", "InputGatedConv1D",
+__all__ = ["L0Gate", "GateMultiply", "RowGate", "GateConcat", "WidthGate", "GatedLayerNormalization",
+           "GatedPositionEmbedding", "InputGatedConv1D",
            "InputGatedDense", "HeadGatedMultiHeadAttention", "CUSTOM_LAYERS", "gate_layers",
            "alive_counts", "deterministic_gates", "open_probability", "median_gate",
            "CLOSED_LOG_ALPHA", "OPEN_LOG_ALPHA", "OPEN_THRESHOLD"]

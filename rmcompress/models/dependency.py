@@ -17,18 +17,33 @@ BatchNormalization, pooling over time,  (BatchNormalization's) belong to the spa
 Add, Subtract, Multiply, Average,       *couple* their inputs: the spaces, segment by segment,
 Maximum, Minimum, ``x + y``, ``x * y``  become one (a removed channel goes from every member)
 Concatenate (last axis)                 output layout = the inputs' segments in order
-MultiHeadAttention, rmcompress's         its heads are a group of their own (``<layer>_heads``);
-MultiHeadSelfAttention
-                                        its input and output widths are *pinned*
-LayerNormalization, recurrent layers,   *pin* the spaces they read (kept whole; the reason is
-reshapes, Softmax, EinsumDense,         recorded) and produce pinned spaces
-separable convolutions, the outputs
+attention: rmcompress's                 its heads are a group of their own (``<layer>_heads``);
+MultiHeadSelfAttention, Keras'          it consumes its input layout through the rows of the
+MultiHeadAttention called as            query/key/value kernels and produces a fresh space (the
+self-attention                          output projection's columns)
+LayerNormalization (last axis)          output layout = input layout; it *normalises* the spaces
+Keras' MultiHeadAttention (cross)       its heads are a group; its input and output widths are
+                                        *pinned*
+recurrent layers, reshapes, Softmax,    *pin* the spaces they read (kept whole; the reason is
+EinsumDense, separable convolutions,    recorded) and produce pinned spaces
+the outputs
 ======================================  ============================================================
 
 Every space that is not pinned is a *group*, named after its first producer. Removing a unit of a
 group is exact: the only layers that mix channels and read the space are its consumers (Dense and
 Conv1D kernel rows), so gating the channels at the consumers' inputs (:mod:`rmcompress.structured.gating`)
 and dropping them from every member (:mod:`rmcompress.structured.shrink`) compute the same function.
+
+A group that a LayerNormalization normalises or an attention layer reads is a *stream* group (a
+transformer's residual width: the embedding, every branch's output projection, every norm and the
+reward head's input share it, CoFi's hidden dimension). It is gated where it is *written*
+(``writers``: each producer's output, each norm's output and the position table, through the
+gate, so a closed channel is exactly zero wherever it is read; its consumers read it ungated) and
+a norm computes its statistics over the open channels only (``GatedLayerNormalization``): the
+shrunk model's norm over the kept channels computes the same thing, but removing a channel changes
+the others' statistics, so the group is trained through, never cut blind. A layer that can make a
+zero channel non-zero (BatchNormalization, ``x + 1``, a sigmoid, an add of a broadcast operand, a
+positive max-pooling floor) pins a would-be stream group, with the reason.
 Every group keeps at least one unit, but for a residual branch that can go whole
 (:class:`BranchRemoval`): an attention layer's heads, or the units of a feed-forward pair
 ``Dense(f, act) -> Dense(d)`` no other layer reads, whose output reaches the model only through one
@@ -43,8 +58,9 @@ the same ids): a removed token then reads the shared all-zero row 0 through a ``
 
 Every model goes this way, rmcompress's shipped architectures too: their groups are
 ``block{i}_attn_heads`` (heads), ``block{i}_ffn_in`` (feed-forward units), ``block{i}_attn_block``
-(the whole block), ``conv{k}`` (filters), ``token_embedding`` (embedding columns, cnn and bow),
-``hidden`` (the reward head's hidden units) and ``vocab``.
+(the whole block), ``conv{k}`` (filters), ``token_embedding`` (embedding columns: the cnn's and the
+bow's, and the transformer's and bert's residual width, a stream group), ``hidden`` (the reward
+head's hidden units) and ``vocab``.
 
 A layer the complexity registry does not know is an error naming the layer and its class; a
 subclassed model is refused with a pointer to the functional API.
@@ -54,7 +70,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rmcompress._keras import SlicingOpLambda, TFOpLambda, keras, tf
-from rmcompress.cost.registry import Dim, facts_for, tfop_kind
+from rmcompress.cost.registry import Dim, facts_for, keras_mha_is_self, tfop_kind
 from rmcompress.errors import ModelError
 from rmcompress.layers import encoder as L
 from rmcompress.layers import gates as G
@@ -179,6 +195,9 @@ class _Walk:
     produced: dict = field(default_factory=dict)    # layer name -> space id
     heads: dict = field(default_factory=dict)       # attention layer name -> heads
     order: list = field(default_factory=list)       # layer names in graph order
+    reads_whole: list = field(default_factory=list)  # layouts a norm or an attention layer reads
+    writers: dict = field(default_factory=dict)     # layer name -> the role its output writes
+    nonzero: list = field(default_factory=list)     # (layer name, layout, why it can write a zero channel)
 
     def layout(self, t):
         return self.layouts.get(id(t))
@@ -241,7 +260,7 @@ def _visit(w: _Walk, node) -> list:
     layer = node.layer
     outs = tf.nest.flatten(node.outputs)
     ins = keras_inputs(node)
-    if isinstance(layer, G.RowGate):  # x * g[ids]: the channels of x
+    if isinstance(layer, (G.RowGate, G.WidthGate)):  # x * g[ids], x * z: the channels of x
         return [w.layout(ins[0])]
     if isinstance(layer, G.GATE_LAYERS):
         return [None] * len(outs)
@@ -250,6 +269,26 @@ def _visit(w: _Walk, node) -> list:
         return [None if not t.dtype.is_floating else w.opaque(t, "model input") for t in outs]
     x = ins[0] if ins else None
     x_layout = w.layout(x) if x is not None else None
+    if isinstance(layer, K.LayerNormalization) and _last_axis(layer):
+        w.role(layer, "width", x_layout)
+        w.reads_whole.append(x_layout)
+        w.writers[layer.name] = "width"
+        return [x_layout]
+    if isinstance(layer, L.MultiHeadSelfAttention) or (isinstance(layer, K.MultiHeadAttention) and
+                                                        keras_mha_is_self(layer)):
+        if isinstance(layer, K.MultiHeadAttention):  # query = value = key: x; an attention mask is read whole
+            for t in ins[1:]:
+                if t is not x:
+                    w.pin_layout(w.layout(t), f"layer {layer.name!r}: an attention mask")
+        w.role(layer, "width", x_layout)
+        w.reads_whole.append(x_layout)
+        w.heads[layer.name] = _num_heads(layer)
+        if layer.name not in w.produced:
+            w.produced[layer.name] = w.spaces.new(facts.roles(layer)["out"], producer=layer.name)
+        space = w.produced[layer.name]
+        w.role(layer, "out", (space,))
+        w.writers[layer.name] = "out"
+        return [(space,)]
     if isinstance(layer, _MHA):
         for t in ins:
             w.pin_layout(w.layout(t), f"layer {layer.name!r}: {_pin_reason(layer)}")
@@ -263,12 +302,17 @@ def _visit(w: _Walk, node) -> list:
             w.produced[layer.name] = w.spaces.new(facts.roles(layer)[role], producer=layer.name)
         space = w.produced[layer.name]
         w.role(layer, "width" if isinstance(layer, K.Embedding) else "out", (space,))
+        w.writers[layer.name] = "width" if isinstance(layer, K.Embedding) else "out"
         return [(space,)]
     if isinstance(layer, CHANNELWISE) or (isinstance(layer, K.Activation) and
                                           getattr(layer.activation, "__name__", "") != "softmax"):
         if isinstance(layer, K.BatchNormalization) and facts.roles(layer).get("width") is None:
             w.pin_layout(x_layout, f"layer {layer.name!r}: the registry has no width role for it")
         w.role(layer, "width", x_layout)
+        if isinstance(layer, L.PositionEmbedding):
+            w.writers[layer.name] = "width"
+        else:
+            _note_nonzero(w, layer, x_layout, _makes_nonzero(layer))
         return [x_layout for _ in outs]
     if isinstance(layer, MERGES):
         return [_merge(w, layer, ins, outs[0])]
@@ -294,6 +338,7 @@ def _visit(w: _Walk, node) -> list:
                 return [_merge(w, layer, ins, outs[0])]
             if kind in ("elementwise", "activation", "reduce_time"):
                 w.role(layer, "width", x_layout)
+                _note_nonzero(w, layer, x_layout, _tfop_makes_nonzero(layer, kind))
                 return [x_layout]
             if getattr(layer, "symbol", None) == "identity":
                 return [x_layout]
@@ -312,8 +357,55 @@ def _merge(w: _Walk, layer, ins, out):
     for t in ins:  # a broadcast operand (a mask, a per-position scale) is read whole
         if not (_last(t) == width and t.shape.rank == out.shape.rank):
             w.pin_layout(w.layout(t), f"layer {layer.name!r}: broadcast into another tensor")
+            if not _multiplies(layer):
+                _note_nonzero(w, layer, layout, "it adds a broadcast operand to every channel")
     w.role(layer, "width", layout)
     return layout
+
+
+def _last_axis(layer) -> bool:
+    """A LayerNormalization over the last axis only."""
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    shape = layer.input_shape[0] if isinstance(layer.input_shape, list) else layer.input_shape
+    return len(axes) == 1 and axes[0] in (-1, len(shape) - 1)
+
+
+def _multiplies(layer) -> bool:
+    """An elementwise merge that keeps a zero operand zero whatever the others are."""
+    return isinstance(layer, K.Multiply) or getattr(layer, "symbol", None) in (
+        "math.multiply", "math.truediv", "math.divide")
+
+
+#: activations whose value at 0 is not 0
+_NONZERO_AT_ZERO = ("sigmoid", "softplus", "exponential", "hard_sigmoid")
+
+
+def _makes_nonzero(layer) -> str | None:
+    """Why a channel-wise layer can turn a zero channel non-zero (None: it cannot)."""
+    if isinstance(layer, K.BatchNormalization):
+        return "BatchNormalization shifts every channel"
+    if isinstance(layer, L.MaskedMaxPooling) and layer.floor > 0:
+        return "its padding floor is positive"
+    if isinstance(layer, (K.Activation, K.ReLU, K.LeakyReLU, K.ELU)):
+        value = float(tf.reshape(layer.call(tf.zeros([1, 1])), [-1])[0])
+        return None if value == 0.0 else f"its activation is {value:g} at 0"
+    return None
+
+
+def _tfop_makes_nonzero(layer, kind: str) -> str | None:
+    """:func:`_makes_nonzero` for a one-tensor TF op (``x + c``, ``tf.sigmoid(x)``, ``x * c``)."""
+    symbol = getattr(layer, "symbol", "")
+    if kind == "activation" and any(a in symbol for a in _NONZERO_AT_ZERO):
+        return f"{symbol} is not 0 at 0"
+    if kind == "elementwise" and symbol not in ("math.multiply", "math.truediv", "math.divide", "math.square",
+                                                "math.negative", "math.scalar_mul", "compat.v1.math.scalar_mul"):
+        return f"{symbol} with a constant can make a zero channel non-zero"
+    return None
+
+
+def _note_nonzero(w: _Walk, layer, layout, reason: str | None) -> None:
+    if reason is not None and layout:
+        w.nonzero.append((layer.name, layout, reason))
 
 
 #: the group of an embedding's vocabulary rows (row 0, padding, stays)
@@ -342,18 +434,31 @@ class Structure:
     blocks: dict = field(default_factory=dict)
     #: the embedding whose vocabulary rows are the ``vocab`` group (None: no such group)
     vocab_embedding: str | None = None
+    #: the stream groups (normalised or read by attention: gated where they are written)
+    streams: tuple = ()
+    #: layer -> the role through which it writes a stream group (its output is gated there)
+    writers: dict = field(default_factory=dict)
 
     def full_alive(self) -> dict:
         return dict(self.groups)
 
-    def default_gate_groups(self, vocab: bool = False) -> list:
-        """Every group (the vocabulary rows only when ``vocab``)."""
-        return [g for g in self.groups if vocab or g != VOCAB]
+    def default_gate_groups(self, vocab: bool = False, width: bool = False) -> list:
+        """Every group (the vocabulary rows only when ``vocab``, the stream groups only when
+        ``width``: a normalised width changes the other channels' statistics when one goes, so it is
+        pruned only where training or fine-tuning follows and asks for it)."""
+        return [g for g in self.groups if (vocab or g != VOCAB) and (width or g not in self.streams)]
 
     def input_gates(self, layer_name: str) -> Dim | None:
-        """The Dim of a consumer's input (Dense/Conv1D ``in``) when some of it is a group."""
+        """The Dim of a consumer's input (Dense/Conv1D ``in``) when some of it is a group that is
+        gated where it is read (not a stream group)."""
         dim = self.dims.get(layer_name, {}).get("in")
-        return dim if dim is not None and any(isinstance(s, str) for s in dim.segments) else None
+        return dim if dim is not None and any(isinstance(s, str) and s not in self.streams
+                                              for s in dim.segments) else None
+
+    def output_gates(self, layer_name: str) -> Dim | None:
+        """The Dim of what a writer of a stream group writes (None: ``layer_name`` writes none)."""
+        role = self.writers.get(layer_name)
+        return None if role is None else self.dims[layer_name][role]
 
 
 @dataclass(frozen=True)
@@ -439,6 +544,8 @@ def _fold_target(t, allowed: set):
         return layer, "embeddings"
     if isinstance(layer, L.PositionEmbedding):
         return layer, "position_embeddings"
+    if isinstance(layer, G.WidthGate):
+        return _fold_target(node.keras_inputs[0], allowed | {layer.name})
     if isinstance(layer, K.Dropout) or _is_add(layer, node) or _is_identity(layer):
         for x in node.keras_inputs:
             found = _fold_target(x, allowed | {layer.name})
@@ -467,7 +574,7 @@ def _into_add(out, removed: set):
         if len(readers) != 1 or _single_node(readers[0]) is None:
             return None
         reader = readers[0]
-        if isinstance(reader, K.Dropout):
+        if isinstance(reader, (K.Dropout, G.WidthGate)):
             removed.add(reader.name)
             out = _output(reader)
             if out is None:
@@ -606,6 +713,12 @@ def discover(model) -> Structure:
     for t in model.outputs:
         w.pin_layout(w.layout(t), "the model's output")
     sp = w.spaces
+    streams = {sp.find(i) for layout in w.reads_whole if layout for i in layout}
+    for layer_name, layout, reason in w.nonzero:
+        for i in layout:
+            if sp.find(i) in streams:
+                sp.pin(i, f"layer {layer_name!r} can make a closed channel non-zero ({reason}) in a "
+                          "normalised width")
     names: dict = {}   # root -> group name
     taken = {layer.name for layer in model.layers}
     groups: dict = {}
@@ -616,6 +729,7 @@ def discover(model) -> Structure:
                 names[root] = layer_name
                 groups[layer_name] = sp.size[root]
     s = Structure(groups)
+    s.streams = tuple(names[r] for r in sorted(streams) if r in names)
     for layer_name, roles in w.roles.items():
         for role, layout in roles.items():
             segs = tuple(names.get(sp.find(i), sp.size[sp.find(i)]) for i in layout)
@@ -629,6 +743,8 @@ def discover(model) -> Structure:
             groups[g] = h
             s.head_groups[layer_name] = g
             s.dims.setdefault(layer_name, {})["heads"] = Dim((g,))
+    s.writers = {name: role for name, role in w.writers.items()
+                 if any(seg in s.streams for seg in s.dims.get(name, {}).get(role, Dim()).segments)}
     s.min_alive = {g: 1 for g in groups}
     readers: dict = {}  # group -> layers whose roles name it
     for layer_name, roles in s.dims.items():

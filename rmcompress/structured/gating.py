@@ -11,8 +11,12 @@ group becomes ``HeadGatedMultiHeadAttention`` with ``head_gates=z`` (rmcompress'
 ``MultiHeadSelfAttention`` reads ``z`` as its third input). A block group's gate multiplies the
 gates of its branches' groups (``GateMultiply``), so a closed block closes every unit of both. The
 ``vocab`` group (only when asked for: rows cost params, not FLOPs) scales the embedding's output by
-its row's gate (``RowGate``, row 0 never gated). Every other layer is a fresh copy of itself (from
-its config, same weights). Gate ``g`` is the layer ``gate_<g>``, its noise seeded by
+its row's gate (``RowGate``, row 0 never gated). A stream group (a width a normalisation or an
+attention layer reads: the residual width) is gated where it is written: each producer's output
+through a ``WidthGate``, each ``LayerNormalization`` becomes a ``GatedLayerNormalization`` (statistics
+over the open channels, output times the gates) and a ``PositionEmbedding`` a
+``GatedPositionEmbedding``; its consumers read it ungated. Every other layer is a fresh copy of
+itself (from its config, same weights). Gate ``g`` is the layer ``gate_<g>``, its noise seeded by
 :func:`gate_seed`.
 """
 from __future__ import annotations
@@ -22,8 +26,10 @@ import zlib
 from rmcompress._keras import keras
 from rmcompress.errors import ModelError
 from rmcompress.layers.encoder import MultiHeadSelfAttention
-from rmcompress.layers.gates import (DEFAULT_INIT_LOG_ALPHA, GateConcat, GateMultiply, HeadGatedMultiHeadAttention,
-                                     InputGatedConv1D, InputGatedDense, L0Gate, RowGate)
+from rmcompress.layers.encoder import PositionEmbedding
+from rmcompress.layers.gates import (DEFAULT_INIT_LOG_ALPHA, GateConcat, GateMultiply, GatedLayerNormalization,
+                                     GatedPositionEmbedding, HeadGatedMultiHeadAttention, InputGatedConv1D,
+                                     InputGatedDense, L0Gate, RowGate, WidthGate)
 from rmcompress.models.dependency import VOCAB, replay
 from rmcompress.models.structure import structure_of
 
@@ -37,14 +43,15 @@ def gate_seed(base: int, group: str) -> int:
 
 
 def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: float = DEFAULT_INIT_LOG_ALPHA,
-               seed: int = 0) -> keras.Model:
+               seed: int = 0, gate_width: bool = False) -> keras.Model:
     """A gated version of a plain scorer with the same weights (all gates open).
 
-    ``groups``: the groups to gate (default: all but ``vocab``; ``gate_vocab`` adds the vocabulary
-    rows when the model has that group)."""
+    ``groups``: the groups to gate (default: all but ``vocab`` and the stream groups;
+    ``gate_vocab`` adds the vocabulary rows when the model has that group, ``gate_width`` the
+    stream groups, e.g. a transformer's residual width)."""
     structure = structure_of(model)
     if groups is None:
-        groups = structure.default_gate_groups(vocab=gate_vocab)
+        groups = structure.default_gate_groups(vocab=gate_vocab, width=gate_width)
     groups = list(groups)
     unknown = [g for g in groups if g not in structure.groups]
     if unknown:
@@ -54,9 +61,11 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
     clash += [f"{gate_name(g)}_times_block" for b, m in structure.blocks.items() if b in groups for g in m
               if f"{gate_name(g)}_times_block" in names]
     clash += [f"{VOCAB}_gating"] if VOCAB in groups and f"{VOCAB}_gating" in names else []
+    clash += [f"{w}_width_gate" for w in structure.writers if f"{w}_width_gate" in names]
     if clash:
         raise ModelError(f"model {model.name!r} already has a layer named {clash[0]!r}; rename it")
     made: dict = {}     # id(source layer) -> new layer (shared layers stay shared)
+    taken = set(names)  # layer names in use (a shared writer's second call gets a numbered gate)
     state: dict = {}    # the gate tensors, made on the first input
 
     blocks = {b: m for b, m in structure.blocks.items() if b in groups}
@@ -76,21 +85,33 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
                         [state[g], state[b]])
         return state
 
-    def input_gate(layer):
-        dim = structure.input_gates(layer.name)
-        if dim is None or not any(s in groups for s in dim.segments if isinstance(s, str)):
+    def vector(dim, name, wanted):
+        """The gate vector along ``dim`` (segments in ``wanted`` gated, the rest ones), or None."""
+        segs = dim.segments
+        flags = [isinstance(s, str) and s in groups and s in wanted for s in segs]
+        if not any(flags):
             return None
         z = gates()
-        segs = dim.segments
         if len(segs) == 1:
             return z[segs[0]]
         sizes = [s if isinstance(s, int) else structure.groups[s] for s in segs]
-        flags = [isinstance(s, str) and s in groups for s in segs]
-        return GateConcat(sizes, flags, name=f"{layer.name}_gates")([z[s] for s, f in zip(segs, flags) if f])
+        return GateConcat(sizes, flags, name=name)([z[s] for s, f in zip(segs, flags) if f])
+
+    read_gated = set(structure.groups) - set(structure.streams)
+
+    def input_gate(layer):
+        dim = structure.input_gates(layer.name)
+        return None if dim is None else vector(dim, f"{layer.name}_gates", read_gated)
+
+    def output_gate(layer):
+        dim = structure.output_gates(layer.name)
+        return None if dim is None else vector(dim, f"{layer.name}_width_gates", structure.streams)
 
     def call(node, args, kwargs):
         layer = node.layer
         cfg = layer_config(layer)
+        written = output_gate(layer)
+        stream_norm = type(layer) in (keras.layers.LayerNormalization, PositionEmbedding) and written is not None
         if type(layer) in (keras.layers.Dense, keras.layers.Conv1D) and input_gate(layer) is not None:
             cls = InputGatedDense if isinstance(layer, keras.layers.Dense) else InputGatedConv1D
             new = made.get(id(layer)) or cls.from_config(cfg)
@@ -101,11 +122,17 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
         elif type(layer) is MultiHeadSelfAttention and structure.head_groups.get(layer.name) in groups:
             new = made.get(id(layer)) or MultiHeadSelfAttention.from_config(cfg)
             out = new(list(args[0][:2]) + [gates()[structure.head_groups[layer.name]]], *args[1:], **kwargs)
+        elif stream_norm:
+            cls = GatedLayerNormalization if type(layer) is keras.layers.LayerNormalization else GatedPositionEmbedding
+            new = made.get(id(layer)) or cls.from_config(cfg)
+            out = new([args[0], written], *args[1:], **kwargs)
         else:
             new = made.get(id(layer)) or type(layer).from_config(cfg)
             out = new(*args, **kwargs)
             if layer.name == structure.vocab_embedding and VOCAB in groups:
                 out = RowGate(name=f"{VOCAB}_gating")([out, args[0], gates()[VOCAB]])
+        if written is not None and not stream_norm:
+            out = WidthGate(name=_unique(f"{layer.name}_width_gate", taken))([out, written])
         if id(layer) not in made:
             made[id(layer)] = new
             new.set_weights(layer.get_weights())
@@ -115,6 +142,14 @@ def gated_copy(model, gate_vocab: bool = False, groups=None, init_log_alpha: flo
                   for t, layer in zip(model.inputs, model._input_layers)]
     inputs, outputs = replay(model, call, new_inputs)
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+
+
+def _unique(name: str, taken: set) -> str:
+    out, i = name, 1
+    while out in taken:
+        out, i = f"{name}_{i}", i + 1
+    taken.add(out)
+    return out
 
 
 def layer_config(layer) -> dict:

@@ -21,11 +21,12 @@ from rmcompress.structured.shrink import project_to_budget, shrink
 
 
 def prune_to_budget(model, scores: dict, flops_fraction: float | None = None,
-                    params_fraction: float | None = None, vocab: bool = False):
-    """The plain scorer keeping, in decreasing ``scores`` order, the units that fit the budget."""
+                    params_fraction: float | None = None, vocab: bool = False, width: bool = False):
+    """The plain scorer keeping, in decreasing ``scores`` order, the units that fit the budget
+    (``width``: the stream groups too)."""
     if flops_fraction is None and params_fraction is None:
         raise UsageError("prune_to_budget needs flops_fraction and/or params_fraction")
-    gated = gated_copy(model, gate_vocab=vocab)
+    gated = gated_copy(model, gate_vocab=vocab, gate_width=width)
     structure = structure_of(gated)
     set_ranked_log_alpha(gated, scores, low=10.0, high=30.0, unscored=100.0)  # blocks: never by themselves
     project_to_budget(gated, flops_fraction, params_fraction, structure)

@@ -8,7 +8,11 @@ layers: ``InputGatedDense``/``InputGatedConv1D``/``HeadGatedMultiHeadAttention``
 cut along the axes the registry's ``LayerFacts.slices`` give its roles; the kept gate values are
 folded first into the weights that read them (a consumer's kernel rows, ``W'[f] = z_f W[f]``, exact
 because the kernel is linear in its input; an attention layer's output-projection rows of each
-head). Every other layer is a copy of itself with its per-channel weights cut (BatchNormalization).
+head). A stream group's gates (``WidthGate`` on a writer's output, ``GatedLayerNormalization``,
+``GatedPositionEmbedding``) fold into the writer's output weights (``W'[:, c] = z_c W[:, c]``,
+``b'_c = z_c b_c``, ``gamma'_c = z_c gamma_c``, ``beta'_c = z_c beta_c``, the position table's
+columns): the gated norm over the open channels is the plain norm of the kept ones. Every other
+layer is a copy of itself with its per-channel weights cut (BatchNormalization).
 Vocabulary rows (the ``vocab`` group) leave the embedding; a ``TokenRemap`` (``token_remap``,
 made or updated) sends every removed token id to row 0, which becomes all-zero (what ``RowGate``
 gave a closed row; padding is masked by id before the remap).
@@ -26,15 +30,19 @@ import numpy as np
 from rmcompress._keras import keras, tf
 from rmcompress.cost.registry import facts_for, weight_of
 from rmcompress.errors import ModelError
-from rmcompress.layers.encoder import MultiHeadSelfAttention, TokenRemap
-from rmcompress.layers.gates import (GATE_LAYERS, HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense,
-                                     RowGate, deterministic_gates)
+from rmcompress.layers.encoder import MultiHeadSelfAttention, PositionEmbedding, TokenRemap
+from rmcompress.layers.gates import (GATE_LAYERS, GatedLayerNormalization, GatedPositionEmbedding,
+                                     HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense, RowGate, WidthGate,
+                                     deterministic_gates)
 from rmcompress.models.dependency import VOCAB, Structure, graph_nodes, replay
 from rmcompress.structured.gating import layer_config
 
 #: the gated stand-in -> the class it stands for
 _PLAIN = {InputGatedDense: keras.layers.Dense, InputGatedConv1D: keras.layers.Conv1D,
-          HeadGatedMultiHeadAttention: keras.layers.MultiHeadAttention}
+          HeadGatedMultiHeadAttention: keras.layers.MultiHeadAttention,
+          GatedLayerNormalization: keras.layers.LayerNormalization, GatedPositionEmbedding: PositionEmbedding}
+#: stand-ins called on ``[x, z]`` (the plain layer takes ``x``)
+_ON_X_AND_Z = (InputGatedDense, InputGatedConv1D, GatedLayerNormalization, GatedPositionEmbedding)
 #: class -> (config key, role) of the size a shrunk copy is built with
 _SIZE_KEYS = {keras.layers.Dense: ("units", "out"), keras.layers.Conv1D: ("filters", "out"),
               keras.layers.Embedding: ("output_dim", "width"), keras.layers.MultiHeadAttention: ("num_heads", "heads"),
@@ -52,9 +60,12 @@ def _index(dim, keep: dict, sizes: dict, unit: int = 1) -> np.ndarray:
     return np.concatenate(out).astype(np.int64)
 
 
-def _vector(dim, z: dict, sizes: dict) -> np.ndarray:
-    """The gate values along an axis laid out as ``dim.segments`` (ones for kept-whole segments)."""
-    return np.concatenate([np.ones(s) if isinstance(s, int) else z.get(s, np.ones(sizes[s])) for s in dim.segments])
+def _vector(dim, z: dict, sizes: dict, only=None) -> np.ndarray:
+    """The gate values along an axis laid out as ``dim.segments`` (ones for kept-whole segments and
+    for groups not in ``only``, when given)."""
+    return np.concatenate([np.ones(s) if isinstance(s, int) else
+                           z.get(s, np.ones(sizes[s])) if only is None or s in only else np.ones(sizes[s])
+                           for s in dim.segments])
 
 
 def shrink_graph(model, structure: Structure, name: str | None = None) -> keras.Model:
@@ -69,14 +80,14 @@ def shrink_graph(model, structure: Structure, name: str | None = None) -> keras.
     gone = {name: r for name, r in structure.removals.items() if len(keep[r.group]) == 0}
     dropped = {n for r in gone.values() for n in r.removed if n != r.add}
     adds = {r.add: name for name, r in gone.items()}
-    folds = _bias_folds(model, gone)
+    folds = _bias_folds(model, gone, structure, z, keep)
     made: dict = {}
 
     vocab_cut = VOCAB in keep and len(keep[VOCAB]) < sizes[VOCAB]
 
     def call(node, args, kwargs):
         layer = node.layer
-        if isinstance(layer, RowGate):  # x * g[ids]: x (closed rows leave, kept values are folded)
+        if isinstance(layer, (RowGate, WidthGate)):  # x * g[ids], x * z: x (the gates are folded)
             return args[0][0]
         if isinstance(layer, GATE_LAYERS) or layer.name in dropped:
             return None
@@ -87,7 +98,7 @@ def shrink_graph(model, structure: Structure, name: str | None = None) -> keras.
             return x
         cls = _PLAIN.get(type(layer), type(layer))
         dims = structure.dims.get(layer.name, {})
-        if type(layer) in (InputGatedDense, InputGatedConv1D):
+        if type(layer) in _ON_X_AND_Z:
             args = (args[0][0],) + tuple(args[1:])
         if type(layer) is MultiHeadSelfAttention:  # [x, mask, head gates]: [x, mask]
             args = (list(args[0][:2]),) + tuple(args[1:])
@@ -100,6 +111,10 @@ def shrink_graph(model, structure: Structure, name: str | None = None) -> keras.
                 cfg[key[0]] = int(len(_index(dims[key[1]], keep, sizes)))
             if layer.name == structure.vocab_embedding:
                 cfg["input_dim"] = int(len(_index(dims["rows"], keep, sizes)))
+            out_key = {MultiHeadSelfAttention: "output_dim", keras.layers.MultiHeadAttention: "output_shape"}.get(cls)
+            if out_key is not None and "out" in dims:  # the output width, stated (it may differ from the input's)
+                n_out = int(len(_index(dims["out"], keep, sizes)))
+                cfg[out_key] = n_out if cls is MultiHeadSelfAttention else [n_out]
             new = cls.from_config(cfg)
         if layer.name == structure.vocab_embedding and vocab_cut:
             args = (_remap(model, layer, args[0], keep[VOCAB], made),) + tuple(args[1:])
@@ -112,6 +127,9 @@ def shrink_graph(model, structure: Structure, name: str | None = None) -> keras.
     inputs, outputs = replay(model, call)
     for (target, attr), bias in folds.items():  # x + b: b into the last layer that adds into x
         weight = weight_of(made[id(model.get_layer(target))], attr)
+        if weight.shape[-1] != len(bias):
+            raise ModelError(f"shrink: the bias of a removed branch ({len(bias)} channels) does not fit "
+                             f"{target}.{attr} {tuple(weight.shape)}")
         weight.assign(weight.numpy() + bias.reshape((1,) * (weight.shape.rank - 1) + (-1,)))
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name or model.name)
 
@@ -138,10 +156,11 @@ def _remap(model, embedding, ids, kept, made):
     return out
 
 
-def _bias_folds(model, gone: dict) -> dict:
+def _bias_folds(model, gone: dict, structure: Structure, z: dict, keep: dict) -> dict:
     """``{(target layer, weight attr): bias}`` of the removed branches ``gone``: each one's constant
     output (its own bias plus what later removed branches folded into it), added to the layer that
-    made its residual. Later branches go first (a target always precedes its add)."""
+    made its residual. Later branches go first (a target always precedes its add). A bias written
+    into a stream group carries its gates and is cut to the kept channels."""
     order = {node.layer.name: i for i, node in enumerate(graph_nodes(model))}
     extra: dict = {}   # (layer, attr) -> sum of biases folded into it so far
     out: dict = {}
@@ -149,12 +168,29 @@ def _bias_folds(model, gone: dict) -> dict:
         if r.bias is None:
             continue
         bias = weight_of(model.get_layer(r.bias[0]), r.bias[1]).numpy().astype(np.float64)
+        out_dim = structure.output_gates(r.bias[0])
+        if out_dim is not None:
+            bias = bias * _vector(out_dim, z, structure.groups, structure.streams)
         bias = bias + extra.pop(tuple(r.bias), 0.0)
         key = (r.target, r.attr)
         extra[key] = extra.get(key, 0.0) + bias
     for key, bias in extra.items():
+        dim = _last_axis_dim(model.get_layer(key[0]), key[1], structure)
+        if dim is not None:
+            bias = np.asarray(bias)[_index(dim, keep, structure.groups)]
         out[key] = np.asarray(bias, np.float64).astype(np.float32)
     return out
+
+
+def _last_axis_dim(layer, attr: str, structure: Structure):
+    """The Dim of weight ``attr``'s last axis in ``layer`` (None: that axis is not cut)."""
+    axes = dict(facts_for(layer).slices.get(attr, ()))
+    rank = weight_of(layer, attr).shape.rank
+    dims = structure.dims.get(layer.name, {})
+    for role, axis in axes.items():
+        if axis in (rank - 1, -1) and role in dims:
+            return dims[role]
+    return None
 
 
 def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
@@ -169,6 +205,8 @@ def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
         except AttributeError:
             continue
     fold_in = structure.input_gates(src.name) if type(src) in (InputGatedDense, InputGatedConv1D) else None
+    read_gated = set(sizes) - set(structure.streams)
+    written = structure.writers.get(src.name)
     heads = structure.head_groups.get(src.name) if isinstance(src, (HeadGatedMultiHeadAttention,
                                                                      MultiHeadSelfAttention)) else None
     units = facts.units(src)
@@ -180,7 +218,11 @@ def _set_weights(src, new, dims, z, keep, sizes, structure) -> None:
         if fold_in is not None and "in" in axes and attr == "kernel":
             shape = [1] * value.ndim
             shape[axes["in"]] = -1
-            value = value * _vector(fold_in, z, sizes).reshape(shape)
+            value = value * _vector(fold_in, z, sizes, read_gated).reshape(shape)
+        if written is not None and written in axes:  # z into what the layer writes into a stream group
+            shape = [1] * value.ndim
+            shape[axes[written]] = -1
+            value = value * _vector(dims[written], z, sizes, structure.streams).reshape(shape)
         if src.name == structure.vocab_embedding and attr == "embeddings":
             value = value * _vector(dims["rows"], z, sizes)[:, None]
             if len(keep.get(VOCAB, ())) < sizes.get(VOCAB, 0):

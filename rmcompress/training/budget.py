@@ -46,7 +46,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
                     method="gates", stages=1, importance_batches=32, unlabeled=None, gate_init="uniform",
                     gate_init_spread=None, finetune_fraction=None, final_steps=0, distill_features=0.0,
-                    tensorboard=None):
+                    tensorboard=None, width=False):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -83,6 +83,11 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     geometrically, stage ``i`` pruning to ``budget ** (i / k)`` of the dense cost, so later stages
     score units on a model that has already adapted (and trains faster, being smaller).
 
+    ``width``: the stream groups (a transformer's residual width) are gated or scored too, so the
+    budget chooses width against heads, FFN units and blocks; the norms then run over the kept
+    channels (not exact: the training or fine-tuning that follows adapts to it). Not with
+    ``distill_features``, which compares the pooled features channel by channel.
+
     ``verbose`` (Keras' progress: 0 none, 1 a bar, 2 a line per epoch) and ``tensorboard`` (a
     directory): module docstring.
     """
@@ -97,6 +102,9 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         raise UsageError(f"budget_compress: finetune_fraction={finetune_fraction} must be in [0, 1)")
     if int(final_steps) < 0:
         raise UsageError(f"budget_compress: final_steps={final_steps} must be >= 0")
+    if width and distill_features:
+        raise UsageError("budget_compress: width pruning narrows the pooled features that distill_features "
+                         "compares channel by channel with the source's; use one of them")
     if gate_init not in GATE_INITS:
         raise UsageError(f"gate_init {gate_init!r} unknown; allowed: {', '.join(GATE_INITS)}")
     task = bundle.metadata["task"]
@@ -109,8 +117,8 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     if method != "gates":
         return _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps,
                                     seed, learning_rate, batch_size, progress, settings, method,
-                                    stages, importance_batches, task, loss, int(final_steps))
-    gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed)
+                                    stages, importance_batches, task, loss, int(final_steps), width)
+    gated = gated_copy(bundle.model, gate_vocab=params_fraction is not None, seed=seed, gate_width=width)
     if gate_init != "uniform":
         scores = unit_scores_by(gate_init, bundle.model, labeled_data, task, loss, importance_batches, seed=seed)
         set_ranked_log_alpha(gated, scores, DEFAULT_INIT_LOG_ALPHA - gate_init_spread,
@@ -170,7 +178,7 @@ def with_teacher(teacher, train_data, unlabeled, settings):
 
 def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fraction, steps, seed,
                          learning_rate, batch_size, progress, settings, method, stages,
-                         importance_batches, task, loss, final_steps=0):
+                         importance_batches, task, loss, final_steps=0, width=False):
     """``budget_compress`` with ``method`` taylor/magnitude (see its docstring); ``train_data``
     already carries the teacher's targets when ``settings`` (distillation) is given."""
 
@@ -198,7 +206,7 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
         rel_p = None if params_fraction is None else min(1.0, params_fraction ** share * dense.params / now.params)
         scorer = importance_prune(scorer, method, rel_f, rel_p, data=train_data, task=task, loss=loss,
                                   batches=importance_batches, seed=seed + i,
-                                  build=build)
+                                  build=build, width=width)
         pruned = count(scorer)
         if stage_steps[i]:
             scorer = tune(scorer, stage_steps[i], f"stage{i + 1}")

@@ -38,7 +38,8 @@ def gate_options(cfg) -> dict:
     """Keyword arguments of :func:`rmcompress.structured.gating.gated_copy` for a gated ``cfg``."""
     g = cfg.gates
     vocab = g.vocab if g.vocab is not None else g.targets_params
-    return {"gate_vocab": bool(vocab), "seed": int(cfg.data.seed), "init_log_alpha": float(g.init_log_alpha)}
+    return {"gate_vocab": bool(vocab), "gate_width": bool(g.width), "seed": int(cfg.data.seed),
+            "init_log_alpha": float(g.init_log_alpha)}
 
 
 def make_complexity_model(scorer, cfg, loss: str) -> ComplexityAwareModel:

@@ -44,12 +44,12 @@ _LINEAR_EDGE = BETA * math.log(((1.0 - 1e-4) - GAMMA) / (ZETA - GAMMA) / (1.0 - 
 
 
 def taylor_scores(model, data, task: str, loss: str, batches: int = 32, batch_size: int = 16,
-                  seed: int = 0, build=None) -> dict:
+                  seed: int = 0, build=None, width: bool = False) -> dict:
     """``{group: mean |dL/dz_i|}`` over ``batches`` shuffled training batches of ``data``.
 
     ``build(scorer) -> RewardTrainingModel`` gives the loss (default: the plain task loss; a
     distilling wrapper when ``data`` carries teacher scores)."""
-    gated = gated_copy(model)
+    gated = gated_copy(model, gate_width=width)
     gates = {g: layer for g, layer in gate_layers(gated).items()
              if isinstance(layer, L0Gate) and not layer.binary and layer.units > 1}
     for gate in gates.values():
@@ -72,7 +72,7 @@ def taylor_scores(model, data, task: str, loss: str, batches: int = 32, batch_si
 
 
 def unit_scores_by(method: str, model, data=None, task: str = "pointwise", loss: str = "bce",
-                   batches: int = 32, batch_size: int = 16, seed: int = 0, build=None) -> dict:
+                   batches: int = 32, batch_size: int = 16, seed: int = 0, build=None, width: bool = False) -> dict:
     """``{group: per-unit importance}`` of ``model`` by ``method`` (``magnitude`` or ``taylor``)."""
     if method not in METHODS:
         raise UsageError(f"importance method {method!r} unknown; allowed: {', '.join(METHODS)}")
@@ -80,15 +80,18 @@ def unit_scores_by(method: str, model, data=None, task: str = "pointwise", loss:
         return normalised_scores(model)
     if data is None or len(data) == 0:
         raise UsageError("taylor importance needs training data")
-    return taylor_scores(model, data, task, loss, batches, batch_size, seed, build)
+    return taylor_scores(model, data, task, loss, batches, batch_size, seed, build, width)
 
 
 def importance_prune(model, method: str = "taylor", flops_fraction: float | None = None,
                      params_fraction: float | None = None, data=None, task: str = "pointwise",
-                     loss: str = "bce", batches: int = 32, batch_size: int = 16, seed: int = 0, build=None):
-    """``model`` pruned once to the budget by ``method`` scores (see module docstring)."""
-    scores = unit_scores_by(method, model, data, task, loss, batches, batch_size, seed, build)
-    return prune_to_budget(model, scores, flops_fraction, params_fraction, vocab=params_fraction is not None)
+                     loss: str = "bce", batches: int = 32, batch_size: int = 16, seed: int = 0, build=None,
+                     width: bool = False):
+    """``model`` pruned once to the budget by ``method`` scores (see module docstring); ``width``:
+    the stream groups (residual width) are scored and pruned too."""
+    scores = unit_scores_by(method, model, data, task, loss, batches, batch_size, seed, build, width)
+    return prune_to_budget(model, scores, flops_fraction, params_fraction, vocab=params_fraction is not None,
+                           width=width)
 
 
 __all__ = ["METHODS", "taylor_scores", "unit_scores_by", "importance_prune"]

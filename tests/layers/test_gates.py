@@ -216,3 +216,38 @@ def test_a_block_gate_needs_its_branches_gates():
     shrunk = shrink(g)
     assert not {n for n in (layer.name for layer in shrunk.layers) if n.startswith("block0_")}
     np.testing.assert_allclose(shrunk(_ids()).numpy(), g(_ids()).numpy(), atol=1e-5)
+
+
+def test_gated_layer_norm_is_the_norm_of_the_open_channels_times_the_gates():
+    from rmcompress.layers.gates import GatedLayerNormalization
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=(3, 5, 8)).astype(np.float32) * 3 + 1
+    z = np.array([1.0, 0.0, 0.5, 1.0, 0.0, 0.25, 1.0, 1.0], np.float32)
+    gated = GatedLayerNormalization(epsilon=1e-5)
+    gated([x, z])
+    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    gated.set_weights([gamma, beta])
+    kept = np.nonzero(z)[0]
+    plain = keras.layers.LayerNormalization(epsilon=1e-5)
+    plain(x[..., kept])
+    plain.set_weights([gamma[kept] * z[kept], beta[kept] * z[kept]])  # what shrink folds
+    got = gated([x, z]).numpy()
+    np.testing.assert_allclose(got[..., kept], plain(x[..., kept]).numpy(), atol=1e-5)
+    assert np.all(got[..., z == 0] == 0)  # a closed channel is exactly zero downstream
+    ones = np.ones(8, np.float32)  # every gate open: the plain norm over the whole width
+    full = keras.layers.LayerNormalization(epsilon=1e-5)
+    full(x)
+    full.set_weights([gamma, beta])
+    np.testing.assert_allclose(gated([x, ones]).numpy(), full(x).numpy(), atol=1e-5)
+
+
+def test_width_gate_and_gated_position_table_scale_what_they_write():
+    from rmcompress.layers.gates import GatedPositionEmbedding, WidthGate
+    x = np.ones((2, 4, 3), np.float32)
+    z = np.array([1.0, 0.0, 0.5], np.float32)
+    np.testing.assert_allclose(WidthGate()([x, z]).numpy(), x * z)
+    pos = GatedPositionEmbedding(6)
+    pos([x, z])
+    table = np.arange(18, dtype=np.float32).reshape(6, 3)
+    pos.set_weights([table])
+    np.testing.assert_allclose(pos([x * z, z]).numpy(), (x + table[:4]) * z)

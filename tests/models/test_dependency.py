@@ -39,17 +39,56 @@ def test_concatenate_splits_into_its_branches():
 
 
 @pytest.mark.parametrize("name", ["transformer_postln", "transformer_preln", "keras3_transformer"])
-def test_transformer_residual_stream_is_pinned_by_layer_norm(name):
+def test_transformer_residual_width_is_one_stream_group(name):
+    """The residual stream (embedding columns, every norm, each attention's input rows and output
+    columns, each feed-forward output) is one group, gated where it is written."""
     m = zoo_model(name)
     s = discover(m)
     mhas = [layer for layer in m.layers if isinstance(layer, keras.layers.MultiHeadAttention)]
+    norms = [layer.name for layer in m.layers if isinstance(layer, keras.layers.LayerNormalization)]
     emb = next(layer.name for layer in m.layers if isinstance(layer, keras.layers.Embedding))
-    assert emb not in s.groups  # the residual width is kept: LayerNormalization reads all of it
-    assert any("LayerNormalization normalises over the whole width" in p for p in s.pinned)
+    assert s.streams == (emb,) and s.groups[emb] == m.get_layer(emb).output_dim
+    assert all(s.dims[n]["width"].segments == (emb,) and s.writers[n] == "width" for n in norms)
     for mha in mhas:
         assert s.groups[f"{mha.name}_heads"] == mha._num_heads
+        assert s.dims[mha.name]["width"].segments == (emb,) and s.dims[mha.name]["out"].segments == (emb,)
+        assert s.writers[mha.name] == "out"
     ffn_in = [layer.name for layer in m.layers if isinstance(layer, keras.layers.Dense) and layer.units == 24]
     assert ffn_in and all(s.groups[n] == 24 for n in ffn_in)
+    assert all(s.dims[n]["in"].segments == (emb,) and s.input_gates(n) is None for n in ffn_in)  # read ungated
+    assert s.writers[emb] == "width"
+
+
+@pytest.mark.parametrize("maker, reason", [
+    (lambda x: keras.layers.BatchNormalization()(x), "BatchNormalization shifts every channel"),
+    (lambda x: keras.layers.Activation("sigmoid")(x), "activation is 0.5 at 0"),
+    (lambda x: x + 1.0, "with a constant"),
+])
+def test_a_layer_that_writes_into_closed_channels_pins_a_normalised_width(maker, reason):
+    ids = keras.Input((ZOO_SEQ,), dtype="int32")
+    x = keras.layers.Embedding(ZOO_VOCAB, 8, name="emb")(ids)
+    x = keras.layers.LayerNormalization()(maker(x))
+    m = keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(x)))
+    s = discover(m)
+    assert "emb" not in s.groups and not s.streams
+    assert any(reason in p and "normalised width" in p for p in s.pinned)
+    ids2 = keras.Input((ZOO_SEQ,), dtype="int32")  # the same layer where nothing normalises: exact read gates
+    y = maker(keras.layers.Embedding(ZOO_VOCAB, 8, name="emb")(ids2))
+    m2 = keras.Model(ids2, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(y)))
+    if not isinstance(m2.layers[2], keras.layers.BatchNormalization):
+        assert discover(m2).groups.get("emb") == 8 and not discover(m2).streams
+
+
+def test_cross_attention_keeps_its_widths():
+    """Keras' attention with a query and a value from different tensors reads them whole."""
+    ids = keras.Input((ZOO_SEQ,), dtype="int32")
+    x = keras.layers.Embedding(ZOO_VOCAB, 8, name="emb")(ids)
+    y = keras.layers.Dense(8, name="proj")(x)
+    a = keras.layers.MultiHeadAttention(2, 4, name="att")(x, y)
+    m = keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(a)))
+    s = discover(m)
+    assert "emb" not in s.groups and "proj" not in s.groups and s.groups["att_heads"] == 2
+    assert "width" not in s.dims.get("att", {})
 
 
 def test_residual_stream_without_norm_is_one_coupled_group():
@@ -76,13 +115,11 @@ def test_recurrent_layers_pin_what_they_read():
 def _hand_groups(cfg: ArchConfig) -> dict:
     """The prunable groups of a shipped architecture, written out by hand from its definition
     (``rmcompress.models.architectures``): what discovery must find in its graph."""
-    groups = {"vocab": cfg.vocab_size - 1}
+    groups = {"vocab": cfg.vocab_size - 1, "token_embedding": cfg.width}  # the embedding columns
     if cfg.arch in ("transformer", "bert"):
         for i in range(cfg.depth):
             groups.update({f"block{i}_attn_heads": cfg.heads, f"block{i}_ffn_in": cfg.ffn,
                            f"block{i}_attn_block": 1})
-    else:
-        groups["token_embedding"] = cfg.width
     if cfg.arch == "cnn":
         groups.update({f"conv{k}": n for k, n in zip(cfg.kernel_sizes, cfg.per_conv())})
     if cfg.head_hidden or (cfg.arch == "bow" and cfg.hidden):
@@ -115,7 +152,11 @@ def test_shipped_architectures_are_read_from_their_graph(arch):
     if arch == "bow":
         assert found.dims["hidden" if cfg.hidden else "reward"]["in"].segments == ("token_embedding",)
     if arch in ("transformer", "bert"):
-        assert "token_embedding" not in found.groups  # LayerNormalization pins the residual width
+        assert found.streams == ("token_embedding",)  # the residual width: gated where written
+        norms = [n for n in found.dims if n.endswith("_norm")]
+        assert len(norms) == 2 * cfg.depth + 1 and all(found.writers[n] == "width" for n in norms)
+        assert {found.writers[f"block{i}_attn"] for i in range(cfg.depth)} == {"out"}
+        assert found.dims["position_embedding"]["width"].segments == ("token_embedding",)
         for i in range(cfg.depth):
             assert found.removals[f"block{i}_attn"].group == f"block{i}_attn_heads"
             assert found.blocks[f"block{i}_attn_block"] == (f"block{i}_attn_heads", f"block{i}_ffn_in")
@@ -307,13 +348,13 @@ def test_attention_read_elsewhere_keeps_a_head():
 def test_feed_forward_removal_folds_its_output_bias_like_attention():
     post = discover(zoo_model("transformer_postln"))
     pre = discover(zoo_model("transformer_preln"))
-    ffn = [g for g in post.groups if not g.endswith(("_heads", "_block"))]
+    ffn = [g for g in post.groups if not g.endswith(("_heads", "_block")) and g not in post.streams]
     assert len(ffn) == 2 and all(post.min_alive[g] == 0 for g in ffn)
     r = post.removals[ffn[0]]
     assert r.group == ffn[0] and r.attr == "beta" and r.bias[1] == "bias" and r.bias[0] in r.removed
     assert ffn[0] in r.removed and any(n.startswith("dropout") for n in r.removed)
     assert all(post.present[n].factors == (ffn[0], "mha0_block") for n in r.removed)
-    first = [g for g in pre.groups if not g.endswith(("_heads", "_block"))][0]
+    first = [g for g in pre.groups if not g.endswith(("_heads", "_block")) and g not in pre.streams][0]
     assert pre.removals[first].target == "mha0" and pre.removals[first].attr == "_output_dense.bias"
     assert any(n.startswith("layer_normalization") for n in pre.removals[first].removed)
 

@@ -143,3 +143,28 @@ def test_budget_compress_self_distillation_pulls_the_student_to_the_source(train
             got = out.model.predict(data.ids, verbose=0).ravel()
         gaps[w] = float(np.mean((got - data.teacher) ** 2))
     assert gaps[0.95] < gaps[0.0], gaps
+
+
+@pytest.mark.parametrize("method", ["gates", "taylor"])
+def test_budget_compress_with_width_chooses_the_residual_width_too(trained_models, method):
+    """``width=True``: the residual width competes with heads, FFN units and blocks for the budget;
+    the shrunk transformer is narrower, lands on the budget and its count is exact."""
+    from rmcompress.training.budget import budget_compress
+
+    src = trained_models["transformer"]
+    dense_width = src.bundle.metadata["arch"]["width"]
+    out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.3, steps=12, batch_size=32,
+                          method=method, width=True)
+    rep = out.report
+    assert rep["flops_fraction"] <= 0.3 + 1e-9 and count(out.model).as_dict() == {"flops": rep["flops"],
+                                                                                  "params": rep["params"]}
+    widths = {int(layer.gamma.shape[0]) for layer in out.model.layers if type(layer).__name__ == "LayerNormalization"}
+    assert widths == {out.model.get_layer("token_embedding").output_dim}
+    if method == "gates":  # gated training: closed channels leave, the shrink is exact
+        assert rep["shrink_max_abs_diff"] <= 1e-5
+    assert np.isfinite(out.model.predict(src.val_data.ids[:4], verbose=0)).all()
+    kept = out.model.get_layer("token_embedding").output_dim
+    assert kept <= dense_width
+    with pytest.raises(Exception, match="distill_features"):
+        budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.3, steps=4, width=True,
+                        distill_features=1.0)
