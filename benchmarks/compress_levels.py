@@ -157,6 +157,8 @@ def level_rows(proto, dense_dir, work, args):
     rows, files = [], {}
     for recipe in [*args.levels.split(","), INT8_OURS]:
         name = recipe if isinstance(recipe, str) else recipe["name"]
+        if isinstance(recipe, str) and recipe.endswith((".yaml", ".yml")):  # a recipe file: its own name
+            name = Recipe.resolve(recipe).name
         d = work / name
         if not (d / "report.json").is_file():
             spec = {**Recipe.resolve(recipe).to_dict(), "data": dict(proto.data_settings)}
@@ -288,7 +290,7 @@ def run_seed(proto, seed, out, args) -> list[dict]:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tasks", default="sst2,hh")
-    p.add_argument("--levels", default=",".join(LEVELS))
+    p.add_argument("--levels", default=",".join(LEVELS), help="level names or recipe YAML files")
     p.add_argument("--hh-seq-len", type=int, default=128)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", default="0,1,2", help="training seeds of the dense model (the split stays)")
