@@ -77,6 +77,8 @@ def test_annotations_give_types_and_nullability():
     ({"quantise": {"mode": "int8", "calibration_samples": 0}}, "'passes[0].quantise.calibration_samples' = 0"),
     ({"length": {"mode": "fixed"}}, "'passes[0].length.mode' = 'fixed' is not allowed; allowed values: buckets, dynamic"),
     ({"budget": {"flops_fraction": 0.5, "augment": 2}}, "r.yaml: passes[0].budget.augment: augmented texts carry no labels"),
+    ({"budget": {"flops_fraction": 0.5, "width": True, "distill_features": 1.0}},
+     "r.yaml: passes[0].budget.width: narrows the pooled features that distill_features compares"),
     ({"factorise": {"full_rows": 10}}, "r.yaml: passes[0].factorise.full_rows: only the other rows are factorised"),
     ({"prune": {"steps": 0}}, "r.yaml: passes[0].prune.steps: a polynomial schedule needs steps >= 1"),
 ])

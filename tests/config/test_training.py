@@ -95,6 +95,7 @@ def test_every_setting_has_one_declaration():
     (dict(loss="hinge"), "--loss 'hinge' unknown; allowed: bce, mse, mae"),
     (dict(backbone="b", init="i"), "--backbone and --init are exclusive"),
     (dict(unlabeled="u.csv"), "--unlabeled needs --teacher"),
+    (dict(gate_width=True, teacher="t", distill_features=1.0), "--gate-width narrows the pooled features"),
 ])
 def test_bad_values_are_one_line_usage_errors(flat, message):
     with pytest.raises(UsageError) as e:
