@@ -92,9 +92,10 @@ def quality_of(task, loss, score, enc) -> dict:
     return _quality(task, loss, _scores(score, enc), enc)
 
 
-def by_hand(bundle, state, test_enc, work):
+def by_hand(bundle, state, test_enc, work, baseline_only=False):
     """The hand-built routes (tfmot and TFLite calls without recipes) on the same model; each file is
-    written to ``work/by-hand`` (for the interleaved timing) and scored on test and validation."""
+    written to ``work/by-hand`` (for the interleaved timing) and scored on test and validation.
+    ``baseline_only``: the float32 TFLite file alone (every ratio's baseline)."""
     from rmcompress.compression.prune import prune
     from rmcompress.compression.settings import PruneSettings
     from rmcompress.runtime.tflite import TFLiteRunner, convert
@@ -114,11 +115,14 @@ def by_hand(bundle, state, test_enc, work):
                 "size_bytes": len(flat), "size_gzip_bytes": len(gzip.compress(flat, 9, mtime=0))}
 
     rows = []
-    for name, mode, slug in (("float32 TFLite", "none", "float32"), ("dynamic-range TFLite", "dynamic", "dynamic"),
-                             ("full int8 PTQ (300 cal.)", "int8", "int8")):
+    routes = (("float32 TFLite", "none", "float32"), ("dynamic-range TFLite", "dynamic", "dynamic"),
+              ("full int8 PTQ (300 cal.)", "int8", "int8"))
+    for name, mode, slug in routes[:1] if baseline_only else routes:
         t = time.time()
         rows.append(row(name, convert(bundle.model, mode, cal), slug))
         log(f"  {name}: {time.time() - t:.0f}s")
+    if baseline_only:
+        return rows, files
     t = time.time()
     pruned, note = prune(bundle.model, state, PruneSettings.from_mapping(
         {"sparsity": 0.8, "steps": 200, "learning_rate": 1e-4}, "prune", "by hand"))
@@ -261,10 +265,9 @@ def run_seed(proto, seed, out, args) -> list[dict]:
                          f"the protocol {len(proto.val)}")
     test_enc = encode(proto.test, bundle.tokenizer)
     rows, files = [], {}
-    if not args.no_by_hand:
-        r, f = by_hand(bundle, state, test_enc, work)
-        rows += r
-        files.update(f)
+    r, f = by_hand(bundle, state, test_enc, work, baseline_only=args.no_by_hand)
+    rows += r
+    files.update(f)
     r, f = level_rows(proto, work / "dense", work, args)
     rows += r
     files.update(f)
@@ -302,7 +305,7 @@ def main(argv=None):
     p.add_argument("--search-eta", type=int, default=2, help="search: successive halving keeps 1/eta of rung 1")
     p.add_argument("--search-precisions", default="int8", help="search: precisions")
     p.add_argument("--profile-seed", type=int, default=0, help="seed whose op-by-op profile is written")
-    p.add_argument("--no-by-hand", action="store_true")
+    p.add_argument("--no-by-hand", action="store_true", help="of the by-hand routes only the float32 baseline")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compress_levels"))
     p.add_argument("--table-from", metavar="ROWS_CSV", help="no run: print the tables of an earlier rows.csv")
     args = p.parse_args(argv)
