@@ -273,6 +273,8 @@ def _visit(w: _Walk, node) -> list:
         w.role(layer, "width", x_layout)
         w.reads_whole.append(x_layout)
         w.writers[layer.name] = "width"
+        if not layer.scale:  # its gates fold into gamma
+            _note_nonzero(w, layer, x_layout, "it has no scale (gamma) to take its gates")
         return [x_layout]
     if isinstance(layer, L.MultiHeadSelfAttention) or (isinstance(layer, K.MultiHeadAttention) and
                                                         keras_mha_is_self(layer)):
@@ -717,8 +719,8 @@ def discover(model) -> Structure:
     for layer_name, layout, reason in w.nonzero:
         for i in layout:
             if sp.find(i) in streams:
-                sp.pin(i, f"layer {layer_name!r} can make a closed channel non-zero ({reason}) in a "
-                          "normalised width")
+                sp.pin(i, f"layer {layer_name!r}: {reason}; a normalised width needs its closed channels at "
+                          "exactly zero and its gates folded, so it stays whole")
     names: dict = {}   # root -> group name
     taken = {layer.name for layer in model.layers}
     groups: dict = {}

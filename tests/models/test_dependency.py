@@ -63,6 +63,7 @@ def test_transformer_residual_width_is_one_stream_group(name):
     (lambda x: keras.layers.BatchNormalization()(x), "BatchNormalization shifts every channel"),
     (lambda x: keras.layers.Activation("sigmoid")(x), "activation is 0.5 at 0"),
     (lambda x: x + 1.0, "with a constant"),
+    (lambda x: keras.layers.LayerNormalization(scale=False)(x), "no scale (gamma) to take its gates"),
 ])
 def test_a_layer_that_writes_into_closed_channels_pins_a_normalised_width(maker, reason):
     ids = keras.Input((ZOO_SEQ,), dtype="int32")
@@ -75,7 +76,7 @@ def test_a_layer_that_writes_into_closed_channels_pins_a_normalised_width(maker,
     ids2 = keras.Input((ZOO_SEQ,), dtype="int32")  # the same layer where nothing normalises: exact read gates
     y = maker(keras.layers.Embedding(ZOO_VOCAB, 8, name="emb")(ids2))
     m2 = keras.Model(ids2, keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(y)))
-    if not isinstance(m2.layers[2], keras.layers.BatchNormalization):
+    if not isinstance(m2.layers[2], (keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
         assert discover(m2).groups.get("emb") == 8 and not discover(m2).streams
 
 
