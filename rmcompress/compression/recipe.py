@@ -42,7 +42,7 @@ from rmcompress.config.validation import Field, check_choice, check_order, load_
 LEVELS = ("lossless", "light", "medium", "aggressive")
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 #: shipped recipes that are not levels, also resolvable by name (``--recipe pretrained-aggressive``)
-SHIPPED = ("pretrained-aggressive",)
+SHIPPED = ("extreme", "pretrained-aggressive")
 
 #: the same as :func:`rmcompress.config.validation.check_order` takes it: groups of equal rank, in order
 PASS_ORDER = tuple(tuple(n for n, r in PASS_RANK.items() if r == rank)

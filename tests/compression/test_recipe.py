@@ -105,9 +105,16 @@ def test_shipped_pretrained_recipe_resolves_by_name():
     assert r.get("quantise").params["mode"] == "dynamic" and r.get("factorise").params["rank"]
 
 
+def test_the_extreme_recipe_is_aggressive_at_half_the_budget():
+    extreme, aggressive = Recipe.resolve("extreme"), Recipe.level("aggressive")
+    assert extreme.name == "extreme"
+    assert extreme.get("budget").settings.flops_fraction == aggressive.get("budget").settings.flops_fraction / 2
+    assert [p.name for p in extreme.passes] == [p.name for p in aggressive.passes]
+
+
 def test_unknown_level_and_missing_file():
     with pytest.raises(RecipeError, match="neither a level"):
-        Recipe.resolve("extreme")
+        Recipe.resolve("ultra")
     with pytest.raises(RecipeError, match="no such recipe file"):
         Recipe.resolve("nope/missing.yaml")
 
