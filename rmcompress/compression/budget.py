@@ -8,7 +8,10 @@ model is an ordinary, smaller tf_keras model; the pass reports FLOPs and params 
 ``distill`` > 0 trains the gated and the shrunk model to match the source model's rewards as well as
 the labels (self-distillation, ``loss = (1 - distill) * task + distill * (s - t)^2``);
 ``distill_features`` ``b`` > 0 (pointwise) adds ``b * mean_j ((u_j - v_j) / sigma_j)^2`` on the
-pooled features (representation distillation, :mod:`rmcompress.training.distill`).
+pooled features (representation distillation, :mod:`rmcompress.training.distill`);
+``distill_blocks`` ``c`` > 0 (pointwise; pairs: skipped, the note says so) adds ``c * mean_l h_l``, every
+kept block's output (``distill_block_layers``; default the residual stream after each block) matching
+the source model's same block through a learned projection (block-wise distillation, same module).
 ``augment`` ``k`` > 0 (with ``distill``; pointwise: skipped for pairs, the note says so) adds ``k`` word-replacement variants of every training
 and unlabeled text of at least ``augment_min_words`` words to the distillation rows: each word is replaced
 with probability ``augment_replace`` by one of its 8 nearest whole words in the source model's input
@@ -74,7 +77,10 @@ class BudgetPass(Pass):
     Settings = BudgetSettings
 
     def run(self, state: CompressState, s: BudgetSettings) -> PassResult:
-        unlabeled = state.unlabeled if (s.distill or s.distill_features) else None
+        blocks, blocks_note = s.distill_blocks, None
+        if blocks and state.task != "pointwise":
+            blocks, blocks_note = 0.0, f"skipped: {state.task} (block distillation is pointwise)"
+        unlabeled = state.unlabeled if (s.distill or s.distill_features or blocks) else None
         n_augmented, augment_note = 0, None
         if s.augment and state.task != "pointwise":
             augment_note = f"skipped: {state.task} (a pair's preference does not survive independent word swaps)"
@@ -103,7 +109,8 @@ class BudgetPass(Pass):
                               verbose=state.progress.verbose, tensorboard=state.progress.tensorboard,
                               distill_weight=s.distill, method=s.method, stages=s.stages, gate_init=s.gate_init,
                               finetune_fraction=s.finetune_fraction, final_steps=final_steps,
-                              unlabeled=unlabeled, distill_features=s.distill_features, width=s.width)
+                              unlabeled=unlabeled, distill_features=s.distill_features, width=s.width,
+                              distill_blocks=blocks, distill_block_layers=s.distill_block_layers)
         after = count(new.model).as_dict()
         state.model = new.model
         if new.tokenizer is not state.tokenizer and new.tokenizer.vocabulary != state.tokenizer.vocabulary:
@@ -118,7 +125,8 @@ class BudgetPass(Pass):
                 "stages": s.stages, "steps": steps, "final_steps": int(final_steps),
                 "steps_requested": requested, "final_steps_requested": requested_final,
                 "max_epochs": s.max_epochs, "learning_rate": learning_rate, "distill": s.distill,
-                "distill_features": s.distill_features,
+                "distill_features": s.distill_features, "distill_blocks": blocks,
+                **({"distill_blocks_note": blocks_note} if blocks_note else {}),
                 "flops_before": before["flops"], "flops_after": after["flops"],
                 "params_before": before["params"], "params_after": after["params"],
                 "achieved_flops_fraction": after["flops"] / before["flops"] if before["flops"] else None}

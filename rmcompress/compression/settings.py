@@ -52,6 +52,13 @@ class BudgetSettings(PassSettings):
                              help="weight of self-distillation from the source model (0: labels only)")
     distill_features: float = setting(0.0, min=0, help="weight of matching the source model's pooled "
                                                         "features (representation distillation; pointwise)")
+    distill_blocks: float = setting(0.0, min=0, help="weight of matching the source model's hidden state after "
+                                                     "every kept block, through a learned projection "
+                                                     "(block-wise distillation; pointwise)")
+    distill_block_layers: list | None = setting(None, items=Field(str), min_items=1,
+                                                help="layers the block term compares: names or patterns with "
+                                                     "{i} (null: block{i}_ffn_norm for bert, "
+                                                     "block{i}_ffn_residual for transformer)")
     max_epochs: float | None = setting(10.0, min=0, min_exclusive=True,
                                        help="cap on passes over the training split (null: no cap)")
     method: str = setting("gates", choices=BUDGET_METHODS,
@@ -85,7 +92,9 @@ class BudgetSettings(PassSettings):
         if self.width and self.distill_features:
             return "width", ("narrows the pooled features that distill_features compares channel by channel "
                              "with the source model's; use one of them")
-        if self.augment and not (self.distill or self.distill_features):
+        if self.distill_block_layers and not self.distill_blocks:
+            return "distill_block_layers", "names the layers of the block term; set distill_blocks > 0 too"
+        if self.augment and not (self.distill or self.distill_features or self.distill_blocks):
             return "augment", ("augmented texts carry no labels, only the source model's scores; "
                                "set distill > 0 too")
         return None

@@ -31,8 +31,8 @@ from rmcompress.training.complexity_callbacks import BudgetController, Complexit
 from rmcompress.training.complexity_model import ComplexityAwareModel
 from rmcompress.training.complexity_training import finish_gated
 from rmcompress.training.finetune import finetune, fit_model, make_optimizer
-from rmcompress.training.distill import (DistillSettings, DistillationTerm, concat_encoded, feature_scale,
-                                         teacher_outputs)
+from rmcompress.training.distill import (DistillSettings, DistillationTerm, block_scales, concat_encoded,
+                                         feature_scale, teacher_outputs)
 from rmcompress.training.model import RewardTrainingModel
 from rmcompress.training.scoring import evaluate_encoded
 from rmcompress.training.tasks import make_task
@@ -46,7 +46,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                     steps=1000, seed=0, learning_rate=1e-3, batch_size=64, verbose=0, distill_weight=0.0,
                     method="gates", stages=1, importance_batches=32, unlabeled=None, gate_init="uniform",
                     gate_init_spread=None, finetune_fraction=None, final_steps=0, distill_features=0.0,
-                    tensorboard=None, width=False):
+                    tensorboard=None, width=False, distill_blocks=0.0, distill_block_layers=None):
     """Gate bundle.model's prunable groups (starting from its trained weights), train with the
     budget held by Lagrange multipliers, shrink, and return a new RewardModelBundle (same
     tokenizer, metadata updated with dense/achieved flops+params).
@@ -69,6 +69,10 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     ``distill_features`` ``b`` > 0 (pointwise): the pooled features match the source model's too,
     ``+ b * mean_j ((u_j - v_j) / sigma_j)^2`` (representation distillation; the shrunk model keeps
     the source's width, so they compare directly).
+    ``distill_blocks`` ``c`` > 0 (pointwise): every kept block's output matches the source model's
+    same block through a learned projection, ``+ c * mean_l h_l`` (block-wise hidden-state
+    distillation; ``distill_block_layers``: the layers compared, default the graph's residual stream
+    after each block; the source's hidden states are computed on the fly, :mod:`rmcompress.training.distill`).
 
     ``gate_init`` (``gates`` only): ``uniform`` starts every gate at the same ``log_alpha``;
     ``magnitude`` / ``taylor`` spread the starting ``log_alpha`` over ``DEFAULT_INIT_LOG_ALPHA +-
@@ -111,7 +115,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     loss = bundle.metadata.get("loss") or ("pairwise" if task == "pairwise" else "bce")
     keras.utils.set_random_seed(seed)
     labeled_data = train_data  # gate_init scores: the task loss on the labeled rows
-    settings = distill_settings(distill_weight, distill_features)
+    settings = distill_settings(distill_weight, distill_features, distill_blocks, distill_block_layers)
     if settings is not None:
         train_data, settings = with_teacher(bundle.model, train_data, unlabeled, settings)
     if method != "gates":
@@ -145,7 +149,8 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
                  "gate_init": gate_init, "gate_init_spread": gate_init_spread if gate_init != "uniform" else None,
                  "finetune_fraction": finetune_fraction,
                  "final_steps": int(final_steps),
-                 "distill_weight": float(distill_weight), "distill_features": float(distill_features)})
+                 "distill_weight": float(distill_weight), "distill_features": float(distill_features),
+                 "distill_blocks": float(distill_blocks)})
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))
@@ -156,23 +161,30 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
     return out
 
 
-def distill_settings(weight: float, features: float = 0.0):
-    """Self-distillation settings of ``budget_compress`` (mse on rewards), None for neither term."""
+def distill_settings(weight: float, features: float = 0.0, blocks: float = 0.0, block_layers=None):
+    """Self-distillation settings of ``budget_compress`` (mse on rewards), None for no term."""
 
-    if not weight and not features:
+    if not weight and not features and not blocks:
         return None
-    return DistillSettings(float(weight), "mse", 1.0, features=float(features))
+    return DistillSettings(float(weight), "mse", 1.0, features=float(features), blocks=float(blocks),
+                           block_layers=tuple(block_layers) if block_layers else None)
 
 
 def with_teacher(teacher, train_data, unlabeled, settings):
     """``(train_data with the teacher's targets and the unlabeled rows, settings)``; with a feature
-    term the settings get the teacher's ``feature_scale`` (over all those rows)."""
+    term the settings get the teacher's ``feature_scale`` (over all those rows); with a block term
+    the teacher itself and its ``block_scale`` (over the first rows)."""
     from dataclasses import replace
 
 
     data = with_teacher_targets(teacher, train_data, unlabeled, features=bool(settings.features))
     if settings.features:
         settings = replace(settings, feature_scale=feature_scale(data.teacher_features))
+    if settings.blocks:
+        if data.task != "pointwise":
+            raise UsageError("block distillation (distill_blocks) is pointwise only")
+        settings = replace(settings, block_teacher=teacher,
+                           block_scale=block_scales(teacher, data.ids, settings.block_layers))
     return data, settings
 
 
@@ -223,7 +235,8 @@ def _importance_compress(bundle, train_data, val_data, flops_fraction, params_fr
             "params_fraction": round(achieved.params / dense.params, 5), "shrunk": True,
             "steps": steps, "gated_steps": 0, "finetune_steps": steps + final_steps, "final_steps": final_steps,
             "distill_weight": settings.weight if settings else 0.0,
-            "distill_features": settings.features if settings else 0.0}
+            "distill_features": settings.features if settings else 0.0,
+            "distill_blocks": settings.blocks if settings else 0.0}
     report = {"task": task, "stage": "budget_compress", "n_examples": len(val_data), **info}
     if len(val_data):
         report.update(evaluate_encoded(scorer, val_data, task, loss))

@@ -30,9 +30,33 @@ teacher's ``v``, per feature in units of the teacher's spread over the distillat
 largest, so the few huge outlier dimensions of a BERT encoder do not drown the rest; ``f`` is 1 for
 a student that only knows the mean). The reward term pins one direction of the pooled vector; this
 term passes the teacher's whole representation, which is what a pruned copy of the teacher (same
-width, same pooling) has to recover. Student and teacher must have the same feature width. The sum is reduced like the task
+width, same pooling) has to recover. Student and teacher must have the same feature width.
+
+Block-wise hidden-state distillation (``blocks`` = ``c`` > 0, pointwise; CoFi's layer distillation):
+the residual stream after every block the student kept matches the teacher's after the same block.
+The layers compared are named (:data:`BLOCK_LAYERS`: ``block{i}_ffn_norm`` in the ``bert`` graph,
+``block{i}_ffn_residual`` in ``transformer``; or any names / ``{i}`` patterns, ``block_layers``); a
+pruned copy of the teacher keeps the names of its kept blocks, so a teacher layer the student lacks
+(a removed block) is skipped, and each student block maps to the teacher block of the same index.
+For layer ``l`` with student output ``h`` ``[T, d_s]`` and teacher output ``g`` ``[T, d_t]`` over the
+``m_i`` non-padding tokens of example ``i``::
+
+    loss_i += c * mean_l h_il,   h_il = mean_{t, j} ((h_t W_l + b_l - g_t)_j / sigma_lj)^2
+
+``W_l`` ``[d_s, d_t]``, ``b_l``: a learned projection (a Dense, trained with the student;
+identity-initialised when ``d_s = d_t``, Glorot otherwise); ``sigma_lj``: the spread of the
+teacher's channel ``j`` of layer ``l`` over the non-padding tokens of up to
+:data:`BLOCK_SCALE_ROWS` distillation rows, floored like ``sigma_j`` above. The teacher's hidden
+states are computed on the fly, one forward pass of the frozen teacher per batch (student and
+teacher read the same token ids): stored, they would take ``rows x blocks x T x d_t x 4`` bytes
+(MiniLM-L6 at 64 tokens: 590 kB a row, 59 GB per 100k distillation rows; ``pretrained-aggressive``
+on SST-2 distills on 57k texts and their word-replacement variants), against 1.5 kB a row for the
+pooled features.
+
+The sum is reduced like the task
 loss (``tf.nn.compute_average_loss``), so it is correct under ``tf.distribute``. Metrics added:
-``label_loss`` (mean task loss over labeled rows) and ``distill_loss`` (mean ``d``). Quality
+``label_loss`` (mean task loss over labeled rows), ``distill_loss`` (mean ``d``), ``feature_loss``
+(mean ``f``) and ``block_loss`` (mean ``h``). Quality
 metrics on an unlabeled row compare with the teacher's decision.
 
 :class:`DistillationTerm` is a per-example loss term (:class:`rmcompress.training.model.LossTerm`),
@@ -42,6 +66,7 @@ training-model builder of ``train()``.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +85,11 @@ from rmcompress.training.model import LossTerm, RewardTrainingModel
 
 #: the layer representation distillation matches: every shipped architecture's pooled features
 FEATURE_LAYER = "pool"
+#: the residual stream after block ``{i}`` (block-wise distillation), by graph: ``bert`` (told by
+#: its ``embedding_norm`` layer) normalises after the residual add, ``transformer`` (pre-LN) before
+BLOCK_LAYERS = {"bert": "block{i}_ffn_norm", "transformer": "block{i}_ffn_residual"}
+#: rows of the distillation data whose tokens give the teacher's per-channel spread ``sigma_lj``
+BLOCK_SCALE_ROWS = 1024
 
 
 @dataclass
@@ -74,10 +104,20 @@ class DistillSettings:
     #: ``k``: word-replacement variants per training/unlabeled text of >= 10 words, scored by the
     #: teacher (:mod:`rmcompress.data.augment`; pointwise); 0: none
     augment: int = 0
+    #: ``c``: weight of the block-wise hidden-state term (0: none)
+    blocks: float = 0.0
+    #: the layers it compares: names or ``{i}`` patterns (None: :data:`BLOCK_LAYERS` for the graph)
+    block_layers: tuple | None = None
+    #: the teacher whose hidden states are computed on the fly (a keras model reading the same ids)
+    block_teacher: object | None = field(default=None, repr=False)
+    #: ``{layer: 1 / sigma_lj}`` (:func:`block_scales`); None: 1
+    block_scale: dict | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if not float(self.features) >= 0.0:
             raise UsageError(f"--distill-features {self.features} must be >= 0")
+        if not float(self.blocks) >= 0.0:
+            raise UsageError(f"distill_blocks {self.blocks} must be >= 0")
         if not 0.0 <= float(self.weight) <= 1.0:
             raise UsageError(f"--distill-weight {self.weight} must be in [0, 1]")
         if self.loss not in DISTILL_LOSSES:
@@ -140,6 +180,99 @@ def feature_distance(student, teacher, scale=None):
     return tf.reduce_mean(tf.square(diff), axis=-1)
 
 
+def block_layer_names(teacher, layers=None) -> list[str]:
+    """The teacher's layers the block term compares, in order: ``layers`` (names, or patterns with
+    ``{i}`` for the block index), default :data:`BLOCK_LAYERS` for the teacher's graph. A name or
+    pattern the teacher lacks is a one-line :class:`UsageError` naming it."""
+    if not layers:
+        layers = [BLOCK_LAYERS["bert" if _has_layer(teacher, "embedding_norm") else "transformer"]]
+    elif isinstance(layers, str):
+        layers = [layers]
+    names = [layer.name for layer in teacher.layers]
+    out = []
+    for spec in layers:
+        spec = str(spec)
+        if "{i}" in spec:
+            rx = re.compile("^" + re.escape(spec).replace(re.escape("{i}"), r"(\d+)") + "$")
+            found = sorted(((int(m.group(1)), n) for n in names if (m := rx.match(n))))
+            if not found:
+                raise UsageError(f"block distillation: no layer of model {teacher.name!r} matches {spec!r}")
+            out += [n for _, n in found]
+        elif spec in names:
+            out.append(spec)
+        else:
+            raise UsageError(f"block distillation: model {teacher.name!r} has no layer {spec!r}")
+    return list(dict.fromkeys(out))
+
+
+def _has_layer(model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
+def _single_output(model, name: str):
+    out = model.get_layer(name).output
+    if isinstance(out, (list, tuple)):
+        raise UsageError(f"block distillation: layer {name!r} of model {model.name!r} has several outputs")
+    return out
+
+
+def block_pairs(student, teacher, layers=None) -> list[str]:
+    """The layer names of :func:`block_layer_names` the student has too (a removed block's are gone);
+    a UsageError when none is left."""
+    names = [n for n in block_layer_names(teacher, layers) if _has_layer(student, n)]
+    if not names:
+        raise UsageError(f"block distillation: model {student.name!r} has none of the teacher's layers "
+                         f"{', '.join(block_layer_names(teacher, layers))}")
+    return names
+
+
+def hidden_model(model, names, head: bool = True):
+    """``ids -> [reward (if head), output of each of names]``: a functional model sharing ``model``'s layers."""
+    outs = [_single_output(model, n) for n in names]
+    return keras.Model(model.inputs, ([model.outputs[0]] if head else []) + outs, name=f"{model.name}_blocks")
+
+
+def token_mask(ids):
+    """``[B, T]`` 1.0 where ``ids`` is a token, 0.0 on padding (id 0)."""
+    return tf.cast(tf.not_equal(ids, 0), tf.float32)
+
+
+def block_scales(teacher, ids, layers=None, rows: int = BLOCK_SCALE_ROWS, batch_size: int = 64) -> dict:
+    """``{layer: 1 / sigma_lj}`` over the non-padding tokens of the first ``rows`` of ``ids``
+    (module docstring)."""
+    names = block_layer_names(teacher, layers)
+    ids = np.asarray(ids)[:rows]
+    outs = hidden_model(teacher, names, head=False).predict(ids, batch_size=batch_size, verbose=0)
+    outs = outs if isinstance(outs, list) else [outs]
+    keep = (ids != 0).reshape(-1) if outs and outs[0].ndim == 3 else None
+    scales = {}
+    for n, h in zip(names, outs):
+        flat = h.reshape(-1, h.shape[-1]) if h.ndim == 3 else h
+        scales[n] = feature_scale(flat[keep] if h.ndim == 3 else flat)
+    return scales
+
+
+def block_distance(student, teacher, kernel, bias, scale, mask):
+    """``[B]`` ``h = mean_{t, j} ((s_t W + b - g_t)_j * scale_j)^2`` over the tokens where ``mask``
+    ``[B, T]`` is 1 (rank-2 outputs: one vector per example)."""
+    s = tf.cast(student, tf.float32)
+    g = tf.stop_gradient(tf.cast(teacher, tf.float32))
+    diff = tf.tensordot(s, kernel, axes=[[s.shape.rank - 1], [0]]) + bias - g
+    if scale is not None:
+        diff = diff * scale
+    per_token = tf.reduce_mean(tf.square(diff), axis=-1)
+    if per_token.shape.rank == 1:
+        return per_token
+    return tf.reduce_sum(per_token * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+def identity_or_glorot(shape, dtype=None):
+    """A projection kernel ``[d_s, d_t]``: the identity when ``d_s = d_t``, else Glorot uniform."""
+    if shape[0] == shape[1]:
+        return tf.eye(shape[0], dtype=dtype or tf.float32)
+    return keras.initializers.GlorotUniform(seed=0)(shape, dtype)
+
+
 class DistillationTerm(LossTerm):
     """The distillation term of a ``RewardTrainingModel`` (see module docstring): a per-example
     term, so it composes with any other term (e.g. complexity-aware training's).
@@ -151,6 +284,8 @@ class DistillationTerm(LossTerm):
         self.settings = settings
         self.metrics = []
         self._feature_model, self._feature_scale = None, None
+        self._student_model = self._teacher_blocks = None
+        self.block_names, self.projections, self._block_scale = [], [], []
 
     def attach(self, model) -> None:
         settings = self.settings
@@ -168,17 +303,66 @@ class DistillationTerm(LossTerm):
             if settings.feature_scale is not None:
                 self._feature_scale = tf.constant(np.asarray(settings.feature_scale, np.float32))
             self.metrics.append(keras.metrics.Mean(name="feature_loss"))
+        if settings.blocks:
+            self._attach_blocks(model)
+
+    def _attach_blocks(self, model) -> None:
+        s = self.settings
+        if model.task != "pointwise":
+            raise UsageError("block distillation is pointwise only; pairwise students distill the teacher's margins")
+        if s.block_teacher is None:
+            raise UsageError("block distillation needs the teacher model (DistillSettings.block_teacher)")
+        teacher, scorer = s.block_teacher, model.scorer
+        self.block_names = block_pairs(scorer, teacher, s.block_layers)
+        self._teacher_blocks = hidden_model(teacher, self.block_names, head=False)
+        heads = [FEATURE_LAYER] if s.features else []
+        student_outs = [_single_output(scorer, n) for n in heads + self.block_names]
+        self._student_model = keras.Model(scorer.inputs, [scorer.outputs[0]] + student_outs,
+                                          name=f"{scorer.name}_blocks")
+        self.projections, self._block_scale = [], []
+        for i, name in enumerate(self.block_names):
+            d_s = scorer.get_layer(name).output.shape[-1]
+            d_t = teacher.get_layer(name).output.shape[-1]
+            kernel = model.add_weight(name=f"block_projection{i}_kernel", shape=(d_s, d_t),
+                                      initializer=identity_or_glorot, trainable=True)
+            bias = model.add_weight(name=f"block_projection{i}_bias", shape=(d_t,), initializer="zeros",
+                                    trainable=True)
+            self.projections.append((kernel, bias))
+            scale = (s.block_scale or {}).get(name)
+            if scale is not None and len(scale) != d_t:
+                raise UsageError(f"block distillation: layer {name!r} is {d_t} wide in the teacher, its scale "
+                                 f"{len(scale)}")
+            self._block_scale.append(None if scale is None else tf.constant(np.asarray(scale, np.float32)))
+        self.metrics.append(keras.metrics.Mean(name="block_loss"))
 
     @staticmethod
     def _applies(x) -> bool:
         return isinstance(x, dict) and "teacher" in x
 
     def forward(self, model, x, training: bool):
-        """Pointwise with the feature term: the reward and the pooled features in one call."""
-        if self._feature_model is None or not self._applies(x) or "teacher_features" not in x:
+        """Pointwise with the feature or block term: the reward, ``{"features": pooled features,
+        "blocks": [block outputs]}`` in one call."""
+        if not self._applies(x):
+            return None
+        if self._student_model is not None:
+            outs = self._student_model(x["ids"], training=training)
+            extra = {"blocks": list(outs[1 + bool(self.settings.features):])}
+            if self.settings.features and "teacher_features" in x:
+                extra["features"] = outs[1]
+            return outs[0], extra
+        if self._feature_model is None or "teacher_features" not in x:
             return None
         reward, features = self._feature_model(x["ids"], training=training)
-        return reward, features
+        return reward, {"features": features}
+
+    def block_loss(self, ids, student_blocks):
+        """``[B]`` ``mean_l h_il`` (module docstring), the teacher's block outputs computed here."""
+        teacher = self._teacher_blocks(ids, training=False)
+        teacher = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+        mask = token_mask(ids)
+        parts = [block_distance(u, v, k, b, sc, mask)
+                 for u, v, (k, b), sc in zip(student_blocks, teacher, self.projections, self._block_scale)]
+        return tf.add_n(parts) / float(len(parts))
 
     def per_example(self, model, x, y, value, extra, task_loss):
         if not self._applies(x):
@@ -190,10 +374,14 @@ class DistillationTerm(LossTerm):
         per_example = (1.0 - s.weight) * labeled * task_loss + s.weight * d
         self.metrics[0].update_state(task_loss, sample_weight=labeled)
         self.metrics[1].update_state(d)
-        if extra is not None:
-            f = feature_distance(extra, x["teacher_features"], self._feature_scale)
+        if extra is not None and "features" in extra:
+            f = feature_distance(extra["features"], x["teacher_features"], self._feature_scale)
             per_example = per_example + s.features * f
             self.metrics[2].update_state(f)
+        if extra is not None and "blocks" in extra:
+            h = self.block_loss(x["ids"], extra["blocks"])
+            per_example = per_example + s.blocks * h
+            self.metrics[-1].update_state(h)
         return per_example, model.task_object.teacher_labels(y, teacher, labeled > 0.5)
 
 

@@ -79,6 +79,8 @@ def test_annotations_give_types_and_nullability():
     ({"budget": {"flops_fraction": 0.5, "augment": 2}}, "r.yaml: passes[0].budget.augment: augmented texts carry no labels"),
     ({"budget": {"flops_fraction": 0.5, "width": True, "distill_features": 1.0}},
      "r.yaml: passes[0].budget.width: narrows the pooled features that distill_features compares"),
+    ({"budget": {"flops_fraction": 0.5, "distill_block_layers": ["block{i}_ffn_norm"]}},
+     "r.yaml: passes[0].budget.distill_block_layers: names the layers of the block term; set distill_blocks"),
     ({"factorise": {"full_rows": 10}}, "r.yaml: passes[0].factorise.full_rows: only the other rows are factorised"),
     ({"prune": {"steps": 0}}, "r.yaml: passes[0].prune.steps: a polynomial schedule needs steps >= 1"),
 ])

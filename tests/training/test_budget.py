@@ -168,3 +168,20 @@ def test_budget_compress_with_width_chooses_the_residual_width_too(trained_model
     with pytest.raises(Exception, match="distill_features"):
         budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.3, steps=4, width=True,
                         distill_features=1.0)
+
+
+@pytest.mark.parametrize("method, width", [("taylor", True), ("gates", False)])
+def test_budget_compress_with_block_distillation(trained_models, method, width):
+    """``distill_blocks``: the pruned (and, with ``width``, narrower) model trains against the source's
+    hidden states; the report records the weight; a layer the source lacks stops it naming the layer."""
+    from rmcompress.errors import UsageError
+    from rmcompress.training.budget import budget_compress
+
+    src = trained_models["transformer"]
+    out = budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6, batch_size=32,
+                          method=method, stages=2, width=width, distill_weight=0.5, distill_blocks=1.0)
+    assert out.report["distill_blocks"] == 1.0 and out.report["flops_fraction"] <= 0.4 + 1e-9
+    assert np.isfinite(out.model.predict(src.val_data.ids[:4], verbose=0)).all()
+    with pytest.raises(UsageError, match="'nope'"):
+        budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=2, method=method,
+                        distill_blocks=1.0, distill_block_layers=["nope"])
