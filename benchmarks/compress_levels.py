@@ -15,9 +15,19 @@ validation given, then
 - ``int8-ours``: fuse + full int8 with slow-in-int8 ops kept float (no length buckets); its op-by-op
   timing next to plain int8 and float32 is saved for the first seed (``op_profile_*.csv|md``);
 - ``search``: :func:`rmcompress.compression.search.search` on the dense model, objective latency,
-  ``--max-drop`` points on validation, ``--search-budget`` seconds (no run starts after it), the space
-  ``--search-budgets`` x factorised embedding x ``--search-precisions`` (successive halving,
-  ``--search-eta``, 2 rungs); its chosen model is scored like every row.
+  ``--max-drop`` points on validation with the margin ``--search-z`` standard errors, ``--search-budget``
+  seconds (no run starts after it), the space ``--search-levels`` then ``--search-budgets`` x factorised
+  embedding x ``--search-precisions`` (successive halving, ``--search-eta``, 2 rungs); its chosen model
+  is scored like every row. After the choice every run of the search is also scored on test
+  (``test_drop`` in ``search_TASK-sSEED_search.csv``; nothing is chosen on it), and
+  ``search_margins.md`` shows what each margin ``z`` in 0, 1, 1.645 chooses on validation from the
+  same runs and the test drop of that choice.
+
+``--reuse-rows ROWS_CSV`` re-runs only the search: the other routes of each task and seed are taken
+from that file (an earlier run's ``rows.csv`` on dense models trained the same way; the dense
+model's validation accuracy must match), this run times the float32 TFLite file and the search's
+file interleaved, and the search row's p50 is put on the earlier run's scale (times the earlier
+float32 p50 / this run's float32 p50), so its speed-up is the one measured here.
 
 Every row: quality of the TFLite artifact on **test** (``accuracy`` / ``pairwise_accuracy``; the
 validation figure beside it as ``val_quality``), raw/gzip bytes and p50 latency (LiteRT, batch 1,
@@ -159,7 +169,7 @@ def level_rows(proto, dense_dir, work, args):
     from rmcompress.compression.recipe import Recipe
 
     rows, files = [], {}
-    for recipe in [*args.levels.split(","), INT8_OURS]:
+    for recipe in [*(v for v in args.levels.split(",") if v), *([INT8_OURS] if args.int8_ours else [])]:
         name = recipe if isinstance(recipe, str) else recipe["name"]
         if isinstance(recipe, str) and recipe.endswith((".yaml", ".yml")):  # a recipe file: its own name
             name = Recipe.resolve(recipe).name
@@ -187,10 +197,11 @@ def search_row(proto, dense_dir, work, seed, out, args):
     from rmcompress.compression.search import Settings, Space, search
 
     settings = Settings(max_drop=args.max_drop, objective="latency", eta=args.search_eta, rungs=2,
-                        latency_runs=args.latency_runs, time_budget=args.search_budget,
-                        space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",")),
+                        latency_runs=args.latency_runs, time_budget=args.search_budget, margin_z=args.search_z,
+                        space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",") if b),
                                     factorise=(True,), sparsity=(0.0,),
-                                    precisions=tuple(args.search_precisions.split(","))),
+                                    precisions=tuple(args.search_precisions.split(",")),
+                                    levels=tuple(v for v in args.search_levels.split(",") if v)),
                         data=dict(proto.data_settings))
     d = work / SEARCH
     t = time.time()
@@ -198,12 +209,67 @@ def search_row(proto, dense_dir, work, seed, out, args):
     best = report["best"]
     log(f"  search: {time.time() - t:.0f}s, {report['runs']} runs, chose {best['candidate']} "
         f"(validation drop {best['accuracy_drop_points']:.2f})")
-    for f in ("pareto.png", "pareto.csv", "search.csv"):
+    for f in ("pareto.png", "pareto.csv"):
         shutil.copyfile(d / f, out / f"search_{proto.task}-s{seed}_{f}")
+    runs = search_runs_on_test(pd.read_csv(d / "search.csv"), proto)
+    runs.to_csv(out / f"search_{proto.task}-s{seed}_search.csv", index=False)
     row = artifact_row(SEARCH, "search", json.loads((d / "best" / "report.json").read_text()), d / "best", proto)
-    row.update(candidate=best["candidate"], max_drop=args.max_drop, feasible_on_val=report["feasible"], search_runs=report["runs"],
+    row.update(candidate=best["candidate"], max_drop=args.max_drop, margin_z=args.search_z,
+               drop_bound=best["drop_bound"], val_drop_se_points=best.get("accuracy_drop_se_points"),
+               feasible_on_val=report["feasible"], search_runs=report["runs"],
                search_seconds=report["seconds"], stopped_by_time_budget=report["stopped_by_time_budget"])
     return row, d / "best" / "model.tflite"
+
+
+def search_runs_on_test(runs: pd.DataFrame, proto) -> pd.DataFrame:
+    """Every built run of a search scored on test after the choice (``test_quality``, ``test_drop``
+    against the source's float32 TFLite that the search exported, points); nothing is chosen on it."""
+    from rmcompress.evaluation.evaluate import evaluate
+    from rmcompress.export.exporter import export_model
+
+    key = "pairwise_accuracy" if proto.task == "hh" else "accuracy"
+    src = Path(runs["dir"].iloc[0]).parents[1] / "source-float32"
+    if not (src / "model.tflite").is_file():
+        export_model(Path(runs["dir"].iloc[0]).parents[1].parent / "dense", src, formats=("tflite",),
+                     latency_runs=0, overwrite=True)
+    base = evaluate(src / "model.tflite", proto.test, latency_runs=0)[key]
+    q = [evaluate(Path(p) / "model.tflite", proto.test, latency_runs=0)[key] if (Path(p) / "model.tflite").is_file()
+         else np.nan for p in runs["dir"]]
+    return runs.assign(test_quality=q, test_drop=[100.0 * (base - v) for v in q])
+
+
+def margin_table(out: Path, max_drop: float, zs=(0.0, 1.0, 1.645)) -> str:
+    """What each margin ``z`` chooses from the same search runs (on validation: the bound
+    ``drop + z * se`` within the max drop, then the fastest by the search's own speed-up), and the
+    test drop of that choice, per task and seed; mean over seeds."""
+    from rmcompress.compression.search import Settings, rank_key
+
+    lines = ["| task | z | chosen per seed | validation drop | test drop | within max drop on test | speed-up (search's) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    files = sorted(out.glob("search_*-s*_search.csv"))
+    for task in sorted({f.name.split("_")[1].rsplit("-s", 1)[0] for f in files}):
+        for z in zs:
+            picks = []
+            for f in files:
+                if f.name.split("_")[1].rsplit("-s", 1)[0] != task:
+                    continue
+                runs = pd.read_csv(f)
+                if "test_drop" not in runs:
+                    continue
+                runs = runs[np.isfinite(runs["accuracy_drop_points"].astype(float))]
+                s = Settings(max_drop=max_drop, objective="latency", margin_z=z)
+                rows = runs.to_dict(orient="records")
+                picks.append((min(rows, key=lambda r: (*rank_key(r, s), -r["rung"])), max_drop))
+            if not picks:
+                continue
+            md = picks[0][1]
+            lines.append(
+                f"| {task} | {z:g} | {', '.join(p['candidate'] + ' r' + str(int(p['rung'])) for p, _ in picks)} | "
+                f"{_ms([p['accuracy_drop_points'] for p, _ in picks], '{:.2f}')} | "
+                f"{_ms([p['test_drop'] for p, _ in picks], '{:.2f}')} | "
+                f"{sum(p['test_drop'] <= md for p, _ in picks)} of {len(picks)} | "
+                f"{_ms([p['latency_speedup'] for p, _ in picks], '{:.2f}')}x |")
+    return "\n".join(lines)
 
 
 def interleaved_latency(files: dict, proto, dense_tokenizer, args) -> dict:
@@ -259,18 +325,21 @@ def run_seed(proto, seed, out, args) -> list[dict]:
     t = time.time()
     bundle, report = train_dense(proto, seed, work / "dense", args)
     log(f"{proto.task} seed {seed}: dense model ready in {time.time() - t:.0f}s")
+    if args.reuse_rows:
+        reused_dense_check(args.reuse_rows, proto.task, seed, report.get("accuracy", report.get("pairwise_accuracy")))
     state = prepare_state(bundle, proto.rest, proto.data_settings)
     if len(state.val) != len(proto.val):
         raise SystemExit(f"the recipes' split of {proto.task} gives {len(state.val)} validation rows, "
                          f"the protocol {len(proto.val)}")
     test_enc = encode(proto.test, bundle.tokenizer)
     rows, files = [], {}
-    r, f = by_hand(bundle, state, test_enc, work, baseline_only=args.no_by_hand)
+    r, f = by_hand(bundle, state, test_enc, work, baseline_only=args.no_by_hand or bool(args.reuse_rows))
     rows += r
     files.update(f)
-    r, f = level_rows(proto, work / "dense", work, args)
-    rows += r
-    files.update(f)
+    if not args.reuse_rows:
+        r, f = level_rows(proto, work / "dense", work, args)
+        rows += r
+        files.update(f)
     if args.search_budget > 0:
         r, f = search_row(proto, work / "dense", work, seed, out, args)
         rows.append(r)
@@ -287,7 +356,32 @@ def run_seed(proto, seed, out, args) -> list[dict]:
             f"kept float by int8-ours (auto): {', '.join(kept)}\n\n" + prof.to_markdown() + "\n")
     common = {"task_name": proto.task, "seed": seed, "n_train": len(proto.train), "n_val": len(proto.val),
               "n_test": len(proto.test), "dense_val_quality": report.get("accuracy", report.get("pairwise_accuracy"))}
-    return [{**common, **r} for r in rows]
+    rows = [{**common, **r} for r in rows]
+    return reuse(rows, args.reuse_rows, proto.task, seed) if args.reuse_rows else rows
+
+
+def reused_dense_check(path, task: str, seed: int, val_quality: float) -> None:
+    """Stop unless ``path`` has rows of ``task`` and ``seed`` on a dense model of the same validation quality."""
+    old = pd.read_csv(path)
+    f32 = old[(old["task_name"] == task) & (old["seed"] == seed) & (old["name"] == "float32 TFLite")]
+    if not len(f32):
+        raise SystemExit(f"--reuse-rows {path}: no float32 TFLite row of {task} seed {seed}")
+    if not np.isclose(f32["dense_val_quality"].item(), val_quality, atol=1e-9):
+        raise SystemExit(f"--reuse-rows {path}: {task} seed {seed}'s dense model scored "
+                         f"{f32['dense_val_quality'].item()} on validation there, {val_quality} here: not the same model")
+
+
+def reuse(rows: list[dict], path, task: str, seed: int) -> list[dict]:
+    """This run's search row with the other routes of ``path`` (module docstring, ``--reuse-rows``)."""
+    old = pd.read_csv(path)
+    old = old[(old["task_name"] == task) & (old["seed"] == seed)]
+    mine = {r["name"]: r for r in rows}
+    f32 = old[old["name"] == "float32 TFLite"]
+    reused_dense_check(path, task, seed, mine["float32 TFLite"]["dense_val_quality"])
+    s = dict(mine[SEARCH])
+    s["latency_ms_p50"] *= f32["latency_ms_p50"].item() / mine["float32 TFLite"]["latency_ms_p50"]
+    s["latency_rescaled_from_float32_ms_p50"] = mine["float32 TFLite"]["latency_ms_p50"]
+    return [*old[old["name"] != SEARCH].to_dict(orient="records"), s]
 
 
 def main(argv=None):
@@ -304,6 +398,13 @@ def main(argv=None):
     p.add_argument("--search-budgets", default="1,0.5,0.25,0.1", help="search: FLOPs fractions (1: no budget pass)")
     p.add_argument("--search-eta", type=int, default=2, help="search: successive halving keeps 1/eta of rung 1")
     p.add_argument("--search-precisions", default="int8", help="search: precisions")
+    p.add_argument("--search-levels", default="light,medium,aggressive",
+                   help="search: recipes run as written before the grid (empty: none)")
+    p.add_argument("--search-z", type=float, default=1.0,
+                   help="search: feasible when validation drop + z * its paired standard error <= --max-drop")
+    p.add_argument("--no-int8-ours", dest="int8_ours", action="store_false", help="skip the int8-ours row")
+    p.add_argument("--reuse-rows", metavar="ROWS_CSV",
+                   help="re-run only the search; the other rows of each task and seed from this file")
     p.add_argument("--profile-seed", type=int, default=0, help="seed whose op-by-op profile is written")
     p.add_argument("--no-by-hand", action="store_true", help="of the by-hand routes only the float32 baseline")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compress_levels"))
@@ -341,11 +442,14 @@ def main(argv=None):
     meta = {"tasks": args.tasks, "seeds": sorted(df["seed"].unique().tolist()), "epochs": args.epochs,
             "hh_seq_len": args.hh_seq_len, "search_budget_s": args.search_budget, "max_drop": args.max_drop,
             "search_budgets": args.search_budgets, "search_precisions": args.search_precisions,
-            "search_eta": args.search_eta,
+            "search_eta": args.search_eta, "search_levels": args.search_levels, "search_z": args.search_z,
+            "reuse_rows": args.reuse_rows,
             "latency": f"{args.latency_rounds} interleaved rounds x {args.latency_runs} runs",
             "cpu": cpu(), "wall_seconds_this_call": round(time.time() - t0)}
     text = tables(df)
-    (out / "summary.md").write_text(f"{json.dumps(meta)}\n\n{text}\n")
+    margins = margin_table(out, args.max_drop)
+    (out / "search_margins.md").write_text(margins + "\n")
+    (out / "summary.md").write_text(f"{json.dumps(meta)}\n\n{text}\n\n{margins}\n")
     first = df[df["seed"] == df["seed"].min()].copy()
     first["task"] = np.where(first["task_name"] == "sst2", "pointwise", "pairwise")
     write_report(first[first["size_bytes"].notna()], out)
@@ -392,8 +496,9 @@ def verdict(t: pd.DataFrame, levels=LEVELS) -> list[str]:
         return []
     sd, sf = s["drop"].mean(), s["faster"].mean()
     feasible = s["feasible_on_val"].astype(str).str.lower().eq("true").sum() if "feasible_on_val" in s else 0
+    z = f" with a margin of {s['margin_z'].iloc[0]:g} standard errors" if "margin_z" in s and s["margin_z"].notna().all() else ""
     out = [f"search (chosen per seed: {', '.join(s['candidate'].astype(str))}; within {s['max_drop'].iloc[0]:g} "
-           f"points on validation in {feasible} of {len(s)} seeds, on test in "
+           f"points on validation{z} in {feasible} of {len(s)} seeds, on test in "
            f"{int((s['drop'] <= s['max_drop']).sum())}): test drop {_ms(s['drop'], '{:.2f}')}, "
            f"{_ms(s['faster'], '{:.2f}')}x faster than float32.", ""]
     ok = []

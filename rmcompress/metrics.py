@@ -3,6 +3,13 @@
 - pointwise, binary labels: ``accuracy`` = mean(1[r > 0] == y), plus ``auc`` (Mann-Whitney U / (n_pos n_neg));
 - pointwise, real labels: ``mae``, ``rmse``, ``spearman`` (rank correlation);
 - pairwise: ``pairwise_accuracy`` = mean(1[r_c > r_r]) and ``mean_margin`` = mean(r_c - r_r).
+
+The sampling error of an accuracy *drop* measured on the same rows (a compressed model against its
+source) is the paired one: with ``d_i = c_src_i - c_i`` (``c`` = 1 when row ``i`` is right: the
+indicator inside ``accuracy`` / ``pairwise_accuracy``, :func:`correct_rows`), the drop is
+``100 * mean(d)`` points and its standard error ``100 * sd(d) / sqrt(n)`` (sample sd, ``ddof=1``;
+:func:`paired_drop_se`). Only rows where the two models disagree on correctness contribute, so a
+model that flips few rows has a small error even on a small split.
 """
 from __future__ import annotations
 
@@ -50,3 +57,23 @@ def quality_key(task: str, loss: str = "bce") -> str:
     if task == "pairwise":
         return "pairwise_accuracy"
     return "accuracy" if loss == "bce" else "mae"
+
+
+def correct_rows(task: str, scores, labels=None) -> np.ndarray:
+    """Per row, 1.0 when it is right: ``r > 0 == (y > 0.5)`` (pointwise, binary labels) or
+    ``r_c > r_r`` (pairwise); the mean is ``accuracy`` / ``pairwise_accuracy``."""
+    if task == "pairwise":
+        rc, rr = (np.asarray(s, np.float64).reshape(-1) for s in scores)
+        return (rc > rr).astype(np.float64)
+    r = np.asarray(scores, np.float64).reshape(-1)
+    y = np.asarray(labels, np.float64).reshape(-1)
+    return ((r > 0) == (y > 0.5)).astype(np.float64)
+
+
+def paired_drop_se(source_correct, model_correct) -> float:
+    """Standard error in points of the drop ``100 * mean(source_correct - model_correct)`` over the
+    same rows: ``100 * sd(d) / sqrt(n)`` (module docstring); 0 for fewer than two rows."""
+    d = np.asarray(source_correct, np.float64).reshape(-1) - np.asarray(model_correct, np.float64).reshape(-1)
+    if len(d) < 2:
+        return 0.0
+    return float(100.0 * np.std(d, ddof=1) / np.sqrt(len(d)))

@@ -15,6 +15,14 @@ def _list(kind):
     return parse
 
 
+def _levels(text: str) -> tuple:
+    """``none`` or a comma list of level names / recipe YAML files."""
+    return () if text.strip() == "none" else _list(str)(text)
+
+
+_levels.__name__ = "list of recipes"
+
+
 def _onoff(v: str) -> bool:
     if v not in ("on", "off"):
         raise ValueError(v)
@@ -31,14 +39,17 @@ def add_parser(sub, parents):
     p = model_data_parser(sub, parents, "search",
                           help="search recipes for the best model within an accuracy drop",
                           model_help="model directory (from train or import)",
-                          description="Search the recipe space (FLOPs budget, factorisation, pruning + "
-                                      "clustering, precision) with successive halving: the best model on "
-                                      "--objective whose validation accuracy drop is at most --max-drop. "
+                          description="Search the recipe space (the shipped levels, then FLOPs budget, "
+                                      "factorisation, pruning + clustering, precision) with successive "
+                                      "halving: the best model on --objective whose validation accuracy drop "
+                                      "plus --margin-z standard errors of it is at most --max-drop. "
                                       "Writes every run, the Pareto set (CSV, PNG), best/ and best.yaml; the "
                                       "same command resumes an interrupted search.")
     p.add_argument("--out", required=True, help="search directory (created; an interrupted one is resumed)")
     p.add_argument("--max-drop", type=number, default=SEARCH_DEFAULTS["max_drop"], metavar="POINTS",
                    help="largest validation accuracy drop allowed, in points")
+    p.add_argument("--margin-z", type=number, default=SEARCH_DEFAULTS["margin_z"], metavar="Z",
+                   help="feasible: drop + Z * paired standard error of the drop <= --max-drop (0: the drop alone)")
     p.add_argument("--objective", choices=SEARCH_OBJECTIVES, default=SEARCH_DEFAULTS["objective"],
                    help="what the chosen model is best at")
     p.add_argument("--time-budget", default=None, metavar="DURATION",
@@ -46,6 +57,8 @@ def add_parser(sub, parents):
     p.add_argument("--test-data", default=None, metavar="FILE",
                    help="also evaluate the Pareto set on this file (reported, never chosen on)")
     g = p.add_argument_group("space")
+    g.add_argument("--levels", type=_levels, default=_shown(SEARCH_SPACE["levels"]), metavar="L,L,...",
+                   help="recipes run as written before the grid: level names or YAML files (none: no level)")
     g.add_argument("--budgets", type=_list(float), default=_shown(SEARCH_SPACE["budgets"]), metavar="F,F,...",
                    help="FLOPs fractions of the budget pass (1: none)")
     g.add_argument("--factorise", type=_list(_onoff), default=_shown(SEARCH_SPACE["factorise"]), metavar="off,on",
@@ -72,7 +85,8 @@ def run(args) -> int:
     settings = Settings(max_drop=args.max_drop, objective=args.objective, reward_gamma=args.reward_gamma,
                         eta=args.eta, rungs=args.rungs, latency_runs=args.latency_runs,
                         time_budget=parse_duration(args.time_budget) if args.time_budget else None,
-                        space=Space(args.budgets, args.factorise, args.sparsity, args.precisions))
+                        margin_z=args.margin_z,
+                        space=Space(args.budgets, args.factorise, args.sparsity, args.precisions, args.levels))
     _, data = read_model_data(args)
     test = read_model_data(args, args.test_data)[1] if args.test_data else None
     from rmcompress.compression.search import search
@@ -80,8 +94,9 @@ def run(args) -> int:
     report = search(args.model, data, args.out, settings, test_data=test,
                     log=lambda m: print(f"rmcompress search: {m}", file=sys.stderr))
     b = report["best"]
-    status = "within" if report["feasible"] else "NOT within (none was; the smallest drop)"
+    status = "within" if report["feasible"] else "NOT within (none was; the smallest bound)"
     line = (f"best: {b['candidate']} ({status} {settings.max_drop:g} points): drop {b['accuracy_drop_points']:+.2f} "
+            f"(bound {b['drop_bound']:+.2f}) "
             f"points, {b.get('size_ratio', float('nan')):.1f}x smaller, {b.get('latency_speedup', float('nan')):.1f}x faster")
     if "test_drop" in b:
         line += f"; test drop {b['test_drop']:+.2f} points"

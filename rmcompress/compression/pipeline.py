@@ -20,7 +20,8 @@ order of each pair -- and rank correlation), ``recipe``; and against the *source
 (``source_model``, its directory): ``source_*`` (its accuracy and its dense float32 TFLite size and
 latency), ``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same validation texts, each model
 with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_speedup`` and
-``accuracy_drop_points``.
+``accuracy_drop_points`` with ``accuracy_drop_se_points``, its paired standard error on the
+validation rows (:func:`rmcompress.metrics.paired_drop_se`; binary and pairwise models).
 
 Progress: ``log`` gets a line as each step starts and, after each pass, ``pass NAME: S s`` (its wall
 time); ``verbose`` is Keras' for every training pass (0 none, 1 a bar, 2 a line per epoch);
@@ -47,7 +48,7 @@ from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export.exporter import export_model
 from rmcompress.fileio import (atomic_dir, atomic_write_text, check_destination, live_dir, relative_source,
                                write_json)
-from rmcompress.metrics import quality_metrics, spearman
+from rmcompress.metrics import correct_rows, paired_drop_se, quality_metrics, spearman
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
 from rmcompress.models.structure import count
 from rmcompress.runtime.tflite import convert, TFLiteRunner, strip_tensor_names
@@ -211,6 +212,11 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     else:
         report["vs_source_decision_agreement"] = float(np.mean((a > 0) == (b > 0)))
     report["vs_source_spearman"] = spearman(a, b)
+    if state.task == "pairwise" or state.loss == "bce":
+        report["accuracy_drop_se_points"] = paired_drop_se(*(
+            correct_rows(state.task, s if state.task == "pairwise" else s[0],
+                         None if state.task == "pairwise" else state.val.labels)
+            for s in (source["scores"], scores)))
     report["vs_source_max_abs_diff"] = float(np.max(np.abs(a - b)))
     report.update({k: v for k, v in source.items() if k != "scores"})
     _ratios(report)

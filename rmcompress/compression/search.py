@@ -1,6 +1,8 @@
 """Accuracy-aware recipe search: the best model on an objective within a validation accuracy drop.
 
-**Space.** A candidate is one recipe, the product of four choices (:class:`Space`):
+**Space.** A candidate is one recipe: a recipe of ``Space.levels`` (shipped level names such as
+``light``, ``medium``, ``aggressive``, or recipe YAML files) as it is written, named
+``level-NAME``, or one of the grid, the product of four choices (:class:`Space`):
 
 - ``budget``: the FLOPs fraction of a ``budget`` pass (gated training + shrink); 1 = no budget pass;
 - ``factorise``: ``on`` drops unused vocabulary rows and factorises the embedding (``max_error`` 0.35);
@@ -9,19 +11,36 @@
   alone reorders more than 2% of row pairs stays float: ``min_layer_agreement``), ``int4`` (4-bit
   weights; a layer whose 4 bits alone reorder more than 2% of row pairs keeps 8) or ``qat``.
 
-Every candidate runs ``[budget] fuse [factorise] [prune cluster] length(buckets) quantise``
+The levels come first in the first rung, so a search whose time budget lets them run never returns
+a model slower (on the objective) than a level run that meets the accuracy constraint; a level
+without training passes (``light``) runs exactly as shipped, one that trains runs with its steps
+scaled like every candidate's. The grid widens the space around them. A grid candidate runs
+``[budget] fuse [factorise] [prune cluster] length(buckets) quantise``; every candidate runs
 through :func:`rmcompress.compression.pipeline.compress`, so it is checked and measured like any
 recipe (parity, validation quality, size, latency ratio against the source's float32 TFLite file
 timed in the same process).
 
 **Successive halving** (Jamieson & Talwalkar, 2016): rung ``r`` of ``R`` runs its candidates with
-every training pass's ``steps`` scaled by ``eta ** (r - R + 1)``; the best ``1 / eta`` (at least
-one) go on to the next rung, the last at full steps. Candidates rank by :func:`rank_key`: those
-within ``max_drop`` points (validation) by the objective, then the others by their drop. A short
-rung over-states the drop of candidates that train, so promotion keeps ``1 / eta`` of them, not
-only the feasible ones. Whole compress runs report no intermediate values, which is what
-library schedulers (optuna's pruners, keras-tuner's Hyperband) need, so the few lines of the
-schedule live here.
+every training pass's ``steps`` (and a budget pass's ``final_steps``) scaled by
+``eta ** (r - R + 1)``; the best ``1 / eta`` (at least one) go on to the next rung, the last at
+full steps. Candidates rank by :func:`rank_key`: those whose drop bound (below) is within
+``max_drop`` points by the objective, then the others by their bound. A short rung over-states the
+drop of candidates that train, so promotion keeps ``1 / eta`` of them, not only the feasible ones.
+Whole compress runs report no intermediate values, which is what library schedulers (optuna's
+pruners, keras-tuner's Hyperband) need, so the few lines of the schedule live here.
+
+**Accuracy constraint with a margin.** A validation split of ``n`` rows measures a drop with a
+sampling error: a run is *feasible* when its one-sided bound
+
+    bound = drop + margin_z * se  <=  max_drop,
+
+where ``drop`` = ``accuracy_drop_points`` and ``se`` = ``accuracy_drop_se_points``, the paired
+standard error of the drop on the validation rows, ``100 * sd(c_src - c) / sqrt(n)`` with ``c`` the
+per-row correctness of each model (:func:`rmcompress.metrics.paired_drop_se`). ``margin_z`` = 1
+(the default) asks the drop to be within ``max_drop`` with about 84% one-sided confidence under a
+normal approximation, 1.645 with 95%, 0 is the plain drop. A model that flips few rows (int8 of the
+same weights) has a small ``se``; one retrained to a budget flips more and needs a larger margin,
+which is what makes its test drop exceed its validation drop more often.
 
 **Choice.** Every run of every rung is a model built and measured like a recipe's, so the chosen
 one is the best of all of them by :func:`rank_key` (on a tie, the run with more steps): a
@@ -93,8 +112,16 @@ class Space:
     factorise: tuple = SEARCH_SPACE["factorise"]
     sparsity: tuple = SEARCH_SPACE["sparsity"]
     precisions: tuple = SEARCH_SPACE["precisions"]
+    #: recipes run as they are written (level names or YAML paths), before the grid
+    levels: tuple = SEARCH_SPACE["levels"]
 
     def __post_init__(self):
+        object.__setattr__(self, "levels", tuple(str(v) for v in self.levels))
+        for v in self.levels:
+            try:
+                Recipe.resolve(v)
+            except RMCompressError as e:
+                raise UsageError(f"search: level {v!r}: {str(e).splitlines()[0]}") from None
         for f in self.factorise:
             if not isinstance(f, bool):
                 raise UsageError(f"search: factorise {f!r} must be on/off (True/False)")
@@ -110,9 +137,43 @@ class Space:
         if not (self.budgets and self.factorise and self.sparsity and self.precisions):
             raise UsageError("search: every choice of the space needs at least one value")
 
-    def candidates(self) -> list["Candidate"]:
-        return [Candidate(*c) for c in itertools.product(self.budgets, self.factorise, self.sparsity,
-                                                         self.precisions)]
+    def candidates(self) -> list:
+        """The levels (:class:`LevelCandidate`), then the grid (:class:`Candidate`)."""
+        return [*(LevelCandidate(v) for v in self.levels),
+                *(Candidate(*c) for c in itertools.product(self.budgets, self.factorise, self.sparsity,
+                                                            self.precisions))]
+
+
+def _scale_steps(params: dict, step_scale: float) -> dict:
+    """``params`` with ``steps`` and a positive ``final_steps`` times ``step_scale`` (at least 1)."""
+    out = dict(params)
+    for k in ("steps", "final_steps"):
+        if isinstance(out.get(k), int) and out[k] > 0:
+            out[k] = max(1, int(round(out[k] * step_scale)))
+    return out
+
+
+@dataclass(frozen=True)
+class LevelCandidate:
+    """A recipe of the space's ``levels`` (a level name or a YAML path), run as it is written."""
+
+    source: str
+
+    @property
+    def name(self) -> str:
+        return f"level-{Path(self.source).stem if self.source.endswith(('.yaml', '.yml')) else self.source}"
+
+    def recipe(self, step_scale: float = 1.0, data: dict | None = None) -> dict:
+        """The level's recipe, every training pass's ``steps`` times ``step_scale``, with ``data``
+        as its ``data`` section when given (else the recipe's own)."""
+        r = Recipe.resolve(self.source).to_dict()
+        passes = [{name: _scale_steps(params, step_scale)} for p in r["passes"] for name, params in p.items()]
+        recipe = {"name": f"search-{self.name}", "description": r["description"] or "", "passes": passes,
+                  "export": r["export"]}
+        own = {k: v for k, v in (r["data"] or {}).items() if v is not None}
+        if data or own:
+            recipe["data"] = dict(data) if data else own
+        return recipe
 
 
 @dataclass(frozen=True)
@@ -169,6 +230,8 @@ class Settings:
     space: Space = field(default_factory=Space)
     #: the recipe ``data`` section of every candidate (module docstring); None: the model's split
     data: dict | None = None
+    #: feasible: drop + margin_z * se <= max_drop (module docstring)
+    margin_z: float = SEARCH_DEFAULTS["margin_z"]
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -177,6 +240,8 @@ class Settings:
             raise UsageError(f"search: max_drop {self.max_drop} must be >= 0 (accuracy points)")
         if not isinstance(self.eta, int) or not isinstance(self.rungs, int):
             raise UsageError(f"search: eta {self.eta!r} and rungs {self.rungs!r} must be integers")
+        if not (isinstance(self.margin_z, (int, float)) and 0 <= self.margin_z < 10):
+            raise UsageError(f"search: margin_z {self.margin_z!r} must be a number in [0, 10) (standard errors)")
         if self.reward_gamma < 0:
             raise UsageError(f"search: reward_gamma {self.reward_gamma} must be >= 0")
         if self.eta < 2 or self.rungs < 1:
@@ -220,15 +285,23 @@ def _drop(row: dict) -> float:
     return math.inf if d is None or (isinstance(d, float) and math.isnan(d)) else float(d)
 
 
+def drop_bound(row: dict, settings: Settings) -> float:
+    """``drop + margin_z * se`` in points (module docstring); a run without ``accuracy_drop_se_points``
+    counts its error as 0; a failed run's bound is infinite."""
+    se = row.get("accuracy_drop_se_points")
+    se = 0.0 if se is None or (isinstance(se, float) and math.isnan(se)) else float(se)
+    return _drop(row) + settings.margin_z * se
+
+
 def rank_key(row: dict, settings: Settings) -> tuple:
-    """Sort key, best first: within ``max_drop`` before outside; then the objective and, on a tie,
-    the drop (feasible), or the drop (infeasible). A failed run's drop is infinite."""
-    drop = _drop(row)
+    """Sort key, best first: bound within ``max_drop`` before outside; then the objective and, on a
+    tie, the bound (feasible), or the bound (infeasible). A failed run's bound is infinite."""
+    bound = drop_bound(row, settings)
     value = objective_value(row, settings)
     sign = -1 if OBJECTIVES[settings.objective][1] == "max" else 1
-    if drop <= settings.max_drop and not math.isnan(value):
-        return (0, sign * value, drop)
-    return (1, drop, 0.0)
+    if bound <= settings.max_drop and not math.isnan(value):
+        return (0, sign * value, bound)
+    return (1, bound, 0.0)
 
 
 def pareto(df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -313,6 +386,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
+            row["drop_bound"] = drop_bound(row, settings)
             results.append((c, row))
         rows += [r for _, r in results]
         if not results:
@@ -324,7 +398,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     table = pd.DataFrame(rows)
     if not len(final):
         raise UsageError(f"search: no candidate finished within the time budget ({settings.time_budget:g} s)")
-    table = table.assign(feasible=table["accuracy_drop_points"] <= settings.max_drop)
+    table = table.assign(feasible=table["drop_bound"] <= settings.max_drop)
     built = table[np.isfinite(table["accuracy_drop_points"].astype(float))]
     if not len(built):
         raise UsageError(f"search: every candidate failed (see {out / 'search.csv'}, column error)")
@@ -343,7 +417,8 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
         shutil.copytree(best["dir"], tmp, dirs_exist_ok=True)
     atomic_write_text(out / "best.yaml", _yaml(best_c.recipe(best["step_scale"], data=settings.data)))
     report = {"stage": "search", "objective": settings.objective, "max_drop": settings.max_drop,
-              "best": best, "feasible": bool(best["accuracy_drop_points"] <= settings.max_drop),
+              "margin_z": settings.margin_z,
+              "best": best, "feasible": bool(best["drop_bound"] <= settings.max_drop),
               "runs": len(table), "final_rung_runs": len(final), "pareto": front.to_dict(orient="records"),
               "stopped_by_time_budget": stopped, "seconds": round(time.time() - t0, 1)}
     write_json(out / "report.json", report)
@@ -394,5 +469,5 @@ def _plot(final: pd.DataFrame, front: pd.DataFrame, best: dict, settings: Settin
     plt.close(fig)
 
 
-__all__ = ["search", "Settings", "Space", "Candidate", "parse_duration", "objective_value", "rank_key",
-           "pareto", "OBJECTIVES", "PRECISIONS"]
+__all__ = ["search", "Settings", "Space", "Candidate", "LevelCandidate", "parse_duration", "objective_value",
+           "drop_bound", "rank_key", "pareto", "OBJECTIVES", "PRECISIONS"]

@@ -37,6 +37,10 @@ def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
     assert report["passes"][0]["max_abs_diff"] <= 1e-5
     assert report["parity_decision_agreement"] >= 0.95 and report["vs_source_spearman"] > 0.95
     assert report["size_ratio"] > 1.2 and report["length_trim_max_abs_diff"] <= 1e-4
+    # the drop's paired standard error: only rows whose decision flipped contribute, so
+    # se <= 100 * sqrt(flips / (n - 1)) / sqrt(n)
+    n, flips = report["n_examples"], report["n_examples"] * (1 - report["vs_source_decision_agreement"])
+    assert 0 <= report["accuracy_drop_se_points"] <= 100 * np.sqrt(flips / (n - 1) / n) + 1e-9
     assert report["latency_ms_p50_real_length"] > 0 and report["length_buckets"][-1] == 16
     # the artifacts are usable by the other stages
     ev = evaluate(out, pointwise_file, latency_runs=0)

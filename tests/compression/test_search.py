@@ -8,15 +8,16 @@ import yaml
 
 from rmcompress.compression import search as search_mod
 from rmcompress.compression.recipe import Recipe
-from rmcompress.compression.search import (Candidate, Settings, Space, pareto, parse_duration, rank_key,
-                                           search)
+from rmcompress.compression.search import (Candidate, LevelCandidate, Settings, Space, drop_bound, pareto,
+                                           parse_duration, rank_key, search)
 from rmcompress.errors import UsageError
 from rmcompress.fileio import write_json
 
 
 def test_every_candidate_is_a_valid_recipe_with_scaled_steps():
     cands = Space().candidates()
-    assert len(cands) == 4 * 2 * 2 * 3 and len({c.name for c in cands}) == len(cands)
+    assert [c.name for c in cands[:3]] == ["level-light", "level-medium", "level-aggressive"]
+    assert len(cands) == 3 + 4 * 2 * 2 * 3 and len({c.name for c in cands}) == len(cands)
     for c in cands:
         Recipe.resolve(c.recipe(1 / 9))
     c = Candidate(0.25, True, 0.5, "qat")
@@ -31,6 +32,46 @@ def test_every_candidate_is_a_valid_recipe_with_scaled_steps():
     assert [next(iter(p)) if isinstance(p, dict) else p for p in plain["passes"]] == ["fuse", "length", "quantise"]
     assert plain["passes"][-1]["quantise"]["keep_float_ops"] == "auto"
     assert plain["passes"][-1]["quantise"]["min_layer_agreement"] == search_mod.MIN_LAYER_AGREEMENT
+
+
+def test_the_levels_run_as_written_with_scaled_steps_before_the_grid():
+    """``aggressive`` as a candidate is the shipped recipe: rank-10 factorisation, 12 token clusters,
+    QAT, stripped names; only its steps scale with the rung, and the search's data section replaces its own."""
+    level = LevelCandidate("aggressive")
+    full, half = level.recipe(), level.recipe(0.5, data={"seed": 4})
+    shipped = Recipe.resolve("aggressive").to_dict()
+    assert [next(iter(p)) for p in full["passes"]] == [next(iter(p)) for p in shipped["passes"]]
+    assert full["passes"] == shipped["passes"] and full["export"]["strip_names"] is True
+    assert "data" not in full and half["data"] == {"seed": 4}
+    by_name = {next(iter(p)): next(iter(p.values())) for p in half["passes"]}
+    assert by_name["budget"]["steps"] == 1000 and by_name["budget"]["flops_fraction"] == 0.1
+    assert by_name["factorise"]["rank"] == 10 and by_name["factorise"]["steps"] == 200
+    assert by_name["cluster"]["embedding_clusters"] == 12 and by_name["quantise"] == {**by_name["quantise"], "mode": "qat",
+                                                                                    "steps": 150}
+    assert Recipe.resolve(half).export["strip_names"] is True
+    pre = LevelCandidate("pretrained-aggressive").recipe(1 / 3)["passes"][0]["budget"]
+    assert (pre["steps"], pre["final_steps"]) == (300, 1000)
+    grid = Space(levels=("light",), budgets=(0.1,), factorise=(True,), sparsity=(0.0,), precisions=("int8",))
+    assert [c.name for c in grid.candidates()] == ["level-light", "b0.1-f-s0-int8"]
+    with pytest.raises(UsageError, match="search: level 'heavy'"):
+        Space(levels=("heavy",))
+
+
+def test_the_margin_asks_the_drop_plus_z_standard_errors_to_be_within_max_drop():
+    row = {"accuracy_drop_points": 0.2, "accuracy_drop_se_points": 0.5, "latency_speedup": 4.0}
+    assert drop_bound(row, Settings(margin_z=1.0)) == pytest.approx(0.7)
+    assert rank_key(row, Settings(max_drop=0.5, margin_z=0.0))[0] == 0
+    assert rank_key(row, Settings(max_drop=0.5, margin_z=1.0))[0] == 1
+    assert rank_key(row, Settings(max_drop=0.5, margin_z=0.6))[0] == 0  # 0.2 + 0.3 = 0.5
+    # infeasible runs rank by the bound: a noisier run with the smaller drop comes after
+    noisy = {"accuracy_drop_points": 0.3, "accuracy_drop_se_points": 1.0, "latency_speedup": 9.0}
+    steady = {"accuracy_drop_points": 0.6, "accuracy_drop_se_points": 0.0, "latency_speedup": 1.0}
+    s = Settings(max_drop=0.5, margin_z=1.0)
+    assert rank_key(steady, s) < rank_key(noisy, s)
+    assert rank_key(noisy, Settings(max_drop=0.5, margin_z=0.0)) < rank_key(steady, Settings(max_drop=0.5, margin_z=0.0))
+    assert drop_bound({"accuracy_drop_points": math.inf}, s) == math.inf
+    with pytest.raises(UsageError, match="margin_z -1"):
+        Settings(margin_z=-1)
 
 
 def test_ranking_puts_feasible_runs_first_by_objective_then_the_rest_by_drop():
@@ -86,11 +127,14 @@ def test_settings_and_durations_are_checked():
 def test_search_runs_the_rungs_chooses_writes_and_resumes(tmp_path, trained_models, pointwise_file, monkeypatch):
     model = trained_models["cnn"].out_dir
     s = Settings(max_drop=100.0, objective="size", eta=2, rungs=2, latency_runs=5,
-                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
+                 space=Space(levels=(), budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
     out = tmp_path / "s"
     report = search(model, pointwise_file, out, s, test_data=pointwise_file)
     runs = pd.read_csv(out / "search.csv")
     assert list(runs["rung"]) == [0, 0, 1] and report["runs"] == 3 and report["final_rung_runs"] == 1
+    assert (runs["accuracy_drop_se_points"] >= 0).all() and report["margin_z"] == s.margin_z == 1.0
+    assert runs["drop_bound"].to_numpy() == pytest.approx(
+        (runs["accuracy_drop_points"] + runs["accuracy_drop_se_points"]).to_numpy())
     # the smaller file of rung 0 goes on, and is chosen
     first = runs[runs["rung"] == 0].sort_values("size_bytes")
     assert first["size_bytes"].iloc[0] < first["size_bytes"].iloc[1]
@@ -121,7 +165,7 @@ def test_search_runs_the_rungs_chooses_writes_and_resumes(tmp_path, trained_mode
 
 def test_time_budget_stops_new_runs(tmp_path, trained_models, pointwise_file):
     s = Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5, time_budget=0.0,
-                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
+                 space=Space(levels=(), budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
     with pytest.raises(UsageError, match="no candidate finished within the time budget"):
         search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
 
@@ -129,6 +173,7 @@ def test_time_budget_stops_new_runs(tmp_path, trained_models, pointwise_file):
 def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file):
     rc, out, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
                        "--out", tmp_path / "s", "--objective", "size", "--max-drop", "100", "--budgets", "1",
+                       "--levels", "none", "--margin-z", "1.645",
                        "--factorise", "off", "--sparsity", "0", "--precisions", "dynamic", "--rungs", "1",
                        "--latency-runs", "5")
     assert rc == 0, err
@@ -136,6 +181,10 @@ def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file
     rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
                      "--out", tmp_path / "t", "--precisions", "int2")
     assert rc == 2 and "precision 'int2' unknown" in err
+    assert yaml.safe_load(open(tmp_path / "s" / "search.json"))["margin_z"] == 1.645
+    rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
+                     "--out", tmp_path / "u", "--levels", "light,heavy")
+    assert rc == 2 and "level 'heavy'" in err
 
 
 def test_a_failing_candidate_is_recorded_and_skipped_on_resume(tmp_path, trained_models, pointwise_file, monkeypatch):
@@ -150,7 +199,7 @@ def test_a_failing_candidate_is_recorded_and_skipped_on_resume(tmp_path, trained
 
     monkeypatch.setattr(search_mod, "compress", flaky)
     s = Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5,
-                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
+                 space=Space(levels=(), budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16", "dynamic")))
     report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
     runs = pd.read_csv(tmp_path / "s" / "search.csv")
     failed = runs[runs["candidate"] == "b1-nof-s0-float16"].iloc[0]
@@ -172,7 +221,7 @@ def test_a_data_section_sets_every_candidates_split(tmp_path, trained_models, po
         Settings(data={"split": "halves"})
     split = {"val_fraction": 0.3, "seed": 5, "split": "random"}
     s = Settings(max_drop=100.0, objective="size", eta=2, rungs=1, latency_runs=5, data=split,
-                 space=Space(budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16",)))
+                 space=Space(levels=(), budgets=(1.0,), factorise=(False,), sparsity=(0.0,), precisions=("float16",)))
     report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
     val = split_data(load_data(pointwise_file, "pointwise"), 0.3, 5, "random")[1]
     assert report["best"]["n_examples"] == len(val)
@@ -212,8 +261,8 @@ def test_a_run_of_a_short_rung_within_the_drop_is_chosen_over_full_runs_past_it(
         return report
 
     monkeypatch.setattr(S, "compress", drifting)
-    s = Settings(max_drop=2.0, objective="size", eta=2, rungs=2, latency_runs=5,
-                 space=Space(budgets=(1.0,), factorise=(True,), sparsity=(0.0,), precisions=("float16",)))
+    s = Settings(max_drop=2.0, objective="size", eta=2, rungs=2, latency_runs=5, margin_z=0.0,
+                 space=Space(levels=(), budgets=(1.0,), factorise=(True,), sparsity=(0.0,), precisions=("float16",)))
     report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
     best = report["best"]
     assert best["rung"] == 0 and best["step_scale"] == 0.5 and report["feasible"], best

@@ -41,3 +41,19 @@ def test_spearman_on_ties_is_pearson_of_average_ranks():
     assert spearman([1, 2, 3], [10, 20, 15]) == pytest.approx(0.5)
     assert np.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))  # a constant ranks nothing
     assert np.isnan(spearman([1.0], [2.0]))
+
+
+def test_paired_drop_se_is_the_standard_error_of_the_per_row_difference():
+    from rmcompress.metrics import correct_rows, paired_drop_se
+
+    src = correct_rows("pointwise", [1.0, 2.0, -1.0, 0.5], [1, 1, 0, 0])  # right, right, right, wrong
+    mine = correct_rows("pointwise", [1.0, -2.0, -1.0, 0.5], [1, 1, 0, 1])  # right, wrong, right, right
+    assert src.tolist() == [1, 1, 1, 0] and mine.tolist() == [1, 0, 1, 1]
+    d = np.array([0.0, 1.0, 0.0, -1.0])
+    assert paired_drop_se(src, mine) == pytest.approx(100 * d.std(ddof=1) / 2)  # 40.8 points
+    # rows both models get right or both get wrong add no error, only flips do
+    assert paired_drop_se([1, 0, 1, 1], [1, 0, 1, 1]) == 0.0
+    many = paired_drop_se(np.r_[np.ones(10), np.zeros(990)], np.zeros(1000))  # 10 flips in 1,000 rows
+    assert many == pytest.approx(100 * np.sqrt(0.01 * 0.99 * 1000 / 999) / np.sqrt(1000))
+    assert correct_rows("pairwise", ([1.0, 0.0], [0.0, 1.0])).tolist() == [1.0, 0.0]
+    assert paired_drop_se([1], [0]) == 0.0
