@@ -12,7 +12,7 @@ def add_parser(sub, parents):
     from rmcompress.compression.recipe import LEVELS, SHIPPED
 
     p = model_to_out_parser(sub, parents, "compress", help="compress a model with a recipe (level or YAML file)",
-                            description="Compress a model with a recipe: passes (budget, fuse, factorise, prune, "
+                            description="Compress a model with a recipe: passes (budget, attention, fuse, factorise, prune, "
                                         "cluster, quantise, length), then export to SavedModel + TFLite with a "
                                         "parity check, evaluation on the validation split and report.json.",
                             model_help="model directory (from train)", out_help="output directory to write")

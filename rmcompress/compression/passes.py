@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from rmcompress.compression.attention import AttentionPass
 from rmcompress.compression.budget import BudgetPass
 from rmcompress.compression.cluster import cluster
 from rmcompress.compression.exportplan import LengthPlan
@@ -120,7 +121,8 @@ class ClusterPass(Pass):
 class LengthPass(Pass):
     """Plan a dynamic sequence length for the export (checked there on the TFLite file); a model that
     must keep its fixed length is left so, with the reason
-    (:func:`rmcompress.compression.length.fixed_length_reason`)."""
+    (:func:`rmcompress.compression.length.fixed_length_reason`). ``buckets: auto`` keeps a bucket plan
+    an earlier pass chose (the ``attention`` pass's ``length`` alternative)."""
 
     name = "length"
     Settings = LengthSettings
@@ -128,6 +130,9 @@ class LengthPass(Pass):
     def run(self, state: CompressState, s: LengthSettings) -> PassResult:
         margin = min_length(state.model) - 1
         seq_len = state.tokenizer.seq_len
+        planned = state.export.length
+        if s.mode == "buckets" and s.buckets == "auto" and planned is not None and planned.buckets:
+            return PassResult(state, {**planned.as_dict(), "kept": "the bucket plan an earlier pass chose"})
         buckets = None
         if s.mode == "buckets":
             if s.buckets == "auto":
@@ -143,8 +148,8 @@ class LengthPass(Pass):
 
 
 #: pass name -> pass class (the names and settings of :data:`rmcompress.compression.settings.SETTINGS`)
-PASSES: dict[str, type[Pass]] = {p.name: p for p in (BudgetPass, FusePass, FactorisePass, PrunePass, ClusterPass,
+PASSES: dict[str, type[Pass]] = {p.name: p for p in (BudgetPass, AttentionPass, FusePass, FactorisePass, PrunePass, ClusterPass,
                                                      QuantisePass, LengthPass)}
 
-__all__ = ["PASSES", "BudgetPass", "FusePass", "FactorisePass", "PrunePass", "ClusterPass", "QuantisePass",
+__all__ = ["PASSES", "BudgetPass", "AttentionPass", "FusePass", "FactorisePass", "PrunePass", "ClusterPass", "QuantisePass",
            "LengthPass"]

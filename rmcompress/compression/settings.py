@@ -212,9 +212,31 @@ class LengthSettings(PassSettings):
                                                        max_exclusive=True))
 
 
+ATTENTION_ALTERNATIVES = ("keep", "drop", "length")
+
+
+@dataclass(frozen=True)
+class AttentionSettings(PassSettings):
+    alternatives: list = setting(["keep", "drop", "length"], items=Field(str, choices=ATTENTION_ALTERNATIVES),
+                                 min_items=1, unique=True,
+                                 help="what to try when at most max_heads heads are left: keep them, drop "
+                                      "attention (pooled FFN stack, fine-tuned), shorter length buckets")
+    max_heads: int = setting(1, min=1, help="act only when the model has 1..max_heads attention heads in all")
+    max_drop: float = setting(0.0, min=0, help="validation points below the best an alternative may be and "
+                                               "still win by being cheaper (0: the best; ties: the cheaper)")
+    quantiles: list = setting([0.25, 0.5, 0.75, 0.9], items=Field(float, min=0, max=1, min_exclusive=True,
+                                                                  max_exclusive=True),
+                              help="length: bucket quantiles of the training lengths")
+    tolerance: float = setting(1e-5, min=0, min_exclusive=True,
+                               help="drop: shrunk vs closed-gate model; length: bucketed vs full length")
+    steps: int = setting(600, min=0, help="drop: fine-tuning steps of the model without attention")
+    learning_rate: float = setting(1e-3, **_RATE)
+    batch_size: int = setting(64, min=1)
+
+
 #: pass name -> its settings, in the order of the recipe ranks
 SETTINGS: dict[str, type[PassSettings]] = {
-    "budget": BudgetSettings, "fuse": FuseSettings, "factorise": FactoriseSettings, "prune": PruneSettings,
+    "budget": BudgetSettings, "attention": AttentionSettings, "fuse": FuseSettings, "factorise": FactoriseSettings, "prune": PruneSettings,
     "cluster": ClusterSettings, "quantise": QuantiseSettings, "length": LengthSettings}
 #: pass -> rank; a pass may not follow a pass of higher rank (None: anywhere)
-PASS_RANK = {"budget": 0, "fuse": 1, "factorise": 1, "prune": 2, "cluster": 3, "quantise": 4, "length": None}
+PASS_RANK = {"budget": 0, "attention": 1, "fuse": 1, "factorise": 1, "prune": 2, "cluster": 3, "quantise": 4, "length": None}
