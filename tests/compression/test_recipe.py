@@ -109,7 +109,7 @@ def test_the_extreme_recipe_is_aggressive_at_half_the_budget():
     extreme, aggressive = Recipe.resolve("extreme"), Recipe.level("aggressive")
     assert extreme.name == "extreme"
     assert extreme.get("budget").settings.flops_fraction == aggressive.get("budget").settings.flops_fraction / 2
-    assert [p.name for p in extreme.passes] == [p.name for p in aggressive.passes]
+    assert [p.name for p in extreme.passes] == [p.name for p in aggressive.passes if p.name != "attention"]
 
 
 def test_unknown_level_and_missing_file():
