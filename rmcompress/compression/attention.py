@@ -42,8 +42,11 @@ from rmcompress.compression.passbase import Pass, PassResult
 from rmcompress.compression.settings import AttentionSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.errors import ModelError
+from rmcompress.layers.gates import CLOSED_LOG_ALPHA, gate_layers
 from rmcompress.metrics import quality_metrics
 from rmcompress.models.structure import count, structure_of
+from rmcompress.structured.gating import gated_copy
+from rmcompress.structured.shrink import shrink
 
 
 def attention_heads(model) -> dict:
@@ -95,10 +98,6 @@ def mean_tokens(ids: np.ndarray, buckets: list[int] | None, margin: int, seq_len
 def drop_attention(model, tolerance: float, check_ids: np.ndarray):
     """``model`` without its attention branches (module docstring), and the measured max abs diff
     against the closed-gate model; raises :class:`ModelError` when a branch cannot go or the check fails."""
-    from rmcompress.layers.gates import CLOSED_LOG_ALPHA, gate_layers
-    from rmcompress.structured.gating import gated_copy
-    from rmcompress.structured.shrink import shrink
-
     s = structure_of(model)
     groups = sorted(set(s.head_groups.values()))
     cannot = [layer for layer, g in s.head_groups.items() if layer not in s.removals]
