@@ -104,6 +104,34 @@ def sst2_splits(path: Path, train_size: int, val_size: int, unlabeled_size: int,
     return files
 
 
+def protocol_files(train_size: int, unlabeled_size: int, out: Path, path=None) -> dict:
+    """SST-2 under the benchmark protocol (``benchmarks/common.py``, ``protocol_splits``): validation
+    and test as the protocol makes them; training = the first ``train_size`` rows of a seeded
+    permutation of the protocol's train split (0: all of it), unlabeled = the next ``unlabeled_size``
+    rows, labels dropped. Files: ``train``, ``val``, ``test``, ``unlabeled``."""
+    import numpy as np
+    import pandas as pd
+
+    from common import protocol_splits
+
+    proto = protocol_splits("sst2", 0, path)
+    perm = np.random.RandomState(0).permutation(len(proto.train))
+    n = train_size or len(perm)
+    parts = {"train": proto.train.subset(np.sort(perm[:n])), "val": proto.val, "test": proto.test,
+             "unlabeled": proto.train.subset(np.sort(perm[n:n + unlabeled_size]))}
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, d in parts.items():
+        if not len(d):
+            continue
+        df = pd.DataFrame({"sentence": d.texts, "label": np.asarray(d.labels).astype(int)})
+        (df[["sentence"]] if name == "unlabeled" else df).to_csv(out / f"{name}.tsv", sep="\t", index=False)
+        files[name] = out / f"{name}.tsv"
+    log(f"SST-2 (protocol): {len(parts['train'])} train rows, {len(proto.val)} validation and "
+        f"{len(proto.test)} test sentences, {len(parts['unlabeled'])} unlabeled")
+    return files
+
+
 def hh_splits(path: Path, train_size: int, val_size: int, seed: int, out: Path) -> dict:
     import numpy as np
 
@@ -125,6 +153,20 @@ def hh_splits(path: Path, train_size: int, val_size: int, seed: int, out: Path) 
 
 
 # -- one row ----------------------------------------------------------------------------------------
+TEST_FILE: Path | None = None  # --protocol: every row is scored on the test split as well
+
+
+def test_scores(tflite: Path) -> dict:
+    """``--protocol``: the file's accuracy on the test split (nothing was chosen on it)."""
+    if TEST_FILE is None:
+        return {}
+    from rmcompress.evaluation.evaluate import evaluate
+
+    ev = evaluate(tflite, TEST_FILE, latency_runs=0)
+    return {"test_accuracy": ev.get("accuracy"), "test_pairwise_accuracy": ev.get("pairwise_accuracy"),
+            "n_test": ev.get("n_examples")}
+
+
 def export_and_evaluate(model_dir: Path, val_file: Path, out: Path, name: str, latency_runs: int,
                         extra: dict | None = None) -> dict:
     from rmcompress.evaluation.evaluate import evaluate
@@ -132,10 +174,11 @@ def export_and_evaluate(model_dir: Path, val_file: Path, out: Path, name: str, l
 
     t = time.time()
     exp = export_model(model_dir, out / "exports" / name, formats="tflite", latency_runs=0, overwrite=True)
-    ev = evaluate(out / "exports" / name / "model.tflite", val_file, latency_runs=latency_runs)
+    tfl = out / "exports" / name / "model.tflite"
+    ev = evaluate(tfl, val_file, latency_runs=latency_runs)
     row = {"name": name, "task": ev["task"], **{k: ev.get(k) for k in (
         "accuracy", "pairwise_accuracy", "n_examples", "flops", "params", "size_bytes", "size_gzip_bytes",
-        "latency_ms_p50", "latency_ms_p90")}, "parity_max_abs_diff": exp["parity_max_abs_diff"],
+        "latency_ms_p50", "latency_ms_p90")}, **test_scores(tfl), "parity_max_abs_diff": exp["parity_max_abs_diff"],
         "export_eval_seconds": round(time.time() - t, 1), **(extra or {})}
     return row
 
@@ -224,29 +267,48 @@ def recipe_file(recipe: str, out: Path, args) -> str:
 
 
 def recipe_rows(ft_dir: Path, files: dict, out: Path, args) -> list[dict]:
-    """Issue-4 hook: compress the fine-tuned model with each recipe."""
+    """Issue-4 hook: compress the fine-tuned model with each recipe (``--protocol``: once per
+    compression seed)."""
     rows = []
     for recipe in args.recipes:
-        rows += compress_rows(f"minilm-{Path(recipe).stem}", recipe_file(recipe, out, args), ft_dir, files, out, args)
+        path = recipe_file(recipe, out, args)
+        if not args.protocol:
+            rows += compress_rows(f"minilm-{Path(recipe).stem}", path, ft_dir, files, out, args)
+            continue
+        for seed in args.compress_seeds:
+            rows += compress_rows(f"minilm-{Path(recipe).stem}-s{seed}", path, ft_dir, files, out, args,
+                                  {"compress_seed": seed}, seed=seed)
     return rows
 
 
-def compress_rows(name: str, recipe: str, ft_dir: Path, files: dict, out: Path, args, extra=None) -> list[dict]:
-    """``rmcompress compress --recipe RECIPE`` of the fine-tuned model, evaluated as its TFLite file."""
+def compress_rows(name: str, recipe: str, ft_dir: Path, files: dict, out: Path, args, extra=None,
+                  seed: int | None = None) -> list[dict]:
+    """``rmcompress compress --recipe RECIPE`` of the fine-tuned model, evaluated as its TFLite file
+    (``--protocol``: validated on the validation file, ``--seed SEED``, scored on test too).
+    An earlier run's finished output (its ``report.json``) is reused."""
     from rmcompress.compression.recipe import Recipe
 
     dest = out / "models" / name
     t = time.time()
     distills = any(p.name == "budget" and p.params.get("distill") for p in Recipe.resolve(recipe).passes)
     extra_texts = files.get("unlabeled") if args.compress_unlabeled and distills else None
-    rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe,
-                  "--data", str(files["train"]), "--out", str(dest), "--overwrite",
-                  *(["--unlabeled", str(extra_texts)] if extra_texts else []))
+    if (dest / "report.json").is_file() and args.reuse:
+        rc, msg = 0, "reused"
+    else:
+        rc, msg = cli("compress", "--model", str(ft_dir), "--recipe", recipe,
+                      "--data", str(files["train"]), "--out", str(dest), "--overwrite",
+                      *(["--val-data", str(files["val"])] if args.protocol else []),
+                      *(["--seed", str(seed)] if seed is not None else []),
+                      *(["--unlabeled", str(extra_texts)] if extra_texts else []))
     log(f"{name}: compressed in {time.time() - t:.0f}s (rc {rc})")
     if rc != 0:
         log(f"{name}: failed ({msg[:160]})")
         return [{"name": name, "status": f"failed: {msg[:160]}"}]
-    extra = {"compress_seconds": round(time.time() - t, 1), "unlabeled": bool(extra_texts), **(extra or {})}
+    report = json.loads((dest / "report.json").read_text())
+    extra = {"compress_seconds": report.get("seconds", round(time.time() - t, 1)), "unlabeled": bool(extra_texts),
+             **{k: report.get(k) for k in ("size_ratio", "gzip_ratio", "latency_speedup",
+                                           "latency_speedup_real_length", "accuracy_drop_points")},
+             **(extra or {})}
     tfl = next(iter(sorted(dest.rglob("*.tflite"))), None)
     if tfl is None:
         return [export_and_evaluate(dest, files["val"], out, name, args.latency_runs, extra)]
@@ -255,7 +317,7 @@ def compress_rows(name: str, recipe: str, ft_dir: Path, files: dict, out: Path, 
     ev = evaluate(tfl, files["val"], latency_runs=args.latency_runs)
     return [{"name": name, **{k: ev.get(k) for k in ("task", "accuracy", "flops", "params", "size_bytes",
                                                      "size_gzip_bytes", "latency_ms_p50")},
-             "tflite": tfl.name, **extra}]
+             **test_scores(tfl), "tflite": tfl.name, **extra}]
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -309,11 +371,19 @@ def parse_args(argv=None):
     p.add_argument("--ablation-only", action="store_true",
                    help="only the weight-0 rows (needs the fine-tuned MiniLM of an earlier run in --out)")
     p.add_argument("--seed", type=int, default=0, help="data split seed")
+    p.add_argument("--protocol", action="store_true",
+                   help="SST-2 split by the benchmark protocol (docs/benchmarks.md): validation and test "
+                        "sentences as compress_levels.py makes them, training rows from its train split "
+                        "(--train-size 0: all); compress validates on validation only (--val-data) and "
+                        "every row is scored on test too")
+    p.add_argument("--compress-seeds", default="0",
+                   help="compression seeds (`compress --seed`) of the recipe rows; the fine-tuned model is one")
     a = p.parse_args(argv)
     a.budgets = [float(x) for x in a.budgets.split(",") if x.strip()]
     a.recipes = [x.strip() for x in a.recipes.split(",") if x.strip()]
     a.students = [x.strip() for x in a.students.split(",") if x.strip()]
     a.seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
+    a.compress_seeds = [int(x) for x in a.compress_seeds.split(",") if x.strip()]
     return a
 
 
@@ -349,8 +419,13 @@ def main(argv=None) -> int:
 
 
 def sst2_rows(args, out: Path, backbone: str, rows: list, save) -> None:
-    files = sst2_splits(Path(args.sst2), args.train_size, args.val_size, args.unlabeled_size, args.seed,
-                        out / "data")
+    global TEST_FILE
+    if args.protocol:
+        files = protocol_files(args.train_size, args.unlabeled_size, out / "data", args.sst2)
+        TEST_FILE = files["test"]
+    else:
+        files = sst2_splits(Path(args.sst2), args.train_size, args.val_size, args.unlabeled_size, args.seed,
+                            out / "data")
     ft_dir = out / "models" / "minilm"
     common = dict(task="pointwise", seq_len=args.seq_len, patience=0, seed=args.seed)
     if args.ablation_only:

@@ -19,6 +19,12 @@ def add_parser(sub, parents):
     p.add_argument("--recipe", required=True, help=f"a level ({', '.join(LEVELS)}), a shipped recipe "
                    f"({', '.join(SHIPPED)}) or a recipe YAML file")
     p.add_argument("--data", required=True, help="data file of the model's task (split like training)")
+    p.add_argument("--val-data", default=None, metavar="PATH",
+                   help="validation file (parity, checks, the choices passes make, the report): all of --data "
+                        "then trains and the recipe's split settings are not used [default: split off --data]")
+    p.add_argument("--seed", type=integer, default=None,
+                   help="seed of the passes' training (batch order, initialisation, calibration rows); the "
+                        "split keeps its own [default: the split seed]")
     p.add_argument("--latency-runs", type=integer, default=None, help="timed runs (default: the recipe's; 0 skips)")
     p.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts (a text column; pairwise: pairs) the source model scores and the "
@@ -40,12 +46,14 @@ def run(args) -> int:
     recipe.check_model_file(args.model)
     check_vocab_fits(args.model, metadata)
     data = load_for_model(args.data, metadata, training_columns=True, columns=columns_of(args))
+    val_data = None if args.val_data is None else load_for_model(args.val_data, metadata, training_columns=True,
+                                                                 columns=columns_of(args))
     from rmcompress.compression.pipeline import compress
     from rmcompress.evaluation.table import format_table
 
     report = compress(args.model, recipe, data, args.out, overwrite=args.overwrite,
                       latency_runs=args.latency_runs, log=None if args.quiet else lambda m: print(m, file=sys.stderr),
-                      unlabeled=args.unlabeled, **progress_of(args))
+                      unlabeled=args.unlabeled, val_data=val_data, seed=args.seed, **progress_of(args))
     print(format_table([report]))
     extras = []
     for key, fmt in (("size_ratio", "{:.1f}x smaller"), ("gzip_ratio", "{:.1f}x smaller gzipped"),

@@ -91,34 +91,39 @@ def _source_baseline(state: CompressState, latency_runs: int) -> dict:
 
 
 def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = False, verbose: int = 0,
-             latency_runs: int | None = None, log=None, unlabeled=None, tensorboard=None) -> dict:
+             latency_runs: int | None = None, log=None, unlabeled=None, tensorboard=None, val_data=None,
+             seed: int | None = None) -> dict:
     """Run ``recipe`` (a level name, YAML path, dict or :class:`Recipe`) on ``model`` (a model
     directory or a loaded bundle) with ``data`` (a file of the model's task, or loaded data); write
     ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
-    ``budget`` pass distills on (needs ``distill`` > 0 there). ``verbose``, ``log``,
-    ``tensorboard``: what the run shows and logs (module docstring)."""
+    ``budget`` pass distills on (needs ``distill`` > 0 there). ``val_data``: the validation rows
+    (all of ``data`` then trains; the recipe's split settings are not used). ``seed``: the passes'
+    training seed (batch order, initialisation, calibration rows; default: the split seed).
+    ``verbose``, ``log``, ``tensorboard``: what the run shows and logs (module docstring)."""
 
     progress = Progress(verbose, tensorboard)
     recipe = Recipe.resolve(recipe)
     out = Path(out)
-    inputs = [getattr(model, "path", model), data, unlabeled]
+    inputs = [getattr(model, "path", model), data, unlabeled, val_data]
     check_destination(out, overwrite, inputs=inputs)
     if unlabeled is not None and not any(p.name in ("budget", "factorise") and p.settings.distill
                                          for p in recipe.passes):
         raise UsageError(f"--unlabeled {unlabeled}: recipe {recipe.name!r} has no pass that distills "
                          "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
     with live_dir(tensorboard, overwrite, inputs=inputs, outputs=[out], kind="tensorboard"):
-        return _compress(model, recipe, data, out, overwrite, progress, latency_runs, log, unlabeled)
+        return _compress(model, recipe, data, out, overwrite, progress, latency_runs, log, unlabeled,
+                         val_data, seed)
 
 
 def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress: Progress, latency_runs,
-              log, unlabeled) -> dict:
+              log, unlabeled, val_data=None, seed=None) -> dict:
     """:func:`compress` with the recipe resolved, ``out`` checked and the run's ``progress``."""
     log = log or (lambda msg: None)
     t_start = time.time()
     bundle = model if isinstance(model, RewardModelBundle) else load_model_dir(model)
     recipe.check_model([layer.name for layer in bundle.model.layers], str(bundle.path or "the model"))
-    state = prepare_state(bundle, data, recipe.data, progress=progress, unlabeled=unlabeled)
+    state = prepare_state(bundle, data, recipe.data, progress=progress, unlabeled=unlabeled, val_data=val_data,
+                          seed=seed)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)
@@ -198,7 +203,7 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     runner = TFLiteRunner(flat)
     scores = _scores(runner.score, state.val)
     report = {"name": recipe.name, "recipe": recipe.name, "task": state.task, "n_examples": len(state.val),
-              "n_train": len(state.train), "quantize": mode,
+              "n_train": len(state.train), "seed": state.seed, "quantize": mode,
               **_quality(state.task, state.loss, scores, state.val),
               **{k: exp[k] for k in ("flops", "params", "size_bytes", "size_gzip_bytes", "latency_ms_p50",
                                      "latency_ms_p90", "parity_max_abs_diff", "parity_decision_agreement",

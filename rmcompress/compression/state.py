@@ -9,7 +9,9 @@ about an earlier pass is a typed field: ``export`` (:class:`ExportPlan`: precisi
 Data: the file given to ``compress`` is split deterministically like training did (the model's
 ``train_config``: ``val_fraction``, ``seed``, ``split_mode``; a recipe's ``data`` section overrides
 them), so the validation rows are ones the model was not trained on when the file is its training
-file. Fine-tuning and int8 calibration use the training part; parity and evaluation the validation part.
+file; or (``--val-data``) a validation file is given and all of the data trains. Fine-tuning and int8
+calibration use the training part; parity, evaluation and every choice a pass makes the validation part.
+The passes' training seed is the split seed unless ``--seed`` sets its own.
 
 Model: a user's ``Sequential`` (or nested) model enters as its flat functional form, checked on the
 validation ids (:mod:`rmcompress.compression.functional`; the first note says so), since every pass
@@ -114,15 +116,25 @@ def split_settings(metadata: dict, overrides: dict) -> dict:
 
 
 def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = None,
-                  progress: Progress | None = None, unlabeled=None) -> CompressState:
+                  progress: Progress | None = None, unlabeled=None, val_data=None,
+                  seed: int | None = None) -> CompressState:
     """Load ``data`` for the bundle's task, split it, encode it with the bundle's tokenizer.
+    ``val_data``: the validation rows instead of a split of ``data`` (all of ``data`` trains;
+    ``data_settings``' cap on training rows still applies). ``seed``: the state's training seed
+    (default: the split seed).
     ``unlabeled``: a file of extra texts (pairwise: pairs whose order carries no preference) that
     passes which distill from the source model train on with the distillation term only. ``progress``:
     what the passes' training shows and logs (default: nothing)."""
     task = bundle.task
     data = load_for_model(data, bundle.metadata, training_columns=True)
     s = split_settings(bundle.metadata, data_settings or {})
-    train_raw, val_raw = split_data(data, s["val_fraction"], s["seed"], s["split"])
+    if val_data is not None:
+        train_raw, val_raw = data, load_for_model(val_data, bundle.metadata, training_columns=True)
+        if len(val_raw) == 0:
+            raise DataError(f"{val_raw.source}: no validation rows; compress needs validation data for "
+                            "parity and evaluation")
+    else:
+        train_raw, val_raw = split_data(data, s["val_fraction"], s["seed"], s["split"])
     if len(val_raw) == 0:
         raise DataError(f"{data.source}: no validation rows (val_fraction={s['val_fraction']}); "
                         "compress needs validation data for parity and evaluation")
@@ -138,7 +150,8 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
     train, val = encode(train_raw, bundle.tokenizer), encode(val_raw, bundle.tokenizer)
     model, flattened = flat_functional(bundle.model, all_ids(val)[:256])
     return CompressState(model, bundle.tokenizer, dict(bundle.metadata), task, loss, train_raw,
-                         val_raw, train, val, seed=int(s["seed"]), progress=progress or Progress(),
+                         val_raw, train, val, seed=int(s["seed"] if seed is None else seed),
+                         progress=progress or Progress(),
                          unlabeled_raw=extra,
                          unlabeled=None if extra is None else encode(extra, bundle.tokenizer),
                          notes=[flattened] if flattened else [])

@@ -123,3 +123,35 @@ def test_export_strip_names_keeps_outputs_and_signature(model_dir, pointwise_fil
     np.testing.assert_array_equal(TFLiteRunner(strip_tensor_names(plain)).score(ids), TFLiteRunner(plain).score(ids))
     with pytest.raises(RecipeError, match="strip_names"):
         Recipe.from_dict({"passes": ["fuse"], "export": {"strip_names": "yes"}})
+
+
+def test_val_data_and_seed_from_the_cli(model_dir, pointwise_file, tmp_path):
+    """``--val-data``: validation is that file and all of ``--data`` trains; ``--seed``: the passes'
+    training seed (recorded), which changes the fine-tuned weights but not the rows they see."""
+    import json
+
+    import pandas as pd
+
+    from rmcompress.cli import main
+
+    df = pd.read_csv(pointwise_file, sep="\t")
+    train_f, val_f = tmp_path / "train.tsv", tmp_path / "val.tsv"
+    df.iloc[:-30].to_csv(train_f, sep="\t", index=False)
+    df.iloc[-30:].to_csv(val_f, sep="\t", index=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("passes:\n  - prune: {sparsity: 0.5, steps: 6, frequency: 1, batch_size: 8}\n"
+                      "export: {formats: [tflite], latency_runs: 0}\n")
+    reports = {}
+    for seed in (1, 2):
+        out = tmp_path / f"s{seed}"
+        assert main(["compress", "--model", str(model_dir), "--recipe", str(recipe), "--data", str(train_f),
+                     "--val-data", str(val_f), "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
+        reports[seed] = json.loads((out / "report.json").read_text())
+        assert reports[seed]["n_examples"] == 30 and reports[seed]["n_train"] == len(df) - 30
+        assert reports[seed]["seed"] == seed
+    assert (out.parent / "s1" / "model.tflite").read_bytes() != (out / "model.tflite").read_bytes()
+    # without --val-data the model's own split applies and the seed is the split seed
+    r = compress(model_dir, Recipe.from_dict({"passes": ["fuse"], "export": {"formats": ["tflite"],
+                                                                            "latency_runs": 0}}),
+                 pointwise_file, tmp_path / "split")
+    assert r["n_examples"] + r["n_train"] == len(df) and r["seed"] == 0
