@@ -293,6 +293,15 @@ class DistillOptions:
     features: float = option(0.0, "pointwise: + B * mean_j ((u_j - v_j) / sigma_j)^2, the student's pooled "
                              "features u matching the teacher's v (same width, e.g. a pruned copy of the "
                              "teacher)", flat="distill_features", metavar="B", rule=at_least(0))
+    blocks: float = option(0.0, "pointwise: + C * mean over blocks of the student's residual stream after each "
+                           "block matching the teacher's after the same block (through a learned projection, "
+                           "per channel in units of the teacher's spread; the teacher runs on every batch). The "
+                           "student reads the teacher's token ids and keeps its layer names: a copy of it "
+                           "(--init TEACHER, e.g. under a budget) or the same --backbone",
+                           flat="distill_blocks", metavar="C", rule=at_least(0))
+    block_layers: str | None = option(None, "the layers the block term compares: comma-separated names or "
+                                      "patterns with {i} for the block index", flat="distill_block_layers",
+                                      metavar="NAMES", default_text="the residual stream after each block")
     unlabeled: str | None = option(None, "extra texts scored only by the teacher (pointwise: a text column; "
                                    "pairwise: chosen/rejected columns)", metavar="PATH", default_text="none")
     augment: int = option(0, "pointwise: also distill on K word-replacement variants of every training and "
@@ -302,13 +311,22 @@ class DistillOptions:
 
     def __post_init__(self):
         if not self.teacher:  # the distillation values are checked only when they are used
-            for name in ("unlabeled", "augment", "features"):
+            for name in ("unlabeled", "augment", "features", "blocks", "block_layers"):
                 if getattr(self, name):
-                    what = "--distill-features" if name == "features" else f"--{name}"
+                    what = {"features": "--distill-features", "blocks": "--distill-blocks",
+                            "block_layers": "--distill-block-layers"}.get(name, f"--{name}")
                     why = {"unlabeled": " (only a teacher can score unlabeled texts)",
                            "augment": " (only a teacher can score the variants)"}.get(name, "")
                     raise UsageError(f"{what} needs --teacher{why}")
+        if self.block_layers and not self.blocks:
+            raise UsageError("--distill-block-layers names the layers of the block term; set --distill-blocks > 0 too")
         _check_rules(self)
+
+    @property
+    def block_layer_list(self) -> tuple | None:
+        """``block_layers`` as names (None: the graph's default)."""
+        names = tuple(n.strip() for n in (self.block_layers or "").split(",") if n.strip())
+        return names or None
 
 
 @dataclass

@@ -534,6 +534,8 @@ class DistillationPlan:
     info: dict = field(default_factory=dict)
     #: ``--distill-features``: the teacher's pooled features per train / val / unlabeled row
     features: dict = field(default_factory=dict)
+    #: ``--distill-blocks``: the teacher's vocabulary, which the student's must equal
+    block_vocabulary: list = field(default_factory=list)
 
     @classmethod
     def prepare(cls, teacher: str, task: str, loss: str, train_data, val_data=None,
@@ -593,8 +595,37 @@ class DistillationPlan:
 
             plan.settings = replace(settings, feature_scale=feature_scale(fit_rows))
             info["distill_features"] = settings.features
+        if settings.blocks:
+            plan._block_teacher(bundle, train_data, extra)
+            info["distill_blocks"] = settings.blocks
         del bundle
         return plan
+
+    def _block_teacher(self, bundle, train_data, extra) -> None:
+        """The block term's teacher (kept in memory: it runs on every batch), its per-channel
+        scales over the first training (and unlabeled) texts, and its vocabulary, which the
+        student's must equal (:meth:`check_student`)."""
+        from dataclasses import replace
+
+        if train_data.task != "pointwise":
+            raise UsageError("--distill-blocks is pointwise only; pairwise students distill the margins")
+        texts = (list(train_data.texts) + (list(extra.texts) if extra is not None else []))[:BLOCK_SCALE_ROWS]
+        ids = bundle.tokenizer.encode(texts)
+        self.settings = replace(self.settings, block_teacher=bundle.model,
+                                block_scale=block_scales(bundle.model, ids, self.settings.block_layers))
+        self.block_vocabulary = list(bundle.tokenizer.vocabulary)
+
+    def check_student(self, tokenizer, scorer) -> None:
+        """With the block term: the student reads the teacher's token ids (same vocabulary) and has
+        the teacher's block layers (:func:`block_pairs`); a one-line UsageError otherwise."""
+        if not self.settings.blocks:
+            return
+        if tokenizer is not None and list(tokenizer.vocabulary) != self.block_vocabulary:
+            raise UsageError(f"--distill-blocks: the student's vocabulary ({len(tokenizer.vocabulary)} tokens) "
+                             f"is not the teacher's ({len(self.block_vocabulary)}); the block term feeds both "
+                             "the same token ids: start the student from the teacher (--init TEACHER) or "
+                             "its --backbone")
+        block_pairs(scorer, self.settings.block_teacher, self.settings.block_layers)
 
     @property
     def extra_texts(self) -> list[str]:

@@ -168,7 +168,8 @@ def _teacher_plan(cfg: TrainConfig, task: Task, train_data, val_data, split_give
     d = cfg.data
     return DistillationPlan.prepare(
         dc.teacher, cfg.task, task.loss, train_data, val_data,
-        DistillSettings(dc.weight, dc.loss, dc.temperature, dc.features, augment=dc.augment),
+        DistillSettings(dc.weight, dc.loss, dc.temperature, dc.features, augment=dc.augment, blocks=dc.blocks,
+                        block_layers=dc.block_layer_list),
         dc.unlabeled, {k: getattr(d, k) for k in COLUMN_SETTINGS},
         split_settings=None if split_given else (d.val_fraction, d.seed, d.split_mode))
 
@@ -437,6 +438,8 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
     mixed = cfg.optim.mixed_precision
     with strategy.scope(), policy_scope(mixed):
         scorer = _build_scorer(cfg, task, source, arch, enc_train)
+        if distill is not None:
+            distill.check_student(tokenizer, scorer)
         if mixed and not is_mixed(scorer):  # a start copied from a float32 model directory
             scorer = recast(scorer, MIXED)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)

@@ -306,6 +306,32 @@ def test_train_with_distill_features_from_a_teacher_copy(pointwise_file, teacher
         tiny(distill_features=1.0)
 
 
+def test_train_with_distill_blocks_from_a_teacher_copy(pointwise_file, teachers):
+    """``rmcompress train --init T --teacher T --budget-flops F --distill-blocks C``: the gated copy's
+    residual stream after each block matches the teacher's (a copy starts at ~0 through the identity
+    projection); a student with its own vocabulary, a layer the teacher lacks and the flags without
+    what they need are refused in one line."""
+    from rmcompress.training.trainer import train
+
+    t = str(teachers["pointwise"].out_dir)
+    r = train(pointwise_file, tiny(arch="transformer", init=t, teacher=t, distill_blocks=1.0, max_steps=2,
+                                   learning_rate=1e-6), verbose=0)
+    assert "block_loss" in r.history and r.report["distill_blocks"] == 1.0
+    assert 0 <= r.history["val_block_loss"][0] < 1e-3  # an unchanged copy matches every block
+    r = train(pointwise_file, tiny(arch="transformer", init=t, teacher=t, distill_blocks=1.0, max_steps=4,
+                                   budget_flops=0.6), verbose=0)
+    assert 0 < r.history["block_loss"][0] < 10 and r.report["flops_fraction"] <= 0.6 + 0.02
+    with pytest.raises(UsageError, match="vocabulary .* is not the teacher's"):
+        train(pointwise_file, tiny(arch="transformer", vocab_size=120, teacher=t, distill_blocks=1.0), verbose=0)
+    with pytest.raises(UsageError, match="no layer of model .* matches 'nope{i}'"):
+        train(pointwise_file, tiny(arch="transformer", init=t, teacher=t, distill_blocks=1.0,
+                                   distill_block_layers="nope{i}"), verbose=0)
+    with pytest.raises(UsageError, match="--distill-blocks needs --teacher"):
+        tiny(distill_blocks=1.0)
+    with pytest.raises(UsageError, match="set --distill-blocks > 0 too"):
+        tiny(teacher=t, distill_block_layers="block{i}_ffn_residual")
+
+
 def test_unlabeled_rows_are_read_with_the_training_column_names(tmp_path):
     import pandas as pd
 
