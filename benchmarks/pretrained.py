@@ -365,7 +365,8 @@ def parse_args(argv=None):
     p.add_argument("--pairs-val-size", type=int, default=300)
     p.add_argument("--pairs-seq-len", type=int, default=128)
     p.add_argument("--latency-runs", type=int, default=100)
-    p.add_argument("--reuse", action="store_true", help="reuse an existing fine-tuned MiniLM in --out")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse an existing fine-tuned MiniLM in --out, and each finished compression (its report.json)")
     p.add_argument("--ablation", action="store_true",
                    help="also train each student with the distillation rows and vocabulary but weight 0")
     p.add_argument("--ablation-only", action="store_true",
