@@ -76,7 +76,6 @@ def full_sentences(texts: list[str], candidates, need: int) -> list[int]:
 
 def sst2_splits(path: Path, train_size: int, val_size: int, unlabeled_size: int, seed: int, out: Path) -> dict:
     import numpy as np
-    import pandas as pd
 
     from rmcompress.data.loaders import load_pointwise
     from rmcompress.data.split import drop_contained
@@ -90,17 +89,27 @@ def sst2_splits(path: Path, train_size: int, val_size: int, unlabeled_size: int,
     rest = drop_contained(data.texts, rng.permutation(rest), val_idx)
     rest = rng.permutation(rest)
     train_idx, unl_idx = rest[:train_size], rest[train_size:train_size + unlabeled_size]
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, idx in (("train", train_idx), ("val", val_idx), ("unlabeled", unl_idx)):
-        df = pd.DataFrame({"sentence": [data.texts[i] for i in idx], "label": data.labels[idx].astype(int)})
-        if name == "unlabeled":
-            df = df[["sentence"]]
-        if len(df):
-            df.to_csv(out / f"{name}.tsv", sep="\t", index=False)
-            files[name] = out / f"{name}.tsv"
+    files = write_tsvs({name: data.subset(idx) for name, idx in (("train", train_idx), ("val", val_idx),
+                                                                 ("unlabeled", unl_idx))}, out)
     log(f"SST-2: {len(train_idx)} train rows, {len(val_idx)} validation sentences "
         f"(mean {words[val_idx].mean():.1f} words), {len(unl_idx)} unlabeled")
+    return files
+
+
+def write_tsvs(parts: dict, out: Path) -> dict:
+    """``{name: path}``: each non-empty pointwise part as ``out/NAME.tsv`` (sentence, label; the
+    ``unlabeled`` part without labels)."""
+    import numpy as np
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, d in parts.items():
+        if not len(d):
+            continue
+        df = pd.DataFrame({"sentence": list(d.texts), "label": np.asarray(d.labels).astype(int)})
+        (df[["sentence"]] if name == "unlabeled" else df).to_csv(out / f"{name}.tsv", sep="\t", index=False)
+        files[name] = out / f"{name}.tsv"
     return files
 
 
@@ -110,7 +119,6 @@ def protocol_files(train_size: int, unlabeled_size: int, out: Path, path=None) -
     permutation of the protocol's train split (0: all of it), unlabeled = the next ``unlabeled_size``
     rows, labels dropped. Files: ``train``, ``val``, ``test``, ``unlabeled``."""
     import numpy as np
-    import pandas as pd
 
     from common import protocol_splits
 
@@ -119,14 +127,7 @@ def protocol_files(train_size: int, unlabeled_size: int, out: Path, path=None) -
     n = train_size or len(perm)
     parts = {"train": proto.train.subset(np.sort(perm[:n])), "val": proto.val, "test": proto.test,
              "unlabeled": proto.train.subset(np.sort(perm[n:n + unlabeled_size]))}
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, d in parts.items():
-        if not len(d):
-            continue
-        df = pd.DataFrame({"sentence": d.texts, "label": np.asarray(d.labels).astype(int)})
-        (df[["sentence"]] if name == "unlabeled" else df).to_csv(out / f"{name}.tsv", sep="\t", index=False)
-        files[name] = out / f"{name}.tsv"
+    files = write_tsvs(parts, out)
     log(f"SST-2 (protocol): {len(parts['train'])} train rows, {len(proto.val)} validation and "
         f"{len(proto.test)} test sentences, {len(parts['unlabeled'])} unlabeled")
     return files
@@ -395,6 +396,11 @@ def main(argv=None) -> int:
     tf.get_logger().setLevel("ERROR")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    mode, marker = ("protocol" if args.protocol else "validation-only"), out / "split_mode.txt"
+    if marker.is_file() and marker.read_text().strip() != mode:
+        sys.exit(f"{out} holds models of a {marker.read_text().strip()} run; use another --out for a {mode} run "
+                 "(--reuse would mix their splits)")
+    marker.write_text(mode + "\n")
     t0 = time.time()
     rows: list[dict] = []
 
@@ -466,6 +472,8 @@ def sst2_rows(args, out: Path, backbone: str, rows: list, save) -> None:
 
 def pairs_rows(args, out: Path, backbone: str, rows: list, save) -> None:
     """HH-RLHF: MiniLM fine-tuned pairwise (keeps the end of long dialogues), students with/without it."""
+    global TEST_FILE
+    TEST_FILE = None  # the SST-2 test split does not score pairwise models
     pf = hh_splits(Path(args.pairs), args.pairs_train_size, args.pairs_val_size, args.seed, out / "data")
     common = dict(task="pairwise", seq_len=args.pairs_seq_len, patience=0, seed=args.seed)
     rows.append(train_row("minilm-hh", pf["pairs_train"], pf["pairs_val"],

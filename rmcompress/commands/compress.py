@@ -23,8 +23,9 @@ def add_parser(sub, parents):
                    help="validation file (parity, checks, the choices passes make, the report): all of --data "
                         "then trains and the recipe's split settings are not used [default: split off --data]")
     p.add_argument("--seed", type=integer, default=None,
-                   help="seed of the passes' training (batch order, initialisation, calibration rows); the "
-                        "split keeps its own [default: the split seed]")
+                   help="seed of what the passes draw (batch order, initialisation, word-replacement variants, "
+                        "calibration rows); the split keeps its own [default: the split's seed: the recipe's "
+                        "data.seed, else the model's training seed]")
     p.add_argument("--latency-runs", type=integer, default=None, help="timed runs (default: the recipe's; 0 skips)")
     p.add_argument("--unlabeled", default=None, metavar="PATH",
                    help="extra texts (a text column; pairwise: pairs) the source model scores and the "

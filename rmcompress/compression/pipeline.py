@@ -97,8 +97,9 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     directory or a loaded bundle) with ``data`` (a file of the model's task, or loaded data); write
     ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
     ``budget`` pass distills on (needs ``distill`` > 0 there). ``val_data``: the validation rows
-    (all of ``data`` then trains; the recipe's split settings are not used). ``seed``: the passes'
-    training seed (batch order, initialisation, calibration rows; default: the split seed).
+    (all of ``data`` then trains; the recipe's split settings are not used). ``seed``: the seed of
+    what the passes draw (batch order, initialisation, word-replacement variants, calibration rows;
+    default: the split's seed, the recipe's ``data.seed`` else the model's training seed).
     ``verbose``, ``log``, ``tensorboard``: what the run shows and logs (module docstring)."""
 
     progress = Progress(verbose, tensorboard)
@@ -132,6 +133,7 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
         report["seconds"] = round(time.time() - t_start, 1)
+        report["validation_data"] = None if val_data is None else str(getattr(val_data, "source", val_data))
         report["source_model"] = str(Path(bundle.path).resolve()) if bundle.path else None
         report["source_model_relative"] = relative_source(bundle.path, out)
         write_json(tmp / "report.json", report)

@@ -130,14 +130,12 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
     s = split_settings(bundle.metadata, data_settings or {})
     if val_data is not None:
         train_raw, val_raw = data, load_for_model(val_data, bundle.metadata, training_columns=True)
-        if len(val_raw) == 0:
-            raise DataError(f"{val_raw.source}: no validation rows; compress needs validation data for "
-                            "parity and evaluation")
+        where = f"{val_raw.source}: no validation rows"
     else:
         train_raw, val_raw = split_data(data, s["val_fraction"], s["seed"], s["split"])
+        where = f"{data.source}: no validation rows (val_fraction={s['val_fraction']})"
     if len(val_raw) == 0:
-        raise DataError(f"{data.source}: no validation rows (val_fraction={s['val_fraction']}); "
-                        "compress needs validation data for parity and evaluation")
+        raise DataError(f"{where}; compress needs validation data for parity and evaluation")
     cap = s.get("max_train_examples")
     if cap and len(train_raw) > cap:
         idx = np.sort(np.random.RandomState(s["seed"]).choice(len(train_raw), cap, replace=False))

@@ -101,7 +101,7 @@ def integer(text: str) -> int:
 #: ``{command: {argparse dest: (rule, kind)}}`` (``train``'s rules are on its settings)
 COMMAND_RULES: dict[str, dict[str, tuple[Rule | None, type]]] = {
     "shrink": {"budget_flops": (FRACTION, float), "budget_params": (FRACTION, float)},
-    "compress": {"latency_runs": (at_least(0), int)},
+    "compress": {"latency_runs": (at_least(0), int), "seed": (SEED, int)},
     "export": {"latency_runs": (at_least(0), int)},
     "evaluate": {"latency_runs": (at_least(0), int), "max_examples": (at_least(1), int)},
     "import": {"seq_len": (at_least(1), int)},

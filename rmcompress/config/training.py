@@ -318,8 +318,10 @@ class DistillOptions:
                     why = {"unlabeled": " (only a teacher can score unlabeled texts)",
                            "augment": " (only a teacher can score the variants)"}.get(name, "")
                     raise UsageError(f"{what} needs --teacher{why}")
-        if self.block_layers and not self.blocks:
+        if self.block_layers is not None and not self.blocks:
             raise UsageError("--distill-block-layers names the layers of the block term; set --distill-blocks > 0 too")
+        if self.block_layers is not None and not self.block_layer_list:
+            raise UsageError(f"--distill-block-layers {self.block_layers!r} names no layer")
         _check_rules(self)
 
     @property
@@ -401,6 +403,8 @@ class TrainConfig:
         if g.width and self.distill.features:
             raise UsageError("--gate-width narrows the pooled features that --distill-features compares channel "
                              "by channel with the teacher's; use one of them")
+        if self.distill.blocks and self.task == "pairwise":
+            raise UsageError("--distill-blocks is pointwise only; pairwise students distill the teacher's margins")
         if self.distill.augment and self.task == "pairwise":
             raise UsageError("--augment is pointwise only: a pair's preference does not survive independent "
                              "word swaps")

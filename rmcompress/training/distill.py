@@ -534,8 +534,8 @@ class DistillationPlan:
     info: dict = field(default_factory=dict)
     #: ``--distill-features``: the teacher's pooled features per train / val / unlabeled row
     features: dict = field(default_factory=dict)
-    #: ``--distill-blocks``: the teacher's vocabulary, which the student's must equal
-    block_vocabulary: list = field(default_factory=list)
+    #: ``--distill-blocks``: the teacher's tokenizer, which the student's must equal
+    block_tokenizer: object | None = None
 
     @classmethod
     def prepare(cls, teacher: str, task: str, loss: str, train_data, val_data=None,
@@ -607,25 +607,31 @@ class DistillationPlan:
         student's must equal (:meth:`check_student`)."""
         from dataclasses import replace
 
-        if train_data.task != "pointwise":
-            raise UsageError("--distill-blocks is pointwise only; pairwise students distill the margins")
         texts = (list(train_data.texts) + (list(extra.texts) if extra is not None else []))[:BLOCK_SCALE_ROWS]
         ids = bundle.tokenizer.encode(texts)
         self.settings = replace(self.settings, block_teacher=bundle.model,
                                 block_scale=block_scales(bundle.model, ids, self.settings.block_layers))
-        self.block_vocabulary = list(bundle.tokenizer.vocabulary)
+        self.block_tokenizer = bundle.tokenizer
 
-    def check_student(self, tokenizer, scorer) -> None:
-        """With the block term: the student reads the teacher's token ids (same vocabulary) and has
-        the teacher's block layers (:func:`block_pairs`); a one-line UsageError otherwise."""
+    def check_student(self, tokenizer) -> None:
+        """With the block term: the student reads the teacher's token ids (same vocabulary and
+        tokenizer settings: length, truncation, case); a one-line UsageError naming the first
+        difference otherwise."""
         if not self.settings.blocks:
             return
-        if tokenizer is not None and list(tokenizer.vocabulary) != self.block_vocabulary:
-            raise UsageError(f"--distill-blocks: the student's vocabulary ({len(tokenizer.vocabulary)} tokens) "
-                             f"is not the teacher's ({len(self.block_vocabulary)}); the block term feeds both "
-                             "the same token ids: start the student from the teacher (--init TEACHER) or "
-                             "its --backbone")
-        block_pairs(scorer, self.settings.block_teacher, self.settings.block_layers)
+        theirs, ours = self.block_tokenizer, tokenizer
+        why = None
+        if list(ours.vocabulary) != list(theirs.vocabulary):
+            diff = next((i for i, (a, b) in enumerate(zip(ours.vocabulary, theirs.vocabulary)) if a != b),
+                        min(len(ours.vocabulary), len(theirs.vocabulary)))
+            why = (f"its vocabulary ({len(ours.vocabulary)} tokens) is not the teacher's "
+                   f"({len(theirs.vocabulary)}; they differ from token {diff})")
+        elif ours.config != theirs.config:
+            why = f"its tokenizer settings {ours.config} are not the teacher's {theirs.config}"
+        if why:
+            raise UsageError(f"--distill-blocks {self.teacher_path}: the student reads other token ids: {why}; "
+                             "the block term feeds both the same ids: start the student from the teacher "
+                             "(--init TEACHER) or its --backbone with the same settings")
 
     @property
     def extra_texts(self) -> list[str]:

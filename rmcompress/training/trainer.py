@@ -429,6 +429,8 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
     chief = is_chief(strategy)
     bk = Backup.open(out_dir, settings, fingerprint, resume, writer=chief) if use_backup else None
     tokenizer = _fit_tokenizer(cfg, train_data, distill, source, bk, tokenizer)
+    if distill is not None:
+        distill.check_student(tokenizer)
     enc_train, enc_val = _encode(train_data, val_data, tokenizer)
     if distill is not None:
         enc_train, enc_val = distill.attach(enc_train, tokenizer, "train"), distill.attach(enc_val, tokenizer, "val")
@@ -438,8 +440,6 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
     mixed = cfg.optim.mixed_precision
     with strategy.scope(), policy_scope(mixed):
         scorer = _build_scorer(cfg, task, source, arch, enc_train)
-        if distill is not None:
-            distill.check_student(tokenizer, scorer)
         if mixed and not is_mixed(scorer):  # a start copied from a float32 model directory
             scorer = recast(scorer, MIXED)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)

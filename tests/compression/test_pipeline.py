@@ -127,7 +127,7 @@ def test_export_strip_names_keeps_outputs_and_signature(model_dir, pointwise_fil
 
 def test_val_data_and_seed_from_the_cli(model_dir, pointwise_file, tmp_path):
     """``--val-data``: validation is that file and all of ``--data`` trains; ``--seed``: the passes'
-    training seed (recorded), which changes the fine-tuned weights but not the rows they see."""
+    seed (recorded), which changes the fine-tuned weights, not the split."""
     import json
 
     import pandas as pd
@@ -148,7 +148,7 @@ def test_val_data_and_seed_from_the_cli(model_dir, pointwise_file, tmp_path):
                      "--val-data", str(val_f), "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
         reports[seed] = json.loads((out / "report.json").read_text())
         assert reports[seed]["n_examples"] == 30 and reports[seed]["n_train"] == len(df) - 30
-        assert reports[seed]["seed"] == seed
+        assert reports[seed]["seed"] == seed and reports[seed]["validation_data"] == str(val_f)
     assert (out.parent / "s1" / "model.tflite").read_bytes() != (out / "model.tflite").read_bytes()
     # without --val-data the model's own split applies and the seed is the split seed
     r = compress(model_dir, Recipe.from_dict({"passes": ["fuse"], "export": {"formats": ["tflite"],

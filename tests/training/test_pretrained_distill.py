@@ -199,6 +199,10 @@ def test_distillation_under_mirrored_strategy(pointwise_file, teachers):
     r = train(pointwise_file, tiny(teacher=str(teachers["pointwise"].out_dir), max_steps=3), verbose=0,
               strategy=strategy)
     assert np.isfinite(r.history["loss"]).all() and "distill_loss" in r.history
+    t = str(teachers["pointwise"].out_dir)  # the block term runs the teacher inside the replicated step
+    r = train(pointwise_file, tiny(arch="transformer", init=t, teacher=t, distill_blocks=1.0, max_steps=3),
+              verbose=0, strategy=strategy)
+    assert np.isfinite(r.history["block_loss"]).all()
 
 
 def test_distillation_usage_errors(pointwise_file, teachers, tmp_path):
