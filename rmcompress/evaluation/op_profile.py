@@ -9,6 +9,9 @@ full model runs -- and ``delegated`` says whether XNNPACK took the op (a one-op 
 takes has a second, delegate node). The sum of the op times is close to, but not equal to, the whole
 model's time: a whole-model run also pays for moving between delegated and non-delegated parts.
 
+``fastest_over_rounds(tables)`` merges profiles of one file taken at different times: each op's
+time is its minimum over them (load from other processes only ever adds time).
+
 ``summarise(table)`` groups the table by op name and dtype: count, total microseconds, share.
 """
 from __future__ import annotations
@@ -99,6 +102,15 @@ def profile_ops(model_bytes: bytes, ids: np.ndarray, runs: int = 200, warmup: in
                      "shape": "x".join(str(s) for s in (val.shape if val is not None else out.shape)),
                      "us": us, "delegated": bool(delegated)})
     return pd.DataFrame(rows, columns=["index", "op", "dtype", "shape", "us", "delegated"])
+
+
+def fastest_over_rounds(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The first of several :func:`profile_ops` tables of one file, each op's ``us`` its minimum
+    over the tables (ops matched by ``index``)."""
+    best = pd.concat(tables).groupby("index")["us"].min()
+    table = tables[0].copy()
+    table["us"] = best.reindex(table["index"]).to_numpy()
+    return table
 
 
 def op_dtypes(model_bytes: bytes) -> list[tuple[str, str]]:

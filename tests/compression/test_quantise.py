@@ -1,8 +1,11 @@
 """quantise (post-training): selective int8 keeps the chosen ops float; the quantisation debugger
 reports per-tensor error and tensors above a bound stay float; int16x8 fails clearly; int4 weights
-are smaller than dynamic int8, pass the parity bar, and the per-layer check keeps int8 where asked."""
+are smaller than dynamic int8, pass the parity bar, and the per-layer check keeps int8 where asked;
+``keep_float_ops: auto`` decides on the fastest of alternating profile rounds."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.helpers import transformer_state
@@ -80,3 +83,28 @@ def test_int4_layers_whose_4bit_alone_reorders_rewards_keep_int8(state):
     assert "token_embedding" in agree and all(0.0 <= v <= 1.0 for v in agree.values())
     assert sorted(all_kept["int8_layers"]) == sorted(agree) and all_kept["int4_tensors"] == []
     assert set(weight_bits(flat).values()) == {8}
+
+
+def test_auto_keep_float_ops_is_not_flipped_by_a_load_spike(monkeypatch):
+    """SOFTMAX's int8 kernel is slow in every round and is kept float; ADD is as fast in int8 but
+    one round of its int8 file runs under load (20 us): the decision is the one of the quiet
+    rounds. The two files are profiled in turn."""
+    from rmcompress.compression import quantise
+
+    calls = []
+
+    def fake_profile(content, ids, runs):
+        calls.append(content)
+        n = calls.count(content)
+        if content == b"int8":
+            add = 20.0 if n == 2 else 4.0
+            rows = [("ADD", "int8", add), ("SOFTMAX", "int8", 6.0), ("DEQUANTIZE", "float32", 1.0)]
+        else:
+            rows = [("ADD", "float32", 3.5 + n), ("SOFTMAX", "float32", 1.0)]
+        return pd.DataFrame([{"index": i, "op": op, "dtype": dt, "us": us} for i, (op, dt, us) in enumerate(rows)])
+
+    monkeypatch.setattr(quantise, "profile_ops", fake_profile)
+    slow, table = quantise.slow_int8_ops(b"int8", b"float", np.zeros((2, 8), np.int32), rounds=3)
+    assert slow == ["SOFTMAX"]
+    assert calls == [b"int8", b"float"] * 3
+    assert table.set_index("op").loc["ADD"].to_dict() == {"int8_us": 4.0, "float_us": 4.5}
