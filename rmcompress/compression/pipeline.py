@@ -7,7 +7,7 @@ Output directory (written atomically)::
     OUT/model/           the compressed float Keras model directory (input to later stages)
     OUT/recipe.yaml      the recipe as run (defaults filled in)
     OUT/report.json      one result row (ARCHITECTURE.md keys + ``recipe``) and, under ``passes``,
-                         what every pass did
+                         what every pass did, each with ``validation``: where the accuracy went
 
 The row: ``task``, ``n_examples`` (validation rows), the quality metric of the TFLite artifact on
 the validation split, ``flops``, ``params``, ``size_bytes``/``size_gzip_bytes`` (model.tflite),
@@ -23,8 +23,17 @@ with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_sp
 ``accuracy_drop_points`` with ``accuracy_drop_se_points``, its paired standard error on the
 validation rows (:func:`rmcompress.metrics.paired_drop_se`; binary and pairwise models).
 
+**Per-pass ledger.** After every pass the Keras model it left (the fake-quant model after
+``quantise: {mode: qat}``) is scored on the validation rows: ``passes[i]["validation"]`` holds its
+quality (``accuracy`` / ``pairwise_accuracy``, or ``mae`` for a regression loss), ``drop_points``
+(``100 * (source - after)``, binary and pairwise) and ``decision_agreement`` with the source model's
+decisions (pointwise: the sign of the reward; pairwise: each pair's order). The differences between
+consecutive passes say which pass cost what; a post-training quantisation (``dynamic``, ``int8``,
+``int4``, ``float16``) happens at export, so its cost is the gap between the last pass and the
+file's own figure in the row.
+
 Progress: ``log`` gets a line as each step starts and, after each pass, ``pass NAME: S s`` (its wall
-time); ``verbose`` is Keras' for every training pass (0 none, 1 a bar, 2 a line per epoch);
+time) with the ledger's figure; ``verbose`` is Keras' for every training pass (0 none, 1 a bar, 2 a line per epoch);
 ``tensorboard=DIR`` gives every pass that trains a TensorBoard run of its own, ``DIR/NN-NAME/`` (``NN``
 its place in the recipe; the budget pass: ``gated/``, ``gated/complexity/``, ``finetune/`` inside it,
 :mod:`rmcompress.training.budget`). ``DIR`` is written in place while the passes train
@@ -48,7 +57,7 @@ from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export.exporter import export_model
 from rmcompress.fileio import (atomic_dir, atomic_write_text, check_destination, live_dir, relative_source,
                                write_json)
-from rmcompress.metrics import correct_rows, paired_drop_se, quality_metrics, spearman
+from rmcompress.metrics import correct_rows, paired_drop_se, quality_key, quality_metrics, spearman
 from rmcompress.models.modeldir import RewardModelBundle, load_model_dir, save_model_dir, save_samples
 from rmcompress.models.structure import count
 from rmcompress.runtime.tflite import convert, TFLiteRunner, strip_tensor_names
@@ -128,7 +137,8 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)
-    state = run_passes(state, recipe.passes, lambda msg: log(f"[{recipe.name}] {msg}"))
+    state = run_passes(state, recipe.passes, lambda msg: log(f"[{recipe.name}] {msg}"),
+                       measure=lambda s: pass_quality(s, source["scores"]))
     log(f"[{recipe.name}] export")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
@@ -141,10 +151,37 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     return report
 
 
-def run_passes(state: CompressState, specs: list[PassSpec], log=None) -> CompressState:
+def pass_quality(state: CompressState, source_scores: tuple) -> dict:
+    """The per-pass ledger entry (module docstring): the quality of the Keras model ``state`` holds
+    (its fake-quant model after QAT) on the validation rows, its drop from the source model's
+    ``source_scores`` (binary and pairwise) and the share of the source's decisions it keeps."""
+    model = state.qat_model if state.qat_model is not None else state.model
+    scores = _scores(_keras_score(model), state.val)
+    q = _quality(state.task, state.loss, scores, state.val)
+    key = quality_key(state.task, state.loss)
+    out = {key: q[key]}
+    if state.task == "pairwise":
+        out["drop_points"] = 100.0 * (float(np.mean(source_scores[0] > source_scores[1])) - q[key])
+        out["decision_agreement"] = float(np.mean((scores[0] > scores[1]) == (source_scores[0] > source_scores[1])))
+    else:
+        if state.loss == "bce":
+            out["drop_points"] = 100.0 * (_quality(state.task, state.loss, source_scores, state.val)[key] - q[key])
+        out["decision_agreement"] = float(np.mean((scores[0] > 0) == (source_scores[0] > 0)))
+    return out
+
+
+def _ledger_text(v: dict) -> str:
+    key = next(iter(v))
+    drop = f" (drop {v['drop_points']:.2f} points)" if "drop_points" in v else ""
+    return f"; validation {key} {v[key]:.4f}{drop}"
+
+
+def run_passes(state: CompressState, specs: list[PassSpec], log=None, measure=None) -> CompressState:
     """Run the recipe items ``specs`` in order (each looked up in the pass registry), each with its
     own TensorBoard run (``NN-NAME`` under ``state.progress``'s directory); append each pass's notes,
-    with the seconds it took, to ``state.notes`` and log that time; return the final state."""
+    with the seconds it took, to ``state.notes`` and log that time; return the final state.
+    ``measure(state) -> dict`` (:func:`pass_quality`): scored after every pass, kept in its notes as
+    ``validation`` and logged."""
     log = log or (lambda msg: None)
     progress = state.progress
     for i, spec in enumerate(specs, 1):
@@ -158,8 +195,10 @@ def run_passes(state: CompressState, specs: list[PassSpec], log=None) -> Compres
         state = result.state
         state.progress = progress
         seconds = time.time() - t0
-        state.notes.append({"pass": spec.name, "seconds": round(seconds, 2), **result.notes})
-        log(f"pass {spec.name}: {seconds:.1f} s")
+        ledger = measure(state) if measure is not None else None
+        state.notes.append({"pass": spec.name, "seconds": round(seconds, 2), **result.notes,
+                            **({"validation": ledger} if ledger is not None else {})})
+        log(f"pass {spec.name}: {seconds:.1f} s{_ledger_text(ledger) if ledger else ''}")
     return state
 
 

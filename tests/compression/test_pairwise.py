@@ -24,3 +24,9 @@ def test_pairwise_collaborative_qat(pairwise_file, tmp_path):
     for name, w in q["weights_after_qat"].items():
         if not name.startswith(("reward", "position")):
             assert w["sparsity"] >= 0.45 and w["distinct"] <= 9, name  # PCQAT kept zeros and clusters
+    # the per-pass ledger in pair orders: fuse keeps them; after QAT it scores the fake-quant model,
+    # which the int8 file reproduces up to the pairs whose order parity says changed
+    fuse = r["passes"][0]["validation"]
+    assert set(fuse) == {"pairwise_accuracy", "drop_points", "decision_agreement"}
+    assert fuse["decision_agreement"] >= 0.98 and abs(fuse["drop_points"]) <= 2 * 100 / r["n_examples"]
+    assert abs(q["validation"]["pairwise_accuracy"] - r["pairwise_accuracy"]) <= 1 - r["parity_decision_agreement"] + 1e-9

@@ -2,6 +2,8 @@
 from Python and from the CLI; the budget step through a stand-in of the complexity API."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -28,13 +30,21 @@ def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
     from rmcompress.models.modeldir import load_model_dir
 
     out = tmp_path / "light"
-    report = compress(model_dir, "light", pointwise_file, out, latency_runs=20)
+    lines = []
+    report = compress(model_dir, "light", pointwise_file, out, latency_runs=20, log=lines.append)
     assert ROW_KEYS <= set(report) and report["recipe"] == "light" and report["quantize"] == "dynamic"
     for f in ("model.tflite", "saved_model/saved_model.pb", "vocab.txt", "tokenizer.json", "metadata.json",
               "report.json", "recipe.yaml", "model/model.keras", "model/samples.npz"):
         assert (out / f).exists(), f
     assert [n["pass"] for n in report["passes"]] == ["fuse", "length", "quantise"]
     assert report["passes"][0]["max_abs_diff"] <= 1e-5
+    # the per-pass ledger: fuse is exact; dynamic-range quantisation happens at export, so its pass
+    # leaves the Keras model's figure as it was and the file's own figure is the row's
+    ledger = [n["validation"] for n in report["passes"]]
+    assert ledger[0]["decision_agreement"] >= 0.99 and abs(ledger[0]["drop_points"]) <= 100 / report["n_examples"]
+    assert ledger[-1] == ledger[0]
+    assert any(re.fullmatch(r"\[light\] pass fuse: \d+\.\d s; validation accuracy \d\.\d{4} "
+                            r"\(drop -?\d+\.\d\d points\)", line) for line in lines), lines
     assert report["parity_decision_agreement"] >= 0.95 and report["vs_source_spearman"] > 0.95
     assert report["size_ratio"] > 1.2 and report["length_trim_max_abs_diff"] <= 1e-4
     # the drop's paired standard error: only rows whose decision flipped contribute, so
@@ -63,7 +73,13 @@ def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_pat
     def budget_compress(bundle, train_data, val_data, **kw):  # stand-in for issue 3's API
         calls.update(kw, train=train_data, val=val_data, bundle=bundle)
         cfg = ArchConfig.from_dict({**bundle.metadata["arch"], "ffn": 4, "dropout": 0.0})
-        return RewardModelBundle(build_reward_model(cfg), bundle.tokenizer, bundle.metadata)
+        model = build_reward_model(cfg)
+        # every decision the opposite of most of the source model's
+        calls["source_positive"] = bundle.model.predict(val_data.ids, verbose=0).reshape(-1) > 0
+        shift = -20.0 if calls["source_positive"].mean() >= 0.5 else 20.0
+        kernel, bias = model.get_layer("reward").get_weights()
+        model.get_layer("reward").set_weights([kernel, bias + shift])
+        return RewardModelBundle(model, bundle.tokenizer, bundle.metadata)
 
     monkeypatch.setattr(budget_pass_module, "budget_compress", budget_compress)
     recipe = {"name": "b", "passes": [{"budget": {"flops_fraction": 0.5, "steps": 7}}, "fuse",
@@ -75,6 +91,13 @@ def test_budget_pass_calls_the_complexity_api(model_dir, pointwise_file, tmp_pat
     assert note["pass"] == "budget" and note["flops_after"] < note["flops_before"]
     fuse_note = report["passes"][1]
     assert fuse_note["flops_before"] == note["flops_after"]  # fuse starts from the budget model
+    # the ledger scores the model each pass left: the stand-in's untrained one, not the source
+    led, src = note["validation"], calls["source_positive"]
+    positive = src.mean() < 0.5  # the stand-in's one decision
+    assert led["decision_agreement"] == pytest.approx(np.mean(src == positive)) and led["decision_agreement"] <= 0.5
+    assert led["accuracy"] == pytest.approx(np.mean((calls["val"].labels > 0.5) == positive))
+    assert led["drop_points"] == pytest.approx(100 * (report["source_accuracy"] - led["accuracy"]))
+    assert fuse_note["validation"] == pytest.approx(led)
     assert report["flops"] == fuse_note["flops_after"] <= note["flops_after"]  # minus the folded score scale
     # a step count written for SST-2 is capped at max_epochs passes over a small training split
     recipe["passes"][0] = {"budget": {"flops_fraction": 0.5, "steps": 100_000, "max_epochs": 2}}
