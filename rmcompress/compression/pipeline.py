@@ -154,7 +154,10 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
 def pass_quality(state: CompressState, source_scores: tuple) -> dict:
     """The per-pass ledger entry (module docstring): the quality of the Keras model ``state`` holds
     (its fake-quant model after QAT) on the validation rows, its drop from the source model's
-    ``source_scores`` (binary and pairwise) and the share of the source's decisions it keeps."""
+    ``source_scores`` (binary and pairwise) and the share of the source's decisions it keeps; None
+    without validation rows."""
+    if not len(state.val):
+        return None
     model = state.qat_model if state.qat_model is not None else state.model
     scores = _scores(_keras_score(model), state.val)
     q = _quality(state.task, state.loss, scores, state.val)
