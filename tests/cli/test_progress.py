@@ -4,6 +4,7 @@ with its wall time, nothing with ``--quiet`` (results and errors still print); T
 every training pass, the complexity scalars among them, in a directory of their own."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -64,8 +65,11 @@ def test_compress_prints_each_pass_with_its_time_and_logs_each_training_pass(cli
     rc, out, err = cli("compress", "--model", model_dir, "--recipe", recipe, "--data", pointwise_file,
                        "--out", tmp_path / "c", "--tensorboard", tmp_path / "tb")
     assert rc == 0, err
-    timed = re.findall(r"^\[r\] pass (\w+): (\d+\.\d) s$", err, re.M)
-    assert [name for name, _ in timed] == ["budget", "fuse", "quantise"]
+    timed = re.findall(r"^\[r\] pass (\w+): (\d+\.\d) s; validation accuracy (\d\.\d{4}) "
+                       r"\(drop (-?\d+\.\d\d) points\)$", err, re.M)
+    assert [t[0] for t in timed] == ["budget", "fuse", "quantise"]
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert [f"{n['validation']['accuracy']:.4f}" for n in report["passes"]] == [t[2] for t in timed]
     assert len(_epoch_lines(out)) == 2  # the budget pass's gated fit and its fine-tuning
     runs = event_tags(tmp_path / "tb")
     assert set(runs) == {"01-budget/gated/train", "01-budget/gated/complexity", "01-budget/finetune/train"}
