@@ -138,7 +138,7 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)
     state = run_passes(state, recipe.passes, lambda msg: log(f"[{recipe.name}] {msg}"),
-                       measure=lambda s: pass_quality(s, source["scores"]))
+                       measure=lambda s: pass_quality(s, source))
     log(f"[{recipe.name}] export")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
@@ -151,25 +151,25 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     return report
 
 
-def pass_quality(state: CompressState, source_scores: tuple) -> dict:
+def pass_quality(state: CompressState, source: dict) -> dict:
     """The per-pass ledger entry (module docstring): the quality of the Keras model ``state`` holds
     (its fake-quant model after QAT) on the validation rows, its drop from the source model's
-    ``source_scores`` (binary and pairwise) and the share of the source's decisions it keeps; None
-    without validation rows."""
+    (``source``: :func:`_source_baseline`'s scores and ``source_*`` figures; binary and pairwise) and
+    the share of the source's decisions it keeps; None without validation rows."""
     if not len(state.val):
         return None
     model = state.qat_model if state.qat_model is not None else state.model
     scores = _scores(_keras_score(model), state.val)
     q = _quality(state.task, state.loss, scores, state.val)
     key = quality_key(state.task, state.loss)
+    src = source["scores"]
     out = {key: q[key]}
+    if state.task == "pairwise" or state.loss == "bce":
+        out["drop_points"] = 100.0 * (source[f"source_{key}"] - q[key])
     if state.task == "pairwise":
-        out["drop_points"] = 100.0 * (float(np.mean(source_scores[0] > source_scores[1])) - q[key])
-        out["decision_agreement"] = float(np.mean((scores[0] > scores[1]) == (source_scores[0] > source_scores[1])))
+        out["decision_agreement"] = float(np.mean((scores[0] > scores[1]) == (src[0] > src[1])))
     else:
-        if state.loss == "bce":
-            out["drop_points"] = 100.0 * (_quality(state.task, state.loss, source_scores, state.val)[key] - q[key])
-        out["decision_agreement"] = float(np.mean((scores[0] > 0) == (source_scores[0] > 0)))
+        out["decision_agreement"] = float(np.mean((scores[0] > 0) == (src[0] > 0)))
     return out
 
 
