@@ -32,6 +32,10 @@ consecutive passes say which pass cost what; a post-training quantisation (``dyn
 ``int4``, ``float16``) happens at export, so its cost is the gap between the last pass and the
 file's own figure in the row.
 
+**Shared prefixes.** With a :class:`rmcompress.compression.prefixcache.PrefixCache` (the search
+gives one to all its runs) a run starts from the state an earlier run of the same model and data
+left after the same first passes, and says so in its log and in those passes' notes (``reused``).
+
 Progress: ``log`` gets a line as each step starts and, after each pass, ``pass NAME: S s`` (its wall
 time) with the ledger's figure; ``verbose`` is Keras' for every training pass (0 none, 1 a bar, 2 a line per epoch);
 ``tensorboard=DIR`` gives every pass that trains a TensorBoard run of its own, ``DIR/NN-NAME/`` (``NN``
@@ -42,6 +46,7 @@ and rmcompress having written it).
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -49,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from rmcompress.compression.passes import PASSES
+from rmcompress.compression.prefixcache import PrefixCache
 from rmcompress.compression.recipe import PassSpec, Recipe
 from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.config.progress import Progress
@@ -101,7 +107,7 @@ def _source_baseline(state: CompressState, latency_runs: int) -> dict:
 
 def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = False, verbose: int = 0,
              latency_runs: int | None = None, log=None, unlabeled=None, tensorboard=None, val_data=None,
-             seed: int | None = None) -> dict:
+             seed: int | None = None, cache: PrefixCache | None = None) -> dict:
     """Run ``recipe`` (a level name, YAML path, dict or :class:`Recipe`) on ``model`` (a model
     directory or a loaded bundle) with ``data`` (a file of the model's task, or loaded data); write
     ``out`` (module docstring) and return its report row. ``unlabeled``: a file of extra texts the
@@ -109,7 +115,10 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
     (all of ``data`` then trains; the recipe's split settings are not used). ``seed``: the seed of
     what the passes draw (batch order, initialisation, word-replacement variants, calibration rows;
     default: the split's seed, the recipe's ``data.seed`` else the model's training seed).
-    ``verbose``, ``log``, ``tensorboard``: what the run shows and logs (module docstring)."""
+    ``verbose``, ``log``, ``tensorboard``: what the run shows and logs (module docstring).
+    ``cache``: a :class:`rmcompress.compression.prefixcache.PrefixCache` of this model and data; the
+    run starts after the longest prefix of its recipe the cache keeps, and keeps its own state at
+    the cache's branching points."""
 
     progress = Progress(verbose, tensorboard)
     recipe = Recipe.resolve(recipe)
@@ -122,11 +131,19 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
                          "(a budget or factorise pass with distill > 0); unlabeled texts carry no labels")
     with live_dir(tensorboard, overwrite, inputs=inputs, outputs=[out], kind="tensorboard"):
         return _compress(model, recipe, data, out, overwrite, progress, latency_runs, log, unlabeled,
-                         val_data, seed)
+                         val_data, seed, cache)
+
+
+def _cache_context(bundle: RewardModelBundle, state: CompressState, recipe: Recipe, unlabeled, val_data) -> str:
+    """What a kept prefix must share with the run that restores it besides its passes
+    (:mod:`rmcompress.compression.prefixcache`)."""
+    return json.dumps([str(bundle.path), str(getattr(state.train_raw, "source", "")), len(state.train),
+                       len(state.val), recipe.data, state.seed, str(unlabeled), str(val_data)],
+                      sort_keys=True, default=str)
 
 
 def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress: Progress, latency_runs,
-              log, unlabeled, val_data=None, seed=None) -> dict:
+              log, unlabeled, val_data=None, seed=None, cache: PrefixCache | None = None) -> dict:
     """:func:`compress` with the recipe resolved, ``out`` checked and the run's ``progress``."""
     log = log or (lambda msg: None)
     t_start = time.time()
@@ -137,8 +154,19 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
     source = _source_baseline(state, runs)
-    state = run_passes(state, recipe.passes, lambda msg: log(f"[{recipe.name}] {msg}"),
-                       measure=lambda s: pass_quality(s, source))
+    done, keep = 0, None
+    if cache is not None:
+        context = _cache_context(bundle, state, recipe, unlabeled, val_data)
+        done, restored = cache.restore(context, recipe.passes)
+        if restored is not None:
+            restored.progress = state.progress
+            state = restored
+            log(f"[{recipe.name}] reusing the state after {', '.join(p.name for p in recipe.passes[:done])} "
+                "(kept by an earlier run of this search)")
+        keep = (lambda i, s: cache.store(context, recipe.passes[:done + i], s))  # noqa: E731
+
+    state = run_passes(state, recipe.passes[done:], lambda msg: log(f"[{recipe.name}] {msg}"),
+                       measure=lambda s: pass_quality(s, source), after=keep, first=done + 1)
     log(f"[{recipe.name}] export")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
@@ -179,18 +207,21 @@ def _ledger_text(v: dict) -> str:
     return f"; validation {key} {v[key]:.4f}{drop}"
 
 
-def run_passes(state: CompressState, specs: list[PassSpec], log=None, measure=None) -> CompressState:
+def run_passes(state: CompressState, specs: list[PassSpec], log=None, measure=None, after=None,
+               first: int = 1) -> CompressState:
     """Run the recipe items ``specs`` in order (each looked up in the pass registry), each with its
-    own TensorBoard run (``NN-NAME`` under ``state.progress``'s directory); append each pass's notes,
-    with the seconds it took, to ``state.notes`` and log that time; return the final state.
+    own TensorBoard run (``NN-NAME`` under ``state.progress``'s directory, ``NN`` counted from
+    ``first``: the place in the recipe); append each pass's notes, with the seconds it took, to
+    ``state.notes`` and log that time; return the final state.
     ``measure(state) -> dict`` (:func:`pass_quality`): scored after every pass, kept in its notes as
-    ``validation`` and logged."""
+    ``validation`` and logged. ``after(i, state)``: called with the state after the ``i``-th pass
+    of ``specs`` (1-based), its notes complete."""
     log = log or (lambda msg: None)
     progress = state.progress
     for i, spec in enumerate(specs, 1):
         log(f"pass {spec.name} {spec.params}")
         t0 = time.time()
-        state.progress = progress.child(f"{i:02d}-{spec.name}")
+        state.progress = progress.child(f"{i + first - 1:02d}-{spec.name}")
         try:
             result = PASSES[spec.name]()(state, spec.settings)
         finally:
@@ -202,6 +233,8 @@ def run_passes(state: CompressState, specs: list[PassSpec], log=None, measure=No
         state.notes.append({"pass": spec.name, "seconds": round(seconds, 2), **result.notes,
                             **({"validation": ledger} if ledger is not None else {})})
         log(f"pass {spec.name}: {seconds:.1f} s{_ledger_text(ledger) if ledger else ''}")
+        if after is not None:
+            after(i, state)
     return state
 
 

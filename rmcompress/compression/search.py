@@ -57,6 +57,13 @@ training seed passes the split that reproduces them.
 ``quality * (1 + reward_gamma * log2(source_flops / flops))``, the structure reward training logs
 (:mod:`rmcompress.training.complexity_model`), ``reward_gamma`` settable.
 
+**Shared prefixes.** Candidates of one rung whose recipes start with the same passes (a grid's
+``budget`` pass is the same for every factorise/sparsity/precision choice) train them once: the
+search plans each rung's runs in a :class:`rmcompress.compression.prefixcache.PrefixCache`, which
+keeps the state where their recipes part, and every later run starts from it (its report marks
+those passes ``reused``). A restored run gives the weights and figures of the same recipe run from
+scratch, so ``best.yaml`` still reproduces the chosen run.
+
 **Cache and resume.** Each run writes ``OUT/candidates/<name>-r<rung>/`` atomically and is reused
 when its ``report.json`` exists; the same command after an interruption continues where it
 stopped. ``OUT/search.json`` holds the settings; another search into the same ``OUT`` is refused.
@@ -83,6 +90,7 @@ import pandas as pd
 import yaml
 
 from rmcompress.compression.pipeline import compress
+from rmcompress.compression.prefixcache import PrefixCache
 from rmcompress.compression.recipe import Recipe
 from rmcompress.config.choices import SEARCH_DEFAULTS, SEARCH_OBJECTIVES, SEARCH_PRECISIONS, SEARCH_SPACE
 from rmcompress.data.loaders import load_for_model
@@ -357,14 +365,22 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
         test_data = load_for_model(test_data, metadata, training_columns=True)
     _open_out(out, _identity(settings, model, data))
     t0 = time.time()
+    cache = PrefixCache()
     cands = settings.space.candidates()
     rows: list[dict] = []
     stopped = False
     for rung in range(settings.rungs):
         scale = float(settings.eta) ** (rung - settings.rungs + 1)
         results = []
+
+        def run_dir_of(c):
+            return out / "candidates" / f"{c.name}-r{rung}"
+
+        recipes = {c.name: Recipe.resolve(c.recipe(scale, settings.data)) for c in cands}
+        cache.plan([recipes[c.name] for c in cands if not (run_dir_of(c) / "report.json").is_file()
+                    and not run_dir_of(c).with_name(run_dir_of(c).name + ".failed.json").is_file()])
         for c in cands:
-            run_dir = out / "candidates" / f"{c.name}-r{rung}"
+            run_dir = run_dir_of(c)
             failure = run_dir.with_name(run_dir.name + ".failed.json")
             if (run_dir / "report.json").is_file():
                 report = read_json(run_dir / "report.json")
@@ -377,17 +393,23 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                 log(f"rung {rung + 1}/{settings.rungs} (steps x{scale:.3g}): {c.name}")
                 try:
                     report = compress(model, c.recipe(scale, settings.data), data, run_dir,
-                                      latency_runs=settings.latency_runs)
+                                      latency_runs=settings.latency_runs, cache=cache)
+                    reused = [p["pass"] for p in report.get("passes", []) if p.get("reused")]
+                    if reused:
+                        log(f"{c.name}: started from the state after {', '.join(reused)} of an earlier run")
                 except RMCompressError as e:  # a candidate that cannot be built is a result, not the end
                     report = {"error": str(e).splitlines()[0][:300], "accuracy_drop_points": math.inf}
                     write_json(failure, report)
                     log(f"{c.name}: failed: {report['error']}")
+                finally:
+                    cache.release(recipes[c.name])
             row = {"candidate": c.name, "rung": rung, "step_scale": scale, "dir": str(run_dir),
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
             row["drop_bound"] = drop_bound(row, settings)
             results.append((c, row))
+        cache.clear()
         rows += [r for _, r in results]
         if not results:
             break

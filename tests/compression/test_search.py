@@ -269,3 +269,26 @@ def test_a_run_of_a_short_rung_within_the_drop_is_chosen_over_full_runs_past_it(
     recipe = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
     assert recipe == Candidate(1.0, True, 0.0, "float16").recipe(0.5)
     assert recipe["passes"][1]["factorise"]["steps"] == 100
+
+
+def test_candidates_that_share_a_budget_pass_train_it_once(tmp_path, trained_models, pointwise_file):
+    """Two recipes that start with the same budget pass: the second starts from the first's state
+    (:mod:`rmcompress.compression.prefixcache`), and says so in its report and the search's log."""
+    budget = {"budget": {"flops_fraction": 0.5, "steps": 6, "batch_size": 16}}
+    for name, mode in (("one", "dynamic"), ("two", "float16")):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(
+            {"name": name, "passes": [budget, "fuse", {"quantise": {"mode": mode}}]}))
+    s = Settings(max_drop=100.0, objective="size", rungs=1, latency_runs=5,
+                 space=Space(levels=(str(tmp_path / "one.yaml"), str(tmp_path / "two.yaml")), budgets=(1.0,),
+                             factorise=(False,), sparsity=(0.0,), precisions=("dynamic",)))
+    lines = []
+    search(trained_models["transformer"].out_dir, pointwise_file, tmp_path / "s", s, log=lines.append)
+    runs = pd.read_csv(tmp_path / "s" / "search.csv").set_index("candidate")
+    from rmcompress.fileio import read_json
+
+    first, second = (read_json(tmp_path / "s" / "candidates" / f"level-{n}-r0" / "report.json") for n in ("one", "two"))
+    assert not any(p.get("reused") for p in first["passes"])
+    assert [p["pass"] for p in second["passes"] if p.get("reused")] == ["budget", "fuse"]
+    assert second["passes"][0]["flops_after"] == first["passes"][0]["flops_after"]
+    assert "level-two: started from the state after budget, fuse of an earlier run" in lines
+    assert runs.loc["level-two", "flops"] == runs.loc["level-one", "flops"]
