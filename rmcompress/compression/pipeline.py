@@ -137,7 +137,8 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
 def _cache_context(bundle: RewardModelBundle, state: CompressState, recipe: Recipe, unlabeled, val_data) -> str:
     """What a kept prefix must share with the run that restores it besides its passes
     (:mod:`rmcompress.compression.prefixcache`)."""
-    return json.dumps([str(bundle.path), str(getattr(state.train_raw, "source", "")), len(state.train),
+    model = str(bundle.path) if bundle.path else f"in-memory model {id(bundle.model)}"
+    return json.dumps([model, str(getattr(state.train_raw, "source", "")), len(state.train),
                        len(state.val), recipe.data, state.seed, str(unlabeled), str(val_data)],
                       sort_keys=True, default=str)
 

@@ -69,7 +69,7 @@ when its ``report.json`` exists; the same command after an interruption continue
 stopped. ``OUT/search.json`` holds the settings; another search into the same ``OUT`` is refused.
 **Time budget**: no new run starts after ``time_budget`` seconds; the result is what finished.
 
-**Outputs**: ``search.csv`` (every run), ``pareto.csv`` and ``pareto.png`` (the non-dominated
+**Outputs**: ``search.csv`` (every run; ``reused_passes``: the passes it started after), ``pareto.csv`` and ``pareto.png`` (the non-dominated
 runs on drop vs objective), ``best/`` (the chosen run's directory), ``best.yaml`` (the recipe that
 reproduces it, at its rung's steps), ``report.json``. With ``test_data`` the Pareto runs'
 TFLite files are also evaluated on it (``test_quality``, ``test_drop`` against the source model's
@@ -405,6 +405,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                     cache.release(recipes[c.name])
             row = {"candidate": c.name, "rung": rung, "step_scale": scale, "dir": str(run_dir),
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
+            row["reused_passes"] = ",".join(p["pass"] for p in report.get("passes", []) if p.get("reused"))
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
             row["drop_bound"] = drop_bound(row, settings)

@@ -292,3 +292,4 @@ def test_candidates_that_share_a_budget_pass_train_it_once(tmp_path, trained_mod
     assert second["passes"][0]["flops_after"] == first["passes"][0]["flops_after"]
     assert "level-two: started from the state after budget, fuse of an earlier run" in lines
     assert runs.loc["level-two", "flops"] == runs.loc["level-one", "flops"]
+    assert runs.loc["level-two", "reused_passes"] == "budget,fuse" and pd.isna(runs.loc["level-one", "reused_passes"])
