@@ -46,6 +46,7 @@ and rmcompress having written it).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -53,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rmcompress._keras import keras
 from rmcompress.compression.passes import PASSES
 from rmcompress.compression.prefixcache import PrefixCache
 from rmcompress.compression.recipe import PassSpec, Recipe
@@ -137,9 +139,18 @@ def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = Fals
 def _cache_context(bundle: RewardModelBundle, state: CompressState, recipe: Recipe, unlabeled, val_data) -> str:
     """What a kept prefix must share with the run that restores it besides its passes
     (:mod:`rmcompress.compression.prefixcache`)."""
-    model = str(bundle.path) if bundle.path else f"in-memory model {id(bundle.model)}"
-    return json.dumps([model, str(getattr(state.train_raw, "source", "")), len(state.train),
-                       len(state.val), recipe.data, state.seed, str(unlabeled), str(val_data)],
+    def digest(arrays) -> str:
+        h = hashlib.sha256()
+        for a in arrays:
+            a = np.ascontiguousarray(a)
+            h.update(str((a.dtype, a.shape)).encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    rows = [state.train_ids(), state.val_ids()]
+    rows += [np.asarray(d.labels) for d in (state.train, state.val) if getattr(d, "labels", None) is not None]
+    model = str(bundle.path) if bundle.path else digest(bundle.model.get_weights())
+    return json.dumps([model, digest(rows), recipe.data, state.seed, str(unlabeled), str(val_data)],
                       sort_keys=True, default=str)
 
 
@@ -213,7 +224,9 @@ def run_passes(state: CompressState, specs: list[PassSpec], log=None, measure=No
     """Run the recipe items ``specs`` in order (each looked up in the pass registry), each with its
     own TensorBoard run (``NN-NAME`` under ``state.progress``'s directory, ``NN`` counted from
     ``first``: the place in the recipe); append each pass's notes, with the seconds it took, to
-    ``state.notes`` and log that time; return the final state.
+    ``state.notes`` and log that time; return the final state. Every random draw is seeded from
+    ``state.seed`` as each pass starts, so a pass's result depends on the state it gets, not on what
+    ran before it in the process.
     ``measure(state) -> dict`` (:func:`pass_quality`): scored after every pass, kept in its notes as
     ``validation`` and logged. ``after(i, state)``: called with the state after the ``i``-th pass
     of ``specs`` (1-based), its notes complete."""
@@ -222,6 +235,7 @@ def run_passes(state: CompressState, specs: list[PassSpec], log=None, measure=No
     for i, spec in enumerate(specs, 1):
         log(f"pass {spec.name} {spec.params}")
         t0 = time.time()
+        keras.utils.set_random_seed(state.seed)  # each pass draws as if it were the first
         state.progress = progress.child(f"{i + first - 1:02d}-{spec.name}")
         try:
             result = PASSES[spec.name]()(state, spec.settings)

@@ -2,9 +2,8 @@
 
 Two ``compress`` runs of one model on one data file whose recipes begin with the same passes (the
 same names and settings, the same recipe ``data`` section and training seed) compute the same state
-up to the pass where they part: every pass that trains seeds its draws from ``state.seed`` when it
-starts (:mod:`rmcompress.compression.finetune`, :mod:`rmcompress.training.budget`) and the others
-are deterministic. A search (:mod:`rmcompress.compression.search`) runs many recipes that share a
+up to the pass where they part: :func:`rmcompress.compression.pipeline.run_passes` seeds every
+random draw from ``state.seed`` as each pass starts, so a pass is a function of the state it gets. A search (:mod:`rmcompress.compression.search`) runs many recipes that share a
 ``budget`` pass (its costliest step) and differ after it; with a cache that pass runs once per
 rung, and every other run starts from its state.
 
@@ -17,13 +16,14 @@ Contract:
   prefix is a branching point and no copy is held yet.
 - :meth:`PrefixCache.restore` returns the longest kept prefix of a recipe and a copy of its state:
   the model is cloned with its weights, and the clone must score the validation rows exactly as
-  the kept model does, or nothing is restored. A kept model is never handed out, so a run cannot
+  the kept model does, or nothing is restored. A state after ``quantise: {mode: qat}`` is not kept. A kept model is never handed out, so a run cannot
   change what the next run restores.
 - :meth:`PrefixCache.release` is called when a run ends, finished or failed; a prefix that no
   planned run still needs is dropped.
-- A cache belongs to one model and one data file. The ``context`` (the model's directory, the data's
-  source and row counts, the recipe's ``data`` section, the seed, the unlabeled and validation
-  files) is part of every key, so another run simply finds nothing.
+- A cache belongs to one model and one data file. The ``context`` (the model's directory, or a
+  digest of its weights when it has none; a digest of the encoded training and validation rows;
+  the recipe's ``data`` section, the seed, the unlabeled and validation files) is part of every
+  key, so another run simply finds nothing.
 
 The restored passes' notes in ``report.json`` carry ``"reused": true``; their ``seconds`` are the time
 the run that built them took.
@@ -70,18 +70,20 @@ def _copy_model(model: keras.Model, ids: np.ndarray) -> keras.Model | None:
     return clone
 
 
-def _copy_state(state: CompressState) -> CompressState | None:
-    ids = state.val_ids(CHECK_ROWS)
-    model = _copy_model(state.model, ids)
+def _copy_state(state: CompressState, reused: int = 0) -> CompressState | None:
+    """A copy of ``state`` with its own model, metadata and notes (the other fields are replaced,
+    never changed, by the passes), its last ``reused`` pass notes marked ``"reused": true``; None
+    for a state that holds a fake-quant model (its quantizers are not rebuilt exactly by a clone)
+    or whose model does not clone exactly."""
+    if state.qat_model is not None:
+        return None
+    model = _copy_model(state.model, state.val_ids(CHECK_ROWS))
     if model is None:
         return None
-    qat = None
-    if state.qat_model is not None:
-        qat = _copy_model(state.qat_model, ids)
-        if qat is None:
-            return None
-    return dataclasses.replace(state, model=model, qat_model=qat, metadata=copy.deepcopy(state.metadata),
-                               notes=copy.deepcopy(state.notes))
+    notes = copy.deepcopy(state.notes)
+    for note in notes[len(notes) - reused:] if reused else ():  # run_passes adds one note per pass
+        note["reused"] = True
+    return dataclasses.replace(state, model=model, metadata=copy.deepcopy(state.metadata), notes=notes)
 
 
 class PrefixCache:
@@ -89,7 +91,7 @@ class PrefixCache:
 
     def __init__(self):
         self._users: Counter = Counter()        # prefix -> planned runs that start with it
-        self._next: dict = defaultdict(set)     # prefix -> the passes those runs continue with
+        self._next: dict = defaultdict(Counter)  # prefix -> {next pass: planned runs that continue with it}
         self._kept: dict = {}                   # (context, prefix) -> state
 
     def plan(self, recipes) -> None:
@@ -99,12 +101,13 @@ class PrefixCache:
             for k in range(1, len(specs) + 1):
                 p = _prefix_key(specs[:k])
                 self._users[p] += 1
-                self._next[p].add(_spec_key(specs[k]) if k < len(specs) else _END)
+                self._next[p][_spec_key(specs[k]) if k < len(specs) else _END] += 1
 
     def branching(self, specs) -> bool:
         """Whether the prefix ``specs`` is kept when a run reaches it (module docstring)."""
         p = _prefix_key(specs)
-        return self._users[p] >= 2 and (len(self._next[p]) >= 2 or _END in self._next[p])
+        nxt = +self._next[p]  # the continuations some planned run still takes
+        return self._users[p] >= 2 and (len(nxt) >= 2 or _END in nxt)
 
     def store(self, context: str, specs, state: CompressState) -> bool:
         """Keep a copy of ``state``, the state after the passes ``specs``, at a branching point;
@@ -125,12 +128,8 @@ class PrefixCache:
             kept = self._kept.get((context, _prefix_key(specs[:k])))
             if kept is None:
                 continue
-            state = _copy_state(kept)
-            if state is None:
-                return 0, None
-            for note in state.notes[-k:]:  # run_passes adds one note per pass
-                note["reused"] = True
-            return k, state
+            state = _copy_state(kept, reused=k)
+            return (0, None) if state is None else (k, state)
         return 0, None
 
     def release(self, specs) -> None:
@@ -138,6 +137,9 @@ class PrefixCache:
         specs = list(getattr(specs, "passes", specs))
         for k in range(1, len(specs) + 1):
             p = _prefix_key(specs[:k])
+            nxt = _spec_key(specs[k]) if k < len(specs) else _END
+            if self._next[p][nxt] > 0:
+                self._next[p][nxt] -= 1
             if self._users[p] > 0:
                 self._users[p] -= 1
             if self._users[p] == 0:

@@ -144,6 +144,11 @@ class Space:
                 raise UsageError(f"search: precision {p!r} unknown; allowed: {', '.join(PRECISIONS)}")
         if not (self.budgets and self.factorise and self.sparsity and self.precisions):
             raise UsageError("search: every choice of the space needs at least one value")
+        names = [c.name for c in self.candidates()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # one name is one run directory
+            raise UsageError(f"search: two candidates would be named {twice[0]!r}; give the level recipes "
+                             "different file names")
 
     def candidates(self) -> list:
         """The levels (:class:`LevelCandidate`), then the grid (:class:`Candidate`)."""

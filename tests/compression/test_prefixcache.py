@@ -18,7 +18,8 @@ def _recipe(name: str, *tail) -> Recipe:
 
 
 A = _recipe("a", {"quantise": {"mode": "dynamic"}})
-B = _recipe("b", {"quantise": {"mode": "float16"}})
+# B trains after the point where it parts from A: its prune pass runs on the restored state
+B = _recipe("b", {"prune": {"sparsity": 0.5, "steps": 3, "batch_size": 16}}, {"quantise": {"mode": "float16"}})
 C = Recipe.from_dict({"name": "c", "passes": ["fuse", {"quantise": {"mode": "dynamic"}}]})
 
 
@@ -31,6 +32,11 @@ def test_only_branching_points_are_kept_and_released_when_no_run_needs_them():
     assert not cache.branching(A.passes)      # the whole recipe: one run
     cache.release(A)
     assert not cache.branching(B.passes[:2])  # only B is left to start with it
+    two = PrefixCache()
+    two.plan([A, A, B])
+    two.release(B)
+    assert not two.branching(A.passes[:2])    # the runs left all go on with the same pass
+    assert two.branching(A.passes)
     one = PrefixCache()
     one.plan([A, A])
     assert one.branching(A.passes)            # the same recipe twice: the second starts at its end
@@ -62,6 +68,7 @@ def test_a_run_restored_from_a_kept_prefix_equals_the_run_from_scratch(model_dir
     assert any("reusing the state after budget, fuse" in line for line in lines)
     assert not any("pass budget" in line for line in lines)  # the budget pass did not run again
     alone = compress(model_dir, B, pointwise_file, tmp_path / "alone", latency_runs=0)
+    assert b["passes"][-2]["pass"] == "prune" and not b["passes"][-2].get("reused")
     for k in ("accuracy", "flops", "params", "size_bytes", "vs_source_decision_agreement", "accuracy_drop_points"):
         assert b[k] == alone[k], k
     assert [p["validation"] for p in b["passes"]] == [p["validation"] for p in alone["passes"]]

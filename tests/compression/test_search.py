@@ -55,6 +55,8 @@ def test_the_levels_run_as_written_with_scaled_steps_before_the_grid():
     assert [c.name for c in grid.candidates()] == ["level-light", "b0.1-f-s0-int8"]
     with pytest.raises(UsageError, match="search: level 'heavy'"):
         Space(levels=("heavy",))
+    with pytest.raises(UsageError, match="two candidates would be named 'level-light'"):
+        Space(levels=("light", "light"))
 
 
 def test_the_margin_asks_the_drop_plus_z_standard_errors_to_be_within_max_drop():
