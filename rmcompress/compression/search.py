@@ -350,8 +350,20 @@ def _open_out(out: Path, identity: dict) -> None:
     write_json(marker, identity)
 
 
-def _failed(path: Path) -> dict | None:
-    return read_json(path) if path.is_file() else None
+def _run_paths(out: Path, c, rung: int) -> tuple[Path, Path]:
+    """A run's directory and the file that records its failure."""
+    run_dir = out / "candidates" / f"{c.name}-r{rung}"
+    return run_dir, run_dir.with_name(run_dir.name + ".failed.json")
+
+
+def _recorded(run_dir: Path, failure: Path) -> Path | None:
+    """The report or failure record of a run that has ended, None for one still to run."""
+    return next((f for f in (run_dir / "report.json", failure) if f.is_file()), None)
+
+
+def _reused(report: dict) -> list[str]:
+    """The passes a run started after (restored from an earlier run's state)."""
+    return [p["pass"] for p in report.get("passes", []) if p.get("reused")]
 
 
 def search(model, data, out, settings: Settings | None = None, test_data=None, log=None) -> dict:
@@ -377,20 +389,13 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     for rung in range(settings.rungs):
         scale = float(settings.eta) ** (rung - settings.rungs + 1)
         results = []
-
-        def run_dir_of(c):
-            return out / "candidates" / f"{c.name}-r{rung}"
-
         recipes = {c.name: Recipe.resolve(c.recipe(scale, settings.data)) for c in cands}
-        cache.plan([recipes[c.name] for c in cands if not (run_dir_of(c) / "report.json").is_file()
-                    and not run_dir_of(c).with_name(run_dir_of(c).name + ".failed.json").is_file()])
+        cache.plan([recipes[c.name] for c in cands if _recorded(*_run_paths(out, c, rung)) is None])
         for c in cands:
-            run_dir = run_dir_of(c)
-            failure = run_dir.with_name(run_dir.name + ".failed.json")
-            if (run_dir / "report.json").is_file():
-                report = read_json(run_dir / "report.json")
-            elif failure.is_file():
-                report = read_json(failure)
+            run_dir, failure = _run_paths(out, c, rung)
+            recorded = _recorded(run_dir, failure)
+            if recorded is not None:  # cached: its report, or the record of its failure
+                report = read_json(recorded)
             elif settings.time_budget is not None and time.time() - t0 >= settings.time_budget:
                 stopped = True
                 continue
@@ -399,9 +404,8 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                 try:
                     report = compress(model, c.recipe(scale, settings.data), data, run_dir,
                                       latency_runs=settings.latency_runs, cache=cache)
-                    reused = [p["pass"] for p in report.get("passes", []) if p.get("reused")]
-                    if reused:
-                        log(f"{c.name}: started from the state after {', '.join(reused)} of an earlier run")
+                    if _reused(report):
+                        log(f"{c.name}: started from the state after {', '.join(_reused(report))} of an earlier run")
                 except RMCompressError as e:  # a candidate that cannot be built is a result, not the end
                     report = {"error": str(e).splitlines()[0][:300], "accuracy_drop_points": math.inf}
                     write_json(failure, report)
@@ -410,7 +414,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                     cache.release(recipes[c.name])
             row = {"candidate": c.name, "rung": rung, "step_scale": scale, "dir": str(run_dir),
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
-            row["reused_passes"] = ",".join(p["pass"] for p in report.get("passes", []) if p.get("reused"))
+            row["reused_passes"] = ",".join(_reused(report))
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
             row["drop_bound"] = drop_bound(row, settings)
