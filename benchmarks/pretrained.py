@@ -334,6 +334,11 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=1, help="MiniLM fine-tuning epochs")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4, help="MiniLM peak learning rate (AdamW, 10%% warm-up)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="MiniLM fine-tuning: early-stopping patience in epochs on validation, the best epoch's "
+                        "weights kept (0: off, the last epoch's)")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="MiniLM fine-tuning: batches of texts of similar length, padding cut (train --group-by-length)")
     p.add_argument("--students", default="bow,transformer16")
     p.add_argument("--student-epochs", type=int, default=6)
     p.add_argument("--seeds", default="0,1,2")
@@ -442,7 +447,8 @@ def sst2_rows(args, out: Path, backbone: str, rows: list, save) -> None:
     else:
         rows.append(train_row("minilm", files["train"], files["val"],
                               dict(common, backbone=backbone, epochs=args.epochs, batch_size=args.batch_size,
-                                   learning_rate=args.lr, warmup_fraction=0.1), out, args))
+                                   learning_rate=args.lr, warmup_fraction=0.1, patience=args.patience,
+                                   group_by_length=args.group_by_length), out, args))
     save()
     if not args.ablation_only:
         rows += budget_rows(ft_dir, files, out, args)

@@ -60,6 +60,7 @@ from rmcompress.compression.prefixcache import PrefixCache
 from rmcompress.compression.recipe import PassSpec, Recipe
 from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.config.progress import Progress
+from rmcompress.data.pipeline import grouped_by_length
 from rmcompress.errors import UsageError
 from rmcompress.evaluation.latency import measure_latency
 from rmcompress.export.exporter import export_model
@@ -177,8 +178,11 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
                 "(kept by an earlier run of this search)")
         keep = (lambda i, s: cache.store(context, recipe.passes[:done + i], s))  # noqa: E731
 
-    state = run_passes(state, recipe.passes[done:], lambda msg: log(f"[{recipe.name}] {msg}"),
-                       measure=lambda s: pass_quality(s, source), after=keep, first=done + 1)
+    if state.length_slack is not None:
+        log(f"[{recipe.name}] training batches grouped by length, {state.length_slack} tokens of padding kept")
+    with grouped_by_length(state.length_slack):
+        state = run_passes(state, recipe.passes[done:], lambda msg: log(f"[{recipe.name}] {msg}"),
+                           measure=lambda s: pass_quality(s, source), after=keep, first=done + 1)
     log(f"[{recipe.name}] export")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         report = _export(state, recipe, tmp, source, runs)
@@ -186,6 +190,8 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
         report["validation_data"] = None if val_data is None else str(getattr(val_data, "source", val_data))
         report["source_model"] = str(Path(bundle.path).resolve()) if bundle.path else None
         report["source_model_relative"] = relative_source(bundle.path, out)
+        if state.length_slack is not None:
+            report["length_slack"] = state.length_slack
         write_json(tmp / "report.json", report)
         _write_recipe(recipe, tmp / "recipe.yaml")
     return report

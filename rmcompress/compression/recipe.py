@@ -10,6 +10,8 @@ each pass's settings are its dataclass in :mod:`rmcompress.compression.settings`
       seed: 0
       split: random | disjoint
       max_train_examples: 20000      #   cap on training rows used (seeded subset); null = all
+      group_by_length: false         #   true: the passes' training batches hold texts of one length
+                                     #   bucket, padding cut (rmcompress.data.pipeline; checked first)
     passes:                          # ordered; each item is `NAME` or `NAME: {settings}`
       - fuse: {dropout: true, batchnorm: true, layernorm: true, qkv: true, dense_chain: true}
       - quantise: {mode: dynamic}
@@ -53,7 +55,10 @@ ALIASES = {"quantize": "quantise", "factorize": "factorise"}
 DATA_SCHEMA = {"val_fraction": Field(float, None, nullable=True, min=0, max=1, max_exclusive=True),
                "seed": Field(int, None, nullable=True),
                "split": Field(str, None, nullable=True, choices=SPLIT_MODES),
-               "max_train_examples": Field(int, None, nullable=True, min=1)}
+               "max_train_examples": Field(int, None, nullable=True, min=1),
+               "group_by_length": Field(bool, None, nullable=True,
+                                        help="true: the passes' training batches hold texts of one length "
+                                             "bucket, their padding cut (the model is checked first)")}
 EXPORT_SCHEMA = {"formats": Field(list, list(EXPORT_FORMATS), min_items=1, items=Field(str, choices=EXPORT_FORMATS),
                                   help=f"export formats: {', '.join(EXPORT_FORMATS)}"),
                  "latency_runs": Field(int, 200, min=0),

@@ -36,6 +36,7 @@ from rmcompress.data.tokenizer import Tokenizer
 from rmcompress.errors import DataError
 from rmcompress.models.modeldir import RewardModelBundle
 from rmcompress.training.distill import load_unlabeled
+from rmcompress.training.lengths import find_slack
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class CompressState:
     unlabeled: EncodedData | None = None
     #: the budget pass's word-replacement variants (``augment``): later passes that distill reuse them
     augmented_raw: PointwiseData | None = None
+    #: recipe ``data.group_by_length``: the padding the model needs after a text's last token
+    #: (:func:`rmcompress.training.lengths.find_slack`); None: training batches keep the full length
+    length_slack: int | None = None
 
     def reencode(self, tokenizer: Tokenizer | None = None) -> None:
         """Encode the raw splits again (after a vocabulary change)."""
@@ -152,4 +156,5 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
                          progress=progress or Progress(),
                          unlabeled_raw=extra,
                          unlabeled=None if extra is None else encode(extra, bundle.tokenizer),
-                         notes=[flattened] if flattened else [])
+                         notes=[flattened] if flattened else [],
+                         length_slack=find_slack(model, train) if s.get("group_by_length") else None)

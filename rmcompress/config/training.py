@@ -205,6 +205,9 @@ class OptimOptions:
     warmup_fraction: float = option(0.05, "linear warm-up share of the steps", rule=closed(0, 1))
     weight_decay: float = option(0.01, "AdamW weight decay", rule=at_least(0))
     patience: int = option(2, "early-stopping patience in epochs (0: off)", rule=PATIENCE)
+    group_by_length: bool = option(False, "batch texts of similar length together and cut each batch's padding "
+                                   "(at most 8 lengths): a step costs the tokens its texts have, not --seq-len. "
+                                   "The model must score cut rows as padded ones (checked before training)")
     mixed_precision: bool = option(False, "compute in bfloat16 (Keras' mixed_bfloat16 policy; meant for GPUs, "
                                    "no faster on a CPU): the weights, the reward, the loss and the complexity "
                                    "term stay float32, and the saved model is float32")

@@ -41,7 +41,7 @@ from rmcompress.config.streaming import SHUFFLE_ROWS, TRAIN_SAMPLE_ROWS, VAL_ROW
 from rmcompress.data.loaders import (MAX_CHARS, Cleaner, PairwiseData, PointwiseData, check_label_kind,
                                      check_label_values, pairwise_columns, pairwise_rows, pointwise_columns,
                                      pointwise_rows)
-from rmcompress.data.pipeline import EncodedData, encode
+from rmcompress.data.pipeline import EncodedData, batch_by_length, encode, grouping
 from rmcompress.data.shards import TFRECORD, Shards, parquet_chunks, resolve, shard_format, text_chunks
 from rmcompress.data.split import hash_validation, pair_key, streamed_mode
 from rmcompress.data.tables import Table
@@ -171,10 +171,13 @@ class StreamedData:
                 yield np.asarray(rows.chosen, object)[idx], np.asarray(rows.rejected, object)[idx], rows.values[idx]
 
     def dataset(self, split: str, tokenizer: Tokenizer, batch_size: int, shuffle: bool = False, seed: int = 0,
-                repeat: bool = False, drop_remainder: bool = False) -> tf.data.Dataset:
-        """Tokenised batches of the ``train`` or ``val`` rows (module docstring)."""
+                repeat: bool = False, drop_remainder: bool = False, group_by_length: bool | None = None,
+                slack: int | None = None) -> tf.data.Dataset:
+        """Tokenised batches of the ``train`` or ``val`` rows (module docstring); ``group_by_length``:
+        tokenised rows regrouped by length (:func:`rmcompress.data.pipeline.batch_by_length`)."""
         if split not in ("train", "val"):
             raise UsageError(f"split {split!r} unknown; allowed: train, val")
+        group_by_length, slack = grouping(group_by_length, slack, repeat)
         text = tf.TensorSpec([None], tf.string)
         number = tf.TensorSpec([None], tf.float32)
         signature = (text, number) if self.task == "pointwise" else (text, text, number)
@@ -190,6 +193,8 @@ class StreamedData:
         else:
             ds = ds.map(lambda c, r, m: {"chosen": tokenizer.tokenize_tf(c), "rejected": tokenizer.tokenize_tf(r),
                                          "margin": m}, num_parallel_calls=tf.data.AUTOTUNE)
+        if group_by_length:
+            ds = batch_by_length(ds.unbatch(), batch_size, drop_remainder, tokenizer.seq_len, slack)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def encode(self, tokenizer: Tokenizer) -> "StreamedEncoded":
@@ -211,8 +216,10 @@ class StreamedEncoded(EncodedData):
         return self.stream.n_train
 
     def dataset(self, batch_size: int, shuffle: bool = False, seed: int = 0, repeat: bool = False,
-                drop_remainder: bool = False) -> tf.data.Dataset:
-        return self.stream.dataset("train", self.tokenizer, batch_size, shuffle, seed, repeat, drop_remainder)
+                drop_remainder: bool = False, group_by_length: bool | None = None,
+                slack: int | None = None) -> tf.data.Dataset:
+        return self.stream.dataset("train", self.tokenizer, batch_size, shuffle, seed, repeat, drop_remainder,
+                                   group_by_length, slack)
 
 
 def scan(data, task: str, fraction: float, columns: dict | None = None, label_kind: str | None = None,

@@ -65,6 +65,7 @@ from rmcompress.structured.gating import gated_copy
 from rmcompress.training import complexity_training as cx
 from rmcompress.training.distill import DistillationPlan, DistillSettings
 from rmcompress.training.finetune import finetune, fit_model, make_optimizer, warmup_cosine
+from rmcompress.training.lengths import find_slack
 from rmcompress.training.model import RewardTrainingModel
 from rmcompress.training.precision import FLOAT32, MIXED, is_mixed, policy_scope, recast
 from rmcompress.training.resume import Backup, ResumableEarlyStopping, backup_supported, data_fingerprint
@@ -260,10 +261,13 @@ def _callbacks(cfg: TrainConfig, task: Task, model, enc_train, has_val: bool, sc
     return cbs, cx_logger
 
 
-def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callbacks, bk, progress: Progress):
+def _fit(model, cfg: TrainConfig, enc_train, enc_val, schedule: Schedule, callbacks, bk, progress: Progress,
+         slack: int = 0):
     """``(ds_train, history, seconds)``: fit over the shuffled, repeated training stream (after a
-    resume: from where the interrupted run stopped), each global batch shared out by element."""
-    ds_train = enc_train.dataset(cfg.optim.batch_size, shuffle=True, seed=cfg.data.seed, repeat=True)
+    resume: from where the interrupted run stopped; grouped by length with ``slack`` when asked),
+    each global batch shared out by element."""
+    ds_train = enc_train.dataset(cfg.optim.batch_size, shuffle=True, seed=cfg.data.seed, repeat=True,
+                                 group_by_length=cfg.optim.group_by_length, slack=slack)
     fit_epochs = schedule.epochs
     if bk is not None and bk.initial_epoch:
         # the shuffled batch stream is a function of the seed: skip what the completed epochs used
@@ -308,9 +312,10 @@ def _shrink_if_gated(model, cfg: TrainConfig, task: Task, arch, enc_val, ds_trai
 
 
 def _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, history, fit_seconds,
-            schedule, cx_info, bk, distill, val_given: bool) -> dict:
+            schedule, cx_info, bk, distill, val_given: bool, slack: int = 0) -> dict:
     """``report.json``: what was trained, on what, for how long, and how well. ``split``: how the
-    validation rows were chosen (``given``: a validation file; ``none``: no validation rows)."""
+    validation rows were chosen (``given``: a validation file; ``none``: no validation rows);
+    ``length_slack``: with ``group_by_length``, the padding kept after each row's last token."""
     if val_given or not cfg.data.val_fraction:
         split = "given" if val_given else "none"
     else:
@@ -334,6 +339,8 @@ def _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, h
         report.update({k: v for k, v in distill.info.items() if k != "teacher"})
     if cfg.optim.mixed_precision:
         report["mixed_precision"] = True
+    if cfg.optim.group_by_length:
+        report["length_slack"] = int(slack)
     return report
 
 
@@ -443,10 +450,11 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
         if mixed and not is_mixed(scorer):  # a start copied from a float32 model directory
             scorer = recast(scorer, MIXED)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)
+    slack = find_slack(scorer, enc_train) if cfg.optim.group_by_length else 0
     cbs, cx_logger = _callbacks(cfg, task, model, enc_train, len(enc_val) > 0, schedule, bk, callbacks, progress)
     if bk is not None:  # only now: a run that fails to start leaves no backup
         bk.start(tokenizer, settings, fingerprint, str(data.source))
-    ds_train, history, fit_seconds = _fit(model, cfg, enc_train, enc_val, schedule, cbs, bk, progress)
+    ds_train, history, fit_seconds = _fit(model, cfg, enc_train, enc_val, schedule, cbs, bk, progress, slack)
     with policy_scope(mixed):  # the shrunk model's fine-tuning trains in mixed precision too
         scorer, arch, cx_info = _shrink_if_gated(model, cfg, task, arch, enc_val, ds_train, schedule, distill,
                                                  strategy, progress)
@@ -454,7 +462,7 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
         scorer = recast(scorer, FLOAT32)
     arch_dict = arch.to_dict() if isinstance(arch, ArchConfig) else dict(arch)
     report = _report(cfg, task, scorer, arch_dict, data, enc_train, enc_val, tokenizer, history, fit_seconds,
-                     schedule, cx_info, bk, distill, validation is not None)
+                     schedule, cx_info, bk, distill, validation is not None, slack)
     metadata = _metadata(cfg, task, data, val_data, arch_dict, source, distill, validation is not None,
                          metadata_extra)
     bundle = RewardModelBundle(scorer, tokenizer, metadata, None, report)

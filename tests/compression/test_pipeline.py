@@ -178,3 +178,30 @@ def test_val_data_and_seed_from_the_cli(model_dir, pointwise_file, tmp_path):
                                                                             "latency_runs": 0}}),
                  pointwise_file, tmp_path / "split")
     assert r["n_examples"] + r["n_train"] == len(df) and r["seed"] == 0
+
+
+def test_group_by_length_cuts_every_passes_training_batches(model_dir, pointwise_file, tmp_path, monkeypatch):
+    """Recipe ``data.group_by_length``: the model's slack is found first (a transformer needs none),
+    the passes' training streams are grouped and cut, and nothing stays grouped after the run."""
+    import rmcompress.data.pipeline as pipeline
+
+    calls = []
+    real = pipeline.batch_by_length
+
+    def spy(ds, batch_size, drop_remainder=False, seq_len=None, slack=0):
+        calls.append(slack)
+        return real(ds, batch_size, drop_remainder, seq_len, slack)
+
+    monkeypatch.setattr(pipeline, "batch_by_length", spy)
+    passes = {"passes": [{"prune": {"sparsity": 0.5, "steps": 4, "frequency": 1, "batch_size": 8}},
+                         {"cluster": {"clusters": 8, "steps": 4, "batch_size": 8}}],
+              "export": {"formats": ["tflite"], "latency_runs": 0}}
+    lines = []
+    grouped = compress(model_dir, Recipe.from_dict({**passes, "data": {"group_by_length": True}}),
+                       pointwise_file, tmp_path / "grouped", log=lines.append)
+    assert grouped["length_slack"] == 0 and calls == [0, 0]  # one training stream per pass
+    assert any("grouped by length, 0 tokens of padding kept" in line for line in lines)
+    assert pipeline.grouping(None, None, True) == (False, 0)
+    calls.clear()
+    plain = compress(model_dir, Recipe.from_dict(passes), pointwise_file, tmp_path / "plain")
+    assert calls == [] and "length_slack" not in plain

@@ -138,3 +138,9 @@ def test_cli_rejects_a_bad_recipe_with_exit_2(tmp_path, capfd):
     assert rc == 2
     err = capfd.readouterr().err
     assert "'passes[0].prune.sparsity' = 1.5 is out of range" in err and "Traceback" not in err
+
+
+def test_data_group_by_length_is_a_boolean_named_in_its_error():
+    assert Recipe.from_dict({"passes": ["fuse"], "data": {"group_by_length": True}}).data["group_by_length"] is True
+    with pytest.raises(RecipeError, match=r"r.yaml: 'data.group_by_length' must be true or false, got str 'yes'"):
+        Recipe.from_dict({"passes": ["fuse"], "data": {"group_by_length": "yes"}}, "r.yaml")

@@ -1,0 +1,96 @@
+"""``--group-by-length``: the shipped architectures score rows cut to their bucket as padded ones; a
+model that reads the padding or takes only full-length rows is refused before training, by name;
+a run grouped by length trains and records the setting."""
+import numpy as np
+import pytest
+
+from rmcompress._keras import keras
+from rmcompress.data.pipeline import EncodedData
+from rmcompress.errors import UsageError
+from rmcompress.models.architectures import build_reward_model
+from rmcompress.training.lengths import find_slack, row_lengths, sample_rows
+from rmcompress.training.trainer import train
+from tests.helpers import tiny_config
+
+SEQ = 32
+
+
+def _data(longest=9, n=80):
+    rng = np.random.default_rng(0)
+    ids = np.zeros((n, SEQ), np.int32)
+    for i, k in enumerate(rng.integers(1, longest + 1, n)):
+        ids[i, :k] = rng.integers(1, 200, k)
+    return EncodedData("pointwise", ids=ids, labels=np.zeros(n, np.float32))
+
+
+def test_sample_rows_spread_over_the_distinct_lengths_below_the_full_one():
+    ids = np.zeros((6, SEQ), np.int32)
+    for i, n in enumerate([5, 5, 9, SEQ, 0, 2]):
+        ids[i, :n] = 3
+    ids[1, 7] = 4  # a gap in the padding: the length runs to the last real token
+    assert row_lengths(ids).tolist() == [5, 8, 9, SEQ, 0, 2]
+    assert sorted(row_lengths(sample_rows(ids)).tolist()) == [2, 5, 8, 9]
+    assert row_lengths(sample_rows(ids, rows=2)).tolist() == [2, 9]
+
+
+@pytest.mark.parametrize("arch, slack", [("transformer", 0), ("bert", 0), ("bow", 0), ("cnn", 4)])
+def test_the_shipped_architectures_need_no_slack_but_a_convolution_its_width(arch, slack):
+    model = build_reward_model(dict(arch=arch, vocab_size=200, seq_len=SEQ, width=16, depth=2, heads=2,
+                                    head_dim=8, ffn=32, filters=8, kernel_sizes=[2, 5], hidden=8))
+    assert find_slack(model, _data(longest=20)) == slack
+
+
+def _flatten_model():
+    ids = keras.Input(shape=(SEQ,), dtype="int32")
+    x = keras.layers.Embedding(200, 4)(ids)
+    return keras.Model(ids, keras.layers.Dense(1)(keras.layers.Flatten()(x)), name="flat_reader")
+
+
+def _padding_reader():
+    ids = keras.Input(shape=(SEQ,), dtype="int32")
+    x = keras.layers.Embedding(200, 4)(ids)  # id 0 has a vector too, and the average counts it
+    return keras.Model(ids, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(x)), name="avg_reader")
+
+
+def test_a_model_that_takes_only_full_rows_is_refused_by_name():
+    with pytest.raises(UsageError, match="'flat_reader' does not take rows shorter than 32 tokens"):
+        find_slack(_flatten_model(), _data())
+
+
+def test_a_model_that_reads_the_padding_is_refused_by_name():
+    with pytest.raises(UsageError, match="'avg_reader' scores rows cut short of 32 tokens differently"):
+        find_slack(_padding_reader(), _data())
+
+
+def test_rows_that_fill_the_length_need_no_check():
+    full = EncodedData("pointwise", ids=np.ones((4, SEQ), np.int32), labels=np.zeros(4, np.float32))
+    assert find_slack(_flatten_model(), full) == 0
+
+
+@pytest.mark.parametrize("task_file", ["pointwise_file", "pairwise_file"])
+def test_a_run_grouped_by_length_trains_and_records_it(task_file, request):
+    task = task_file.split("_")[0]
+    res = train(request.getfixturevalue(task_file), tiny_config(task=task, group_by_length=True, max_steps=8),
+                None, verbose=0)
+    assert res.report["steps"] == 8 and res.report["length_slack"] == 0
+    assert res.bundle.metadata["train_config"]["group_by_length"] is True
+
+
+@pytest.mark.parametrize("name, slack", [("dan", 0), ("kim_cnn", 3), ("parallel_conv", 4), ("keras3_cnn", 3),
+                                         ("gru_head", None), ("keras3_transformer", None)])
+def test_models_users_wrote_get_the_slack_their_windows_need_or_are_refused(name, slack):
+    """A max over unmasked ``valid`` windows of width ``k`` sees one window of padding only with ``k``
+    tokens of it kept; an unmasked GRU or attention reads every padding position."""
+    from tests.helpers import ZOO_SEQ, ZOO_VOCAB, zoo_model
+
+    rng = np.random.default_rng(0)
+    ids = np.zeros((80, ZOO_SEQ), np.int32)
+    for i, k in enumerate(rng.integers(1, ZOO_SEQ, 80)):
+        ids[i, :k] = rng.integers(2, ZOO_VOCAB, k)
+    data = EncodedData("pointwise", ids=ids, labels=np.zeros(80, np.float32))
+    model = zoo_model(name)
+    if slack is None:
+        with pytest.raises(UsageError, match=f"model {model.name!r} scores rows cut short"):
+            find_slack(model, data)
+    else:
+        assert find_slack(model, data) == slack
