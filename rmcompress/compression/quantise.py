@@ -81,7 +81,8 @@ class QuantisePass(Pass):
         if s.mode == "qat":
             preserve = state.structure.preserve()
             float_model = state.model
-            # built with a dynamic sequence dimension: trains on full-length batches, converts either way
+            # built with a dynamic sequence dimension: trains on full-length or length-grouped batches (recipe
+            # data.group_by_length), converts either way
             qat_model = qat.quantize_model(dynamic_length_model(float_model), preserve=preserve,
                                            preserve_layers=set(state.structure.layers) or None)
             ref = float_model.predict(state.val_ids(256), verbose=0).reshape(-1)

@@ -157,4 +157,5 @@ def prepare_state(bundle: RewardModelBundle, data, data_settings: dict | None = 
                          unlabeled_raw=extra,
                          unlabeled=None if extra is None else encode(extra, bundle.tokenizer),
                          notes=[flattened] if flattened else [],
-                         length_slack=find_slack(model, train) if s.get("group_by_length") else None)
+                         length_slack=(find_slack(model, train, "data.group_by_length")
+                                       if s.get("group_by_length") else None))

@@ -103,13 +103,18 @@ def grouped_by_length(slack: int | None):
 
 def grouping(group_by_length: bool | None, slack: int | None, repeat: bool) -> tuple[bool, int]:
     """``(group, slack)`` of a stream: as asked, else as :func:`grouped_by_length` says (repeated
-    streams only)."""
+    streams only). Grouping asked for outside the context needs its ``slack`` (a model's own,
+    :func:`rmcompress.training.lengths.find_slack`)."""
     active = _SLACK.get()
     if group_by_length is None:
         group_by_length = bool(repeat and active is not None)
+    if not group_by_length:
+        return False, 0
     if slack is None:
-        slack = active if group_by_length and active is not None else 0
-    return bool(group_by_length), int(slack)
+        if active is None:
+            raise ValueError("group_by_length=True needs the model's slack (rmcompress.training.lengths.find_slack)")
+        slack = active
+    return True, int(slack)
 
 
 #: the keys of a row's token-id arrays (pointwise x as a dict; pairwise)

@@ -1,15 +1,19 @@
 """Whether, and with how much slack, a scorer may train on batches cut to their rows' length
-(``--group-by-length``, :func:`rmcompress.data.pipeline.batch_by_length`).
+(``--group-by-length``, recipe ``data.group_by_length``; :func:`rmcompress.data.pipeline.batch_by_length`).
 
 Contract: a row of ``n`` tokens padded to ``T`` and the same row cut to ``n + s`` tokens (only
 padding removed) get the same reward, ``max |r(x) - r(x[:, :n + s])| <= atol + rtol * max |r(x)|``
-(``atol = rtol = 1e-4``). ``s`` is the model's *slack*: 0 for masked attention and pooling with
-positions counted from the start; ``k - 1`` for a ``valid`` convolution of width ``k`` (its windows
-start at every real token). :func:`find_slack` scores up to 64 training rows of as many distinct
-lengths as there are, each cut to exactly ``n + s``, the tightest cut a batch can give, for
-``s = 0, 1, 2, ...`` (up to ``T / 2``), and returns the first ``s`` that meets the contract. A model
-that flattens ``[T, D]`` into a fixed-size Dense, reads a fixed-length input or pools over padding
-meets it for no ``s``, and the run stops before training with one line naming the model.
+over the rows checked (``atol = rtol = 1e-4``; the maximum on the right is the largest reward of
+those rows). ``s`` is the model's *slack*: 0 for masked attention and pooling with positions counted
+from the start; ``k - 1`` for a ``valid`` convolution of width ``k`` (its windows start at every
+real token). :func:`find_slack` builds its rows from up to 8 real training rows, each also truncated
+to 8 lengths spread over ``1 .. T - 1`` (so the check does not depend on how short the data's rows
+are), cuts each to exactly ``n + s`` tokens, the tightest cut a batch can give, for ``s = 0, 1, 2, ...``
+(up to ``min(T / 2, 32)``), and returns the first ``s`` that meets the contract for every model
+given (a student and the teacher whose hidden states it matches). A model that flattens ``[T, D]``
+into a fixed-size Dense, reads a fixed-length input or pools over padding meets it for no ``s``,
+and the run stops before training with one line naming the model. The check runs in float32: the
+slack is a property of the graph, not of the compute precision.
 """
 from __future__ import annotations
 
@@ -18,11 +22,14 @@ import numpy as np
 from rmcompress._keras import tf
 from rmcompress.data.pipeline import EncodedData, all_ids
 from rmcompress.errors import UsageError
+from rmcompress.training.precision import FLOAT32, is_mixed, recast
 
 #: tolerance of the contract (float32 rewards; masked softmax rounds differently at another length)
 ATOL, RTOL = 1e-4, 1e-4
-#: training rows the check scores
-CHECK_ROWS = 64
+#: real rows the check starts from, and the lengths each is truncated to
+BASE_ROWS, LENGTHS = 8, 8
+#: the largest slack tried
+MAX_SLACK = 32
 
 
 def row_lengths(ids: np.ndarray) -> np.ndarray:
@@ -31,39 +38,55 @@ def row_lengths(ids: np.ndarray) -> np.ndarray:
     return np.where(nonzero.any(axis=1), ids.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
 
 
-def sample_rows(ids: np.ndarray, rows: int = CHECK_ROWS) -> np.ndarray:
-    """Up to ``rows`` rows shorter than ``T``, of as many distinct lengths as there are, spread
-    evenly over them (the shortest and the longest included)."""
-    lengths = row_lengths(ids)
-    short = np.flatnonzero((lengths > 0) & (lengths < ids.shape[1]))
-    distinct = np.unique(lengths[short])
-    if not len(distinct):
-        return ids[:0]
-    chosen = distinct[np.unique(np.linspace(0, len(distinct) - 1, min(rows, len(distinct))).round().astype(int))]
-    first = {int(n): int(i) for i, n in reversed(list(zip(short, lengths[short])))}
-    return ids[[first[int(n)] for n in chosen]]
+def check_rows(ids: np.ndarray, base: int = BASE_ROWS, lengths: int = LENGTHS) -> np.ndarray:
+    """The rows of the check: the ``base`` longest distinct rows of ``ids``, each as it is and
+    truncated (the rest set to padding) to ``lengths`` lengths spread over ``1 .. T - 1``."""
+    ids = np.asarray(ids)
+    seq_len = ids.shape[1]
+    full = row_lengths(ids)
+    order = np.argsort(-full, kind="stable")
+    rows = np.unique(ids[order[: 4 * base]], axis=0)
+    rows = rows[np.argsort(-row_lengths(rows), kind="stable")][:base]
+    rows = rows[row_lengths(rows) > 0]
+    cuts = np.unique(np.linspace(1, max(1, seq_len - 1), lengths).round().astype(int))
+    out = [rows]
+    for m in cuts:
+        t = rows.copy()
+        t[:, m:] = 0
+        out.append(t)
+    out = np.concatenate(out)
+    keep = row_lengths(out) < seq_len  # a full row cannot be cut
+    return np.unique(out[keep], axis=0)
 
 
-def find_slack(scorer, data: EncodedData, rows: int = CHECK_ROWS) -> int:
-    """The smallest slack ``s`` of the module docstring; :class:`UsageError` when none up to ``T / 2``
-    meets the contract (or the model takes no shorter input at all)."""
-    ids = sample_rows(all_ids(data), rows)
+def find_slack(models, data: EncodedData, what: str = "--group-by-length") -> int:
+    """The smallest slack ``s`` of the module docstring for every model of ``models`` (one model or
+    a list); :class:`UsageError` naming ``what`` (the setting that asked) and the model when none up
+    to ``min(T / 2, 32)`` meets the contract, or the model takes no shorter input at all."""
+    models = models if isinstance(models, (list, tuple)) else [models]
+    ids = check_rows(all_ids(data))
     if not len(ids):
-        return 0  # every row fills the length: nothing is ever cut
+        return 0
+    return max(_slack(m, ids, what) for m in models)
+
+
+def _slack(model, ids: np.ndarray, what: str) -> int:
+    scorer = recast(model, FLOAT32) if is_mixed(model) else model
+    name = model.name
     seq_len = ids.shape[1]
     call = tf.function(lambda x: scorer(x, training=False),
                        input_signature=[tf.TensorSpec([None, None], tf.as_dtype(ids.dtype))])
     try:
-        full = np.asarray(call(ids)).reshape(-1)
+        full = np.asarray(call(ids), np.float64).reshape(-1)
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
-        raise UsageError(f"--group-by-length: model {scorer.name!r} cannot be called on rows of any length "
-                         f"({_first_line(e)}); train without it") from None
+        raise UsageError(f"{what}: model {name!r} cannot be called on rows of another length than "
+                         f"{seq_len} ({_first_line(e)}); turn {what} off") from None
     lengths = row_lengths(ids)
     tolerance = ATOL + RTOL * float(np.max(np.abs(full)))
     worst, error = None, None
-    for slack in range(0, seq_len // 2 + 1):
+    for slack in range(0, min(seq_len // 2, MAX_SLACK) + 1):
         try:
-            cut = np.array([np.asarray(call(row[None, :min(n + slack, seq_len)])).reshape(-1)[0]
+            cut = np.array([np.asarray(call(row[None, :min(n + slack, seq_len)]), np.float64).reshape(-1)[0]
                             for row, n in zip(ids, lengths)])
         except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
             error = e  # e.g. a row shorter than a convolution's window: more slack may do
@@ -72,11 +95,11 @@ def find_slack(scorer, data: EncodedData, rows: int = CHECK_ROWS) -> int:
         if worst <= tolerance:
             return slack
     if worst is None:
-        raise UsageError(f"--group-by-length: model {scorer.name!r} does not take rows shorter than "
-                         f"{seq_len} tokens ({_first_line(error)}); train without it")
-    raise UsageError(f"--group-by-length: model {scorer.name!r} scores rows cut short of {seq_len} tokens "
-                     f"differently (by up to {worst:.3g} with {seq_len // 2} tokens of padding kept): it "
-                     "reads the padding; train without it")
+        raise UsageError(f"{what}: model {name!r} does not take rows shorter than {seq_len} tokens "
+                         f"({_first_line(error)}); turn {what} off")
+    raise UsageError(f"{what}: model {name!r} scores rows cut short of {seq_len} tokens differently (by up "
+                     f"to {worst:.3g} with {min(seq_len // 2, MAX_SLACK)} tokens of padding kept): it reads "
+                     f"the padding; turn {what} off")
 
 
 def _first_line(error: BaseException) -> str:
@@ -84,4 +107,4 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-__all__ = ["find_slack", "row_lengths", "sample_rows"]
+__all__ = ["check_rows", "find_slack", "row_lengths"]

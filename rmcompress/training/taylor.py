@@ -58,7 +58,9 @@ def taylor_scores(model, data, task: str, loss: str, batches: int = 32, batch_si
     variables = [gates[g].log_alpha for g in gates]
     sums = {g: np.zeros(gates[g].units) for g in gates}
     n = 0
-    for batch in data.dataset(batch_size, shuffle=True, seed=seed, repeat=True).take(batches):
+    # full-length batches: the scores are read eagerly, and a model's input takes only its own length
+    stream = data.dataset(batch_size, shuffle=True, seed=seed, repeat=True, group_by_length=False)
+    for batch in stream.take(batches):
         with tf.GradientTape() as tape:
             per_example, _ = wrapper.task_losses(batch, training=False)
             value = tf.reduce_mean(per_example)

@@ -233,6 +233,13 @@ def _training_model(scorer, cfg: TrainConfig, task: Task, distill, builder, sche
     return model
 
 
+def _length_checked(scorer, distill) -> list:
+    """The models a run grouped by length feeds cut batches: the scorer, and the teacher whose
+    hidden states block distillation computes on every batch."""
+    teacher = getattr(distill.settings, "block_teacher", None) if distill is not None else None
+    return [scorer] + ([teacher] if teacher is not None else [])
+
+
 def _build(model, enc: EncodedData) -> None:
     """Create the training model's variables by calling it on one example."""
     if not model.built and len(enc):
@@ -450,7 +457,7 @@ def _train(data, cfg: TrainConfig, out_dir, overwrite: bool, callbacks, progress
         if mixed and not is_mixed(scorer):  # a start copied from a float32 model directory
             scorer = recast(scorer, MIXED)
         model = _training_model(scorer, cfg, task, distill, build_training_model, schedule)
-    slack = find_slack(scorer, enc_train) if cfg.optim.group_by_length else 0
+    slack = find_slack(_length_checked(scorer, distill), enc_train) if cfg.optim.group_by_length else 0
     cbs, cx_logger = _callbacks(cfg, task, model, enc_train, len(enc_val) > 0, schedule, bk, callbacks, progress)
     if bk is not None:  # only now: a run that fails to start leaves no backup
         bk.start(tokenizer, settings, fingerprint, str(data.source))

@@ -205,3 +205,14 @@ def test_group_by_length_cuts_every_passes_training_batches(model_dir, pointwise
     calls.clear()
     plain = compress(model_dir, Recipe.from_dict(passes), pointwise_file, tmp_path / "plain")
     assert calls == [] and "length_slack" not in plain
+
+
+@pytest.mark.parametrize("budget", [{"method": "taylor", "stages": 1, "steps": 4, "final_steps": 2},
+                                    {"method": "gates", "gate_init": "taylor", "steps": 4}])
+def test_group_by_length_with_taylor_importance(model_dir, pointwise_file, tmp_path, budget):
+    """Importance scores are read eagerly at full length; the budget pass's training is grouped."""
+    recipe = Recipe.from_dict({"passes": [{"budget": {"flops_fraction": 0.5, "batch_size": 8, **budget}}],
+                               "data": {"group_by_length": True},
+                               "export": {"formats": ["tflite"], "latency_runs": 0}})
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "out")
+    assert report["length_slack"] == 0 and report["flops"] < report["source_flops"]

@@ -8,7 +8,7 @@ from rmcompress._keras import keras
 from rmcompress.data.pipeline import EncodedData
 from rmcompress.errors import UsageError
 from rmcompress.models.architectures import build_reward_model
-from rmcompress.training.lengths import find_slack, row_lengths, sample_rows
+from rmcompress.training.lengths import check_rows, find_slack, row_lengths
 from rmcompress.training.trainer import train
 from tests.helpers import tiny_config
 
@@ -23,14 +23,17 @@ def _data(longest=9, n=80):
     return EncodedData("pointwise", ids=ids, labels=np.zeros(n, np.float32))
 
 
-def test_sample_rows_spread_over_the_distinct_lengths_below_the_full_one():
+def test_check_rows_truncate_the_longest_rows_over_the_whole_length():
     ids = np.zeros((6, SEQ), np.int32)
     for i, n in enumerate([5, 5, 9, SEQ, 0, 2]):
-        ids[i, :n] = 3
+        ids[i, :n] = 3 + i
     ids[1, 7] = 4  # a gap in the padding: the length runs to the last real token
     assert row_lengths(ids).tolist() == [5, 8, 9, SEQ, 0, 2]
-    assert sorted(row_lengths(sample_rows(ids)).tolist()) == [2, 5, 8, 9]
-    assert row_lengths(sample_rows(ids, rows=2)).tolist() == [2, 9]
+    rows = check_rows(ids, base=2, lengths=4)
+    # the two longest rows (32 and 9 tokens) cut to 1, 11, 21 and 31 tokens (the 9-token row's longer
+    # cuts are itself, kept once); the full 32-token row cannot be cut
+    assert sorted(row_lengths(rows).tolist()) == [1, 1, 9, 11, 21, 31]
+    assert (rows[:, 0] != 0).all()
 
 
 @pytest.mark.parametrize("arch, slack", [("transformer", 0), ("bert", 0), ("bow", 0), ("cnn", 4)])
@@ -62,9 +65,28 @@ def test_a_model_that_reads_the_padding_is_refused_by_name():
         find_slack(_padding_reader(), _data())
 
 
-def test_rows_that_fill_the_length_need_no_check():
+def test_a_model_that_reads_the_padding_is_refused_however_long_the_rows_are():
+    """The check truncates rows itself: data of full-length rows only does not let such a model through."""
     full = EncodedData("pointwise", ids=np.ones((4, SEQ), np.int32), labels=np.zeros(4, np.float32))
-    assert find_slack(_flatten_model(), full) == 0
+    with pytest.raises(UsageError, match="'avg_reader' scores rows cut short"):
+        find_slack(_padding_reader(), full)
+
+
+def test_every_model_given_is_checked_and_the_largest_slack_kept():
+    arch = dict(vocab_size=200, seq_len=SEQ, width=16, depth=1, heads=2, head_dim=8, ffn=32, filters=8,
+                kernel_sizes=[3], hidden=8)
+    student, teacher = build_reward_model(dict(arch, arch="transformer")), build_reward_model(dict(arch, arch="cnn"))
+    assert find_slack([student, teacher], _data()) == 2
+    with pytest.raises(UsageError, match="data.group_by_length: model 'avg_reader'.*turn data.group_by_length off"):
+        find_slack([student, _padding_reader()], _data(), "data.group_by_length")
+
+
+def test_a_mixed_precision_model_is_checked_in_float32():
+    from rmcompress.training.precision import MIXED, recast
+
+    model = build_reward_model(dict(arch="transformer", vocab_size=200, seq_len=SEQ, width=16, depth=1, heads=2,
+                                    head_dim=8, ffn=32))
+    assert find_slack(recast(model, MIXED), _data()) == 0
 
 
 @pytest.mark.parametrize("task_file", ["pointwise_file", "pairwise_file"])
