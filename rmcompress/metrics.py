@@ -10,11 +10,23 @@ indicator inside ``accuracy`` / ``pairwise_accuracy``, :func:`correct_rows`), th
 ``100 * mean(d)`` points and its standard error ``100 * sd(d) / sqrt(n)`` (sample sd, ``ddof=1``;
 :func:`paired_drop_se`). Only rows where the two models disagree on correctness contribute, so a
 model that flips few rows has a small error even on a small split.
+
+A rewrite that should not change a model (fusing ops, dropping closed branches, scoring at a
+shorter length) is checked against the rewards ``r`` it started from with the bound
+``tolerance * max(1, max |r|)`` (:func:`rounding_bound`): float32 rounding grows with the rewards'
+magnitude (a distilled, pruned MiniLM moved by more than ``1e-5`` after an exact reordering of its
+sums), and below a magnitude of 1 the bound is absolute.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+
+
+def rounding_bound(reference, tolerance: float) -> float:
+    """``tolerance * max(1, max |reference|)`` (module docstring)."""
+    ref = np.abs(np.asarray(reference, np.float64))
+    return float(tolerance) * max(1.0, float(ref.max()) if ref.size else 0.0)
 
 
 def spearman(a, b) -> float:

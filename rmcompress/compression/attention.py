@@ -10,11 +10,12 @@ does nothing and says why.
   (:func:`rmcompress.structured.gating.gated_copy`), its gate closed, and the model shrunk: a branch
   listed in ``Structure.removals`` then goes exactly, its output bias folding into the layer before
   the residual add (a model whose branch cannot go is skipped with the reason). Verified: the shrunk
-  model equals the closed-gate model within ``tolerance`` on validation rows. Then ``steps`` of the
+  model equals the closed-gate model within ``tolerance * max(1, max |r|)`` on validation rows
+  (:func:`rmcompress.metrics.rounding_bound`). Then ``steps`` of the
   one fine-tune loop (:func:`rmcompress.compression.finetune.finetune`) train the pooled FFN stack.
 - ``length``: the model as it is, exported with the shorter buckets that ``quantiles`` choose from
   the training lengths (:func:`rmcompress.compression.length.choose_buckets`). Verified: every
-  validation row scored at its bucket's length equals its full-length score within ``tolerance``.
+  validation row scored at its bucket's length equals its full-length score within the same bound.
 
 Choice: the validation metric ``m`` (``accuracy``, ``pairwise_accuracy``, or ``spearman`` for
 real-valued labels) of every alternative; the candidates within ``max_drop`` points of the best
@@ -43,7 +44,7 @@ from rmcompress.compression.settings import AttentionSettings
 from rmcompress.compression.state import CompressState
 from rmcompress.errors import ModelError
 from rmcompress.layers.gates import CLOSED_LOG_ALPHA, gate_layers
-from rmcompress.metrics import quality_metrics
+from rmcompress.metrics import quality_metrics, rounding_bound
 from rmcompress.models.structure import count, structure_of
 from rmcompress.structured.gating import gated_copy
 from rmcompress.structured.shrink import shrink
@@ -112,9 +113,10 @@ def drop_attention(model, tolerance: float, check_ids: np.ndarray):
     if attention_heads(small):
         raise ModelError(f"attention: shrinking with closed head gates left heads {attention_heads(small)}")
     diff = float(np.max(np.abs(keras_score(small)(check_ids) - reference))) if len(check_ids) else 0.0
-    if not diff <= tolerance:
+    if not diff <= rounding_bound(reference, tolerance):
         raise ModelError(f"attention: the model without attention differs from the closed-gate model by "
-                         f"{diff:.3g} (> {tolerance})")
+                         f"{diff:.3g} (> {rounding_bound(reference, tolerance):.3g}: tolerance {tolerance:g} x "
+                         "max(1, max |reward|))")
     return small, diff
 
 
@@ -176,10 +178,12 @@ class AttentionPass(Pass):
                     skipped["length"] = reason
                     continue
                 score = bucketed_score(state.model, buckets, margin, seq_len)
-                diff = float(np.max(np.abs(score(val_ids[:256]) - keras_score(state.model)(val_ids[:256]))))
-                if not diff <= s.tolerance:
+                full = keras_score(state.model)(val_ids[:256])
+                diff = float(np.max(np.abs(score(val_ids[:256]) - full)))
+                if not diff <= rounding_bound(full, s.tolerance):
                     raise ModelError(f"attention: scores at length buckets {buckets} differ from full length "
-                                     f"by {diff:.3g} (> {s.tolerance})")
+                                     f"by {diff:.3g} (> {rounding_bound(full, s.tolerance):.3g}: tolerance "
+                                     f"{s.tolerance:g} x max(1, max |reward|))")
                 add("length", state.model, score, mean_tokens(val_ids, buckets, margin, seq_len),
                     buckets=buckets, trim_max_abs_diff=diff)
         if not cands:

@@ -28,7 +28,8 @@ Rewrites, applied in this order, each only where it is exact:
    ``gather``): with a dynamic length it is quantised like the token table instead of staying float.
 
 :func:`fuse` returns the new model and a note of what changed; it checks the outputs against the
-original on sample ids and raises :class:`ModelError` if they differ by more than ``tolerance``.
+original on sample ids and raises :class:`ModelError` if they differ by more than
+``tolerance * max(1, max |r|)`` (:func:`rmcompress.metrics.rounding_bound`, ``r`` the original's rewards).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from rmcompress._keras import keras
 from rmcompress.compression.graph import Graph, layer_entry, rebuild
 from rmcompress.layers.compressed import FusedQKVSelfAttention, GatherPositionEmbedding, PointwiseDense
 from rmcompress.compression.settings import FuseSettings
+from rmcompress.metrics import rounding_bound
 from rmcompress.errors import ModelError
 from rmcompress.layers.encoder import MultiHeadSelfAttention
 
@@ -286,16 +288,19 @@ def fuse(model: keras.Model, sample_ids: np.ndarray | None = None,
     new = rebuild(model, f.graph, f.weights, name=model.name)
     note = {k: v for k, v in f.note.items()}
     if sample_ids is not None and len(sample_ids):
-        diff = max_abs_diff(model, new, sample_ids)
+        reference = model.predict(np.asarray(sample_ids), batch_size=256, verbose=0)
+        diff = max_abs_diff(model, new, sample_ids, reference=reference)
+        bound = rounding_bound(reference, settings.tolerance)
         note["max_abs_diff"] = diff
-        if diff > settings.tolerance:
-            raise ModelError(f"fuse: fused model differs from the original by {diff:.3g} > {settings.tolerance:g} "
-                             f"(changes: {note})")
+        if diff > bound:
+            raise ModelError(f"fuse: fused model differs from the original by {diff:.3g} > {bound:.3g} "
+                             f"(tolerance {settings.tolerance:g} x max(1, max |reward|); changes: {note})")
     return new, note
 
 
-def max_abs_diff(a: keras.Model, b: keras.Model, ids: np.ndarray, batch_size: int = 256) -> float:
-    ra = a.predict(np.asarray(ids), batch_size=batch_size, verbose=0)
+def max_abs_diff(a: keras.Model, b: keras.Model, ids: np.ndarray, batch_size: int = 256, reference=None) -> float:
+    """``max |r_a - r_b|`` on ``ids`` (``reference``: ``a``'s rewards on them, when already scored)."""
+    ra = a.predict(np.asarray(ids), batch_size=batch_size, verbose=0) if reference is None else reference
     rb = b.predict(np.asarray(ids), batch_size=batch_size, verbose=0)
     return float(np.max(np.abs(ra - rb))) if len(ra) else 0.0
 

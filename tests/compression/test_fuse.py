@@ -112,3 +112,22 @@ def test_fused_layers_are_counted_by_the_registry(transformer):
     t = transformer.input_shape[1]
     scale_flops = sum(a.num_heads * t * t for a in attn)
     assert count(fused).flops == count(transformer).flops - scale_flops
+
+
+def test_large_rewards_are_checked_at_their_own_scale(transformer):
+    """Large rewards move by more than 1e-5 when float32 sums are reordered. The bound is
+    ``tolerance * max(1, max |r|)``: exact rewrites pass, a tighter tolerance still fails."""
+    from rmcompress.compression.settings import FuseSettings
+    from rmcompress.errors import ModelError
+
+    big = keras.models.clone_model(transformer)
+    big.set_weights(transformer.get_weights())
+    kernel, bias = big.get_layer("reward").get_weights()
+    big.get_layer("reward").set_weights([kernel * 1e5, bias])
+    ids = token_ids()
+    scale = float(np.max(np.abs(big.predict(ids, verbose=0))))
+    assert scale > 100
+    fused, note = fuse(big, ids)
+    assert 1e-5 < note["max_abs_diff"] <= 1e-5 * scale
+    with pytest.raises(ModelError, match=r"differs from the original by .* \(tolerance 1e-09 x max\(1, max"):
+        fuse(big, ids, FuseSettings(tolerance=1e-9))

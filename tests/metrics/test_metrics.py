@@ -57,3 +57,11 @@ def test_paired_drop_se_is_the_standard_error_of_the_per_row_difference():
     assert many == pytest.approx(100 * np.sqrt(0.01 * 0.99 * 1000 / 999) / np.sqrt(1000))
     assert correct_rows("pairwise", ([1.0, 0.0], [0.0, 1.0])).tolist() == [1.0, 0.0]
     assert paired_drop_se([1], [0]) == 0.0
+
+
+def test_rounding_bound_scales_with_the_largest_reward_and_is_absolute_below_one():
+    from rmcompress.metrics import rounding_bound
+
+    assert rounding_bound([0.2, -0.5], 1e-5) == pytest.approx(1e-5)
+    assert rounding_bound([3.0, -20.0], 1e-5) == pytest.approx(2e-4)
+    assert rounding_bound([], 1e-5) == pytest.approx(1e-5)
