@@ -11,8 +11,22 @@ surviving tokens in their old order, so ``new_id = rank of old_id among the kept
 WordPiece takes the longest matching piece; every piece used on the training texts is kept and the
 new vocabulary is a subset of the old one, so the training texts tokenise to the same pieces and the
 model gives the same rewards on them (checked on a sample of training texts; the test checks the
-rewards). A text piece that no training text used becomes [UNK] or a split into kept pieces: its row
-was never trained anyway.
+rewards).
+
+**Tokens no counted text uses** (``unseen_tokens``), the pieces pruning drops:
+
+- ``split``: they leave the vocabulary; a word made of them re-tokenises into kept pieces (``##``
+  fragments the model never read together) or becomes [UNK].
+- ``unk`` / ``nearest``: they stay in the tokenizer, after the kept ones (``new_id = len(kept) + rank
+  among the dropped ids``), so every text splits into exactly the pieces the source vocabulary gives it,
+  and a ``TokenRemap`` before the table sends each of their ids to a kept row: the [UNK] row
+  (``unk``) or the row of the kept ordinary token whose row of the table before the pass is nearest
+  by cosine, ``argmax_k <E_j, E_k> / (|E_j| |E_k|)`` (``nearest``; [PAD], [UNK] and the tokenizer's
+  specials are never targets). The table keeps only the kept rows; the remap is one id per
+  vocabulary token (int16 below 32,768 kept rows, else int32: 2 or 4 bytes each, 0 params, 0 FLOPs). On the training texts the ids, and so the
+  rewards and any fine-tuning, are those of ``split``. Both need rows the model learned: a
+  pretrained encoder has one for every token; a model trained from scratch on these texts never
+  trained the rows of tokens they do not use, so ``split`` stays the default.
 
 **Low-rank factorisation** (``rank`` or ``max_error``): ``E [V, d] ~ A [V, r] @ B [r, d]`` from the
 SVD of ``D E`` with ``D = diag(sqrt(count + 1))`` (``weighting: frequency``, frequent rows matter
@@ -45,19 +59,28 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.compression.graph import Graph, layer_entry, rebuild
 from rmcompress.layers.compressed import FactorizedEmbedding
+from rmcompress.layers.encoder import TokenRemap
 from rmcompress.compression.settings import FactoriseSettings
 from rmcompress.data.tokenizer import RESERVED, Tokenizer
 from rmcompress.errors import ModelError
 from rmcompress._keras import tf
 
 
+def _remaps(model: keras.Model, g: Graph) -> dict[str, str]:
+    """``{TokenRemap layer: the input it reads}`` for every remap fed directly by a model input."""
+    inputs = {l.name for l in model.layers if isinstance(l, keras.layers.InputLayer)}
+    return {l.name: g.inputs_of(l.name)[0] for l in model.layers
+            if isinstance(l, TokenRemap) and len(g.inputs_of(l.name)) == 1 and g.inputs_of(l.name)[0] in inputs}
+
+
 def token_embedding_names(model: keras.Model) -> list[str]:
-    """Embedding layers fed directly by the token-id input."""
+    """Embedding layers fed by the token-id input, directly or through a ``TokenRemap``."""
     inputs = {l.name for l in model.layers if isinstance(l, keras.layers.InputLayer)}
     g = Graph(model)
+    readers = inputs | set(_remaps(model, g))
     return [l.name for l in model.layers
             if isinstance(l, (keras.layers.Embedding, FactorizedEmbedding))
-            and set(g.inputs_of(l.name)) <= inputs]
+            and set(g.inputs_of(l.name)) <= readers]
 
 
 def not_applicable(model: keras.Model, tokenizer: Tokenizer) -> str | None:
@@ -67,6 +90,10 @@ def not_applicable(model: keras.Model, tokenizer: Tokenizer) -> str | None:
     if len(names) != 1:
         return (f"expected one token Embedding read by the token ids, found "
                 f"{', '.join(repr(n) for n in names) if names else 'none'}")
+    remapped = set(Graph(model).inputs_of(names[0])) & set(_remaps(model, Graph(model)))
+    if remapped:
+        return (f"the token ids reach {names[0]!r} through the TokenRemap {sorted(remapped)[0]!r} "
+                "(its rows were pruned or remapped already)")
     layer = model.get_layer(names[0])
     if isinstance(layer, FactorizedEmbedding):
         return f"layer {names[0]!r} is already factorised"
@@ -107,6 +134,39 @@ def remap_table(keep: np.ndarray, vocab_size: int, unk_id: int = 1) -> np.ndarra
     table = np.full(vocab_size, unk_id, np.int32)
     table[keep] = np.arange(len(keep), dtype=np.int32)
     return table
+
+
+def nearest_rows(E: np.ndarray, queries: np.ndarray, candidates: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """For each row id in ``queries``, the id in ``candidates`` whose row of ``E`` has the largest
+    cosine similarity with it (ties: the first candidate)."""
+    queries, candidates = np.asarray(queries, np.int64), np.asarray(candidates, np.int64)
+    if not len(candidates):
+        raise ModelError("factorise: unseen_tokens nearest needs at least one kept ordinary token")
+    unit = np.asarray(E, np.float32)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    K = unit[candidates]
+    out = np.empty(len(queries), np.int64)
+    for i in range(0, len(queries), chunk):
+        out[i:i + chunk] = candidates[np.argmax(unit[queries[i:i + chunk]] @ K.T, axis=1)]
+    return out
+
+
+def alias_targets(E: np.ndarray, keep: np.ndarray, dropped: np.ndarray, mode: str, unk_id: int,
+                  not_targets) -> np.ndarray:
+    """The ``TokenRemap`` table of ``unseen_tokens`` ``unk``/``nearest`` (module docstring): new id ->
+    kept row, identity on the ``len(keep)`` kept ids, then one entry per ``dropped`` old id; ``E`` is
+    the table before the pass (old ids), ``not_targets`` old ids never chosen by ``nearest``."""
+    keep, dropped = np.asarray(keep, np.int64), np.asarray(dropped, np.int64)
+    new_of = np.full(len(E), -1, np.int64)
+    new_of[keep] = np.arange(len(keep))
+    if mode == "unk":
+        tail = np.full(len(dropped), new_of[unk_id], np.int64)
+    elif mode == "nearest":
+        candidates = keep[~np.isin(keep, np.asarray(list(not_targets), np.int64))]
+        tail = new_of[nearest_rows(E, dropped, candidates)]
+    else:
+        raise ValueError(f"alias_targets: mode {mode!r}")
+    return np.concatenate([np.arange(len(keep)), tail]).astype(np.int32)
 
 
 def frequency_order(keep: np.ndarray, counts: np.ndarray, specials) -> np.ndarray:
@@ -168,12 +228,24 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts,
             raise ModelError("factorise: full_rows needs rank or max_error (the other rows are factorised)")
         keep = frequency_order(keep, counts, list(specials.values()))
     remap = remap_table(keep, V, unk_id=int(np.flatnonzero(keep == specials["unk"])[0]))
+    unseen = settings.unseen_tokens
+    dropped = np.setdiff1d(np.arange(tokenizer.vocab_size), keep) if vocab_prune and unseen != "split" else []
+    aliases = None
+    if len(dropped):  # they stay in the tokenizer, after the kept ids, and read a kept row
+        aliases = alias_targets(E, keep, dropped, unseen, specials["unk"],
+                                list(range(len(RESERVED))) + list(specials.values()))
+        remap[dropped] = len(keep) + np.arange(len(dropped))
     E, counts = E[keep], counts[keep]
     new_tok = tokenizer
     if vocab_prune or full_rows:
-        new_tok = Tokenizer([tokenizer.vocabulary[i] for i in keep], tokenizer.config)
+        new_tok = Tokenizer([tokenizer.vocabulary[i] for i in keep] + [tokenizer.vocabulary[i] for i in dropped],
+                            tokenizer.config)
     if vocab_prune:
-        note.update(vocab_after=int(len(keep)), vocab_dropped=int(V - len(keep)), min_count=int(min_count))
+        note.update(vocab_after=int(len(keep)), vocab_dropped=int(V - len(keep)), min_count=int(min_count),
+                    unseen_tokens=unseen)
+    if aliases is not None:
+        note.update(aliased_tokens=int(len(dropped)),
+                    remap_bytes=int((2 if len(keep) <= np.iinfo(np.int16).max + 1 else 4) * len(aliases)))
     g = Graph(model)
     cfg = dict(g.layer_config(name))
     weights = {name: [E]}
@@ -205,8 +277,24 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts,
         cfg["input_dim"] = int(len(E))
         g.entry(name)["config"] = cfg
         note["params_after"] = int(len(E) * d)
+    if aliases is not None:
+        insert_token_remap(g, name, aliases, weights)
     new = rebuild(model, g, weights, name=model.name)
     return new, new_tok, remap, note
+
+
+def insert_token_remap(g: Graph, embedding: str, table: np.ndarray, weights: dict) -> None:
+    """Put a ``TokenRemap`` holding ``table`` between the token-id input and ``embedding`` only (a
+    padding mask or anything else reading the ids keeps the tokenizer's ids); int16 entries when
+    every row id fits."""
+    name = "token_remap" if not g.has("token_remap") else f"{embedding}_remap"
+    dtype = "int16" if int(np.max(table, initial=0)) <= np.iinfo(np.int16).max else "int32"
+    ent = layer_entry(TokenRemap, {"input_vocab_size": int(len(table)), "table_dtype": dtype}, name)
+    ent["inbound_nodes"] = [[[g.inputs_of(embedding)[0], 0, 0, {}]]]
+    at = next(i for i, e in enumerate(g.entries) if e["name"] == embedding)
+    g.entries.insert(at, ent)
+    g.set_inputs(embedding, [name])
+    weights[name] = [table.astype(dtype)]
 
 
 def check_tokenizer_remap(old: Tokenizer, new: Tokenizer, remap: np.ndarray, texts: list[str]) -> int:

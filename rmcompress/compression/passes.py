@@ -3,7 +3,8 @@
 Each pass adapts one pass module to the recipe state and verifies the result numerically against
 the model it came from (the pass modules raise :class:`ModelError` when a check fails):
 fuse (float outputs within ``tolerance``), factorise (vocabulary pruning: the tokenizer re-encodes
-training texts to exactly the remapped ids and the rewards are unchanged; SVD: reports the error),
+training texts, and with ``unseen_tokens`` unk/nearest validation texts too, to exactly the remapped ids
+and the rewards are unchanged; SVD: reports the error),
 prune/cluster (stripped model equals the wrapped model), length (checked at export on the TFLite),
 budget (the shrunk model equals the gated one, in :mod:`rmcompress.structured.shrink`), quantise (judged at
 export against the float or fake-quant model).
@@ -76,6 +77,13 @@ class FactorisePass(Pass):
                 raise ModelError(f"factorise: the new vocabulary tokenises {bad} of {len(texts)} training "
                                  "texts differently from the remapped ids")
             note["tokenizer_check_rows"] = len(texts)
+            if note.get("aliased_tokens"):  # every text keeps its pieces: held-out texts too
+                held = state.val_raw.all_texts[:TOKENIZER_CHECK_ROWS]
+                bad = check_tokenizer_remap(old_tok, tok, remap, held)
+                if bad:
+                    raise ModelError(f"factorise: with unseen_tokens {s.unseen_tokens} the new vocabulary "
+                                     f"tokenises {bad} of {len(held)} validation texts differently")
+                note["tokenizer_check_rows"] += len(held)
         sample = train_ids[:256]
         diff = float(np.max(np.abs(new.predict(remap[sample], verbose=0)
                                    - old_model.predict(sample, verbose=0)))) if len(sample) else 0.0

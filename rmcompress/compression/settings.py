@@ -124,6 +124,10 @@ class FactoriseSettings(PassSettings):
     batch_size: int = setting(64, min=1)
     full_rows: int = setting(0, min=0, help="the most used tokens keep this many exact rows; only the others "
                                             "are factorised (two tiers; needs rank or max_error)")
+    unseen_tokens: str = setting("split", choices=("split", "unk", "nearest"),
+                                 help="tokens no counted text uses: leave the vocabulary (split), or stay in the "
+                                      "tokenizer and read the [UNK] row (unk) or the nearest kept row by cosine "
+                                      "(nearest), through an id table of 2 bytes a token (4 past 32,767 kept rows)")
     distill: float = setting(0.0, min=0, max=1,
                              help="fine-tuning steps distill from the model before factorisation "
                                   "with this weight (on the training, unlabeled and augmented "
@@ -136,6 +140,8 @@ class FactoriseSettings(PassSettings):
             return "full_rows", "only the other rows are factorised; give rank or max_error"
         if self.distill and not self.steps:
             return "distill", "distillation happens in the fine-tuning steps; set steps >= 1"
+        if self.unseen_tokens != "split" and not self.vocab_prune:
+            return "unseen_tokens", "only vocabulary pruning drops tokens; set vocab_prune: true"
         return None
 
 

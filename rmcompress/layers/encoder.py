@@ -243,26 +243,32 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 class TokenRemap(keras.layers.Layer):
     """``ids [B, T] int32`` -> ``table[ids]``: maps tokeniser ids onto the rows a shrunk embedding kept.
 
-    ``table`` (int32 ``[input_vocab_size]``, not trainable) sends every removed vocabulary row to row
+    ``table`` (``[input_vocab_size]``, not trainable) sends every removed vocabulary row to row
     0, which a shrunk model keeps all-zero (padding is masked by id before the remap, so a removed
-    token still counts as a real token with a zero embedding). Initialised to the identity.
+    token still counts as a real token with a zero embedding), or, from ``factorise``'s
+    ``unseen_tokens``, a dropped token to a kept row. Initialised to the identity. ``table_dtype``
+    ``int16`` (rows below 32,768) halves its bytes; the rows read are cast to int32.
     """
 
-    def __init__(self, input_vocab_size: int, **kwargs):
+    def __init__(self, input_vocab_size: int, table_dtype: str = "int32", **kwargs):
         super().__init__(**kwargs)
         self.input_vocab_size = int(input_vocab_size)
+        if table_dtype not in ("int32", "int16"):
+            raise ValueError(f"TokenRemap: table_dtype {table_dtype!r} must be int32 or int16")
+        self.table_dtype = table_dtype
 
     def build(self, input_shape):
         self.table = self.add_weight(
-            name="table", shape=(self.input_vocab_size,), dtype="int32", trainable=False,
-            initializer=lambda shape, dtype=None: tf.range(shape[0], dtype="int32"))
+            name="table", shape=(self.input_vocab_size,), dtype=self.table_dtype, trainable=False,
+            initializer=lambda shape, dtype=None: tf.cast(tf.range(shape[0], dtype="int32"), self.table_dtype))
         super().build(input_shape)
 
     def call(self, ids):
-        return tf.gather(self.table, tf.cast(ids, "int32"))
+        rows = tf.gather(self.table, tf.cast(ids, "int32"))
+        return rows if self.table_dtype == "int32" else tf.cast(rows, "int32")
 
     def get_config(self):
-        return {**super().get_config(), "input_vocab_size": self.input_vocab_size}
+        return {**super().get_config(), "input_vocab_size": self.input_vocab_size, "table_dtype": self.table_dtype}
 
 
 @register

@@ -284,3 +284,143 @@ def test_full_rows_covering_the_whole_vocabulary_keeps_the_table_exact(trained):
     assert not isinstance(new.get_layer("token_embedding"), FactorizedEmbedding)
     np.testing.assert_allclose(new.predict(tok.encode(texts), verbose=0),
                                bundle.model.predict(bundle.tokenizer.encode(texts), verbose=0), atol=1e-5)
+
+
+def _with_unseen_words(trained, n=40):
+    """Training texts that use part of the vocabulary, and held-out texts built from the pieces they
+    never use (so pruning drops them)."""
+    from rmcompress.compression.factorise import full_token_counts
+
+    texts, _ = _subset(trained, n)
+    tok = trained.bundle.tokenizer
+    counts = full_token_counts(tok, texts)
+    unseen = [w for i, w in enumerate(tok.vocabulary) if counts[i] == 0 and i > 1 and w.isalpha()][:12]
+    assert len(unseen) >= 6
+    held = [" ".join(unseen[i:i + 3]) + " " + texts[i] for i in range(0, 12, 3)]
+    return texts, held, unseen
+
+
+@pytest.mark.parametrize("mode", ["unk", "nearest"])
+def test_unseen_tokens_keep_their_pieces_and_read_a_kept_row(trained, mode):
+    """``unseen_tokens`` unk/nearest: the dropped pieces stay in the tokenizer after the kept ones,
+    so held-out texts split exactly as under the source vocabulary; a TokenRemap sends each to the
+    [UNK] row or to the kept row nearest by cosine; training rows score exactly as with ``split``."""
+    from rmcompress.layers.encoder import TokenRemap
+
+    bundle = trained.bundle
+    texts, held, unseen = _with_unseen_words(trained)
+    split, tok_s, remap_s, _ = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(vocab_prune=True))
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts,
+                                      FactoriseSettings(vocab_prune=True, unseen_tokens=mode))
+    V = bundle.tokenizer.vocab_size
+    kept = tok_s.vocab_size
+    assert tok.vocab_size == V and tok.vocabulary[:kept] == tok_s.vocabulary
+    assert note["aliased_tokens"] == V - kept and note["unseen_tokens"] == mode and note["remap_bytes"] == 2 * V
+    # every text, held-out ones included, splits into the source's pieces (a bijection of ids)
+    assert sorted(remap[:V]) == list(range(V))
+    assert check_tokenizer_remap(bundle.tokenizer, tok, remap, texts + held) == 0
+    # ``split`` reads the unseen pieces as [UNK] or other pieces; here each keeps an id of its own
+    assert len(np.unique(tok.encode(held))) > len(np.unique(tok_s.encode(held)))
+    # the table keeps only the kept rows; the remap reads them
+    assert new.get_layer("token_embedding").input_dim == kept
+    table = new.get_layer("token_remap").get_weights()[0]
+    assert isinstance(new.get_layer("token_remap"), TokenRemap) and table.shape == (V,) and table.dtype == np.int16
+    np.testing.assert_array_equal(table[:kept], np.arange(kept))
+    E = bundle.model.get_layer("token_embedding").get_weights()[0]
+    old_of_new = np.argsort(remap[:V])  # new id -> old id
+    unk_new = tok.vocabulary.index("[UNK]")
+    if mode == "unk":
+        assert np.all(table[kept:] == unk_new)
+    else:
+        unit = E / np.linalg.norm(E, axis=1, keepdims=True)
+        cand = old_of_new[2:kept]  # kept ordinary tokens ([PAD], [UNK] are never targets)
+        for new_id in range(kept, V):
+            best = cand[np.argmax(unit[cand] @ unit[old_of_new[new_id]])]
+            assert old_of_new[table[new_id]] == best
+    # a held-out text reads, for each unseen piece, the target's row of the source table
+    ids = tok.encode(held[:1])
+    emb = keras_model_output(new, "token_embedding", ids)
+    src_rows = E[old_of_new[table[ids[0]]]]
+    np.testing.assert_allclose(emb[0], src_rows, atol=1e-6)
+    # training rows: exactly the rewards of the source and of ``split``
+    ids_t = bundle.tokenizer.encode(texts)
+    np.testing.assert_array_equal(new.predict(remap[ids_t], verbose=0), bundle.model.predict(ids_t, verbose=0))
+    np.testing.assert_array_equal(new.predict(remap[ids_t], verbose=0), split.predict(remap_s[ids_t], verbose=0))
+
+
+def keras_model_output(model, layer, ids):
+    from rmcompress._keras import keras
+
+    return keras.Model(model.inputs, model.get_layer(layer).output)(ids).numpy()
+
+
+def test_unseen_tokens_nearest_with_a_factorised_table_saves_and_converts(trained, tmp_path):
+    """Two tiers plus ``nearest``: the remap sits before the factorised table; the model directory
+    saves and loads with the full tokenizer, TFLite scores held-out texts as Keras does, and a second
+    factorise pass says why it cannot apply."""
+    from rmcompress.compression.factorise import not_applicable
+    from rmcompress.models.modeldir import load_model_dir, save_model_dir
+    from rmcompress.runtime.tflite import TFLiteRunner, convert
+
+    bundle = trained.bundle
+    texts, held, _ = _with_unseen_words(trained, 200)
+    new, tok, remap, note = factorise(bundle.model, bundle.tokenizer, texts, FactoriseSettings(
+        vocab_prune=True, rank=4, full_rows=12, unseen_tokens="nearest"))
+    assert isinstance(new.get_layer("token_embedding"), FactorizedEmbedding) and note["aliased_tokens"] > 0
+    d_out = save_model_dir(tmp_path / "aliased", new, tok, bundle.metadata)
+    again = load_model_dir(d_out)
+    assert again.tokenizer.vocabulary == tok.vocabulary
+    rows = tok.encode(held + texts[:8])
+    np.testing.assert_allclose(again.model.predict(rows, verbose=0), new.predict(rows, verbose=0), atol=1e-6)
+    tfl = TFLiteRunner(convert(new))
+    np.testing.assert_allclose(tfl.score(rows).reshape(-1), new.predict(rows, verbose=0).reshape(-1), atol=1e-4)
+    assert "TokenRemap" in not_applicable(new, tok)
+
+
+def test_unseen_tokens_need_vocabulary_pruning():
+    from rmcompress.compression.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="unseen_tokens"):
+        Recipe.from_dict({"name": "x", "passes": [{"factorise": {"vocab_prune": False, "unseen_tokens": "unk"}}]})
+
+
+def test_factorise_pass_with_unseen_tokens_checks_validation_texts_and_fine_tunes(trained, tmp_path):
+    """In a recipe, ``unseen_tokens: nearest`` keeps the whole vocabulary in the state's tokenizer,
+    checks that validation texts keep their pieces too, and fine-tunes the model with the remap."""
+    import pandas as pd
+
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.models.modeldir import load_model_dir
+
+    texts, _ = _subset(trained, 40)
+    data = tmp_path / "few.tsv"
+    pd.DataFrame({"sentence": texts, "label": [i % 2 for i in range(len(texts))]}).to_csv(data, sep="\t", index=False)
+    state = prepare_state(load_model_dir(trained.out_dir), data, {"val_fraction": 0.2})
+    V = state.tokenizer.vocab_size
+    state, note = run_pass("factorise", state, vocab_prune=True, unseen_tokens="nearest", steps=2, batch_size=8)
+    assert note["aliased_tokens"] > 0 and state.tokenizer.vocab_size == V
+    assert note["tokenizer_check_rows"] == len(state.train_raw.all_texts) + len(state.val_raw.all_texts)
+    assert note["finetune_steps"] == 2 and np.isfinite(note["final_train_loss"])
+    assert np.all(np.isfinite(state.model.predict(state.val.ids, verbose=0)))
+
+
+def test_unseen_tokens_do_not_change_the_fine_tuning(trained, tmp_path):
+    """The training texts hold no unseen token, so their ids (and the fine-tuning) are those of
+    ``split``: the same seed gives the same kept table and the same rewards on training rows."""
+    import pandas as pd
+
+    from rmcompress.compression.state import prepare_state
+    from rmcompress.models.modeldir import load_model_dir
+
+    texts, _ = _subset(trained, 40)
+    data = tmp_path / "few.tsv"
+    pd.DataFrame({"sentence": texts, "label": [i % 2 for i in range(len(texts))]}).to_csv(data, sep="\t", index=False)
+    out = {}
+    for mode in ("split", "unk"):
+        state = prepare_state(load_model_dir(trained.out_dir), data, {"val_fraction": 0.2})
+        state, _ = run_pass("factorise", state, vocab_prune=True, unseen_tokens=mode, steps=3, batch_size=8)
+        out[mode] = (state.model.get_layer("token_embedding").get_weights()[0],
+                     state.model.predict(state.train.ids, verbose=0))
+    np.testing.assert_array_equal(out["split"][0], out["unk"][0])
+    np.testing.assert_array_equal(out["split"][1], out["unk"][1])
