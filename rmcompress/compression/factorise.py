@@ -23,8 +23,10 @@ rewards).
   (``unk``) or the row of the kept ordinary token whose row of the table before the pass is nearest
   by cosine, ``argmax_k <E_j, E_k> / (|E_j| |E_k|)`` (``nearest``; [PAD], [UNK] and the tokenizer's
   specials are never targets). The table keeps only the kept rows; the remap is one id per
-  vocabulary token (int16 below 32,768 kept rows, else int32: 2 or 4 bytes each, 0 params, 0 FLOPs). On the training texts the ids, and so the
-  rewards and any fine-tuning, are those of ``split``. Both need rows the model learned: a
+  vocabulary token (int16 up to 32,768 kept rows, else int32: 2 or 4 bytes each, 0 params, 0 FLOPs).
+  On the counted texts the ids, and so the rewards and a fine-tuning on them, are those of ``split``
+  (the ``augment`` variants a distilling fine-tune adds hold other words: they differ). Needs
+  ``min_count`` 1, so that no counted text reads a remapped row. Both need rows the model learned: a
   pretrained encoder has one for every token; a model trained from scratch on these texts never
   trained the rows of tokens they do not use, so ``split`` stays the default.
 

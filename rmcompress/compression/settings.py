@@ -127,7 +127,8 @@ class FactoriseSettings(PassSettings):
     unseen_tokens: str = setting("split", choices=("split", "unk", "nearest"),
                                  help="tokens no counted text uses: leave the vocabulary (split), or stay in the "
                                       "tokenizer and read the [UNK] row (unk) or the nearest kept row by cosine "
-                                      "(nearest), through an id table of 2 bytes a token (4 past 32,767 kept rows)")
+                                      "(nearest), through an id table of 2 bytes a token (4 past 32,768 kept rows); "
+                                      "needs min_count 1")
     distill: float = setting(0.0, min=0, max=1,
                              help="fine-tuning steps distill from the model before factorisation "
                                   "with this weight (on the training, unlabeled and augmented "
@@ -142,6 +143,9 @@ class FactoriseSettings(PassSettings):
             return "distill", "distillation happens in the fine-tuning steps; set steps >= 1"
         if self.unseen_tokens != "split" and not self.vocab_prune:
             return "unseen_tokens", "only vocabulary pruning drops tokens; set vocab_prune: true"
+        if self.unseen_tokens != "split" and self.min_count > 1:
+            return "unseen_tokens", ("with min_count > 1 training texts would read remapped rows; "
+                                     "use min_count 1 or unseen_tokens split")
         return None
 
 

@@ -78,7 +78,7 @@ runs over, i.e. every input dim but the last):
   inference-time identities (``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``,
   ``ActivityRegularization``) = 0 FLOPs; gate layers = 0 FLOPs and 0 params (they are removed by
   ``shrink``);
-- params = every float weight, trainable or not (an int32 index table such as ``TokenRemap`` is
+- params = every float weight, trainable or not (an integer index table such as ``TokenRemap`` is
   data, not params; its bytes show in the file size).
 
 FLOPs are split into *parts* (``matmul``, ``bias``, ``elementwise``, ``activation``, ``max``,
@@ -784,7 +784,7 @@ KERAS_MHA = LayerFacts(
 BIAS_ADD = LayerFacts(lambda layer, s, d: {"bias": s.positions * d["width"]},
                       lambda layer, s, d: d["width"], _last_dim_roles, {"bias": (("width", 0),)})
 
-# TokenRemap: an int32 index table (data, not params), 0 FLOPs.
+# TokenRemap: an int32 or int16 index table (data, not params), 0 FLOPs.
 TOKEN_REMAP = LayerFacts(_zero_flops, _zero_params)
 
 #: layer class -> its facts (the project's own layers: :mod:`rmcompress.layers`).

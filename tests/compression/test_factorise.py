@@ -424,3 +424,11 @@ def test_unseen_tokens_do_not_change_the_fine_tuning(trained, tmp_path):
                      state.model.predict(state.train.ids, verbose=0))
     np.testing.assert_array_equal(out["split"][0], out["unk"][0])
     np.testing.assert_array_equal(out["split"][1], out["unk"][1])
+
+
+def test_unseen_tokens_need_min_count_one():
+    from rmcompress.compression.recipe import Recipe
+    from rmcompress.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="min_count"):
+        Recipe.from_dict({"name": "x", "passes": [{"factorise": {"min_count": 2, "unseen_tokens": "nearest"}}]})

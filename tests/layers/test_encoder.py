@@ -30,6 +30,14 @@ def test_token_remap_reads_its_table_as_int32_ids(dtype, tmp_path):
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
     np.testing.assert_allclose(TFLiteRunner(convert(model)).score(x).reshape(-1),
                                model.predict(x, verbose=0).reshape(-1), atol=1e-5)
+    # dynamic-range int8 leaves the table as it is: int16 entries take 2 bytes each in the file
+    from ai_edge_litert.interpreter import Interpreter
+
+    flat = convert(model, "dynamic")
+    tensors = Interpreter(model_content=flat).get_tensor_details()
+    assert {np.dtype(t["dtype"]) for t in tensors if tuple(t["shape"]) == (40,)} == {np.dtype(dtype)}
+    np.testing.assert_allclose(TFLiteRunner(flat).score(x).reshape(-1), model.predict(x, verbose=0).reshape(-1),
+                               atol=0.05)
 
 
 def test_token_remap_refuses_other_table_types():
