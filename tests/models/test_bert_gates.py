@@ -289,7 +289,8 @@ def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwis
 
 def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
     """The shipped ``pretrained-aggressive`` recipe (steps scaled down): Taylor pruning in stages,
-    distilled from the source, fuse, vocabulary pruning + rank-limited table, dynamic-range TFLite."""
+    distilled from the source, fuse, vocabulary pruning (dropped tokens read their nearest kept row)
+    + rank-limited table, dynamic-range TFLite."""
     from rmcompress.compression.recipe import Recipe
     from rmcompress.compression.pipeline import compress
 
@@ -308,6 +309,9 @@ def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir,
     assert b["method"] == "taylor" and b["stages"] == 3 and b["final_steps"] == 3
     assert b["achieved_flops_fraction"] <= 0.15 + 1e-9 and b["flops_after"] < b["flops_before"]
     assert notes["factorise"]["vocab_after"] < notes["factorise"]["vocab_before"]
+    # the dropped tokens stay in the tokenizer and read their nearest kept row
+    f = notes["factorise"]
+    assert f["unseen_tokens"] == "nearest" and f["aliased_tokens"] == f["vocab_before"] - f["vocab_after"]
     assert notes["quantise"]["mode"] == "dynamic"
     assert any(p.suffix == ".tflite" for p in (tmp_path / "agg").rglob("*.tflite"))
     assert rep["parity_decision_agreement"] >= 0.9 and rep["size_ratio"] > 4  # exported, checked, measured
