@@ -11,6 +11,11 @@ to the end of its last (tracing and the shuffle buffer left out). Reported: ms p
 stream (mean and spread over the rounds), their ratio per round, and the mean token length of a
 batch of each stream.
 
+``--scoring-rows N``: the teacher's scoring of distillation rows too, on the first ``N`` training rows:
+``model.predict`` of the padded rows against :func:`rmcompress.training.distill.teacher_outputs`
+(length-sorted batches cut to their rows' tokens, its slack check included), ``--rounds`` times
+each, alternating; reported with the largest difference of their rewards.
+
     python benchmarks/group_by_length.py --model minilm=DIR --model transformer=DIR2 --task sst2 --out OUT
 
 Writes ``OUT/group_by_length.json`` and prints a markdown table.
@@ -75,7 +80,7 @@ def run_model(name: str, model_dir: Path, proto, args) -> dict:
                "grouped": enc.dataset(args.batch_size, shuffle=True, seed=0, repeat=True, group_by_length=True,
                                       slack=slack)}
     times = {k: [] for k in streams}
-    for r in range(args.rounds):
+    for r in range(args.rounds if args.steps else 0):
         for mode in (("padded", "grouped") if r % 2 == 0 else ("grouped", "padded")):
             timer = StepTimer()
             wrapper.fit(streams[mode], steps_per_epoch=args.steps, epochs=1, callbacks=[timer], verbose=0)
@@ -83,16 +88,39 @@ def run_model(name: str, model_dir: Path, proto, args) -> dict:
             print(f"[{time.strftime('%H:%M:%S')}] {name} round {r} {mode}: {times[mode][-1]:.1f} ms/step",
                   file=sys.stderr, flush=True)
     ratios = [p / g for p, g in zip(times["padded"], times["grouped"])]
-    return {"model": name, "dir": str(model_dir), "task": bundle.task, "seq_len": int(all_ids(enc).shape[1]),
+    ids = all_ids(enc)
+    scoring = score_times(bundle.model, ids[:args.scoring_rows], args.rounds) if args.scoring_rows else None
+    return {"scoring": scoring, "model": name, "dir": str(model_dir), "task": bundle.task, "seq_len": int(ids.shape[1]),
             "rows": len(enc), "mean_tokens": float(np.mean(row_lengths(all_ids(enc)))), "slack": slack,
             "batch_length": {k: batch_lengths(ds, 200) for k, ds in streams.items()},
             "ms_per_step": times, "speedup": ratios, "batch_size": args.batch_size, "steps": args.steps}
+
+
+def score_times(model, ids: np.ndarray, rounds: int) -> dict:
+    """Seconds of padded ``predict`` and of ``teacher_outputs`` on ``ids``, interleaved."""
+    from rmcompress.training.distill import teacher_outputs
+
+    times: dict = {"padded": [], "by_length": []}
+    for r in range(rounds):
+        for mode in (("padded", "by_length") if r % 2 == 0 else ("by_length", "padded")):
+            t = time.perf_counter()
+            if mode == "padded":
+                padded = model.predict(ids, batch_size=512, verbose=0).reshape(-1)
+            else:
+                cut = teacher_outputs(model, ids)[0]
+            times[mode].append(time.perf_counter() - t)
+            print(f"[{time.strftime('%H:%M:%S')}] scoring round {r} {mode}: {times[mode][-1]:.1f} s",
+                  file=sys.stderr, flush=True)
+    return {"rows": len(ids), "seconds": times, "speedup": [p / c for p, c in zip(times["padded"], times["by_length"])],
+            "max_abs_diff": float(np.max(np.abs(padded - cut)))}
 
 
 def table(rows: list[dict]) -> str:
     out = ["| model | task | tokens per text (mean) | batch length: padded / grouped | ms per step: padded | "
            "grouped | speed-up |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
+        if not r["speedup"]:
+            continue
         p, g, s = (np.array(r["ms_per_step"]["padded"]), np.array(r["ms_per_step"]["grouped"]),
                    np.array(r["speedup"]))
         out.append(f"| {r['model']} | {r['task']} | {r['mean_tokens']:.1f} | {r['batch_length']['padded']:.0f} / "
@@ -108,9 +136,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", action="append", required=True, help="NAME=MODEL_DIR (repeatable)")
     p.add_argument("--task", default="sst2", choices=["sst2", "hh"])
-    p.add_argument("--steps", type=int, default=40, help="steps per timed block")
+    p.add_argument("--steps", type=int, default=40, help="steps per timed block (0: time the scoring only)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--scoring-rows", type=int, default=0, help="time the teacher's scoring on this many rows too")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     proto = protocol_splits(args.task)
@@ -123,6 +152,14 @@ def main(argv=None) -> int:
     result = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu(), "args": vars(args), "rows": rows}
     (out / "group_by_length.json").write_text(json.dumps(result, indent=1))
     print(f"{result['cpu']}\n\n{table(rows)}")
+    for r in rows:
+        if r["scoring"]:
+            sc = r["scoring"]
+            pad, cut, ratio = (np.array(sc["seconds"]["padded"]), np.array(sc["seconds"]["by_length"]),
+                               np.array(sc["speedup"]))
+            print(f"{r['model']}: scoring {sc['rows']} rows: padded {pad.mean():.1f} ± {pad.std(ddof=1):.1f} s, "
+                  f"by length {cut.mean():.1f} ± {cut.std(ddof=1):.1f} s, {ratio.mean():.2f} ± "
+                  f"{ratio.std(ddof=1):.2f}x; largest reward difference {sc['max_abs_diff']:.2g}")
     return 0
 
 

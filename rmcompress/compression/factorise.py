@@ -61,7 +61,7 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.compression.graph import Graph, layer_entry, rebuild
 from rmcompress.layers.compressed import FactorizedEmbedding
-from rmcompress.layers.encoder import TokenRemap
+from rmcompress.layers.encoder import TokenRemap, remap_dtype
 from rmcompress.compression.settings import FactoriseSettings
 from rmcompress.data.tokenizer import RESERVED, Tokenizer
 from rmcompress.errors import ModelError
@@ -247,7 +247,7 @@ def factorise(model: keras.Model, tokenizer: Tokenizer, train_texts,
                     unseen_tokens=unseen)
     if aliases is not None:
         note.update(aliased_tokens=int(len(dropped)),
-                    remap_bytes=int((2 if len(keep) <= np.iinfo(np.int16).max + 1 else 4) * len(aliases)))
+                    remap_bytes=int(np.dtype(remap_dtype(len(keep))).itemsize * len(aliases)))
     g = Graph(model)
     cfg = dict(g.layer_config(name))
     weights = {name: [E]}
@@ -290,7 +290,7 @@ def insert_token_remap(g: Graph, embedding: str, table: np.ndarray, weights: dic
     padding mask or anything else reading the ids keeps the tokenizer's ids); int16 entries when
     every row id fits."""
     name = "token_remap" if not g.has("token_remap") else f"{embedding}_remap"
-    dtype = "int16" if int(np.max(table, initial=0)) <= np.iinfo(np.int16).max else "int32"
+    dtype = remap_dtype(int(np.max(table, initial=0)) + 1)
     ent = layer_entry(TokenRemap, {"input_vocab_size": int(len(table)), "table_dtype": dtype}, name)
     ent["inbound_nodes"] = [[[g.inputs_of(embedding)[0], 0, 0, {}]]]
     at = next(i for i, e in enumerate(g.entries) if e["name"] == embedding)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from rmcompress._keras import keras, tf
 
 PACKAGE = "rmcompress"
@@ -237,6 +239,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim,
                 "output_dim": self.output_dim, "mask_bound": self.mask_bound, "scale_scores": self.scale_scores,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+def remap_dtype(rows: int) -> str:
+    """The narrowest ``TokenRemap`` table dtype holding row ids ``0 .. rows - 1``."""
+    return "int16" if int(rows) <= np.iinfo(np.int16).max + 1 else "int32"
 
 
 @register

@@ -29,7 +29,8 @@ Per-block/per-conv sizes may be lists (a shrunk model has uneven blocks). Layer 
 adds ``embedding_norm`` (its ``block{i}_attn_norm``/``block{i}_ffn_norm`` follow the residual add).
 
 ``input_vocab_size`` (set by ``shrink`` when vocabulary rows were removed) adds a ``token_remap``
-layer that maps tokeniser ids onto the kept embedding rows. Nothing here knows about gates: the
+layer that maps tokeniser ids onto the kept embedding rows (int16 ids where ``vocab_size`` allows).
+Nothing here knows about gates: the
 prunable groups of these graphs are found like any user model's
 (:func:`rmcompress.models.dependency.discover`) and ``rmcompress.structured.gating.gated_copy``
 gates them.
@@ -50,7 +51,8 @@ def build_reward_model(config: ArchConfig | dict, name: str | None = None) -> ke
     mask = L.PaddingMask(name="padding_mask")(ids)
     rows = ids
     if config.input_vocab_size:
-        rows = L.TokenRemap(config.input_vocab_size, name="token_remap")(ids)
+        rows = L.TokenRemap(config.input_vocab_size, table_dtype=L.remap_dtype(config.vocab_size),
+                            name="token_remap")(ids)
     x = keras.layers.Embedding(config.vocab_size, config.width, name="token_embedding")(rows)
     builder = {"transformer": _transformer, "cnn": _cnn, "bow": _bow, "bert": _bert}[config.arch]
     pooled = builder(config, x, mask)

@@ -14,8 +14,8 @@ head). A stream group's gates (``WidthGate`` on a writer's output, ``GatedLayerN
 columns): the gated norm over the open channels is the plain norm of the kept ones. Every other
 layer is a copy of itself with its per-channel weights cut (BatchNormalization).
 Vocabulary rows (the ``vocab`` group) leave the embedding; a ``TokenRemap`` (``token_remap``,
-made or updated) sends every removed token id to row 0, which becomes all-zero (what ``RowGate``
-gave a closed row; padding is masked by id before the remap).
+made or updated; int16 ids up to 32,768 kept rows) sends every removed token id to row 0, which
+becomes all-zero (what ``RowGate`` gave a closed row; padding is masked by id before the remap).
 A residual branch left with no unit (an attention layer with no head, a feed-forward pair with no
 unit) goes with its residual add and the normalisation that fed only it; the output projection's
 bias it still added is folded into the layer that made the residual
@@ -30,7 +30,7 @@ import numpy as np
 from rmcompress._keras import keras, tf
 from rmcompress.cost.registry import facts_for, weight_of
 from rmcompress.errors import ModelError
-from rmcompress.layers.encoder import MultiHeadSelfAttention, PositionEmbedding, TokenRemap
+from rmcompress.layers.encoder import MultiHeadSelfAttention, PositionEmbedding, TokenRemap, remap_dtype
 from rmcompress.layers.gates import (GATE_LAYERS, GatedLayerNormalization, GatedPositionEmbedding,
                                      HeadGatedMultiHeadAttention, InputGatedConv1D, InputGatedDense, RowGate, WidthGate,
                                      deterministic_gates)
@@ -146,12 +146,13 @@ def _remap(model, embedding, ids, kept, made):
         if np.any(embedding.embeddings.numpy()[0] != 0):
             raise ModelError(f"shrink: model {model.name!r} already had vocabulary rows removed and its shared "
                              "row 0 was trained since; its rows cannot be cut again")
-        source.table.assign(row_map[source.table.numpy()])
+        source.table.assign(row_map[source.table.numpy()].astype(source.table.dtype.as_numpy_dtype))
         return ids
     names = {layer.name for layer in model.layers}
-    remap = TokenRemap(rows, name="token_remap" if "token_remap" not in names else f"{embedding.name}_remap")
+    remap = TokenRemap(rows, table_dtype=remap_dtype(len(kept) + 1),
+                       name="token_remap" if "token_remap" not in names else f"{embedding.name}_remap")
     out = remap(ids)
-    remap.table.assign(row_map)
+    remap.table.assign(row_map.astype(remap.table_dtype))
     made[id(remap)] = remap
     return out
 

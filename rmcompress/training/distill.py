@@ -80,6 +80,7 @@ from rmcompress.data.loaders import PointwiseData, load_pairwise, load_texts
 from rmcompress.data.pipeline import EncodedData, encode
 from rmcompress.errors import UsageError
 from rmcompress.models.modeldir import load_model_dir
+from rmcompress.training.lengths import predict_by_length, slack_or_none
 from rmcompress.training.model import LossTerm, RewardTrainingModel
 
 
@@ -155,11 +156,21 @@ def feature_model(scorer, layer: str = FEATURE_LAYER):
 
 def teacher_outputs(model, ids, batch_size: int = 512, features: bool = False):
     """The teacher's rewards ``[n]`` on ``ids`` and, with ``features``, its pooled features
-    ``[n, D]`` (else None)."""
+    ``[n, D]`` (else None). Scored by length (:func:`rmcompress.training.lengths.predict_by_length`:
+    each batch cut to its rows' tokens) when the teacher scores cut rows as padded ones
+    (:func:`~rmcompress.training.lengths.slack_or_none`), else padded."""
+    ids = np.asarray(ids)
+    scorer = feature_model(model) if features else model
+    slack = slack_or_none(model, ids) if len(ids) > batch_size else None  # one batch: nothing to sort
+    if slack is None:
+        outs = scorer.predict(ids, batch_size=batch_size, verbose=0)
+        outs = list(outs) if features else [outs]
+    else:
+        outs = predict_by_length(scorer, ids, slack, batch_size)
+    reward = np.asarray(outs[0]).reshape(-1).astype(np.float32)
     if not features:
-        return model.predict(ids, batch_size=batch_size, verbose=0).reshape(-1).astype(np.float32), None
-    reward, feats = feature_model(model).predict(ids, batch_size=batch_size, verbose=0)
-    return reward.reshape(-1).astype(np.float32), feats.reshape(len(ids), -1).astype(np.float32)
+        return reward, None
+    return reward, np.asarray(outs[1]).reshape(len(ids), -1).astype(np.float32)
 
 
 def feature_scale(features: np.ndarray, floor: float = 1e-3) -> np.ndarray:

@@ -70,6 +70,40 @@ def find_slack(models, data: EncodedData, what: str = "--group-by-length") -> in
     return max(_slack(m, ids, what) for m in models)
 
 
+def slack_or_none(model, ids: np.ndarray) -> int | None:
+    """:func:`find_slack` of one model on raw ``ids`` rows; None where no slack meets the contract."""
+    rows = check_rows(ids)
+    if not len(rows):
+        return 0
+    try:
+        return _slack(model, rows, "scoring by length")
+    except UsageError:
+        return None
+
+
+def predict_by_length(model, ids: np.ndarray, slack: int, batch_size: int = 512) -> list[np.ndarray]:
+    """``model``'s outputs (a list, one array ``[n, ...]`` per output) on ``ids`` ``[n, T]``, scored in
+    length-sorted batches of ``batch_size`` rows cut to their longest row plus ``slack`` tokens
+    (module docstring); one traced call for every batch length."""
+    ids = np.asarray(ids)
+    n, seq_len = ids.shape
+    lengths = row_lengths(ids)
+    order = np.argsort(lengths, kind="stable")
+    call = tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec([None, None], tf.as_dtype(ids.dtype))])
+    outs: list[np.ndarray] = []
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size]
+        width = min(seq_len, max(1, int(lengths[rows].max()) + slack))
+        got = call(ids[rows, :width])
+        got = [np.asarray(t) for t in (got if isinstance(got, (list, tuple)) else [got])]
+        if not outs:
+            outs = [np.empty((n, *t.shape[1:]), t.dtype) for t in got]
+        for out, t in zip(outs, got):
+            out[rows] = t
+    return outs
+
+
 def _slack(model, ids: np.ndarray, what: str) -> int:
     scorer = recast(model, FLOAT32) if is_mixed(model) else model
     name = model.name
@@ -107,4 +141,4 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-__all__ = ["check_rows", "find_slack", "row_lengths"]
+__all__ = ["check_rows", "find_slack", "predict_by_length", "row_lengths", "slack_or_none"]

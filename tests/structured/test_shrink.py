@@ -88,6 +88,7 @@ def test_shrink_narrows_embedding_and_cuts_vocabulary_rows():
     emb = shrunk.get_layer("token_embedding")
     assert emb.input_dim < 60 and emb.output_dim < 16
     assert shrunk.get_layer("token_remap").input_vocab_size == 60
+    assert shrunk.get_layer("token_remap").table_dtype == "int16"  # 2 bytes a token where the rows allow
     # gate the shrunk model again and shrink again: the remap tables compose
     again = gated_copy(shrunk, gate_vocab=True)
     gv = gate_layers(again)

@@ -1,6 +1,7 @@
 """Block-wise hidden-state distillation (:mod:`rmcompress.training.distill`): the term is 0 for a
 student equal to its teacher and grows from the block a change is made in; gradients reach the
-projections; blocks the student removed are skipped; bad layer names are one-line errors."""
+projections; blocks the student removed are skipped; bad layer names are one-line errors. The teacher
+scores its rows by length where that gives the padded rewards."""
 from __future__ import annotations
 
 import numpy as np
@@ -121,3 +122,29 @@ def test_layer_names_and_patterns_and_one_line_errors():
 def test_the_bert_graph_compares_its_post_norm_stream():
     teacher = randomize(build_reward_model(ArchConfig(**{**CFG, "arch": "bert"})))
     assert block_layer_names(teacher) == [f"block{i}_ffn_norm" for i in range(3)]
+
+
+def test_the_teacher_scores_by_length_where_it_may_and_padded_where_it_reads_the_padding(monkeypatch):
+    """Many rows: sorted, cut batches (equal rewards and features); a model that averages over the
+    padding is scored padded, exactly."""
+    from rmcompress._keras import keras
+    from rmcompress.training import distill
+
+    teacher = model(seed=3)
+    ids = token_ids(300, 16, 60, seed=5)
+    ids[::2, 5:] = 0  # half the rows short
+    cut = []
+    real = distill.predict_by_length
+    monkeypatch.setattr(distill, "predict_by_length", lambda *a, **k: cut.append(a[2]) or real(*a, **k))
+    reward, feats = distill.teacher_outputs(teacher, ids, batch_size=64, features=True)
+    want_r, want_f = distill.feature_model(teacher).predict(ids, verbose=0)
+    assert cut == [0]
+    np.testing.assert_allclose(reward, want_r.reshape(-1), atol=1e-5)
+    np.testing.assert_allclose(feats, want_f, atol=1e-5)
+
+    inp = keras.Input(shape=(16,), dtype="int32")
+    avg = keras.Model(inp, keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(
+        keras.layers.Embedding(60, 4)(inp))))
+    reward, none = distill.teacher_outputs(avg, ids, batch_size=64)
+    assert none is None and cut == [0]
+    np.testing.assert_array_equal(reward, avg.predict(ids, batch_size=64, verbose=0).reshape(-1))

@@ -116,3 +116,56 @@ def test_models_users_wrote_get_the_slack_their_windows_need_or_are_refused(name
             find_slack(model, data)
     else:
         assert find_slack(model, data) == slack
+
+
+def _rows(n=150, longest=20, seed=1):
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((n, SEQ), np.int32)
+    for i, k in enumerate(rng.integers(1, longest + 1, n)):
+        ids[i, :k] = rng.integers(1, 200, k)
+    return ids
+
+
+@pytest.mark.parametrize("arch", ["bert", "cnn"])
+def test_scoring_by_length_gives_the_padded_rewards_in_the_rows_order(arch, monkeypatch):
+    from rmcompress.training import lengths
+
+    model = build_reward_model(dict(arch=arch, vocab_size=200, seq_len=SEQ, width=16, depth=2, heads=2,
+                                    head_dim=8, ffn=32, filters=8, kernel_sizes=[2, 5], hidden=8))
+    ids = _rows()
+    widths = []
+    real_function = lengths.tf.function
+
+    def spy(fn, **kw):
+        traced = real_function(fn, **kw)
+
+        def call(x):
+            widths.append(x.shape[1])
+            return traced(x)
+        return call
+    monkeypatch.setattr(lengths.tf, "function", spy)
+    slack = lengths.slack_or_none(model, ids)
+    assert slack == (4 if arch == "cnn" else 0)
+    got = lengths.predict_by_length(model, ids, slack, batch_size=32)
+    want = model.predict(ids, batch_size=64, verbose=0)
+    assert len(got) == 1 and got[0].shape == want.shape
+    np.testing.assert_allclose(got[0], want, atol=1e-5, rtol=1e-5)
+    # five batches of sorted rows, each as long as its longest row plus the slack, never past SEQ
+    batch_widths = widths[-5:]
+    assert batch_widths == sorted(batch_widths) and batch_widths[-1] == min(SEQ, 20 + slack)
+    assert batch_widths[0] < batch_widths[-1]
+
+
+def test_scoring_by_length_returns_every_output_and_a_padding_reader_gets_no_slack():
+    from rmcompress.training.distill import feature_model
+    from rmcompress.training.lengths import predict_by_length, slack_or_none
+
+    model = build_reward_model(dict(arch="transformer", vocab_size=200, seq_len=SEQ, width=16, depth=1, heads=2,
+                                    head_dim=8, ffn=32))
+    ids = _rows(n=40)
+    reward, feats = predict_by_length(feature_model(model), ids, 0, batch_size=16)
+    want_r, want_f = feature_model(model).predict(ids, verbose=0)
+    np.testing.assert_allclose(reward, want_r, atol=1e-5)
+    np.testing.assert_allclose(feats, want_f, atol=1e-5)
+    assert slack_or_none(_padding_reader(), ids) is None
+    assert slack_or_none(_flatten_model(), ids) is None
