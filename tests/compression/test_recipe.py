@@ -102,6 +102,7 @@ def test_shipped_pretrained_recipe_resolves_by_name():
     budget = r.get("budget").params
     assert budget["method"] == "taylor" and budget["stages"] >= 2 and budget["distill"] > 0
     assert budget["final_steps"] > budget["steps"]  # most steps at the final, cheapest size
+    assert budget["distill_blocks"] > 0 and r.data["group_by_length"] is True  # grouping pays for the block term
     assert r.get("quantise").params["mode"] == "dynamic" and r.get("factorise").params["rank"]
 
 

@@ -289,7 +289,7 @@ def test_budget_pass_and_qat_on_a_bridged_bert_model_dir(finetuned_dir, pointwis
 
 def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir, pointwise_file, tmp_path):
     """The shipped ``pretrained-aggressive`` recipe (steps scaled down): Taylor pruning in stages,
-    distilled from the source, fuse, vocabulary pruning (dropped tokens read their nearest kept row)
+    distilled from the source's rewards and block outputs on batches grouped by length, fuse, vocabulary pruning (dropped tokens read their nearest kept row)
     + rank-limited table, dynamic-range TFLite."""
     from rmcompress.compression.recipe import Recipe
     from rmcompress.compression.pipeline import compress
@@ -308,6 +308,7 @@ def test_pretrained_aggressive_recipe_on_a_bridged_bert_model_dir(finetuned_dir,
     b = notes["budget"]
     assert b["method"] == "taylor" and b["stages"] == 3 and b["final_steps"] == 3
     assert b["achieved_flops_fraction"] <= 0.15 + 1e-9 and b["flops_after"] < b["flops_before"]
+    assert b["distill_blocks"] == 1.0 and rep["length_slack"] == 0  # the bert graph reads no padding
     assert notes["factorise"]["vocab_after"] < notes["factorise"]["vocab_before"]
     # the dropped tokens stay in the tokenizer and read their nearest kept row
     f = notes["factorise"]
