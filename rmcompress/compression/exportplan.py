@@ -43,6 +43,7 @@ class ExportPlan:
     max_layer_error: float | None = None
     min_layer_agreement: float | None = None
     debug_samples: int = QuantiseSettings.debug_samples
+    embedding_bits: int = QuantiseSettings.embedding_bits
     length: LengthPlan | None = None
 
     @property

@@ -275,7 +275,8 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     cal = state.calibration_ids(plan.calibration_samples) if plan.needs_calibration else None
     flat, qnote = build_tflite(conv_model, mode, cal, plan.keep_float_ops, plan.max_layer_error,
                                None if cal is None else cal[: plan.debug_samples], qat_model,
-                               plan.min_layer_agreement)
+                               plan.min_layer_agreement, plan.embedding_bits,
+                               getattr(state.tokenizer, "seq_len", None))
     if qnote:
         state.notes.append({"pass": "quantise-export", **qnote})
     if recipe.export.get("strip_names"):

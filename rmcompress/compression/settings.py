@@ -200,11 +200,16 @@ class QuantiseSettings(PassSettings):
                                                 "than this share of row pairs stays float; int4: a layer whose "
                                                 "4-bit weights alone do so keeps int8 weights (null: none)")
     debug_samples: int = setting(64, min=1)
+    embedding_bits: int = setting(8, choices=(8, 4), help="int8 / qat: bits of every embedding table the file "
+                                  "looks rows up in (4: per-column 4-bit values, the rows put back to int8 "
+                                  "after the lookup; mode int4 makes its tables 4-bit anyway)")
     steps: int = setting(300, min=0)
     learning_rate: float = setting(1e-4, **_RATE)
     batch_size: int = setting(64, min=1)
 
     def problem(self):
+        if self.embedding_bits != 8 and self.mode not in ("int8", "qat"):
+            return "embedding_bits", "applies to mode int8 or qat only (int4 makes its tables 4-bit anyway)"
         if self.mode not in ("int8", "int16x8") and (self.keep_float_ops is not None
                                                      or self.max_layer_error is not None):
             return "", "keep_float_ops/max_layer_error apply to mode int8 or int16x8 only"

@@ -15,6 +15,23 @@ the same model) to signed 4-bit integers, symmetric (zero point 0), ``q = round(
 Two values per byte, the first in the low nibble (``pack``). A tensor whose last dimension is odd
 keeps its int8 weights (a row would start in the middle of a byte). Every other tensor, operator and
 quantisation parameter is the dynamic file's, so a file with no tensor chosen is the dynamic file.
+
+**Tables of an integer file** (:func:`int4_tables`: ``int8`` / QAT files, int8 activations). A
+``GATHER`` table ``E [rows, d]`` is stored as int8 ``q8`` with one scale ``s8`` and zero point ``z8``,
+which the gathered int8 rows keep; every later op reads those rows. Two 4-bit forms:
+
+- **palette** (lossless), when the table holds at most 16 distinct int8 values (a table clustered
+  to <= 16 values keeps that after QAT): the sorted values ``p [k]`` become an int8 palette with the
+  table's ``s8`` and ``z8``, and the table holds each entry's index ``i`` as the int4 value
+  ``i - 8`` (scale 1, zero point -8). Per call: ``GATHER`` of the index rows, ``DEQUANTIZE`` (gives
+  ``i`` as float), ``CAST`` to int32, ``GATHER`` from the palette: ``x = p[i] = q8``, the rows the
+  int8 file gathers, bit for bit;
+- **per column** (lossy) otherwise: the values ``(q8 - z8) * s8`` re-quantised per column as above,
+  ``q4 = round((q8 - z8) * s8 / s_j)``; the lookup returns int4 rows, and ``DEQUANTIZE`` (per channel)
+  and ``QUANTIZE`` (to ``s8``, ``z8``) put back int8 rows ``x = round(q4 * s_j / s8) + z8``.
+
+Either way the table's bytes halve and the added ops touch ``tokens x d`` values per call (the rows
+looked up), not the table.
 """
 from __future__ import annotations
 
@@ -197,3 +214,153 @@ def weight_bits(flat: bytes) -> dict[str, int]:
         if t.type in bits and data is not None and len(data):
             out[_name(t)] = bits[t.type]
     return out
+
+
+#: the most distinct int8 values a table may hold for the lossless palette form (2 ** 4)
+PALETTE = 16
+
+
+def _opcode(model, schema, builtin: int) -> int:
+    """The index of ``builtin``'s operator code in ``model``, added (version 1) when the file has none."""
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _tensor(sub, schema, name: str, dtype: int, like=None, shape=None) -> int:
+    """Append a tensor (``like``'s shape and shape signature, or ``shape``) and return its index."""
+    t = schema.TensorT()
+    if like is not None:
+        t.shape = None if like.shape is None else np.array(like.shape, np.int32)
+        t.shapeSignature = None if like.shapeSignature is None else np.array(like.shapeSignature, np.int32)
+    else:
+        t.shape = np.array(shape, np.int32)
+    t.type, t.name, t.buffer = dtype, name, 0
+    sub.tensors.append(t)
+    return len(sub.tensors) - 1
+
+
+def _op(opcode: int, inputs: list[int], outputs: list[int], schema, options=None, options_type: int = 0):
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = opcode, np.array(inputs, np.int32), np.array(outputs, np.int32)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def _per_tensor(tensor, scale: float, zero: int, schema) -> None:
+    q = schema.QuantizationParametersT()
+    q.scale, q.zeroPoint, q.quantizedDimension = [float(scale)], [int(zero)], 0
+    tensor.quantization = q
+
+
+def _table_values(model, table) -> tuple[np.ndarray, float, int]:
+    """``(q8 [rows, d] int8, s8, z8)`` of an int8 table tensor."""
+    q8 = np.frombuffer(bytes(model.buffers[table.buffer].data), np.int8).reshape([int(s) for s in table.shape])
+    quant = table.quantization
+    zero = 0 if quant.zeroPoint is None or not len(quant.zeroPoint) else int(np.asarray(quant.zeroPoint).reshape(-1)[0])
+    return q8, float(np.asarray(quant.scale, np.float32).reshape(-1)[0]), zero
+
+
+def table_candidates(integer: bytes) -> list[Weight]:
+    """The int8 ``GATHER`` tables of an integer file whose lookup returns int8 rows (module docstring:
+    tables of an integer file), in op order; :func:`int4_tables` makes the packable ones 4-bit."""
+    fb, schema = _fb()
+    model = fb.read_model_from_bytearray(bytearray(integer))
+    sub = model.subgraphs[0]
+    return [Weight(_name(t), name, tuple(int(s) for s in t.shape)) for op, t, name in _weights(model, fb, schema)
+            if name == "GATHER" and sub.tensors[op.outputs[0]].type == schema.TensorType.INT8]
+
+
+def table_forms(integer: bytes, min_rows: int = 0) -> dict[str, str]:
+    """``{table name: "palette (k values)" | "per column"}``: the form :func:`int4_tables` gives each
+    packable candidate with at least ``min_rows`` rows (module docstring)."""
+    fb, schema = _fb()
+    model = fb.read_model_from_bytearray(bytearray(integer))
+    packable = {w.name for w in table_candidates(integer) if w.packable and w.shape[0] >= min_rows}
+    out = {}
+    for _, t, op in _weights(model, fb, schema):
+        if op == "GATHER" and _name(t) in packable:
+            k = len(np.unique(_table_values(model, t)[0]))
+            out[_name(t)] = f"palette ({k} values)" if k <= PALETTE else "per column"
+    return out
+
+
+def int4_tables(integer: bytes, names=None, min_rows: int = 0, form: str = "auto") -> bytes:
+    """``integer`` (an ``int8`` or QAT file) with the tables named in ``names`` (default: every packable
+    :func:`table_candidates` with at least ``min_rows`` rows) in 4 bits. ``form``: ``auto`` -- the
+    lossless palette where the table holds at most :data:`PALETTE` distinct values, else per column;
+    ``column`` -- per column always (module docstring). Raises :class:`ExportError` for a name that is
+    not a packable candidate."""
+    if form not in ("auto", "column"):
+        raise ExportError(f"int4: table form {form!r} unknown; allowed: auto, column")
+    fb, schema = _fb()
+    model = fb.read_model_from_bytearray(bytearray(integer))
+    sub = model.subgraphs[0]
+    # by tensor index: a file whose names were stripped has many tensors of one name
+    cands = {int(op.inputs[0]): Weight(_name(t), name, tuple(int(s) for s in t.shape))
+             for op, t, name in _weights(model, fb, schema)
+             if name == "GATHER" and sub.tensors[op.outputs[0]].type == schema.TensorType.INT8}
+    if names is not None:
+        bad = sorted(set(names) - {w.name for w in cands.values() if w.packable})
+        if bad:
+            raise ExportError(f"int4: tensor {bad[0]!r} is not a 4-bit table of the integer file "
+                              "(an int8 GATHER table with int8 rows and an even last dimension)")
+    chosen = {i for i, w in cands.items() if w.packable and (w.name in names if names is not None
+                                                              else w.shape[0] >= min_rows)}
+    codes = {k: _opcode(model, schema, getattr(schema.BuiltinOperator, k)) for k in ("DEQUANTIZE", "QUANTIZE", "CAST",
+                                                                                     "GATHER")}
+    done: dict[int, tuple] = {}  # table tensor -> its form: ("palette", palette tensor) / ("column", scales)
+    operators = []
+    for op in list(sub.operators):
+        operators.append(op)
+        if fb.opcode_to_name(model, op.opcodeIndex) != "GATHER" or op.inputs[0] < 0:
+            continue
+        table_i = int(op.inputs[0])
+        table = sub.tensors[table_i]
+        name = _name(table)
+        if table_i not in chosen:
+            continue
+        rows_i = int(op.outputs[0])  # int8, read by every later op: stays, now written by the added ops
+        rows = sub.tensors[rows_i]
+        if table_i not in done:
+            q8, s8, z8 = _table_values(model, table)
+            palette = np.unique(q8)
+            if form == "auto" and len(palette) <= PALETTE:
+                _set_data(model, sub, table, pack(np.searchsorted(palette, q8).astype(np.int8) - 8), schema)
+                table.type = schema.TensorType.INT4
+                _per_tensor(table, 1.0, -8, schema)
+                pal_i = _tensor(sub, schema, f"{name}/palette", schema.TensorType.INT8, shape=[len(palette)])
+                buf = schema.BufferT()
+                buf.data = palette.astype(np.int8).view(np.uint8)
+                model.buffers.append(buf)
+                sub.tensors[pal_i].buffer = len(model.buffers) - 1
+                _per_tensor(sub.tensors[pal_i], s8, z8, schema)
+                done[table_i] = ("palette", pal_i)
+            else:
+                q4, scales = quantize((q8.astype(np.float32) - z8) * s8, axis=1)
+                _set_data(model, sub, table, pack(q4), schema)
+                _per_channel(table, scales, 1, schema)
+                done[table_i] = ("column", scales)
+        form, arg = done[table_i]
+        four_i = _tensor(sub, schema, f"{name}/int4_rows", schema.TensorType.INT4, like=rows)
+        float_i = _tensor(sub, schema, f"{name}/float_rows", schema.TensorType.FLOAT32, like=rows)
+        op.outputs = np.array([four_i], np.int32)
+        operators.append(_op(codes["DEQUANTIZE"], [four_i], [float_i], schema))
+        if form == "column":
+            _per_channel(sub.tensors[four_i], arg, len(rows.shape) - 1, schema)
+            operators.append(_op(codes["QUANTIZE"], [float_i], [rows_i], schema))
+            continue
+        _per_tensor(sub.tensors[four_i], 1.0, -8, schema)
+        index_i = _tensor(sub, schema, f"{name}/palette_index", schema.TensorType.INT32, like=rows)
+        cast = schema.CastOptionsT()
+        cast.inDataType, cast.outDataType = schema.TensorType.FLOAT32, schema.TensorType.INT32
+        gather = schema.GatherOptionsT()
+        operators += [_op(codes["CAST"], [float_i], [index_i], schema, cast, schema.BuiltinOptions.CastOptions),
+                      _op(codes["GATHER"], [arg, index_i], [rows_i], schema, gather,
+                          schema.BuiltinOptions.GatherOptions)]
+    sub.operators = operators
+    return bytes(fb.convert_object_to_bytearray(model))

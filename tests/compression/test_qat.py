@@ -90,6 +90,16 @@ def test_qat_on_the_whole_transformer(state, fused):
     # the final norm feeds only the (float) pooling: no FakeQuant there, so no QUANTIZE -> DEQUANTIZE
     assert not q.get_layer("quant_final_norm").quantize_config.quantize_output
     assert quantize_dequantize_pairs(flat) == []
+    if fused:  # embedding_bits: 4: the same file with a 4-bit token table
+        from rmcompress.compression.quantise import build_tflite
+        from rmcompress.runtime.int4 import weight_bits
+
+        four, note = build_tflite(model, "qat", qat_model=q, embedding_bits=4)
+        assert note["bytes_before_int4_tables"] == len(flat) and len(four) < len(flat)
+        assert note["int4_tables"] and {weight_bits(four)[t] for t in note["int4_tables"]} == {4}
+        fq = q.predict(ids, verbose=0)
+        # 6 training steps leave the rewards close together: decisions, not their order, are the bar here
+        assert parity_metrics(fq, TFLiteRunner(four).score(ids))["parity_decision_agreement"] >= 0.9
     plain = qat.float_model_from_qat(q, model)
     assert not any(hasattr(l, "quantize_config") for l in plain.layers)
     kernel = next(w for w in q.get_layer("quant_reward").weights if w.name.endswith("reward/kernel:0"))

@@ -1,6 +1,7 @@
 """quantise (post-training): selective int8 keeps the chosen ops float; the quantisation debugger
 reports per-tensor error and tensors above a bound stay float; int16x8 fails clearly; int4 weights
 are smaller than dynamic int8, pass the parity bar, and the per-layer check keeps int8 where asked;
+4-bit embedding tables in an int8 file pass the int8 bar;
 ``keep_float_ops: auto`` decides on the fastest of alternating profile rounds."""
 from __future__ import annotations
 
@@ -71,6 +72,23 @@ def test_int4_file_is_smaller_than_dynamic_and_agrees_with_the_float_model(state
     m = parity_metrics(model.predict(ids, verbose=0), TFLiteRunner(flat).score(ids))
     check_parity(m, "int4")
     assert m["parity_decision_agreement"] >= 0.9 and m["parity_max_abs_diff"] > 0
+
+
+def test_int8_with_4bit_embedding_tables_is_smaller_and_passes_the_int8_bar(state):
+    model, _ = fuse(state.model, state.val_ids(32))
+    cal = state.calibration_ids(64)
+    flat, note = build_tflite(model, "int8", cal)
+    four, note4 = build_tflite(model, "int8", cal, embedding_bits=4)
+    assert "int4_tables" not in note and note4["bytes_before_int4_tables"] == len(flat)
+    table = state.model.get_layer("token_embedding").embeddings.shape
+    # half a byte per table value, less the per-column scales and the two added ops (~0.5 kB here)
+    assert len(flat) - len(four) > 0.5 * table[0] * table[1] - 600
+    assert set(weight_bits(four).values()) == {4, 8} and all(weight_bits(four)[t] == 4 for t in note4["int4_tables"])
+    ids = state.val_ids()
+    m = parity_metrics(model.predict(ids, verbose=0), TFLiteRunner(four).score(ids))
+    check_parity(m, "int8")
+    dynamic, _ = build_tflite(model, "dynamic", embedding_bits=4)  # other modes: the setting does nothing
+    assert dynamic == build_tflite(model, "dynamic")[0]
 
 
 def test_int4_layers_whose_4bit_alone_reorders_rewards_keep_int8(state):

@@ -27,6 +27,9 @@ def test_level_contents_match_the_issue():
     agg = Recipe.level("aggressive")
     assert {"budget", "prune", "cluster", "factorise"} <= set(agg.pass_names())
     assert agg.get("quantise").params["mode"] == "qat"
+    for level in (agg, Recipe.resolve("extreme")):  # the clustered token table stored as a 4-bit palette
+        assert level.get("quantise").params["embedding_bits"] == 4
+        assert level.get("cluster").params["embedding_clusters"] <= 16
 
 
 def test_user_file_with_defaults_filled_in(tmp_path):
@@ -63,6 +66,10 @@ def test_user_file_with_defaults_filled_in(tmp_path):
     ({"passes": [{"quantise": {"mode": "int4", "max_layer_error": 1.5}}]}, "apply to mode int8 or int16x8 only"),
     ({"passes": [{"quantise": {"mode": "dynamic", "min_layer_agreement": 0.9}}]},
      "passes[0].quantise.min_layer_agreement: applies to mode int8, int16x8 or int4 only"),
+    ({"passes": [{"quantise": {"mode": "dynamic", "embedding_bits": 4}}]},
+     "passes[0].quantise.embedding_bits: applies to mode int8 or qat only"),
+    ({"passes": [{"quantise": {"mode": "qat", "embedding_bits": 2}}]},
+     "'passes[0].quantise.embedding_bits' = 2 is not allowed; allowed values: 8, 4"),
     ({"passes": [{"prune": {"steps": True}}]}, "'passes[0].prune.steps' must be an integer, got bool True"),
     ({"passes": ["fuse"], "export": {"formats": ["onnx"]}}, "'export.formats[0]' = 'onnx' is not allowed; allowed values: savedmodel, tflite"),
     ({"passes": ["fuse"], "data": {"split": "odd"}}, "'data.split' = 'odd' is not allowed; allowed values: auto, random, disjoint, sentences"),

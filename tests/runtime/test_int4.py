@@ -1,5 +1,6 @@
-"""runtime.int4: 4-bit packing, per-channel scales, and a dynamic file whose chosen weights become
-int4, smaller, runnable by LiteRT and close to the float file."""
+"""runtime.int4: 4-bit packing, per-channel scales, a dynamic file whose chosen weights become
+int4, smaller, runnable by LiteRT and close to the float file, and an integer file whose tables
+become int4 with the rows put back to the int8 the next op reads."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 from rmcompress._keras import keras
 from rmcompress.errors import ExportError
 from rmcompress.models.architectures import build_reward_model
-from rmcompress.runtime.int4 import QMAX, int4_candidates, pack, quantize, to_int4, unpack, weight_bits
+from rmcompress.runtime.int4 import (QMAX, int4_candidates, int4_tables, pack, quantize, table_candidates, table_forms,
+                                     to_int4, unpack, weight_bits)
 from rmcompress.runtime.tflite import TFLiteRunner, convert
 from tests.helpers import randomize, token_ids
 
@@ -75,3 +77,95 @@ def test_an_odd_last_dimension_keeps_int8():
     assert odd and all(w.shape[-1] % 2 for w in odd)
     bits = weight_bits(to_int4(dynamic, float32))
     assert all(bits[w.name] == 8 for w in odd) and 4 in bits.values()
+
+
+def _ops(flat: bytes) -> list[str]:
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model_from_bytearray(bytearray(flat))
+    return [fb.opcode_to_name(model, op.opcodeIndex) for op in model.subgraphs[0].operators]
+
+
+@pytest.fixture(scope="module")
+def integer(files):
+    model = files[0]
+    return model, convert(model, "int8", representative_ids=token_ids(64, 16, 300, seed=1))
+
+
+def test_an_integer_file_gets_4bit_tables_and_int8_rows_back_after_the_lookup(integer):
+    model, flat = integer
+    tables = table_candidates(flat)
+    assert tables and {w.op for w in tables} == {"GATHER"} and not table_candidates(convert(model))  # float: none
+    assert set(table_forms(flat).values()) == {"per column"}  # random tables: many distinct values
+    four = int4_tables(flat)
+    bits = weight_bits(four)
+    assert {bits[w.name] for w in tables} == {4}
+    assert all(b == 8 for n, b in bits.items() if n not in {w.name for w in tables})  # matmul weights stay int8
+    saved = sum(int(np.prod(w.shape)) for w in tables) / 2
+    assert len(flat) - len(four) > 0.8 * saved
+    ops, before = _ops(four), _ops(flat)
+    g = ops.index("GATHER")
+    assert ops[g + 1:g + 3] == ["DEQUANTIZE", "QUANTIZE"] and len(ops) == len(before) + 2 * len(tables)
+    ids = token_ids(128, 16, 300, seed=2)
+    ref, got = TFLiteRunner(flat).score(ids), TFLiteRunner(four).score(ids)
+    assert np.corrcoef(ref, got)[0, 1] > 0.98 and np.mean((ref > np.median(ref)) == (got > np.median(ref))) > 0.9
+    assert np.abs(got - ref).max() > 0  # the table was re-rounded, not copied
+
+
+def test_integer_tables_named_one_by_one_and_unknown_names_fail(integer):
+    _, flat = integer
+    assert set(weight_bits(int4_tables(flat, [])).values()) == {8}
+    with pytest.raises(ExportError, match="int4: tensor 'nope' is not a 4-bit table of the integer file"):
+        int4_tables(flat, ["nope"])
+    with pytest.raises(ExportError, match="table form 'lut' unknown"):
+        int4_tables(flat, form="lut")
+    # min_rows: a table with fewer rows stays int8 (the 300-row token table here)
+    (name, rows), = ((w.name, w.shape[0]) for w in table_candidates(flat))
+    assert weight_bits(int4_tables(flat, min_rows=rows))[name] == 4
+    assert weight_bits(int4_tables(flat, min_rows=rows + 1))[name] == 8 and not table_forms(flat, min_rows=rows + 1)
+
+
+def test_a_table_of_at_most_16_values_becomes_a_lossless_palette():
+    """A clustered table (12 distinct values, as ``embedding_clusters: 12`` leaves it): the file scores
+    bit for bit like the int8 file, stored as 4-bit indices; ``form: column`` rounds instead."""
+    model = randomize(build_reward_model(dict(arch="transformer", vocab_size=300, seq_len=16, width=32, depth=1,
+                                              heads=2, head_dim=16, ffn=64, dropout=0.0)))
+    table = model.get_layer("token_embedding")
+    values = np.linspace(-0.3, 0.5, 12).astype(np.float32)
+    table.set_weights([values[np.random.RandomState(0).randint(0, 12, table.embeddings.shape)]])
+    flat = convert(model, "int8", representative_ids=token_ids(64, 16, 300, seed=1))
+    forms = table_forms(flat, min_rows=17)
+    assert list(forms.values()) == ["palette (12 values)"]
+    four = int4_tables(flat, min_rows=17)
+    ops = _ops(four)
+    g = ops.index("GATHER")
+    assert ops[g:g + 4] == ["GATHER", "DEQUANTIZE", "CAST", "GATHER"]
+    assert weight_bits(four)[next(iter(forms))] == 4 and len(four) < len(flat) - 0.45 * 300 * 32
+    ids = token_ids(128, 16, 300, seed=2)
+    np.testing.assert_array_equal(TFLiteRunner(four).score(ids), TFLiteRunner(flat).score(ids))
+    rounded = TFLiteRunner(int4_tables(flat, min_rows=17, form="column")).score(ids)
+    assert np.abs(rounded - TFLiteRunner(flat).score(ids)).max() > 0
+
+
+def test_the_4bit_table_holds_the_int8_values_to_half_a_4bit_step(integer):
+    """Decoding the rewritten table gives the int8 table's values (``(q8 - zero point) * s8``: the
+    converter's table is asymmetric) within half a column step."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    _, flat = integer
+    name = table_candidates(flat)[0].name
+
+    def table(content):
+        model = fb.read_model_from_bytearray(bytearray(content))
+        t = next(t for t in model.subgraphs[0].tensors if t.name.decode() == name)
+        data = np.frombuffer(bytes(model.buffers[t.buffer].data), np.uint8 if t.type == schema.TensorType.INT4 else np.int8)
+        return t, data
+
+    t8, q8 = table(flat)
+    values = (q8.astype(np.float32).reshape(t8.shape) - t8.quantization.zeroPoint[0]) * t8.quantization.scale[0]
+    t4, packed = table(int4_tables(flat))
+    scales = np.asarray(t4.quantization.scale, np.float32)
+    decoded = unpack(packed, values.size).reshape(values.shape) * scales
+    assert t4.quantization.quantizedDimension == 1 and len(scales) == values.shape[1]
+    assert np.all(np.abs(decoded - values) <= scales / 2 + 1e-7)
