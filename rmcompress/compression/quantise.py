@@ -296,9 +296,9 @@ def build_tflite(model: keras.Model, mode: str, calibration_ids: np.ndarray | No
                  seq_len: int | None = None) -> tuple[bytes, dict]:
     """The TFLite flatbuffer of ``mode`` (``none`` = float32) and a note of what was kept in float;
     ``embedding_bits`` 4 (``int8`` / ``qat``): the file's embedding tables with more rows than one call
-    looks up (``seq_len``, default the model's input length: a position table stays int8, as every
-    call would unpack all of it) in 4 bits (:func:`rmcompress.runtime.int4.int4_tables`), each
-    table's form in the note."""
+    looks up (``seq_len``, default the model's input length) in 4 bits
+    (:func:`rmcompress.runtime.int4.int4_tables`; a table looked up by position stays int8, as every
+    call would unpack all of it), each table's form in the note."""
     flat, note = _build_tflite(model, mode, calibration_ids, keep_float_ops, max_layer_error, debug_ids,
                                qat_model, min_layer_agreement)
     if embedding_bits == 4 and mode in ("int8", "qat"):

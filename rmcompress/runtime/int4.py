@@ -31,7 +31,9 @@ which the gathered int8 rows keep; every later op reads those rows. Two 4-bit fo
   and ``QUANTIZE`` (to ``s8``, ``z8``) put back int8 rows ``x = round(q4 * s_j / s8) + z8``.
 
 Either way the table's bytes halve and the added ops touch ``tokens x d`` values per call (the rows
-looked up), not the table.
+looked up), not the table. Only a table with one scale, read by nothing but such lookups, is
+rewritten; one looked up by position (indices from a ``RANGE``: every call reads all of it) stays
+int8, and so does a file with no table chosen, byte for byte.
 """
 from __future__ import annotations
 
@@ -265,14 +267,37 @@ def _table_values(model, table) -> tuple[np.ndarray, float, int]:
     return q8, float(np.asarray(quant.scale, np.float32).reshape(-1)[0]), zero
 
 
-def table_candidates(integer: bytes) -> list[Weight]:
-    """The int8 ``GATHER`` tables of an integer file whose lookup returns int8 rows (module docstring:
-    tables of an integer file), in op order; :func:`int4_tables` makes the packable ones 4-bit."""
-    fb, schema = _fb()
-    model = fb.read_model_from_bytearray(bytearray(integer))
+def _tables(model, fb, schema) -> dict[int, Weight]:
+    """``{table tensor index: Weight}``: the int8 tables :func:`int4_tables` may rewrite. A table is a
+    constant int8 tensor with one scale, read only by ``GATHER`` ops (axis 0, no batch dimensions)
+    that return int8 rows; a lookup whose indices a ``RANGE`` computes (a position table: every call
+    reads all of it) keeps its table int8."""
     sub = model.subgraphs[0]
-    return [Weight(_name(t), name, tuple(int(s) for s in t.shape)) for op, t, name in _weights(model, fb, schema)
-            if name == "GATHER" and sub.tensors[op.outputs[0]].type == schema.TensorType.INT8]
+    producer = {int(o): fb.opcode_to_name(model, op.opcodeIndex) for op in sub.operators for o in op.outputs}
+    readers: dict[int, list] = {}
+    for op in sub.operators:
+        for i in op.inputs:
+            readers.setdefault(int(i), []).append(op)
+    out = {}
+    for op, t, name in _weights(model, fb, schema):
+        i = int(op.inputs[0])
+        if name != "GATHER" or i in out or t.quantization is None or len(t.quantization.scale) != 1:
+            continue
+        lookups = readers[i]
+        if not all(fb.opcode_to_name(model, r.opcodeIndex) == "GATHER" and r.inputs[0] == i
+                   and getattr(r.builtinOptions, "axis", 0) == 0 and getattr(r.builtinOptions, "batchDims", 0) == 0
+                   and sub.tensors[r.outputs[0]].type == schema.TensorType.INT8
+                   and producer.get(int(r.inputs[1])) != "RANGE" for r in lookups):
+            continue
+        out[i] = Weight(_name(t), name, tuple(int(s) for s in t.shape))
+    return out
+
+
+def table_candidates(integer: bytes) -> list[Weight]:
+    """The tables of an integer file :func:`int4_tables` may make 4-bit (:func:`_tables`; module
+    docstring: tables of an integer file), in op order; only the packable ones are rewritten."""
+    fb, schema = _fb()
+    return list(_tables(fb.read_model_from_bytearray(bytearray(integer)), fb, schema).values())
 
 
 def table_forms(integer: bytes, min_rows: int = 0) -> dict[str, str]:
@@ -280,12 +305,11 @@ def table_forms(integer: bytes, min_rows: int = 0) -> dict[str, str]:
     packable candidate with at least ``min_rows`` rows (module docstring)."""
     fb, schema = _fb()
     model = fb.read_model_from_bytearray(bytearray(integer))
-    packable = {w.name for w in table_candidates(integer) if w.packable and w.shape[0] >= min_rows}
     out = {}
-    for _, t, op in _weights(model, fb, schema):
-        if op == "GATHER" and _name(t) in packable:
-            k = len(np.unique(_table_values(model, t)[0]))
-            out[_name(t)] = f"palette ({k} values)" if k <= PALETTE else "per column"
+    for i, w in _tables(model, fb, schema).items():
+        if w.packable and w.shape[0] >= min_rows:
+            k = len(np.unique(_table_values(model, model.subgraphs[0].tensors[i])[0]))
+            out[w.name] = f"palette ({k} values)" if k <= PALETTE else "per column"
     return out
 
 
@@ -293,26 +317,27 @@ def int4_tables(integer: bytes, names=None, min_rows: int = 0, form: str = "auto
     """``integer`` (an ``int8`` or QAT file) with the tables named in ``names`` (default: every packable
     :func:`table_candidates` with at least ``min_rows`` rows) in 4 bits. ``form``: ``auto`` -- the
     lossless palette where the table holds at most :data:`PALETTE` distinct values, else per column;
-    ``column`` -- per column always (module docstring). Raises :class:`ExportError` for a name that is
-    not a packable candidate."""
+    ``column`` -- per column always (module docstring). A file with no table chosen is returned as it
+    is. Raises :class:`ExportError` for a name that is not a packable candidate."""
     if form not in ("auto", "column"):
         raise ExportError(f"int4: table form {form!r} unknown; allowed: auto, column")
+    names = None if names is None else set(names)
     fb, schema = _fb()
     model = fb.read_model_from_bytearray(bytearray(integer))
     sub = model.subgraphs[0]
-    # by tensor index: a file whose names were stripped has many tensors of one name
-    cands = {int(op.inputs[0]): Weight(_name(t), name, tuple(int(s) for s in t.shape))
-             for op, t, name in _weights(model, fb, schema)
-             if name == "GATHER" and sub.tensors[op.outputs[0]].type == schema.TensorType.INT8}
+    cands = _tables(model, fb, schema)  # by tensor index: a file whose names were stripped repeats names
     if names is not None:
-        bad = sorted(set(names) - {w.name for w in cands.values() if w.packable})
+        bad = sorted(names - {w.name for w in cands.values() if w.packable})
         if bad:
             raise ExportError(f"int4: tensor {bad[0]!r} is not a 4-bit table of the integer file "
                               "(an int8 GATHER table with int8 rows and an even last dimension)")
     chosen = {i for i, w in cands.items() if w.packable and (w.name in names if names is not None
                                                               else w.shape[0] >= min_rows)}
-    codes = {k: _opcode(model, schema, getattr(schema.BuiltinOperator, k)) for k in ("DEQUANTIZE", "QUANTIZE", "CAST",
-                                                                                     "GATHER")}
+    if not chosen:
+        return integer
+
+    def code(op_name: str) -> int:
+        return _opcode(model, schema, getattr(schema.BuiltinOperator, op_name))
     done: dict[int, tuple] = {}  # table tensor -> its form: ("palette", palette tensor) / ("column", scales)
     operators = []
     for op in list(sub.operators):
@@ -345,22 +370,22 @@ def int4_tables(integer: bytes, names=None, min_rows: int = 0, form: str = "auto
                 _set_data(model, sub, table, pack(q4), schema)
                 _per_channel(table, scales, 1, schema)
                 done[table_i] = ("column", scales)
-        form, arg = done[table_i]
+        kind, arg = done[table_i]
         four_i = _tensor(sub, schema, f"{name}/int4_rows", schema.TensorType.INT4, like=rows)
         float_i = _tensor(sub, schema, f"{name}/float_rows", schema.TensorType.FLOAT32, like=rows)
         op.outputs = np.array([four_i], np.int32)
-        operators.append(_op(codes["DEQUANTIZE"], [four_i], [float_i], schema))
-        if form == "column":
+        operators.append(_op(code("DEQUANTIZE"), [four_i], [float_i], schema))
+        if kind == "column":
             _per_channel(sub.tensors[four_i], arg, len(rows.shape) - 1, schema)
-            operators.append(_op(codes["QUANTIZE"], [float_i], [rows_i], schema))
+            operators.append(_op(code("QUANTIZE"), [float_i], [rows_i], schema))
             continue
         _per_tensor(sub.tensors[four_i], 1.0, -8, schema)
         index_i = _tensor(sub, schema, f"{name}/palette_index", schema.TensorType.INT32, like=rows)
         cast = schema.CastOptionsT()
         cast.inDataType, cast.outDataType = schema.TensorType.FLOAT32, schema.TensorType.INT32
         gather = schema.GatherOptionsT()
-        operators += [_op(codes["CAST"], [float_i], [index_i], schema, cast, schema.BuiltinOptions.CastOptions),
-                      _op(codes["GATHER"], [arg, index_i], [rows_i], schema, gather,
+        operators += [_op(code("CAST"), [float_i], [index_i], schema, cast, schema.BuiltinOptions.CastOptions),
+                      _op(code("GATHER"), [arg, index_i], [rows_i], schema, gather,
                           schema.BuiltinOptions.GatherOptions)]
     sub.operators = operators
     return bytes(fb.convert_object_to_bytearray(model))

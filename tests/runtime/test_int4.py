@@ -114,7 +114,7 @@ def test_an_integer_file_gets_4bit_tables_and_int8_rows_back_after_the_lookup(in
 
 def test_integer_tables_named_one_by_one_and_unknown_names_fail(integer):
     _, flat = integer
-    assert set(weight_bits(int4_tables(flat, [])).values()) == {8}
+    assert int4_tables(flat, []) == flat  # nothing chosen: the file as it was, no operator codes added
     with pytest.raises(ExportError, match="int4: tensor 'nope' is not a 4-bit table of the integer file"):
         int4_tables(flat, ["nope"])
     with pytest.raises(ExportError, match="table form 'lut' unknown"):
@@ -159,7 +159,8 @@ def test_the_4bit_table_holds_the_int8_values_to_half_a_4bit_step(integer):
     def table(content):
         model = fb.read_model_from_bytearray(bytearray(content))
         t = next(t for t in model.subgraphs[0].tensors if t.name.decode() == name)
-        data = np.frombuffer(bytes(model.buffers[t.buffer].data), np.uint8 if t.type == schema.TensorType.INT4 else np.int8)
+        dtype = np.uint8 if t.type == schema.TensorType.INT4 else np.int8
+        data = np.frombuffer(bytes(model.buffers[t.buffer].data), dtype)
         return t, data
 
     t8, q8 = table(flat)
@@ -169,3 +170,50 @@ def test_the_4bit_table_holds_the_int8_values_to_half_a_4bit_step(integer):
     decoded = unpack(packed, values.size).reshape(values.shape) * scales
     assert t4.quantization.quantizedDimension == 1 and len(scales) == values.shape[1]
     assert np.all(np.abs(decoded - values) <= scales / 2 + 1e-7)
+
+
+def _clustered(layer, k: int, seed: int) -> None:
+    values = np.linspace(-0.3, 0.5, k).astype(np.float32)
+    layer.set_weights([values[np.random.RandomState(seed).randint(0, k, layer.get_weights()[0].shape)]])
+
+
+def test_every_clustered_table_of_a_file_becomes_a_palette():
+    """Two tables of 12 values (a token table and a second lookup of the same ids): both palettes, the
+    file scores bit for bit like the int8 file."""
+    ids = keras.Input((16,), dtype="int32")
+    a, b = keras.layers.Embedding(300, 8, name="tok_a"), keras.layers.Embedding(300, 8, name="tok_b")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Add()([a(ids), b(ids)]))
+    model = randomize(keras.Model(ids, keras.layers.Dense(1)(keras.layers.Dense(16)(x))))
+    _clustered(a, 12, 0)
+    _clustered(b, 12, 1)
+    flat = convert(model, "int8", representative_ids=token_ids(64, 16, 300, seed=1))
+    assert sorted(table_forms(flat).values()) == ["palette (12 values)"] * 2
+    four = int4_tables(flat)
+    assert _ops(four).count("CAST") == 2 and _ops(four).count("QUANTIZE") == _ops(flat).count("QUANTIZE")
+    ids = token_ids(128, 16, 300, seed=2)
+    np.testing.assert_array_equal(TFLiteRunner(four).score(ids), TFLiteRunner(flat).score(ids))
+
+
+def test_a_position_table_looked_up_by_range_stays_int8():
+    """A lookup whose indices a RANGE computes reads the whole table every call: not a candidate,
+    whatever its size; the token table of the same file is."""
+    from rmcompress._keras import tf
+
+    ids = keras.Input((None,), dtype="int32")
+    tok = keras.layers.Embedding(300, 8, name="tok")(ids)
+    positions = keras.layers.Lambda(lambda t: tf.range(tf.shape(t)[1]), name="positions")(ids)
+    pos = keras.layers.Embedding(400, 8, name="pos")(positions)
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Add()([tok, pos]))
+    model = randomize(keras.Model(ids, keras.layers.Dense(1)(keras.layers.Dense(16)(x))))
+    flat = convert(model, "int8", representative_ids=token_ids(64, 16, 300, seed=1))
+    assert _ops(flat).count("RANGE") == 1 and _ops(flat).count("GATHER") == 2
+    assert [w.shape for w in table_candidates(flat)] == [(300, 8)]
+    four = int4_tables(flat)
+    assert sorted(weight_bits(four).values()).count(4) == 1
+    ids = token_ids(32, 16, 300, seed=2)
+
+    def score(content):  # one row a call: XNNPACK cannot resize this broadcast add to a batch
+        runner = TFLiteRunner(content)
+        return np.concatenate([runner.score(ids[k:k + 1]) for k in range(len(ids))])
+
+    assert np.corrcoef(score(four), score(flat))[0, 1] > 0.98
