@@ -53,7 +53,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
 
     ``steps`` in all: ``(1 - finetune_fraction)`` of them gated (``None``: the gate start's default,
     :data:`rmcompress.config.choices.GATE_SCHEDULES`: 0.3 for uniform gates, 0.8 for ranked ones) (the target moves from 1.0 to the
-    budget over the first ``WARMUP_FRACTION`` of those), the rest fine-tuning the shrunk model.
+    budget over the first ``WARMUP_FRACTION`` of those; at least one), the rest fine-tuning the shrunk model.
     ``final_steps``: more fine-tuning of the finished (shrunk) model on top of ``steps``, distilled
     like the rest (``gates``: added to the shrunk model's fine-tuning; taylor/magnitude: after the
     last stage, with a learning-rate schedule of its own). Adapting at the final size is where a
@@ -127,7 +127,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         scores = unit_scores_by(gate_init, bundle.model, labeled_data, task, loss, importance_batches, seed=seed)
         set_ranked_log_alpha(gated, scores, DEFAULT_INIT_LOG_ALPHA - gate_init_spread,
                              DEFAULT_INIT_LOG_ALPHA + gate_init_spread)
-    ft_steps = int(round(steps * finetune_fraction))
+    ft_steps = min(int(round(steps * finetune_fraction)), steps - 1)  # at least one gated step
     gated_steps = steps - ft_steps
     ft_steps += int(final_steps)
     model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,

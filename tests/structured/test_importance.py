@@ -126,9 +126,12 @@ def test_ranked_log_alpha_follows_the_scores_across_groups():
     assert np.allclose(gates["block0_attn_block"].log_alpha.numpy(), 3.0)  # unscored (the block) untouched
 
 
-def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkeypatch):
+@pytest.mark.parametrize("width", [False, True])
+def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkeypatch, width):
     """``gate_init="magnitude"``: the gated model's starting log_alpha follow the trained model's
-    magnitude ranks (checked on the model handed to the trainer), and the budget is still met."""
+    magnitude ranks (checked on the model handed to the trainer), and the budget is still met;
+    with ``width`` the residual-width channels are ranked with the heads and FFN units (what
+    ``aggressive`` and ``extreme`` run)."""
     from rmcompress.training import budget as api
     from rmcompress.layers.gates import gate_layers
     from rmcompress.structured.magnitude import normalised_scores
@@ -143,9 +146,10 @@ def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkey
 
     monkeypatch.setattr(api, "ComplexityAwareModel", Spy)
     out = api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
-                              batch_size=32, gate_init="magnitude", gate_init_spread=1.5)
+                              batch_size=32, gate_init="magnitude", gate_init_spread=1.5, width=width)
     scores = {g: s for g, s in normalised_scores(src.bundle.model).items() if g in seen}  # no vocab gates
     assert {"block0_attn_heads", "block0_ffn_in"} <= set(scores)
+    assert ("token_embedding" in scores) == width  # the stream's group is gated only with width
     for group, s in scores.items():
         order_scores, order_alpha = np.argsort(s, kind="stable"), np.argsort(seen[group], kind="stable")
         assert np.array_equal(order_scores, order_alpha), group
@@ -154,6 +158,10 @@ def test_budget_compress_gates_started_in_magnitude_order(trained_models, monkey
     # a ranked start's default schedule: 80% of the steps fine-tune the shrunk model
     assert (out.report["gated_steps"], out.report["finetune_steps"]) == (1, 5)
     assert out.report["finetune_fraction"] == 0.8 and out.report["gate_init_spread"] == 1.5
+    if not width:  # 80% of 2 steps rounds to 2: one step stays gated (a gated phase of 0 steps cannot fit)
+        two = api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=2,
+                                  batch_size=32, gate_init="magnitude")
+        assert (two.report["gated_steps"], two.report["finetune_steps"]) == (1, 1)
     with pytest.raises(UsageError, match="gate_init"):
         api.budget_compress(src.bundle, src.train_data, src.val_data, flops_fraction=0.4, steps=6,
                             gate_init="random")
