@@ -118,7 +118,7 @@ def test_the_extreme_recipe_is_aggressive_at_half_the_budget():
     assert extreme.name == "extreme"
     assert extreme.get("budget").settings.flops_fraction == aggressive.get("budget").settings.flops_fraction / 2
     assert [p.name for p in extreme.passes] == [p.name for p in aggressive.passes]
-    for level in (extreme, aggressive):  # chosen on SST-2 validation (docs/benchmarks.md, gates started ranked)
+    for level in (extreme, aggressive):  # chosen on SST-2 validation (docs/benchmarks.md, gates started in magnitude order)
         budget = level.get("budget").settings
         assert budget.width and budget.gate_init == "magnitude" and budget.method == "gates"
 
