@@ -20,6 +20,7 @@ import numpy as np
 from rmcompress._keras import keras
 from rmcompress.config.choices import GATE_INITS, gate_schedule
 from rmcompress.config.progress import Progress
+from rmcompress.config.schedule import split_finetune
 from rmcompress.data.pipeline import EncodedData, all_ids
 from rmcompress.errors import UsageError
 from rmcompress.layers.gates import DEFAULT_INIT_LOG_ALPHA
@@ -127,8 +128,7 @@ def budget_compress(bundle, train_data, val_data, *, flops_fraction=None, params
         scores = unit_scores_by(gate_init, bundle.model, labeled_data, task, loss, importance_batches, seed=seed)
         set_ranked_log_alpha(gated, scores, DEFAULT_INIT_LOG_ALPHA - gate_init_spread,
                              DEFAULT_INIT_LOG_ALPHA + gate_init_spread)
-    ft_steps = min(int(round(steps * finetune_fraction)), steps - 1)  # at least one gated step
-    gated_steps = steps - ft_steps
+    gated_steps, ft_steps = split_finetune(steps, 1, int(round(steps * finetune_fraction)))  # >= 1 gated step
     ft_steps += int(final_steps)
     model = ComplexityAwareModel(gated, task=task, loss=loss, budget_flops=flops_fraction,
                                  budget_params=params_fraction,
