@@ -38,11 +38,8 @@ def main(argv=None) -> int:
     from rmcompress import _quiet
 
     _quiet.silence()
-    import numpy as np
-
-    from rmcompress.evaluation.latency import measure_latency
     if args.tflite:
-        return _files(args, measure_latency)
+        return _files(args)
     from rmcompress.export.exporter import export_model
     from rmcompress.models.modeldir import load_model_dir
 
@@ -57,16 +54,12 @@ def main(argv=None) -> int:
             export_model(bundle, base / "float32", formats=["tflite"], quantize="none", latency_runs=0)
         files[s] = {"float32": f32.read_bytes(), args.level: (base / args.level / "model.tflite").read_bytes()}
         seq_len = seq_len or bundle.tokenizer.seq_len
-    ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
-    p50 = {}
-    for _ in range(args.rounds):
-        for s in seeds:
-            for name, flat in files[s].items():
-                p50.setdefault((s, name), []).append(measure_latency(flat, ids, runs=args.runs)["latency_ms_p50"])
+    p50, _ = interleaved_p50({(s, name): flat for s in seeds for name, flat in files[s].items()}, args.rounds,
+                             args.runs)
     ratios = []
     print(f"| seed | float32 p50 | {args.level} p50 | faster |\n| --- | --- | --- | --- |")
     for s in seeds:
-        f, a = statistics.median(p50[(s, "float32")]), statistics.median(p50[(s, args.level)])
+        f, a = p50[(s, "float32")], p50[(s, args.level)]
         ratios.append(f / a)
         print(f"| {s} | {f * 1000:.1f} us | {a * 1000:.1f} us | {f / a:.2f}x |")
     sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
@@ -75,22 +68,37 @@ def main(argv=None) -> int:
     return 0
 
 
-def _files(args, measure_latency) -> int:
+def interleaved_p50(files: dict, rounds: int, runs: int) -> tuple[dict, int]:
+    """``({key: p50 ms}, seq_len)`` of TFLite files (paths or their bytes) timed interleaved in one
+    process: ``rounds`` rounds of ``runs`` calls per file, round-robin, batch 1, one thread, random
+    ids at the longest fixed length among the files (a length-bucketed file takes any); the median
+    of each file's round p50s."""
     import numpy as np
 
+    from rmcompress.evaluation.latency import measure_latency
     from rmcompress.runtime.tflite import TFLiteRunner
 
-    flats = {f: Path(f).read_bytes() for f in args.tflite}
-    seq_len = TFLiteRunner(flats[args.tflite[0]]).seq_len
+    flats = {k: f if isinstance(f, bytes) else Path(f).read_bytes() for k, f in files.items()}
+    runners = [TFLiteRunner(flat) for flat in flats.values()]
+    fixed = [r.seq_len for r in runners if not r.dynamic_length]
+    if not fixed:
+        raise SystemExit("every file takes any length: time them beside a fixed-length file (the float32 one)")
+    seq_len = max(fixed)
     ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
     p50: dict = {}
-    for _ in range(args.rounds):
-        for f, flat in flats.items():
-            p50.setdefault(f, []).append(measure_latency(flat, ids, runs=args.runs)["latency_ms_p50"])
-    ref = statistics.median(p50[args.tflite[0]])
+    for _ in range(rounds):
+        for k, flat in flats.items():
+            p50.setdefault(k, []).append(measure_latency(flat, ids, runs=runs)["latency_ms_p50"])
+    return {k: statistics.median(v) for k, v in p50.items()}, seq_len
+
+
+def _files(args) -> int:
+    p50, seq_len = interleaved_p50({f: f for f in args.tflite}, args.rounds, args.runs)
+    flats = {f: Path(f).read_bytes() for f in args.tflite}
+    ref = p50[args.tflite[0]]
     print(f"| file | size | p50 at {seq_len} tokens | vs first |\n| --- | --- | --- | --- |")
     for f in args.tflite:
-        t = statistics.median(p50[f])
+        t = p50[f]
         print(f"| {f} | {len(flats[f]) / 1e6:.2f} MB | {t:.3f} ms | {ref / t:.2f}x faster, "
               f"{len(flats[args.tflite[0]]) / len(flats[f]):.1f}x smaller |")
     return 0

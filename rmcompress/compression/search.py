@@ -4,7 +4,12 @@
 ``light``, ``medium``, ``aggressive``, or recipe YAML files) as it is written, named
 ``level-NAME``, or one of the grid, the product of four choices (:class:`Space`):
 
-- ``budget``: the FLOPs fraction of a ``budget`` pass (gated training + shrink); 1 = no budget pass;
+- ``budget``: the FLOPs fraction of a ``budget`` pass (gated training + shrink, 1,000 steps, the
+  gates started alike and the residual width not gated); 1 = no budget pass. ``aggressive`` and
+  ``extreme`` start their gates in the source's magnitude order with the width gated, so with
+  them among the levels a search tries both starts: they prefer different structures (on HH pairs
+  the start alike keeps one block at full width, which runs faster at 128 tokens than the two
+  narrow blocks of the ranked start; docs/benchmarks.md, the search at the drop ``aggressive`` costs);
 - ``factorise``: ``on`` drops unused vocabulary rows and factorises the embedding (``max_error`` 0.35);
 - ``sparsity``: > 0 magnitude-prunes to that sparsity, then clusters to 16 values (sparsity kept);
 - ``precision``: ``float16``, ``dynamic``, ``int8`` (``keep_float_ops: auto``; a layer whose int8
@@ -208,7 +213,8 @@ class Candidate:
 
         passes: list = []
         if self.budget < 1:
-            passes.append({"budget": {"flops_fraction": self.budget, "steps": steps(1000)}})
+            passes.append({"budget": {"flops_fraction": self.budget, "steps": steps(1000), "width": False,
+                                      "gate_init": "uniform"}})  # the other start than the levels' (docstring)
         passes.append("fuse")
         if self.factorise:
             passes.append({"factorise": {"vocab_prune": True, "max_error": 0.35, "steps": steps(200)}})

@@ -28,6 +28,9 @@ def test_every_candidate_is_a_valid_recipe_with_scaled_steps():
     short_steps = [next(iter(p.values())).get("steps") for p in short["passes"] if isinstance(p, dict)]
     assert steps == [1000, 200, 300, 200, None, 300]
     assert short_steps == [333, 67, 100, 67, None, 100]
+    budget = Candidate(0.1, True, 0.0, "int8").recipe()["passes"][0]["budget"]
+    shipped = Recipe.resolve("aggressive").passes[0].params
+    assert (budget["width"], budget["gate_init"]) == (False, "uniform") != (shipped["width"], shipped["gate_init"])
     plain = Candidate(1.0, False, 0.0, "int8").recipe()
     assert [next(iter(p)) if isinstance(p, dict) else p for p in plain["passes"]] == ["fuse", "length", "quantise"]
     assert plain["passes"][-1]["quantise"]["keep_float_ops"] == "auto"
