@@ -36,21 +36,32 @@ def frontier_table(rows: pd.DataFrame, task: str) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, curves: list[tuple[str, list[str]]], path: Path, title: str) -> None:
+    points = [(label, table.reindex([n for n in names if n in table.index])) for label, names in curves]
+    plot_curves(points, "faster", "drop", path, title, xlabel="lower p50 latency (x, interleaved, 64 tokens)",
+                ylabel="test accuracy drop (points)", hline=0.5)
+
+
+def plot_curves(curves: list, x: str, y: str, path: Path, title: str, xlabel: str, ylabel: str,
+                hline: float | None = None, vline: float | None = None) -> None:
+    """One line per ``(label, frame)`` of ``curves``: the frame's ``x`` against ``y`` (with ``X_sd``
+    and ``Y_sd`` as error bars where present), each point annotated with its index."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, names in curves:
-        t = table.reindex([n for n in names if n in table.index])
-        ax.errorbar(t["faster"], t["drop"], xerr=t["faster_sd"].fillna(0), yerr=t["drop_sd"].fillna(0),
-                    marker="o", capsize=3, label=label)
+    for label, t in curves:
+        err = {k: t[f"{c}_sd"].fillna(0) if f"{c}_sd" in t else None for k, c in (("xerr", x), ("yerr", y))}
+        ax.errorbar(t[x], t[y], marker="o", capsize=3, label=label, **err)
         for name, r in t.iterrows():
-            ax.annotate(name, (r["faster"], r["drop"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("lower p50 latency (x, interleaved, 64 tokens)")
-    ax.set_ylabel("test accuracy drop (points)")
+            ax.annotate(name, (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if hline is not None:
+        ax.axhline(hline, color="grey", linestyle=":", linewidth=1)
+    if vline is not None:
+        ax.axvline(vline, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

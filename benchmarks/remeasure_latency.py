@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     work = Path(args.run) / "work"
     seeds = [int(s) for s in args.seeds.split(",")]
-    files, seq_len = {}, None
+    files = {}
     for s in seeds:
         base = work / f"{args.task}-s{s}"
         f32 = base / "float32" / "model.tflite"
@@ -53,8 +53,7 @@ def main(argv=None) -> int:
         if not f32.exists():
             export_model(bundle, base / "float32", formats=["tflite"], quantize="none", latency_runs=0)
         files[s] = {"float32": f32.read_bytes(), args.level: (base / args.level / "model.tflite").read_bytes()}
-        seq_len = seq_len or bundle.tokenizer.seq_len
-    p50, _ = interleaved_p50({(s, name): flat for s in seeds for name, flat in files[s].items()}, args.rounds,
+    p50, seq_len = interleaved_p50({(s, name): flat for s in seeds for name, flat in files[s].items()}, args.rounds,
                              args.runs)
     ratios = []
     print(f"| seed | float32 p50 | {args.level} p50 | faster |\n| --- | --- | --- | --- |")
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
 def interleaved_p50(files: dict, rounds: int, runs: int) -> tuple[dict, int]:
     """``({key: p50 ms}, seq_len)`` of TFLite files (paths or their bytes) timed interleaved in one
     process: ``rounds`` rounds of ``runs`` calls per file, round-robin, batch 1, one thread, random
-    ids at the longest fixed length among the files (a length-bucketed file takes any); the median
+    ids at the files' fixed length (a length-bucketed file takes any); the median
     of each file's round p50s."""
     import numpy as np
 
@@ -83,7 +82,10 @@ def interleaved_p50(files: dict, rounds: int, runs: int) -> tuple[dict, int]:
     fixed = [r.seq_len for r in runners if not r.dynamic_length]
     if not fixed:
         raise SystemExit("every file takes any length: time them beside a fixed-length file (the float32 one)")
-    seq_len = max(fixed)
+    if len(set(fixed)) > 1:
+        raise SystemExit(f"the files take different fixed lengths {sorted(set(fixed))}: time each length apart")
+    seq_len = fixed[0]
+    del runners
     ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
     p50: dict = {}
     for _ in range(rounds):
