@@ -17,7 +17,8 @@ validation given, then
 - ``search``: :func:`rmcompress.compression.search.search` on the dense model, objective latency,
   ``--max-drop`` points on validation with the margin ``--search-z`` standard errors, ``--search-budget``
   seconds (no run starts after it), the space ``--search-levels`` then ``--search-budgets`` x factorised
-  embedding x ``--search-precisions`` (successive halving, ``--search-eta``, 2 rungs); its chosen model
+  embedding x ``--search-precisions`` (successive halving, ``--search-eta``, 2 rungs, promotion with
+  ``--search-promote-z``); its chosen model
   is scored like every row. After the choice every run of the search is also scored on test
   (``test_drop`` in ``search_TASK-sSEED_search.csv``; nothing is chosen on it), and
   ``search_margins.md`` shows what each margin ``z`` in 0, 1, 1.645 chooses on validation from the
@@ -60,6 +61,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import protocol_splits  # noqa: E402
+
+from rmcompress.config.choices import SEARCH_DEFAULTS  # noqa: E402
 
 LEVELS = ["lossless", "light", "medium", "aggressive"]
 INT8_OURS = {"name": "int8-ours", "passes": ["fuse", {"quantise": {"mode": "int8", "keep_float_ops": "auto"}}]}
@@ -198,7 +201,7 @@ def search_row(proto, dense_dir, work, seed, out, args):
 
     settings = Settings(max_drop=args.max_drop, objective="latency", eta=args.search_eta, rungs=2,
                         latency_runs=args.latency_runs, time_budget=args.search_budget, margin_z=args.search_z,
-                        space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",") if b),
+                        promote_z=args.search_promote_z, space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",") if b),
                                     factorise=(True,), sparsity=(0.0,),
                                     precisions=tuple(args.search_precisions.split(",")),
                                     levels=tuple(v for v in args.search_levels.split(",") if v)),
@@ -215,6 +218,7 @@ def search_row(proto, dense_dir, work, seed, out, args):
     runs.to_csv(out / f"search_{proto.task}-s{seed}_search.csv", index=False)
     row = artifact_row(SEARCH, "search", json.loads((d / "best" / "report.json").read_text()), d / "best", proto)
     row.update(candidate=best["candidate"], max_drop=args.max_drop, margin_z=args.search_z,
+               promote_z=args.search_promote_z,
                drop_bound=best["drop_bound"], val_drop_se_points=best.get("accuracy_drop_se_points"),
                feasible_on_val=report["feasible"], search_runs=report["runs"],
                search_seconds=report["seconds"], stopped_by_time_budget=report["stopped_by_time_budget"])
@@ -402,6 +406,8 @@ def main(argv=None):
                    help="search: recipes run as written before the grid (empty: none)")
     p.add_argument("--search-z", type=float, default=1.0,
                    help="search: feasible when validation drop + z * its paired standard error <= --max-drop")
+    p.add_argument("--search-promote-z", type=float, default=SEARCH_DEFAULTS["promote_z"],
+                   help="search: after a rung's best, promote the candidates whose drop - z * se is within --max-drop")
     p.add_argument("--no-int8-ours", dest="int8_ours", action="store_false", help="skip the int8-ours row")
     p.add_argument("--reuse-rows", metavar="ROWS_CSV",
                    help="re-run only the search; the other rows of each task and seed from this file")
@@ -443,6 +449,7 @@ def main(argv=None):
             "hh_seq_len": args.hh_seq_len, "search_budget_s": args.search_budget, "max_drop": args.max_drop,
             "search_budgets": args.search_budgets, "search_precisions": args.search_precisions,
             "search_eta": args.search_eta, "search_levels": args.search_levels, "search_z": args.search_z,
+            "search_promote_z": args.search_promote_z,
             "reuse_rows": args.reuse_rows,
             "latency": f"{args.latency_rounds} interleaved rounds x {args.latency_runs} runs",
             "cpu": cpu(), "wall_seconds_this_call": round(time.time() - t0)}

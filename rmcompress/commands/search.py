@@ -69,6 +69,9 @@ def add_parser(sub, parents):
                    help="float16, dynamic, int8, qat")
     s = p.add_argument_group("schedule")
     s.add_argument("--eta", type=integer, default=SEARCH_DEFAULTS["eta"], help="successive halving: keep 1/eta of a rung")
+    s.add_argument("--promote-z", type=number, default=SEARCH_DEFAULTS["promote_z"], metavar="Z",
+                   help="after the rung's best, promote first the candidates whose drop - Z * its standard error "
+                        "is within --max-drop, by --objective (a short rung over-states the drop; 0: by rank)")
     s.add_argument("--rungs", type=integer, default=SEARCH_DEFAULTS["rungs"],
                    help="rungs; the last trains at the recipes' full steps")
     s.add_argument("--reward-gamma", type=number, default=SEARCH_DEFAULTS["reward_gamma"],
@@ -85,7 +88,7 @@ def run(args) -> int:
     settings = Settings(max_drop=args.max_drop, objective=args.objective, reward_gamma=args.reward_gamma,
                         eta=args.eta, rungs=args.rungs, latency_runs=args.latency_runs,
                         time_budget=parse_duration(args.time_budget) if args.time_budget else None,
-                        margin_z=args.margin_z,
+                        margin_z=args.margin_z, promote_z=args.promote_z,
                         space=Space(args.budgets, args.factorise, args.sparsity, args.precisions, args.levels))
     _, data = read_model_data(args)
     test = read_model_data(args, args.test_data)[1] if args.test_data else None

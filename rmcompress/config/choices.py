@@ -48,6 +48,6 @@ SEARCH_PRECISIONS = ("float16", "dynamic", "int8", "int4", "qat")
 SEARCH_SPACE = {"budgets": (1.0, 0.5, 0.25, 0.1), "factorise": (False, True), "sparsity": (0.0, 0.5),
                 "precisions": ("dynamic", "int8", "qat"), "levels": ("light", "medium", "aggressive")}
 SEARCH_DEFAULTS = {"max_drop": 0.5, "objective": "latency", "reward_gamma": 0.01, "eta": 3, "rungs": 2,
-                   "latency_runs": 200, "margin_z": 1.0}
+                   "latency_runs": 200, "margin_z": 1.0, "promote_z": 2.0}
 #: ``rmcompress sensitivity``: validation rows scored per variant, training rows calibrating int8
 SENSITIVITY_DEFAULTS = {"max_examples": 1000, "calibration_samples": 200}

@@ -9,7 +9,7 @@ import yaml
 from rmcompress.compression import search as search_mod
 from rmcompress.compression.recipe import Recipe
 from rmcompress.compression.search import (Candidate, LevelCandidate, Settings, Space, drop_bound, pareto,
-                                           parse_duration, rank_key, search)
+                                           parse_duration, promise_key, promote, rank_key, search)
 from rmcompress.errors import UsageError
 from rmcompress.fileio import write_json
 
@@ -97,6 +97,30 @@ def test_ranking_puts_feasible_runs_first_by_objective_then_the_rest_by_drop():
     assert search_mod.objective_value(row, reward) == pytest.approx(0.8 * 1.2)
 
 
+def test_promotion_keeps_the_rungs_best_then_the_fastest_that_may_still_meet_the_drop():
+    """The incumbent first; then by the optimistic bound drop - promote_z * se (a short rung
+    over-states the drop), not by how close each already is."""
+    rows = {"safe": {"accuracy_drop_points": 1.9, "accuracy_drop_se_points": 1.1, "latency_speedup": 7.4},
+            "near": {"accuracy_drop_points": 2.0, "accuracy_drop_se_points": 1.3, "latency_speedup": 6.1},
+            "fast": {"accuracy_drop_points": 2.9, "accuracy_drop_se_points": 1.3, "latency_speedup": 14.8},
+            "far": {"accuracy_drop_points": 9.0, "accuracy_drop_se_points": 1.3, "latency_speedup": 30.0},
+            "failed": {"accuracy_drop_points": math.inf}}
+    results = list(rows.items())
+    s = Settings(max_drop=1.5, margin_z=0.0, eta=2)
+    assert s.promote_z == 2.0
+    assert promote(results, s) == ["safe", "fast"]  # fast: 2.9 - 2.6 = 0.3 may be within; far: 6.4 is not
+    assert promise_key(rows["fast"], s)[0] == 0 and promise_key(rows["far"], s)[0] == 1
+    assert rank_key(rows["fast"], s)[0] == 1  # ... while the choice itself keeps the plain drop
+    by_rank = Settings(max_drop=1.5, margin_z=0.0, eta=2, promote_z=0.0)
+    assert promote(results, by_rank) == ["safe", "near"]
+    # a feasible incumbent is never traded: with one place it is the one that goes on
+    assert promote(results, Settings(max_drop=2.0, margin_z=0.0, eta=5)) == ["safe"]
+    assert promote(results, Settings(max_drop=1.5, margin_z=0.0, eta=2, promote_z=9.0))[1] == "far"
+    assert promote([], s) == []
+    with pytest.raises(UsageError, match="promote_z -1"):
+        Settings(promote_z=-1)
+
+
 def test_pareto_set_keeps_only_undominated_runs():
     df = pd.DataFrame({"candidate": list("abcd"), "accuracy_drop_points": [0.1, 0.3, 0.2, 0.5],
                        "objective": [2.0, 5.0, 1.5, 4.0]})
@@ -178,7 +202,7 @@ def test_time_budget_stops_new_runs(tmp_path, trained_models, pointwise_file):
 def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file):
     rc, out, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
                        "--out", tmp_path / "s", "--objective", "size", "--max-drop", "100", "--budgets", "1",
-                       "--levels", "none", "--margin-z", "1.645",
+                       "--levels", "none", "--margin-z", "1.645", "--promote-z", "1",
                        "--factorise", "off", "--sparsity", "0", "--precisions", "dynamic", "--rungs", "1",
                        "--latency-runs", "5")
     assert rc == 0, err
@@ -186,7 +210,8 @@ def test_command_prints_the_choice(cli, tmp_path, trained_models, pointwise_file
     rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
                      "--out", tmp_path / "t", "--precisions", "int2")
     assert rc == 2 and "precision 'int2' unknown" in err
-    assert yaml.safe_load(open(tmp_path / "s" / "search.json"))["margin_z"] == 1.645
+    written = yaml.safe_load(open(tmp_path / "s" / "search.json"))
+    assert written["margin_z"] == 1.645 and written["promote_z"] == 1
     rc, _, err = cli("search", "--model", trained_models["bow"].out_dir, "--data", pointwise_file,
                      "--out", tmp_path / "u", "--levels", "light,heavy")
     assert rc == 2 and "level 'heavy'" in err
