@@ -50,7 +50,6 @@ import argparse
 import gzip
 import json
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -201,7 +200,8 @@ def search_row(proto, dense_dir, work, seed, out, args):
 
     settings = Settings(max_drop=args.max_drop, objective="latency", eta=args.search_eta, rungs=2,
                         latency_runs=args.latency_runs, time_budget=args.search_budget, margin_z=args.search_z,
-                        promote_z=args.search_promote_z, space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",") if b),
+                        promote_z=args.search_promote_z,
+                        space=Space(budgets=tuple(float(b) for b in args.search_budgets.split(",") if b),
                                     factorise=(True,), sparsity=(0.0,),
                                     precisions=tuple(args.search_precisions.split(",")),
                                     levels=tuple(v for v in args.search_levels.split(",") if v)),
@@ -279,18 +279,16 @@ def margin_table(out: Path, max_drop: float, zs=(0.0, 1.0, 1.645)) -> str:
 def interleaved_latency(files: dict, proto, dense_tokenizer, args) -> dict:
     """p50 (ms) of every file, timed in rounds over all files in one process; median of the rounds."""
     from rmcompress.evaluation.artifacts import open_artifact
-    from rmcompress.evaluation.latency import measure_latency
+    from rmcompress.evaluation.latency import interleaved_latency
 
     texts = list(proto.test.texts if proto.task == "sst2" else proto.test.chosen)[:256]
-    inputs = {}
-    for name, path in files.items():
+    ids = []
+    for path in files.values():
         tok = dense_tokenizer if "by-hand" in Path(path).parts else open_artifact(path).tokenizer
-        inputs[name] = (Path(path).read_bytes(), np.asarray(tok.encode(texts), np.int32))
-    p50 = {name: [] for name in files}
-    for _ in range(args.latency_rounds):
-        for name, (flat, ids) in inputs.items():
-            p50[name].append(measure_latency(flat, ids, runs=args.latency_runs)["latency_ms_p50"])
-    return {name: statistics.median(v) for name, v in p50.items()}
+        ids.append(np.asarray(tok.encode(texts), np.int32))
+    timed = interleaved_latency([Path(p).read_bytes() for p in files.values()], ids,
+                                runs=args.latency_runs * args.latency_rounds, rounds=args.latency_rounds)
+    return {name: t["latency_ms_p50"] for name, t in zip(files, timed)}
 
 
 def op_profiles(bundle, state, out_dir, task):

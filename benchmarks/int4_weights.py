@@ -59,24 +59,11 @@ def files_of(model, state, agreement: float) -> tuple[dict, dict]:
 
 
 def interleaved_ms(files: dict, seq_len: int, rounds: int, runs: int) -> dict:
-    from rmcompress.runtime.tflite import TFLiteRunner
+    from rmcompress.evaluation.latency import interleaved_latency
 
-    runners = {k: TFLiteRunner(v) for k, v in files.items()}
     ids = np.random.RandomState(0).randint(5, 2000, size=(1, seq_len)).astype(np.int32)
-    for r in runners.values():
-        r.prepare_single(seq_len)
-        for _ in range(20):
-            r.invoke(ids)
-    per_round = {k: [] for k in runners}
-    for _ in range(rounds):
-        for k, r in runners.items():
-            t = np.empty(runs)
-            for i in range(runs):
-                s = time.perf_counter()
-                r.invoke(ids)
-                t[i] = time.perf_counter() - s
-            per_round[k].append(float(np.median(t)) * 1e3)
-    return {k: float(np.median(v)) for k, v in per_round.items()}
+    timed = interleaved_latency(list(files.values()), ids, runs=runs * rounds, rounds=rounds)
+    return {k: t["latency_ms_p50"] for k, t in zip(files, timed)}
 
 
 def main(argv=None) -> int:

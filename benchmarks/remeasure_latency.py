@@ -74,7 +74,7 @@ def interleaved_p50(files: dict, rounds: int, runs: int) -> tuple[dict, int]:
     of each file's round p50s."""
     import numpy as np
 
-    from rmcompress.evaluation.latency import measure_latency
+    from rmcompress.evaluation.latency import interleaved_latency
     from rmcompress.runtime.tflite import TFLiteRunner
 
     flats = {k: f if isinstance(f, bytes) else Path(f).read_bytes() for k, f in files.items()}
@@ -87,11 +87,8 @@ def interleaved_p50(files: dict, rounds: int, runs: int) -> tuple[dict, int]:
     seq_len = fixed[0]
     del runners
     ids = np.random.RandomState(0).randint(5, 2000, size=(256, seq_len)).astype(np.int32)
-    p50: dict = {}
-    for _ in range(rounds):
-        for k, flat in flats.items():
-            p50.setdefault(k, []).append(measure_latency(flat, ids, runs=runs)["latency_ms_p50"])
-    return {k: statistics.median(v) for k, v in p50.items()}, seq_len
+    timed = interleaved_latency(list(flats.values()), ids, runs=runs * rounds, rounds=rounds)
+    return {k: t["latency_ms_p50"] for k, t in zip(flats, timed)}, seq_len
 
 
 def _files(args) -> int:

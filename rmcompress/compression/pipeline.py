@@ -22,6 +22,10 @@ latency), ``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same
 with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_speedup`` and
 ``accuracy_drop_points`` with ``accuracy_drop_se_points``, its paired standard error on the
 validation rows (:func:`rmcompress.metrics.paired_drop_se`; binary and pairwise models).
+``latency_ms_p50`` and ``source_latency_ms_p50`` are timed after the export in one process, the two
+files in 3 interleaved rounds on the same 256 validation rows
+(:func:`rmcompress.evaluation.latency.interleaved_latency`), so ``latency_speedup`` is their ratio
+under the same load, not two timings minutes apart.
 
 **Per-pass ledger.** After every pass the Keras model it left (the fake-quant model after
 ``quantise: {mode: qat}``) is scored on the validation rows: ``passes[i]["validation"]`` holds its
@@ -62,7 +66,7 @@ from rmcompress.compression.state import CompressState, prepare_state
 from rmcompress.config.progress import Progress
 from rmcompress.data.pipeline import grouped_by_length
 from rmcompress.errors import UsageError
-from rmcompress.evaluation.latency import measure_latency
+from rmcompress.evaluation.latency import interleaved_latency
 from rmcompress.export.exporter import export_model
 from rmcompress.fileio import (atomic_dir, atomic_write_text, check_destination, live_dir, relative_source,
                                write_json)
@@ -93,19 +97,18 @@ def _keras_score(model):
     return lambda ids: model.predict(np.asarray(ids, np.int32), batch_size=256, verbose=0).reshape(-1)
 
 
-def _source_baseline(state: CompressState, latency_runs: int) -> dict:
-    """The source model on the validation split, and its dense float32 TFLite size and latency."""
+def _source_baseline(state: CompressState) -> dict:
+    """The source model on the validation split, its dense float32 TFLite file (``tflite``, timed
+    against the compressed one after the export) and its size."""
 
     scores = _scores(_keras_score(state.model), state.val)
     flat = convert(state.model)
     import gzip
 
-    out = {"scores": scores, **{f"source_{k}": v for k, v in _quality(state.task, state.loss, scores, state.val).items()},
-           "source_size_bytes": len(flat), "source_size_gzip_bytes": len(gzip.compress(flat, 9, mtime=0)),
-           **{f"source_{k}": v for k, v in count(state.model).as_dict().items()}}
-    if latency_runs:
-        out["source_latency_ms_p50"] = measure_latency(flat, state.val_ids(256), runs=latency_runs)["latency_ms_p50"]
-    return out
+    return {"scores": scores, "tflite": flat,
+            **{f"source_{k}": v for k, v in _quality(state.task, state.loss, scores, state.val).items()},
+            "source_size_bytes": len(flat), "source_size_gzip_bytes": len(gzip.compress(flat, 9, mtime=0)),
+            **{f"source_{k}": v for k, v in count(state.model).as_dict().items()}}
 
 
 def compress(model, recipe, data, out: str | os.PathLike, overwrite: bool = False, verbose: int = 0,
@@ -166,7 +169,7 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
                           seed=seed)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
     log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
-    source = _source_baseline(state, runs)
+    source = _source_baseline(state)
     done, keep = 0, None
     if cache is not None:
         context = _cache_context(bundle, state, recipe, unlabeled, val_data)
@@ -296,11 +299,15 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     # float source is measured below, vs_source_*); everything else: the float model it came from
     reference = qat_model.predict(val_ids, batch_size=256, verbose=0) if mode == "qat" else None
     exp = export_model(out_bundle, tmp, recipe.export["formats"], quantize=mode, parity_ids=val_ids,
-                       calibration_ids=cal, overwrite=True, latency_runs=runs, tflite_model=flat,
+                       calibration_ids=cal, overwrite=True, latency_runs=0, tflite_model=flat,
                        parity_mode=PARITY_MODE.get(mode, mode), metadata_extra=extra_meta,
                        parity_pairs=state.task == "pairwise", reference_scores=reference)
     runner = TFLiteRunner(flat)
     scores = _scores(runner.score, state.val)
+    src_lat = None
+    if runs:  # both files under the same load (module docstring)
+        src_lat, lat = interleaved_latency([source["tflite"], runner], val_ids[:256], runs=runs)
+        exp.update(latency_ms_p50=lat["latency_ms_p50"], latency_ms_p90=lat["latency_ms_p90"])
     report = {"name": recipe.name, "recipe": recipe.name, "task": state.task, "n_examples": len(state.val),
               "n_train": len(state.train), "seed": state.seed, "quantize": mode,
               **_quality(state.task, state.loss, scores, state.val),
@@ -322,7 +329,9 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
                          None if state.task == "pairwise" else state.val.labels)
             for s in (source["scores"], scores)))
     report["vs_source_max_abs_diff"] = float(np.max(np.abs(a - b)))
-    report.update({k: v for k, v in source.items() if k != "scores"})
+    report.update({k: v for k, v in source.items() if k not in ("scores", "tflite")})
+    if src_lat is not None:
+        report["source_latency_ms_p50"] = src_lat["latency_ms_p50"]
     _ratios(report)
     if length:
         lat = length_mod.latency_at_lengths(flat, val_ids[:256], length.buckets, length.margin,

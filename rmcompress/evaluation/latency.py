@@ -2,6 +2,11 @@
 
 ``runs`` timed invocations (default 200) after ``warmup`` untimed ones, cycling over real token-id
 rows so the work matches real inputs; reports p50 and p90 in milliseconds.
+
+:func:`interleaved_latency` times several files against each other: ``rounds`` rounds, each timing
+every file in turn for ``runs / rounds`` invocations, each figure the median of its rounds' p50 (p90),
+so a change of the machine's load between two files' timings hits both and their ratio stays
+(one process, the same rows).
 """
 from __future__ import annotations
 
@@ -33,3 +38,21 @@ def measure_latency(model, ids: np.ndarray, runs: int = DEFAULT_RUNS, warmup: in
         times[i] = time.perf_counter() - t
     return {"latency_ms_p50": float(np.percentile(times, 50) * 1e3),
             "latency_ms_p90": float(np.percentile(times, 90) * 1e3), "latency_runs": int(runs)}
+
+
+def interleaved_latency(models: list, ids, runs: int = DEFAULT_RUNS, rounds: int = 3,
+                        num_threads: int = 1) -> list[dict]:
+    """:func:`measure_latency` of each of ``models`` (paths, bytes or runners) in ``rounds``
+    interleaved rounds of ``max(1, runs // rounds)`` invocations (module docstring), in their order.
+    ``ids``: the rows every model runs, or a list of them, one per model (each with its tokenizer)."""
+    if rounds < 1:
+        raise ValueError(f"interleaved_latency: rounds {rounds} must be >= 1")
+    runners = [m if isinstance(m, TFLiteRunner) else TFLiteRunner(m, num_threads=num_threads) for m in models]
+    rows = list(ids) if isinstance(ids, (list, tuple)) else [ids] * len(runners)
+    if len(rows) != len(runners):
+        raise ValueError(f"interleaved_latency: {len(rows)} id arrays for {len(runners)} models")
+    per = max(1, int(runs) // rounds)
+    timed = [[measure_latency(r, x, runs=per) for r, x in zip(runners, rows)] for _ in range(rounds)]
+    return [{"latency_ms_p50": float(np.median([t[i]["latency_ms_p50"] for t in timed])),
+             "latency_ms_p90": float(np.median([t[i]["latency_ms_p90"] for t in timed])),
+             "latency_runs": per * rounds, "latency_rounds": rounds} for i in range(len(runners))]

@@ -2,6 +2,7 @@
 from Python and from the CLI; the budget step through a stand-in of the complexity API."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -52,6 +53,9 @@ def test_light_level_end_to_end(model_dir, pointwise_file, tmp_path):
     n, flips = report["n_examples"], report["n_examples"] * (1 - report["vs_source_decision_agreement"])
     assert 0 <= report["accuracy_drop_se_points"] <= 100 * np.sqrt(flips / (n - 1) / n) + 1e-9
     assert report["latency_ms_p50_real_length"] > 0 and report["length_buckets"][-1] == 16
+    # both files timed interleaved after the export: the ratio is of the two figures reported
+    assert report["latency_speedup"] == pytest.approx(report["source_latency_ms_p50"] / report["latency_ms_p50"])
+    assert json.loads((out / "report.json").read_text())["latency_ms_p50"] == report["latency_ms_p50"]
     # the artifacts are usable by the other stages
     ev = evaluate(out, pointwise_file, latency_runs=0)
     assert ev["kind"] == "tflite" and 0 <= ev["accuracy"] <= 1
