@@ -71,7 +71,7 @@ def add_parser(sub, parents):
     s.add_argument("--eta", type=integer, default=SEARCH_DEFAULTS["eta"], help="successive halving: keep 1/eta of a rung")
     s.add_argument("--promote-z", type=number, default=SEARCH_DEFAULTS["promote_z"], metavar="Z",
                    help="after the rung's best, promote first the candidates whose drop - Z * its standard error "
-                        "is within --max-drop, by --objective (a short rung over-states the drop; 0: by rank)")
+                        "is within --max-drop, by --objective (a short rung over-states the drop; 0: the plain drop)")
     s.add_argument("--rungs", type=integer, default=SEARCH_DEFAULTS["rungs"],
                    help="rungs; the last trains at the recipes' full steps")
     s.add_argument("--reward-gamma", type=number, default=SEARCH_DEFAULTS["reward_gamma"],

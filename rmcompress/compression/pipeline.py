@@ -22,10 +22,11 @@ latency), ``vs_source_decision_agreement`` / ``vs_source_spearman`` (on the same
 with its own tokenizer), the ratios ``size_ratio``, ``gzip_ratio``, ``latency_speedup`` and
 ``accuracy_drop_points`` with ``accuracy_drop_se_points``, its paired standard error on the
 validation rows (:func:`rmcompress.metrics.paired_drop_se`; binary and pairwise models).
-``latency_ms_p50`` and ``source_latency_ms_p50`` are timed after the export in one process, the two
-files in 3 interleaved rounds on the same 256 validation rows
+``latency_ms_p50`` and ``source_latency_ms_p50`` (TFLite exports) are timed after the export in one
+process, the two files in 3 interleaved rounds cycling over the same validation rows
 (:func:`rmcompress.evaluation.latency.interleaved_latency`), so ``latency_speedup`` is their ratio
-under the same load, not two timings minutes apart.
+under one load; ``latency_speedup_real_length`` divides the same source figure by the file's own
+timing at real lengths, taken after them.
 
 **Per-pass ledger.** After every pass the Keras model it left (the fake-quant model after
 ``quantise: {mode: qat}``) is scored on the validation rows: ``passes[i]["validation"]`` holds its
@@ -168,7 +169,7 @@ def _compress(model, recipe: Recipe, data, out: Path, overwrite: bool, progress:
     state = prepare_state(bundle, data, recipe.data, progress=progress, unlabeled=unlabeled, val_data=val_data,
                           seed=seed)
     runs = recipe.export["latency_runs"] if latency_runs is None else latency_runs
-    log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; measuring the source model")
+    log(f"[{recipe.name}] {len(state.train)} training / {len(state.val)} validation rows; scoring the source model")
     source = _source_baseline(state)
     done, keep = 0, None
     if cache is not None:
@@ -305,7 +306,7 @@ def _export(state: CompressState, recipe: Recipe, tmp: Path, source: dict, runs:
     runner = TFLiteRunner(flat)
     scores = _scores(runner.score, state.val)
     src_lat = None
-    if runs:  # both files under the same load (module docstring)
+    if runs and "tflite" in recipe.export["formats"]:  # both files under one load (module docstring)
         src_lat, lat = interleaved_latency([source["tflite"], runner], val_ids[:256], runs=runs)
         exp.update(latency_ms_p50=lat["latency_ms_p50"], latency_ms_p90=lat["latency_ms_p90"])
     report = {"name": recipe.name, "recipe": recipe.name, "task": state.task, "n_examples": len(state.val),

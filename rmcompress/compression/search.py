@@ -42,7 +42,8 @@ of 16 pairs and by at most 2 ``se`` in 15 (docs/benchmarks.md, the search at the
 costs). With ``promote_z`` = 2 (the default) a fast candidate up to 2 ``se`` past ``max_drop`` at
 the short rung still gets its full-step run, while the incumbent keeps the search from trading a
 candidate that already meets the constraint for faster ones that may not. ``promote_z`` = 0
-promotes by :func:`rank_key` alone.
+promotes by the plain drop (by :func:`rank_key` itself when ``margin_z`` is 0 too). A run that
+failed goes on to no rung.
 Whole compress runs report no intermediate values, which is what library schedulers (optuna's
 pruners, keras-tuner's Hyperband) need, so the few lines of the schedule live here.
 
@@ -350,13 +351,14 @@ def promise_key(row: dict, settings: Settings) -> tuple:
 
 def promote(results: list, settings: Settings) -> list:
     """The candidates of ``results`` (``(candidate, row)`` pairs of one rung) that go on to the next
-    rung: ``max(1, n // eta)`` of them, the best by :func:`rank_key` first, then the best of the
-    rest by :func:`promise_key` (module docstring)."""
-    if not results:
-        return []
+    rung: up to ``max(1, n // eta)`` of them, the best by :func:`rank_key` first, then the best of the
+    rest by :func:`promise_key` (module docstring); failed runs never."""
     k = max(1, len(results) // settings.eta)
-    first = min(results, key=lambda cr: rank_key(cr[1], settings))
-    rest = sorted((cr for cr in results if cr is not first), key=lambda cr: promise_key(cr[1], settings))
+    built = [cr for cr in results if math.isfinite(_drop(cr[1]))]  # a failed run goes no further
+    if not built:
+        return []
+    first = min(built, key=lambda cr: rank_key(cr[1], settings))
+    rest = sorted((cr for cr in built if cr is not first), key=lambda cr: promise_key(cr[1], settings))
     return [c for c, _ in [first, *rest[:k - 1]]]
 
 

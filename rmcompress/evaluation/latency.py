@@ -43,12 +43,15 @@ def measure_latency(model, ids: np.ndarray, runs: int = DEFAULT_RUNS, warmup: in
 def interleaved_latency(models: list, ids, runs: int = DEFAULT_RUNS, rounds: int = 3,
                         num_threads: int = 1) -> list[dict]:
     """:func:`measure_latency` of each of ``models`` (paths, bytes or runners) in ``rounds``
-    interleaved rounds of ``max(1, runs // rounds)`` invocations (module docstring), in their order.
-    ``ids``: the rows every model runs, or a list of them, one per model (each with its tokenizer)."""
+    interleaved rounds of ``max(1, runs // rounds)`` invocations (module docstring), in their order;
+    ``latency_runs`` says how many that made. ``ids``: one array of rows every model runs, or a list
+    of such arrays, one per model (each with its own tokenizer)."""
     if rounds < 1:
         raise ValueError(f"interleaved_latency: rounds {rounds} must be >= 1")
     runners = [m if isinstance(m, TFLiteRunner) else TFLiteRunner(m, num_threads=num_threads) for m in models]
-    rows = list(ids) if isinstance(ids, (list, tuple)) else [ids] * len(runners)
+    rows = [np.asarray(x) for x in ids] if isinstance(ids, (list, tuple)) else [ids] * len(runners)
+    if any(x.ndim != 2 for x in rows):
+        raise ValueError("interleaved_latency: ids must be a 2-d array of rows or a list of them, one per model")
     if len(rows) != len(runners):
         raise ValueError(f"interleaved_latency: {len(rows)} id arrays for {len(runners)} models")
     per = max(1, int(runs) // rounds)

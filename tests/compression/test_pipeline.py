@@ -123,6 +123,14 @@ def test_a_failing_budget_pass_leaves_no_output(model_dir, pointwise_file, tmp_p
     assert not (tmp_path / "m").exists()
 
 
+def test_a_savedmodel_only_export_reports_no_tflite_latency(model_dir, pointwise_file, tmp_path):
+    """The speed-up is of the .tflite file against the source's: without that file there is none."""
+    recipe = {"name": "fuse-only", "passes": ["fuse"], "export": {"formats": ["savedmodel"]}}
+    report = compress(model_dir, recipe, pointwise_file, tmp_path / "f", latency_runs=5)
+    assert report["kind"] == "savedmodel" and not (tmp_path / "f" / "model.tflite").exists()
+    assert not {"latency_ms_p50", "source_latency_ms_p50", "latency_speedup"} & set(report)
+
+
 def test_export_strip_names_keeps_outputs_and_signature(model_dir, pointwise_file, tmp_path):
     """``export: {strip_names: true}``: a smaller .tflite with no tensor names, the same outputs
     (the pipeline's parity check runs on the stripped file), still callable by signature."""

@@ -117,6 +117,14 @@ def test_promotion_keeps_the_rungs_best_then_the_fastest_that_may_still_meet_the
     assert promote(results, Settings(max_drop=2.0, margin_z=0.0, eta=5)) == ["safe"]
     assert promote(results, Settings(max_drop=1.5, margin_z=0.0, eta=2, promote_z=9.0))[1] == "far"
     assert promote([], s) == []
+    failed = [(f"f{i}", rows["failed"]) for i in range(3)]  # a failed run is never sent on
+    assert promote([*failed, ("far", rows["far"])], s) == ["far"] and promote(failed, s) == []
+    # with a margin, promote_z 0 is the plain drop, not the bound: 1.4 + 1.2 is past 1.5, 1.4 is not
+    margin = Settings(max_drop=1.5, margin_z=1.0, eta=2, promote_z=0.0)
+    close = {"accuracy_drop_points": 1.4, "accuracy_drop_se_points": 1.2, "latency_speedup": 12.0}
+    steady = {"accuracy_drop_points": 1.0, "accuracy_drop_se_points": 1.0, "latency_speedup": 10.0}
+    best = {"accuracy_drop_points": 0.2, "accuracy_drop_se_points": 1.0, "latency_speedup": 5.0}
+    assert promote([("best", best), ("steady", steady), ("close", close), *failed[:1]], margin) == ["best", "close"]
     with pytest.raises(UsageError, match="promote_z -1"):
         Settings(promote_z=-1)
 
