@@ -24,11 +24,12 @@ validation given, then
   ``search_margins.md`` shows what each margin ``z`` in 0, 1, 1.645 chooses on validation from the
   same runs and the test drop of that choice.
 
-``--reuse-rows ROWS_CSV`` re-runs only the search: the other routes of each task and seed are taken
-from that file (an earlier run's ``rows.csv`` on dense models trained the same way; the dense
-model's validation accuracy must match), this run times the float32 TFLite file and the search's
-file interleaved, and the search row's p50 is put on the earlier run's scale (times the earlier
-float32 p50 / this run's float32 p50), so its speed-up is the one measured here.
+``--reuse-rows ROWS_CSV`` re-runs only the search (and the levels of ``--rerun-levels``): the other
+routes of each task and seed are taken from that file (an earlier run's ``rows.csv`` on dense models
+trained the same way; the dense model's validation accuracy must match), this run times the float32
+TFLite file, the re-run levels' files and the search's file interleaved, and each re-run row's p50 is
+put on the earlier run's scale (times the earlier float32 p50 / this run's float32 p50), so its
+speed-up is the one measured here, and the search and a re-run level are timed in the same rounds.
 
 Every row: quality of the TFLite artifact on **test** (``accuracy`` / ``pairwise_accuracy``; the
 validation figure beside it as ``val_quality``), raw/gzip bytes and p50 latency (LiteRT, batch 1,
@@ -166,12 +167,13 @@ def artifact_row(name, kind, report, model_dir, proto):
     return row
 
 
-def level_rows(proto, dense_dir, work, args):
+def level_rows(proto, dense_dir, work, recipes, args):
+    """Each recipe of ``recipes`` (level names, YAML files or dicts) compressed and scored on test."""
     from rmcompress.compression.pipeline import compress
     from rmcompress.compression.recipe import Recipe
 
     rows, files = [], {}
-    for recipe in [*(v for v in args.levels.split(",") if v), *([INT8_OURS] if args.int8_ours else [])]:
+    for recipe in recipes:
         name = recipe if isinstance(recipe, str) else recipe["name"]
         if isinstance(recipe, str) and recipe.endswith((".yaml", ".yml")):  # a recipe file: its own name
             name = Recipe.resolve(recipe).name
@@ -338,10 +340,13 @@ def run_seed(proto, seed, out, args) -> list[dict]:
     r, f = by_hand(bundle, state, test_enc, work, baseline_only=args.no_by_hand or bool(args.reuse_rows))
     rows += r
     files.update(f)
-    if not args.reuse_rows:
-        r, f = level_rows(proto, work / "dense", work, args)
-        rows += r
-        files.update(f)
+    if args.reuse_rows:
+        recipes = [v for v in args.rerun_levels.split(",") if v]
+    else:
+        recipes = [*(v for v in args.levels.split(",") if v), *([INT8_OURS] if args.int8_ours else [])]
+    r, f = level_rows(proto, work / "dense", work, recipes, args)
+    rows += r
+    files.update(f)
     if args.search_budget > 0:
         r, f = search_row(proto, work / "dense", work, seed, out, args)
         rows.append(r)
@@ -374,16 +379,23 @@ def reused_dense_check(path, task: str, seed: int, val_quality: float) -> None:
 
 
 def reuse(rows: list[dict], path, task: str, seed: int) -> list[dict]:
-    """This run's search row with the other routes of ``path`` (module docstring, ``--reuse-rows``)."""
+    """This run's rows (the search, re-run levels) with the other routes of ``path`` (module docstring,
+    ``--reuse-rows``): every row of this run but its float32 baseline replaces the file's row of that
+    name, its p50 times the file's float32 p50 / this run's float32 p50."""
     old = pd.read_csv(path)
     old = old[(old["task_name"] == task) & (old["seed"] == seed)]
     mine = {r["name"]: r for r in rows}
     f32 = old[old["name"] == "float32 TFLite"]
     reused_dense_check(path, task, seed, mine["float32 TFLite"]["dense_val_quality"])
-    s = dict(mine[SEARCH])
-    s["latency_ms_p50"] *= f32["latency_ms_p50"].item() / mine["float32 TFLite"]["latency_ms_p50"]
-    s["latency_rescaled_from_float32_ms_p50"] = mine["float32 TFLite"]["latency_ms_p50"]
-    return [*old[old["name"] != SEARCH].to_dict(orient="records"), s]
+    here = mine.pop("float32 TFLite")["latency_ms_p50"]
+    new = []
+    for r in mine.values():
+        r = dict(r)
+        if pd.notna(r.get("latency_ms_p50", np.nan)):
+            r["latency_ms_p50"] *= f32["latency_ms_p50"].item() / here
+            r["latency_rescaled_from_float32_ms_p50"] = here
+        new.append(r)
+    return [*old[~old["name"].isin(list(mine))].to_dict(orient="records"), *new]
 
 
 def main(argv=None):
@@ -409,6 +421,8 @@ def main(argv=None):
     p.add_argument("--no-int8-ours", dest="int8_ours", action="store_false", help="skip the int8-ours row")
     p.add_argument("--reuse-rows", metavar="ROWS_CSV",
                    help="re-run only the search; the other rows of each task and seed from this file")
+    p.add_argument("--rerun-levels", default="",
+                   help="with --reuse-rows: these levels are re-run too, timed with the search")
     p.add_argument("--profile-seed", type=int, default=0, help="seed whose op-by-op profile is written")
     p.add_argument("--no-by-hand", action="store_true", help="of the by-hand routes only the float32 baseline")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compress_levels"))
@@ -448,7 +462,7 @@ def main(argv=None):
             "search_budgets": args.search_budgets, "search_precisions": args.search_precisions,
             "search_eta": args.search_eta, "search_levels": args.search_levels, "search_z": args.search_z,
             "search_promote_z": args.search_promote_z,
-            "reuse_rows": args.reuse_rows,
+            "reuse_rows": args.reuse_rows, "rerun_levels": args.rerun_levels,
             "latency": f"{args.latency_rounds} interleaved rounds x {args.latency_runs} runs",
             "cpu": cpu(), "wall_seconds_this_call": round(time.time() - t0)}
     text = tables(df)
