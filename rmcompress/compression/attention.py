@@ -141,7 +141,7 @@ class AttentionPass(Pass):
         total = sum(heads.values())
         if total == 0 or total > s.max_heads:
             why = "no attention heads left" if total == 0 else f"{total} heads left (> max_heads {s.max_heads})"
-            return PassResult(state, {"skipped": why, "heads": heads})
+            return PassResult(state, {"skipped": why, "heads": heads, "steps": 0, "steps_requested": int(s.steps)})
         metric = primary_metric(state.task, state.loss)
         seq_len = state.tokenizer.seq_len
         val_ids = state.val_ids()
@@ -187,7 +187,8 @@ class AttentionPass(Pass):
                 add("length", state.model, score, mean_tokens(val_ids, buckets, margin, seq_len),
                     buckets=buckets, trim_max_abs_diff=diff)
         if not cands:
-            return PassResult(state, {"skipped": "no alternative could be built", "heads": heads,
+            return PassResult(state, {"skipped": "no alternative could be built", "heads": heads, "steps": 0,
+                                      "steps_requested": int(s.steps),
                                       "alternatives_skipped": skipped})
         chosen = choose(cands, metric, s.max_drop)
         state.model = models[chosen]
@@ -195,7 +196,8 @@ class AttentionPass(Pass):
             plan = LengthPlan("buckets", cands["length"]["buckets"], margin)
             state.export = dataclasses.replace(state.export, length=plan)
         note = {"heads": heads, "metric": metric, "max_drop": s.max_drop, "alternatives": cands,
-                "chosen": chosen, "chosen_validation": cands[chosen][metric]}
+                "chosen": chosen, "chosen_validation": cands[chosen][metric],
+                "steps": int(cands.get("drop", {}).get("finetune_steps", 0)), "steps_requested": int(s.steps)}
         if skipped:
             note["alternatives_skipped"] = skipped
         return PassResult(state, note)

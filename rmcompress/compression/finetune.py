@@ -14,7 +14,10 @@ fine-tuning repairs what the pass changed instead of re-fitting the labels alone
 :func:`capped_steps`: a pass never fine-tunes for more than :data:`MAX_EPOCHS_PER_PASS` passes over
 the training split -- recipe step counts are written for a dataset the size of SST-2; on a small one
 (1,665 HH-RLHF pairs) four passes of a few hundred steps each overfit badly (measured: pairwise
-accuracy 0.62 -> 0.52 with the training loss at 0.05).
+accuracy 0.62 -> 0.52 with the training loss at 0.05). The cap does not depend on ``steps``, so
+every pass that fine-tunes reports ``steps`` (run) and ``steps_requested`` (the recipe's) in its note:
+a run that stopped at the cap trains the same at any larger request, which the search uses not to
+repeat it at full steps (:func:`rmcompress.compression.search.same_model_at`).
 """
 from __future__ import annotations
 

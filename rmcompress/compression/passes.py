@@ -98,7 +98,7 @@ class FactorisePass(Pass):
             extra = len(data) - len(state.train) if data is not None else 0
             run = capped_steps(state, s.steps, s.batch_size, extra_rows=extra)
             hist = finetune(state.model, state, run, s.learning_rate, s.batch_size, data=data, distill=s.distill)
-            note["finetune_steps"] = run
+            note["steps"], note["steps_requested"] = run, int(s.steps)
             note["final_train_loss"] = hist.get("loss", [None])[-1]
             note["distill"] = float(s.distill)
             note["distill_rows"] = len(data) if data is not None else 0

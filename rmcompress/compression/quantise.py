@@ -82,7 +82,7 @@ class QuantisePass(Pass):
                                            keep_float_ops=s.keep_float_ops, max_layer_error=s.max_layer_error,
                                            min_layer_agreement=s.min_layer_agreement,
                                            debug_samples=s.debug_samples, embedding_bits=s.embedding_bits)
-        note = {"mode": s.mode}
+        note = {"mode": s.mode, "steps": 0, "steps_requested": int(s.steps)}  # only qat trains
         if s.mode == "int16x8":
             raise ExportError(INT16_ERROR)
         if s.mode == "qat":

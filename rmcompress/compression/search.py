@@ -44,6 +44,17 @@ the short rung still gets its full-step run, while the incumbent keeps the searc
 candidate that already meets the constraint for faster ones that may not. ``promote_z`` = 0
 promotes by the plain drop (by :func:`rank_key` itself when ``margin_z`` is 0 too). A run that
 failed goes on to no rung.
+
+**Runs a later rung would repeat.** A pass fine-tunes at most
+:data:`~rmcompress.compression.finetune.MAX_EPOCHS_PER_PASS` epochs of the training split (a
+``budget`` pass its ``max_epochs``), a cap that does not depend on the steps the recipe asks for, and
+every pass that trains reports the ``steps`` it ran beside ``steps_requested``. A promoted candidate
+whose short run stopped at that cap in every pass whose steps the next rung raises (a ``budget``
+pass with the same share of ``final_steps``) would train the same steps on the same rows from the
+same seed: it is not run again (:func:`same_model_at`); its next-rung row is that run's, marked
+``same_model_as`` with the run's directory, and ``best.yaml`` of it has the full steps, which build
+the same model. A candidate without training passes (``light``) is the same model at every rung.
+On a small training set (1,295 HH pairs: 20 steps an epoch) that is every candidate.
 Whole compress runs report no intermediate values, which is what library schedulers (optuna's
 pruners, keras-tuner's Hyperband) need, so the few lines of the schedule live here.
 
@@ -362,6 +373,38 @@ def promote(results: list, settings: Settings) -> list:
     return [c for c, _ in [first, *rest[:k - 1]]]
 
 
+def _passes(recipe: dict) -> list[tuple[str, dict]]:
+    return [(p, {}) if isinstance(p, str) else next(iter(p.items())) for p in recipe["passes"]]
+
+
+def same_model_at(recipe: dict, later: dict, report: dict) -> bool:
+    """Whether ``later`` (``recipe`` at a later rung's steps) builds the model of ``report`` (the run of
+    ``recipe``) again (module docstring): the two differ in ``steps`` / ``final_steps`` only, and every
+    pass whose steps differ ran fewer steps than ``recipe`` asked (its note's ``steps`` <
+    ``steps_requested``); a ``budget`` pass also keeps the ratio ``final_steps : steps`` (its cap cuts
+    both in proportion). A pass that does not report both figures is taken to train more."""
+    a, b = _passes(recipe), _passes(later)
+    if [n for n, _ in a] != [n for n, _ in b]:
+        return False
+    notes = [n for n in report.get("passes") or [] if isinstance(n, dict)]
+    seen: dict = {}
+    for (name, pa), (_, pb) in zip(a, b):
+        k = seen[name] = seen.get(name, -1) + 1
+        if pa == pb:
+            continue
+        if {key for key in {*pa, *pb} if pa.get(key) != pb.get(key)} - {"steps", "final_steps"}:
+            return False
+        mine = [n for n in notes if n.get("pass") == name]
+        note = mine[k] if k < len(mine) else {}
+        asked, ran = note.get("steps_requested"), note.get("steps")
+        if not (isinstance(asked, int) and isinstance(ran, int) and asked == pa.get("steps") and ran < asked):
+            return False
+        fa, fb = pa.get("final_steps", 0) or 0, pb.get("final_steps", 0) or 0
+        if fa * pb.get("steps", 0) != fb * pa.get("steps", 0):
+            return False
+    return True
+
+
 def pareto(df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Rows no other row beats on both drop (lower) and objective (its direction)."""
     sign = -1 if OBJECTIVES[settings.objective][1] == "max" else 1
@@ -431,16 +474,27 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     cands = settings.space.candidates()
     rows: list[dict] = []
     stopped = False
+    earlier: dict = {}  # candidate name -> (its recipe dict, run directory, report) at the rung before
     for rung in range(settings.rungs):
         scale = float(settings.eta) ** (rung - settings.rungs + 1)
         results = []
-        recipes = {c.name: Recipe.resolve(c.recipe(scale, settings.data)) for c in cands}
-        cache.plan([recipes[c.name] for c in cands if _recorded(*_run_paths(out, c, rung)) is None])
+        asked = {c.name: c.recipe(scale, settings.data) for c in cands}
+        recipes = {name: Recipe.resolve(r) for name, r in asked.items()}
+        same = {c.name: earlier[c.name][1] for c in cands if c.name in earlier
+                and _recorded(*_run_paths(out, c, rung)) is None
+                and same_model_at(earlier[c.name][0], asked[c.name], earlier[c.name][2])}
+        cache.plan([recipes[c.name] for c in cands
+                    if _recorded(*_run_paths(out, c, rung)) is None and c.name not in same])
         for c in cands:
             run_dir, failure = _run_paths(out, c, rung)
             recorded = _recorded(run_dir, failure)
             if recorded is not None:  # cached: its report, or the record of its failure
                 report = read_json(recorded)
+            elif c.name in same:  # the run before stopped at every cap: this rung's run is that model
+                run_dir = same[c.name]
+                report = read_json(run_dir / "report.json")
+                log(f"{c.name}: steps x{scale:.3g} build the model of {run_dir.name} (no pass that trains asks "
+                    "for more steps than it ran there), not run again")
             elif settings.time_budget is not None and time.time() - t0 >= settings.time_budget:
                 stopped = True
                 continue
@@ -460,10 +514,13 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
             row = {"candidate": c.name, "rung": rung, "step_scale": scale, "dir": str(run_dir),
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
             row["reused_passes"] = ",".join(_reused(report))
+            row["same_model_as"] = same[c.name].name if c.name in same else ""
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
             row["drop_bound"] = drop_bound(row, settings)
             results.append((c, row))
+            if "error" not in report and c.name not in same:  # a run not repeated keeps its own recipe
+                earlier[c.name] = (asked[c.name], run_dir, report)
         cache.clear()
         rows += [r for _, r in results]
         if not results:
@@ -495,7 +552,8 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     report = {"stage": "search", "objective": settings.objective, "max_drop": settings.max_drop,
               "margin_z": settings.margin_z, "promote_z": settings.promote_z,
               "best": best, "feasible": bool(best["drop_bound"] <= settings.max_drop),
-              "runs": len(table), "final_rung_runs": len(final), "pareto": front.to_dict(orient="records"),
+              "runs": len(table), "final_rung_runs": len(final),
+              "runs_not_repeated": int((table["same_model_as"] != "").sum()), "pareto": front.to_dict(orient="records"),
               "stopped_by_time_budget": stopped, "seconds": round(time.time() - t0, 1)}
     write_json(out / "report.json", report)
     return report

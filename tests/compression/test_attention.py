@@ -56,6 +56,8 @@ def test_the_pass_records_every_alternative_and_keeps_the_best_on_validation(one
     assert alts["length"]["accuracy"] == alts["keep"]["accuracy"] and alts["length"]["trim_max_abs_diff"] <= 1e-5
     assert alts["length"]["tokens"] < alts["keep"]["tokens"] and alts["length"]["buckets"][-1] == 16
     assert alts["drop"]["flops"] < alts["keep"]["flops"] and alts["drop"]["shrink_max_abs_diff"] <= 1e-5
+    # the steps drop trained, beside those asked (what the search reads to skip a repeat at more steps)
+    assert note["steps"] == alts["drop"]["finetune_steps"] <= note["steps_requested"] == 20
     best = max(a["accuracy"] for a in alts.values())
     assert note["chosen_validation"] == best == alts[note["chosen"]]["accuracy"]
     # the figure recorded is the kept model's own validation figure
@@ -87,6 +89,7 @@ def test_the_pass_does_nothing_with_more_heads(trained_models, pointwise_file):
     model = state.model
     result = AttentionPass()(state, AttentionSettings())
     assert "2 heads left" in result.notes["skipped"] and result.state.model is model
+    assert (result.notes["steps"], result.notes["steps_requested"]) == (0, 600)  # nothing trained
 
 
 def test_recipe_settings_are_validated():

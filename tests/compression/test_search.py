@@ -9,7 +9,7 @@ import yaml
 from rmcompress.compression import search as search_mod
 from rmcompress.compression.recipe import Recipe
 from rmcompress.compression.search import (Candidate, LevelCandidate, Settings, Space, drop_bound, pareto,
-                                           parse_duration, promise_key, promote, rank_key, search)
+                                           parse_duration, promise_key, promote, rank_key, same_model_at, search)
 from rmcompress.errors import UsageError
 from rmcompress.fileio import write_json
 
@@ -291,22 +291,27 @@ def test_a_run_of_a_short_rung_within_the_drop_is_chosen_over_full_runs_past_it(
 
     real = S.compress
 
-    def drifting(model, recipe, data, out, **kw):  # full-step runs lose 5 points more
+    def drifting(model, recipe, data, out, **kw):  # full-step runs lose 50 points more
         report = real(model, recipe, data, out, **kw)
         if str(out).endswith("-r1"):
-            report["accuracy_drop_points"] = report.get("accuracy_drop_points", 0.0) + 5.0
+            report["accuracy_drop_points"] = report.get("accuracy_drop_points", 0.0) + 50.0
             write_json(Path(out) / "report.json", report)
         return report
 
     monkeypatch.setattr(S, "compress", drifting)
-    s = Settings(max_drop=2.0, objective="size", eta=2, rungs=2, latency_runs=5, margin_z=0.0,
-                 space=Space(levels=(), budgets=(1.0,), factorise=(True,), sparsity=(0.0,), precisions=("float16",)))
+    # 4 steps: below one epoch of the training split (5 batches), so the full-step run trains more;
+    # int8 weights: smaller than the grid's float16 candidate, so it goes on
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(
+        {"name": "f", "passes": ["fuse", {"factorise": {"vocab_prune": True, "steps": 4}}, {"quantise": {"mode": "dynamic"}}]}))
+    s = Settings(max_drop=10.0, objective="size", eta=2, rungs=2, latency_runs=5, margin_z=0.0,
+                 space=Space(levels=(str(tmp_path / "f.yaml"),), budgets=(1.0,), factorise=(False,), sparsity=(0.0,),
+                             precisions=("float16",)))
     report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
     best = report["best"]
     assert best["rung"] == 0 and best["step_scale"] == 0.5 and report["feasible"], best
     recipe = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
-    assert recipe == Candidate(1.0, True, 0.0, "float16").recipe(0.5)
-    assert recipe["passes"][1]["factorise"]["steps"] == 100
+    assert recipe == LevelCandidate(str(tmp_path / "f.yaml")).recipe(0.5)
+    assert recipe["passes"][1]["factorise"]["steps"] == 2
 
 
 def test_candidates_that_share_a_budget_pass_train_it_once(tmp_path, trained_models, pointwise_file):
@@ -331,3 +336,72 @@ def test_candidates_that_share_a_budget_pass_train_it_once(tmp_path, trained_mod
     assert "level-two: started from the state after budget, fuse of an earlier run" in lines
     assert runs.loc["level-two", "flops"] == runs.loc["level-one", "flops"]
     assert runs.loc["level-two", "reused_passes"] == "budget,fuse" and pd.isna(runs.loc["level-one", "reused_passes"])
+
+
+def test_a_run_capped_in_every_training_pass_is_the_same_model_at_more_steps():
+    """:func:`same_model_at` on the notes a run reports: it holds only where every pass whose steps
+    grow stopped below its request, a budget pass keeps its final-steps share, nothing else changes."""
+    def recipe(k):
+        return {"passes": [{"budget": {"flops_fraction": 0.1, "steps": 500 * k, "final_steps": 100 * k}}, "fuse",
+                           {"factorise": {"vocab_prune": True, "steps": 100 * k}}, {"quantise": {"mode": "int8"}}]}
+
+    capped = {"passes": [{"pass": "budget", "steps": 170, "final_steps": 34, "steps_requested": 500},
+                         {"pass": "fuse"}, {"pass": "factorise", "steps": 20, "steps_requested": 100},
+                         {"pass": "length"}, {"pass": "quantise"}]}
+    assert same_model_at(recipe(1), recipe(2), capped)
+    assert same_model_at({"passes": ["fuse", {"quantise": {"mode": "int8"}}]},
+                         {"passes": ["fuse", {"quantise": {"mode": "int8"}}]}, {"passes": []})  # nothing trains
+    light = LevelCandidate("light")  # its quantise pass carries steps, which only qat trains
+    assert same_model_at(light.recipe(0.5), light.recipe(1.0), {"passes": [
+        {"pass": "fuse"}, {"pass": "length"}, {"pass": "quantise", "mode": "dynamic", "steps": 0, "steps_requested": 150}]})
+    ran_all = {"passes": [capped["passes"][0], {"pass": "fuse"},
+                          {"pass": "factorise", "steps": 100, "steps_requested": 100}]}
+    assert not same_model_at(recipe(1), recipe(2), ran_all)  # factorise trained every step it asked for
+    silent = {"passes": [capped["passes"][0], {"pass": "fuse"}, {"pass": "factorise"}]}
+    assert not same_model_at(recipe(1), recipe(2), silent)  # a pass that does not say is taken to train more
+    share = recipe(2)
+    share["passes"][0]["budget"]["final_steps"] = 300
+    assert not same_model_at(recipe(1), share, capped)  # the cap splits steps and final_steps in the new ratio
+    other = recipe(2)
+    other["passes"][2]["factorise"]["max_error"] = 0.2
+    assert not same_model_at(recipe(1), other, capped)
+    assert not same_model_at(recipe(1), {"passes": recipe(2)["passes"][:2]}, capped)
+
+
+def test_a_capped_short_run_is_not_repeated_and_its_full_steps_build_the_same_model(tmp_path, trained_models,
+                                                                                     pointwise_file, monkeypatch):
+    """A candidate whose half-step run stopped at one epoch in its only training pass gets the same
+    run as its full-step row (no second build), and the full-step recipe, built on its own, scores the
+    validation rows as that run did."""
+    import rmcompress.compression.search as S
+    from rmcompress.compression.pipeline import compress
+    from rmcompress.fileio import read_json
+
+    real, built = S.compress, []
+
+    def counting(model, recipe, data, out, **kw):
+        built.append(Path(out).name)
+        return real(model, recipe, data, out, **kw)
+
+    monkeypatch.setattr(S, "compress", counting)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(  # 40 steps asked, 5 batches an epoch: capped at both rungs
+        {"name": "c", "passes": ["fuse", {"factorise": {"vocab_prune": True, "steps": 40}}, {"quantise": {"mode": "float16"}}]}))
+    s = Settings(max_drop=100.0, objective="size", eta=2, rungs=2, latency_runs=5,
+                 space=Space(levels=(str(tmp_path / "c.yaml"),), budgets=(1.0,), factorise=(False,), sparsity=(0.0,),
+                             precisions=("float16",)))
+    lines = []
+    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s, log=lines.append)
+    assert built == ["level-c-r0", "b1-nof-s0-float16-r0"]
+    runs = pd.read_csv(tmp_path / "s" / "search.csv", keep_default_na=False)
+    later = runs[runs["rung"] == 1].iloc[0]
+    assert later["same_model_as"] == "level-c-r0" and later["dir"].endswith("level-c-r0")
+    assert report["runs_not_repeated"] == 1 and any("not run again" in line for line in lines)
+    short = read_json(tmp_path / "s" / "candidates" / "level-c-r0" / "report.json")
+    note = next(p for p in short["passes"] if p["pass"] == "factorise")
+    assert note["steps"] < note["steps_requested"] == 20
+    full = compress(trained_models["cnn"].out_dir, LevelCandidate(str(tmp_path / "c.yaml")).recipe(1.0), pointwise_file,
+                    tmp_path / "full", latency_runs=0)
+    assert next(p for p in full["passes"] if p["pass"] == "factorise")["steps"] == note["steps"]
+    assert full["accuracy"] == short["accuracy"] and full["accuracy_drop_points"] == short["accuracy_drop_points"]
+    assert (tmp_path / "full" / "model.tflite").read_bytes() == (tmp_path / "s" / "candidates" / "level-c-r0" /
+                                                                 "model.tflite").read_bytes()
