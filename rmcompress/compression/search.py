@@ -52,8 +52,9 @@ every pass that trains reports the ``steps`` it ran beside ``steps_requested``. 
 whose short run stopped at that cap in every pass whose steps the next rung raises (a ``budget``
 pass with the same share of ``final_steps``) would train the same steps on the same rows from the
 same seed: it is not run again (:func:`same_model_at`); its next-rung row is that run's, marked
-``same_model_as`` with the run's directory, and ``best.yaml`` of it has the full steps, which build
-the same model. A candidate without training passes (``light``) is the same model at every rung.
+``same_model_as`` with the run's directory (``seconds`` 0; its figures, latency too, are that run's),
+and ``best.yaml`` of it has the full steps, which build the same model (``best/`` is the run's own
+directory, its ``recipe.yaml`` with the steps it asked for). A candidate without training passes (``light``) is the same model at every rung.
 On a small training set (1,295 HH pairs: 20 steps an epoch) that is every candidate.
 Whole compress runs report no intermediate values, which is what library schedulers (optuna's
 pruners, keras-tuner's Hyperband) need, so the few lines of the schedule live here.
@@ -392,7 +393,8 @@ def same_model_at(recipe: dict, later: dict, report: dict) -> bool:
         k = seen[name] = seen.get(name, -1) + 1
         if pa == pb:
             continue
-        if {key for key in {*pa, *pb} if pa.get(key) != pb.get(key)} - {"steps", "final_steps"}:
+        if {key for key in {*pa, *pb} if pa.get(key) != pb.get(key)} - {"steps", "final_steps"} \
+                or pb.get("steps", 0) < pa.get("steps", 0):
             return False
         mine = [n for n in notes if n.get("pass") == name]
         note = mine[k] if k < len(mine) else {}
@@ -515,6 +517,8 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
             row["reused_passes"] = ",".join(_reused(report))
             row["same_model_as"] = same[c.name].name if c.name in same else ""
+            if c.name in same:  # nothing ran; its figures (latency too) are the earlier run's
+                row["seconds"] = 0.0
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
             row["drop_bound"] = drop_bound(row, settings)
@@ -535,7 +539,8 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     built = table[np.isfinite(table["accuracy_drop_points"].astype(float))]
     if not len(built):
         raise UsageError(f"search: every candidate failed (see {out / 'search.csv'}, column error)")
-    # every built run is a candidate model: on a tie the run with more training steps
+    # every built model once (a run not repeated: as its latest rung's row); on a tie the run with more steps
+    built = built.sort_values("rung", kind="stable").drop_duplicates("dir", keep="last")
     best = min(built.to_dict(orient="records"), key=lambda r: (*rank_key(r, settings), -r["rung"]))
     front = pareto(built, settings)
     if test_data is not None:

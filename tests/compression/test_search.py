@@ -390,12 +390,19 @@ def test_a_capped_short_run_is_not_repeated_and_its_full_steps_build_the_same_mo
                  space=Space(levels=(str(tmp_path / "c.yaml"),), budgets=(1.0,), factorise=(False,), sparsity=(0.0,),
                              precisions=("float16",)))
     lines = []
-    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s, log=lines.append)
+    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s, test_data=pointwise_file,
+                    log=lines.append)
     assert built == ["level-c-r0", "b1-nof-s0-float16-r0"]
     runs = pd.read_csv(tmp_path / "s" / "search.csv", keep_default_na=False)
     later = runs[runs["rung"] == 1].iloc[0]
-    assert later["same_model_as"] == "level-c-r0" and later["dir"].endswith("level-c-r0")
+    assert later["same_model_as"] == "level-c-r0" and later["dir"].endswith("level-c-r0") and later["seconds"] == 0
     assert report["runs_not_repeated"] == 1 and any("not run again" in line for line in lines)
+    # the model counts once, as its full-step row: best.yaml asks for the full steps
+    best = report["best"]
+    assert (best["candidate"], best["rung"], best["step_scale"]) == ("level-c", 1, 1.0)
+    assert yaml.safe_load((tmp_path / "s" / "best.yaml").read_text()) == LevelCandidate(str(tmp_path / "c.yaml")).recipe()
+    front = pd.read_csv(tmp_path / "s" / "pareto.csv")
+    assert front["dir"].is_unique
     short = read_json(tmp_path / "s" / "candidates" / "level-c-r0" / "report.json")
     note = next(p for p in short["passes"] if p["pass"] == "factorise")
     assert note["steps"] < note["steps_requested"] == 20
