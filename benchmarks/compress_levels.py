@@ -390,14 +390,15 @@ def reuse(rows: list[dict], path, task: str, seed: int) -> list[dict]:
     f32 = old[old["name"] == "float32 TFLite"]
     reused_dense_check(path, task, seed, mine["float32 TFLite"]["dense_val_quality"])
     here = mine.pop("float32 TFLite")["latency_ms_p50"]
-    new = []
-    for r in mine.values():
+    new = {}
+    for name, r in mine.items():
         r = dict(r)
         if pd.notna(r.get("latency_ms_p50", np.nan)):
             r["latency_ms_p50"] *= f32["latency_ms_p50"].item() / here
             r["latency_rescaled_from_float32_ms_p50"] = here
-        new.append(r)
-    return [*old[~old["name"].isin(list(mine))].to_dict(orient="records"), *new]
+        new[name] = r
+    rows = [new.pop(r["name"], r) for r in old.to_dict(orient="records")]  # in the file's order
+    return [*rows, *new.values()]
 
 
 def main(argv=None):

@@ -59,6 +59,16 @@ On a small training set (1,295 HH pairs: 20 steps an epoch) that is every candid
 Whole compress runs report no intermediate values, which is what library schedulers (optuna's
 pruners, keras-tuner's Hyperband) need, so the few lines of the schedule live here.
 
+**Latency timed together.** Each run's ``latency_speedup`` is its file against the source's float32
+file timed interleaved in that run's own process, minutes apart from the next run's; on a shared
+machine the same file's ratio moved by 15% between two runs (SST-2, ``extreme`` at half steps:
+11.0x and 13.0x), more than two fast candidates differ by. With the ``latency`` objective, after each
+rung the search times that rung's built files and the source's float32 file (``OUT/source-float32``)
+together in 3 interleaved rounds in one process (:func:`rmcompress.evaluation.latency.interleaved_latency`,
+each file with its own tokenizer on the first 256 texts of ``data``) and promotes on those ratios;
+before the choice it times every built file of every rung together again, and chooses on that. A
+row's ``latency_speedup`` is that joint figure; ``latency_speedup_run`` keeps the run's own.
+
 **Accuracy constraint with a margin.** A validation split of ``n`` rows measures a drop with a
 sampling error: a run is *feasible* when its one-sided bound
 
@@ -129,7 +139,9 @@ from rmcompress.metrics import quality_key
 from rmcompress.models.layout import check_model_dir
 from rmcompress.ownership import read_manifest
 from rmcompress.training.resume import data_fingerprint
+from rmcompress.evaluation.artifacts import open_artifact
 from rmcompress.evaluation.evaluate import evaluate
+from rmcompress.evaluation.latency import interleaved_latency
 from rmcompress.export.exporter import export_model
 from rmcompress.fileio import atomic_dir, atomic_write_text, read_json, write_json
 
@@ -530,7 +542,9 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
         if not results:
             break
         if rung < settings.rungs - 1:
+            _time_together([r for _, r in results], model, data, out, settings, log)
             cands = promote(results, settings)
+    _time_together(rows, model, data, out, settings, log)
     final = pd.DataFrame([r for r in rows if r["rung"] == max(r["rung"] for r in rows)]) if rows else pd.DataFrame()
     table = pd.DataFrame(rows)
     if not len(final):
@@ -564,12 +578,41 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
     return report
 
 
-def _with_test(front: pd.DataFrame, model, test_data, out: Path) -> pd.DataFrame:
-    """``test_quality`` of each run's TFLite file on ``test_data`` and ``test_drop`` (points) against
-    the source model's float32 TFLite (exported once to ``OUT/source-float32``) on the same rows."""
+def _source_tflite(model, out: Path) -> Path:
+    """The source model's float32 TFLite file, exported once to ``OUT/source-float32``."""
     src_dir = out / "source-float32"
     if not (src_dir / "model.tflite").is_file():
         export_model(model, src_dir, formats=("tflite",), latency_runs=0, overwrite=True)
+    return src_dir / "model.tflite"
+
+
+def _time_together(rows: list, model, data, out: Path, settings: Settings, log) -> None:
+    """With the ``latency`` objective: the built files of ``rows`` and the source's float32 file timed
+    in one process (module docstring); each row's ``latency_speedup``, ``latency_ms_p50`` and
+    ``objective`` set from it (the run's own ratio kept as ``latency_speedup_run``)."""
+    if settings.objective != "latency":
+        return
+    built = [r for r in rows if math.isfinite(_drop(r)) and (Path(r["dir"]) / "model.tflite").is_file()]
+    dirs = list(dict.fromkeys(r["dir"] for r in built))
+    if len(dirs) < 2:  # one file: nothing to compare it with but its own run's figure
+        return
+    files = [_source_tflite(model, out), *(Path(d) / "model.tflite" for d in dirs)]
+    texts = data.all_texts[:256]
+    ids = [np.asarray(open_artifact(f).tokenizer.encode(texts), np.int32) for f in files]
+    timed = interleaved_latency(files, ids, runs=settings.latency_runs)
+    src, p50 = timed[0]["latency_ms_p50"], {d: t["latency_ms_p50"] for d, t in zip(dirs, timed[1:])}
+    for r in built:
+        r.setdefault("latency_speedup_run", r.get("latency_speedup"))
+        r.update(latency_ms_p50=p50[r["dir"]], source_latency_ms_p50=src, latency_speedup=src / p50[r["dir"]])
+        r["objective"] = objective_value(r, settings)
+    log(f"timed {len(dirs)} files with the source's together: " + ", ".join(
+        f"{Path(d).name} {src / p50[d]:.2f}x" for d in dirs))
+
+
+def _with_test(front: pd.DataFrame, model, test_data, out: Path) -> pd.DataFrame:
+    """``test_quality`` of each run's TFLite file on ``test_data`` and ``test_drop`` (points) against
+    the source model's float32 TFLite (exported once to ``OUT/source-float32``) on the same rows."""
+    src_dir = _source_tflite(model, out).parent
     key = "pairwise_accuracy" if test_data.task == "pairwise" else "accuracy"
     base = evaluate(src_dir / "model.tflite", test_data, latency_runs=0)[key]
     q = [evaluate(Path(d) / "model.tflite", test_data, latency_runs=0)[key] for d in front["dir"]]

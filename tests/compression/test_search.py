@@ -412,3 +412,30 @@ def test_a_capped_short_run_is_not_repeated_and_its_full_steps_build_the_same_mo
     assert full["accuracy"] == short["accuracy"] and full["accuracy_drop_points"] == short["accuracy_drop_points"]
     assert (tmp_path / "full" / "model.tflite").read_bytes() == (tmp_path / "s" / "candidates" / "level-c-r0" /
                                                                  "model.tflite").read_bytes()
+
+
+@pytest.mark.parametrize("fast", ["float16", "dynamic"])
+def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, pointwise_file, monkeypatch, fast):
+    """With the latency objective, promotion and the choice follow one joint timing of the rung's files
+    and the source's float32 file, not each run's own ratio: whichever file the joint timing makes
+    fast goes on and is chosen; the run's own ratio stays as ``latency_speedup_run``."""
+    import rmcompress.compression.search as S
+
+    calls = []
+
+    def joint(files, ids, runs):
+        calls.append([Path(f).parent.name for f in files])
+        assert len(ids) == len(files) and all(i.ndim == 2 for i in ids)
+        return [{"latency_ms_p50": 1.0 if Path(f).parent.name == "source-float32" else
+                 (0.1 if fast in Path(f).parent.name else 0.5)} for f in files]
+
+    monkeypatch.setattr(S, "interleaved_latency", joint)
+    s = Settings(max_drop=100.0, objective="latency", eta=2, rungs=2, latency_runs=5,
+                 space=Space(levels=(), budgets=(1.0,), factorise=(False,), sparsity=(0.0,),
+                             precisions=("float16", "dynamic")))
+    report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
+    runs = pd.read_csv(tmp_path / "s" / "search.csv")
+    assert runs.loc[runs["rung"] == 1, "candidate"].item() == report["best"]["candidate"] == f"b1-nof-s0-{fast}"
+    assert calls[0] == ["source-float32", "b1-nof-s0-float16-r0", "b1-nof-s0-dynamic-r0"]  # the rung, then all
+    assert runs["latency_speedup"].tolist() == [pytest.approx(10.0 if fast in c else 2.0) for c in runs["candidate"]]
+    assert runs["latency_speedup_run"].notna().all() and report["best"]["latency_speedup"] == pytest.approx(10.0)
