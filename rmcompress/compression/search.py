@@ -64,7 +64,7 @@ file timed interleaved in that run's own process, minutes apart from the next ru
 machine the same file's ratio moved by 15% between two runs (SST-2, ``extreme`` at half steps:
 11.0x and 13.0x), more than two fast candidates differ by. With the ``latency`` objective, after each
 rung the search times that rung's built files and the source's float32 file (``OUT/source-float32``)
-together in 3 interleaved rounds in one process (:func:`rmcompress.evaluation.latency.interleaved_latency`,
+together in 10 interleaved rounds in one process (:func:`rmcompress.evaluation.latency.interleaved_latency`,
 each file with its own tokenizer on the first 256 texts of ``data``) and promotes on those ratios;
 before the choice it times every built file of every rung together again, and chooses on that. A
 row's ``latency_speedup`` is that joint figure; ``latency_speedup_run`` keeps the run's own.
@@ -149,6 +149,11 @@ from rmcompress.fileio import atomic_dir, atomic_write_text, read_json, write_js
 OBJECTIVES = dict(zip(SEARCH_OBJECTIVES, (("latency_speedup", "max"), ("size_bytes", "min"), ("flops", "min"),
                                           ("reward", "max"))))
 PRECISIONS = SEARCH_PRECISIONS
+#: rounds of the joint timing (:func:`_time_together`): a round of a 50 kB model is 20 calls of 25 us,
+#: shorter than one scheduler time slice, so a busy moment spoils a file's whole round (SST-2 seed 1
+#: under load, 3 rounds: ``aggressive``'s full-step file 5.3x, 7.5x in 10 rounds on idle cores); the
+#: median of 10 rounds outvotes a few such rounds
+TOGETHER_ROUNDS = 10
 #: int8 candidates keep float every layer whose int8 alone reorders more than 2% of row pairs
 #: (``quantise``'s ``min_layer_agreement``, the int8 rows of ``rmcompress sensitivity``)
 MIN_LAYER_AGREEMENT = 0.98
@@ -599,7 +604,7 @@ def _time_together(rows: list, model, data, out: Path, settings: Settings, log) 
     files = [_source_tflite(model, out), *(Path(d) / "model.tflite" for d in dirs)]
     texts = data.all_texts[:256]
     ids = [np.asarray(open_artifact(f).tokenizer.encode(texts), np.int32) for f in files]
-    timed = interleaved_latency(files, ids, runs=settings.latency_runs)
+    timed = interleaved_latency(files, ids, runs=settings.latency_runs, rounds=TOGETHER_ROUNDS)
     src, p50 = timed[0]["latency_ms_p50"], {d: t["latency_ms_p50"] for d, t in zip(dirs, timed[1:])}
     for r in built:
         r.setdefault("latency_speedup_run", r.get("latency_speedup"))

@@ -423,8 +423,9 @@ def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, p
 
     calls = []
 
-    def joint(files, ids, runs):
+    def joint(files, ids, runs, rounds):
         calls.append([Path(f).parent.name for f in files])
+        assert rounds == S.TOGETHER_ROUNDS
         assert len(ids) == len(files) and all(i.ndim == 2 for i in ids)
         return [{"latency_ms_p50": 1.0 if Path(f).parent.name == "source-float32" else
                  (0.1 if fast in Path(f).parent.name else 0.5)} for f in files]
