@@ -52,7 +52,8 @@ every pass that trains reports the ``steps`` it ran beside ``steps_requested``. 
 whose short run stopped at that cap in every pass whose steps the next rung raises (a ``budget``
 pass with the same share of ``final_steps``) would train the same steps on the same rows from the
 same seed: it is not run again (:func:`same_model_at`); its next-rung row is that run's, marked
-``same_model_as`` with the run's directory (``seconds`` 0; its figures, latency too, are that run's),
+``same_model_as`` with the run's directory (``seconds`` 0; its figures are that run's, its latency that
+file's joint timing),
 and ``best.yaml`` of it has the full steps, which build the same model (``best/`` is the run's own
 directory, its ``recipe.yaml`` with the steps it asked for). A candidate without training passes (``light``) is the same model at every rung.
 On a small training set (1,295 HH pairs: 20 steps an epoch) that is every candidate.
@@ -67,7 +68,11 @@ rung the search times that rung's built files and the source's float32 file (``O
 together in 10 interleaved rounds in one process (:func:`rmcompress.evaluation.latency.interleaved_latency`,
 each file with its own tokenizer on the first 256 texts of ``data``) and promotes on those ratios;
 before the choice it times every built file of every rung together again, and chooses on that. A
-row's ``latency_speedup`` is that joint figure; ``latency_speedup_run`` keeps the run's own.
+row's ``latency_speedup`` (p50 and p90 too) is that joint figure; ``latency_speedup_run`` keeps the
+run's own, which is also what ``best/report.json`` holds. Failed runs and runs without a TFLite file
+keep their own figures; a rung with one built file is not timed again. Each joint timing is kept in
+``OUT/timed-together-r<rung>.json`` / ``-final.json`` and reused while it covers the same files, so
+a resumed search promotes and chooses as the interrupted one did.
 
 **Accuracy constraint with a margin.** A validation split of ``n`` rows measures a drop with a
 sampling error: a run is *feasible* when its one-sided bound
@@ -92,7 +97,8 @@ half steps, and ``best.yaml`` has its steps.
 ``data`` as the model's training run did. A benchmark that fixed its validation rows apart from the
 training seed passes the split that reproduces them.
 
-**Objectives** (all from the candidate's ``report.json``): ``latency`` = ``latency_speedup``
+**Objectives** (from the candidate's ``report.json``; latency from the joint timing above):
+``latency`` = ``latency_speedup``
 (higher is better), ``size`` = ``size_bytes``, ``flops`` = ``flops`` (lower is better), ``reward`` =
 ``quality * (1 + reward_gamma * log2(source_flops / flops))``, the structure reward training logs
 (:mod:`rmcompress.training.complexity_model`), ``reward_gamma`` settable.
@@ -534,7 +540,7 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
                    **{k: v for k, v in report.items() if not isinstance(v, (dict, list))}}
             row["reused_passes"] = ",".join(_reused(report))
             row["same_model_as"] = same[c.name].name if c.name in same else ""
-            if c.name in same:  # nothing ran; its figures (latency too) are the earlier run's
+            if c.name in same:  # nothing ran; its figures are the earlier run's
                 row["seconds"] = 0.0
             row["objective"] = objective_value(row, settings)
             row["accuracy_drop_points"] = _drop(row)
@@ -547,9 +553,9 @@ def search(model, data, out, settings: Settings | None = None, test_data=None, l
         if not results:
             break
         if rung < settings.rungs - 1:
-            _time_together([r for _, r in results], model, data, out, settings, log)
+            _time_together([r for _, r in results], model, data, out, settings, log, f"r{rung}")
             cands = promote(results, settings)
-    _time_together(rows, model, data, out, settings, log)
+    _time_together(rows, model, data, out, settings, log, "final")
     final = pd.DataFrame([r for r in rows if r["rung"] == max(r["rung"] for r in rows)]) if rows else pd.DataFrame()
     table = pd.DataFrame(rows)
     if not len(final):
@@ -591,27 +597,37 @@ def _source_tflite(model, out: Path) -> Path:
     return src_dir / "model.tflite"
 
 
-def _time_together(rows: list, model, data, out: Path, settings: Settings, log) -> None:
+def _time_together(rows: list, model, data, out: Path, settings: Settings, log, tag: str) -> None:
     """With the ``latency`` objective: the built files of ``rows`` and the source's float32 file timed
-    in one process (module docstring); each row's ``latency_speedup``, ``latency_ms_p50`` and
-    ``objective`` set from it (the run's own ratio kept as ``latency_speedup_run``)."""
+    in one process (module docstring); each row's ``latency_speedup``, ``latency_ms_p50``,
+    ``latency_ms_p90``, ``source_latency_ms_p50`` and ``objective`` set from it (the run's own ratio
+    kept as ``latency_speedup_run``). The timing is recorded in ``OUT/timed-together-TAG.json`` and
+    reused while it holds the same files, so a resumed search promotes and chooses as it did."""
     if settings.objective != "latency":
         return
     built = [r for r in rows if math.isfinite(_drop(r)) and (Path(r["dir"]) / "model.tflite").is_file()]
     dirs = list(dict.fromkeys(r["dir"] for r in built))
     if len(dirs) < 2:  # one file: nothing to compare it with but its own run's figure
         return
-    files = [_source_tflite(model, out), *(Path(d) / "model.tflite" for d in dirs)]
-    texts = data.all_texts[:256]
-    ids = [np.asarray(open_artifact(f).tokenizer.encode(texts), np.int32) for f in files]
-    timed = interleaved_latency(files, ids, runs=settings.latency_runs, rounds=TOGETHER_ROUNDS)
-    src, p50 = timed[0]["latency_ms_p50"], {d: t["latency_ms_p50"] for d, t in zip(dirs, timed[1:])}
+    record = out / f"timed-together-{tag}.json"
+    timed = read_json(record) if record.is_file() else None
+    if timed is None or timed.get("dirs") != dirs:
+        files = [_source_tflite(model, out), *(Path(d) / "model.tflite" for d in dirs)]
+        texts = data.all_texts[:256]
+        ids = [np.asarray(open_artifact(f).tokenizer.encode(texts), np.int32) for f in files]
+        t = interleaved_latency(files, ids, runs=settings.latency_runs, rounds=TOGETHER_ROUNDS)
+        timed = {"dirs": dirs, "rounds": TOGETHER_ROUNDS, "source": t[0], "files": t[1:]}
+        write_json(record, timed)
+    src = timed["source"]["latency_ms_p50"]
+    by_dir = dict(zip(dirs, timed["files"]))
     for r in built:
+        t = by_dir[r["dir"]]
         r.setdefault("latency_speedup_run", r.get("latency_speedup"))
-        r.update(latency_ms_p50=p50[r["dir"]], source_latency_ms_p50=src, latency_speedup=src / p50[r["dir"]])
+        r.update(latency_ms_p50=t["latency_ms_p50"], latency_ms_p90=t["latency_ms_p90"], source_latency_ms_p50=src,
+                 latency_speedup=src / t["latency_ms_p50"])
         r["objective"] = objective_value(r, settings)
     log(f"timed {len(dirs)} files with the source's together: " + ", ".join(
-        f"{Path(d).name} {src / p50[d]:.2f}x" for d in dirs))
+        f"{Path(d).name} {src / by_dir[d]['latency_ms_p50']:.2f}x" for d in dirs))
 
 
 def _with_test(front: pd.DataFrame, model, test_data, out: Path) -> pd.DataFrame:

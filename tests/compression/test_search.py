@@ -427,8 +427,9 @@ def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, p
         calls.append([Path(f).parent.name for f in files])
         assert rounds == S.TOGETHER_ROUNDS
         assert len(ids) == len(files) and all(i.ndim == 2 for i in ids)
-        return [{"latency_ms_p50": 1.0 if Path(f).parent.name == "source-float32" else
-                 (0.1 if fast in Path(f).parent.name else 0.5)} for f in files]
+        return [{"latency_ms_p50": p, "latency_ms_p90": 2 * p} for p in
+                (1.0 if Path(f).parent.name == "source-float32" else (0.1 if fast in Path(f).parent.name else 0.5)
+                 for f in files)]
 
     monkeypatch.setattr(S, "interleaved_latency", joint)
     s = Settings(max_drop=100.0, objective="latency", eta=2, rungs=2, latency_runs=5,
@@ -440,3 +441,6 @@ def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, p
     assert calls[0] == ["source-float32", "b1-nof-s0-float16-r0", "b1-nof-s0-dynamic-r0"]  # the rung, then all
     assert runs["latency_speedup"].tolist() == [pytest.approx(10.0 if fast in c else 2.0) for c in runs["candidate"]]
     assert runs["latency_speedup_run"].notna().all() and report["best"]["latency_speedup"] == pytest.approx(10.0)
+    # resumed: the recorded joint timings decide again, nothing is timed
+    monkeypatch.setattr(S, "interleaved_latency", lambda *a, **k: pytest.fail("timed again on resume"))
+    assert search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)["best"]["candidate"] == f"b1-nof-s0-{fast}"
