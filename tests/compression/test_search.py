@@ -414,22 +414,25 @@ def test_a_capped_short_run_is_not_repeated_and_its_full_steps_build_the_same_mo
                                                                  "model.tflite").read_bytes()
 
 
-@pytest.mark.parametrize("fast", ["float16", "dynamic"])
-def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, pointwise_file, monkeypatch, fast):
+def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, pointwise_file, monkeypatch):
     """With the latency objective, promotion and the choice follow one joint timing of the rung's files
-    and the source's float32 file, not each run's own ratio: whichever file the joint timing makes
-    fast goes on and is chosen; the run's own ratio stays as ``latency_speedup_run``."""
+    and the source's float32 file, not each run's own ratio: the joint timing (faked) reverses the
+    runs' own order, and the file it makes fast goes on and is chosen; the run's own ratio stays as
+    ``latency_speedup_run``, and a resumed search reuses the recorded timing."""
     import rmcompress.compression.search as S
+    from rmcompress.fileio import read_json
 
     calls = []
 
+    def own(f):
+        return read_json(Path(f).parent / "report.json")["latency_speedup"]
+
     def joint(files, ids, runs, rounds):
         calls.append([Path(f).parent.name for f in files])
-        assert rounds == S.TOGETHER_ROUNDS
-        assert len(ids) == len(files) and all(i.ndim == 2 for i in ids)
+        assert rounds == S.TOGETHER_ROUNDS and len(ids) == len(files) and all(i.ndim == 2 for i in ids)
+        slowest = min(files[1:], key=own)  # by its own run: it becomes the fast one
         return [{"latency_ms_p50": p, "latency_ms_p90": 2 * p} for p in
-                (1.0 if Path(f).parent.name == "source-float32" else (0.1 if fast in Path(f).parent.name else 0.5)
-                 for f in files)]
+                (1.0 if i == 0 else (0.1 if f == slowest else 0.5) for i, f in enumerate(files))]
 
     monkeypatch.setattr(S, "interleaved_latency", joint)
     s = Settings(max_drop=100.0, objective="latency", eta=2, rungs=2, latency_runs=5,
@@ -437,10 +440,12 @@ def test_latency_runs_are_compared_as_timed_together(tmp_path, trained_models, p
                              precisions=("float16", "dynamic")))
     report = search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)
     runs = pd.read_csv(tmp_path / "s" / "search.csv")
-    assert runs.loc[runs["rung"] == 1, "candidate"].item() == report["best"]["candidate"] == f"b1-nof-s0-{fast}"
+    first = runs[runs["rung"] == 0]
+    fast = first.loc[first["latency_speedup_run"].idxmin(), "candidate"]  # the slower by its own run
+    assert runs.loc[runs["rung"] == 1, "candidate"].item() == report["best"]["candidate"] == fast
     assert calls[0] == ["source-float32", "b1-nof-s0-float16-r0", "b1-nof-s0-dynamic-r0"]  # the rung, then all
-    assert runs["latency_speedup"].tolist() == [pytest.approx(10.0 if fast in c else 2.0) for c in runs["candidate"]]
-    assert runs["latency_speedup_run"].notna().all() and report["best"]["latency_speedup"] == pytest.approx(10.0)
+    assert runs["latency_speedup"].tolist() == [pytest.approx(10.0 if c == fast else 2.0) for c in runs["candidate"]]
+    assert report["best"]["latency_speedup"] == pytest.approx(10.0) and report["best"]["latency_ms_p90"] == 0.2
     # resumed: the recorded joint timings decide again, nothing is timed
     monkeypatch.setattr(S, "interleaved_latency", lambda *a, **k: pytest.fail("timed again on resume"))
-    assert search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)["best"]["candidate"] == f"b1-nof-s0-{fast}"
+    assert search(trained_models["cnn"].out_dir, pointwise_file, tmp_path / "s", s)["best"]["candidate"] == fast
