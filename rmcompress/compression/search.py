@@ -52,11 +52,11 @@ every pass that trains reports the ``steps`` it ran beside ``steps_requested``. 
 whose short run stopped at that cap in every pass whose steps the next rung raises (a ``budget``
 pass with the same share of ``final_steps``) would train the same steps on the same rows from the
 same seed: it is not run again (:func:`same_model_at`); its next-rung row is that run's, marked
-``same_model_as`` with the run's directory (``seconds`` 0; its figures are that run's, its latency that
-file's joint timing),
-and ``best.yaml`` of it has the full steps, which build the same model (``best/`` is the run's own
-directory, its ``recipe.yaml`` with the steps it asked for). A candidate without training passes (``light``) is the same model at every rung.
-On a small training set (1,295 HH pairs: 20 steps an epoch) that is every candidate.
+``same_model_as`` with the run's directory (``seconds`` 0; its figures are that run's, its latency
+that file's joint timing), and ``best.yaml`` of it has the full steps, which build the same model
+(``best/`` is the run's own directory, its ``recipe.yaml`` with the steps it asked for). A candidate
+without training passes (``light``) is the same model at every rung. On a small training set (1,295
+HH pairs: 20 steps an epoch) that is every candidate.
 Whole compress runs report no intermediate values, which is what library schedulers (optuna's
 pruners, keras-tuner's Hyperband) need, so the few lines of the schedule live here.
 
